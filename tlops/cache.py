@@ -1,0 +1,113 @@
+"""Content-addressed, on-disk feature cache.
+
+Layout: <root>/<namespace>/<shard digest>.npz, where namespace = sha256 of the backbone identity
+(source, weights sha256, layers/pooling, preprocessing) and each shard holds (item hash -> vector)
+rows plus a digest of its own contents. Shards are written to a temp file and renamed into place,
+so a reader never sees a half-written one; a shard whose digest does not match is deleted and its
+items are recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+def namespace_of(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def item_hash(item: str | bytes) -> str:
+    data = item.encode("utf-8") if isinstance(item, str) else item
+    return hashlib.sha256(data).hexdigest()
+
+
+def _digest(keys: np.ndarray, vecs: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(keys.tobytes())
+    h.update(str(vecs.shape).encode())
+    h.update(np.ascontiguousarray(vecs).tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    corrupt_shards: list[str] = field(default_factory=list)
+
+
+class FeatureCache:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def _dir(self, namespace: str) -> Path:
+        return self.root / namespace
+
+    def lookup(self, namespace: str, keys: list[str], stats: CacheStats) -> dict[str, np.ndarray]:
+        """Vectors for those keys that are cached (verified shards only)."""
+        wanted = set(keys)
+        found: dict[str, np.ndarray] = {}
+        d = self._dir(namespace)
+        if not d.is_dir():
+            return found
+        for shard in sorted(d.glob("*.npz")):
+            loaded = self._load_shard(shard, stats)
+            if loaded is None:
+                continue
+            skeys, vecs = loaded
+            for i, k in enumerate(skeys.tolist()):
+                k = k.decode() if isinstance(k, bytes) else k
+                if k in wanted and k not in found:
+                    found[k] = vecs[i]
+        return found
+
+    def _load_shard(self, shard: Path, stats: CacheStats):
+        try:
+            with np.load(shard, allow_pickle=False) as z:
+                keys, vecs, digest = z["keys"], z["vecs"], str(z["digest"])
+            if digest != _digest(keys, vecs) or shard.stem != digest[:32]:
+                raise ValueError("digest mismatch")
+            return keys, vecs
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+            stats.corrupt_shards.append(str(shard))
+            shard.unlink(missing_ok=True)  # recomputed by the caller as misses
+            return None
+
+    def put(self, namespace: str, keys: list[str], vecs: np.ndarray, meta: dict | None = None) -> Path:
+        d = self._dir(namespace)
+        d.mkdir(parents=True, exist_ok=True)
+        if meta is not None and not (d / "identity.json").exists():
+            _atomic_write_bytes(d / "identity.json", json.dumps(meta, indent=1, sort_keys=True).encode())
+        karr = np.array(keys, dtype="S64")
+        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+        digest = _digest(karr, vecs)
+        final = d / f"{digest[:32]}.npz"
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, keys=karr, vecs=vecs, digest=np.array(digest))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return final
+
+    def size_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.root.rglob("*.npz")) if self.root.exists() else 0
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)

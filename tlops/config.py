@@ -1,0 +1,156 @@
+"""Typed run configuration: one pydantic model per concern, unknown keys rejected by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tlops.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    path: str = Field(description="dataset directory (dataset.yaml + train/val/test CSV)")
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5, description="carved from train when val.csv is absent")
+
+
+class ValidationConfig(_Strict):
+    min_per_class: int = Field(5, ge=1, description="each class needs at least this many training rows")
+    min_chars: int = Field(3, ge=1)
+    max_chars: int = Field(2000, ge=1)
+
+
+class BackboneConfig(_Strict):
+    name: str = Field(description="hf:<hub id or local folder>")
+    layers: list[int] = Field(default_factory=lambda: [-1], description="hidden-state layers to pool; several are concatenated")
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int = Field(128, ge=8, le=4096)
+    batch_size: int = Field(64, ge=1)
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_not_empty(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("give at least one layer, e.g. [-1] for the last hidden layer")
+        if len(set(v)) != len(v):
+            raise ValueError(f"layers {v} repeat a layer; list each once")
+        return v
+
+
+class FeaturesConfig(_Strict):
+    cache_dir: str = ".tlops/cache"
+
+
+class LinearProbeConfig(_Strict):
+    name: Literal["linear_probe"] = "linear_probe"
+    head: Literal["logreg", "mlp"] = "logreg"
+    C: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic-regression head")
+    max_iter: int = Field(1000, ge=10)
+    hidden: int = Field(256, ge=1, description="MLP head hidden width")
+    epochs: int = Field(60, ge=1, description="MLP head epochs (best epoch on validation is kept)")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    batch_size: int = Field(128, ge=1)
+
+
+class RegistryConfig(_Strict):
+    model_name: str = Field(description="MLflow registered model name")
+    metric: Literal["accuracy", "macro_f1"] = "macro_f1"
+    margin: float = Field(0.0, ge=0.0, description="challenger must beat the champion by more than this")
+
+
+class ExecutionConfig(_Strict):
+    train_pool: str | None = Field(None, description="Prefect work pool for the train step; None runs it in-process")
+    work_dir: str = ".tlops/runs"
+    pool_timeout_s: float = Field(1800, gt=0)
+
+
+class TrackingConfig(_Strict):
+    uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
+    experiment: str = "tlops"
+
+
+class RunConfig(_Strict):
+    seed: int = 0
+    data: DataConfig
+    validation: ValidationConfig = ValidationConfig()
+    backbone: BackboneConfig
+    features: FeaturesConfig = FeaturesConfig()
+    strategy: LinearProbeConfig = LinearProbeConfig()
+    registry: RegistryConfig
+    execution: ExecutionConfig = ExecutionConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(RunConfig, e["loc"][:-1])
+            valid = ", ".join(parent.model_fields) if parent else "?"
+            lines.append(f"  {where}: unknown key; valid keys here: {valid}")
+        elif e["type"] == "missing":
+            lines.append(f"  {where}: required key is missing")
+        else:
+            lines.append(f"  {where}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{k}' is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set strategy.head=mlp")
+        key, raw = item.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(raw) if raw != "" else None))
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; pass a YAML file such as configs/text_linear_probe.yaml")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(tree).__name__}")
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(tree, key, value)
+    return config_from_dict(tree, source=str(path))
+
+
+def config_from_dict(tree: dict, source: str = "(dict)") -> RunConfig:
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None

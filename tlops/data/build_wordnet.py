@@ -1,0 +1,95 @@
+"""Build the demo text dataset from WordNet 3.0 (Debian `wordnet-base`), deterministically.
+
+Text = a synset's gloss definition (examples stripped), label = its lexicographer file (supersense).
+Selection and split use sha256 of the synset offset, so the output is byte-identical on every machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from pathlib import Path
+
+import typer
+
+WORDNET_DIR = Path("/usr/share/wordnet")
+# WordNet's lexicographer file names, indexed by field 2 of each data line (wndb(5WN)).
+LEXNAMES = (
+    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
+    "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
+    "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
+    "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
+    "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
+    "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather adj.ppl"
+).split()
+DEMO_CLASSES = (
+    "noun.act noun.animal noun.artifact noun.body noun.communication noun.food "
+    "noun.location noun.person noun.plant noun.state noun.substance noun.time"
+).split()
+PER_CLASS = {"train": 150, "val": 30, "test": 50}
+
+
+def read_glosses(wordnet_dir: Path = WORDNET_DIR) -> list[tuple[str, str, str]]:
+    """(synset id, lexname, definition) for every synset, in file order."""
+    out = []
+    for pos in ("noun", "verb", "adj", "adv"):
+        path = wordnet_dir / f"data.{pos}"
+        if not path.is_file():
+            raise SystemExit(f"{path} not found: install WordNet with `apt-get install -y wordnet-base`")
+        for line in path.read_text(encoding="latin-1").splitlines():
+            if line.startswith("  ") or "|" not in line:
+                continue  # licence header
+            head, gloss = line.split("|", 1)
+            fields = head.split()
+            definition = gloss.split(";")[0].strip()
+            definition = re.sub(r"\s+", " ", definition.replace('"', "")).strip()
+            out.append((f"{pos}:{fields[0]}", LEXNAMES[int(fields[1])], definition))
+    return out
+
+
+def _rank(synset_id: str) -> str:
+    return hashlib.sha256(f"tlops-wordnet-v1:{synset_id}".encode()).hexdigest()
+
+
+def build(out_dir: Path, wordnet_dir: Path = WORDNET_DIR) -> dict[str, int]:
+    rows = read_glosses(wordnet_dir)
+    seen: set[str] = set()
+    by_class: dict[str, list[tuple[str, str]]] = {c: [] for c in DEMO_CLASSES}
+    for sid, lex, text in sorted(rows, key=lambda r: _rank(r[0])):
+        key = text.lower()
+        if lex not in by_class or len(text) < 8 or key in seen:
+            continue  # one row per distinct definition, so no text can leak across splits
+        seen.add(key)
+        by_class[lex].append((text, lex))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    counts = {}
+    start = 0
+    for split, n in PER_CLASS.items():
+        split_rows = [r for c in DEMO_CLASSES for r in by_class[c][start : start + n]]
+        split_rows.sort(key=lambda r: _rank(r[0]))
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["text", "label"])
+        w.writerows(split_rows)
+        (out_dir / f"{split}.csv").write_text(buf.getvalue(), encoding="utf-8")
+        counts[split] = len(split_rows)
+        start += n
+    (out_dir / "dataset.yaml").write_text(
+        "modality: text\n"
+        "name: wordnet-supersense\n"
+        "source: WordNet 3.0 (Debian wordnet-base); text = gloss definition, label = lexicographer file\n"
+        f"labels: [{', '.join(DEMO_CLASSES)}]\n",
+        encoding="utf-8",
+    )
+    return counts
+
+
+def main(out_dir: Path = typer.Argument(Path("data/text_wordnet"))) -> None:
+    counts = build(out_dir)
+    print(f"wrote {out_dir}: {counts}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

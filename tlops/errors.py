@@ -1,0 +1,25 @@
+"""User-facing errors: each says what was wrong, where, and how to fix it."""
+
+
+class TlopsError(Exception):
+    """An error caused by the user's input (config, data, names). Printed without a traceback."""
+
+
+class ConfigError(TlopsError):
+    pass
+
+
+class DataError(TlopsError):
+    pass
+
+
+class ValidationFailed(TlopsError):
+    """Data validation found rule violations; `report` is the full JSON-able validation report."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
+
+
+class BackboneError(TlopsError):
+    pass

@@ -1,0 +1,78 @@
+"""The model package: backbone (safetensors + preprocessing files) + head (safetensors) + metadata.
+
+This folder is what gets registered; `Predictor` turns it back into raw-input -> label predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from tlops.modules.heads import ProbeHead
+
+FORMAT_VERSION = 1
+META_FILE = "tlops_model.json"
+
+
+def save_package(out_dir: Path, backbone, head: ProbeHead, labels: list[str], extra: dict | None = None) -> Path:
+    """Write atomically: build in a temp folder beside `out_dir`, then rename into place."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
+    try:
+        backbone.export(tmp / "backbone")
+        save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp / "head.safetensors"))
+        meta = {
+            "format": FORMAT_VERSION,
+            "modality": backbone.modality,
+            "backbone": {"layers": backbone.layers, "pooling": backbone.pooling, "max_length": backbone.max_length,
+                         "identity": backbone.identity()},
+            "labels": list(labels),
+            "head": head.spec,
+            **(extra or {}),
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+class Predictor:
+    """Raw inputs -> labels, from a saved package; no cache, no tracking."""
+
+    def __init__(self, package_dir: str | Path, batch_size: int = 64):
+        from tlops.backbones.hf import HFTextBackbone
+
+        root = Path(package_dir)
+        self.meta = json.loads((root / META_FILE).read_text())
+        b = self.meta["backbone"]
+        self.backbone = HFTextBackbone(str(root / "backbone"), layers=b["layers"], pooling=b["pooling"], max_length=b["max_length"])
+        spec = self.meta["head"]
+        self.head = ProbeHead(spec["in_dim"], spec["n_classes"], kind=spec["kind"], hidden=spec["hidden"], dropout=spec["dropout"])
+        self.head.load_state_dict(load_file(str(root / "head.safetensors")))
+        self.head.eval()
+        self.labels = self.meta["labels"]
+        self.batch_size = batch_size
+
+    def predict_proba(self, items: Sequence[str]) -> np.ndarray:
+        from tlops.features import embed_all
+
+        feats = embed_all(self.backbone, list(items), batch_size=self.batch_size)
+        with torch.inference_mode():
+            return torch.softmax(self.head(torch.from_numpy(feats)), dim=1).numpy()
+
+    def predict(self, items: Sequence[str]) -> list[str]:
+        if len(items) == 0:
+            return []
+        return [self.labels[i] for i in self.predict_proba(items).argmax(1)]

@@ -1,0 +1,135 @@
+"""The training pipeline as plain functions: validate -> features -> train -> evaluate -> package.
+
+Each step takes the config and paths, writes its outputs under a work folder, and returns a small
+JSON-able record; Prefect tasks wrap these one-to-one and `run_core` chains them without any
+orchestration or tracking (the baseline of the overhead benchmark).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from tlops.backbones import load_backbone
+from tlops.cache import FeatureCache
+from tlops.config import RunConfig
+from tlops.data import Dataset, load_dataset
+from tlops.evaluate import classification_metrics, confusion_png, curves_png, per_class_report
+from tlops.features import cached_features, stats_dict
+from tlops.modules.heads import ProbeHead
+from tlops.package import save_package
+from tlops.strategies.linear_probe import train_probe
+from tlops.validation import raise_for_report, validate_dataset
+
+SPLITS = ("train", "val", "test")
+
+
+def open_dataset(cfg: RunConfig) -> Dataset:
+    return load_dataset(cfg.data.path, seed=cfg.seed, val_fraction=cfg.data.val_fraction)
+
+
+def backbone_of(cfg: RunConfig):
+    b = cfg.backbone
+    return load_backbone(b.name, layers=b.layers, pooling=b.pooling, max_length=b.max_length)
+
+
+def validate_step(cfg: RunConfig) -> dict:
+    """Report of all validation rules; raises ValidationFailed (carrying the report) if any fails."""
+    report = validate_dataset(open_dataset(cfg), cfg.validation)
+    raise_for_report(report)
+    return report
+
+
+def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> dict:
+    ds = open_dataset(cfg)
+    backbone = backbone_of(cfg)
+    if backbone.modality != ds.modality:
+        from tlops.errors import DataError
+
+        raise DataError(f"{cfg.data.path} holds {ds.modality} data but backbone {cfg.backbone.name} takes {backbone.modality}; pick a {ds.modality} backbone")
+    cache = FeatureCache(cfg.features.cache_dir)
+    labels = ds.labels
+    index = {l: i for i, l in enumerate(labels)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    totals = {"hits": 0, "misses": 0, "corrupt_shards": 0, "backbone_calls": 0}
+    t0 = time.perf_counter()
+    for split in SPLITS:
+        x, stats = cached_features(backbone, ds.inputs(split), cache, batch_size=cfg.backbone.batch_size, progress=progress)
+        y = np.array([index[l] for l in ds.splits[split]["label"]], dtype=np.int64)
+        np.savez(out_dir / f"{split}.npz", x=x, y=y)
+        for k, v in stats_dict(stats).items():
+            totals[k] += v
+    totals["backbone_calls"] = backbone.calls
+    record = {"dir": str(out_dir), "labels": labels, "num_features": backbone.num_features,
+              "identity": backbone.identity(), "found_via": backbone.found_via, "cache": totals,
+              "seconds": time.perf_counter() - t0}
+    (out_dir / "features.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def _load_split(features_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(Path(features_dir) / f"{split}.npz") as z:
+        return z["x"], z["y"]
+
+
+def train_step(cfg: RunConfig, features_dir: Path, out_dir: Path) -> dict:
+    """Fit the head on cached features; writes head.safetensors + head.json. No backbone needed."""
+    torch.manual_seed(cfg.seed)
+    labels = json.loads((Path(features_dir) / "features.json").read_text())["labels"]
+    x, y = _load_split(features_dir, "train")
+    xv, yv = _load_split(features_dir, "val")
+    t0 = time.perf_counter()
+    result = train_probe(x, y, xv, yv, len(labels), cfg.strategy, seed=cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in result.head.state_dict().items()}, str(out_dir / "head.safetensors"))
+    record = {"head_path": str(out_dir / "head.safetensors"), "spec": result.head.spec, "history": result.history,
+              "val_macro_f1": result.val_macro_f1, "seconds": time.perf_counter() - t0}
+    (out_dir / "head.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def load_head(head_record: dict) -> ProbeHead:
+    s = head_record["spec"]
+    head = ProbeHead(s["in_dim"], s["n_classes"], kind=s["kind"], hidden=s["hidden"], dropout=s["dropout"])
+    head.load_state_dict(load_file(head_record["head_path"]))
+    return head.eval()
+
+
+def evaluate_step(cfg: RunConfig, features_dir: Path, head_record: dict, out_dir: Path) -> dict:
+    labels = json.loads((Path(features_dir) / "features.json").read_text())["labels"]
+    head = load_head(head_record)
+    x, y = _load_split(features_dir, "test")
+    with torch.inference_mode():
+        pred = head(torch.from_numpy(x)).argmax(1).numpy()
+    y_true = [labels[i] for i in y]
+    y_pred = [labels[i] for i in pred]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = classification_metrics(y_true, y_pred, labels)
+    report = per_class_report(y_true, y_pred, labels)
+    cm = confusion_png(y_true, y_pred, labels, out_dir / "confusion_matrix.png")
+    curves = curves_png(head_record["history"], out_dir / "learning_curves.png")
+    (out_dir / "classification_report.json").write_text(json.dumps(report, indent=1))
+    return {"metrics": metrics, "report_path": str(out_dir / "classification_report.json"),
+            "plots": [str(p) for p in (cm, curves) if p is not None], "n_test": len(y_true)}
+
+
+def package_step(cfg: RunConfig, features_dir: Path, head_record: dict, out_dir: Path) -> str:
+    labels = json.loads((Path(features_dir) / "features.json").read_text())["labels"]
+    return str(save_package(out_dir, backbone_of(cfg), load_head(head_record), labels,
+                            extra={"strategy": cfg.strategy.model_dump(), "seed": cfg.seed}))
+
+
+def run_core(cfg: RunConfig, work_dir: Path, progress: bool = False) -> dict:
+    """The whole pipeline without Prefect or MLflow: the plain baseline."""
+    work_dir = Path(work_dir)
+    validate_step(cfg)
+    feats = features_step(cfg, work_dir / "features", progress=progress)
+    head = train_step(cfg, work_dir / "features", work_dir / "train")
+    ev = evaluate_step(cfg, work_dir / "features", head, work_dir / "eval")
+    pkg = package_step(cfg, work_dir / "features", head, work_dir / "package")
+    return {"features": feats, "train": head, "evaluate": ev, "package": pkg}
