@@ -74,7 +74,7 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_clas
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.detach().item() * len(idx)
         f1 = float(f1_score(yv, _predict(head, xv), average="macro"))
         history.append({"epoch": epoch, "train_loss": total / len(xt), "val_macro_f1": f1})
         if f1 > best:  # best epoch on validation is the one kept

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that call tlops and log to MLflow. Importing this package imports nothing heavy."""

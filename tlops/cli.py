@@ -1,0 +1,87 @@
+"""`tlops` command line (typer). The flow is imported lazily so `tlops --help` stays fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from tlops.errors import TlopsError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transfer learning from pretrained models, as a governed pipeline.")
+err = Console(stderr=True)
+
+
+QUIET_ENV = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def quiet_third_party() -> None:
+    """No telemetry, no nested progress bars: the run's own output stays readable."""
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+@app.callback()
+def _main() -> None:
+    """tlops: build custom models from pretrained ones; tracked in MLflow, orchestrated by Prefect."""
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="experiment YAML, e.g. configs/text_linear_probe.yaml"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a config key: --set strategy.head=mlp"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
+) -> None:
+    """Run the training flow: validate -> features -> train -> evaluate -> register."""
+    from tlops.config import load_config
+
+    try:
+        cfg = load_config(config, set_ or [])
+    except TlopsError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(2)
+    quiet_third_party()
+    from flows.train import train_flow
+
+    try:
+        result = train_flow(cfg.model_dump(), source=str(config), progress=not json_out and sys.stderr.isatty())
+    except TlopsError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1)
+    if json_out:
+        keys = ("run_id", "model_name", "version", "aliases", "test_metrics", "cache", "promotion", "tracking_uri", "train_executed_by")
+        print(json.dumps({k: result[k] for k in keys}, default=str))
+        return
+    _print_summary(result)
+
+
+def _print_summary(r: dict) -> None:
+    out = Console()
+    m = r["test_metrics"]
+    out.print(f"\n[bold]trained[/bold] {r['strategy']} on {r['backbone']}")
+    out.print(f"[bold]test[/bold]    accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}")
+    out.print(f"[bold]cache[/bold]   hits={r['cache']['hits']} misses={r['cache']['misses']}")
+    out.print(f"[bold]model[/bold]   {r['model_name']} version {r['version']} aliases={', '.join(r['aliases'])}")
+    out.print(f"[bold]gate[/bold]    {r['promotion']['reason']}")
+    out.print(f"[bold]run[/bold]     {r['run_id']} in experiment {r['experiment']!r}")
+    out.print(f"\nOpen the MLflow UI:  mlflow ui --backend-store-uri {r['tracking_uri']}   (then http://127.0.0.1:5000)")
+    out.print(f"Load the champion:   mlflow.pyfunc.load_model('models:/{r['model_name']}@champion').predict([...])")
+
+
+if __name__ == "__main__":
+    app()
