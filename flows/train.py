@@ -107,6 +107,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True) -> di
         "promotion": reg["gate"], "test_metrics": ev["metrics"], "val_macro_f1": head["val_macro_f1"],
         "cache": feats["cache"], "validation": validation, "backbone": cfg.backbone.name,
         "strategy": cfg.strategy.name, "train_executed_by": head.get("executed_by"), "work_pool": head.get("work_pool"),
+        "train_flow_run_id": head.get("flow_run_id"),
     }
 
 

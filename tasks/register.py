@@ -50,7 +50,7 @@ def champion_score(cfg: RunConfig, client, features_dir: Path, identity: dict) -
         pred = [str(p) for p in mlflow.pyfunc.load_model(uri).predict(ds.inputs("test"))]
         how = "champion pyfunc on raw test inputs (different backbone)"
     metrics = classification_metrics(y_true, pred, ds.labels)
-    return mv.version, metrics[cfg.registry.metric], how
+    return str(mv.version), metrics[cfg.registry.metric], how
 
 
 @task(name="register")

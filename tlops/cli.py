@@ -64,7 +64,8 @@ def run(
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(1)
     if json_out:
-        keys = ("run_id", "model_name", "version", "aliases", "test_metrics", "cache", "promotion", "tracking_uri", "train_executed_by")
+        keys = ("run_id", "model_name", "version", "aliases", "test_metrics", "cache", "promotion", "tracking_uri",
+                "train_executed_by", "work_pool", "train_flow_run_id")
         print(json.dumps({k: result[k] for k in keys}, default=str))
         return
     _print_summary(result)

@@ -1,0 +1,91 @@
+"""Start and stop real servers (Prefect API, MLflow tracking, a Prefect worker) on 127.0.0.1 for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+class Services:
+    """Processes started in their own process groups; `stop()` ends every one of them."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+
+    def start(self, name: str, args: list[str], env: dict) -> subprocess.Popen:
+        log = self.root / f"{name}.log"
+        f = open(log, "w")
+        proc = subprocess.Popen(args, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=self.root, start_new_session=True)
+        self.procs.append((proc, log))
+        return proc
+
+    def log(self, proc: subprocess.Popen) -> Path:
+        return next(l for p, l in self.procs if p is proc)
+
+    def stop(self) -> None:
+        for proc, _ in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc, _ in reversed(self.procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+def prefect_env(root: Path, api_url: str) -> dict:
+    return {**os.environ, "PREFECT_HOME": str(root / "prefect-home"), "PREFECT_API_URL": api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_UI_ENABLED": "false"}
+
+
+def start_prefect_server(svc: Services) -> tuple[str, dict]:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = prefect_env(svc.root, api)
+    env.pop("PREFECT_API_URL")  # the server itself must not look for another server
+    proc = svc.start("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"], env)
+    wait_http(f"{api}/health", proc, svc.log(proc))
+    return api, prefect_env(svc.root, api)
+
+
+def start_mlflow_server(svc: Services) -> str:
+    port = free_port()
+    store = svc.root / "mlflow"
+    store.mkdir(exist_ok=True)
+    proc = svc.start("mlflow-server", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                                       "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
+                                       "--artifacts-destination", str(store / "artifacts")], dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/health", proc, svc.log(proc), timeout=180)
+    return url
