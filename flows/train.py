@@ -7,6 +7,7 @@ seed, package versions, metrics, plots, validation report and the promotion deci
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -107,7 +108,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True) -> di
         "promotion": reg["gate"], "test_metrics": ev["metrics"], "val_macro_f1": head["val_macro_f1"],
         "cache": feats["cache"], "validation": validation, "backbone": cfg.backbone.name,
         "strategy": cfg.strategy.name, "train_executed_by": head.get("executed_by"), "work_pool": head.get("work_pool"),
-        "train_flow_run_id": head.get("flow_run_id"),
+        "train_flow_run_id": head.get("flow_run_id"), "flow_pid": os.getpid(),
     }
 
 

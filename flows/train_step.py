@@ -18,12 +18,19 @@ from tlops.pipeline import train_step
 RESULT_FILE = "result.json"
 
 
+def _ancestors() -> list[int]:
+    """Parent process ids up the tree (shows which worker ran this step)."""
+    import psutil
+
+    return [p.pid for p in psutil.Process().parents()]
+
+
 @flow(name="tlops-train-step")
 def train_step_flow(config: dict, run_id: str, features_dir: str, out_dir: str) -> dict:
     """Fit the head on cached features; log per-epoch metrics in one batch; write result.json."""
     cfg = config_from_dict(config)
     record = train_step(cfg, Path(features_dir), Path(out_dir))
-    record["executed_by"] = {"pid": os.getpid(), "ppid": os.getppid(), "host": socket.gethostname()}
+    record["executed_by"] = {"pid": os.getpid(), "ppid": os.getppid(), "host": socket.gethostname(), "ancestors": _ancestors()}
     client, _ = setup(cfg)
     now = int(time.time() * 1000)
     metrics = [Metric(f"train_{k}", float(v), now, h["epoch"]) for h in record["history"] for k, v in h.items() if k != "epoch"]

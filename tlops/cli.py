@@ -65,7 +65,7 @@ def run(
         raise typer.Exit(1)
     if json_out:
         keys = ("run_id", "model_name", "version", "aliases", "test_metrics", "cache", "promotion", "tracking_uri",
-                "train_executed_by", "work_pool", "train_flow_run_id")
+                "train_executed_by", "work_pool", "train_flow_run_id", "flow_pid")
         print(json.dumps({k: result[k] for k in keys}, default=str))
         return
     _print_summary(result)

@@ -1,0 +1,44 @@
+# tlops: the README's commands are `make demo` (set up + run the main job) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := wordnet-base git
+export HF_HUB_OFFLINE ?= 1
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup data demo test test-fast bench clean
+
+# Debian packages (WordNet for the demo data), a venv, the CPU torch wheel first, then the project.
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; fi
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0   # the CPU wheel; a bare `torch` can pull a multi-GB CUDA build
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The demo dataset, rebuilt deterministically and checked against the md5 committed in data.dvc.
+data: setup
+	$(PY) -m tlops.data.build_wordnet data/text_wordnet
+	$(PY) -m dvc add -q data
+	@git diff --quiet data.dvc || { echo "data/ does not reproduce the md5 in data.dvc:"; git diff data.dvc; exit 1; }
+	$(PY) -m dvc status
+
+demo: data
+	$(VENV)/bin/tlops run configs/text_linear_probe.yaml
+
+test: data
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 900
+
+test-fast: data
+	$(PY) -m pytest -q -m "not slow" --timeout 900
+
+bench: data
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf .tlops bench/out
