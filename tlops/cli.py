@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -58,11 +59,14 @@ def run(
     quiet_third_party()
     from flows.train import train_flow
 
+    gc.freeze()  # the imported libraries live until exit: keep them out of every GC pass
+
     try:
         result = train_flow(cfg.model_dump(), source=str(config), progress=not json_out and sys.stderr.isatty())
     except TlopsError as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(1)
+    gc.freeze()  # skips a multi-second final collection of millions of objects at interpreter exit
     if json_out:
         keys = ("run_id", "model_name", "version", "aliases", "test_metrics", "cache", "promotion", "tracking_uri",
                 "train_executed_by", "work_pool", "train_flow_run_id", "flow_pid")
