@@ -24,13 +24,16 @@ class ValidationConfig(_Strict):
     min_per_class: int = Field(5, ge=1, description="each class needs at least this many training rows")
     min_chars: int = Field(3, ge=1)
     max_chars: int = Field(2000, ge=1)
+    min_image_side: int = Field(8, ge=1, description="image: smallest allowed width/height in pixels")
+    max_image_side: int = Field(8192, ge=1)
 
 
 class BackboneConfig(_Strict):
-    name: str = Field(description="hf:<hub id or local folder>")
+    name: str = Field(description="hf:<hub id or local folder>, packaged:efficientnet-lite0")
     layers: list[int] = Field(default_factory=lambda: [-1], description="hidden-state layers to pool; several are concatenated")
     pooling: Literal["mean", "cls"] = "mean"
-    max_length: int = Field(128, ge=8, le=4096)
+    max_length: int = Field(128, ge=8, le=4096, description="text: tokens per input")
+    image_size: int = Field(96, ge=16, le=1024, description="image: square input side in pixels")
     batch_size: int = Field(64, ge=1)
 
     @field_validator("layers")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -13,17 +14,22 @@ from tlops.cache import CacheStats, FeatureCache, item_hash, namespace_of
 
 
 def embed_all(backbone, items: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """Embed every item; longest-first batches with dynamic padding, under inference_mode."""
-    if not items:
-        return np.zeros((0, backbone.num_features), dtype=np.float32)
-    token_ids = backbone.tokenize(items)
-    order = sorted(range(len(items)), key=lambda i: -len(token_ids[i]))
+    """Embed every item under inference_mode. Text: tokenised once, longest-first batches with dynamic
+    padding. Files (images, audio): decoded batch by batch, so memory stays one batch deep."""
     out = np.empty((len(items), backbone.num_features), dtype=np.float32)
+    if not items:
+        return out
+    if backbone.modality == "text":
+        token_ids = backbone.tokenize(items)
+        order = sorted(range(len(items)), key=lambda i: -len(token_ids[i]))
+        batches = ((idx, lambda idx=idx: backbone.collate([token_ids[i] for i in idx]))
+                   for idx in (order[s : s + batch_size] for s in range(0, len(order), batch_size)))
+    else:
+        batches = ((list(range(s, min(s + batch_size, len(items)))), lambda s=s: backbone.preprocess(items[s : s + batch_size]))
+                   for s in range(0, len(items), batch_size))
     with _progress(progress, len(items)) as (bar, task), torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = backbone.collate([token_ids[i] for i in idx])
-            out[idx] = backbone.embed(batch).numpy()
+        for idx, make_batch in batches:
+            out[idx] = backbone.embed(make_batch()).numpy()
             if bar is not None:
                 bar.advance(task, len(idx))
     return out
@@ -51,7 +57,8 @@ def cached_features(backbone, items: Sequence[str], cache: FeatureCache, batch_s
     """Features for `items` (row-aligned); only cache misses reach the backbone."""
     identity = backbone.identity()
     ns = namespace_of(identity)
-    keys = [item_hash(x) for x in items]
+    # text is its own content; for files the key is the file's bytes, so a renamed file still hits
+    keys = [item_hash(x) if backbone.modality == "text" else item_hash(Path(x).read_bytes()) for x in items]
     stats = CacheStats()
     found = cache.lookup(ns, keys, stats)
     missing_keys = list(dict.fromkeys(k for k in keys if k not in found))

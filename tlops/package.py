@@ -52,12 +52,11 @@ class Predictor:
     """Raw inputs -> labels, from a saved package; no cache, no tracking."""
 
     def __init__(self, package_dir: str | Path, batch_size: int = 64):
-        from tlops.backbones.hf import HFTextBackbone
+        from tlops.backbones import backbone_from_export
 
         root = Path(package_dir)
         self.meta = json.loads((root / META_FILE).read_text())
-        b = self.meta["backbone"]
-        self.backbone = HFTextBackbone(str(root / "backbone"), layers=b["layers"], pooling=b["pooling"], max_length=b["max_length"])
+        self.backbone = backbone_from_export(root / "backbone", self.meta)
         spec = self.meta["head"]
         self.head = ProbeHead(spec["in_dim"], spec["n_classes"], kind=spec["kind"], hidden=spec["hidden"], dropout=spec["dropout"])
         self.head.load_state_dict(load_file(str(root / "head.safetensors")))

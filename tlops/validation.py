@@ -14,6 +14,7 @@ import pandas as pd
 
 from tlops.config import ValidationConfig
 from tlops.data.dataset import Dataset
+from tlops.data.media import inside, probe_image
 from tlops.errors import ValidationFailed
 
 MAX_ROWS_IN_REPORT = 20
@@ -32,7 +33,7 @@ def normalise_text(s: str) -> str:
     return re.sub(r"\s+", " ", str(s)).strip().lower()
 
 
-def _rules(ds: Dataset, cfg: ValidationConfig) -> list[Rule]:
+def _rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]:
     import great_expectations.expectations as gxe
 
     col = ds.input_column
@@ -62,12 +63,38 @@ def _rules(ds: Dataset, cfg: ValidationConfig) -> list[Rule]:
         Rule("train", "rows", gxe.ExpectColumnUniqueValueCountToBeBetween(column="label", min_value=2),
              "at least two classes", "a classifier needs two or more labels in train.csv"),
     ]
-    if ds.modality == "text":
-        seen = sorted(set(ds.splits["train"][col].map(normalise_text)))
-        for split in ("val", "test"):
-            rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToNotBeInSet(column="text_key", value_set=seen),
-                              "no text shared with train (leakage)",
-                              f"remove those rows from {split} or from train, so evaluation never sees training text"))
+    if ds.modality != "text":
+        for split in ("train", "val", "test"):
+            rules += _file_rules(ds, split, cfg)
+    train_keys = sorted(set(frame_of("train", "rows")["content_key"]) - {""})
+    what = "text" if ds.modality == "text" else "file content"
+    for split in ("val", "test"):
+        rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToNotBeInSet(column="content_key", value_set=train_keys),
+                          f"no {what} shared with train (leakage)",
+                          f"remove those rows from {split} or from train, so evaluation never sees training data"))
+    return rules
+
+
+def _file_rules(ds: Dataset, split: str, cfg: ValidationConfig) -> list[Rule]:
+    import great_expectations.expectations as gxe
+
+    col = ds.input_column
+    rules = [
+        Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="path_inside", value_set=[True]),
+             "path inside the dataset folder", f"use paths relative to {ds.root}, without '..' or a leading '/'"),
+        Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="exists", value_set=[True]),
+             "file exists and is not empty", "add the missing files or remove their rows"),
+    ]
+    if ds.modality == "image":
+        rules += [
+            Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]),
+                 "image decodes", "replace the broken files (PNG, JPEG, ... that PIL can open) or remove their rows"),
+            Rule(split, "rows", gxe.ExpectColumnValuesToBeBetween(column="min_side", min_value=cfg.min_image_side, max_value=cfg.max_image_side),
+                 f"image sides within [{cfg.min_image_side}, {cfg.max_image_side}] px",
+                 "resize those images or change validation.min_image_side / max_image_side"),
+            Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="channels", value_set=[1, 2, 3, 4]),
+                 "image has 1-4 channels", "convert those images to grayscale or RGB"),
+        ]
     return rules
 
 
@@ -77,8 +104,22 @@ def _frame(ds: Dataset, split: str, kind: str) -> pd.DataFrame:
         counts = df["label"].value_counts().rename_axis("label").reset_index(name="count")
         return counts.sort_values("label").reset_index(drop=True)
     df = df.copy()
-    if ds.modality == "text" and ds.input_column in df.columns:
-        df["text_key"] = df[ds.input_column].map(normalise_text)
+    col = ds.input_column
+    if col not in df.columns:
+        df["content_key"] = ""
+    elif ds.modality == "text":
+        df["content_key"] = df[col].map(normalise_text)
+    else:
+        df["path_inside"] = df[col].map(lambda p: inside(ds.root, p))
+        facts = [probe_image(ds.root / p) if ok else {"exists": False} for p, ok in zip(df[col], df["path_inside"])]
+        # A rule is only asked of rows the previous rule let through (GX skips nulls): a missing file
+        # fails "exists" once, not also "decodes" and "size".
+        df["exists"] = [f["exists"] if ok else None for f, ok in zip(facts, df["path_inside"])]
+        df["decodes"] = [f.get("decodes") if f["exists"] else None for f in facts]
+        for name in ("width", "height", "channels"):
+            df[name] = pd.array([f[name] if f.get("decodes") else None for f in facts], dtype="Int64")
+        df["min_side"] = df[["width", "height"]].min(axis=1, skipna=False)
+        df["content_key"] = [f.get("content_key", "") for f in facts]
     return df
 
 
@@ -98,10 +139,17 @@ def validate_dataset(ds: Dataset, cfg: ValidationConfig) -> dict:
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = ctx.data_sources.add_pandas("tlops")
-    rules = _rules(ds, cfg)
+    frames: dict[tuple[str, str], pd.DataFrame] = {}
+
+    def frame_of(split: str, kind: str) -> pd.DataFrame:  # each file is probed once per validation
+        if (split, kind) not in frames:
+            frames[split, kind] = _frame(ds, split, kind)
+        return frames[split, kind]
+
+    rules = _rules(ds, cfg, frame_of)
     checks = []
     for (split, kind) in dict.fromkeys((r.split, r.frame) for r in rules):
-        frame = _frame(ds, split, kind)
+        frame = frame_of(split, kind)
         asset = source.add_dataframe_asset(f"{split}_{kind}")
         batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})
         mine = [r for r in rules if r.split == split and r.frame == kind]
@@ -116,10 +164,13 @@ def validate_dataset(ds: Dataset, cfg: ValidationConfig) -> dict:
             res = er.result or {}
             idx = res.get("unexpected_index_list") or []
             file, rows = _where(ds, split, kind, frame, idx[:MAX_ROWS_IN_REPORT])
+            values = res.get("partial_unexpected_list") or []
+            if kind == "rows" and ds.modality != "text" and idx:  # show the offending paths, not the derived flags
+                values = frame.loc[idx[:MAX_ROWS_IN_REPORT], ds.input_column].tolist()
             checks.append({
                 "split": split, "file": file, "rule": r.rule, "expectation": er.expectation_config.type,
                 "success": bool(er.success), "unexpected_count": res.get("unexpected_count"),
-                "rows": rows, "values": [str(v)[:80] for v in (res.get("partial_unexpected_list") or [])[:MAX_ROWS_IN_REPORT]],
+                "rows": rows, "values": [str(v)[:300] for v in values[:MAX_ROWS_IN_REPORT]],
                 "observed": _jsonable(res.get("observed_value")), "fix": r.fix,
             })
     return {"success": all(c["success"] for c in checks), "dataset": str(ds.root), "checks": checks,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tlops.backbones.base import Backbone
 from tlops.errors import BackboneError
 
-PREFIXES = ("hf",)
+PREFIXES = ("hf", "packaged")
+PACKAGED = ("efficientnet-lite0",)
 
 
-def load_backbone(name: str, layers: list[int] | None = None, pooling: str = "mean", max_length: int = 128) -> Backbone:
+def load_backbone(name: str, layers: list[int] | None = None, pooling: str = "mean", max_length: int = 128,
+                  image_size: int = 96) -> Backbone:
     prefix, _, rest = name.partition(":")
     if not rest or prefix not in PREFIXES:
         raise BackboneError(
@@ -19,7 +24,27 @@ def load_backbone(name: str, layers: list[int] | None = None, pooling: str = "me
         from tlops.backbones.hf import HFTextBackbone
 
         return HFTextBackbone(rest, layers=layers or [-1], pooling=pooling, max_length=max_length)
-    raise AssertionError("unreachable")
+    if rest == "efficientnet-lite0":
+        from tlops.backbones.efficientnet_lite import EfficientNetLiteBackbone
+
+        return EfficientNetLiteBackbone(image_size=image_size)
+    raise BackboneError(f"unknown packaged backbone {name!r}; valid: " + ", ".join(f"packaged:{p}" for p in PACKAGED))
+
+
+def backbone_from_export(folder: Path, meta: dict) -> Backbone:
+    """Rebuild the backbone a model package holds (written by `Backbone.export`), offline."""
+    kind_file = folder / "backbone.json"
+    if kind_file.is_file():
+        kind = json.loads(kind_file.read_text())
+        if kind["kind"] == "efficientnet-lite0":
+            from tlops.backbones.efficientnet_lite import WEIGHTS_FILE, EfficientNetLiteBackbone
+
+            return EfficientNetLiteBackbone(weights=folder / WEIGHTS_FILE, image_size=kind["image_size"], source=f"package:{folder}")
+        raise BackboneError(f"{kind_file}: unknown backbone kind {kind['kind']!r}")
+    from tlops.backbones.hf import HFTextBackbone
+
+    b = meta["backbone"]
+    return HFTextBackbone(str(folder), layers=b["layers"], pooling=b["pooling"], max_length=b["max_length"])
 
 
 __all__ = ["Backbone", "load_backbone", "PREFIXES"]

@@ -37,7 +37,11 @@ class Dataset:
         return sorted(self.splits["train"]["label"].unique().tolist())
 
     def inputs(self, split: str) -> list[str]:
-        return self.splits[split][self.input_column].tolist()
+        """Texts, or file paths resolved against the dataset folder (validation checks they stay inside it)."""
+        values = self.splits[split][self.input_column].tolist()
+        if self.modality == "text":
+            return values
+        return [str(self.root / v) for v in values]
 
 
 def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:

