@@ -131,3 +131,36 @@ def test_image_flow_registers_a_model_that_predicts_from_file_paths(tmp_path, im
     out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["blob", "stripes-v"]
+
+
+def make_tiny_vit(folder: Path) -> Path:
+    """Random-weight ViT + its image processor: a fixture for the Hugging Face image code path, not a pretrained model."""
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    torch.manual_seed(0)
+    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=64), add_pooling_layer=False).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def test_hf_image_code_path_and_package_round_trip(tmp_path, image_dataset):
+    from tlops.backbones.hf_image import HFImageBackbone
+    from tlops.features import embed_all
+    from tlops.modules.heads import ProbeHead
+    from tlops.package import Predictor, save_package
+
+    vit = make_tiny_vit(tmp_path / "vit")
+    b = load_backbone(f"hf:{vit}")
+    assert isinstance(b, HFImageBackbone) and b.modality == "image" and b.num_features == 32
+    paths = load_dataset(image_dataset).inputs("test")[:5]
+    x = embed_all(b, paths, batch_size=2)
+    assert x.shape == (5, 32) and np.isfinite(x).all()
+    assert len(b.parameter_groups()) == 4  # embeddings, 2 layers, final norm
+    head = ProbeHead(32, 3)
+    pkg = save_package(tmp_path / "pkg", b, head, list(PATTERNS))
+    assert (pkg / "backbone" / "model.safetensors").is_file()
+    pred = Predictor(pkg)
+    with torch.inference_mode():
+        expected = [list(PATTERNS)[i] for i in head(torch.from_numpy(x)).argmax(1)]
+    assert pred.predict(paths) == expected

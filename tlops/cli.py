@@ -76,7 +76,7 @@ def run(
 
 
 def _print_summary(r: dict) -> None:
-    out = Console()
+    out = Console(soft_wrap=True)  # keep the commands on one line, copy-pastable
     m = r["test_metrics"]
     out.print(f"\n[bold]trained[/bold] {r['strategy']} on {r['backbone']}")
     out.print(f"[bold]test[/bold]    accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}")

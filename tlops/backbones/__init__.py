@@ -21,8 +21,12 @@ def load_backbone(name: str, layers: list[int] | None = None, pooling: str = "me
             + " (e.g. hf:sentence-transformers/all-MiniLM-L6-v2 or hf:/path/to/model_folder)"
         )
     if prefix == "hf":
-        from tlops.backbones.hf import HFTextBackbone
+        from tlops.backbones.hf import HFTextBackbone, resolve_folder
+        from tlops.backbones.hf_image import HFImageBackbone, is_image_folder
 
+        folder, found_via = resolve_folder(rest)
+        if is_image_folder(folder):  # the folder's preprocessor says what modality the model takes
+            return HFImageBackbone(rest, folder=folder, found_via=found_via, pooling=pooling)
         return HFTextBackbone(rest, layers=layers or [-1], pooling=pooling, max_length=max_length)
     if rest == "efficientnet-lite0":
         from tlops.backbones.efficientnet_lite import EfficientNetLiteBackbone
@@ -42,8 +46,11 @@ def backbone_from_export(folder: Path, meta: dict) -> Backbone:
             return EfficientNetLiteBackbone(weights=folder / WEIGHTS_FILE, image_size=kind["image_size"], source=f"package:{folder}")
         raise BackboneError(f"{kind_file}: unknown backbone kind {kind['kind']!r}")
     from tlops.backbones.hf import HFTextBackbone
+    from tlops.backbones.hf_image import HFImageBackbone, is_image_folder
 
     b = meta["backbone"]
+    if is_image_folder(folder):
+        return HFImageBackbone(str(folder), pooling=b["pooling"])
     return HFTextBackbone(str(folder), layers=b["layers"], pooling=b["pooling"], max_length=b["max_length"])
 
 

@@ -81,6 +81,20 @@ def _weight_files(folder: Path) -> list[Path]:
     return safetensors or files
 
 
+def input_to_output_groups(model: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
+    """Embeddings, then each block of the shallowest ModuleList (encoder.layer, layers, stages, ...), then the rest."""
+    groups: list[list[torch.nn.Parameter]] = []
+    emb = getattr(model, "embeddings", None) or getattr(model, "embedder", None)
+    if emb is not None:
+        groups.append(list(emb.parameters()))
+    lists = [(name.count("."), m) for name, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
+    if lists:
+        groups += [list(block.parameters()) for block in min(lists, key=lambda t: t[0])[1]]
+    seen = {id(p) for g in groups for p in g}
+    rest = [p for p in model.parameters() if id(p) not in seen]
+    return groups + ([rest] if rest else [])
+
+
 class HFTextBackbone:
     modality = "text"
 
@@ -171,19 +185,7 @@ class HFTextBackbone:
         return torch.cat(pooled, dim=-1).float()
 
     def parameter_groups(self) -> list[list[torch.nn.Parameter]]:
-        m = self.model
-        groups: list[list[torch.nn.Parameter]] = []
-        emb = getattr(m, "embeddings", None)
-        if emb is not None:
-            groups.append(list(emb.parameters()))
-        layers = getattr(getattr(m, "encoder", None), "layer", None)
-        if layers is not None:
-            groups += [list(l.parameters()) for l in layers]
-        seen = {id(p) for g in groups for p in g}
-        rest = [p for p in m.parameters() if id(p) not in seen]
-        if rest:
-            groups.append(rest)
-        return groups
+        return input_to_output_groups(self.model)
 
     def export(self, out_dir: Path) -> None:
         """Copy the safetensors weights byte-for-byte (so the audit can re-check the sha256); else convert."""
