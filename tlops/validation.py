@@ -78,7 +78,6 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]:
 def _file_rules(ds: Dataset, split: str, cfg: ValidationConfig) -> list[Rule]:
     import great_expectations.expectations as gxe
 
-    col = ds.input_column
     rules = [
         Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="path_inside", value_set=[True]),
              "path inside the dataset folder", f"use paths relative to {ds.root}, without '..' or a leading '/'"),

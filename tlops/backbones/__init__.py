@@ -27,7 +27,7 @@ def load_backbone(name: str, layers: list[int] | None = None, pooling: str = "me
         folder, found_via = resolve_folder(rest)
         if is_image_folder(folder):  # the folder's preprocessor says what modality the model takes
             return HFImageBackbone(rest, folder=folder, found_via=found_via, pooling=pooling)
-        return HFTextBackbone(rest, layers=layers or [-1], pooling=pooling, max_length=max_length)
+        return HFTextBackbone(rest, layers=layers or [-1], pooling=pooling, max_length=max_length, folder=folder, found_via=found_via)
     if rest == "efficientnet-lite0":
         from tlops.backbones.efficientnet_lite import EfficientNetLiteBackbone
 

@@ -95,35 +95,70 @@ def input_to_output_groups(model: torch.nn.Module) -> list[list[torch.nn.Paramet
     return groups + ([rest] if rest else [])
 
 
-class HFTextBackbone:
-    modality = "text"
+class HFBackbone:
+    """What every Hugging Face backbone shares: the resolved folder, config, weight files, lazy model."""
 
-    def __init__(self, name: str, layers: list[int], pooling: str = "mean", max_length: int = 128):
+    def __init__(self, name: str, folder: Path | None = None, found_via: str = ""):
         self.name = name
-        self.folder, self.found_via = resolve_folder(name)
-        self.layers = list(layers)
-        self.pooling = pooling
-        self.max_length = max_length
+        self.folder, self.found_via = (folder, found_via) if folder else resolve_folder(name)
         import transformers
 
         try:
             self.config = transformers.AutoConfig.from_pretrained(self.folder)
         except Exception as e:
             raise BackboneError(f"hf:{name}: config.json in {self.folder} could not be read: {e}") from None
+        self._weights = _weight_files(self.folder)
+        if not self._weights:
+            raise BackboneError(f"hf:{name}: no weight files (*.safetensors, *.bin) in {self.folder}")
+        self._model = None
+        self.calls = 0  # embed() calls; the cache tests assert it stays 0 on a warm run
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """Loaded on first use, so a fully cached run never loads the weights."""
+        if self._model is None:
+            from transformers import AutoModel
+
+            self._model = AutoModel.from_pretrained(self.folder).eval()
+        return self._model
+
+    def weights_sha256(self) -> dict[str, str]:
+        return {f.name: file_sha256(f) for f in self._weights}
+
+    def parameter_groups(self) -> list[list[torch.nn.Parameter]]:
+        return input_to_output_groups(self.model)
+
+    def export_weights(self, out_dir: Path) -> None:
+        """Copy safetensors byte-for-byte (so an audit can re-check the sha256); convert anything else."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.folder / "config.json", out_dir / "config.json")
+        if all(f.suffix == ".safetensors" for f in self._weights):
+            for f in self._weights:
+                shutil.copy2(f, out_dir / f.name)
+            idx = self.folder / "model.safetensors.index.json"
+            if idx.is_file():
+                shutil.copy2(idx, out_dir / idx.name)
+        else:
+            self.model.save_pretrained(out_dir, safe_serialization=True)
+
+
+class HFTextBackbone(HFBackbone):
+    modality = "text"
+
+    def __init__(self, name: str, layers: list[int], pooling: str = "mean", max_length: int = 128,
+                 folder: Path | None = None, found_via: str = ""):
+        super().__init__(name, folder, found_via)
+        self.layers = list(layers)
+        self.pooling = pooling
+        self.max_length = max_length
         n_hidden = getattr(self.config, "num_hidden_layers", None)
         if n_hidden is not None:
             bad = [l for l in self.layers if not -(n_hidden + 1) <= l <= n_hidden]
             if bad:
                 raise BackboneError(f"hf:{name}: layers {bad} out of range; this model has hidden states 0..{n_hidden} (or -1..-{n_hidden + 1})")
         self.num_features = int(self.config.hidden_size) * len(self.layers)
-        self._weights = _weight_files(self.folder)
-        if not self._weights:
-            raise BackboneError(f"hf:{name}: no weight files (*.safetensors, *.bin) in {self.folder}")
         self._tokenizer = None
-        self._model = None
-        self.calls = 0  # embed() calls; the cache tests assert it stays 0 on a warm run
 
-    # -- lazily loaded, so a fully cached run never loads the weights
     @property
     def tokenizer(self):
         if self._tokenizer is None:
@@ -132,20 +167,12 @@ class HFTextBackbone:
             self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
         return self._tokenizer
 
-    @property
-    def model(self) -> torch.nn.Module:
-        if self._model is None:
-            from transformers import AutoModel
-
-            self._model = AutoModel.from_pretrained(self.folder).eval()
-        return self._model
-
     def identity(self) -> dict[str, Any]:
         tok_files = sorted(f for f in self.folder.iterdir() if f.name.startswith(("tokenizer", "vocab", "special_tokens", "merges", "spiece", "sentencepiece")))
         return {
             "source": f"hf:{self.name}",
             "architecture": type(self.config).__name__,
-            "weights_sha256": {f.name: file_sha256(f) for f in self._weights},
+            "weights_sha256": self.weights_sha256(),
             "tokenizer_sha256": hashlib.sha256(b"".join(f.read_bytes() for f in tok_files)).hexdigest(),
             "layers": self.layers,
             "pooling": self.pooling,
@@ -184,22 +211,10 @@ class HFTextBackbone:
                 pooled.append((h * mask).sum(1) / mask.sum(1).clamp(min=1.0))
         return torch.cat(pooled, dim=-1).float()
 
-    def parameter_groups(self) -> list[list[torch.nn.Parameter]]:
-        return input_to_output_groups(self.model)
-
     def export(self, out_dir: Path) -> None:
-        """Copy the safetensors weights byte-for-byte (so the audit can re-check the sha256); else convert."""
-        out_dir.mkdir(parents=True, exist_ok=True)
+        self.export_weights(out_dir)
         for name in EXPORT_FILES:
             if (self.folder / name).is_file():
                 shutil.copy2(self.folder / name, out_dir / name)
-        if all(f.suffix == ".safetensors" for f in self._weights):
-            for f in self._weights:
-                shutil.copy2(f, out_dir / f.name)
-            idx = self.folder / "model.safetensors.index.json"
-            if idx.is_file():
-                shutil.copy2(idx, out_dir / idx.name)
-        else:
-            self.model.save_pretrained(out_dir, safe_serialization=True)
         if not (out_dir / "tokenizer_config.json").is_file():
             self.tokenizer.save_pretrained(out_dir)

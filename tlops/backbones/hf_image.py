@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import torch
 
-from tlops.backbones.hf import WEIGHT_SUFFIXES, _weight_files, file_sha256, input_to_output_groups, resolve_folder
-from tlops.errors import BackboneError, DataError
+from tlops.backbones.hf import HFBackbone
+from tlops.errors import DataError
 
 
 def is_image_folder(folder: Path) -> bool:
@@ -21,36 +21,21 @@ def is_image_folder(folder: Path) -> bool:
     return "image_processor_type" in cfg or str(cfg.get("feature_extractor_type", "")).endswith(("ImageProcessor", "FeatureExtractor")) and "sampling_rate" not in cfg
 
 
-class HFImageBackbone:
+class HFImageBackbone(HFBackbone):
     modality = "image"
 
     def __init__(self, name: str, folder: Path | None = None, found_via: str = "", pooling: str = "mean"):
-        self.name = name
-        self.folder, self.found_via = (folder, found_via) if folder else resolve_folder(name)
+        super().__init__(name, folder, found_via)
         self.layers, self.pooling, self.max_length = [-1], pooling, None
-        from transformers import AutoConfig, AutoImageProcessor
+        from transformers import AutoImageProcessor
 
-        self.config = AutoConfig.from_pretrained(self.folder)
         # the slow (PIL/numpy) processor: the fast one needs torchvision
         self.processor = AutoImageProcessor.from_pretrained(self.folder, use_fast=False)
         self.num_features = int(getattr(self.config, "hidden_size", None) or self.config.hidden_sizes[-1])
-        self._weights = _weight_files(self.folder)
-        if not self._weights:
-            raise BackboneError(f"hf:{name}: no weight files ({', '.join(WEIGHT_SUFFIXES)}) in {self.folder}")
-        self._model = None
-        self.calls = 0
-
-    @property
-    def model(self) -> torch.nn.Module:
-        if self._model is None:
-            from transformers import AutoModel
-
-            self._model = AutoModel.from_pretrained(self.folder).eval()
-        return self._model
 
     def identity(self) -> dict[str, Any]:
         return {"source": f"hf:{self.name}", "architecture": type(self.config).__name__,
-                "weights_sha256": {f.name: file_sha256(f) for f in self._weights}, "layers": self.layers, "pooling": self.pooling,
+                "weights_sha256": self.weights_sha256(), "layers": self.layers, "pooling": self.pooling,
                 "preprocessing": json.loads((self.folder / "preprocessor_config.json").read_text())}
 
     def preprocess(self, items: Sequence[str]) -> torch.Tensor:
@@ -67,21 +52,11 @@ class HFImageBackbone:
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        out = self.model(pixel_values=batch)
-        h = out.last_hidden_state
+        h = self.model(pixel_values=batch).last_hidden_state
         if h.dim() == 4:  # CNNs: (B, C, H, W) -> spatial mean
             return h.mean(dim=(2, 3)).float()
         return (h[:, 0] if self.pooling == "cls" else h.mean(dim=1)).float()  # ViT-like: tokens
 
-    def parameter_groups(self) -> list[list[torch.nn.Parameter]]:
-        return input_to_output_groups(self.model)
-
     def export(self, out_dir: Path) -> None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(self.folder / "config.json", out_dir / "config.json")
+        self.export_weights(out_dir)
         shutil.copy2(self.folder / "preprocessor_config.json", out_dir / "preprocessor_config.json")
-        if all(f.suffix == ".safetensors" for f in self._weights):
-            for f in self._weights:
-                shutil.copy2(f, out_dir / f.name)
-        else:
-            self.model.save_pretrained(out_dir, safe_serialization=True)
