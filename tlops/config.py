@@ -26,14 +26,18 @@ class ValidationConfig(_Strict):
     max_chars: int = Field(2000, ge=1)
     min_image_side: int = Field(8, ge=1, description="image: smallest allowed width/height in pixels")
     max_image_side: int = Field(8192, ge=1)
+    min_audio_seconds: float = Field(0.05, ge=0)
+    max_audio_seconds: float = Field(60.0, gt=0)
+    min_audio_peak: float = Field(1e-3, ge=0, description="audio whose absolute peak is below this is called silent")
 
 
 class BackboneConfig(_Strict):
-    name: str = Field(description="hf:<hub id or local folder>, packaged:efficientnet-lite0")
+    name: str = Field(description="hf:<hub id or local folder>, packaged:efficientnet-lite0, packaged:speech-embedding")
     layers: list[int] = Field(default_factory=lambda: [-1], description="hidden-state layers to pool; several are concatenated")
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = Field(128, ge=8, le=4096, description="text: tokens per input")
     image_size: int = Field(96, ge=16, le=1024, description="image: square input side in pixels")
+    clip_seconds: float = Field(1.0, gt=0.1, le=60, description="audio: clips are zero-padded or centre-cropped to this")
     batch_size: int = Field(64, ge=1)
 
     @field_validator("layers")

@@ -35,7 +35,8 @@ def open_dataset(cfg: RunConfig) -> Dataset:
 
 def backbone_of(cfg: RunConfig):
     b = cfg.backbone
-    return load_backbone(b.name, layers=b.layers, pooling=b.pooling, max_length=b.max_length, image_size=b.image_size)
+    return load_backbone(b.name, layers=b.layers, pooling=b.pooling, max_length=b.max_length, image_size=b.image_size,
+                         clip_seconds=b.clip_seconds)
 
 
 def validate_step(cfg: RunConfig) -> dict:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from tlops.config import ValidationConfig
 from tlops.data.dataset import Dataset
-from tlops.data.media import inside, probe_image
+from tlops.data.media import inside, probe_audio, probe_image
 from tlops.errors import ValidationFailed
 
 MAX_ROWS_IN_REPORT = 20
@@ -94,6 +94,20 @@ def _file_rules(ds: Dataset, split: str, cfg: ValidationConfig) -> list[Rule]:
             Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="channels", value_set=[1, 2, 3, 4]),
                  "image has 1-4 channels", "convert those images to grayscale or RGB"),
         ]
+    if ds.modality == "audio":
+        rules += [
+            Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="decodes", value_set=[True]),
+                 "audio decodes", "replace the broken files (WAV, FLAC, OGG that libsndfile reads) or remove their rows"),
+            Rule(split, "rows", gxe.ExpectColumnValuesToBeBetween(column="sample_rate", min_value=8000, max_value=192000),
+                 "sample rate known (8-192 kHz)", "resample those files to 16 kHz"),
+            Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="channels", value_set=[1, 2]),
+                 "mono or stereo", "mix those files down to mono or stereo"),
+            Rule(split, "rows", gxe.ExpectColumnValuesToBeBetween(column="seconds", min_value=cfg.min_audio_seconds, max_value=cfg.max_audio_seconds),
+                 f"duration within [{cfg.min_audio_seconds}, {cfg.max_audio_seconds}] s",
+                 "trim or drop those clips, or change validation.min_audio_seconds / max_audio_seconds"),
+            Rule(split, "rows", gxe.ExpectColumnValuesToBeBetween(column="peak", min_value=cfg.min_audio_peak),
+                 f"not silent (peak >= {cfg.min_audio_peak})", "remove silent clips or check the recording gain"),
+        ]
     return rules
 
 
@@ -110,14 +124,19 @@ def _frame(ds: Dataset, split: str, kind: str) -> pd.DataFrame:
         df["content_key"] = df[col].map(normalise_text)
     else:
         df["path_inside"] = df[col].map(lambda p: inside(ds.root, p))
-        facts = [probe_image(ds.root / p) if ok else {"exists": False} for p, ok in zip(df[col], df["path_inside"])]
+        probe = probe_image if ds.modality == "image" else probe_audio
+        facts = [probe(ds.root / p) if ok else {"exists": False} for p, ok in zip(df[col], df["path_inside"])]
         # A rule is only asked of rows the previous rule let through (GX skips nulls): a missing file
         # fails "exists" once, not also "decodes" and "size".
         df["exists"] = [f["exists"] if ok else None for f, ok in zip(facts, df["path_inside"])]
         df["decodes"] = [f.get("decodes") if f["exists"] else None for f in facts]
-        for name in ("width", "height", "channels"):
+        ints, floats = (("width", "height", "channels"), ()) if ds.modality == "image" else (("sample_rate", "channels"), ("seconds", "peak"))
+        for name in ints:
             df[name] = pd.array([f[name] if f.get("decodes") else None for f in facts], dtype="Int64")
-        df["min_side"] = df[["width", "height"]].min(axis=1, skipna=False)
+        for name in floats:
+            df[name] = pd.array([f[name] if f.get("decodes") else None for f in facts], dtype="Float64")
+        if ds.modality == "image":
+            df["min_side"] = df[["width", "height"]].min(axis=1, skipna=False)
         df["content_key"] = [f.get("content_key", "") for f in facts]
     return df
 
@@ -164,7 +183,8 @@ def validate_dataset(ds: Dataset, cfg: ValidationConfig) -> dict:
             idx = res.get("unexpected_index_list") or []
             file, rows = _where(ds, split, kind, frame, idx[:MAX_ROWS_IN_REPORT])
             values = res.get("partial_unexpected_list") or []
-            if kind == "rows" and ds.modality != "text" and idx:  # show the offending paths, not the derived flags
+            if kind == "rows" and ds.modality != "text" and idx and getattr(r.expectation, "column", "") not in ("label",):
+                # a rule on a derived file fact (decodes, seconds, ...): show the offending paths, not the flags
                 values = frame.loc[idx[:MAX_ROWS_IN_REPORT], ds.input_column].tolist()
             checks.append({
                 "split": split, "file": file, "rule": r.rule, "expectation": er.expectation_config.type,

@@ -9,11 +9,11 @@ from tlops.backbones.base import Backbone
 from tlops.errors import BackboneError
 
 PREFIXES = ("hf", "packaged")
-PACKAGED = ("efficientnet-lite0",)
+PACKAGED = ("efficientnet-lite0", "speech-embedding")
 
 
 def load_backbone(name: str, layers: list[int] | None = None, pooling: str = "mean", max_length: int = 128,
-                  image_size: int = 96) -> Backbone:
+                  image_size: int = 96, clip_seconds: float = 1.0) -> Backbone:
     prefix, _, rest = name.partition(":")
     if not rest or prefix not in PREFIXES:
         raise BackboneError(
@@ -32,6 +32,10 @@ def load_backbone(name: str, layers: list[int] | None = None, pooling: str = "me
         from tlops.backbones.efficientnet_lite import EfficientNetLiteBackbone
 
         return EfficientNetLiteBackbone(image_size=image_size)
+    if rest == "speech-embedding":
+        from tlops.backbones.speech_embedding import SpeechEmbeddingBackbone
+
+        return SpeechEmbeddingBackbone(clip_seconds=clip_seconds)
     raise BackboneError(f"unknown packaged backbone {name!r}; valid: " + ", ".join(f"packaged:{p}" for p in PACKAGED))
 
 
@@ -44,6 +48,11 @@ def backbone_from_export(folder: Path, meta: dict) -> Backbone:
             from tlops.backbones.efficientnet_lite import WEIGHTS_FILE, EfficientNetLiteBackbone
 
             return EfficientNetLiteBackbone(weights=folder / WEIGHTS_FILE, image_size=kind["image_size"], source=f"package:{folder}")
+        if kind["kind"] == "speech-embedding":
+            from tlops.backbones.speech_embedding import SpeechEmbeddingBackbone
+
+            return SpeechEmbeddingBackbone(clip_seconds=kind["clip_seconds"], onnx_path=folder / "speech-embedding.onnx",
+                                           cnn_weights=folder / "cnn.safetensors", source=f"package:{folder}")
         raise BackboneError(f"{kind_file}: unknown backbone kind {kind['kind']!r}")
     from tlops.backbones.hf import HFTextBackbone
     from tlops.backbones.hf_image import HFImageBackbone, is_image_folder

@@ -70,6 +70,10 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) ->
         raise DataError(f"{meta_file} is missing; create it with at least `modality: text` (or image, audio)")
     meta = yaml.safe_load(meta_file.read_text()) or {}
     modality = meta.get("modality")
+    odd = [x for x in meta.get("labels") or [] if not isinstance(x, str)]
+    if odd:
+        raise DataError(f"{meta_file}: labels {odd} are not strings (YAML reads bare yes/no/on/off as booleans and 1 as a number); "
+                        "quote them, e.g. labels: ['yes', 'no']")
     if modality not in MODALITIES:
         raise DataError(f"{meta_file}: modality {modality!r} is not one of {list(MODALITIES)}")
     col = INPUT_COLUMN[modality]

@@ -30,3 +30,22 @@ def probe_image(path: Path) -> dict:
     except Exception:
         pass
     return facts
+
+
+def probe_audio(path: Path) -> dict:
+    """exists / decodes / sample_rate / channels / seconds / peak (for the silence rule) / content_key."""
+    import numpy as np
+    import soundfile as sf
+
+    facts = {"exists": path.is_file() and path.stat().st_size > 0, "decodes": False, "sample_rate": 0, "channels": 0,
+             "seconds": 0.0, "peak": 0.0, "content_key": ""}
+    if not facts["exists"]:
+        return facts
+    facts["content_key"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception:
+        return facts
+    facts.update(decodes=True, sample_rate=int(rate), channels=int(data.shape[1]), seconds=data.shape[0] / rate if rate else 0.0,
+                 peak=float(np.abs(data).max()) if data.size else 0.0)
+    return facts

