@@ -152,5 +152,37 @@ def test_audio_flow_registers_a_model_that_predicts_from_file_paths(tmp_path, au
     served = json.loads(out.stdout.strip().splitlines()[-1])
     import mlflow
 
-    local = mlflow.artifacts.download_artifacts(f"models:/tiny-audio/1/artifacts/package", tracking_uri=cfg["tracking"]["uri"])
+    local = mlflow.artifacts.download_artifacts("models:/tiny-audio/1/artifacts/package", tracking_uri=cfg["tracking"]["uri"])
     assert served == Predictor(local).predict(paths)  # the fresh process serves exactly the registered package
+
+
+def make_tiny_wav2vec2(folder: Path) -> Path:
+    """Random-weight wav2vec2 + its feature extractor: a fixture for the Hugging Face audio code path, not a pretrained model."""
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                 conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8),
+                                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
+    return folder
+
+
+def test_hf_audio_code_path_and_package_round_trip(tmp_path, audio_dataset):
+    from tlops.backbones.hf_audio import HFAudioBackbone
+    from tlops.features import embed_all
+    from tlops.modules.heads import ProbeHead
+    from tlops.package import Predictor, save_package
+
+    b = load_backbone(f"hf:{make_tiny_wav2vec2(tmp_path / 'w2v')}", clip_seconds=0.5)
+    assert isinstance(b, HFAudioBackbone) and b.modality == "audio" and b.num_features == 32
+    paths = load_dataset(audio_dataset).inputs("test")[:4]
+    x = embed_all(b, paths, batch_size=2)
+    assert x.shape == (4, 32) and np.isfinite(x).all()
+    groups = b.parameter_groups()
+    assert sum(len(g) for g in groups) == len(list(b.model.parameters())) and len(groups) >= 3
+    head = ProbeHead(32, 3)
+    pkg = save_package(tmp_path / "pkg", b, head, ["low", "chirp", "bursts"])
+    with torch.inference_mode():
+        expected = [["low", "chirp", "bursts"][i] for i in head(torch.from_numpy(x)).argmax(1)]
+    assert Predictor(pkg).predict(paths) == expected

@@ -22,10 +22,14 @@ def load_backbone(name: str, layers: list[int] | None = None, pooling: str = "me
         )
     if prefix == "hf":
         from tlops.backbones.hf import HFTextBackbone, resolve_folder
+        from tlops.backbones.hf_audio import HFAudioBackbone, is_audio_folder
         from tlops.backbones.hf_image import HFImageBackbone, is_image_folder
 
         folder, found_via = resolve_folder(rest)
-        if is_image_folder(folder):  # the folder's preprocessor says what modality the model takes
+        # the folder's preprocessor config says what modality the model takes
+        if is_audio_folder(folder):
+            return HFAudioBackbone(rest, folder=folder, found_via=found_via, clip_seconds=clip_seconds)
+        if is_image_folder(folder):
             return HFImageBackbone(rest, folder=folder, found_via=found_via, pooling=pooling)
         return HFTextBackbone(rest, layers=layers or [-1], pooling=pooling, max_length=max_length, folder=folder, found_via=found_via)
     if rest == "efficientnet-lite0":
@@ -55,9 +59,13 @@ def backbone_from_export(folder: Path, meta: dict) -> Backbone:
                                            cnn_weights=folder / "cnn.safetensors", source=f"package:{folder}")
         raise BackboneError(f"{kind_file}: unknown backbone kind {kind['kind']!r}")
     from tlops.backbones.hf import HFTextBackbone
+    from tlops.backbones.hf_audio import HFAudioBackbone, is_audio_folder
     from tlops.backbones.hf_image import HFImageBackbone, is_image_folder
 
     b = meta["backbone"]
+    if is_audio_folder(folder):
+        clip = json.loads((folder / "tlops_audio.json").read_text())["clip_seconds"]
+        return HFAudioBackbone(str(folder), clip_seconds=clip)
     if is_image_folder(folder):
         return HFImageBackbone(str(folder), pooling=b["pooling"])
     return HFTextBackbone(str(folder), layers=b["layers"], pooling=b["pooling"], max_length=b["max_length"])

@@ -18,7 +18,9 @@ def is_image_folder(folder: Path) -> bool:
     if not f.is_file():
         return False
     cfg = json.loads(f.read_text())
-    return "image_processor_type" in cfg or str(cfg.get("feature_extractor_type", "")).endswith(("ImageProcessor", "FeatureExtractor")) and "sampling_rate" not in cfg
+    if "sampling_rate" in cfg:  # an audio feature extractor
+        return False
+    return "image_processor_type" in cfg or str(cfg.get("feature_extractor_type", "")).endswith(("ImageProcessor", "FeatureExtractor"))
 
 
 class HFImageBackbone(HFBackbone):

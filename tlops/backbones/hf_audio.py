@@ -1,0 +1,53 @@
+"""Hugging Face audio backbones (wav2vec2, HuBERT, AST, ...) through AutoModel + AutoFeatureExtractor."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from tlops.backbones.hf import HFBackbone
+
+
+def is_audio_folder(folder: Path) -> bool:
+    f = folder / "preprocessor_config.json"
+    return f.is_file() and "sampling_rate" in json.loads(f.read_text())
+
+
+class HFAudioBackbone(HFBackbone):
+    modality = "audio"
+
+    def __init__(self, name: str, folder: Path | None = None, found_via: str = "", clip_seconds: float = 1.0):
+        super().__init__(name, folder, found_via)
+        from transformers import AutoFeatureExtractor
+
+        self.processor = AutoFeatureExtractor.from_pretrained(self.folder)
+        self.sample_rate = int(self.processor.sampling_rate)
+        self.clip_seconds = clip_seconds
+        self.layers, self.pooling, self.max_length = [-1], "mean", None
+        self.num_features = int(self.config.hidden_size)
+
+    def identity(self) -> dict[str, Any]:
+        return {"source": f"hf:{self.name}", "architecture": type(self.config).__name__,
+                "weights_sha256": self.weights_sha256(), "layers": self.layers, "pooling": self.pooling,
+                "preprocessing": {**json.loads((self.folder / "preprocessor_config.json").read_text()),
+                                  "mono": "mean of channels", "clip_seconds": self.clip_seconds}}
+
+    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
+        from tlops.data.audio import load_clip
+
+        n = int(round(self.clip_seconds * self.sample_rate))
+        clips = [load_clip(p, self.sample_rate, n) for p in items]
+        return dict(self.processor(clips, sampling_rate=self.sample_rate, return_tensors="pt"))
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.calls += 1
+        return self.model(**batch).last_hidden_state.mean(dim=1).float()  # mean over time frames
+
+    def export(self, out_dir: Path) -> None:
+        self.export_weights(out_dir)
+        shutil.copy2(self.folder / "preprocessor_config.json", out_dir / "preprocessor_config.json")
+        (out_dir / "tlops_audio.json").write_text(json.dumps({"clip_seconds": self.clip_seconds}))
