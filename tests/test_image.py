@@ -164,3 +164,49 @@ def test_hf_image_code_path_and_package_round_trip(tmp_path, image_dataset):
     with torch.inference_mode():
         expected = [list(PATTERNS)[i] for i in head(torch.from_numpy(x)).argmax(1)]
     assert pred.predict(paths) == expected
+
+
+@pytest.mark.parametrize("zoo", ["timm", "torchvision"])
+def test_timm_and_torchvision_code_paths(tmp_path, image_dataset, zoo):
+    """Random-weight resnet18 checkpoints written here (code-path fixtures, not pretrained models),
+    loaded through `<zoo>:resnet18@file`; features, groups, package round trip."""
+    from safetensors.torch import save_file
+
+    from tlops.features import embed_all
+    from tlops.modules.heads import ProbeHead
+    from tlops.package import Predictor, save_package
+
+    torch.manual_seed(0)
+    if zoo == "timm":
+        import timm
+
+        net = timm.create_model("resnet18", pretrained=False)
+    else:
+        import torchvision
+
+        net = torchvision.models.resnet18(weights=None)
+    ckpt = tmp_path / f"{zoo}-resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(ckpt))
+    b = load_backbone(f"{zoo}:resnet18@{ckpt}", image_size=32)
+    assert b.num_features == 512 and b.identity()["weights_sha256"][ckpt.name]
+    paths = load_dataset(image_dataset).inputs("test")[:4]
+    x = embed_all(b, paths, batch_size=2)
+    assert x.shape == (4, 512) and np.isfinite(x).all()
+    groups = b.parameter_groups()
+    assert groups[0][0] is b.model.conv1.weight and sum(len(g) for g in groups) == len(list(b.model.parameters()))
+    head = ProbeHead(512, 3)
+    pkg = save_package(tmp_path / "pkg", b, head, list(PATTERNS))
+    with torch.inference_mode():
+        expected = [list(PATTERNS)[i] for i in head(torch.from_numpy(x)).argmax(1)]
+    assert Predictor(pkg).predict(paths) == expected
+
+
+def test_zoo_names_fail_clearly_offline():
+    from tlops.errors import BackboneError
+
+    with pytest.raises(BackboneError, match="timm:no_such_net: unknown model"):
+        load_backbone("timm:no_such_net")
+    with pytest.raises(BackboneError, match="torchvision:no_such_net: unknown model"):
+        load_backbone("torchvision:no_such_net")
+    with pytest.raises(BackboneError, match=r"timm:resnet18: pretrained weights could not be loaded.*timm:resnet18@/path"):
+        load_backbone("timm:resnet18")  # HF_HUB_OFFLINE=1 in the tests: timm's hub download must fail, clearly

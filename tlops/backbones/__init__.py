@@ -8,7 +8,7 @@ from pathlib import Path
 from tlops.backbones.base import Backbone
 from tlops.errors import BackboneError
 
-PREFIXES = ("hf", "packaged")
+PREFIXES = ("hf", "timm", "torchvision", "packaged")
 PACKAGED = ("efficientnet-lite0", "speech-embedding")
 
 
@@ -32,6 +32,10 @@ def load_backbone(name: str, layers: list[int] | None = None, pooling: str = "me
         if is_image_folder(folder):
             return HFImageBackbone(rest, folder=folder, found_via=found_via, pooling=pooling)
         return HFTextBackbone(rest, layers=layers or [-1], pooling=pooling, max_length=max_length, folder=folder, found_via=found_via)
+    if prefix in ("timm", "torchvision"):
+        from tlops.backbones.vision_zoo import ZooImageBackbone
+
+        return ZooImageBackbone(prefix, rest, image_size=image_size)
     if rest == "efficientnet-lite0":
         from tlops.backbones.efficientnet_lite import EfficientNetLiteBackbone
 
@@ -52,6 +56,11 @@ def backbone_from_export(folder: Path, meta: dict) -> Backbone:
             from tlops.backbones.efficientnet_lite import WEIGHTS_FILE, EfficientNetLiteBackbone
 
             return EfficientNetLiteBackbone(weights=folder / WEIGHTS_FILE, image_size=kind["image_size"], source=f"package:{folder}")
+        if kind["kind"] in ("timm", "torchvision"):
+            from tlops.backbones.vision_zoo import WEIGHTS_FILE as ZOO_WEIGHTS
+            from tlops.backbones.vision_zoo import ZooImageBackbone
+
+            return ZooImageBackbone(kind["kind"], f"{kind['model']}@{folder / ZOO_WEIGHTS}", image_size=kind["image_size"], headless=True)
         if kind["kind"] == "speech-embedding":
             from tlops.backbones.speech_embedding import SpeechEmbeddingBackbone
 
