@@ -1,0 +1,74 @@
+"""Fine-tuning primitives, composed by the `finetune` strategy (fastai `fine_tune`, TLlib `get_parameters`):
+which backbone groups train, per-group learning rates, the L2-SP pull toward pretrained weights,
+and the warm-up + decay schedule. Plain functions over a backbone's input->output parameter groups.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def set_trainable(groups: list[list[nn.Parameter]], top_n: int | None) -> None:
+    """Train the top `top_n` groups (None: all; 0: none, only the head trains); freeze the rest."""
+    n = len(groups) if top_n is None else max(0, min(top_n, len(groups)))
+    for i, group in enumerate(groups):
+        for p in group:
+            p.requires_grad_(i >= len(groups) - n)
+
+
+def gradual_top_n(epoch: int, every: int, start: int = 0) -> int:
+    """Gradual unfreezing: `start` groups trainable at epoch 0, one more every `every` epochs."""
+    return start + (epoch // every if every > 0 else 0)
+
+
+def discriminative_param_groups(backbone_groups: list[list[nn.Parameter]], head: nn.Module, head_lr: float,
+                                backbone_lr: float, layer_decay: float = 1.0, weight_decay: float = 0.0) -> list[dict]:
+    """Optimizer groups: the head at `head_lr`; the top backbone group at `backbone_lr`, each group below it
+    multiplied by `layer_decay` once more. Biases and norm weights (1-d) get no weight decay."""
+    out: list[dict] = []
+    n = len(backbone_groups)
+    named = [("head", list(head.parameters()), head_lr)]
+    named += [(f"backbone.{i}", g, backbone_lr * layer_decay ** (n - 1 - i)) for i, g in enumerate(backbone_groups)]
+    for name, params, lr in named:
+        decay = [p for p in params if p.requires_grad and p.dim() > 1]
+        no_decay = [p for p in params if p.requires_grad and p.dim() <= 1]
+        if decay:
+            out.append({"name": name, "params": decay, "lr": lr, "weight_decay": weight_decay})
+        if no_decay:
+            out.append({"name": f"{name}.no_decay", "params": no_decay, "lr": lr, "weight_decay": 0.0})
+    return out
+
+
+class L2SP(nn.Module):
+    """weight/2 * sum ||w - w_pretrained||^2 over the backbone: the regulariser R that keeps the fine-tuned
+    weights near the starting point (Li et al., 2018). Zero at the pretrained weights."""
+
+    def __init__(self, params: list[nn.Parameter], weight: float):
+        super().__init__()
+        self.params = list(params)
+        self.anchors = [p.detach().clone() for p in self.params]
+        self.weight = weight
+
+    def forward(self) -> torch.Tensor:
+        if not self.params or self.weight == 0:
+            return torch.zeros(())
+        total = sum(((p - a) ** 2).sum() for p, a in zip(self.params, self.anchors) if p.requires_grad)
+        return 0.5 * self.weight * total if torch.is_tensor(total) else torch.zeros(())
+
+
+def warmup_then_decay(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
+                      kind: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 to each group's lr, then cosine or linear decay to 0 at `total_steps`."""
+    if kind not in ("cosine", "linear"):
+        raise ValueError(f"unknown schedule {kind!r}; use 'cosine' or 'linear'")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1.0 - progress
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
