@@ -8,7 +8,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from bench.common import REPO, save, timed
+from bench.common import REPO, pretrained_beats_all, save, throughput_vs_bare
 from bench.image import probe
 from tlops.backbones import load_backbone
 from tlops.data import load_dataset
@@ -61,15 +61,11 @@ def main() -> dict:
                "mfcc_stats_logreg": probe(mfcc, y, labels)}
     paths = [p for s in ("train", "val", "test") for p in ds.inputs(s)]
     embed_all(pre, paths[:32], batch_size=32), bare_loop(pre, paths[:32], 32)  # warm-up
-    t_ours, a = timed(lambda: embed_all(pre, paths, batch_size=32), 3)
-    t_bare, b = timed(lambda: bare_loop(pre, paths, 32), 3)
-    p = results["pretrained_speech_embedding_probe"]["macro_f1"]
+    speed = throughput_vs_bare(lambda: embed_all(pre, paths, batch_size=32), lambda: bare_loop(pre, paths, 32), len(paths))
     return save("audio", {
         "dataset": "spoken keywords demo (10 words; test voices unseen in train)", "rows": {s: len(v) for s, v in y.items()},
         "results": results,
-        "pretrained_beats_both": all(p > r["macro_f1"] for k, r in results.items() if not k.startswith("pretrained")),
-        "throughput": {"clips": len(paths), "tlops_items_per_s": len(paths) / t_ours, "bare_loop_items_per_s": len(paths) / t_bare,
-                       "ratio": t_bare / t_ours, "max_abs_diff": float(np.abs(a - b).max()), "target": ">= 0.9"},
+        "pretrained_beats_both": pretrained_beats_all(results), "throughput": speed,
     })
 
 

@@ -45,3 +45,18 @@ def save(name: str, result: dict) -> dict:
     (OUT / f"{name}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return result
+
+
+def throughput_vs_bare(ours, bare, n_items: int, repeat: int = 3) -> dict:
+    """Best-of-`repeat` items/s of tlops vs a bare loop over the same backbone (both already warmed up)."""
+    import numpy as np
+
+    t_ours, a = timed(ours, repeat)
+    t_bare, b = timed(bare, repeat)
+    return {"items": n_items, "tlops_items_per_s": n_items / t_ours, "bare_loop_items_per_s": n_items / t_bare,
+            "ratio": t_bare / t_ours, "max_abs_diff": float(np.abs(a - b).max()), "target": ">= 0.9"}
+
+
+def pretrained_beats_all(results: dict) -> bool:
+    best = next(r["macro_f1"] for k, r in results.items() if k.startswith("pretrained"))
+    return all(best > r["macro_f1"] for k, r in results.items() if not k.startswith("pretrained"))

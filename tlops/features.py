@@ -53,9 +53,10 @@ class _progress:
 
 
 def cached_features(backbone, items: Sequence[str], cache: FeatureCache, batch_size: int = 64,
-                    progress: bool = False) -> tuple[np.ndarray, CacheStats]:
-    """Features for `items` (row-aligned); only cache misses reach the backbone."""
-    identity = backbone.identity()
+                    progress: bool = False, identity: dict | None = None) -> tuple[np.ndarray, CacheStats]:
+    """Features for `items` (row-aligned); only cache misses reach the backbone.
+    Pass `identity` when calling several times: some backbones hash their weights to compute it."""
+    identity = identity or backbone.identity()
     ns = namespace_of(identity)
     # text is its own content; for files the key is the file's bytes, so a renamed file still hits
     keys = [item_hash(x) if backbone.modality == "text" else item_hash(Path(x).read_bytes()) for x in items]

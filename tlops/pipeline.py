@@ -59,15 +59,17 @@ def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> dict
     out_dir.mkdir(parents=True, exist_ok=True)
     totals = {"hits": 0, "misses": 0, "corrupt_shards": 0, "backbone_calls": 0}
     t0 = time.perf_counter()
+    identity = backbone.identity()  # once: the same for every split
     for split in SPLITS:
-        x, stats = cached_features(backbone, ds.inputs(split), cache, batch_size=cfg.backbone.batch_size, progress=progress)
+        x, stats = cached_features(backbone, ds.inputs(split), cache, batch_size=cfg.backbone.batch_size, progress=progress,
+                                   identity=identity)
         y = np.array([index[l] for l in ds.splits[split]["label"]], dtype=np.int64)
         np.savez(out_dir / f"{split}.npz", x=x, y=y)
         for k, v in stats_dict(stats).items():
             totals[k] += v
     totals["backbone_calls"] = backbone.calls
     record = {"dir": str(out_dir), "labels": labels, "num_features": backbone.num_features,
-              "identity": backbone.identity(), "found_via": backbone.found_via, "cache": totals,
+              "identity": identity, "found_via": backbone.found_via, "cache": totals,
               "seconds": time.perf_counter() - t0}
     (out_dir / "features.json").write_text(json.dumps(record, indent=1))
     return record

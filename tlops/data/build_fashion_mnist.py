@@ -6,12 +6,13 @@ from the official train file (-> train/val) and test file (-> test).
 
 from __future__ import annotations
 
-import csv
 import gzip
 from pathlib import Path
 
 import numpy as np
 import typer
+
+from tlops.data.dataset import write_split_csv
 
 SOURCE = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
@@ -51,10 +52,7 @@ def build(out_dir: Path, source: Path = SOURCE) -> dict[str, int]:
             rel = f"images/{split}/{origin}-{i:05d}.png"
             Image.fromarray(xs[i], mode="L").save(out_dir / rel, optimize=False, compress_level=9)
             rows.append((rel, CLASSES[ys[i]]))
-        with open(out_dir / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["path", "label"])
-            w.writerows(rows)
+        write_split_csv(out_dir / f"{split}.csv", ["path", "label"], rows)
         counts[split] = len(rows)
     (out_dir / "dataset.yaml").write_text(
         "modality: image\nname: fashion-mnist-demo\n"

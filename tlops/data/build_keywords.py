@@ -7,12 +7,13 @@ so a rebuild gives byte-identical WAV files (checked through the DVC md5).
 
 from __future__ import annotations
 
-import csv
 import shutil
 import subprocess
 from pathlib import Path
 
 import typer
+
+from tlops.data.dataset import write_split_csv
 
 WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 # (engine, voice, speed in words/min for espeak-ng); each voice belongs to one split
@@ -48,10 +49,7 @@ def build(out_dir: Path) -> dict[str, int]:
                 rel = f"clips/{tag}/{word}.wav"
                 synthesise(engine, voice, speed, word, out_dir / rel)
                 rows.append((rel, word))
-        with open(out_dir / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["path", "label"])
-            w.writerows(rows)
+        write_split_csv(out_dir / f"{split}.csv", ["path", "label"], rows)
         counts[split] = len(rows)
     (out_dir / "dataset.yaml").write_text(
         "modality: audio\nname: spoken-keywords-demo\n"

@@ -6,13 +6,13 @@ Selection and split use sha256 of the synset offset, so the output is byte-ident
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import re
 from pathlib import Path
 
 import typer
+
+from tlops.data.dataset import write_split_csv
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 # WordNet's lexicographer file names, indexed by field 2 of each data line (wndb(5WN)).
@@ -69,11 +69,7 @@ def build(out_dir: Path, wordnet_dir: Path = WORDNET_DIR) -> dict[str, int]:
     for split, n in PER_CLASS.items():
         split_rows = [r for c in DEMO_CLASSES for r in by_class[c][start : start + n]]
         split_rows.sort(key=lambda r: _rank(r[0]))
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["text", "label"])
-        w.writerows(split_rows)
-        (out_dir / f"{split}.csv").write_text(buf.getvalue(), encoding="utf-8")
+        write_split_csv(out_dir / f"{split}.csv", ["text", "label"], split_rows)
         counts[split] = len(split_rows)
         start += n
     (out_dir / "dataset.yaml").write_text(

@@ -110,6 +110,16 @@ def carve_val(train: pd.DataFrame, seed: int, fraction: float) -> tuple[pd.DataF
     return rest, val
 
 
+def write_split_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
+    """The demo builders' CSV writer: UTF-8, "\n" line ends, so rebuilds are byte-identical (DVC md5)."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+
+
 def dataset_content_md5(root: str | Path) -> str:
     """md5 over the dataset folder's files (relative path + bytes), for runs on data outside DVC."""
     root = Path(root)
