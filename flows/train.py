@@ -21,7 +21,7 @@ from flows.train_step import RESULT_FILE, train_step_flow
 from tasks.evaluate import evaluate_task
 from tasks.features import features_task
 from tasks.register import register_task
-from tasks.tracking import flatten, log_json, setup
+from tasks.tracking import close_orphaned_runs, flatten, log_json, owner_tag, setup
 from tasks.validate import validate_task
 from tlops.config import RunConfig, config_from_dict
 from tlops.errors import TlopsError
@@ -65,8 +65,12 @@ def run_train_step(cfg: RunConfig, run_id: str, features_dir: str, out_dir: str)
 def _start_run(cfg: RunConfig, source: str) -> str:
     client, exp_id = setup(cfg)
     run = client.create_run(exp_id, tags={"mlflow.runName": f"{cfg.registry.model_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                          "tlops.strategy": cfg.strategy.name, "tlops.config_source": source})
+                                          "tlops.strategy": cfg.strategy.name, "tlops.config_source": source,
+                                          "tlops.owner": owner_tag()})
     run_id = run.info.run_id
+    closed = close_orphaned_runs(client, exp_id, by_run=run_id)
+    if closed:
+        client.set_tag(run_id, "tlops.closed_orphans", ",".join(closed))
     git = git_commit(REPO_ROOT)
     data = data_version(cfg.data.path)
     params = flatten(cfg.model_dump())
@@ -101,6 +105,8 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True) -> di
         raise
     client.set_terminated(run_id, "FINISHED")
     shutil.rmtree(work, ignore_errors=True)  # everything worth keeping is in MLflow now
+    if head.get("checkpoint_dir"):  # a later run of the same config starts fresh, not from the finished one
+        shutil.rmtree(head["checkpoint_dir"], ignore_errors=True)
     log.info("registered %s version %s aliases=%s: %s", reg["model_name"], reg["version"], reg["aliases"], reg["gate"]["reason"])
     return {
         "run_id": run_id, "experiment": cfg.tracking.experiment, "tracking_uri": mlflow.get_tracking_uri(),
@@ -109,6 +115,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True) -> di
         "cache": feats["cache"], "validation": validation, "backbone": cfg.backbone.name,
         "strategy": cfg.strategy.name, "train_executed_by": head.get("executed_by"), "work_pool": head.get("work_pool"),
         "train_flow_run_id": head.get("flow_run_id"), "flow_pid": os.getpid(),
+        "resumed_from": head.get("resumed_from"), "best_epoch": head.get("best_epoch"),
     }
 
 

@@ -25,16 +25,29 @@ def _ancestors() -> list[int]:
     return [p.pid for p in psutil.Process().parents()]
 
 
+def _epoch_metrics(row: dict, now: int) -> list[Metric]:
+    return [Metric(f"train_{k}", float(v), now, int(row["epoch"])) for k, v in row.items() if k != "epoch"]
+
+
 @flow(name="tlops-train-step")
 def train_step_flow(config: dict, run_id: str, features_dir: str, out_dir: str) -> dict:
-    """Fit the head on cached features; log per-epoch metrics in one batch; write result.json."""
+    """Train with the configured strategy; metrics go to the run one batch per epoch (fine-tuning, live) or
+    one batch at the end (probe); write result.json."""
     cfg = config_from_dict(config)
-    record = train_step(cfg, Path(features_dir), Path(out_dir))
-    record["executed_by"] = {"pid": os.getpid(), "ppid": os.getppid(), "host": socket.gethostname(), "ancestors": _ancestors()}
     client, _ = setup(cfg)
+
+    def log_epoch(row: dict) -> None:  # one MLflow call per epoch, never per step
+        client.log_batch(run_id, metrics=_epoch_metrics(row, int(time.time() * 1000)))
+
+    record = train_step(cfg, Path(features_dir), Path(out_dir), on_epoch=log_epoch)
+    record["executed_by"] = {"pid": os.getpid(), "ppid": os.getppid(), "host": socket.gethostname(), "ancestors": _ancestors()}
     now = int(time.time() * 1000)
-    metrics = [Metric(f"train_{k}", float(v), now, h["epoch"]) for h in record["history"] for k, v in h.items() if k != "epoch"]
+    metrics = [] if record.get("history_logged") else [m for h in record["history"] for m in _epoch_metrics(h, now)]
     metrics.append(Metric("train_seconds", record["seconds"], now, 0))
+    if record.get("train_samples_per_s"):
+        metrics.append(Metric("train_samples_per_s", record["train_samples_per_s"], now, 0))
+    if record.get("resumed_from"):
+        client.set_tag(run_id, "tlops.resumed_from", json.dumps(record["resumed_from"]))
     for i in range(0, len(metrics), 1000):  # MLflow's batch limit
         client.log_batch(run_id, metrics=metrics[i : i + 1000])
     (Path(out_dir) / RESULT_FILE).write_text(json.dumps(record, indent=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 
@@ -55,3 +56,38 @@ def log_json(client: MlflowClient, run_id: str, obj, artifact_file: str) -> None
         p.write_text(json.dumps(obj, indent=1, default=str))
         parent = str(Path(artifact_file).parent)
         client.log_artifact(run_id, str(p), None if parent == "." else parent)
+
+
+def owner_tag() -> str:
+    """Which process owns a run: host, pid and the pid's start time (pids are reused)."""
+    import psutil
+
+    return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()})
+
+
+def _alive(owner: dict) -> bool:
+    import psutil
+
+    try:
+        return abs(psutil.Process(owner["pid"]).create_time() - owner["started"]) < 1e-3
+    except (psutil.NoSuchProcess, KeyError, TypeError):
+        return False
+
+
+def close_orphaned_runs(client: MlflowClient, experiment_id: str, by_run: str | None = None) -> list[str]:
+    """Runs still RUNNING whose owning process on this host is gone (killed by SIGKILL, OOM, power loss):
+    mark them KILLED with the reason. Runs owned by other hosts are left alone (their liveness is unknown here)."""
+    closed = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        raw = run.data.tags.get("tlops.owner")
+        if not raw:
+            continue
+        owner = json.loads(raw)
+        if owner.get("host") != socket.gethostname() or _alive(owner):
+            continue
+        client.set_tag(run.info.run_id, "tlops.error",
+                       f"process {owner['pid']} on {owner['host']} ended without closing this run (killed?); "
+                       f"marked KILLED{' by run ' + by_run if by_run else ''}")
+        client.set_terminated(run.info.run_id, "KILLED")
+        closed.append(run.info.run_id)
+    return closed

@@ -68,8 +68,8 @@ def run(
         raise typer.Exit(1)
     gc.freeze()  # skips a multi-second final collection of millions of objects at interpreter exit
     if json_out:
-        keys = ("run_id", "model_name", "version", "aliases", "test_metrics", "cache", "promotion", "tracking_uri",
-                "train_executed_by", "work_pool", "train_flow_run_id", "flow_pid")
+        keys = ("run_id", "model_name", "version", "aliases", "test_metrics", "val_macro_f1", "cache", "promotion", "tracking_uri",
+                "strategy", "best_epoch", "resumed_from", "train_executed_by", "work_pool", "train_flow_run_id", "flow_pid")
         print(json.dumps({k: result[k] for k in keys}, default=str))
         return
     _print_summary(result)
@@ -80,6 +80,9 @@ def _print_summary(r: dict) -> None:
     m = r["test_metrics"]
     out.print(f"\n[bold]trained[/bold] {r['strategy']} on {r['backbone']}")
     out.print(f"[bold]test[/bold]    accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}")
+    if r.get("best_epoch") is not None:
+        resumed = f"  (resumed from {r['resumed_from']['checkpoint']})" if r.get("resumed_from") else ""
+        out.print(f"[bold]best[/bold]    epoch {r['best_epoch']}, val macro_f1={r['val_macro_f1']:.4f}{resumed}")
     out.print(f"[bold]cache[/bold]   hits={r['cache']['hits']} misses={r['cache']['misses']}")
     out.print(f"[bold]model[/bold]   {r['model_name']} version {r['version']} aliases={', '.join(r['aliases'])}")
     out.print(f"[bold]gate[/bold]    {r['promotion']['reason']}")

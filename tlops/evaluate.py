@@ -47,7 +47,7 @@ def confusion_png(y_true: list[str], y_pred: list[str], labels: list[str], path:
 
 
 def curves_png(history: list[dict], path: Path) -> Path | None:
-    keys = [k for k in ("train_loss", "val_macro_f1") if any(k in h for h in history)]
+    keys = [k for k in ("train_loss", "val_loss", "val_macro_f1") if any(k in h for h in history)]
     if len(history) < 2 or not keys:
         return None
     import matplotlib

@@ -33,7 +33,7 @@ def save_package(out_dir: Path, backbone, head: ProbeHead, labels: list[str], ex
             "format": FORMAT_VERSION,
             "modality": backbone.modality,
             "backbone": {"layers": backbone.layers, "pooling": backbone.pooling, "max_length": backbone.max_length,
-                         "identity": backbone.identity()},
+                         "identity": package_identity(backbone, tmp / "backbone")},
             "labels": list(labels),
             "head": head.spec,
             **(extra or {}),
@@ -46,6 +46,18 @@ def save_package(out_dir: Path, backbone, head: ProbeHead, labels: list[str], ex
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def package_identity(backbone, exported: Path) -> dict:
+    """The backbone identity as packaged. A fine-tuned backbone's weights are the exported files, so their
+    sha256 replaces the pretrained one (kept as `fine_tuned_from`)."""
+    identity = backbone.identity()
+    if not getattr(backbone, "fine_tuned", False):
+        return identity
+    from tlops.backbones.hf import file_sha256
+
+    weights = {f.name: file_sha256(f) for f in sorted(exported.glob("*.safetensors"))}
+    return {**identity, "weights_sha256": weights, "fine_tuned_from": identity.get("weights_sha256")}
 
 
 class Predictor:

@@ -7,9 +7,11 @@ orchestration or tracking (the baseline of the overhead benchmark).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,13 +19,13 @@ from safetensors.torch import load_file, save_file
 
 from tlops.backbones import load_backbone
 from tlops.cache import FeatureCache
-from tlops.config import RunConfig
+from tlops.config import FinetuneConfig, LinearProbeConfig, RunConfig
 from tlops.data import Dataset, load_dataset
 from tlops.evaluate import classification_metrics, confusion_png, curves_png, per_class_report
 from tlops.features import cached_features, stats_dict
 from tlops.modules.heads import ProbeHead
-from tlops.package import save_package
-from tlops.strategies.linear_probe import train_probe
+from tlops.package import Predictor, save_package
+from tlops.strategies.linear_probe import fit_logreg, fit_mlp, train_probe
 from tlops.validation import raise_for_report, validate_dataset
 
 SPLITS = ("train", "val", "test")
@@ -80,7 +82,14 @@ def _load_split(features_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]
         return z["x"], z["y"]
 
 
-def train_step(cfg: RunConfig, features_dir: Path, out_dir: Path) -> dict:
+def train_step(cfg: RunConfig, features_dir: Path, out_dir: Path, on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train with the configured strategy; returns a JSON-able record (with `package` for fine-tuning)."""
+    if isinstance(cfg.strategy, FinetuneConfig):
+        return finetune_step(cfg, features_dir, out_dir, on_epoch=on_epoch)
+    return probe_step(cfg, features_dir, out_dir)
+
+
+def probe_step(cfg: RunConfig, features_dir: Path, out_dir: Path) -> dict:
     """Fit the head on cached features; writes head.safetensors + head.json. No backbone needed."""
     torch.manual_seed(cfg.seed)
     labels = json.loads((Path(features_dir) / "features.json").read_text())["labels"]
@@ -90,9 +99,70 @@ def train_step(cfg: RunConfig, features_dir: Path, out_dir: Path) -> dict:
     result = train_probe(x, y, xv, yv, len(labels), cfg.strategy, seed=cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in result.head.state_dict().items()}, str(out_dir / "head.safetensors"))
-    record = {"head_path": str(out_dir / "head.safetensors"), "spec": result.head.spec, "history": result.history,
+    record = {"kind": "probe", "head_path": str(out_dir / "head.safetensors"), "spec": result.head.spec, "history": result.history,
               "val_macro_f1": result.val_macro_f1, "seconds": time.perf_counter() - t0}
     (out_dir / "head.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def initial_head(cfg: RunConfig, features_dir: Path, n_classes: int) -> ProbeHead:
+    """The fine-tuning head before training: for LP-FT a probe fitted on the frozen (cached) features,
+    otherwise a fresh head; both standardise with the pretrained train features' mean/std."""
+    s = cfg.strategy
+    x, y = _load_split(features_dir, "train")
+    xv, yv = _load_split(features_dir, "val")
+    torch.manual_seed(cfg.seed)
+    if s.lp_ft:
+        if s.head == "linear":
+            return fit_logreg(x, y, xv, yv, n_classes, LinearProbeConfig(), seed=cfg.seed).head
+        probe = LinearProbeConfig(head="mlp", hidden=s.hidden, dropout=s.dropout)
+        return fit_mlp(x, y, xv, yv, n_classes, probe, seed=cfg.seed).head
+    head = ProbeHead(x.shape[1], n_classes, kind=s.head, hidden=s.hidden, dropout=s.dropout)
+    head.set_scaler(torch.from_numpy(x.mean(0)), torch.from_numpy(x.std(0)))
+    return head
+
+
+def checkpoint_dir_of(cfg: RunConfig, features_dir: Path) -> Path:
+    """Same strategy, seed, backbone, data and pretrained features -> same folder, so a rerun resumes."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"strategy": cfg.strategy.model_dump(exclude={"resume", "device", "compile"}), "seed": cfg.seed,
+                         "backbone": cfg.backbone.model_dump(exclude={"batch_size"}), "data": cfg.data.model_dump(),
+                         "identity": json.loads((Path(features_dir) / "features.json").read_text())["identity"]},
+                        sort_keys=True).encode())
+    for split in ("train", "val"):
+        x, y = _load_split(features_dir, split)
+        h.update(x.tobytes())
+        h.update(y.tobytes())
+    return Path(cfg.execution.work_dir) / "checkpoints" / h.hexdigest()[:20]
+
+
+def finetune_step(cfg: RunConfig, features_dir: Path, out_dir: Path, on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Fine-tune the backbone + head on raw inputs; writes the best epoch as a full model package."""
+    from tlops.strategies.finetune import finetune
+
+    ds = open_dataset(cfg)
+    labels = json.loads((Path(features_dir) / "features.json").read_text())["labels"]
+    index = {l: i for i, l in enumerate(labels)}
+    y = np.array([index[l] for l in ds.splits["train"]["label"]], dtype=np.int64)
+    yv = np.array([index[l] for l in ds.splits["val"]["label"]], dtype=np.int64)
+    head = initial_head(cfg, Path(features_dir), len(labels))
+    backbone = backbone_of(cfg)
+    ckpt_dir = checkpoint_dir_of(cfg, Path(features_dir))
+    t0 = time.perf_counter()
+    result = finetune(backbone, ds.inputs("train"), y, ds.inputs("val"), yv, head, cfg.strategy, seed=cfg.seed,
+                      checkpoint_dir=ckpt_dir, on_epoch=on_epoch)
+    seconds = time.perf_counter() - t0
+    backbone.fine_tuned = True  # export writes the trained weights, and the package identity hashes them
+    summary = {"best_epoch": result.best_epoch, "val_macro_f1": result.val_macro_f1, "epochs_run": len(result.history),
+               "stopped_early": result.stopped_early, "device": result.device, "precision": result.precision}
+    package = save_package(Path(out_dir) / "package", backbone, result.head, labels,
+                           extra={"strategy": cfg.strategy.model_dump(), "seed": cfg.seed, "fine_tune": summary})
+    record = {"kind": "finetune", "package": str(package), "spec": result.head.spec, "history": result.history,
+              "val_macro_f1": result.val_macro_f1, "seconds": seconds, "checkpoint_dir": str(ckpt_dir),
+              "resumed_from": result.resumed_from, "skipped_checkpoints": result.skipped_checkpoints,
+              "train_samples_per_s": result.train_samples / result.train_seconds if result.train_seconds else None,
+              "history_logged": on_epoch is not None, **summary}
+    (Path(out_dir) / "head.json").write_text(json.dumps(record, indent=1))
     return record
 
 
@@ -105,12 +175,15 @@ def load_head(head_record: dict) -> ProbeHead:
 
 def evaluate_step(cfg: RunConfig, features_dir: Path, head_record: dict, out_dir: Path) -> dict:
     labels = json.loads((Path(features_dir) / "features.json").read_text())["labels"]
-    head = load_head(head_record)
-    x, y = _load_split(features_dir, "test")
-    with torch.inference_mode():
-        pred = head(torch.from_numpy(x)).argmax(1).numpy()
+    _, y = _load_split(features_dir, "test")
     y_true = [labels[i] for i in y]
-    y_pred = [labels[i] for i in pred]
+    if "package" in head_record:  # fine-tuned: the cached features are the pretrained backbone's, so run the model
+        y_pred = Predictor(head_record["package"]).predict(open_dataset(cfg).inputs("test"))
+    else:
+        head = load_head(head_record)
+        x, _ = _load_split(features_dir, "test")
+        with torch.inference_mode():
+            y_pred = [labels[i] for i in head(torch.from_numpy(x)).argmax(1).numpy()]
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = classification_metrics(y_true, y_pred, labels)
     report = per_class_report(y_true, y_pred, labels)
@@ -122,6 +195,8 @@ def evaluate_step(cfg: RunConfig, features_dir: Path, head_record: dict, out_dir
 
 
 def package_step(cfg: RunConfig, features_dir: Path, head_record: dict, out_dir: Path) -> str:
+    if "package" in head_record:  # the fine-tuning step already wrote it (best epoch, trained backbone)
+        return head_record["package"]
     labels = json.loads((Path(features_dir) / "features.json").read_text())["labels"]
     return str(save_package(out_dir, backbone_of(cfg), load_head(head_record), labels,
                             extra={"strategy": cfg.strategy.model_dump(), "seed": cfg.seed}))

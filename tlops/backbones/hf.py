@@ -111,6 +111,7 @@ class HFBackbone:
         if not self._weights:
             raise BackboneError(f"hf:{name}: no weight files (*.safetensors, *.bin) in {self.folder}")
         self._model = None
+        self.fine_tuned = False  # set by the finetune strategy: export then saves the trained weights
         self.calls = 0  # embed() calls; the cache tests assert it stays 0 on a warm run
 
     @property
@@ -129,10 +130,13 @@ class HFBackbone:
         return input_to_output_groups(self.model)
 
     def export_weights(self, out_dir: Path) -> None:
-        """Copy safetensors byte-for-byte (so an audit can re-check the sha256); convert anything else."""
+        """Pretrained: copy safetensors byte-for-byte (so an audit can re-check the sha256); convert anything
+        else. Fine-tuned: save the trained weights."""
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(self.folder / "config.json", out_dir / "config.json")
-        if all(f.suffix == ".safetensors" for f in self._weights):
+        if self.fine_tuned:
+            self.model.save_pretrained(out_dir, safe_serialization=True)
+        elif all(f.suffix == ".safetensors" for f in self._weights):
             for f in self._weights:
                 shutil.copy2(f, out_dir / f.name)
             idx = self.folder / "model.safetensors.index.json"

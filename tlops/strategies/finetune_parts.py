@@ -25,18 +25,22 @@ def gradual_top_n(epoch: int, every: int, start: int = 0) -> int:
 
 
 def discriminative_param_groups(backbone_groups: list[list[nn.Parameter]], head: nn.Module, head_lr: float,
-                                backbone_lr: float, layer_decay: float = 1.0, weight_decay: float = 0.0) -> list[dict]:
+                                backbone_lr: float, layer_decay: float = 1.0, weight_decay: float = 0.0,
+                                backbone_weight_decay: float | None = None) -> list[dict]:
     """Optimizer groups: the head at `head_lr`; the top backbone group at `backbone_lr`, each group below it
-    multiplied by `layer_decay` once more. Biases and norm weights (1-d) get no weight decay."""
+    multiplied by `layer_decay` once more. Biases and norm weights (1-d) get no weight decay.
+    Frozen parameters are included (they get no gradient, so AdamW skips them) so that gradual
+    unfreezing needs no new optimizer. `backbone_weight_decay` overrides the decay of backbone groups."""
     out: list[dict] = []
     n = len(backbone_groups)
-    named = [("head", list(head.parameters()), head_lr)]
-    named += [(f"backbone.{i}", g, backbone_lr * layer_decay ** (n - 1 - i)) for i, g in enumerate(backbone_groups)]
-    for name, params, lr in named:
-        decay = [p for p in params if p.requires_grad and p.dim() > 1]
-        no_decay = [p for p in params if p.requires_grad and p.dim() <= 1]
+    bwd = weight_decay if backbone_weight_decay is None else backbone_weight_decay
+    named = [("head", list(head.parameters()), head_lr, weight_decay)]
+    named += [(f"backbone.{i}", g, backbone_lr * layer_decay ** (n - 1 - i), bwd) for i, g in enumerate(backbone_groups)]
+    for name, params, lr, wd in named:
+        decay = [p for p in params if p.dim() > 1]
+        no_decay = [p for p in params if p.dim() <= 1]
         if decay:
-            out.append({"name": name, "params": decay, "lr": lr, "weight_decay": weight_decay})
+            out.append({"name": name, "params": decay, "lr": lr, "weight_decay": wd})
         if no_decay:
             out.append({"name": f"{name}.no_decay", "params": no_decay, "lr": lr, "weight_decay": 0.0})
     return out
@@ -61,13 +65,15 @@ class L2SP(nn.Module):
 
 def warmup_then_decay(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
                       kind: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up from 0 to each group's lr, then cosine or linear decay to 0 at `total_steps`."""
-    if kind not in ("cosine", "linear"):
-        raise ValueError(f"unknown schedule {kind!r}; use 'cosine' or 'linear'")
+    """Linear warm-up from 0 to each group's lr, then cosine or linear decay to 0 at `total_steps` (or constant)."""
+    if kind not in ("cosine", "linear", "constant"):
+        raise ValueError(f"unknown schedule {kind!r}; use 'cosine', 'linear' or 'constant'")
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
+        if kind == "constant":
+            return 1.0
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         return 0.5 * (1 + math.cos(math.pi * progress)) if kind == "cosine" else 1.0 - progress
 

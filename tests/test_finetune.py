@@ -1,0 +1,321 @@
+"""The `finetune` strategy: config, batching, checkpoints, the training loop's properties, the flow in every
+modality, and crash safety (SIGKILL mid-epoch, then resume; an exception ends the MLflow run FAILED).
+
+Backbones here are random-weight code-path fixtures (tiny BERT / ViT / wav2vec2) or the real packaged
+EfficientNet-Lite0 and speech_embedding; bench/finetune_*.py measures quality on real data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
+
+from tests.conftest import REPO, tiny_config
+from tlops.backbones import load_backbone
+from tlops.checkpoint import MANIFEST, latest_checkpoint, prune, read_checkpoint, save_checkpoint
+from tlops.config import FinetuneConfig, config_from_dict
+from tlops.data import load_dataset
+from tlops.errors import ConfigError
+from tlops.modules.heads import ProbeHead
+from tlops.strategies.batching import augment, epoch_batches, generator
+from tlops.strategies.finetune import FAULT_ENV, finetune
+
+
+def _ft(**over) -> dict:
+    return {"name": "finetune", "epochs": 3, "batch_size": 8, "head_lr": 1e-2, "backbone_lr": 1e-3, "warmup_ratio": 0.0, **over}
+
+
+def _text_split(ds_path: Path, b, split: str):
+    ds = load_dataset(ds_path)
+    index = {l: i for i, l in enumerate(ds.labels)}
+    return ds.inputs(split), np.array([index[l] for l in ds.splits[split]["label"]]), len(ds.labels)
+
+
+def _run(b, ds_path: Path, ckpt: Path | None = None, **over):
+    x, y, n = _text_split(ds_path, b, "train")
+    xv, yv, _ = _text_split(ds_path, b, "val")
+    torch.manual_seed(0)
+    head = ProbeHead(b.num_features, n)
+    return finetune(b, x, y, xv, yv, head, FinetuneConfig(**_ft(**over)), seed=0, checkpoint_dir=ckpt)
+
+
+# ---- config -------------------------------------------------------------------------------------------
+
+def test_finetune_options_are_validated_by_the_config():
+    base = {"data": {"path": "d"}, "backbone": {"name": "hf:x"}, "registry": {"model_name": "m"}}
+    cfg = config_from_dict({**base, "strategy": {"name": "finetune", "trainable": 2, "unfreeze_every": 1, "lp_ft": True}})
+    assert isinstance(cfg.strategy, FinetuneConfig) and cfg.strategy.trainable == 2 and cfg.strategy.lp_ft
+    cases = [({"name": "finetune", "epoch": 3}, "strategy.epoch: unknown key"),
+             ({"name": "finetune", "unfreeze_every": 2}, "unfreeze_every needs a starting number"),
+             ({"name": "finetune", "trainable": -1}, "0 trains only the head"),
+             ({"name": "finetune", "schedule": "step"}, "strategy.schedule"),
+             ({"name": "finetune", "precision": "fp16"}, "strategy.precision"),
+             ({"name": "fine_tune"}, "valid: linear_probe, finetune")]
+    for strategy, message in cases:
+        with pytest.raises(ConfigError) as e:
+            config_from_dict({**base, "strategy": strategy})
+        assert message in str(e.value), str(e.value)
+    with pytest.raises(ConfigError) as e:  # a probe key under finetune lists finetune's keys
+        config_from_dict({**base, "strategy": {"name": "finetune", "C": 1.0}})
+    assert "backbone_lr" in str(e.value) and "l2sp" in str(e.value)
+
+
+# ---- checkpoints and batching ------------------------------------------------------------------------
+
+def test_checkpoints_are_atomic_and_a_damaged_or_partial_one_is_never_picked(tmp_path):
+    w = {"w": torch.arange(6.0)}
+    save_checkpoint(tmp_path, "step-000000001", {"m.safetensors": w}, {"n": 1}, state={"opt": torch.ones(2)})
+    save_checkpoint(tmp_path, "step-000000002", {"m.safetensors": {"w": w["w"] + 1}}, {"n": 2}, state={"opt": torch.zeros(2)})
+    ckpt, skipped = latest_checkpoint(tmp_path)
+    assert ckpt.meta == {"n": 2} and skipped == [] and torch.equal(ckpt.state()["opt"], torch.zeros(2))
+    # a crash mid-write leaves a temp folder or a folder without manifest; a damaged file breaks its sha256
+    (tmp_path / ".tmp-crashed").mkdir()
+    (tmp_path / "step-000000004").mkdir()
+    (tmp_path / "step-000000004" / "m.safetensors").write_bytes(b"partial")
+    shutil.copytree(tmp_path / "step-000000002", tmp_path / "step-000000003")
+    with open(tmp_path / "step-000000003" / "m.safetensors", "r+b") as f:
+        f.truncate(20)
+    ckpt, skipped = latest_checkpoint(tmp_path)
+    assert ckpt.meta == {"n": 2} and skipped == ["step-000000004", "step-000000003"]
+    assert read_checkpoint(tmp_path / "step-000000003") is None
+    prune(tmp_path, keep=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-000000002"]  # the newest sound one stays
+    save_checkpoint(tmp_path, "best", {"m.safetensors": w}, {"e": 0})
+    save_checkpoint(tmp_path, "best", {"m.safetensors": {"w": w["w"] * 2}}, {"e": 1})  # replaced, not merged
+    best = read_checkpoint(tmp_path / "best")
+    assert best.meta == {"e": 1} and torch.equal(best.tensors("m.safetensors")["w"], w["w"] * 2)
+    assert json.loads((tmp_path / "best" / MANIFEST).read_text())["files"].keys() == {"m.safetensors"}
+
+
+def test_epoch_batches_are_reproducible_complete_and_length_bucketed():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 120, size=1000).tolist()
+    a = epoch_batches(1000, 16, seed=1, epoch=2, lengths=lengths)
+    assert a == epoch_batches(1000, 16, seed=1, epoch=2, lengths=lengths)  # rebuildable after a crash
+    assert a != epoch_batches(1000, 16, seed=1, epoch=3, lengths=lengths)
+    assert sorted(i for b in a for i in b) == list(range(1000))
+    plain = epoch_batches(1000, 16, seed=1, epoch=2)
+    padded = lambda batches: sum(len(b) * max(lengths[i] for i in b) for b in batches)  # noqa: E731
+    assert padded(a) < 0.6 * padded(plain)
+
+
+def test_augmentation_keeps_shapes_and_is_reproducible_per_generator():
+    img = torch.randn(4, 3, 32, 32)
+    a, b = augment(img, "image", generator(0, 1, 2)), augment(img, "image", generator(0, 1, 2))
+    assert a.shape == img.shape and torch.equal(a, b) and not torch.equal(a, img)
+    mel = torch.randn(3, 1, 50, 32)
+    m = augment(mel, "audio", generator(5), time_axis=2)
+    assert m.shape == mel.shape and torch.allclose(m.sum(2), mel.sum(2), atol=1e-5)  # a shift in time only
+    wav = {"input_values": torch.randn(2, 800), "attention_mask": torch.ones(2, 800)}
+    out = augment(wav, "audio", generator(5))
+    assert out["input_values"].shape == (2, 800) and torch.equal(out["attention_mask"], wav["attention_mask"])
+    assert augment({"input_ids": torch.ones(2, 3)}, "text", generator(0))["input_ids"].shape == (2, 3)
+
+
+# ---- the training loop --------------------------------------------------------------------------------
+
+def test_finetune_learns_keeps_the_best_epoch_and_moves_only_trainable_groups(tmp_path, tiny_bert, text_dataset):
+    b = load_backbone(f"hf:{tiny_bert}", max_length=32)
+    before = [[p.detach().clone() for p in g] for g in b.parameter_groups()]
+    r = _run(b, text_dataset, tmp_path / "ckpt", trainable=2, epochs=4)
+    assert [h["epoch"] for h in r.history] == [0, 1, 2, 3] and r.history[-1]["train_loss"] < r.history[0]["train_loss"]
+    assert r.val_macro_f1 == max(h["val_macro_f1"] for h in r.history) and r.best_epoch == int(np.argmax([h["val_macro_f1"] for h in r.history]))
+    moved = [any(not torch.equal(p, q) for p, q in zip(g, old)) for g, old in zip(b.parameter_groups(), before)]
+    assert moved[:2] == [False, False] and moved[2]  # embeddings + layer 0 frozen; layer 1 trained
+    best = read_checkpoint(tmp_path / "ckpt" / "best")
+    assert best.meta["epoch"] == r.best_epoch
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in best.tensors("backbone.safetensors").items())
+    assert all(h["lr_head"] / h["lr_backbone_top"] == pytest.approx(10.0) for h in r.history[:-1])
+
+
+def test_gradual_unfreezing_adds_one_group_per_epoch(tiny_bert, text_dataset):
+    b = load_backbone(f"hf:{tiny_bert}", max_length=32)
+    emb = [p.detach().clone() for p in b.parameter_groups()[0]]
+    r = _run(b, text_dataset, trainable=0, unfreeze_every=1, epochs=3)
+    assert [h["trainable_groups"] for h in r.history] == [0, 1, 2]
+    assert all(torch.equal(p, q) for p, q in zip(b.parameter_groups()[0], emb))  # never unfrozen
+
+
+def test_early_stopping_stops_when_validation_stops_improving(tiny_bert, text_dataset):
+    b = load_backbone(f"hf:{tiny_bert}", max_length=32)
+    r = _run(b, text_dataset, head_lr=1e-12, backbone_lr=1e-12, epochs=6, patience=2)
+    assert r.stopped_early and len(r.history) == 3 and r.best_epoch == 0
+
+
+def test_l2sp_keeps_weights_closer_to_pretrained(tiny_bert, text_dataset):
+    dist = {}
+    for weight in (0.0, 50.0):
+        b = load_backbone(f"hf:{tiny_bert}", max_length=32)
+        start = [p.detach().clone() for g in b.parameter_groups() for p in g]
+        _run(b, text_dataset, l2sp=weight, weight_decay=0.0, backbone_lr=3e-3, epochs=2)
+        dist[weight] = sum(float(((p.detach() - q) ** 2).sum()) for p, q in zip((p for g in b.parameter_groups() for p in g), start))
+    assert 0 < dist[50.0] < 0.8 * dist[0.0], dist
+
+
+def test_gradient_accumulation_takes_fewer_optimizer_steps(tmp_path, tiny_bert, text_dataset):
+    b = load_backbone(f"hf:{tiny_bert}", max_length=32)
+    _run(b, text_dataset, tmp_path / "a", epochs=1, grad_accum_steps=2, max_grad_norm=None, schedule="linear")
+    ckpt, _ = latest_checkpoint(tmp_path / "a")
+    assert ckpt.meta["progress"]["global_step"] == 3  # 42 rows / 8 = 6 batches -> 3 steps
+    assert ckpt.state()["scheduler"]["last_epoch"] == 3
+
+
+# ---- through the flow, every modality ----------------------------------------------------------------
+
+def _flow(cfg: dict) -> dict:
+    from flows.train import train_flow
+
+    return train_flow(cfg, progress=False)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_text_finetune_flow_registers_the_best_fine_tuned_weights(tmp_path, tiny_bert, text_dataset):
+    import mlflow
+
+    from tlops.package import Predictor
+
+    cfg = tiny_config(tmp_path, text_dataset, tiny_bert, strategy=_ft(epochs=3, lp_ft=True), registry__model_name="ft-text")
+    r = _flow(cfg)
+    assert r["strategy"] == "finetune" and r["version"] == "1" and r["best_epoch"] is not None
+    client = MlflowClient(cfg["tracking"]["uri"])
+    run = client.get_run(r["run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["strategy.lp_ft"] == "True"
+    curve = client.get_metric_history(r["run_id"], "train_val_macro_f1")
+    assert [m.step for m in curve] == [0, 1, 2]  # one point per epoch, logged as the epochs ran
+    assert "plots/learning_curves.png" in {a.path for a in client.list_artifacts(r["run_id"], "plots")}
+    pkg = Path(mlflow.artifacts.download_artifacts("models:/ft-text/1/artifacts/package", tracking_uri=cfg["tracking"]["uri"]))
+    meta = json.loads((pkg / "tlops_model.json").read_text())
+    ident = meta["backbone"]["identity"]
+    pretrained = load_file(str(tiny_bert / "model.safetensors"))
+    tuned = load_file(str(pkg / "backbone" / "model.safetensors"))
+    assert ident["fine_tuned_from"] != ident["weights_sha256"] and meta["fine_tune"]["best_epoch"] == r["best_epoch"]
+    assert any(not torch.equal(tuned[k], pretrained[k]) for k in tuned if k in pretrained)
+    ds = load_dataset(text_dataset)
+    pred = Predictor(pkg).predict(ds.inputs("test"))
+    acc = float(np.mean(np.array(pred) == ds.splits["test"]["label"].to_numpy()))
+    assert acc == pytest.approx(r["test_metrics"]["accuracy"])  # the registered package is the evaluated model
+    assert not any((tmp_path / "runs" / "checkpoints").iterdir())  # removed after success
+
+
+@pytest.mark.usefixtures("prefect_api")
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_image_and_audio_finetune_through_the_same_flow(tmp_path, modality):
+    if modality == "image":
+        from tests.test_image import make_image_dataset as make
+        backbone = {"backbone__name": "packaged:efficientnet-lite0", "backbone__image_size": 32}
+    else:
+        from tests.test_audio import make_audio_dataset as make
+        backbone = {"backbone__name": "packaged:speech-embedding"}
+    data = make(tmp_path / modality)
+    cfg = tiny_config(tmp_path, data, tmp_path, strategy=_ft(epochs=2, trainable=3, backbone_lr=1e-4),
+                      registry__model_name=f"ft-{modality}", **backbone)
+    r = _flow(cfg)
+    assert r["version"] == "1" and r["test_metrics"]["accuracy"] > 0.5  # three easy classes; chance is 0.33
+    client = MlflowClient(cfg["tracking"]["uri"])
+    assert len(client.get_metric_history(r["run_id"], "train_train_loss")) == 2
+
+
+@pytest.mark.parametrize("kind", ["vit", "wav2vec2"])
+def test_hf_image_and_audio_fine_tuned_export_round_trips(tmp_path, kind):
+    from tlops.config import RunConfig
+    from tlops.package import Predictor
+    from tlops.pipeline import run_core
+
+    if kind == "vit":
+        from tests.test_image import make_image_dataset as make_data
+        from tests.test_image import make_tiny_vit as make_model
+    else:
+        from tests.test_audio import make_audio_dataset as make_data
+        from tests.test_audio import make_tiny_wav2vec2 as make_model
+    data, model = make_data(tmp_path / "data"), make_model(tmp_path / kind)
+    cfg = RunConfig.model_validate(tiny_config(tmp_path, data, model, strategy=_ft(epochs=1), backbone__clip_seconds=0.5))
+    out = run_core(cfg, tmp_path / "work")
+    pkg = Path(out["package"])
+    # every pretrained tensor is in the export (AutoModel may add an unused pooler the fixture lacks)
+    assert load_file(str(model / "model.safetensors")).keys() <= load_file(str(pkg / "backbone" / "model.safetensors")).keys()
+    ds = load_dataset(data)
+    pred = Predictor(pkg).predict(ds.inputs("test"))
+    assert np.mean(np.array(pred) == ds.splits["test"]["label"].to_numpy()) == pytest.approx(out["evaluate"]["metrics"]["accuracy"])
+
+
+# ---- crash safety -------------------------------------------------------------------------------------
+
+def _cli(cfg_file: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tlops.cli", "run", str(cfg_file), "--json"], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_rerun_resumes_and_reaches_the_same_metrics(tmp_path, tiny_bert, text_dataset, prefect_api):
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    strategy = _ft(epochs=4, checkpoint_every_steps=4)  # 6 steps/epoch: checkpoints at 4, 6, 8, 12, 16, 18, ...
+    files = {}
+    for name in ("reference", "crashing"):
+        cfg = tiny_config(tmp_path, text_dataset, tiny_bert, strategy=strategy, registry__model_name=f"ft-{name}",
+                          execution__work_dir=str(tmp_path / name))
+        files[name] = tmp_path / f"{name}.yaml"
+        files[name].write_text(yaml.safe_dump(cfg))
+    ref = _cli(files["reference"], env)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    reference = json.loads(ref.stdout.strip().splitlines()[-1])
+
+    killed = _cli(files["crashing"], {**env, FAULT_ENV: "17"})  # epoch 2, batch 5 of 6; last checkpoint: step 16
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    ckpt_root = next((tmp_path / "crashing" / "checkpoints").iterdir())
+    # what a crash during the next checkpoint write would leave: a newer folder whose file is cut short
+    shutil.copytree(ckpt_root / "step-000000016", ckpt_root / "step-000000017")
+    with open(ckpt_root / "step-000000017" / "backbone.safetensors", "r+b") as f:
+        f.truncate(1000)
+    client = MlflowClient(reference["tracking_uri"])
+    orphan = [r for r in client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+              if r.data.params.get("registry.model_name") == "ft-crashing"]
+    assert len(orphan) == 1 and orphan[0].info.status == "RUNNING"  # nothing could close it: SIGKILL
+
+    resumed = _cli(files["crashing"], env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    result = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert result["resumed_from"] == {"checkpoint": "step-000000016", "epoch": 2, "batch": 4, "global_step": 16}
+    assert result["test_metrics"] == pytest.approx(reference["test_metrics"], abs=1e-6)
+    assert result["val_macro_f1"] == pytest.approx(reference["val_macro_f1"], abs=1e-6)
+    for metric in ("train_val_loss", "train_train_loss"):
+        a = [m.value for m in sorted(client.get_metric_history(reference["run_id"], metric), key=lambda m: m.step)]
+        b = [m.value for m in sorted(client.get_metric_history(result["run_id"], metric), key=lambda m: m.step)]
+        assert len(a) == len(b) == 4 and np.allclose(a, b, atol=1e-5), (metric, a, b)
+    old = client.get_run(orphan[0].info.run_id)
+    assert old.info.status == "KILLED" and "ended without closing this run" in old.data.tags["tlops.error"]
+    assert client.get_run(result["run_id"]).data.tags["tlops.closed_orphans"] == orphan[0].info.run_id
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_an_exception_inside_training_ends_the_run_failed_and_keeps_checkpoints(tmp_path, tiny_bert, text_dataset, monkeypatch):
+    import tlops.strategies.finetune as ft
+
+    real, calls = ft.evaluate_logits, []
+
+    def failing(*a, **k):  # validation of epoch 1 fails (e.g. out of memory)
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("injected failure in validation")
+        return real(*a, **k)
+
+    monkeypatch.setattr(ft, "evaluate_logits", failing)
+    cfg = tiny_config(tmp_path, text_dataset, tiny_bert, strategy=_ft(epochs=3), registry__model_name="ft-fail")
+    with pytest.raises(RuntimeError, match="injected failure"):
+        _flow(cfg)
+    client = MlflowClient(cfg["tracking"]["uri"])
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"] and "injected failure" in runs[0].data.tags["tlops.error"]
+    assert client.search_registered_models() == []
+    ckpt, _ = latest_checkpoint(next((tmp_path / "runs" / "checkpoints").iterdir()))
+    assert ckpt.meta["progress"]["epoch"] == 1  # epoch 0 is safe on disk for the rerun
