@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -210,4 +211,6 @@ def run_core(cfg: RunConfig, work_dir: Path, progress: bool = False) -> dict:
     head = train_step(cfg, work_dir / "features", work_dir / "train")
     ev = evaluate_step(cfg, work_dir / "features", head, work_dir / "eval")
     pkg = package_step(cfg, work_dir / "features", head, work_dir / "package")
+    if head.get("checkpoint_dir"):  # done: a rerun of this config starts fresh
+        shutil.rmtree(head["checkpoint_dir"], ignore_errors=True)
     return {"features": feats, "train": head, "evaluate": ev, "package": pkg}
