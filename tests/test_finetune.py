@@ -171,6 +171,32 @@ def test_gradient_accumulation_takes_fewer_optimizer_steps(tmp_path, tiny_bert, 
     assert ckpt.state()["scheduler"]["last_epoch"] == 3
 
 
+@pytest.mark.parametrize("norm_stats", ["frozen", "train"])
+def test_batchnorm_running_statistics_frozen_by_default(tmp_path, norm_stats):
+    from tests.test_image import make_image_dataset
+
+    data = make_image_dataset(tmp_path / "img", per_split=(4, 2, 1))
+    b = load_backbone("packaged:efficientnet-lite0", image_size=32)
+    bn = b.model._bn0
+    before, stem = bn.running_mean.clone(), b.model._conv_stem.weight.detach().clone()
+    ds = load_dataset(data)
+    y = np.array([ds.labels.index(l) for l in ds.splits["train"]["label"]])
+    yv = np.array([ds.labels.index(l) for l in ds.splits["val"]["label"]])
+    cfg = FinetuneConfig(**_ft(epochs=1, norm_stats=norm_stats, backbone_lr=1e-3))
+    finetune(b, ds.inputs("train"), y, ds.inputs("val"), yv, ProbeHead(b.num_features, 3), cfg)
+    assert torch.equal(bn.running_mean, before) == (norm_stats == "frozen")
+    assert not torch.equal(b.model._conv_stem.weight, stem)  # the weights train either way
+
+
+def test_finetune_head_scaler_floors_near_constant_dimensions():
+    from tlops.strategies.linear_probe import finetune_scaler
+
+    x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    x[:, 2] = 0.0  # a channel the pretrained CNN never fires
+    mean, std = finetune_scaler(x)
+    assert float(std[2]) == pytest.approx(0.1 * float(torch.from_numpy(x.std(0)).median()) + 1e-6) and torch.allclose(std[[0, 1, 3]], torch.from_numpy(x.std(0)[[0, 1, 3]]))
+
+
 # ---- through the flow, every modality ----------------------------------------------------------------
 
 def _flow(cfg: dict) -> dict:

@@ -92,6 +92,7 @@ class FinetuneConfig(_Strict):
     bucket_by_length: bool = Field(True, description="text: batches of similar length (less padding), in shuffled order")
     augment: bool = Field(True, description="image: random resized crop + horizontal flip; audio: random time shift + gain")
     flip: bool = Field(True, description="image augmentation: horizontal flips (turn off for text-like images)")
+    norm_stats: Literal["frozen", "train"] = Field("frozen", description="BatchNorm running statistics: kept from pretraining (small target sets) or updated")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on a GPU that supports it, else fp32")
     compile: bool = Field(False, description="torch.compile the backbone (pays off on GPU; off by default)")

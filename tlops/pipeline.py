@@ -26,7 +26,7 @@ from tlops.evaluate import classification_metrics, confusion_png, curves_png, pe
 from tlops.features import cached_features, stats_dict
 from tlops.modules.heads import ProbeHead
 from tlops.package import Predictor, save_package
-from tlops.strategies.linear_probe import fit_logreg, fit_mlp, train_probe
+from tlops.strategies.linear_probe import finetune_scaler, fit_logreg, fit_mlp, train_probe
 from tlops.validation import raise_for_report, validate_dataset
 
 SPLITS = ("train", "val", "test")
@@ -108,18 +108,19 @@ def probe_step(cfg: RunConfig, features_dir: Path, out_dir: Path) -> dict:
 
 def initial_head(cfg: RunConfig, features_dir: Path, n_classes: int) -> ProbeHead:
     """The fine-tuning head before training: for LP-FT a probe fitted on the frozen (cached) features,
-    otherwise a fresh head; both standardise with the pretrained train features' mean/std."""
+    otherwise a fresh head; both standardise with the pretrained train features' mean/std (std floored)."""
     s = cfg.strategy
     x, y = _load_split(features_dir, "train")
     xv, yv = _load_split(features_dir, "val")
+    scaler = finetune_scaler(x)
     torch.manual_seed(cfg.seed)
     if s.lp_ft:
         if s.head == "linear":
-            return fit_logreg(x, y, xv, yv, n_classes, LinearProbeConfig(), seed=cfg.seed).head
+            return fit_logreg(x, y, xv, yv, n_classes, LinearProbeConfig(), seed=cfg.seed, scaler=scaler).head
         probe = LinearProbeConfig(head="mlp", hidden=s.hidden, dropout=s.dropout)
-        return fit_mlp(x, y, xv, yv, n_classes, probe, seed=cfg.seed).head
+        return fit_mlp(x, y, xv, yv, n_classes, probe, seed=cfg.seed, scaler=scaler).head
     head = ProbeHead(x.shape[1], n_classes, kind=s.head, hidden=s.hidden, dropout=s.dropout)
-    head.set_scaler(torch.from_numpy(x.mean(0)), torch.from_numpy(x.std(0)))
+    head.set_scaler(*scaler)
     return head
 
 

@@ -26,15 +26,24 @@ def _scaler(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x.mean(0)), torch.from_numpy(x.std(0))
 
 
+def finetune_scaler(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scaler of a head whose backbone will train: each std floored at a tenth of the median std.
+    Near-constant pretrained dimensions (e.g. channels a CNN never fires) start moving once the backbone
+    trains; dividing them by their ~0 pretrained std would blow the logits up."""
+    mean, std = _scaler(x)
+    return mean, std.clamp(min=0.1 * float(std.median()) + 1e-6)
+
+
 def _predict(head: ProbeHead, x: np.ndarray) -> np.ndarray:
     head.eval()
     with torch.inference_mode():
         return head(torch.from_numpy(x)).argmax(1).numpy()
 
 
-def fit_logreg(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int) -> ProbeResult:
+def fit_logreg(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int,
+               scaler: tuple[torch.Tensor, torch.Tensor] | None = None) -> ProbeResult:
     head = ProbeHead(x.shape[1], n_classes, kind="linear")
-    mean, std = _scaler(x)
+    mean, std = scaler or _scaler(x)
     head.set_scaler(mean, std)
     xs = ((x - mean.numpy()) / std.clamp(min=1e-6).numpy()).astype(np.float64)
     clf = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter, random_state=seed)
@@ -55,11 +64,12 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_c
     return ProbeResult(head, f1, [{"epoch": 0, "val_macro_f1": f1, "train_iters": int(np.max(clf.n_iter_))}])
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int) -> ProbeResult:
+def fit_mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int,
+            scaler: tuple[torch.Tensor, torch.Tensor] | None = None) -> ProbeResult:
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     head = ProbeHead(x.shape[1], n_classes, kind="mlp", hidden=cfg.hidden, dropout=cfg.dropout)
-    head.set_scaler(*_scaler(x))
+    head.set_scaler(*(scaler or _scaler(x)))
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
     loss_fn = nn.CrossEntropyLoss()
