@@ -60,7 +60,8 @@ def save_checkpoint(root: Path, name: str, tensors: dict[str, dict[str, torch.Te
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     try:
         for file, sd in tensors.items():
-            save_file({k: v.detach().contiguous().cpu() for k, v in sd.items()}, str(tmp / file))
+            # own copies: safetensors refuses tensors that share storage (tied weights)
+            save_file({k: v.detach().cpu().clone().contiguous() for k, v in sd.items()}, str(tmp / file))
         if state is not None:
             torch.save(state, tmp / STATE_FILE)
         files = sorted(p.name for p in tmp.iterdir())
