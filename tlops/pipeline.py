@@ -125,9 +125,11 @@ def initial_head(cfg: RunConfig, features_dir: Path, n_classes: int) -> ProbeHea
 
 
 def checkpoint_dir_of(cfg: RunConfig, features_dir: Path) -> Path:
-    """Same strategy, seed, backbone, data and pretrained features -> same folder, so a rerun resumes."""
+    """Same strategy, seed, backbone, data and pretrained features -> same folder, so a rerun resumes.
+    Options that do not change the training trajectory are left out (a rerun may change them)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"strategy": cfg.strategy.model_dump(exclude={"resume", "device", "compile"}), "seed": cfg.seed,
+    keep_out = {"resume", "device", "compile", "checkpoint_every_steps", "eval_batch_size"}
+    h.update(json.dumps({"strategy": cfg.strategy.model_dump(exclude=keep_out), "seed": cfg.seed,
                          "backbone": cfg.backbone.model_dump(exclude={"batch_size"}), "data": cfg.data.model_dump(),
                          "identity": json.loads((Path(features_dir) / "features.json").read_text())["identity"]},
                         sort_keys=True).encode())
