@@ -43,8 +43,7 @@ def bare_loop(b, paths: list[str], bs: int) -> np.ndarray:
 def main() -> dict:
     ds = load_dataset(REPO / "data" / "audio_keywords")
     labels = ds.labels
-    ix = {l: i for i, l in enumerate(labels)}
-    y = {s: np.array([ix[l] for l in ds.splits[s]["label"]]) for s in ("train", "val", "test")}
+    y = {s: ds.label_ids(s) for s in ("train", "val", "test")}
     pre = load_backbone("packaged:speech-embedding")
     feats = {s: embed_all(pre, ds.inputs(s), batch_size=32) for s in y}
     rand = load_backbone("packaged:speech-embedding")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import torch
 
 from bench.common import REPO
@@ -35,8 +34,7 @@ def one(model: str, batch: int, precision: str, compile_: bool, epochs: int, dev
     ds = load_dataset(REPO / "data" / "text_wordnet")
     if limit:
         ds.splits["train"] = ds.splits["train"].iloc[:limit]
-    ix = {l: i for i, l in enumerate(ds.labels)}
-    y = {s: np.array([ix[l] for l in ds.splits[s]["label"]]) for s in ("train", "val")}
+    y = {s: ds.label_ids(s) for s in ("train", "val")}
     b = load_backbone(model, max_length=128)
     torch.manual_seed(0)
     head = ProbeHead(b.num_features, len(ds.labels))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -30,8 +29,7 @@ BATCH, MAX_LEN, LR_HEAD, LR_BACKBONE = 32, 128, 1e-3, 5e-5
 
 def data():
     ds = load_dataset(REPO / "data" / "text_wordnet")
-    ix = {l: i for i, l in enumerate(ds.labels)}
-    y = {s: np.array([ix[l] for l in ds.splits[s]["label"]]) for s in ("train", "val")}
+    y = {s: ds.label_ids(s) for s in ("train", "val")}
     return ds, y
 
 

@@ -42,8 +42,7 @@ def bare_loop(b, paths: list[str], bs: int) -> np.ndarray:
 def main() -> dict:
     ds = load_dataset(REPO / "data" / "image_fashion_mnist")
     labels = ds.labels
-    ix = {l: i for i, l in enumerate(labels)}
-    y = {s: np.array([ix[l] for l in ds.splits[s]["label"]]) for s in ("train", "val", "test")}
+    y = {s: ds.label_ids(s) for s in ("train", "val", "test")}
     pre = load_backbone("packaged:efficientnet-lite0", image_size=SIZE)
     feats = {s: embed_all(pre, ds.inputs(s)) for s in y}
     rand = load_backbone("packaged:efficientnet-lite0", image_size=SIZE)

@@ -7,7 +7,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -26,9 +25,8 @@ CS = (0.03, 0.1, 0.3, 1.0, 3.0)
 
 def probe(backbone, ds, labels):
     """Logistic-regression probe, C picked on val (the same selection every method gets)."""
-    ix = {l: i for i, l in enumerate(labels)}
     x = {s: embed_all(backbone, ds.inputs(s)) for s in ("train", "val", "test")}
-    y = {s: np.array([ix[l] for l in ds.splits[s]["label"]]) for s in x}
+    y = {s: ds.label_ids(s) for s in x}
     best = max((train_probe(x["train"], y["train"], x["val"], y["val"], len(labels), LinearProbeConfig(C=c)) for c in CS),
                key=lambda r: r.val_macro_f1)
     with torch.inference_mode():

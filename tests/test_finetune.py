@@ -38,8 +38,7 @@ def _ft(**over) -> dict:
 
 def _text_split(ds_path: Path, b, split: str):
     ds = load_dataset(ds_path)
-    index = {l: i for i, l in enumerate(ds.labels)}
-    return ds.inputs(split), np.array([index[l] for l in ds.splits[split]["label"]]), len(ds.labels)
+    return ds.inputs(split), ds.label_ids(split), len(ds.labels)
 
 
 def _run(b, ds_path: Path, ckpt: Path | None = None, **over):
@@ -180,8 +179,7 @@ def test_batchnorm_running_statistics_frozen_by_default(tmp_path, norm_stats):
     bn = b.model._bn0
     before, stem = bn.running_mean.clone(), b.model._conv_stem.weight.detach().clone()
     ds = load_dataset(data)
-    y = np.array([ds.labels.index(l) for l in ds.splits["train"]["label"]])
-    yv = np.array([ds.labels.index(l) for l in ds.splits["val"]["label"]])
+    y, yv = ds.label_ids("train"), ds.label_ids("val")
     cfg = FinetuneConfig(**_ft(epochs=1, norm_stats=norm_stats, backbone_lr=1e-3))
     finetune(b, ds.inputs("train"), y, ds.inputs("val"), yv, ProbeHead(b.num_features, 3), cfg)
     assert torch.equal(bn.running_mean, before) == (norm_stats == "frozen")

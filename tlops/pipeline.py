@@ -58,7 +58,6 @@ def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> dict
         raise DataError(f"{cfg.data.path} holds {ds.modality} data but backbone {cfg.backbone.name} takes {backbone.modality}; pick a {ds.modality} backbone")
     cache = FeatureCache(cfg.features.cache_dir)
     labels = ds.labels
-    index = {l: i for i, l in enumerate(labels)}
     out_dir.mkdir(parents=True, exist_ok=True)
     totals = {"hits": 0, "misses": 0, "corrupt_shards": 0, "backbone_calls": 0}
     t0 = time.perf_counter()
@@ -66,7 +65,7 @@ def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> dict
     for split in SPLITS:
         x, stats = cached_features(backbone, ds.inputs(split), cache, batch_size=cfg.backbone.batch_size, progress=progress,
                                    identity=identity)
-        y = np.array([index[l] for l in ds.splits[split]["label"]], dtype=np.int64)
+        y = ds.label_ids(split)
         np.savez(out_dir / f"{split}.npz", x=x, y=y)
         for k, v in stats_dict(stats).items():
             totals[k] += v

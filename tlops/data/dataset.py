@@ -36,6 +36,11 @@ class Dataset:
             return [str(x) for x in self.meta["labels"]]
         return sorted(self.splits["train"]["label"].unique().tolist())
 
+    def label_ids(self, split: str) -> np.ndarray:
+        """The split's labels as int64 indices into `labels`."""
+        index = {l: i for i, l in enumerate(self.labels)}
+        return np.array([index[l] for l in self.splits[split]["label"]], dtype=np.int64)
+
     def inputs(self, split: str) -> list[str]:
         """Texts, or file paths resolved against the dataset folder (validation checks they stay inside it)."""
         values = self.splits[split][self.input_column].tolist()
