@@ -8,7 +8,6 @@ loader falls back to the newest complete one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,6 +18,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from tlops.hashing import sha256_file
 
 MANIFEST = "manifest.json"
 STATE_FILE = "trainer_state.pt"  # optimizer, scheduler, RNG: plain tensors/containers, loaded with weights_only
@@ -34,14 +35,6 @@ class Checkpoint:
 
     def state(self) -> dict[str, Any]:
         return torch.load(self.path / STATE_FILE, weights_only=True, map_location="cpu")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fsync(path: Path) -> None:
@@ -67,7 +60,7 @@ def save_checkpoint(root: Path, name: str, tensors: dict[str, dict[str, torch.Te
         files = sorted(p.name for p in tmp.iterdir())
         for f in files:
             _fsync(tmp / f)
-        manifest = {"name": name, "meta": meta, "files": {f: _sha256(tmp / f) for f in files}}
+        manifest = {"name": name, "meta": meta, "files": {f: sha256_file(tmp / f) for f in files}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
         _fsync(tmp / MANIFEST)
         final = root / name
@@ -90,7 +83,7 @@ def read_checkpoint(path: Path) -> Checkpoint | None:
     try:
         manifest = json.loads((path / MANIFEST).read_text())
         for f, digest in manifest["files"].items():
-            if _sha256(path / f) != digest:
+            if sha256_file(path / f) != digest:
                 return None
     except (OSError, ValueError, KeyError):
         return None

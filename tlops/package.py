@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from tlops.hashing import file_sha256
 from tlops.modules.heads import ProbeHead
 
 FORMAT_VERSION = 1
@@ -54,8 +55,6 @@ def package_identity(backbone, exported: Path) -> dict:
     identity = backbone.identity()
     if not getattr(backbone, "fine_tuned", False):
         return identity
-    from tlops.backbones.hf import file_sha256
-
     weights = {f.name: file_sha256(f) for f in sorted(exported.glob("*.safetensors"))}
     return {**identity, "weights_sha256": weights, "fine_tuned_from": identity.get("weights_sha256")}
 

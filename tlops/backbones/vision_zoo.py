@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from tlops.backbones.hf import file_sha256
+from tlops.hashing import file_sha256
 from tlops.errors import BackboneError, DataError
 
 WEIGHTS_FILE = "model.safetensors"
