@@ -105,12 +105,10 @@ def probe_step(cfg: RunConfig, features_dir: Path, out_dir: Path) -> dict:
     return record
 
 
-def initial_head(cfg: RunConfig, features_dir: Path, n_classes: int) -> ProbeHead:
+def initial_head(cfg: RunConfig, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int) -> ProbeHead:
     """The fine-tuning head before training: for LP-FT a probe fitted on the frozen (cached) features,
     otherwise a fresh head; both standardise with the pretrained train features' mean/std (std floored)."""
     s = cfg.strategy
-    x, y = _load_split(features_dir, "train")
-    xv, yv = _load_split(features_dir, "val")
     scaler = finetune_scaler(x)
     torch.manual_seed(cfg.seed)
     if s.lp_ft:
@@ -123,19 +121,16 @@ def initial_head(cfg: RunConfig, features_dir: Path, n_classes: int) -> ProbeHea
     return head
 
 
-def checkpoint_dir_of(cfg: RunConfig, features_dir: Path) -> Path:
+def checkpoint_dir_of(cfg: RunConfig, identity: dict, arrays: list[np.ndarray]) -> Path:
     """Same strategy, seed, backbone, data and pretrained features -> same folder, so a rerun resumes.
     Options that do not change the training trajectory are left out (a rerun may change them)."""
     h = hashlib.sha256()
     keep_out = {"resume", "device", "compile", "checkpoint_every_steps", "eval_batch_size"}
     h.update(json.dumps({"strategy": cfg.strategy.model_dump(exclude=keep_out), "seed": cfg.seed,
                          "backbone": cfg.backbone.model_dump(exclude={"batch_size"}), "data": cfg.data.model_dump(),
-                         "identity": json.loads((Path(features_dir) / "features.json").read_text())["identity"]},
-                        sort_keys=True).encode())
-    for split in ("train", "val"):
-        x, y = _load_split(features_dir, split)
-        h.update(x.tobytes())
-        h.update(y.tobytes())
+                         "identity": identity}, sort_keys=True).encode())
+    for a in arrays:
+        h.update(a.tobytes())
     return Path(cfg.execution.work_dir) / "checkpoints" / h.hexdigest()[:20]
 
 
@@ -144,13 +139,13 @@ def finetune_step(cfg: RunConfig, features_dir: Path, out_dir: Path, on_epoch: C
     from tlops.strategies.finetune import finetune
 
     ds = open_dataset(cfg)
-    labels = json.loads((Path(features_dir) / "features.json").read_text())["labels"]
-    index = {l: i for i, l in enumerate(labels)}
-    y = np.array([index[l] for l in ds.splits["train"]["label"]], dtype=np.int64)
-    yv = np.array([index[l] for l in ds.splits["val"]["label"]], dtype=np.int64)
-    head = initial_head(cfg, Path(features_dir), len(labels))
+    feats = json.loads((Path(features_dir) / "features.json").read_text())
+    labels = feats["labels"]
+    x, y = _load_split(features_dir, "train")  # labels as indices come from the features step too
+    xv, yv = _load_split(features_dir, "val")
+    head = initial_head(cfg, x, y, xv, yv, len(labels))
     backbone = backbone_of(cfg)
-    ckpt_dir = checkpoint_dir_of(cfg, Path(features_dir))
+    ckpt_dir = checkpoint_dir_of(cfg, feats["identity"], [x, y, xv, yv])
     t0 = time.perf_counter()
     result = finetune(backbone, ds.inputs("train"), y, ds.inputs("val"), yv, head, cfg.strategy, seed=cfg.seed,
                       checkpoint_dir=ckpt_dir, on_epoch=on_epoch)

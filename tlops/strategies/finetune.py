@@ -150,6 +150,7 @@ def finetune(backbone, train_items: Sequence[str], y_train: np.ndarray, val_item
         groups, head, cfg.head_lr, cfg.backbone_lr, cfg.layer_decay, cfg.weight_decay,
         backbone_weight_decay=0.0 if cfg.l2sp > 0 else None),  # L2-SP replaces plain decay on the backbone
         fused=device.type in ("cpu", "cuda"))  # one fused kernel per step instead of a Python loop over tensors
+    optimized = [p for g in opt.param_groups for p in g["params"]]  # every parameter, for clipping
     train, val = _Inputs(backbone, train_items), _Inputs(backbone, val_items)
     y_train_t = torch.as_tensor(y_train, dtype=torch.long)
     n_batches = math.ceil(len(train.items) / cfg.batch_size)
@@ -225,7 +226,7 @@ def finetune(backbone, train_items: Sequence[str], y_train: np.ndarray, val_item
                 if l2sp is not None:
                     l2sp().backward()
                 if cfg.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.max_grad_norm)
+                    torch.nn.utils.clip_grad_norm_(optimized, cfg.max_grad_norm)
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
