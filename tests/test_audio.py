@@ -13,45 +13,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from tests.conftest import tiny_config
+from tests.helpers import SR, make_audio_dataset, make_tiny_wav2vec2, tiny_config
 from tlops.backbones import load_backbone
 from tlops.config import ValidationConfig
 from tlops.data import load_dataset
 from tlops.data.audio import load_clip
 from tlops.errors import DataError, ValidationFailed
 from tlops.validation import raise_for_report, validate_dataset
-
-SR = 16000
-
-
-def _tone(kind: str, i: int, sr: int = SR) -> np.ndarray:
-    t = np.arange(int(0.6 * sr)) / sr
-    rng = np.random.default_rng(i)
-    if kind == "low":
-        x = np.sin(2 * np.pi * (220 + 10 * i) * t)
-    elif kind == "chirp":
-        x = np.sin(2 * np.pi * (200 + 1500 * t / t[-1]) * t)
-    else:
-        x = rng.normal(0, 0.3, len(t)) * (np.sin(2 * np.pi * 4 * t) > 0)
-    return (0.5 * x + rng.normal(0, 0.01, len(t))).astype(np.float32)
-
-
-def make_audio_dataset(root: Path, per_split=(6, 2, 3)) -> Path:
-    """Three classes of synthetic sounds (tones, chirps, noise bursts); every file distinct."""
-    (root / "wav").mkdir(parents=True, exist_ok=True)
-    k = 0
-    for split, n in zip(("train", "val", "test"), per_split):
-        with open(root / f"{split}.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "label"])
-            for label in ("low", "chirp", "bursts"):
-                for _ in range(n):
-                    rel = f"wav/{split}-{label}-{k}.wav"
-                    sf.write(root / rel, _tone(label, k), SR)
-                    w.writerow([rel, label])
-                    k += 1
-    (root / "dataset.yaml").write_text("modality: audio\n")
-    return root
 
 
 @pytest.fixture
@@ -154,18 +122,6 @@ def test_audio_flow_registers_a_model_that_predicts_from_file_paths(tmp_path, au
 
     local = mlflow.artifacts.download_artifacts("models:/tiny-audio/1/artifacts/package", tracking_uri=cfg["tracking"]["uri"])
     assert served == Predictor(local).predict(paths)  # the fresh process serves exactly the registered package
-
-
-def make_tiny_wav2vec2(folder: Path) -> Path:
-    """Random-weight wav2vec2 + its feature extractor: a fixture for the Hugging Face audio code path, not a pretrained model."""
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-
-    torch.manual_seed(0)
-    Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                 conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8),
-                                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
-    return folder
 
 
 def test_hf_audio_code_path_and_package_round_trip(tmp_path, audio_dataset):

@@ -53,7 +53,7 @@ def test_parameter_groups_run_input_to_output(tiny_bert):
 
 
 def test_identity_changes_with_weights_and_preprocessing(tiny_bert, tmp_path):
-    from tests.conftest import make_tiny_bert
+    from tests.helpers import make_tiny_bert
 
     base = load_backbone(f"hf:{tiny_bert}").identity()
     other = make_tiny_bert(tmp_path / "other", seed=1)

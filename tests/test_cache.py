@@ -34,7 +34,7 @@ def test_new_item_is_the_only_miss(tiny_bert, tmp_path):
 
 
 def test_every_key_part_misses(tiny_bert, tmp_path):
-    from tests.conftest import make_tiny_bert
+    from tests.helpers import make_tiny_bert
 
     cache = FeatureCache(tmp_path / "c")
     _run(load_backbone(f"hf:{tiny_bert}"), cache)

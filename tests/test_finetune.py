@@ -21,7 +21,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
-from tests.conftest import REPO, tiny_config
+from tests.helpers import REPO, tiny_config
 from tlops.backbones import load_backbone
 from tlops.checkpoint import MANIFEST, latest_checkpoint, prune, read_checkpoint, save_checkpoint
 from tlops.config import FinetuneConfig, config_from_dict
@@ -172,7 +172,7 @@ def test_gradient_accumulation_takes_fewer_optimizer_steps(tmp_path, tiny_bert, 
 
 @pytest.mark.parametrize("norm_stats", ["frozen", "train"])
 def test_batchnorm_running_statistics_frozen_by_default(tmp_path, norm_stats):
-    from tests.test_image import make_image_dataset
+    from tests.helpers import make_image_dataset
 
     data = make_image_dataset(tmp_path / "img", per_split=(4, 2, 1))
     b = load_backbone("packaged:efficientnet-lite0", image_size=32)
@@ -236,10 +236,10 @@ def test_text_finetune_flow_registers_the_best_fine_tuned_weights(tmp_path, tiny
 @pytest.mark.parametrize("modality", ["image", "audio"])
 def test_image_and_audio_finetune_through_the_same_flow(tmp_path, modality):
     if modality == "image":
-        from tests.test_image import make_image_dataset as make
+        from tests.helpers import make_image_dataset as make
         backbone = {"backbone__name": "packaged:efficientnet-lite0", "backbone__image_size": 32}
     else:
-        from tests.test_audio import make_audio_dataset as make
+        from tests.helpers import make_audio_dataset as make
         backbone = {"backbone__name": "packaged:speech-embedding"}
     data = make(tmp_path / modality)
     cfg = tiny_config(tmp_path, data, tmp_path, strategy=_ft(epochs=2, trainable=3, backbone_lr=1e-4),
@@ -257,11 +257,11 @@ def test_hf_image_and_audio_fine_tuned_export_round_trips(tmp_path, kind):
     from tlops.pipeline import run_core
 
     if kind == "vit":
-        from tests.test_image import make_image_dataset as make_data
-        from tests.test_image import make_tiny_vit as make_model
+        from tests.helpers import make_image_dataset as make_data
+        from tests.helpers import make_tiny_vit as make_model
     else:
-        from tests.test_audio import make_audio_dataset as make_data
-        from tests.test_audio import make_tiny_wav2vec2 as make_model
+        from tests.helpers import make_audio_dataset as make_data
+        from tests.helpers import make_tiny_wav2vec2 as make_model
     data, model = make_data(tmp_path / "data"), make_model(tmp_path / kind)
     cfg = RunConfig.model_validate(tiny_config(tmp_path, data, model, strategy=_ft(epochs=1), backbone__clip_seconds=0.5))
     out = run_core(cfg, tmp_path / "work")

@@ -15,7 +15,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, tiny_config
+from tests.helpers import REPO, tiny_config
 from tlops.errors import BackboneError, ValidationFailed
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

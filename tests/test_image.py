@@ -12,36 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from tests.helpers import PATTERNS, make_image_dataset, make_tiny_vit, tiny_config
 from tlops.backbones import load_backbone
 from tlops.config import ValidationConfig
 from tlops.data import load_dataset
 from tlops.errors import DataError, ValidationFailed
 from tlops.validation import raise_for_report, validate_dataset
-
-PATTERNS = {"stripes-h": lambda: np.tile((np.arange(28) % 6 < 3)[:, None], (1, 28)),
-            "stripes-v": lambda: np.tile((np.arange(28) % 6 < 3)[None, :], (28, 1)),
-            "blob": lambda: (np.add.outer((np.arange(28) - 14) ** 2, (np.arange(28) - 14) ** 2) < 60)}
-
-
-def make_image_dataset(root: Path, per_split=(8, 3, 4)) -> Path:
-    """Three visually distinct classes of 28x28 grayscale PNGs with per-image noise (all files distinct)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    (root / "img").mkdir(parents=True, exist_ok=True)
-    for split, n in zip(("train", "val", "test"), per_split):
-        with open(root / f"{split}.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "label"])
-            for label, make in PATTERNS.items():
-                for i in range(n):
-                    arr = (make() * 200 + rng.integers(0, 55, (28, 28))).astype(np.uint8)
-                    rel = f"img/{split}-{label}-{i}.png"
-                    Image.fromarray(arr, mode="L").save(root / rel)
-                    w.writerow([rel, label])
-    (root / "dataset.yaml").write_text("modality: image\n")
-    return root
 
 
 @pytest.fixture
@@ -131,17 +107,6 @@ def test_image_flow_registers_a_model_that_predicts_from_file_paths(tmp_path, im
     out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["blob", "stripes-v"]
-
-
-def make_tiny_vit(folder: Path) -> Path:
-    """Random-weight ViT + its image processor: a fixture for the Hugging Face image code path, not a pretrained model."""
-    from transformers import ViTConfig, ViTImageProcessor, ViTModel
-
-    torch.manual_seed(0)
-    ViTModel(ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64), add_pooling_layer=False).save_pretrained(folder)
-    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
 
 
 def test_hf_image_code_path_and_package_round_trip(tmp_path, image_dataset):

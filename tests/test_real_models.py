@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tlops.backbones import load_backbone
 from tlops.data.build_wordnet import WORDNET_DIR, build
 from tlops.features import embed_all

@@ -88,7 +88,7 @@ def test_missing_folder_and_yaml(tmp_path):
 
 
 def test_val_is_carved_stratified_and_seeded(tmp_path):
-    from tests.conftest import make_text_dataset
+    from tests.helpers import make_text_dataset
 
     root = make_text_dataset(tmp_path / "d", with_val=False)
     a, b = load_dataset(root, seed=1), load_dataset(root, seed=1)

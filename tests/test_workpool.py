@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, tiny_config
+from tests.helpers import REPO, tiny_config
 from tests.servers import BIN, Services, start_mlflow_server, start_prefect_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

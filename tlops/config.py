@@ -189,7 +189,7 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = tree
     for k in keys[:-1]:
@@ -221,7 +221,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(tree).__name__}")
     for key, value in parse_overrides(overrides or []):
-        _set_dotted(tree, key, value)
+        set_dotted(tree, key, value)
     return config_from_dict(tree, source=str(path))
 
 
