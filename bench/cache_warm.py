@@ -20,8 +20,8 @@ def main() -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return save("cache_warm", {
-        "items": cold["cache"]["misses"], "cold_s": t_cold, "warm_s": t_warm, "speedup": t_cold / t_warm,
-        "cold_cache": cold["cache"], "warm_cache": warm["cache"], "target": "speedup >= 20, warm backbone_calls == 0",
+        "items": cold.cache.misses, "cold_s": t_cold, "warm_s": t_warm, "speedup": t_cold / t_warm,
+        "cold_cache": cold.cache.model_dump(), "warm_cache": warm.cache.model_dump(), "target": "speedup >= 20, warm backbone_calls == 0",
     })
 
 

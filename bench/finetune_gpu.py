@@ -1,5 +1,5 @@
 """GPU check of the text fine-tune (run on a CUDA machine): MiniLM on the WordNet demo train split through
-`tlops.strategies.finetune`, bf16 autocast vs fp32 (and bf16 + torch.compile), samples/s and an estimated
+`tlops.strategies.finetune.finetune`, bf16 autocast vs fp32 (and bf16 + torch.compile), samples/s and an estimated
 MFU. Timing excludes epoch 0 (CUDA/cuDNN warm-up, compilation) and validation.
 
 MFU = achieved model FLOP/s / peak dense bf16 FLOP/s, with training FLOPs per token counted as
@@ -17,11 +17,10 @@ import torch
 
 from bench.common import REPO
 from tlops.backbones import load_backbone
-from tlops.config import FinetuneConfig
 from tlops.data import load_dataset
 from tlops.modules.heads import ProbeHead
-from tlops.strategies.batching import epoch_batches
-from tlops.strategies.finetune import finetune
+from tlops.strategies.finetune import FinetuneConfig, finetune
+from tlops.training.batching import epoch_batches
 
 PEAK_BF16 = 989e12
 
@@ -41,7 +40,8 @@ def one(model: str, batch: int, precision: str, compile_: bool, epochs: int, dev
     cfg = FinetuneConfig(epochs=epochs, batch_size=batch, head_lr=1e-3, backbone_lr=1e-4 * (batch / 32) ** 0.5, device=device,
                          precision=precision, compile=compile_, augment=False, patience=epochs + 1)
     r = finetune(b, ds.inputs("train"), y["train"], ds.inputs("val"), y["val"], head, cfg, seed=0)
-    steady = r.history[1:]
+    history = r.state.history
+    steady = history[1:]
     n = len(y["train"])
     secs = sum(h["epoch_train_seconds"] for h in steady)
     lengths = [len(t) for t in b.tokenize(ds.inputs("train"))]
@@ -53,8 +53,8 @@ def one(model: str, batch: int, precision: str, compile_: bool, epochs: int, dev
     flops = tokens * (6 * non_emb + 12 * c.num_hidden_layers * c.hidden_size * mean_len)
     return {"batch_size": batch, "precision": r.precision, "compile": compile_, "device": r.device,
             "samples_per_s": n * len(steady) / secs, "padded_tokens_per_s": tokens / secs,
-            "mfu": flops / secs / PEAK_BF16, "val_macro_f1_by_epoch": [round(h["val_macro_f1"], 4) for h in r.history],
-            "epoch_seconds": [round(h["epoch_train_seconds"], 3) for h in r.history]}
+            "mfu": flops / secs / PEAK_BF16, "val_macro_f1_by_epoch": [round(h["val_macro_f1"], 4) for h in history],
+            "epoch_seconds": [round(h["epoch_train_seconds"], 3) for h in history]}
 
 
 def main() -> None:

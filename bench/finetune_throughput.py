@@ -18,10 +18,9 @@ from torch import nn
 
 from bench.common import REPO, save
 from tlops.backbones import load_backbone
-from tlops.config import FinetuneConfig
 from tlops.data import load_dataset
 from tlops.modules.heads import ProbeHead
-from tlops.strategies.finetune import finetune
+from tlops.strategies.finetune import FinetuneConfig, finetune
 
 MODEL = "hf:sentence-transformers/all-MiniLM-L6-v2"
 BATCH, MAX_LEN, LR_HEAD, LR_BACKBONE = 32, 128, 1e-3, 5e-5

@@ -37,7 +37,7 @@ def measure(tmp: Path, env: dict, tag: str) -> dict:
         run_sets = [f"features.cache_dir={tmp / f'cache-run-{tag}'}", f"tracking.uri=sqlite:///{tmp}/mlruns-{tag}/mlflow.db",
                     f"execution.work_dir={tmp / 'runs'}"]
         core = _time([sys.executable, "-c", CORE, str(CONFIG), str(tmp / f"work-{tag}-{phase}"), *core_sets], env)
-        flow = _time([sys.executable, "-m", "tlops.cli", "run", str(CONFIG), "--json", *sum((["--set", s] for s in run_sets), [])], env)
+        flow = _time([sys.executable, "-m", "flows.cli", "run", str(CONFIG), "--json", *sum((["--set", s] for s in run_sets), [])], env)
         out[phase] = {"core_s": round(core, 2), "tlops_run_s": round(flow, 2), "overhead_s": round(flow - core, 2),
                       "overhead_pct": round(100 * (flow - core) / core, 1)}
     return out

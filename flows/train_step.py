@@ -11,44 +11,38 @@ from pathlib import Path
 from mlflow.entities import Metric
 from prefect import flow
 
-from tasks.tracking import setup
+from tasks.tracking import EpochLogger, log_metrics, setup
 from tlops.config import config_from_dict
 from tlops.pipeline import train_step
+from tlops.records import Execution, FeatureSet, TrainResult, dump_json
 
 RESULT_FILE = "result.json"
 
 
-def _ancestors() -> list[int]:
-    """Parent process ids up the tree (shows which worker ran this step)."""
+def _execution() -> Execution:
+    """This process and its parents up the tree (shows which worker ran this step)."""
     import psutil
 
-    return [p.pid for p in psutil.Process().parents()]
-
-
-def _epoch_metrics(row: dict, now: int) -> list[Metric]:
-    return [Metric(f"train_{k}", float(v), now, int(row["epoch"])) for k, v in row.items() if k != "epoch"]
+    return Execution(pid=os.getpid(), ppid=os.getppid(), host=socket.gethostname(), ancestors=[p.pid for p in psutil.Process().parents()])
 
 
 @flow(name="tlops-train-step")
-def train_step_flow(config: dict, run_id: str, features_dir: str, out_dir: str) -> dict:
-    """Train with the configured strategy; metrics go to the run one batch per epoch (fine-tuning, live) or
-    one batch at the end (probe); write result.json."""
+def train_step_flow(config: dict, run_id: str, features: dict, out_dir: str) -> TrainResult:
+    """Train with the configured strategy; epoch rows go to the run as the epochs end (loop strategies) or
+    at the end (a probe); writes result.json (what a work pool's caller reads back)."""
     cfg = config_from_dict(config)
     client, _ = setup(cfg)
-
-    def log_epoch(row: dict) -> None:  # one MLflow call per epoch, never per step
-        client.log_batch(run_id, metrics=_epoch_metrics(row, int(time.time() * 1000)))
-
-    record = train_step(cfg, Path(features_dir), Path(out_dir), on_epoch=log_epoch)
-    record["executed_by"] = {"pid": os.getpid(), "ppid": os.getppid(), "host": socket.gethostname(), "ancestors": _ancestors()}
+    logger = EpochLogger(client, run_id)
+    result = train_step(cfg, FeatureSet.model_validate(features), Path(out_dir), callbacks=[logger])
+    result.execution = _execution()
+    logger.log_rest(result.history)
     now = int(time.time() * 1000)
-    metrics = [] if record.get("history_logged") else [m for h in record["history"] for m in _epoch_metrics(h, now)]
-    metrics.append(Metric("train_seconds", record["seconds"], now, 0))
-    if record.get("train_samples_per_s"):
-        metrics.append(Metric("train_samples_per_s", record["train_samples_per_s"], now, 0))
-    if record.get("resumed_from"):
-        client.set_tag(run_id, "tlops.resumed_from", json.dumps(record["resumed_from"]))
-    for i in range(0, len(metrics), 1000):  # MLflow's batch limit
-        client.log_batch(run_id, metrics=metrics[i : i + 1000])
-    (Path(out_dir) / RESULT_FILE).write_text(json.dumps(record, indent=1))
-    return record
+    metrics = [Metric("train_seconds", result.seconds, now, 0)]
+    if result.loop is not None:
+        if result.loop.train_samples_per_s:
+            metrics.append(Metric("train_samples_per_s", result.loop.train_samples_per_s, now, 0))
+        if result.loop.resumed_from:
+            client.set_tag(run_id, "tlops.resumed_from", json.dumps(result.loop.resumed_from))
+    log_metrics(client, run_id, metrics)
+    dump_json(result, Path(out_dir) / RESULT_FILE)
+    return result

@@ -9,16 +9,17 @@ from prefect import task
 from tasks.tracking import setup
 from tlops.config import RunConfig
 from tlops.pipeline import evaluate_step
+from tlops.records import Evaluation, FeatureSet, TrainResult
 
 
 @task(name="evaluate")
-def evaluate_task(cfg: RunConfig, run_id: str, features_dir: str, head: dict, out_dir: str) -> dict:
+def evaluate_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: TrainResult, out_dir: str) -> Evaluation:
     """Test-split metrics, per-class report and plots, logged to the run."""
     client, _ = setup(cfg)
-    ev = evaluate_step(cfg, Path(features_dir), head, Path(out_dir))
+    ev = evaluate_step(cfg, features, result, Path(out_dir))
     now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(f"test_{k}", v, now, 0) for k, v in ev["metrics"].items()])
-    client.log_artifact(run_id, ev["report_path"], "evaluation")
-    for p in ev["plots"]:
+    client.log_batch(run_id, metrics=[Metric(f"test_{k}", v, now, 0) for k, v in ev.metrics.items()])
+    client.log_artifact(run_id, ev.report_path, "evaluation")
+    for p in ev.plots:
         client.log_artifact(run_id, p, "plots")
     return ev

@@ -1,17 +1,28 @@
-"""MLflow set-up and small logging helpers shared by the tasks (no hyperparameters or URIs hard-coded here)."""
+"""MLflow set-up, the run's lifecycle, and small logging helpers shared by the tasks (no hyperparameters or
+URIs hard-coded here)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import tempfile
+import time
 from pathlib import Path
+from typing import Iterator
 
 import mlflow
+import yaml
+from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from tlops.config import RunConfig
+from tlops.repro import data_version, git_commit, package_versions
+from tlops.training.callbacks import Callback
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BATCH_LIMIT = 1000  # MLflow's log_batch limit on metrics per call
 
 
 def tracking_uri(cfg: RunConfig) -> str:
@@ -58,6 +69,11 @@ def log_json(client: MlflowClient, run_id: str, obj, artifact_file: str) -> None
         client.log_artifact(run_id, str(p), None if parent == "." else parent)
 
 
+def log_metrics(client: MlflowClient, run_id: str, metrics: list[Metric]) -> None:
+    for i in range(0, len(metrics), BATCH_LIMIT):
+        client.log_batch(run_id, metrics=metrics[i : i + BATCH_LIMIT])
+
+
 def owner_tag() -> str:
     """Which process owns a run: host, pid and the pid's start time (pids are reused)."""
     import psutil
@@ -91,3 +107,65 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str, by_run: str | 
         client.set_terminated(run.info.run_id, "KILLED")
         closed.append(run.info.run_id)
     return closed
+
+
+def _start_run(client: MlflowClient, experiment_id: str, cfg: RunConfig, source: str) -> str:
+    """Create the run with everything an audit needs up front: resolved config, data md5, git commit,
+    seed, package versions. Closes this host's orphaned runs on the way."""
+    run = client.create_run(experiment_id, tags={"mlflow.runName": f"{cfg.registry.model_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                                 "tlops.strategy": cfg.strategy.name, "tlops.config_source": source,
+                                                 "tlops.owner": owner_tag()})
+    run_id = run.info.run_id
+    closed = close_orphaned_runs(client, experiment_id, by_run=run_id)
+    if closed:
+        client.set_tag(run_id, "tlops.closed_orphans", ",".join(closed))
+    git = git_commit(REPO_ROOT)
+    data = data_version(cfg.data.path)
+    params = flatten(cfg.model_dump())
+    client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
+    for k, v in {"git.commit": git["commit"] or "none", "git.dirty": str(git["dirty"]), "data.dvc_md5": data["dvc_md5"] or "none",
+                 "data.dataset_md5": data["dataset_md5"], "data.dvc_status": data["dvc_status"][:5000],
+                 "mlflow.source.git.commit": git["commit"] or "none", "tlops.seed": str(cfg.seed)}.items():
+        client.set_tag(run_id, k, v)
+    log_json(client, run_id, {"git": git, "data": data, "packages": package_versions()}, "provenance.json")
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False), "config.yaml")
+    client.update_run(run_id, status="RUNNING")
+    return run_id
+
+
+@contextlib.contextmanager
+def tracked_run(cfg: RunConfig, source: str) -> Iterator[tuple[MlflowClient, str]]:
+    """The MLflow run of one `tlops run`, start to end: FINISHED when the body returns, FAILED when it raises
+    (the error kept in the tag `tlops.error`), KILLED on Ctrl-C. (A SIGKILLed process cannot close its run:
+    `close_orphaned_runs` marks it KILLED at the next run on this host.)"""
+    client, experiment_id = setup(cfg)
+    run_id = _start_run(client, experiment_id, cfg, source)
+    try:
+        yield client, run_id
+    except BaseException as e:
+        client.set_tag(run_id, "tlops.error", f"{type(e).__name__}: {e}"[:5000])
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED if isinstance(e, KeyboardInterrupt) else RunStatus.FAILED))
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def epoch_metrics(row: dict, now: int) -> list[Metric]:
+    return [Metric(f"train_{k}", float(v), now, int(row["epoch"])) for k, v in row.items() if k != "epoch"]
+
+
+class EpochLogger(Callback):
+    """Logs each epoch's row to the run as it ends (one MLflow call per epoch, never per step); `log_rest`
+    adds rows of strategies that do not run the loop (a probe's curve) at the end."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
+        self.logged: set[int] = set()
+
+    def on_epoch_end(self, state, row: dict[str, float]) -> None:
+        self.client.log_batch(self.run_id, metrics=epoch_metrics(row, int(time.time() * 1000)))
+        self.logged.add(int(row["epoch"]))
+
+    def log_rest(self, history: list[dict[str, float]]) -> None:
+        now = int(time.time() * 1000)
+        log_metrics(self.client, self.run_id, [m for row in history if int(row["epoch"]) not in self.logged for m in epoch_metrics(row, now)])

@@ -63,7 +63,7 @@ def test_audio_preprocessing_mono_resample_and_fit(tmp_path):
 
 
 def test_valid_audio_dataset_passes(audio_dataset):
-    assert validate_dataset(load_dataset(audio_dataset), ValidationConfig(min_per_class=3))["success"]
+    assert validate_dataset(load_dataset(audio_dataset), ValidationConfig(min_per_class=3)).success
 
 
 @pytest.mark.parametrize("case, rule", [
@@ -91,8 +91,8 @@ def test_bad_audio_names_file_and_rule(audio_dataset, case, rule):
     report = validate_dataset(load_dataset(audio_dataset), ValidationConfig(min_per_class=3))
     with pytest.raises(ValidationFailed, match="test.csv line 4"):
         raise_for_report(report)
-    failed = [c for c in report["checks"] if not c["success"]]
-    assert [c["rule"] for c in failed] == [rule] and failed[0]["values"] == [value]
+    failed = report.failed()
+    assert [c.rule for c in failed] == [rule] and failed[0].values == [value]
 
 
 def test_unquoted_yes_no_labels_are_caught(audio_dataset):
@@ -110,8 +110,8 @@ def test_audio_flow_registers_a_model_that_predicts_from_file_paths(tmp_path, au
     cfg = tiny_config(tmp_path, audio_dataset, tmp_path, backbone__name="packaged:speech-embedding",
                       registry__model_name="tiny-audio")
     r = train_flow(cfg, progress=False)
-    assert r["version"] == "1" and "champion" in r["aliases"] and r["cache"]["misses"] == 33
-    assert r["test_metrics"]["accuracy"] > 0.5  # three classes: chance is 0.33
+    assert r.version == "1" and "champion" in r.aliases and r.cache.misses == 33
+    assert r.test_metrics["accuracy"] > 0.5  # three classes: chance is 0.33
     paths = load_dataset(audio_dataset).inputs("test")
     code = ("import json, sys, mlflow; mlflow.set_tracking_uri(%r);"
             "print(json.dumps(mlflow.pyfunc.load_model('models:/tiny-audio@champion').predict(sys.argv[1:])))") % cfg["tracking"]["uri"]

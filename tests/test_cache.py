@@ -19,7 +19,7 @@ def test_second_run_never_calls_the_backbone(tiny_bert, tmp_path):
     assert (s1.hits, s1.misses) == (0, 4)
     b2 = load_backbone(f"hf:{tiny_bert}")
     x2, s2 = _run(b2, cache)
-    assert (s2.hits, s2.misses) == (4, 0) and b2.calls == 0 and b2._model is None
+    assert (s2.hits, s2.misses) == (4, 0) and b2.calls == 0 and not b2.loaded
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_array_equal(x1[0], x1[3])
 

@@ -24,29 +24,29 @@ from safetensors.torch import load_file
 from tests.helpers import REPO, tiny_config
 from tlops.backbones import load_backbone
 from tlops.checkpoint import MANIFEST, latest_checkpoint, prune, read_checkpoint, save_checkpoint
-from tlops.config import FinetuneConfig, config_from_dict
+from tlops.config import config_from_dict
 from tlops.data import load_dataset
 from tlops.errors import ConfigError
 from tlops.modules.heads import ProbeHead
-from tlops.strategies.batching import augment, epoch_batches, generator
-from tlops.strategies.finetune import FAULT_ENV, finetune
+from tlops.strategies.finetune import FinetuneConfig, finetune
+from tlops.training.batching import epoch_batches
+from tlops.training.callbacks import RAISE_ENV, SIGKILL_ENV
 
 
 def _ft(**over) -> dict:
     return {"name": "finetune", "epochs": 3, "batch_size": 8, "head_lr": 1e-2, "backbone_lr": 1e-3, "warmup_ratio": 0.0, **over}
 
 
-def _text_split(ds_path: Path, b, split: str):
+def _fit(b, ds_path: Path, head: ProbeHead, cfg: FinetuneConfig, ckpt: Path | None = None):
     ds = load_dataset(ds_path)
-    return ds.inputs(split), ds.label_ids(split), len(ds.labels)
+    return finetune(b, ds.inputs("train"), ds.label_ids("train"), ds.inputs("val"), ds.label_ids("val"), head, cfg, seed=0,
+                    checkpoint_dir=ckpt)
 
 
 def _run(b, ds_path: Path, ckpt: Path | None = None, **over):
-    x, y, n = _text_split(ds_path, b, "train")
-    xv, yv, _ = _text_split(ds_path, b, "val")
     torch.manual_seed(0)
-    head = ProbeHead(b.num_features, n)
-    return finetune(b, x, y, xv, yv, head, FinetuneConfig(**_ft(**over)), seed=0, checkpoint_dir=ckpt)
+    head = ProbeHead(b.num_features, len(load_dataset(ds_path).labels))
+    return _fit(b, ds_path, head, FinetuneConfig(**_ft(**over)), ckpt)
 
 
 # ---- config -------------------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ def test_finetune_options_are_validated_by_the_config():
              ({"name": "finetune", "trainable": -1}, "0 trains only the head"),
              ({"name": "finetune", "schedule": "step"}, "strategy.schedule"),
              ({"name": "finetune", "precision": "fp16"}, "strategy.precision"),
-             ({"name": "fine_tune"}, "valid: linear_probe, finetune")]
+             ({"name": "fine_tune"}, "valid: finetune, linear_probe")]
     for strategy, message in cases:
         with pytest.raises(ConfigError) as e:
             config_from_dict({**base, "strategy": strategy})
@@ -109,27 +109,14 @@ def test_epoch_batches_are_reproducible_complete_and_length_bucketed():
     assert padded(a) < 0.6 * padded(plain)
 
 
-def test_augmentation_keeps_shapes_and_is_reproducible_per_generator():
-    img = torch.randn(4, 3, 32, 32)
-    a, b = augment(img, "image", generator(0, 1, 2)), augment(img, "image", generator(0, 1, 2))
-    assert a.shape == img.shape and torch.equal(a, b) and not torch.equal(a, img)
-    mel = torch.randn(3, 1, 50, 32)
-    m = augment(mel, "audio", generator(5), time_axis=2)
-    assert m.shape == mel.shape and torch.allclose(m.sum(2), mel.sum(2), atol=1e-5)  # a shift in time only
-    wav = {"input_values": torch.randn(2, 800), "attention_mask": torch.ones(2, 800)}
-    out = augment(wav, "audio", generator(5))
-    assert out["input_values"].shape == (2, 800) and torch.equal(out["attention_mask"], wav["attention_mask"])
-    assert augment({"input_ids": torch.ones(2, 3)}, "text", generator(0))["input_ids"].shape == (2, 3)
-
-
 # ---- the training loop --------------------------------------------------------------------------------
 
 def test_finetune_learns_keeps_the_best_epoch_and_moves_only_trainable_groups(tmp_path, tiny_bert, text_dataset):
     b = load_backbone(f"hf:{tiny_bert}", max_length=32)
     before = [[p.detach().clone() for p in g] for g in b.parameter_groups()]
-    r = _run(b, text_dataset, tmp_path / "ckpt", trainable=2, epochs=4)
+    r = _run(b, text_dataset, tmp_path / "ckpt", trainable=2, epochs=4).state
     assert [h["epoch"] for h in r.history] == [0, 1, 2, 3] and r.history[-1]["train_loss"] < r.history[0]["train_loss"]
-    assert r.val_macro_f1 == max(h["val_macro_f1"] for h in r.history) and r.best_epoch == int(np.argmax([h["val_macro_f1"] for h in r.history]))
+    assert r.best_metric == max(h["val_macro_f1"] for h in r.history) and r.best_epoch == int(np.argmax([h["val_macro_f1"] for h in r.history]))
     moved = [any(not torch.equal(p, q) for p, q in zip(g, old)) for g, old in zip(b.parameter_groups(), before)]
     assert moved[:2] == [False, False] and moved[2]  # embeddings + layer 0 frozen; layer 1 trained
     best = read_checkpoint(tmp_path / "ckpt" / "best")
@@ -141,7 +128,7 @@ def test_finetune_learns_keeps_the_best_epoch_and_moves_only_trainable_groups(tm
 def test_gradual_unfreezing_adds_one_group_per_epoch(tiny_bert, text_dataset):
     b = load_backbone(f"hf:{tiny_bert}", max_length=32)
     emb = [p.detach().clone() for p in b.parameter_groups()[0]]
-    r = _run(b, text_dataset, trainable=0, unfreeze_every=1, epochs=3)
+    r = _run(b, text_dataset, trainable=0, unfreeze_every=1, epochs=3).state
     assert [h["trainable_groups"] for h in r.history] == [0, 1, 2]
     assert all(torch.equal(p, q) for p, q in zip(b.parameter_groups()[0], emb))  # never unfrozen
 
@@ -149,7 +136,7 @@ def test_gradual_unfreezing_adds_one_group_per_epoch(tiny_bert, text_dataset):
 def test_early_stopping_stops_when_validation_stops_improving(tiny_bert, text_dataset):
     b = load_backbone(f"hf:{tiny_bert}", max_length=32)
     r = _run(b, text_dataset, head_lr=1e-12, backbone_lr=1e-12, epochs=6, patience=2)
-    assert r.stopped_early and len(r.history) == 3 and r.best_epoch == 0
+    assert r.stopped_early and len(r.state.history) == 3 and r.state.best_epoch == 0
 
 
 def test_l2sp_keeps_weights_closer_to_pretrained(tiny_bert, text_dataset):
@@ -166,7 +153,7 @@ def test_gradient_accumulation_takes_fewer_optimizer_steps(tmp_path, tiny_bert, 
     b = load_backbone(f"hf:{tiny_bert}", max_length=32)
     _run(b, text_dataset, tmp_path / "a", epochs=1, grad_accum_steps=2, max_grad_norm=None, schedule="linear")
     ckpt, _ = latest_checkpoint(tmp_path / "a")
-    assert ckpt.meta["progress"]["global_step"] == 3  # 42 rows / 8 = 6 batches -> 3 steps
+    assert ckpt.meta["state"]["global_step"] == 3  # 42 rows / 8 = 6 batches -> 3 steps
     assert ckpt.state()["scheduler"]["last_epoch"] == 3
 
 
@@ -178,16 +165,13 @@ def test_batchnorm_running_statistics_frozen_by_default(tmp_path, norm_stats):
     b = load_backbone("packaged:efficientnet-lite0", image_size=32)
     bn = b.model._bn0
     before, stem = bn.running_mean.clone(), b.model._conv_stem.weight.detach().clone()
-    ds = load_dataset(data)
-    y, yv = ds.label_ids("train"), ds.label_ids("val")
-    cfg = FinetuneConfig(**_ft(epochs=1, norm_stats=norm_stats, backbone_lr=1e-3))
-    finetune(b, ds.inputs("train"), y, ds.inputs("val"), yv, ProbeHead(b.num_features, 3), cfg)
+    _fit(b, data, ProbeHead(b.num_features, 3), FinetuneConfig(**_ft(epochs=1, norm_stats=norm_stats, backbone_lr=1e-3)))
     assert torch.equal(bn.running_mean, before) == (norm_stats == "frozen")
     assert not torch.equal(b.model._conv_stem.weight, stem)  # the weights train either way
 
 
 def test_finetune_head_scaler_floors_near_constant_dimensions():
-    from tlops.strategies.linear_probe import finetune_scaler
+    from tlops.training.probe import finetune_scaler
 
     x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
     x[:, 2] = 0.0  # a channel the pretrained CNN never fires
@@ -211,24 +195,24 @@ def test_text_finetune_flow_registers_the_best_fine_tuned_weights(tmp_path, tiny
 
     cfg = tiny_config(tmp_path, text_dataset, tiny_bert, strategy=_ft(epochs=3, lp_ft=True), registry__model_name="ft-text")
     r = _flow(cfg)
-    assert r["strategy"] == "finetune" and r["version"] == "1" and r["best_epoch"] is not None
+    assert r.strategy == "finetune" and r.version == "1" and r.best_epoch is not None
     client = MlflowClient(cfg["tracking"]["uri"])
-    run = client.get_run(r["run_id"])
+    run = client.get_run(r.run_id)
     assert run.info.status == "FINISHED" and run.data.params["strategy.lp_ft"] == "True"
-    curve = client.get_metric_history(r["run_id"], "train_val_macro_f1")
+    curve = client.get_metric_history(r.run_id, "train_val_macro_f1")
     assert [m.step for m in curve] == [0, 1, 2]  # one point per epoch, logged as the epochs ran
-    assert "plots/learning_curves.png" in {a.path for a in client.list_artifacts(r["run_id"], "plots")}
+    assert "plots/learning_curves.png" in {a.path for a in client.list_artifacts(r.run_id, "plots")}
     pkg = Path(mlflow.artifacts.download_artifacts("models:/ft-text/1/artifacts/package", tracking_uri=cfg["tracking"]["uri"]))
     meta = json.loads((pkg / "tlops_model.json").read_text())
     ident = meta["backbone"]["identity"]
     pretrained = load_file(str(tiny_bert / "model.safetensors"))
     tuned = load_file(str(pkg / "backbone" / "model.safetensors"))
-    assert ident["fine_tuned_from"] != ident["weights_sha256"] and meta["fine_tune"]["best_epoch"] == r["best_epoch"]
+    assert ident["fine_tuned_from"] != ident["weights_sha256"] and meta["fine_tune"]["best_epoch"] == r.best_epoch
     assert any(not torch.equal(tuned[k], pretrained[k]) for k in tuned if k in pretrained)
     ds = load_dataset(text_dataset)
     pred = Predictor(pkg).predict(ds.inputs("test"))
     acc = float(np.mean(np.array(pred) == ds.splits["test"]["label"].to_numpy()))
-    assert acc == pytest.approx(r["test_metrics"]["accuracy"])  # the registered package is the evaluated model
+    assert acc == pytest.approx(r.test_metrics["accuracy"])  # the registered package is the evaluated model
     assert not any((tmp_path / "runs" / "checkpoints").iterdir())  # removed after success
 
 
@@ -245,9 +229,9 @@ def test_image_and_audio_finetune_through_the_same_flow(tmp_path, modality):
     cfg = tiny_config(tmp_path, data, tmp_path, strategy=_ft(epochs=2, trainable=3, backbone_lr=1e-4),
                       registry__model_name=f"ft-{modality}", **backbone)
     r = _flow(cfg)
-    assert r["version"] == "1" and r["test_metrics"]["accuracy"] > 0.5  # three easy classes; chance is 0.33
+    assert r.version == "1" and r.test_metrics["accuracy"] > 0.5  # three easy classes; chance is 0.33
     client = MlflowClient(cfg["tracking"]["uri"])
-    assert len(client.get_metric_history(r["run_id"], "train_train_loss")) == 2
+    assert len(client.get_metric_history(r.run_id, "train_train_loss")) == 2
 
 
 @pytest.mark.parametrize("kind", ["vit", "wav2vec2"])
@@ -265,18 +249,18 @@ def test_hf_image_and_audio_fine_tuned_export_round_trips(tmp_path, kind):
     data, model = make_data(tmp_path / "data"), make_model(tmp_path / kind)
     cfg = RunConfig.model_validate(tiny_config(tmp_path, data, model, strategy=_ft(epochs=1), backbone__clip_seconds=0.5))
     out = run_core(cfg, tmp_path / "work")
-    pkg = Path(out["package"])
+    pkg = Path(out.package)
     # every pretrained tensor is in the export (AutoModel may add an unused pooler the fixture lacks)
     assert load_file(str(model / "model.safetensors")).keys() <= load_file(str(pkg / "backbone" / "model.safetensors")).keys()
     ds = load_dataset(data)
     pred = Predictor(pkg).predict(ds.inputs("test"))
-    assert np.mean(np.array(pred) == ds.splits["test"]["label"].to_numpy()) == pytest.approx(out["evaluate"]["metrics"]["accuracy"])
+    assert np.mean(np.array(pred) == ds.splits["test"]["label"].to_numpy()) == pytest.approx(out.evaluation.metrics["accuracy"])
 
 
 # ---- crash safety -------------------------------------------------------------------------------------
 
 def _cli(cfg_file: Path, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tlops.cli", "run", str(cfg_file), "--json"], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg_file), "--json"], capture_output=True, text=True,
                           cwd=REPO, env=env, timeout=600)
 
 
@@ -294,7 +278,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_reaches_the_same_metrics(tmp_p
     assert ref.returncode == 0, ref.stderr[-3000:]
     reference = json.loads(ref.stdout.strip().splitlines()[-1])
 
-    killed = _cli(files["crashing"], {**env, FAULT_ENV: "17"})  # epoch 2, batch 5 of 6; last checkpoint: step 16
+    killed = _cli(files["crashing"], {**env, SIGKILL_ENV: "17"})  # epoch 2, batch 5 of 6; last checkpoint: step 16
     assert killed.returncode == -9, killed.stderr[-3000:]
     ckpt_root = next((tmp_path / "crashing" / "checkpoints").iterdir())
     # what a crash during the next checkpoint write would leave: a newer folder whose file is cut short
@@ -323,23 +307,13 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_reaches_the_same_metrics(tmp_p
 
 @pytest.mark.usefixtures("prefect_api")
 def test_an_exception_inside_training_ends_the_run_failed_and_keeps_checkpoints(tmp_path, tiny_bert, text_dataset, monkeypatch):
-    import tlops.strategies.finetune as ft
-
-    real, calls = ft.evaluate_logits, []
-
-    def failing(*a, **k):  # validation of epoch 1 fails (e.g. out of memory)
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("injected failure in validation")
-        return real(*a, **k)
-
-    monkeypatch.setattr(ft, "evaluate_logits", failing)
+    monkeypatch.setenv(RAISE_ENV, "8")  # epoch 1 fails at its 2nd step (6 steps per epoch), e.g. out of memory
     cfg = tiny_config(tmp_path, text_dataset, tiny_bert, strategy=_ft(epochs=3), registry__model_name="ft-fail")
-    with pytest.raises(RuntimeError, match="injected failure"):
+    with pytest.raises(RuntimeError, match="injected failure after optimizer step 8"):
         _flow(cfg)
     client = MlflowClient(cfg["tracking"]["uri"])
     runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"] and "injected failure" in runs[0].data.tags["tlops.error"]
     assert client.search_registered_models() == []
     ckpt, _ = latest_checkpoint(next((tmp_path / "runs" / "checkpoints").iterdir()))
-    assert ckpt.meta["progress"]["epoch"] == 1  # epoch 0 is safe on disk for the rerun
+    assert ckpt.meta["state"]["epoch"] == 1  # epoch 0 is safe on disk for the rerun

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from tlops.backbones import load_backbone
-from tlops.strategies.finetune_parts import (L2SP, discriminative_param_groups, gradual_top_n, set_trainable,
+from tlops.training.parts import (L2SP, discriminative_param_groups, gradual_top_n, set_trainable,
                                               warmup_then_decay)
 
 

@@ -42,37 +42,37 @@ def test_first_run_registers_champion_then_gate_decides(tmp_path, text_dataset, 
     weak = tiny_config(tmp_path, text_dataset, tiny_bert, strategy__C=1e-6)  # near-constant predictions
     r1 = _flow(weak)
     client = _client(weak)
-    assert r1["aliases"] == ["challenger", "champion"] and r1["version"] == "1"
-    assert r1["cache"]["misses"] == 72 and r1["cache"]["hits"] == 0
+    assert r1.aliases == ["challenger", "champion"] and r1.version == "1"
+    assert r1.cache.misses == 72 and r1.cache.hits == 0
 
-    run = client.get_run(r1["run_id"])
+    run = client.get_run(r1.run_id)
     assert run.info.status == "FINISHED"
     tags, params = run.data.tags, run.data.params
     assert tags["tlops.validation"] == "passed" and len(tags["git.commit"]) in (4, 40)
     assert tags["data.dataset_md5"] and params["backbone.name"] == f"hf:{tiny_bert}" and tags["tlops.seed"] == "0"
     assert "backbone.identity.weights_sha256.model.safetensors" in params
     assert {"test_accuracy", "test_macro_f1", "cache_hits", "cache_misses"} <= set(run.data.metrics)
-    arts = {a.path for a in client.list_artifacts(r1["run_id"])} | {a.path for a in client.list_artifacts(r1["run_id"], "plots")}
+    arts = {a.path for a in client.list_artifacts(r1.run_id)} | {a.path for a in client.list_artifacts(r1.run_id, "plots")}
     assert {"config.yaml", "provenance.json", "validation", "plots/confusion_matrix.png"} <= arts
-    prov = json.loads(open(mlflow.artifacts.download_artifacts(run_id=r1["run_id"], artifact_path="provenance.json",
+    prov = json.loads(open(mlflow.artifacts.download_artifacts(run_id=r1.run_id, artifact_path="provenance.json",
                                                                tracking_uri=weak["tracking"]["uri"])).read())
     assert prov["packages"]["torch"] and prov["data"]["dataset_md5"] == tags["data.dataset_md5"]
 
     # Same data, better head: beats the weak champion -> promoted; warm cache, backbone never called.
     good = tiny_config(tmp_path, text_dataset, tiny_bert)
     r2 = _flow(good)
-    assert r2["cache"] == {"hits": 72, "misses": 0, "corrupt_shards": 0, "backbone_calls": 0}
-    assert r2["test_metrics"]["macro_f1"] > r1["test_metrics"]["macro_f1"]
-    assert r2["promotion"]["promoted"] and r2["promotion"]["champion_version"] == "1"
-    assert "cached test features" in r2["promotion"]["champion_scored_via"]
+    assert r2.cache.model_dump() == {"hits": 72, "misses": 0, "corrupt_shards": 0, "backbone_calls": 0}
+    assert r2.test_metrics["macro_f1"] > r1.test_metrics["macro_f1"]
+    assert r2.promotion.promoted and r2.promotion.champion_version == "1"
+    assert "cached test features" in r2.promotion.champion_scored_via
     assert _aliases(client, "tiny-text") == {"champion": "2", "challenger": "2"}
 
     # A margin the challenger cannot clear: registered as challenger, champion untouched.
     strict = tiny_config(tmp_path, text_dataset, tiny_bert, registry__margin=0.5)
     r3 = _flow(strict)
-    assert not r3["promotion"]["promoted"] and "champion unchanged" in r3["promotion"]["reason"]
+    assert not r3.promotion.promoted and "champion unchanged" in r3.promotion.reason
     assert _aliases(client, "tiny-text") == {"champion": "2", "challenger": "3"}
-    assert client.get_run(r3["run_id"]).data.tags["tlops.promotion"] == r3["promotion"]["reason"]
+    assert client.get_run(r3.run_id).data.tags["tlops.promotion"] == r3.promotion.reason
 
 
 def test_validation_failure_registers_nothing_and_fails_the_run(tmp_path, text_dataset, tiny_bert):
@@ -86,7 +86,7 @@ def test_validation_failure_registers_nothing_and_fails_the_run(tmp_path, text_d
     with pytest.raises(ValidationFailed, match="test.csv line 2"):
         _flow(cfg)
     assert _aliases(client, "tiny-text") == before
-    assert [str(v.version) for v in client.search_model_versions("name='tiny-text'")] == [first["version"]]
+    assert [str(v.version) for v in client.search_model_versions("name='tiny-text'")] == [first.version]
     (failed,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id], "tags.`tlops.validation` = 'failed'")
     assert failed.info.status == "FAILED"
     report = json.loads(open(mlflow.artifacts.download_artifacts(run_id=failed.info.run_id, artifact_path="validation/report.json",
@@ -118,9 +118,9 @@ def test_champion_loads_and_predicts_in_a_fresh_process(tmp_path, text_dataset, 
     from tlops.evaluate import classification_metrics
 
     test = pd.read_csv(text_dataset / "test.csv")
-    model = mlflow.pyfunc.load_model(r["promotion"] and f"models:/tiny-text/{r['version']}")
+    model = mlflow.pyfunc.load_model(f"models:/tiny-text/{r.version}")
     got = classification_metrics(test["label"].tolist(), model.predict(test["text"].tolist()), ["animal", "food", "vehicle"])
-    assert got["macro_f1"] == pytest.approx(r["test_metrics"]["macro_f1"], abs=1e-9)
+    assert got["macro_f1"] == pytest.approx(r.test_metrics["macro_f1"], abs=1e-9)
 
 
 def test_cli_json_and_bad_config(tmp_path, text_dataset, tiny_bert, prefect_api):
@@ -129,12 +129,12 @@ def test_cli_json_and_bad_config(tmp_path, text_dataset, tiny_bert, prefect_api)
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(yaml.safe_dump(tiny_config(tmp_path, text_dataset, tiny_bert)))
     env = {**__import__("os").environ, "PREFECT_API_URL": prefect_api}
-    ok = subprocess.run([sys.executable, "-m", "tlops.cli", "run", str(cfg_file), "--set", "strategy.head=mlp", "--set", "strategy.epochs=3", "--json"],
+    ok = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg_file), "--set", "strategy.head=mlp", "--set", "strategy.epochs=3", "--json"],
                         capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert ok.returncode == 0, ok.stderr[-3000:]
     result = json.loads(ok.stdout.strip().splitlines()[-1])
     assert result["model_name"] == "tiny-text" and result["version"] == "1" and "champion" in result["aliases"]
     assert set(result["test_metrics"]) == {"accuracy", "macro_f1"} and result["cache"]["misses"] == 72
-    bad = subprocess.run([sys.executable, "-m", "tlops.cli", "run", str(cfg_file), "--set", "strategy.hed=mlp"],
+    bad = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg_file), "--set", "strategy.hed=mlp"],
                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
     assert bad.returncode == 2 and "strategy.hed" in bad.stderr and "unknown key" in bad.stderr

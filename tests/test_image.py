@@ -56,7 +56,7 @@ def test_image_preprocessing_gray_to_rgb_and_groups(image_dataset):
 
 
 def test_valid_image_dataset_passes(image_dataset):
-    assert validate_dataset(load_dataset(image_dataset), ValidationConfig(min_per_class=3))["success"]
+    assert validate_dataset(load_dataset(image_dataset), ValidationConfig(min_per_class=3)).success
 
 
 @pytest.mark.parametrize("case, rule", [
@@ -77,9 +77,9 @@ def test_bad_images_name_file_and_rule(image_dataset, case, rule):
     report = validate_dataset(load_dataset(image_dataset), ValidationConfig(min_per_class=3))
     with pytest.raises(ValidationFailed) as e:
         raise_for_report(report)
-    failed = [c for c in report["checks"] if not c["success"]]
-    assert [c["rule"] for c in failed] == [rule]
-    assert failed[0]["rows"] == [4] and failed[0]["values"] == [value] and "test.csv line 4" in str(e.value)
+    failed = report.failed()
+    assert [c.rule for c in failed] == [rule]
+    assert failed[0].rows == [4] and failed[0].values == [value] and "test.csv line 4" in str(e.value)
 
 
 def test_modality_mismatch_is_an_error(tmp_path, text_dataset):
@@ -99,8 +99,8 @@ def test_image_flow_registers_a_model_that_predicts_from_file_paths(tmp_path, im
     cfg = tiny_config(tmp_path, image_dataset, tmp_path, backbone__name="packaged:efficientnet-lite0",
                       backbone__image_size=32, registry__model_name="tiny-image")
     r = train_flow(cfg, progress=False)
-    assert r["version"] == "1" and "champion" in r["aliases"] and r["cache"]["misses"] == 45
-    assert r["test_metrics"]["accuracy"] > 0.8  # three visually distinct patterns
+    assert r.version == "1" and "champion" in r.aliases and r.cache.misses == 45
+    assert r.test_metrics["accuracy"] > 0.8  # three visually distinct patterns
     paths = [str(image_dataset / "img" / "test-blob-0.png"), str(image_dataset / "img" / "test-stripes-v-1.png")]
     code = ("import json, sys, mlflow; mlflow.set_tracking_uri(%r);"
             "print(json.dumps(mlflow.pyfunc.load_model('models:/tiny-image@champion').predict(sys.argv[1:])))") % cfg["tracking"]["uri"]
@@ -125,6 +125,7 @@ def test_hf_image_code_path_and_package_round_trip(tmp_path, image_dataset):
     head = ProbeHead(32, 3)
     pkg = save_package(tmp_path / "pkg", b, head, list(PATTERNS))
     assert (pkg / "backbone" / "model.safetensors").is_file()
+    assert json.loads((pkg / "backbone" / "backbone.json").read_text())["kind"] == "hf"  # the rebuilder comes from the registry
     pred = Predictor(pkg)
     with torch.inference_mode():
         expected = [list(PATTERNS)[i] for i in head(torch.from_numpy(x)).argmax(1)]

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from tlops.config import LinearProbeConfig
 from tlops.promotion import decide
-from tlops.strategies.linear_probe import train_probe
+from tlops.strategies.linear_probe import LinearProbeConfig
+from tlops.training.probe import train_probe
 
 
 def _blobs(n=60, d=16, k=3, seed=0):

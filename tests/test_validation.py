@@ -21,14 +21,14 @@ def _fails(root) -> str:
     report = validate_dataset(load_dataset(root), CFG)
     with pytest.raises(ValidationFailed) as e:
         raise_for_report(report)
-    assert e.value.report is report and not report["success"]
+    assert e.value.report is report and not report.success
     return str(e.value)
 
 
 def test_clean_dataset_passes(text_dataset):
     report = validate_dataset(load_dataset(text_dataset), CFG)
-    assert report["success"], [c for c in report["checks"] if not c["success"]]
-    assert report["rows"] == {"train": 42, "val": 12, "test": 18}
+    assert report.success, report.failed()
+    assert report.rows == {"train": 42, "val": 12, "test": 18}
 
 
 def test_whitespace_and_empty_text_name_the_lines(text_dataset):
@@ -65,9 +65,9 @@ def test_duplicate_between_train_and_test_is_leakage(text_dataset):
 def test_too_few_rows_for_a_class(text_dataset):
     _edit(text_dataset / "train.csv", lambda df: df[(df["label"] != "food") | (df.index < 6)])  # 'food' keeps 2 rows
     report = validate_dataset(load_dataset(text_dataset), ValidationConfig(min_per_class=3))
-    failed = [c for c in report["checks"] if not c["success"]]
-    assert [c["rule"] for c in failed] == ["every class has at least 3 training rows"]
-    assert failed[0]["rows"] == ["label 'food' (2 rows)"]
+    failed = report.failed()
+    assert [c.rule for c in failed] == ["every class has at least 3 training rows"]
+    assert failed[0].rows == ["label 'food' (2 rows)"]
 
 
 def test_missing_file_and_column(text_dataset):
@@ -95,4 +95,4 @@ def test_val_is_carved_stratified_and_seeded(tmp_path):
     assert a.val_carved and a.splits["val"].index.tolist() == b.splits["val"].index.tolist()
     assert set(a.splits["val"]["label"]) == {"animal", "food", "vehicle"}
     assert not set(a.splits["val"].index) & set(a.splits["train"].index)
-    assert validate_dataset(a, CFG)["success"]
+    assert validate_dataset(a, CFG).success

@@ -41,7 +41,7 @@ def test_train_step_runs_on_the_work_pool_worker(tmp_path, text_dataset, tiny_be
         cfg = tiny_config(tmp_path, text_dataset, tiny_bert, execution__train_pool=POOL, tracking__uri=mlflow_url)
         cfg_file = tmp_path / "pool.yaml"
         cfg_file.write_text(yaml.safe_dump(cfg))
-        run = subprocess.run([sys.executable, "-m", "tlops.cli", "run", str(cfg_file), "--json"], capture_output=True,
+        run = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg_file), "--json"], capture_output=True,
                              text=True, cwd=REPO, env=env, timeout=600)
         assert run.returncode == 0, run.stderr[-4000:] + svc.log(worker).read_text()[-4000:]
         result = json.loads(run.stdout.strip().splitlines()[-1])

@@ -6,13 +6,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, field_validator
 
+from tlops.config_base import Strict as _Strict
 from tlops.errors import ConfigError
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from tlops.strategies.registry import all_strategies
 
 
 class DataConfig(_Strict):
@@ -54,78 +52,23 @@ class FeaturesConfig(_Strict):
     cache_dir: str = ".tlops/cache"
 
 
-class LinearProbeConfig(_Strict):
-    name: Literal["linear_probe"] = "linear_probe"
-    head: Literal["logreg", "mlp"] = "logreg"
-    C: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic-regression head")
-    max_iter: int = Field(1000, ge=10)
-    hidden: int = Field(256, ge=1, description="MLP head hidden width")
-    epochs: int = Field(60, ge=1, description="MLP head epochs (best epoch on validation is kept)")
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    batch_size: int = Field(128, ge=1)
-
-
-class FinetuneConfig(_Strict):
-    """Train the backbone (all, the top N groups, or gradually more) together with a new head."""
-
-    name: Literal["finetune"] = "finetune"
-    head: Literal["linear", "mlp"] = "linear"
-    hidden: int = Field(256, ge=1, description="MLP head hidden width")
-    dropout: float = Field(0.1, ge=0, lt=1, description="MLP head dropout")
-    trainable: Literal["all"] | int = Field("all", description="backbone groups that train: 'all', or the top N (0: head only)")
-    unfreeze_every: int = Field(0, ge=0, description="gradual unfreezing: one more group every N epochs, starting from `trainable` (0: off)")
-    lp_ft: bool = Field(False, description="LP-FT: fit a logistic-regression head on the cached frozen features first, fine-tune from it")
-    epochs: int = Field(5, ge=1)
-    batch_size: int = Field(32, ge=1)
-    grad_accum_steps: int = Field(1, ge=1, description="optimizer step every N batches (effective batch = batch_size * N)")
-    head_lr: float = Field(1e-3, gt=0)
-    backbone_lr: float = Field(5e-5, gt=0, description="learning rate of the top backbone group")
-    layer_decay: float = Field(1.0, gt=0, le=1, description="each lower group's LR is multiplied by this once more")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay (not on biases/norms; backbone gets none when l2sp > 0)")
-    l2sp: float = Field(0.0, ge=0, description="L2-SP weight: l2sp/2 * ||w - w_pretrained||^2 over the backbone")
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of optimizer steps spent warming up linearly")
-    max_grad_norm: float | None = Field(1.0, gt=0, description="clip the global gradient norm (null: no clipping)")
-    patience: int = Field(3, ge=1, description="early stopping: stop after this many epochs without a better val macro-F1")
-    bucket_by_length: bool = Field(True, description="text: batches of similar length (less padding), in shuffled order")
-    augment: bool = Field(True, description="image: random resized crop + horizontal flip; audio: random time shift + gain")
-    flip: bool = Field(True, description="image augmentation: horizontal flips (turn off for text-like images)")
-    norm_stats: Literal["frozen", "train"] = Field("frozen", description="BatchNorm running statistics: kept from pretraining (small target sets) or updated")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on a GPU that supports it, else fp32")
-    compile: bool = Field(False, description="torch.compile the backbone (pays off on GPU; off by default)")
-    checkpoint_every_steps: int = Field(0, ge=0, description="also checkpoint inside an epoch every N optimizer steps (0: end of epoch only)")
-    resume: bool = Field(True, description="a rerun of the same config + data resumes from the last complete checkpoint")
-    eval_batch_size: int = Field(64, ge=1)
-
-    @field_validator("trainable")
-    @classmethod
-    def _trainable_non_negative(cls, v):
-        if isinstance(v, int) and v < 0:
-            raise ValueError("give 'all' or a number of top groups >= 0 (0 trains only the head)")
-        return v
-
-    @model_validator(mode="after")
-    def _gradual_needs_a_start(self):
-        if self.unfreeze_every and self.trainable == "all":
-            raise ValueError("unfreeze_every needs a starting number of groups: set trainable to an int (e.g. 0) or unfreeze_every to 0")
-        return self
-
-
-STRATEGIES: dict[str, type[BaseModel]] = {"linear_probe": LinearProbeConfig, "finetune": FinetuneConfig}
+DEFAULT_STRATEGY = "linear_probe"  # what a `strategy:` section without `name` means
 
 
 def _strategy_name(v: Any) -> str:
-    return v.get("name", "linear_probe") if isinstance(v, dict) else getattr(v, "name", "linear_probe")
+    return v.get("name", DEFAULT_STRATEGY) if isinstance(v, dict) else getattr(v, "name", DEFAULT_STRATEGY)
 
 
-StrategyConfig = Annotated[
-    Union[Annotated[LinearProbeConfig, Tag("linear_probe")], Annotated[FinetuneConfig, Tag("finetune")]],
-    Discriminator(_strategy_name, custom_error_type="unknown_strategy",
-                  custom_error_message="unknown strategy name; valid: linear_probe, finetune"),
-]
+def _strategy_union() -> Any:
+    """`strategy:` as a discriminated union over the registered strategies' config models."""
+    entries = all_strategies()
+    names = sorted(entries)
+    members = tuple(Annotated[entries[n].config, Tag(n)] for n in names)
+    return Annotated[Union[members], Discriminator(_strategy_name, custom_error_type="unknown_strategy",
+                                                   custom_error_message=f"unknown strategy name; valid: {', '.join(names)}")]
+
+
+StrategyConfig = _strategy_union()
 
 
 class RegistryConfig(_Strict):
@@ -151,7 +94,7 @@ class RunConfig(_Strict):
     validation: ValidationConfig = ValidationConfig()
     backbone: BackboneConfig
     features: FeaturesConfig = FeaturesConfig()
-    strategy: StrategyConfig = LinearProbeConfig()
+    strategy: StrategyConfig = Field(default_factory=lambda: all_strategies()[DEFAULT_STRATEGY].config())
     registry: RegistryConfig
     execution: ExecutionConfig = ExecutionConfig()
     tracking: TrackingConfig = TrackingConfig()
@@ -175,12 +118,14 @@ def _format_errors(err: ValidationError, source: str) -> str:
 
 def _without_union_tags(loc: tuple) -> tuple:
     """('strategy', 'finetune', 'epochs') -> ('strategy', 'epochs'): pydantic puts the chosen tag in the path."""
-    return tuple(p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "strategy" and p in STRATEGIES))
+    names = all_strategies()
+    return tuple(p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "strategy" and p in names))
 
 
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    if len(loc) >= 2 and loc[0] == "strategy" and loc[1] in STRATEGIES:
-        return _model_at(STRATEGIES[loc[1]], loc[2:])
+    entries = all_strategies()
+    if len(loc) >= 2 and loc[0] == "strategy" and loc[1] in entries:
+        return _model_at(entries[loc[1]].config, loc[2:])
     for part in loc:
         field = model.model_fields.get(str(part))
         if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):

@@ -1,5 +1,12 @@
 """User-facing errors: each says what was wrong, where, and how to fix it."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tlops.records import ValidationReport
+
 
 class TlopsError(Exception):
     """An error caused by the user's input (config, data, names). Printed without a traceback."""
@@ -14,9 +21,9 @@ class DataError(TlopsError):
 
 
 class ValidationFailed(TlopsError):
-    """Data validation found rule violations; `report` is the full JSON-able validation report."""
+    """Data validation found rule violations; `report` is the full validation report."""
 
-    def __init__(self, message: str, report: dict):
+    def __init__(self, message: str, report: ValidationReport):
         super().__init__(message)
         self.report = report
 

@@ -3,33 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from tlops.backbones.base import Backbone
 from tlops.cache import CacheStats, FeatureCache, item_hash, namespace_of
 
 
-def embed_all(backbone, items: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """Embed every item under inference_mode. Text: tokenised once, longest-first batches with dynamic
-    padding. Files (images, audio): decoded batch by batch, so memory stays one batch deep."""
+def embed_all(backbone: Backbone, items: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """Embed every item under inference_mode, row-aligned with `items`. The backbone encodes the whole list
+    once (text: token ids; files: just the paths) and collates batch by batch (files are decoded there, so
+    memory stays one batch deep). Items with lengths (text) run longest-first, so each batch pads little."""
     out = np.empty((len(items), backbone.num_features), dtype=np.float32)
     if not items:
         return out
-    if backbone.modality == "text":
-        token_ids = backbone.tokenize(items)
-        order = sorted(range(len(items)), key=lambda i: -len(token_ids[i]))
-        batches = ((idx, lambda idx=idx: backbone.collate([token_ids[i] for i in idx]))
-                   for idx in (order[s : s + batch_size] for s in range(0, len(order), batch_size)))
-    else:
-        batches = ((list(range(s, min(s + batch_size, len(items)))), lambda s=s: backbone.preprocess(items[s : s + batch_size]))
-                   for s in range(0, len(items), batch_size))
+    encoded = backbone.encode(items)
+    lengths = backbone.lengths(encoded)
+    order = list(range(len(items))) if lengths is None else sorted(range(len(items)), key=lambda i: -lengths[i])
     with _progress(progress, len(items)) as (bar, task), torch.inference_mode():
-        for idx, make_batch in batches:
-            out[idx] = backbone.embed(make_batch()).numpy()
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            out[idx] = backbone.embed(backbone.collate([encoded[i] for i in idx])).numpy()
             if bar is not None:
                 bar.advance(task, len(idx))
     return out
@@ -52,14 +49,14 @@ class _progress:
             self.bar.__exit__(*exc)
 
 
-def cached_features(backbone, items: Sequence[str], cache: FeatureCache, batch_size: int = 64,
+def cached_features(backbone: Backbone, items: Sequence[str], cache: FeatureCache, batch_size: int = 64,
                     progress: bool = False, identity: dict | None = None) -> tuple[np.ndarray, CacheStats]:
     """Features for `items` (row-aligned); only cache misses reach the backbone.
     Pass `identity` when calling several times: some backbones hash their weights to compute it."""
     identity = identity or backbone.identity()
     ns = namespace_of(identity)
-    # text is its own content; for files the key is the file's bytes, so a renamed file still hits
-    keys = [item_hash(x) if backbone.modality == "text" else item_hash(Path(x).read_bytes()) for x in items]
+    # the item's content as the backbone defines it: a text's UTF-8 bytes, a file's bytes (a renamed file still hits)
+    keys = [item_hash(backbone.content(x)) for x in items]
     stats = CacheStats()
     found = cache.lookup(ns, keys, stats)
     missing_keys = list(dict.fromkeys(k for k in keys if k not in found))

@@ -53,7 +53,7 @@ def package_identity(backbone, exported: Path) -> dict:
     """The backbone identity as packaged. A fine-tuned backbone's weights are the exported files, so their
     sha256 replaces the pretrained one (kept as `fine_tuned_from`)."""
     identity = backbone.identity()
-    if not getattr(backbone, "fine_tuned", False):
+    if not backbone.fine_tuned:
         return identity
     weights = {f.name: file_sha256(f) for f in sorted(exported.glob("*.safetensors"))}
     return {**identity, "weights_sha256": weights, "fine_tuned_from": identity.get("weights_sha256")}

@@ -16,6 +16,7 @@ from tlops.config import ValidationConfig
 from tlops.data.dataset import Dataset
 from tlops.data.media import inside, probe_audio, probe_image
 from tlops.errors import ValidationFailed
+from tlops.records import Check, ValidationReport
 
 MAX_ROWS_IN_REPORT = 20
 
@@ -148,8 +149,8 @@ def _where(ds: Dataset, split: str, kind: str, frame: pd.DataFrame, idx: list) -
     return source, [int(i) + 2 for i in idx]  # CSV line: +1 header, +1 one-based
 
 
-def validate_dataset(ds: Dataset, cfg: ValidationConfig) -> dict:
-    """Run all rules; return a JSON-able report. Raises nothing; see `raise_for_report`."""
+def validate_dataset(ds: Dataset, cfg: ValidationConfig) -> ValidationReport:
+    """Run all rules; return the report. Raises nothing; see `raise_for_report`."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -186,14 +187,13 @@ def validate_dataset(ds: Dataset, cfg: ValidationConfig) -> dict:
             if kind == "rows" and ds.modality != "text" and idx and getattr(r.expectation, "column", "") not in ("label",):
                 # a rule on a derived file fact (decodes, seconds, ...): show the offending paths, not the flags
                 values = frame.loc[idx[:MAX_ROWS_IN_REPORT], ds.input_column].tolist()
-            checks.append({
-                "split": split, "file": file, "rule": r.rule, "expectation": er.expectation_config.type,
-                "success": bool(er.success), "unexpected_count": res.get("unexpected_count"),
-                "rows": rows, "values": [str(v)[:300] for v in values[:MAX_ROWS_IN_REPORT]],
-                "observed": _jsonable(res.get("observed_value")), "fix": r.fix,
-            })
-    return {"success": all(c["success"] for c in checks), "dataset": str(ds.root), "checks": checks,
-            "rows": {s: len(df) for s, df in ds.splits.items()}}
+            checks.append(Check(
+                split=split, file=file, rule=r.rule, expectation=er.expectation_config.type, success=bool(er.success),
+                unexpected_count=res.get("unexpected_count"), rows=rows, values=[str(v)[:300] for v in values[:MAX_ROWS_IN_REPORT]],
+                observed=_jsonable(res.get("observed_value")), fix=r.fix,
+            ))
+    return ValidationReport(success=all(c.success for c in checks), dataset=str(ds.root), checks=checks,
+                            rows={s: len(df) for s, df in ds.splits.items()})
 
 
 def _jsonable(v):
@@ -202,23 +202,21 @@ def _jsonable(v):
     return str(v)[:200]
 
 
-def failure_message(report: dict) -> str:
-    lines = [f"data validation failed for {report['dataset']}; nothing was trained or registered:"]
-    for c in report["checks"]:
-        if c["success"]:
-            continue
-        where = f"{c['file']}"
-        if c["rows"]:
-            shown = ", ".join(str(r) for r in c["rows"][:10])
-            more = "" if (c["unexpected_count"] or 0) <= 10 else f" (+{c['unexpected_count'] - 10} more)"
-            label = ("line" if isinstance(c["rows"][0], int) else "class") + ("s" if len(c["rows"]) > 1 else "")
+def failure_message(report: ValidationReport) -> str:
+    lines = [f"data validation failed for {report.dataset}; nothing was trained or registered:"]
+    for c in report.failed():
+        where = f"{c.file}"
+        if c.rows:
+            shown = ", ".join(str(r) for r in c.rows[:10])
+            more = "" if (c.unexpected_count or 0) <= 10 else f" (+{c.unexpected_count - 10} more)"
+            label = ("line" if isinstance(c.rows[0], int) else "class") + ("s" if len(c.rows) > 1 else "")
             where += f" {label} {shown}{more}"
-        vals = f"; values {c['values'][:5]}" if c["values"] and isinstance(c["rows"][0] if c["rows"] else 0, int) else ""
-        obs = f"; observed {c['observed']}" if c["observed"] is not None and not c["rows"] else ""
-        lines.append(f"  - rule '{c['rule']}' failed in {where}{vals}{obs}. Fix: {c['fix']}.")
+        vals = f"; values {c.values[:5]}" if c.values and isinstance(c.rows[0] if c.rows else 0, int) else ""
+        obs = f"; observed {c.observed}" if c.observed is not None and not c.rows else ""
+        lines.append(f"  - rule '{c.rule}' failed in {where}{vals}{obs}. Fix: {c.fix}.")
     return "\n".join(lines)
 
 
-def raise_for_report(report: dict) -> None:
-    if not report["success"]:
+def raise_for_report(report: ValidationReport) -> None:
+    if not report.success:
         raise ValidationFailed(failure_message(report), report)

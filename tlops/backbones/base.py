@@ -1,28 +1,152 @@
-"""The backbone contract every modality implements."""
+"""The backbone contract every kind implements, and the per-modality parts the kinds share.
+
+Callers (feature extraction, the cache, fine-tuning, packaging) use only what `Backbone` lists; nothing
+branches on `modality`: how items are encoded, batched, hashed for the cache and augmented is the
+backbone's business. tests/test_backbone_contract.py checks every registered kind against it.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import torch
 
+from tlops.backbones.augment import augment_audio, augment_image
+
+SPEC_FILE = "backbone.json"  # in every export: {"kind": ..., what that kind's from_export needs}
+
 
 class Backbone(Protocol):
+    kind: str  # registry kind id ("hf", "timm", "torchvision", "efficientnet-lite0", "speech-embedding"); backbone.json's "kind"
     modality: str  # "text" | "image" | "audio"
     num_features: int  # D of embed()'s (B, D) output
+    found_via: str  # where the weights came from ("local folder", "hugging face cache", "pip package ...")
+    calls: int  # embed() calls so far; a fully cached run leaves it at 0
+    fine_tuned: bool  # set by fine-tuning: export() then writes the trained weights and the package identity hashes them
+    layers: list[int]  # hidden states pooled and concatenated (text); [-1] elsewhere
+    pooling: str  # "mean" | "cls"
+    max_length: int | None  # token limit (text); None elsewhere
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The trainable torch module, loaded on first use (a fully cached run never loads weights)."""
+
+    @property
+    def loaded(self) -> bool:
+        """Whether `model` has been loaded yet."""
 
     def identity(self) -> dict[str, Any]:
-        """Everything that changes the features: source, weights sha256, layers/pooling, preprocessing."""
+        """Everything that changes the features: source, weights sha256, layers/pooling, preprocessing (JSON-able)."""
+
+    def encode(self, items: Sequence[str]) -> list:
+        """Cheap per-item encoding kept in memory for a whole split: token ids (text) or the file paths
+        (image/audio: decoding happens in `collate`, so memory stays one batch deep)."""
+
+    def lengths(self, encoded: list) -> list[int] | None:
+        """Per-item lengths for length-sorted / bucketed batches (text); None when every item has the same size."""
+
+    def collate(self, encoded: Sequence) -> Any:
+        """Encoded items -> one model-ready batch (text: padded to the longest; files: decoded and preprocessed)."""
 
     def preprocess(self, items: Sequence[str]) -> Any:
-        """Raw inputs (strings or file paths) -> one model-ready batch."""
+        """Raw inputs (strings or file paths) -> one model-ready batch: `collate(encode(items))`."""
+
+    def content(self, item: str) -> bytes:
+        """What the feature cache hashes for an item: the text's UTF-8 bytes, or the file's bytes."""
+
+    def augment(self, batch: Any, g: torch.Generator, flip: bool = True) -> Any:
+        """Training-time augmentation of a collated batch; every random draw from `g`."""
 
     def embed(self, batch: Any) -> torch.Tensor:
-        """A preprocessed batch -> (B, D) float32 features."""
+        """A collated batch -> (B, num_features) float32 features."""
 
     def parameter_groups(self) -> list[list[torch.nn.Parameter]]:
-        """Trainable parameters grouped from input side to output side (freezing, discriminative LR)."""
+        """Every trainable parameter of `model` exactly once, grouped from input side to output side
+        (freezing, discriminative LR)."""
 
     def export(self, out_dir: Path) -> None:
-        """Write weights (safetensors) and preprocessing files so `from_export` rebuilds it offline."""
+        """Write weights (safetensors), preprocessing files and backbone.json so `backbone_from_export` rebuilds it offline."""
+
+
+class BaseBackbone:
+    """Defaults every kind shares: the lazily loaded model, the embed() counter, preprocess = collate(encode())."""
+
+    kind: str
+    modality: str
+    num_features: int
+    found_via: str = ""
+    calls: int = 0
+    fine_tuned: bool = False
+    _model: torch.nn.Module | None = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            self._model = self._load_model()
+        return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _load_model(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def preprocess(self, items: Sequence[str]) -> Any:
+        return self.collate(self.encode(items))
+
+    def write_spec(self, out_dir: Path, **fields: Any) -> None:
+        """backbone.json: the kind and what its `from_export` needs."""
+        (out_dir / SPEC_FILE).write_text(json.dumps({"kind": self.kind, **fields}))
+
+
+class TextItems:
+    """Items are strings: tokenised once per split (`tokenize`, unpadded), padded per batch in `collate`."""
+
+    modality = "text"
+
+    def encode(self, items: Sequence[str]) -> list:
+        return self.tokenize(items)
+
+    def lengths(self, encoded: list) -> list[int] | None:
+        return [len(x) for x in encoded]
+
+    def content(self, item: str) -> bytes:
+        return item.encode("utf-8")  # text is its own content
+
+    def augment(self, batch: Any, g: torch.Generator, flip: bool = True) -> Any:
+        return batch
+
+
+class FileItems:
+    """Items are file paths, decoded batch by batch in `collate`; all items of a batch come out the same size."""
+
+    def encode(self, items: Sequence[str]) -> list:
+        return list(items)
+
+    def lengths(self, encoded: list) -> list[int] | None:
+        return None
+
+    def content(self, item: str) -> bytes:
+        return Path(item).read_bytes()  # the file's bytes, so a renamed file still hits the cache
+
+
+class ImageFiles(FileItems):
+    """Image files; augmentation: random resized crop + horizontal flip on the preprocessed tensor."""
+
+    modality = "image"
+
+    def augment(self, batch: Any, g: torch.Generator, flip: bool = True) -> Any:
+        return augment_image(batch, g, flip=flip)
+
+
+class AudioFiles(FileItems):
+    """Audio files; augmentation: a random time shift along `time_axis` of the preprocessed input."""
+
+    modality = "audio"
+    time_axis = -1  # axis of time in the collated tensor (raw HF `input_values` always shift along the last one)
+
+    def augment(self, batch: Any, g: torch.Generator, flip: bool = True) -> Any:
+        return augment_audio(batch, g, time_axis=self.time_axis)

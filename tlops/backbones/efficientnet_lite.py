@@ -7,15 +7,16 @@ Name: `packaged:efficientnet-lite0`. Input normalisation is the one these weight
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from tlops.hashing import file_sha256
+from tlops.backbones.base import BaseBackbone, ImageFiles
+from tlops.backbones.registry import LoadOptions, register_backbone
 from tlops.errors import BackboneError, DataError
+from tlops.hashing import file_sha256
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -41,8 +42,8 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
-class EfficientNetLiteBackbone:
-    modality = "image"
+class EfficientNetLiteBackbone(ImageFiles, BaseBackbone):
+    kind = "efficientnet-lite0"
 
     def __init__(self, weights: Path | None = None, image_size: int = 96, source: str = "packaged:efficientnet-lite0"):
         self.source = source
@@ -56,21 +57,21 @@ class EfficientNetLiteBackbone:
         self._model = None
         self.calls = 0
 
-    @property
-    def model(self) -> torch.nn.Module:
-        if self._model is None:
-            from efficientnet_lite_pytorch import EfficientNet
+    def _load_model(self) -> torch.nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
 
-            m = EfficientNet.from_name("efficientnet-lite0", image_size=self.image_size)
-            if self.weights.suffix == ".safetensors":
-                from safetensors.torch import load_file
+        m = EfficientNet.from_name("efficientnet-lite0", image_size=self.image_size)
+        if self.weights.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-                state = load_file(str(self.weights))
-            else:
-                state = torch.load(self.weights, map_location="cpu", weights_only=True)
-            m.load_state_dict(state)
-            self._model = m.eval()
-        return self._model
+            state = load_file(str(self.weights))
+        else:
+            state = torch.load(self.weights, map_location="cpu", weights_only=True)
+        m.load_state_dict(state)
+        # The ImageNet classifier stays in the module (the weights file round-trips; model(x) still gives ImageNet
+        # logits) but is no part of the backbone: embed() never reaches it, so it is not trainable either.
+        m._fc.requires_grad_(False)
+        return m.eval()
 
     def identity(self) -> dict[str, Any]:
         return {"source": self.source, "architecture": "efficientnet-lite0",
@@ -78,18 +79,9 @@ class EfficientNetLiteBackbone:
                 "layers": self.layers, "pooling": self.pooling,
                 "preprocessing": {"image_size": self.image_size, "mode": "RGB", "resize": "bilinear", "normalise": "(x*255-127)/128"}}
 
-    # -- the generic embed_all protocol: prepare (per item) -> collate (batch) -> embed
-    def prepare(self, items: Sequence[str]) -> list[torch.Tensor]:
-        return [load_image(p, self.image_size) for p in items]
-
-    def length(self, prepared: torch.Tensor) -> int:
-        return 0  # all items have the same size: keep input order
-
-    def collate(self, prepared: Sequence[torch.Tensor]) -> torch.Tensor:
-        return (torch.stack(list(prepared)) * 255.0 - 127.0) / 128.0
-
-    def preprocess(self, items: Sequence[str]) -> torch.Tensor:
-        return self.collate(self.prepare(items))
+    def collate(self, paths: Sequence[str]) -> torch.Tensor:
+        """Decode and resize each file, then the normalisation these weights were trained with."""
+        return (torch.stack([load_image(p, self.image_size) for p in paths]) * 255.0 - 127.0) / 128.0
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         self.calls += 1
@@ -108,4 +100,13 @@ class EfficientNetLiteBackbone:
         out_dir.mkdir(parents=True, exist_ok=True)
         state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
         save_file(state, str(out_dir / WEIGHTS_FILE))
-        (out_dir / "backbone.json").write_text(json.dumps({"kind": "efficientnet-lite0", "image_size": self.image_size}))
+        self.write_spec(out_dir, image_size=self.image_size)
+
+
+def _from_export(folder: Path, spec: dict, meta: dict) -> EfficientNetLiteBackbone:
+    return EfficientNetLiteBackbone(weights=folder / WEIGHTS_FILE, image_size=spec["image_size"], source=f"package:{folder}")
+
+
+@register_backbone("efficientnet-lite0", "packaged:efficientnet-lite0", from_export=_from_export)
+def _load(rest: str, opts: LoadOptions) -> EfficientNetLiteBackbone:
+    return EfficientNetLiteBackbone(image_size=opts.image_size)

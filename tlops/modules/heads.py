@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 
@@ -21,9 +26,31 @@ class ProbeHead(nn.Module):
         else:
             raise ValueError(f"unknown head kind {kind!r}; use 'linear' or 'mlp'")
 
+    @classmethod
+    def from_spec(cls, spec: dict) -> "ProbeHead":
+        return cls(spec["in_dim"], spec["n_classes"], kind=spec["kind"], hidden=spec["hidden"], dropout=spec["dropout"])
+
+    @classmethod
+    def load(cls, spec: dict, weights: str | Path) -> "ProbeHead":
+        """A saved head (safetensors) in eval mode."""
+        head = cls.from_spec(spec)
+        head.load_state_dict(load_file(str(weights)))
+        return head.eval()
+
+    def save(self, path: str | Path) -> Path:
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(path))
+        return Path(path)
+
     def set_scaler(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.mean.copy_(mean)
         self.std.copy_(std.clamp(min=1e-6))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.mean) / self.std)
+
+
+def predict_labels(head: nn.Module, x: np.ndarray, labels: Sequence[str]) -> list[str]:
+    """Argmax labels of a head on a feature matrix."""
+    head.eval()
+    with torch.inference_mode():
+        return [labels[i] for i in head(torch.from_numpy(x)).argmax(1).numpy()]

@@ -1,0 +1,5 @@
+"""Transfer strategies: one module each, registered by name (see `registry`)."""
+
+from tlops.strategies.registry import StrategyEntry, TrainContext, all_strategies, get_strategy, register_strategy
+
+__all__ = ["StrategyEntry", "TrainContext", "all_strategies", "get_strategy", "register_strategy"]

@@ -1,98 +1,44 @@
-"""Feature extraction strategy: a new head on frozen, cached backbone features; only the head trains."""
+"""Feature extraction (`linear_probe`): a new head on frozen, cached backbone features; only the head trains."""
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
+import time
+from typing import Literal
 
-import numpy as np
-import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from torch import nn
+from pydantic import Field
 
-from tlops.config import LinearProbeConfig
-from tlops.modules.heads import ProbeHead
+from tlops.config_base import Strict
+from tlops.records import HeadResult
+from tlops.strategies.registry import TrainContext, register_strategy
 
 
-@dataclass
-class ProbeResult:
-    head: ProbeHead
-    val_macro_f1: float
-    history: list[dict]  # per-epoch metrics (MLP) or one row (logistic regression)
+class LinearProbeConfig(Strict):
+    name: Literal["linear_probe"] = "linear_probe"
+    head: Literal["logreg", "mlp"] = "logreg"
+    C: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic-regression head")
+    max_iter: int = Field(1000, ge=10)
+    hidden: int = Field(256, ge=1, description="MLP head hidden width")
+    epochs: int = Field(60, ge=1, description="MLP head epochs (best epoch on validation is kept)")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    batch_size: int = Field(128, ge=1)
 
 
-def _scaler(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(x.mean(0)), torch.from_numpy(x.std(0))
+@register_strategy("linear_probe", LinearProbeConfig)
+def train(ctx: TrainContext) -> HeadResult:
+    """Fit the head on the cached features; writes head.safetensors. No backbone needed."""
+    import torch
 
+    from tlops.training.probe import train_probe
 
-def finetune_scaler(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scaler of a head whose backbone will train: each std floored at a tenth of the median std.
-    Near-constant pretrained dimensions (e.g. channels a CNN never fires) start moving once the backbone
-    trains; dividing them by their ~0 pretrained std would blow the logits up."""
-    mean, std = _scaler(x)
-    return mean, std.clamp(min=0.1 * float(std.median()) + 1e-6)
-
-
-def _predict(head: ProbeHead, x: np.ndarray) -> np.ndarray:
-    head.eval()
-    with torch.inference_mode():
-        return head(torch.from_numpy(x)).argmax(1).numpy()
-
-
-def fit_logreg(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int,
-               scaler: tuple[torch.Tensor, torch.Tensor] | None = None) -> ProbeResult:
-    head = ProbeHead(x.shape[1], n_classes, kind="linear")
-    mean, std = scaler or _scaler(x)
-    head.set_scaler(mean, std)
-    xs = ((x - mean.numpy()) / std.clamp(min=1e-6).numpy()).astype(np.float64)
-    clf = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter, random_state=seed)
-    clf.fit(xs, y)
-    # sklearn only knows the classes present in y; place them into the full label space.
-    w = np.zeros((n_classes, x.shape[1]), dtype=np.float32)
-    b = np.full(n_classes, -1e4, dtype=np.float32)
-    coef, icpt = clf.coef_, clf.intercept_
-    if len(clf.classes_) == 2 and coef.shape[0] == 1:  # binary: sklearn stores one row
-        coef, icpt = np.vstack([-coef / 2, coef / 2]), np.array([-icpt[0] / 2, icpt[0] / 2])
-    w[clf.classes_] = coef
-    b[clf.classes_] = icpt
-    lin = head.net[0]
-    with torch.no_grad():
-        lin.weight.copy_(torch.from_numpy(w))
-        lin.bias.copy_(torch.from_numpy(b))
-    f1 = float(f1_score(yv, _predict(head, xv), average="macro")) if len(yv) else float("nan")
-    return ProbeResult(head, f1, [{"epoch": 0, "val_macro_f1": f1, "train_iters": int(np.max(clf.n_iter_))}])
-
-
-def fit_mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int,
-            scaler: tuple[torch.Tensor, torch.Tensor] | None = None) -> ProbeResult:
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    head = ProbeHead(x.shape[1], n_classes, kind="mlp", hidden=cfg.hidden, dropout=cfg.dropout)
-    head.set_scaler(*(scaler or _scaler(x)))
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
-    loss_fn = nn.CrossEntropyLoss()
-    best, best_state, history = -1.0, None, []
-    for epoch in range(cfg.epochs):
-        head.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        total = 0.0
-        for s in range(0, len(perm), cfg.batch_size):
-            idx = perm[s : s + cfg.batch_size]
-            loss = loss_fn(head(xt[idx]), yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.detach().item() * len(idx)
-        f1 = float(f1_score(yv, _predict(head, xv), average="macro"))
-        history.append({"epoch": epoch, "train_loss": total / len(xt), "val_macro_f1": f1})
-        if f1 > best:  # best epoch on validation is the one kept
-            best, best_state = f1, copy.deepcopy(head.state_dict())
-    head.load_state_dict(best_state)
-    return ProbeResult(head, best, history)
-
-
-def train_probe(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int = 0) -> ProbeResult:
-    fit = fit_logreg if cfg.head == "logreg" else fit_mlp
-    return fit(x.astype(np.float32), y, xv.astype(np.float32), yv, n_classes, cfg, seed)
+    cfg, feats = ctx.cfg, ctx.features
+    torch.manual_seed(cfg.seed)
+    x, y = feats.arrays("train")
+    xv, yv = feats.arrays("val")
+    t0 = time.perf_counter()
+    result = train_probe(x, y, xv, yv, len(feats.labels), cfg.strategy, seed=cfg.seed)
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    path = result.head.save(ctx.out_dir / "head.safetensors")
+    return HeadResult(strategy=cfg.strategy.name, head_path=str(path), spec=result.head.spec, history=result.history,
+                      val_macro_f1=result.val_macro_f1, seconds=time.perf_counter() - t0)

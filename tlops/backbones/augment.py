@@ -1,46 +1,16 @@
-"""Batch order and light augmentation for fine-tuning.
+"""Training-time augmentation on preprocessed batches; each backbone's `augment` picks the one for its modality.
 
-Every random choice here comes from a generator seeded by (seed, epoch[, batch]), never from global
-state, so the batches of any epoch can be rebuilt exactly after a crash: the data-order state of a
-checkpoint is just (epoch, next batch index).
+Every random draw comes from the generator passed in (seeded by (seed, epoch, batch) in the fine-tuning loop),
+never from global state, so an epoch's batches can be rebuilt exactly after a crash. The order of draws is
+part of the contract: changing it changes every fine-tuning result.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-BUCKET_BATCHES = 50  # length-sort windows of this many batches (Hugging Face's "megabatches" idea)
-
-
-def generator(*keys: int) -> torch.Generator:
-    seed = 0
-    for k in keys:
-        seed = (seed * 1_000_003 + int(k)) % (2**63 - 1)
-    return torch.Generator().manual_seed(seed)
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, lengths: Sequence[int] | None = None) -> list[list[int]]:
-    """Shuffled index batches for one epoch. With `lengths` (text), each window of BUCKET_BATCHES batches is
-    sorted by length so a batch pads to similar lengths, and the batch order is shuffled again."""
-    g = generator(seed, epoch)
-    perm = torch.randperm(n, generator=g).tolist()
-    if lengths is None:
-        return [perm[s : s + batch_size] for s in range(0, n, batch_size)]
-    window = batch_size * BUCKET_BATCHES
-    batches = []
-    for s in range(0, n, window):
-        chunk = sorted(perm[s : s + window], key=lambda i: -lengths[i])
-        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, dict):
-        return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-    return batch.to(device, non_blocking=True)
 
 
 def augment_image(x: torch.Tensor, g: torch.Generator, flip: bool = True, min_scale: float = 0.8) -> torch.Tensor:
@@ -80,11 +50,3 @@ def augment_audio(batch: Any, g: torch.Generator, time_axis: int = -1, max_fract
         axis = -1 if key == "input_values" else time_axis
         return {**batch, key: _shift(batch[key], axis, g, max_fraction)}
     return _shift(batch, time_axis, g, max_fraction)
-
-
-def augment(batch: Any, modality: str, g: torch.Generator, flip: bool = True, time_axis: int = -1) -> Any:
-    if modality == "image":
-        return augment_image(batch, g, flip=flip)
-    if modality == "audio":
-        return augment_audio(batch, g, time_axis=time_axis)
-    return batch

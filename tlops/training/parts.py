@@ -1,4 +1,4 @@
-"""Fine-tuning primitives, composed by the `finetune` strategy (fastai `fine_tune`, TLlib `get_parameters`):
+"""Fine-tuning primitives, composed by the training loop and the strategies (fastai `fine_tune`, TLlib `get_parameters`):
 which backbone groups train, per-group learning rates, the L2-SP pull toward pretrained weights,
 and the warm-up + decay schedule. Plain functions over a backbone's input->output parameter groups.
 """
@@ -48,18 +48,22 @@ def discriminative_param_groups(backbone_groups: list[list[nn.Parameter]], head:
 
 class L2SP(nn.Module):
     """weight/2 * sum ||w - w_pretrained||^2 over the backbone: the regulariser R that keeps the fine-tuned
-    weights near the starting point (Li et al., 2018). Zero at the pretrained weights."""
+    weights near the starting point (Li et al., 2018). Zero at the pretrained weights. The anchors are
+    non-persistent buffers: they follow `.to(device)` but stay out of checkpoints (a rerun recomputes them
+    from the pretrained weights it loads)."""
 
     def __init__(self, params: list[nn.Parameter], weight: float):
         super().__init__()
-        self.params = list(params)
-        self.anchors = [p.detach().clone() for p in self.params]
+        self.params = list(params)  # a plain list: L2SP does not own (or optimise) the backbone's parameters
+        for i, p in enumerate(self.params):
+            self.register_buffer(f"anchor_{i}", p.detach().clone(), persistent=False)
         self.weight = weight
 
     def forward(self) -> torch.Tensor:
         if not self.params or self.weight == 0:
             return torch.zeros(())
-        total = sum(((p - a) ** 2).sum() for p, a in zip(self.params, self.anchors) if p.requires_grad)
+        anchors = (getattr(self, f"anchor_{i}") for i in range(len(self.params)))
+        total = sum(((p - a) ** 2).sum() for p, a in zip(self.params, anchors) if p.requires_grad)
         return 0.5 * self.weight * total if torch.is_tensor(total) else torch.zeros(())
 
 

@@ -1,4 +1,5 @@
-"""`tlops` command line (typer). The flow is imported lazily so `tlops --help` stays fast."""
+"""The `tlops` command line (typer). It lives beside the flows it starts (the core `tlops/` never imports
+orchestration); the flow is imported lazily so `tlops --help` and config errors stay fast."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import typer
 from rich.console import Console
 
 from tlops.errors import TlopsError
+from tlops.records import RunOutcome
+
+HUMAN_ONLY = {"experiment", "backbone"}  # in the summary for people, not in --json (unchanged keys)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transfer learning from pretrained models, as a governed pipeline.")
 err = Console(stderr=True)
@@ -62,33 +66,31 @@ def run(
     gc.freeze()  # the imported libraries live until exit: keep them out of every GC pass
 
     try:
-        result = train_flow(cfg.model_dump(), source=str(config), progress=not json_out and sys.stderr.isatty())
+        result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=not json_out and sys.stderr.isatty())
     except TlopsError as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(1)
     gc.freeze()  # skips a multi-second final collection of millions of objects at interpreter exit
     if json_out:
-        keys = ("run_id", "model_name", "version", "aliases", "test_metrics", "val_macro_f1", "cache", "promotion", "tracking_uri",
-                "strategy", "best_epoch", "resumed_from", "train_executed_by", "work_pool", "train_flow_run_id", "flow_pid")
-        print(json.dumps({k: result[k] for k in keys}, default=str))
+        print(json.dumps(result.model_dump(mode="json", exclude=HUMAN_ONLY)))
         return
     _print_summary(result)
 
 
-def _print_summary(r: dict) -> None:
+def _print_summary(r: RunOutcome) -> None:
     out = Console(soft_wrap=True)  # keep the commands on one line, copy-pastable
-    m = r["test_metrics"]
-    out.print(f"\n[bold]trained[/bold] {r['strategy']} on {r['backbone']}")
+    m = r.test_metrics
+    out.print(f"\n[bold]trained[/bold] {r.strategy} on {r.backbone}")
     out.print(f"[bold]test[/bold]    accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}")
-    if r.get("best_epoch") is not None:
-        resumed = f"  (resumed from {r['resumed_from']['checkpoint']})" if r.get("resumed_from") else ""
-        out.print(f"[bold]best[/bold]    epoch {r['best_epoch']}, val macro_f1={r['val_macro_f1']:.4f}{resumed}")
-    out.print(f"[bold]cache[/bold]   hits={r['cache']['hits']} misses={r['cache']['misses']}")
-    out.print(f"[bold]model[/bold]   {r['model_name']} version {r['version']} aliases={', '.join(r['aliases'])}")
-    out.print(f"[bold]gate[/bold]    {r['promotion']['reason']}")
-    out.print(f"[bold]run[/bold]     {r['run_id']} in experiment {r['experiment']!r}")
-    out.print(f"\nOpen the MLflow UI:  mlflow ui --backend-store-uri {r['tracking_uri']}   (then http://127.0.0.1:5000)")
-    out.print(f"Load the champion:   mlflow.pyfunc.load_model('models:/{r['model_name']}@champion').predict([...])")
+    if r.best_epoch is not None:
+        resumed = f"  (resumed from {r.resumed_from['checkpoint']})" if r.resumed_from else ""
+        out.print(f"[bold]best[/bold]    epoch {r.best_epoch}, val macro_f1={r.val_macro_f1:.4f}{resumed}")
+    out.print(f"[bold]cache[/bold]   hits={r.cache.hits} misses={r.cache.misses}")
+    out.print(f"[bold]model[/bold]   {r.model_name} version {r.version} aliases={', '.join(r.aliases)}")
+    out.print(f"[bold]gate[/bold]    {r.promotion.reason}")
+    out.print(f"[bold]run[/bold]     {r.run_id} in experiment {r.experiment!r}")
+    out.print(f"\nOpen the MLflow UI:  mlflow ui --backend-store-uri {r.tracking_uri}   (then http://127.0.0.1:5000)")
+    out.print(f"Load the champion:   mlflow.pyfunc.load_model('models:/{r.model_name}@champion').predict([...])")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,9 @@
+"""The base of every config model: unknown keys are errors (and the error lists the valid ones)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)

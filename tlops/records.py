@@ -1,0 +1,245 @@
+"""Typed records that steps hand to each other (pydantic). They stay typed inside a process; they become
+JSON only at process boundaries (Prefect task/flow parameters, the work pool's result file), through
+`model_dump(mode="json")` and `model_validate`/`TRAIN_RESULT.validate_json`.
+
+Records hold paths, hashes and small numbers, never large tensors: the feature arrays stay on disk in
+the features folder and are loaded (once per process) by `FeatureSet.arrays`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tlops.backbones.base import Backbone
+    from tlops.modules.heads import ProbeHead
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- features ----------------------------------------------------------------------------------------
+
+class CacheTotals(Record):
+    hits: int = 0
+    misses: int = 0
+    corrupt_shards: int = 0
+    backbone_calls: int = 0
+
+
+class FeatureSet(Record):
+    """The features step's output: one `<split>.npz` (x: features, y: label indices) per split in `dir`."""
+
+    dir: str
+    splits: list[str]
+    labels: list[str]
+    num_features: int
+    identity: dict[str, Any] = Field(description="the backbone identity the features were computed with (cache key)")
+    found_via: str
+    cache: CacheTotals
+    seconds: float
+    _arrays: dict[str, tuple[Any, Any]] = PrivateAttr(default_factory=dict)
+
+    def path(self, split: str) -> Path:
+        return Path(self.dir) / f"{split}.npz"
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(features (N, D) float32, label indices (N,) int64) of one split; read from disk once."""
+        if split not in self.splits:
+            raise KeyError(f"no cached features for split {split!r}; have {self.splits}")
+        if split not in self._arrays:
+            import numpy as np
+
+            with np.load(self.path(split)) as z:
+                self._arrays[split] = (z["x"], z["y"])
+        return self._arrays[split]
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+class LoopSummary(Record):
+    """How a training loop went (strategies that train with `tlops.training.loop`)."""
+
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    device: str
+    precision: str
+    resumed_from: dict[str, Any] | None = None
+    skipped_checkpoints: list[str] = []
+    checkpoint_dir: str | None = None
+    train_samples_per_s: float | None = None
+
+
+class Execution(Record):
+    """Which process ran the train step (filled by the flow; shows a work pool's worker did)."""
+
+    pid: int
+    ppid: int
+    host: str
+    ancestors: list[int]
+    work_pool: str | None = None
+    flow_run_id: str | None = None
+
+
+class _Trained(Record):
+    strategy: str
+    history: list[dict[str, float]] = Field(description="one row per epoch (or one row for a closed-form fit)")
+    val_macro_f1: float
+    seconds: float
+    loop: LoopSummary | None = None
+    execution: Execution | None = None
+
+
+class HeadResult(_Trained):
+    """A head trained on the cached features; the backbone is the pretrained one."""
+
+    kind: Literal["head"] = "head"
+    head_path: str
+    spec: dict[str, Any]
+
+    def load_head(self) -> ProbeHead:
+        from tlops.modules.heads import ProbeHead
+
+        return ProbeHead.load(self.spec, self.head_path)
+
+    def test_predictions(self, features: FeatureSet, test_inputs: Callable[[], list[str]]) -> list[str]:
+        """The head on the cached test features (they are this backbone's)."""
+        from tlops.modules.heads import predict_labels
+
+        x, _ = features.arrays("test")
+        return predict_labels(self.load_head(), x, features.labels)
+
+    def write_package(self, backbone: Callable[[], Backbone], labels: list[str], out_dir: Path, extra: dict) -> Path:
+        from tlops.package import save_package
+
+        return save_package(out_dir, backbone(), self.load_head(), labels, extra=extra)
+
+
+class PackageResult(_Trained):
+    """A whole model package (trained backbone + head) written by the train step itself."""
+
+    kind: Literal["package"] = "package"
+    package: str
+
+    def test_predictions(self, features: FeatureSet, test_inputs: Callable[[], list[str]]) -> list[str]:
+        """The cached features are the pretrained backbone's, so run the package on the raw test inputs."""
+        from tlops.package import Predictor
+
+        return Predictor(self.package).predict(test_inputs())
+
+    def write_package(self, backbone: Callable[[], Backbone], labels: list[str], out_dir: Path, extra: dict) -> Path:
+        return Path(self.package)
+
+
+TrainResult = Annotated[Union[HeadResult, PackageResult], Field(discriminator="kind")]
+TRAIN_RESULT: TypeAdapter[HeadResult | PackageResult] = TypeAdapter(TrainResult)
+
+
+# ---- evaluation and the whole core run ----------------------------------------------------------------
+
+class Evaluation(Record):
+    metrics: dict[str, float]
+    report_path: str
+    plots: list[str]
+    n_test: int
+
+
+class CoreResult(Record):
+    """`run_core`'s result: every step's record."""
+
+    features: FeatureSet
+    train: TrainResult
+    evaluation: Evaluation
+    package: str
+
+
+class Gate(Record):
+    """The promotion gate's decision for one registered version."""
+
+    promoted: bool
+    reason: str
+    metric: str
+    challenger: float
+    champion_version: str | None = None
+    champion_metric: float | None = None
+    champion_scored_via: str = ""
+    margin: float
+    version: str
+
+
+class Registration(Record):
+    model_name: str
+    version: str
+    aliases: list[str]
+    gate: Gate
+    model_uri: str
+
+
+class RunOutcome(Record):
+    """What `tlops run` reports (its `--json` object)."""
+
+    run_id: str
+    experiment: str
+    tracking_uri: str
+    model_name: str
+    version: str
+    aliases: list[str]
+    promotion: Gate
+    test_metrics: dict[str, float]
+    val_macro_f1: float
+    cache: CacheTotals
+    backbone: str
+    strategy: str
+    best_epoch: int | None = None
+    resumed_from: dict[str, Any] | None = None
+    train_executed_by: Execution | None = None
+    work_pool: str | None = None
+    train_flow_run_id: str | None = None
+    flow_pid: int
+
+
+class ChampionScore(Record):
+    version: str
+    metric: str
+    value: float
+    scored_via: str
+
+
+# ---- validation --------------------------------------------------------------------------------------
+
+class Check(Record):
+    """One validation rule on one split: where it failed (CSV lines or classes), the values, the fix."""
+
+    split: str
+    file: str
+    rule: str
+    expectation: str
+    success: bool
+    unexpected_count: int | None = None
+    rows: list[int | str] = []
+    values: list[str] = []
+    observed: Any = None
+    fix: str
+
+
+class ValidationReport(Record):
+    success: bool
+    dataset: str
+    checks: list[Check]
+    rows: dict[str, int]
+
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.success]
+
+
+def dump_json(record: BaseModel, path: Path) -> Path:
+    path.write_text(json.dumps(record.model_dump(mode="json"), indent=1))
+    return path

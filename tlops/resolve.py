@@ -1,0 +1,17 @@
+"""The objects a run config names: its dataset and its backbone."""
+
+from __future__ import annotations
+
+from tlops.backbones import Backbone, load_backbone
+from tlops.config import RunConfig
+from tlops.data import Dataset, load_dataset
+
+
+def open_dataset(cfg: RunConfig) -> Dataset:
+    return load_dataset(cfg.data.path, seed=cfg.seed, val_fraction=cfg.data.val_fraction)
+
+
+def backbone_of(cfg: RunConfig) -> Backbone:
+    b = cfg.backbone
+    return load_backbone(b.name, layers=b.layers, pooling=b.pooling, max_length=b.max_length, image_size=b.image_size,
+                         clip_seconds=b.clip_seconds)

@@ -1,0 +1,33 @@
+"""Scoring a registered model on this run's test split (the champion side of the promotion gate).
+
+Tracking-agnostic: the caller hands in `fetch(relpath) -> local path` for files of the model package
+(the MLflow task downloads them); only what is needed is fetched.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from tlops.data import Dataset
+from tlops.evaluate import classification_metrics
+from tlops.modules.heads import ProbeHead, predict_labels
+from tlops.package import META_FILE, Predictor
+from tlops.records import ChampionScore, FeatureSet
+
+
+def score_package(version: str, fetch: Callable[[str], Path], features: FeatureSet, dataset: Dataset, metric: str) -> ChampionScore:
+    """`metric` of a packaged model on `dataset`'s test split. When the package's backbone identity is this
+    run's, its head runs on this run's cached test features (no backbone download, no forward passes)."""
+    meta = json.loads(fetch(META_FILE).read_text())
+    if meta["backbone"]["identity"] == features.identity:
+        head = ProbeHead.load(meta["head"], fetch("head.safetensors"))
+        x, _ = features.arrays("test")
+        pred = predict_labels(head, x, meta["labels"])
+        how = "champion head on this run's cached test features (same backbone identity)"
+    else:
+        pred = Predictor(fetch("")).predict(dataset.inputs("test"))
+        how = "champion package on raw test inputs (different backbone)"
+    metrics = classification_metrics(dataset.splits["test"]["label"].tolist(), pred, dataset.labels)
+    return ChampionScore(version=version, metric=metric, value=metrics[metric], scored_via=how)

@@ -1,0 +1,105 @@
+"""The strategy registry: name -> (config model, train entry point), filled by the strategy modules themselves.
+
+Every module in `tlops.strategies` (other than this one) is imported by `all_strategies()`; each registers
+itself with `@register_strategy(name, ConfigModel)` on its train function (timm's `@register_model`
+table, not an if-chain). The run config builds its `strategy:` union and its "valid strategies" message
+from this table, and the pipeline looks the entry up by name, so adding a strategy is adding a module.
+
+Strategy modules are imported whenever a config is parsed, so they keep torch-heavy imports inside
+their train function: a config error stays sub-second.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from tlops.backbones.base import Backbone
+    from tlops.config import RunConfig
+    from tlops.data import Dataset
+    from tlops.records import FeatureSet, TrainResult
+    from tlops.training.callbacks import Callback
+
+
+@dataclass
+class TrainContext:
+    """What a strategy's train entry point gets: the run config, the features step's record, a folder
+    for its outputs, and the loop callbacks (epoch logging, fault injection)."""
+
+    cfg: RunConfig
+    features: FeatureSet
+    out_dir: Path
+    callbacks: Sequence[Callback] = ()
+    _dataset: Any = field(default=None, repr=False)
+
+    def dataset(self) -> Dataset:
+        """The raw dataset (loaded once), for strategies that train on inputs rather than cached features."""
+        if self._dataset is None:
+            from tlops.resolve import open_dataset
+
+            self._dataset = open_dataset(self.cfg)
+        return self._dataset
+
+    def backbone(self) -> Backbone:
+        """A freshly loaded backbone (its weights are the pretrained ones)."""
+        from tlops.resolve import backbone_of
+
+        return backbone_of(self.cfg)
+
+
+@dataclass(frozen=True)
+class StrategyEntry:
+    name: str
+    config: type[BaseModel]
+    train: Callable[[TrainContext], "TrainResult"]
+    summary: str  # first line of the train function's docstring
+
+
+_REGISTRY: dict[str, StrategyEntry] = {}
+_discovered = False
+
+
+def register_strategy(name: str, config: type[BaseModel]) -> Callable:
+    """Decorator for a strategy's train entry point: `@register_strategy("finetune", FinetuneConfig)`."""
+    declared = config.model_fields.get("name")
+    if declared is None or declared.default != name:
+        raise TypeError(f"{config.__name__} must have a field `name` defaulting to {name!r} (the discriminator of `strategy:`)")
+
+    def wrap(fn: Callable[[TrainContext], "TrainResult"]) -> Callable[[TrainContext], "TrainResult"]:
+        if name in _REGISTRY and _REGISTRY[name].train is not fn:
+            raise ValueError(f"strategy {name!r} is registered twice ({_REGISTRY[name].train.__module__} and {fn.__module__})")
+        _REGISTRY[name] = StrategyEntry(name, config, fn, (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "")
+        return fn
+
+    return wrap
+
+
+def _discover() -> None:
+    global _discovered
+    if _discovered:
+        return
+    import tlops.strategies as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name != "registry" and not module.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+    _discovered = True
+
+
+def all_strategies() -> dict[str, StrategyEntry]:
+    """Every registered strategy, by name (in registration order)."""
+    _discover()
+    return dict(_REGISTRY)
+
+
+def get_strategy(name: str) -> StrategyEntry:
+    entries = all_strategies()
+    if name not in entries:
+        raise KeyError(f"unknown strategy {name!r}; valid: {', '.join(entries)}")
+    return entries[name]

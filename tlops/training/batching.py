@@ -1,0 +1,42 @@
+"""Batch order for training loops.
+
+Every random choice here comes from a generator seeded by (seed, epoch[, batch]), never from global
+state, so the batches of any epoch can be rebuilt exactly after a crash: the data-order state of a
+checkpoint is just (epoch, next batch index).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+BUCKET_BATCHES = 50  # length-sort windows of this many batches (Hugging Face's "megabatches" idea)
+
+
+def generator(*keys: int) -> torch.Generator:
+    seed = 0
+    for k in keys:
+        seed = (seed * 1_000_003 + int(k)) % (2**63 - 1)
+    return torch.Generator().manual_seed(seed)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, lengths: Sequence[int] | None = None) -> list[list[int]]:
+    """Shuffled index batches for one epoch. With `lengths` (text), each window of BUCKET_BATCHES batches is
+    sorted by length so a batch pads to similar lengths, and the batch order is shuffled again."""
+    g = generator(seed, epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    if lengths is None:
+        return [perm[s : s + batch_size] for s in range(0, n, batch_size)]
+    window = batch_size * BUCKET_BATCHES
+    batches = []
+    for s in range(0, n, window):
+        chunk = sorted(perm[s : s + window], key=lambda i: -lengths[i])
+        batches += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, dict):
+        return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return batch.to(device, non_blocking=True)
