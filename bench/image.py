@@ -10,11 +10,11 @@ from PIL import Image
 
 from bench.common import REPO, pretrained_beats_all, save, throughput_vs_bare
 from tlops.backbones import load_backbone
-from tlops.config import LinearProbeConfig
 from tlops.data import load_dataset
 from tlops.evaluate import classification_metrics
 from tlops.features import embed_all
-from tlops.strategies.linear_probe import train_probe
+from tlops.strategies.linear_probe import LinearProbeConfig
+from tlops.training.probe import train_probe
 
 CS = (0.03, 0.1, 0.3, 1.0)
 SIZE = 64

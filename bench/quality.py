@@ -14,11 +14,11 @@ from sklearn.model_selection import GridSearchCV, PredefinedSplit
 
 from bench.common import REPO, save
 from tlops.backbones import load_backbone
-from tlops.config import LinearProbeConfig
 from tlops.data import load_dataset
 from tlops.evaluate import classification_metrics
 from tlops.features import embed_all
-from tlops.strategies.linear_probe import train_probe
+from tlops.strategies.linear_probe import LinearProbeConfig
+from tlops.training.probe import train_probe
 
 CS = (0.03, 0.1, 0.3, 1.0, 3.0)
 

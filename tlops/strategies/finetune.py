@@ -132,8 +132,8 @@ def train(ctx: TrainContext) -> PackageResult:
     loop = LoopSummary(best_epoch=r.state.best_epoch, epochs_run=len(r.state.history), stopped_early=r.stopped_early,
                        device=r.device, precision=r.precision, resumed_from=r.resumed_from, skipped_checkpoints=r.skipped_checkpoints,
                        checkpoint_dir=str(ckpt_dir), train_samples_per_s=r.train_samples / r.train_seconds if r.train_seconds else None)
-    summary = {"best_epoch": loop.best_epoch, "val_macro_f1": r.state.best_metric, "epochs_run": loop.epochs_run,
-               "stopped_early": loop.stopped_early, "device": loop.device, "precision": loop.precision}
+    summary = {**loop.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device", "precision"}),
+               "val_macro_f1": r.state.best_metric}
     package = save_package(ctx.out_dir / "package", backbone, head, feats.labels,
                            extra={"strategy": s.model_dump(), "seed": cfg.seed, "fine_tune": summary})
     return PackageResult(strategy=s.name, package=str(package), history=r.state.history, val_macro_f1=r.state.best_metric,
