@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from flows import registry_commands
 from tlops.errors import TlopsError
 from tlops.records import RunOutcome
 
@@ -91,6 +92,25 @@ def _print_summary(r: RunOutcome) -> None:
     out.print(f"[bold]run[/bold]     {r.run_id} in experiment {r.experiment!r}")
     out.print(f"\nOpen the MLflow UI:  mlflow ui --backend-store-uri {r.tracking_uri}   (then http://127.0.0.1:5000)")
     out.print(f"Load the champion:   mlflow.pyfunc.load_model('models:/{r.model_name}@champion').predict([...])")
+
+
+def _registry_command(fn):
+    """A registry command whose user errors print as one `error:` line (exit 1), like `run`'s."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TlopsError as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False)
+            raise typer.Exit(1)
+
+    return wrapped
+
+
+for _name in ("models", "promote", "rollback", "history", "predict"):
+    app.command(_name)(_registry_command(getattr(registry_commands, _name)))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 
@@ -8,8 +11,11 @@ from mlflow.exceptions import MlflowException
 from prefect import task
 
 import tlops
+from tasks.registry import Registry
 from tasks.tracking import log_json, setup
+from tlops.aliases import CHALLENGER, CHAMPION, challenger_may_move
 from tlops.config import RunConfig
+from tlops.errors import AliasMoveRefused
 from tlops.pipeline import package_step
 from tlops.promotion import decide
 from tlops.records import ChampionScore, FeatureSet, Gate, Registration, TrainResult
@@ -40,36 +46,81 @@ def champion_score(cfg: RunConfig, client, features: FeatureSet) -> ChampionScor
     return score_package(str(mv.version), fetch, features, open_dataset(cfg), cfg.registry.metric)
 
 
+# Fault injection for the concurrency tests: sleep this long between scoring the champion and moving it,
+# so overlapping runs really race for the alias.
+GATE_DELAY_ENV = "TLOPS_FAULT_GATE_DELAY_S"
+MAX_GATE_ATTEMPTS = 5  # champion re-scored and the gate re-decided when another run moved it in between
+
+
+def model_signature():
+    """Raw inputs (strings: texts or file paths) in; the `proba` param asks for class probabilities."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string")]), params=ParamSchema([ParamSpec("proba", "boolean", False)]))
+
+
+def advance_challenger(reg: Registry, name: str, version: str, run_id: str) -> None:
+    """`challenger` = the newest version that passed its gates: moved forward only, compare-and-set."""
+    for _ in range(MAX_GATE_ATTEMPTS):
+        current = reg.alias(name, CHALLENGER)
+        if not challenger_may_move(current, version):
+            return
+        try:
+            reg.move(name, CHALLENGER, version, expected=current, kind="gate", reason=f"v{version} registered and passed validation",
+                     source_run=run_id)
+            return
+        except AliasMoveRefused:
+            continue  # another run moved it meanwhile: look again
+
+
 @task(name="register")
 def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: TrainResult, metrics: dict[str, float],
                   out_dir: str) -> Registration:
-    """Log the pyfunc model, register it as `challenger`, and move `champion` only if the gate passes."""
+    """Log the pyfunc model, register it as `challenger`, and move `champion` only if the gate passes. Both
+    moves are compare-and-set: when another run moved `champion` between scoring and moving, the new
+    champion is scored and the gate decides again, so the champion is always the best that passed."""
     client, _ = setup(cfg)
+    reg = Registry(client)
     name = cfg.registry.model_name
     package = package_step(cfg, features, result, Path(out_dir))
     champ = champion_score(cfg, client, features)  # scored before registering: never compared with itself
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*type hints.*")  # the untyped predict is deliberate (see pyfunc_model.py)
+        warnings.filterwarnings("ignore", message=".*input example.*")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_FILE),
             artifacts={"package": str(package)},
             code_paths=[str(Path(tlops.__file__).parent)],
             pip_requirements=pip_requirements(),
+            signature=model_signature(),
             registered_model_name=name,
         )
     version = str(info.registered_model_version)
-    client.set_registered_model_alias(name, "challenger", version)
-    challenger = metrics[cfg.registry.metric]
-    decision = decide(cfg.registry.metric, challenger, champ.value if champ else None, cfg.registry.margin)
-    if decision.promote:
-        client.set_registered_model_alias(name, "champion", version)
-    gate = Gate(promoted=decision.promote, reason=decision.reason, metric=cfg.registry.metric, challenger=challenger,
-                champion_version=champ.version if champ else None, champion_metric=champ.value if champ else None,
-                champion_scored_via=champ.scored_via if champ else "", margin=cfg.registry.margin, version=version)
-    log_json(client, run_id, gate.model_dump(mode="json"), "registry/promotion.json")
-    client.set_tag(run_id, "tlops.promotion", decision.reason)
     client.set_model_version_tag(name, version, "tlops.run_id", run_id)
+    advance_challenger(reg, name, version, run_id)
+    time.sleep(float(os.environ.get(GATE_DELAY_ENV, "0") or 0))
+    challenger = metrics[cfg.registry.metric]
+    for _ in range(MAX_GATE_ATTEMPTS):
+        decision = decide(cfg.registry.metric, challenger, champ.value if champ else None, cfg.registry.margin)
+        gate = Gate(promoted=decision.promote, reason=decision.reason, metric=cfg.registry.metric, challenger=challenger,
+                    champion_version=champ.version if champ else None, champion_metric=champ.value if champ else None,
+                    champion_scored_via=champ.scored_via if champ else "", margin=cfg.registry.margin, version=version)
+        if not decision.promote:
+            break
+        try:
+            reg.move(name, CHAMPION, version, expected=champ.version if champ else None, kind="gate", reason=decision.reason,
+                     source_run=run_id, gate=gate)
+            break
+        except AliasMoveRefused:
+            champ = champion_score(cfg, client, features)  # someone else's champion now: score it and decide again
+    else:
+        gate = gate.model_copy(update={"promoted": False, "reason": f"{gate.reason}; not applied: the champion kept moving "
+                                                                    f"({MAX_GATE_ATTEMPTS} attempts), see `tlops history {name}`"})
+    log_json(client, run_id, gate.model_dump(mode="json"), "registry/promotion.json")
+    client.set_tag(run_id, "tlops.promotion", gate.reason)
     if champ is not None:
         client.log_metric(run_id, f"champion_test_{cfg.registry.metric}", champ.value)
-    aliases = sorted(client.get_model_version(name, version).aliases)
+    aliases = reg.aliases_of(name, version)  # as they are after the moves, not as this run hoped
     return Registration(model_name=name, version=version, aliases=aliases, gate=gate, model_uri=info.model_uri)

@@ -25,9 +25,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BATCH_LIMIT = 1000  # MLflow's log_batch limit on metrics per call
 
 
+def default_tracking_uri(explicit: str | None = None) -> str:
+    """The given URI, then $MLFLOW_TRACKING_URI, then SQLite under ./mlruns (artifacts beside it)."""
+    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns').resolve()}/mlflow.db"
+
+
 def tracking_uri(cfg: RunConfig) -> str:
-    """Config, then $MLFLOW_TRACKING_URI, then SQLite under ./mlruns (artifacts beside it)."""
-    return cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns').resolve()}/mlflow.db"
+    return default_tracking_uri(cfg.tracking.uri)
 
 
 def setup(cfg: RunConfig) -> tuple[MlflowClient, str]:

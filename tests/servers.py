@@ -89,3 +89,28 @@ def start_mlflow_server(svc: Services) -> str:
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health", proc, svc.log(proc), timeout=180)
     return url
+
+
+def serve_model(svc: Services, model_uri: str, tracking_uri: str) -> str:
+    """`mlflow models serve` of a registered model on 127.0.0.1 (the venv on PATH: it execs uvicorn); its URL."""
+    port = free_port()
+    proc = svc.start("serve", [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", "127.0.0.1",
+                               "-p", str(port)], {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{BIN}:{os.environ['PATH']}"})
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/ping", proc, svc.log(proc), timeout=180)
+    return url
+
+
+def invocations(url: str, body: dict) -> list:
+    """POST a body to the server's /invocations; its `predictions`."""
+    import json
+
+    req = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())["predictions"]
+
+
+def tlops_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`tlops ARGS` in a fresh process, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, env=env or dict(os.environ), timeout=timeout)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import soundfile as sf
 import torch
 
 from tests.helpers import SR, make_audio_dataset, make_tiny_wav2vec2, tiny_config
+from tests.servers import tlops_cli
 from tlops.backbones import load_backbone
 from tlops.config import ValidationConfig
 from tlops.data import load_dataset
@@ -113,11 +112,9 @@ def test_audio_flow_registers_a_model_that_predicts_from_file_paths(tmp_path, au
     assert r.version == "1" and "champion" in r.aliases and r.cache.misses == 33
     assert r.test_metrics["accuracy"] > 0.5  # three classes: chance is 0.33
     paths = load_dataset(audio_dataset).inputs("test")
-    code = ("import json, sys, mlflow; mlflow.set_tracking_uri(%r);"
-            "print(json.dumps(mlflow.pyfunc.load_model('models:/tiny-audio@champion').predict(sys.argv[1:])))") % cfg["tracking"]["uri"]
-    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    out = tlops_cli("predict", "models:/tiny-audio@champion", *paths, "--json", "--tracking-uri", cfg["tracking"]["uri"])
     assert out.returncode == 0, out.stderr[-3000:]
-    served = json.loads(out.stdout.strip().splitlines()[-1])
+    served = [r["label"] for r in json.loads(out.stdout.strip().splitlines()[-1])["predictions"]]
     import mlflow
 
     local = mlflow.artifacts.download_artifacts("models:/tiny-audio/1/artifacts/package", tracking_uri=cfg["tracking"]["uri"])

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 import torch
 
 from tests.helpers import PATTERNS, make_image_dataset, make_tiny_vit, tiny_config
+from tests.servers import Services, invocations, serve_model, tlops_cli
 from tlops.backbones import load_backbone
 from tlops.config import ValidationConfig
 from tlops.data import load_dataset
@@ -102,11 +101,16 @@ def test_image_flow_registers_a_model_that_predicts_from_file_paths(tmp_path, im
     assert r.version == "1" and "champion" in r.aliases and r.cache.misses == 45
     assert r.test_metrics["accuracy"] > 0.8  # three visually distinct patterns
     paths = [str(image_dataset / "img" / "test-blob-0.png"), str(image_dataset / "img" / "test-stripes-v-1.png")]
-    code = ("import json, sys, mlflow; mlflow.set_tracking_uri(%r);"
-            "print(json.dumps(mlflow.pyfunc.load_model('models:/tiny-image@champion').predict(sys.argv[1:])))") % cfg["tracking"]["uri"]
-    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    uri = cfg["tracking"]["uri"]
+    out = tlops_cli("predict", "models:/tiny-image@champion", *paths, "--proba", "--json", "--tracking-uri", uri)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["blob", "stripes-v"]
+    rows = json.loads(out.stdout.strip().splitlines()[-1])["predictions"]
+    assert [r["label"] for r in rows] == ["blob", "stripes-v"] and all(abs(sum(r["proba"].values()) - 1) < 1e-5 for r in rows)
+    svc = Services(tmp_path)
+    try:  # served over HTTP: file paths in, labels out
+        assert invocations(serve_model(svc, "models:/tiny-image@champion", uri), {"inputs": paths}) == ["blob", "stripes-v"]
+    finally:
+        svc.stop()
 
 
 def test_hf_image_code_path_and_package_round_trip(tmp_path, image_dataset):

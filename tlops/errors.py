@@ -30,3 +30,11 @@ class ValidationFailed(TlopsError):
 
 class BackboneError(TlopsError):
     pass
+
+
+class RegistryError(TlopsError):
+    """A registry operation that cannot go ahead (unknown model/version, a refused alias move, ...)."""
+
+
+class AliasMoveRefused(RegistryError):
+    """A compare-and-set alias move found the alias pointing elsewhere than expected."""

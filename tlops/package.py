@@ -86,3 +86,16 @@ class Predictor:
         if len(items) == 0:
             return []
         return [self.labels[i] for i in self.predict_proba(items).argmax(1)]
+
+
+def as_items(model_input) -> list[str]:
+    """Whatever a pyfunc or a server hands over (a list, a pandas Series or DataFrame, a numpy array, one
+    string) as a list of raw inputs: a DataFrame's `text` or `path` column, else its first column."""
+    import pandas as pd
+
+    if isinstance(model_input, str):
+        return [model_input]
+    if isinstance(model_input, pd.DataFrame):
+        col = next((c for c in ("text", "path") if c in model_input.columns), model_input.columns[0])
+        model_input = model_input[col]
+    return [str(x) for x in list(model_input)]

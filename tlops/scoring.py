@@ -17,11 +17,12 @@ from tlops.package import META_FILE, Predictor
 from tlops.records import ChampionScore, FeatureSet
 
 
-def score_package(version: str, fetch: Callable[[str], Path], features: FeatureSet, dataset: Dataset, metric: str) -> ChampionScore:
-    """`metric` of a packaged model on `dataset`'s test split. When the package's backbone identity is this
-    run's, its head runs on this run's cached test features (no backbone download, no forward passes)."""
+def score_package(version: str, fetch: Callable[[str], Path], features: FeatureSet | None, dataset: Dataset, metric: str) -> ChampionScore:
+    """`metric` of a packaged model on `dataset`'s test split. When `features` (this run's cached features of
+    that dataset) come from the package's backbone identity, its head runs on them (no backbone download, no
+    forward passes); otherwise the package runs on the raw test inputs."""
     meta = json.loads(fetch(META_FILE).read_text())
-    if meta["backbone"]["identity"] == features.identity:
+    if features is not None and meta["backbone"]["identity"] == features.identity:
         head = ProbeHead.load(meta["head"], fetch("head.safetensors"))
         x, _ = features.arrays("test")
         pred = predict_labels(head, x, meta["labels"])

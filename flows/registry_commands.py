@@ -1,0 +1,174 @@
+"""`tlops models | promote | rollback | history | predict`: operate the registry from the command line.
+
+Thin: each command calls tasks/operate.py or tasks/registry.py and prints a rich table for people or,
+with --json, one JSON object. Errors are one line naming the thing and the fix; no alias moves on any.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tlops.aliases import as_row
+
+TRACKING = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)")
+JSON = typer.Option(False, "--json", help="print one JSON object instead of a table")
+REASON = typer.Option(..., "--reason", help="why: kept in the history with who did it and when")
+out = Console() if sys.stdout.isatty() else Console(width=240)  # piped or logged: wide rows, not wrapped words
+
+
+def _when(ms: int | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else "-"
+
+
+def _command() -> str:
+    return " ".join(["tlops", *sys.argv[1:]])
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, default=str))
+
+
+def models(name: Optional[str] = typer.Argument(None, help="a registered model: list its versions"),
+           json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
+    """Registered models, or one model's versions with aliases, lineage and audit status."""
+    from tasks.operate import connect
+    from tasks.registry import lineage
+
+    reg = connect(tracking_uri)
+    if name is None:
+        rows = []
+        for n in reg.model_names():
+            m = reg.client.get_registered_model(n)
+            rows.append({"name": n, "versions": len(reg.client.search_model_versions(f"name='{n}'")), "champion": m.aliases.get("champion"),
+                         "challenger": m.aliases.get("challenger"), "updated_ms": m.last_updated_timestamp})
+        if json_out:
+            return _print_json({"models": rows})
+        t = Table("model", "versions", "champion", "challenger", "updated")
+        for r in rows:
+            t.add_row(r["name"], str(r["versions"]), str(r["champion"] or "-"), str(r["challenger"] or "-"), _when(r["updated_ms"]))
+        out.print(t)
+        return
+    rows = [lineage(reg.client, mv) for mv in reg.versions(name)]
+    if json_out:
+        return _print_json({"model": name, "versions": rows})
+    t = Table("version", "aliases", "strategy", "backbone", "test metric", "data md5", "git", "run", "created", "audit", title=name)
+    for r in rows:
+        metric = f"{r['metric']}={r['test_metric']:.4f}" if r["test_metric"] is not None else f"- ({r['status']})"
+        t.add_row(r["version"], ", ".join(r["aliases"]) or "-", r["strategy"] or "-", r["backbone"] or "-", metric,
+                  (r["data_md5"] or "-")[:12], (r["git_commit"] or "-")[:10] + ("*" if r["git_dirty"] == "True" else ""),
+                  r["run_id"][:12], _when(r["created_ms"]), r["audit"] or "-")
+    out.print(t)
+
+
+def _print_move(move, json_out: bool) -> None:
+    if json_out:
+        return _print_json(as_row(move))
+    out.print(f"[bold]{move.model}[/bold]: {move.alias} {move.arrow()}  ({move.kind} by {move.actor})")
+    if move.gate is not None:
+        out.print(f"gate: {move.gate.reason}")
+
+
+def promote(name: str = typer.Argument(..., help="registered model"), version: str = typer.Argument(..., help="version to make champion"),
+            reason: str = REASON,
+            if_better: bool = typer.Option(False, "--if-better", help="only if it beats the champion on its own test split (the training gate)"),
+            expect: Optional[str] = typer.Option(None, "--expect", help="the champion version you expect to replace ('none': no champion); "
+                                                                      "refused if it moved meanwhile (default: the champion now)"),
+            json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
+    """Move `champion` to VERSION (compare-and-set; recorded in the history)."""
+    from tasks.operate import UNSET, connect
+    from tasks.operate import promote as do_promote
+
+    expected = UNSET if expect is None else (None if expect.lower() == "none" else expect.lstrip("v"))
+    move = do_promote(connect(tracking_uri), name, version.lstrip("v"), reason, if_better=if_better, expected=expected, command=_command())
+    _print_move(move, json_out)
+
+
+def rollback(name: str = typer.Argument(..., help="registered model"),
+             to: Optional[str] = typer.Option(None, "--to", help="version to go back to (default: the champion before the current one)"),
+             reason: str = REASON, json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
+    """Move `champion` back to the previous champion (from the history), or to --to VERSION."""
+    from tasks.operate import connect
+    from tasks.operate import rollback as do_rollback
+
+    move = do_rollback(connect(tracking_uri), name, reason, to=to.lstrip("v") if to else None, command=_command())
+    _print_move(move, json_out)
+
+
+def history(name: str = typer.Argument(..., help="registered model"), json_out: bool = JSON,
+            tracking_uri: Optional[str] = TRACKING) -> None:
+    """Every alias move of a model, oldest first: when, who, from -> to, why, and which run or command."""
+    from tasks.operate import connect
+
+    reg = connect(tracking_uri)
+    reg.require_model(name)
+    moves = reg.history(name)
+    if json_out:
+        return _print_json({"model": name, "moves": [as_row(m) for m in moves]})
+    t = Table("when", "who", "alias", "move", "", "kind", "why", "by", title=f"{name}: alias history")
+    for m in moves:
+        why = m.reason if m.gate is None or m.gate.reason in m.reason else f"{m.reason} ({m.gate.reason})"
+        t.add_row(_when(m.when_ms), m.actor, m.alias, m.arrow(), "applied" if m.applied else "[red]refused[/red]", m.kind, why,
+                  f"run {m.source_run[:12]}" if m.source_run else (m.command or "-"))
+    out.print(t)
+    if not moves:
+        out.print(f"no alias moves recorded for {name} yet")
+
+
+def _items(inputs: list[str], csv: Path | None) -> list[str]:
+    if csv is None:
+        if not inputs:
+            raise typer.BadParameter("give inputs (texts or file paths) or --csv FILE")
+        return inputs
+    import pandas as pd
+
+    from tlops.errors import DataError
+
+    if not csv.is_file():
+        raise DataError(f"{csv} not found; pass a CSV with a 'text' or 'path' column")
+    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    if "text" in df.columns:
+        return df["text"].tolist()
+    if "path" in df.columns:  # relative paths are relative to the CSV, as in a dataset folder
+        return [str((csv.parent / p).resolve()) if not Path(p).is_absolute() else p for p in df["path"]]
+    raise DataError(f"{csv} has columns {list(df.columns)}; it needs a 'text' (texts) or 'path' (image/audio files) column")
+
+
+def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, models:/NAME/VERSION, or runs:/RUN/model"),
+            inputs: Optional[list[str]] = typer.Argument(None, help="texts, or image/audio file paths"),
+            csv: Optional[Path] = typer.Option(None, "--csv", help="a CSV with a 'text' or 'path' column"),
+            proba: bool = typer.Option(False, "--proba", help="also the class probabilities"),
+            json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
+    """Predict labels (and probabilities) with a registered model."""
+    import mlflow
+
+    from tasks.operate import connect
+
+    items = _items(inputs or [], csv)
+    reg = connect(tracking_uri)
+    if model_uri.startswith("models:/"):  # a clear error for an unknown model, version or alias
+        ref = model_uri.removeprefix("models:/")
+        name, sep, alias = ref.partition("@")
+        if not sep:
+            name, _, alias = ref.rpartition("/")
+        reg.resolve(name, alias)
+    model = mlflow.pyfunc.load_model(model_uri)
+    labels = list(model.predict(items))
+    probs = model.predict(items, params={"proba": True}) if proba else None
+    rows = [{"input": x, "label": y} for x, y in zip(items, labels)]
+    if probs is not None:
+        for row, (_, p) in zip(rows, probs.iterrows()):
+            row["proba"] = {k: float(v) for k, v in p.items()}
+    if json_out:
+        return _print_json({"model_uri": model_uri, "predictions": rows})
+    t = Table("input", "label", *(["p(label)"] if proba else []))
+    for r in rows:
+        t.add_row(r["input"][:80], r["label"], *([f"{r['proba'][r['label']]:.3f}"] if proba else []))
+    out.print(t)
