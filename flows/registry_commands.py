@@ -154,11 +154,7 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
     items = _items(inputs or [], csv)
     reg = connect(tracking_uri)
     if model_uri.startswith("models:/"):  # a clear error for an unknown model, version or alias
-        ref = model_uri.removeprefix("models:/")
-        name, sep, alias = ref.partition("@")
-        if not sep:
-            name, _, alias = ref.rpartition("/")
-        reg.resolve(name, alias)
+        reg.resolve_uri(model_uri)
     model = mlflow.pyfunc.load_model(model_uri)
     labels = list(model.predict(items))
     probs = model.predict(items, params={"proba": True}) if proba else None
@@ -172,3 +168,25 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
     for r in rows:
         t.add_row(r["input"][:80], r["label"], *([f"{r['proba'][r['label']]:.3f}"] if proba else []))
     out.print(t)
+
+
+def audit(model_uri: str = typer.Argument(..., help="models:/NAME@champion or models:/NAME/VERSION"),
+          use_cache: bool = typer.Option(False, "--use-cache", help="reuse cached features (default: recompute them from the data)"),
+          repo: Optional[Path] = typer.Option(None, "--repo", help="git repository holding the recorded commit (default: this checkout)"),
+          json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
+    """Reproduce a registered version from its lineage and check it is the same model (exit 0 only on pass)."""
+    from tasks.audit import audit as do_audit
+    from tasks.operate import connect
+
+    report, run_id = do_audit(connect(tracking_uri), model_uri, use_cache=use_cache, repo=repo)
+    if json_out:
+        _print_json({**report.model_dump(mode="json"), "audit_run_id": run_id})
+    else:
+        t = Table("check", "result", "detail", title=f"audit of {report.model} v{report.version}: "
+                  f"{'[green]PASSED[/green]' if report.passed else '[red]FAILED[/red]'}")
+        for c in report.checks:
+            t.add_row(c.name, {True: "pass", False: "[red]FAIL[/red]", None: "not run"}[c.passed], c.detail)
+        out.print(t)
+        out.print(f"report: MLflow run {run_id} (experiment tlops-audits), {report.wall_s:.1f} s")
+    if not report.passed:
+        raise typer.Exit(1)

@@ -30,6 +30,8 @@ def resolve_paths(cfg: RunConfig) -> RunConfig:
     """Absolute paths, so a worker in another process (or cwd) reads and writes the same files."""
     cfg = cfg.model_copy(deep=True)
     cfg.data.path = str(Path(cfg.data.path).resolve())
+    if cfg.data.dvc_cache:
+        cfg.data.dvc_cache = str(Path(cfg.data.dvc_cache).resolve())
     cfg.features.cache_dir = str(Path(cfg.features.cache_dir).resolve())
     cfg.execution.work_dir = str(Path(cfg.execution.work_dir).resolve())
     return cfg

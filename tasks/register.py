@@ -16,12 +16,14 @@ from tasks.tracking import log_json, setup
 from tlops.aliases import CHALLENGER, CHAMPION, challenger_may_move
 from tlops.config import RunConfig
 from tlops.errors import AliasMoveRefused
+from tlops.package import manifest_digest, package_manifest
 from tlops.pipeline import package_step
 from tlops.promotion import decide
 from tlops.records import ChampionScore, FeatureSet, Gate, Registration, TrainResult
 from tlops.resolve import open_dataset
 from tlops.scoring import score_package
 
+MANIFEST_ARTIFACT = "registry/package_manifest.json"
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")  # logged as code, never imported here
 # What the pyfunc needs at load time; pinned to this environment's versions (the audit trail).
 MODEL_REQUIREMENTS = ("torch", "transformers", "safetensors", "numpy", "rich", "huggingface_hub", "pyyaml", "pandas")
@@ -84,6 +86,8 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
     reg = Registry(client)
     name = cfg.registry.model_name
     package = package_step(cfg, features, result, Path(out_dir))
+    manifest = package_manifest(package)  # what `tlops audit` checks the registered files against
+    log_json(client, run_id, manifest, MANIFEST_ARTIFACT)
     champ = champion_score(cfg, client, features)  # scored before registering: never compared with itself
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*type hints.*")  # the untyped predict is deliberate (see pyfunc_model.py)
@@ -99,6 +103,7 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
         )
     version = str(info.registered_model_version)
     client.set_model_version_tag(name, version, "tlops.run_id", run_id)
+    client.set_model_version_tag(name, version, "tlops.package_sha256", manifest_digest(manifest))
     advance_challenger(reg, name, version, run_id)
     time.sleep(float(os.environ.get(GATE_DELAY_ENV, "0") or 0))
     challenger = metrics[cfg.registry.metric]

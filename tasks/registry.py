@@ -118,6 +118,18 @@ class Registry:
                                 f"{', '.join(sorted(self.client.get_registered_model(name).aliases)) or '(none)'}")
         return self.version(name, version)
 
+    def resolve_uri(self, uri: str) -> ModelVersion:
+        """models:/NAME@ALIAS or models:/NAME/VERSION -> that version (clear errors for unknown parts)."""
+        if not uri.startswith("models:/"):
+            raise RegistryError(f"{uri!r} is not a registered model URI; use models:/NAME@champion or models:/NAME/VERSION")
+        ref = uri.removeprefix("models:/")
+        name, sep, alias = ref.partition("@")
+        if not sep:
+            name, _, alias = ref.rpartition("/")
+        if not name or not alias:
+            raise RegistryError(f"{uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+        return self.resolve(name, alias)
+
     # ---- history --------------------------------------------------------------------------------------
 
     def _history_experiment(self, create: bool) -> str | None:

@@ -18,7 +18,7 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 
 from tlops.config import RunConfig
-from tlops.repro import data_version, git_commit, package_versions
+from tlops.repro import data_version, default_dvc_cache, git_commit, package_versions
 from tlops.training.callbacks import Callback
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -124,11 +124,12 @@ def _start_run(client: MlflowClient, experiment_id: str, cfg: RunConfig, source:
     if closed:
         client.set_tag(run_id, "tlops.closed_orphans", ",".join(closed))
     git = git_commit(REPO_ROOT)
-    data = data_version(cfg.data.path)
+    data = data_version(cfg.data.path, store_in=cfg.data.dvc_cache or default_dvc_cache(REPO_ROOT))  # kept for `tlops audit`
     params = flatten(cfg.model_dump())
     client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
     for k, v in {"git.commit": git["commit"] or "none", "git.dirty": str(git["dirty"]), "data.dvc_md5": data["dvc_md5"] or "none",
                  "data.dataset_md5": data["dataset_md5"], "data.dvc_status": data["dvc_status"][:5000],
+                 "data.version_md5": data["version_md5"], "data.version_store": data["version_store"] or "none",
                  "mlflow.source.git.commit": git["commit"] or "none", "tlops.seed": str(cfg.seed)}.items():
         client.set_tag(run_id, k, v)
     log_json(client, run_id, {"git": git, "data": data, "packages": package_versions()}, "provenance.json")

@@ -66,7 +66,7 @@ def tiny_config(tmp_path: Path, data: Path, backbone: Path, **over: Any) -> dict
     """A small run config on temp folders; `section__key=value` overrides one key (`strategy=...` a section)."""
     cfg = {
         "seed": 0,
-        "data": {"path": str(data)},
+        "data": {"path": str(data), "dvc_cache": str(tmp_path / "dvc-cache")},  # data versions stay out of the repo's cache
         "validation": {"min_per_class": 3},
         "backbone": {"name": f"hf:{backbone}", "max_length": 32, "batch_size": 16},
         "features": {"cache_dir": str(tmp_path / "cache")},

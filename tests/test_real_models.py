@@ -63,9 +63,10 @@ def test_demo_data_rebuild_reproduces_the_dvc_md5(tmp_path):
     built = yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["md5"]
     committed = yaml.safe_load((REPO / "data.dvc").read_text())["outs"][0]["md5"]
     assert built == committed
-    from tlops.repro import data_version, dvc_dir_md5
+    from tlops.data.versions import dir_md5
+    from tlops.repro import data_version
 
-    assert dvc_dir_md5(repo / "data") == built  # the in-process md5 agrees with DVC's own
+    assert dir_md5(repo / "data") == built  # the in-process md5 agrees with DVC's own
     assert data_version(repo / "data" / "text_wordnet")["dvc_status"] == "clean"
     (repo / "data" / "text_wordnet" / "val.csv").write_text("text,label\nchanged,noun.act\n")
     assert data_version(repo / "data" / "text_wordnet")["dvc_status"].startswith("modified")

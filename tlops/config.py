@@ -16,6 +16,8 @@ from tlops.strategies.registry import all_strategies
 class DataConfig(_Strict):
     path: str = Field(description="dataset directory (dataset.yaml + train/val/test CSV)")
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5, description="carved from train when val.csv is absent")
+    dvc_cache: str | None = Field(None, description="DVC cache that keeps every trained data version for audits "
+                                                    "(default: this repository's, `dvc cache dir`)")
 
 
 class ValidationConfig(_Strict):

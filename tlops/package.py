@@ -59,6 +59,19 @@ def package_identity(backbone, exported: Path) -> dict:
     return {**identity, "weights_sha256": weights, "fine_tuned_from": identity.get("weights_sha256")}
 
 
+def package_manifest(package_dir: str | Path) -> dict[str, str]:
+    """sha256 of every file of a package, by POSIX relative path: what an audit checks the registered copy against."""
+    root = Path(package_dir)
+    return {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def manifest_digest(manifest: dict[str, str]) -> str:
+    """One sha256 over a manifest (kept as a model version tag, so the manifest itself is checked too)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
 class Predictor:
     """Raw inputs -> labels, from a saved package; no cache, no tracking."""
 

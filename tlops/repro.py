@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from tlops.data.dataset import dataset_content_md5
+from tlops.data.versions import dir_entries, dir_md5, store_version
 
 PACKAGES = ("tlops", "torch", "transformers", "safetensors", "scikit-learn", "numpy", "pandas",
             "great_expectations", "prefect", "mlflow", "dvc", "pydantic")
@@ -47,29 +47,34 @@ def find_dvc_file(data_path: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def dvc_dir_md5(folder: Path) -> str:
-    """The md5 DVC 3 gives a tracked folder (`<md5>.dir`): md5 of the sorted JSON list of its files' md5s.
-
-    Computed here instead of running `dvc status` (seconds of start-up per run); a test checks it
-    against a real `dvc add`.
-    """
-    entries = [{"md5": hashlib.md5(p.read_bytes()).hexdigest(), "relpath": p.relative_to(folder).as_posix()}
-               for p in folder.rglob("*") if p.is_file()]
-    entries.sort(key=lambda e: e["relpath"])
-    return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
-
-
-def data_version(data_path: str | Path) -> dict:
-    """DVC md5 of the tracked data (and whether the workspace matches it) + md5 of the dataset folder itself."""
+def data_version(data_path: str | Path, store_in: str | Path | None = None) -> dict:
+    """DVC md5 of the tracked data (and whether the workspace matches it), md5s of the dataset folder itself,
+    and, with `store_in` (a DVC cache directory), that folder stored there as a DVC version an audit can
+    restore. The DVC md5s are computed here instead of running `dvc status` (seconds of start-up per run);
+    a test checks them against a real `dvc add`."""
     data_path = Path(data_path)
-    info: dict = {"path": str(data_path), "dataset_md5": dataset_content_md5(data_path), "dvc_file": None,
-                  "dvc_md5": None, "workspace_md5": None, "dvc_status": "untracked"}
+    entries = dir_entries(data_path)
+    info: dict = {"path": str(data_path), "dataset_md5": dataset_content_md5(data_path), "version_md5": dir_md5(data_path, entries),
+                  "version_store": None, "dvc_file": None, "dvc_md5": None, "workspace_md5": None, "dvc_status": "untracked"}
+    if store_in is not None:
+        info["version_store"] = str(Path(store_in).resolve())
+        store_version(data_path, Path(store_in), entries)
     found = find_dvc_file(data_path)
     if found is None:
         return info
     dvc_file, tracked = found
     outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
-    workspace = dvc_dir_md5(tracked) if tracked.is_dir() else hashlib.md5(tracked.read_bytes()).hexdigest()
+    workspace = dir_md5(tracked) if tracked.is_dir() else hashlib.md5(tracked.read_bytes()).hexdigest()
     info.update(dvc_file=str(dvc_file), dvc_md5=outs[0].get("md5"), workspace_md5=workspace,
                 dvc_status="clean" if workspace == outs[0].get("md5") else "modified: data differs from the md5 in " + dvc_file.name)
     return info
+
+
+def default_dvc_cache(repo_root: Path) -> Path | None:
+    """This repository's DVC cache (`dvc cache dir`, default .dvc/cache), or None outside a DVC repository."""
+    if not (repo_root / ".dvc").is_dir():
+        return None
+    from dvc.repo import Repo
+
+    with Repo(str(repo_root)) as repo:
+        return Path(repo.cache.local.path).parent.parent  # .../files/md5 -> the cache dir
