@@ -7,7 +7,6 @@ from importlib import metadata
 from pathlib import Path
 
 import mlflow
-from mlflow.exceptions import MlflowException
 from prefect import task
 
 import tlops
@@ -33,19 +32,18 @@ def pip_requirements() -> list[str]:
     return [f"{p}=={metadata.version(p)}" for p in MODEL_REQUIREMENTS]
 
 
-def champion_score(cfg: RunConfig, client, features: FeatureSet) -> ChampionScore | None:
+def champion_score(cfg: RunConfig, reg: Registry, features: FeatureSet) -> ChampionScore | None:
     """The current champion scored on this run's test split (by the core), or None when there is none.
     This task's part is only fetching the champion's package files from MLflow."""
-    try:
-        mv = client.get_model_version_by_alias(cfg.registry.model_name, "champion")
-    except MlflowException:
+    version = reg.alias(cfg.registry.model_name, CHAMPION)  # None only when the alias does not exist: errors raise
+    if version is None:
         return None
-    package_uri = f"models:/{cfg.registry.model_name}/{mv.version}/artifacts/package"
+    package_uri = f"models:/{cfg.registry.model_name}/{version}/artifacts/package"
 
     def fetch(relpath: str) -> Path:
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{package_uri}/{relpath}".rstrip("/")))
 
-    return score_package(str(mv.version), fetch, features, open_dataset(cfg), cfg.registry.metric)
+    return score_package(version, fetch, features, open_dataset(cfg), cfg.registry.metric)
 
 
 # Fault injection for the concurrency tests: sleep this long between scoring the champion and moving it,
@@ -88,7 +86,7 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
     package = package_step(cfg, features, result, Path(out_dir))
     manifest = package_manifest(package)  # what `tlops audit` checks the registered files against
     log_json(client, run_id, manifest, MANIFEST_ARTIFACT)
-    champ = champion_score(cfg, client, features)  # scored before registering: never compared with itself
+    champ = champion_score(cfg, reg, features)  # scored before registering: never compared with itself
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*type hints.*")  # the untyped predict is deliberate (see pyfunc_model.py)
         warnings.filterwarnings("ignore", message=".*input example.*")
@@ -119,7 +117,7 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
                      source_run=run_id, gate=gate)
             break
         except AliasMoveRefused:
-            champ = champion_score(cfg, client, features)  # someone else's champion now: score it and decide again
+            champ = champion_score(cfg, reg, features)  # someone else's champion now: score it and decide again
     else:
         gate = gate.model_copy(update={"promoted": False, "reason": f"{gate.reason}; not applied: the champion kept moving "
                                                                     f"({MAX_GATE_ATTEMPTS} attempts), see `tlops history {name}`"})

@@ -102,7 +102,10 @@ class Registry:
         try:
             return str(self.client.get_model_version_by_alias(name, alias).version)
         except MlflowException as e:
-            if _missing(e) or "alias" in str(e).lower():
+            # no such alias (INVALID_PARAMETER_VALUE over REST) or no such model yet: None. Anything else (a
+            # server error) must raise: read as "no champion", it would let a compare-and-set overwrite one.
+            message = str(e).lower()
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST" or ("alias" in message and "not found" in message):
                 return None
             raise
 

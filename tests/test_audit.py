@@ -61,7 +61,7 @@ def test_a_fresh_probe_run_reproduces_exactly(tmp_path, text_dataset, tiny_bert,
     assert report.passed, [c.model_dump() for c in report.checks]
     assert [c.name for c in report.checks] == ["lineage", "integrity", "code", "data", "re-run", "same model"]
     assert report.agreement == 1.0 and report.bit_identical and report.reproduced_metrics == pytest.approx(trained["test_metrics"])
-    client = MlflowClient(cfg["tracking"]["uri"])
+    client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
     mv = client.get_model_version("probe", "1")
     assert mv.tags["tlops.audit"] == "passed" and mv.tags["tlops.audit.run"] == run_id
     audit_run = client.get_run(run_id)
@@ -95,7 +95,7 @@ def test_tampered_weights_fail_the_integrity_check(tmp_path, text_dataset, tiny_
     failed = [c for c in report["checks"] if c["passed"] is False]
     assert not report["passed"] and [c["name"] for c in failed] == ["integrity"] and "head.safetensors" in failed[0]["detail"]
     assert report["checks"][-1]["passed"] is None  # nothing re-run on a tampered model
-    assert MlflowClient(cfg["tracking"]["uri"]).get_model_version("tampered", "1").tags["tlops.audit"] == "failed"
+    assert MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"]).get_model_version("tampered", "1").tags["tlops.audit"] == "failed"
 
 
 def test_a_dirty_tree_run_is_not_reproducible(tmp_path, text_dataset, tiny_bert, project, prefect_api):

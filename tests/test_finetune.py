@@ -196,7 +196,7 @@ def test_text_finetune_flow_registers_the_best_fine_tuned_weights(tmp_path, tiny
     cfg = tiny_config(tmp_path, text_dataset, tiny_bert, strategy=_ft(epochs=3, lp_ft=True), registry__model_name="ft-text")
     r = _flow(cfg)
     assert r.strategy == "finetune" and r.version == "1" and r.best_epoch is not None
-    client = MlflowClient(cfg["tracking"]["uri"])
+    client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
     run = client.get_run(r.run_id)
     assert run.info.status == "FINISHED" and run.data.params["strategy.lp_ft"] == "True"
     curve = client.get_metric_history(r.run_id, "train_val_macro_f1")
@@ -230,7 +230,7 @@ def test_image_and_audio_finetune_through_the_same_flow(tmp_path, modality):
                       registry__model_name=f"ft-{modality}", **backbone)
     r = _flow(cfg)
     assert r.version == "1" and r.test_metrics["accuracy"] > 0.5  # three easy classes; chance is 0.33
-    client = MlflowClient(cfg["tracking"]["uri"])
+    client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
     assert len(client.get_metric_history(r.run_id, "train_train_loss")) == 2
 
 
@@ -285,7 +285,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_reaches_the_same_metrics(tmp_p
     shutil.copytree(ckpt_root / "step-000000016", ckpt_root / "step-000000017")
     with open(ckpt_root / "step-000000017" / "backbone.safetensors", "r+b") as f:
         f.truncate(1000)
-    client = MlflowClient(reference["tracking_uri"])
+    client = MlflowClient(reference["tracking_uri"], registry_uri=reference["tracking_uri"])
     orphan = [r for r in client.search_runs([client.get_experiment_by_name("tests").experiment_id])
               if r.data.params.get("registry.model_name") == "ft-crashing"]
     assert len(orphan) == 1 and orphan[0].info.status == "RUNNING"  # nothing could close it: SIGKILL
@@ -311,7 +311,7 @@ def test_an_exception_inside_training_ends_the_run_failed_and_keeps_checkpoints(
     cfg = tiny_config(tmp_path, text_dataset, tiny_bert, strategy=_ft(epochs=3), registry__model_name="ft-fail")
     with pytest.raises(RuntimeError, match="injected failure after optimizer step 8"):
         _flow(cfg)
-    client = MlflowClient(cfg["tracking"]["uri"])
+    client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
     runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"] and "injected failure" in runs[0].data.tags["tlops.error"]
     assert client.search_registered_models() == []

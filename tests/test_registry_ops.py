@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import REPO, tiny_config
 from tests.servers import Services, free_port, invocations, serve_model, start_mlflow_server, tlops_cli
+from tlops.aliases import as_row
 from tlops.errors import AliasMoveRefused, RegistryError
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -90,7 +91,7 @@ def test_refusals_name_the_thing_and_move_nothing(store):
         promote(reg, NAME, "1", "try", if_better=True)
     with pytest.raises(AliasMoveRefused, match=r"champion is v2, not v1 as this move expected: it was moved by .* in between"):
         promote(reg, NAME, "3", "stale view", expected="1")
-    client = MlflowClient(uri)
+    client = MlflowClient(uri, registry_uri=uri)
     for status, metric in (("FAILED", True), ("FINISHED", False)):  # a failed run's model; an unevaluated one
         run = client.create_run(client.get_experiment_by_name("tests").experiment_id)
         if metric is False:
@@ -179,13 +180,13 @@ def test_racing_promotes_one_wins_and_overlapping_runs_keep_the_best_champion(tm
         outs = [p.communicate(timeout=600) for p in runs]
         assert all(p.returncode == 0 for p in runs), [o[1][-2000:] for o in outs]
         results = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
-        client = MlflowClient(url)
+        client = MlflowClient(url, registry_uri=url)
         scores = {r["version"]: r["test_metrics"]["macro_f1"] for r in results}
         champion = str(client.get_model_version_by_alias(NAME, "champion").version)
-        assert scores[champion] == max(scores.values()), (champion, scores)
         from tasks.operate import connect
 
         reg = connect(url)
+        assert scores[champion] == max(scores.values()), (champion, scores, [as_row(m) for m in reg.history(NAME)], [o[1][-3000:] for o in outs])
         firsts = [m for m in reg.history(NAME) if m.alias == "champion" and m.applied and m.from_version is None]
         assert len(firsts) == 1, "only one run may find no champion and take it unopposed"
         assert str(client.get_model_version_by_alias(NAME, "challenger").version) == "3"
