@@ -9,8 +9,13 @@ for `load_model(...).predict(x, params={"proba": True})` and for `mlflow models 
 
 from __future__ import annotations
 
+import warnings
+
 import mlflow.pyfunc
 from mlflow.models import set_model
+
+# the untyped `predict` is deliberate (see above): no advice about type hints each time the model loads
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 
 class TlopsModel(mlflow.pyfunc.PythonModel):
