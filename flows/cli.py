@@ -109,7 +109,7 @@ def _registry_command(fn):
     return wrapped
 
 
-for _name in ("models", "promote", "rollback", "history", "predict", "audit"):
+for _name in ("models", "promote", "rollback", "history", "predict", "audit", "schedule"):
     app.command(_name)(_registry_command(getattr(registry_commands, _name)))
 
 

@@ -190,3 +190,52 @@ def audit(model_uri: str = typer.Argument(..., help="models:/NAME@champion or mo
         out.print(f"report: MLflow run {run_id} (experiment tlops-audits), {report.wall_s:.1f} s")
     if not report.passed:
         raise typer.Exit(1)
+
+
+def schedule(target: str = typer.Argument(..., help="a config YAML to schedule, or `ls`, or `rm`"),
+             name: Optional[str] = typer.Argument(None, help="with rm: the schedule to remove"),
+             cron: Optional[str] = typer.Option(None, "--cron", help="cron expression, e.g. '0 3 * * *' (03:00 daily)"),
+             interval: Optional[float] = typer.Option(None, "--interval", help="seconds between runs"),
+             pool: str = typer.Option("tlops", "--pool", help="work pool whose worker runs it (`prefect worker start --pool tlops`)"),
+             schedule_name: Optional[str] = typer.Option(None, "--name", help="schedule name (default: the model name)"),
+             watch_every: float = typer.Option(300, "--watch-every", help="seconds between data-change checks (0: no data trigger)"),
+             debounce: float = typer.Option(60, "--debounce", help="data changes within this many seconds give one run"),
+             set_: Optional[list[str]] = typer.Option(None, "--set", help="override a config key, as for `tlops run`"),
+             json_out: bool = JSON) -> None:
+    """Retrain on a schedule and when the data changes: `tlops schedule CONFIG --cron EXPR | --interval S`,
+    `tlops schedule ls`, `tlops schedule rm NAME` (Prefect deployments; needs PREFECT_API_URL)."""
+    from flows.schedule import list_schedules, remove_schedule
+    from flows.schedule import schedule as do_schedule
+    from tlops.config import load_config
+    from tlops.errors import ConfigError
+
+    if target == "ls":
+        rows = list_schedules()
+        if json_out:
+            return _print_json({"schedules": rows})
+        t = Table("name", "model", "schedule", "data trigger", "pool", "paused", "data")
+        for r in rows:
+            t.add_row(r["name"], str(r["model"]), r["schedule"], "yes" if r["data_trigger"] else "no", str(r["pool"]), str(r["paused"]), str(r["data"]))
+        out.print(t)
+        return
+    if target == "rm":
+        if not name:
+            raise ConfigError("tlops schedule rm NAME: name the schedule to remove (see `tlops schedule ls`)")
+        removed = remove_schedule(name)
+        if not removed:
+            raise ConfigError(f"no schedule named {name!r}; see `tlops schedule ls`")
+        return _print_json({"removed": removed}) if json_out else out.print(f"removed {', '.join(removed)}")
+    if cron and interval:
+        raise ConfigError("give --cron or --interval, not both")
+    cfg = load_config(target, set_ or [])
+    label = schedule_name or cfg.registry.model_name
+    try:
+        ids = do_schedule(cfg, label, pool, cron=cron, interval=interval, watch_every=watch_every or None, debounce=debounce)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if json_out:
+        return _print_json({"name": label, "deployments": ids, "pool": pool, "cron": cron, "interval": interval, "watch_every": watch_every})
+    when = f"cron '{cron}'" if cron else (f"every {interval:g} s" if interval else "no time schedule")
+    out.print(f"scheduled [bold]{label}[/bold]: tlops-train/{label} ({when}) on pool {pool!r}"
+              + (f"; data watch every {watch_every:g} s retrains on change" if watch_every else ""))
+    out.print(f"start a worker: prefect worker start --pool {pool}")

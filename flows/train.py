@@ -70,7 +70,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True) -> Ru
         feats = features_task(cfg, run_id, str(work / "features"), progress=progress)
         result = run_train_step(cfg, run_id, feats, str(work / "train"))
         ev = evaluate_task(cfg, run_id, feats, result, str(work / "eval"))
-        reg = register_task(cfg, run_id, feats, result, ev.metrics, str(work / "package"))
+        reg = register_task(cfg, run_id, feats, result, ev.metrics, str(work / "package"), source=source)
     shutil.rmtree(work, ignore_errors=True)  # everything worth keeping is in MLflow now
     finish(result)
     log.info("registered %s version %s aliases=%s: %s", reg.model_name, reg.version, reg.aliases, reg.gate.reason)

@@ -52,6 +52,11 @@ GATE_DELAY_ENV = "TLOPS_FAULT_GATE_DELAY_S"
 MAX_GATE_ATTEMPTS = 5  # champion re-scored and the gate re-decided when another run moved it in between
 
 
+def _made_by(source: str) -> str:
+    """What started the run, for the alias history: a schedule, a data trigger, or `tlops run CONFIG`."""
+    return source if source.startswith(("schedule:", "trigger:")) else f"tlops run {source}"
+
+
 def model_signature():
     """Raw inputs (strings: texts or file paths) in; the `proba` param asks for class probabilities."""
     from mlflow.models import ModelSignature
@@ -60,7 +65,7 @@ def model_signature():
     return ModelSignature(inputs=Schema([ColSpec("string")]), params=ParamSchema([ParamSpec("proba", "boolean", False)]))
 
 
-def advance_challenger(reg: Registry, name: str, version: str, run_id: str) -> None:
+def advance_challenger(reg: Registry, name: str, version: str, run_id: str, source: str) -> None:
     """`challenger` = the newest version that passed its gates: moved forward only, compare-and-set."""
     for _ in range(MAX_GATE_ATTEMPTS):
         current = reg.alias(name, CHALLENGER)
@@ -68,7 +73,7 @@ def advance_challenger(reg: Registry, name: str, version: str, run_id: str) -> N
             return
         try:
             reg.move(name, CHALLENGER, version, expected=current, kind="gate", reason=f"v{version} registered and passed validation",
-                     source_run=run_id)
+                     source_run=run_id, command=_made_by(source))
             return
         except AliasMoveRefused:
             continue  # another run moved it meanwhile: look again
@@ -76,7 +81,7 @@ def advance_challenger(reg: Registry, name: str, version: str, run_id: str) -> N
 
 @task(name="register")
 def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: TrainResult, metrics: dict[str, float],
-                  out_dir: str) -> Registration:
+                  out_dir: str, source: str = "(api)") -> Registration:
     """Log the pyfunc model, register it as `challenger`, and move `champion` only if the gate passes. Both
     moves are compare-and-set: when another run moved `champion` between scoring and moving, the new
     champion is scored and the gate decides again, so the champion is always the best that passed."""
@@ -102,7 +107,7 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
     version = str(info.registered_model_version)
     client.set_model_version_tag(name, version, "tlops.run_id", run_id)
     client.set_model_version_tag(name, version, "tlops.package_sha256", manifest_digest(manifest))
-    advance_challenger(reg, name, version, run_id)
+    advance_challenger(reg, name, version, run_id, source)
     time.sleep(float(os.environ.get(GATE_DELAY_ENV, "0") or 0))
     challenger = metrics[cfg.registry.metric]
     for _ in range(MAX_GATE_ATTEMPTS):
@@ -114,7 +119,7 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
             break
         try:
             reg.move(name, CHAMPION, version, expected=champ.version if champ else None, kind="gate", reason=decision.reason,
-                     source_run=run_id, gate=gate)
+                     source_run=run_id, gate=gate, command=_made_by(source))
             break
         except AliasMoveRefused:
             champ = champion_score(cfg, reg, features)  # someone else's champion now: score it and decide again
