@@ -16,10 +16,13 @@ from rich.console import Console
 from flows import registry_commands
 from tlops.errors import TlopsError
 from tlops.records import RunOutcome
+from tlops.secrets import adopt_credentials, mask
 
 HUMAN_ONLY = {"experiment", "backbone"}  # in the summary for people, not in --json (unchanged keys)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Transfer learning from pretrained models, as a governed pipeline.")
+# no rich tracebacks with local variables: they would print credentials; `_masked_excepthook` prints plain ones, masked
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Transfer learning from pretrained models, as a governed pipeline.")
 err = Console(stderr=True)
 
 
@@ -42,9 +45,16 @@ def quiet_third_party() -> None:
     hf_logging.disable_progress_bar()
 
 
+def _masked_excepthook(kind, value, tb) -> None:
+    import traceback
+
+    sys.stderr.write(mask("".join(traceback.format_exception(kind, value, tb))))
+
+
 @app.callback()
 def _main() -> None:
     """tlops: build custom models from pretrained ones; tracked in MLflow, orchestrated by Prefect."""
+    sys.excepthook = _masked_excepthook
 
 
 @app.command()
@@ -59,8 +69,12 @@ def run(
     try:
         cfg = load_config(config, set_ or [])
     except TlopsError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
         raise typer.Exit(2)
+    if cfg.tracking.uri:  # the password travels in the environment, never in the flow's parameters
+        cfg.tracking.uri = adopt_credentials(cfg.tracking.uri)
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ["MLFLOW_TRACKING_URI"] = adopt_credentials(os.environ["MLFLOW_TRACKING_URI"])
     quiet_third_party()
     from flows.train import train_flow
 
@@ -69,7 +83,7 @@ def run(
     try:
         result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=not json_out and sys.stderr.isatty())
     except TlopsError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
         raise typer.Exit(1)
     gc.freeze()  # skips a multi-second final collection of millions of objects at interpreter exit
     if json_out:
@@ -103,7 +117,7 @@ def _registry_command(fn):
         try:
             return fn(*args, **kwargs)
         except TlopsError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False)
+            err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
             raise typer.Exit(1)
 
     return wrapped

@@ -22,6 +22,7 @@ from tasks.validate import validate_task
 from tlops.config import RunConfig, config_from_dict
 from tlops.pipeline import finish
 from tlops.records import TRAIN_RESULT, FeatureSet, RunOutcome, TrainResult
+from tlops.secrets import mask
 
 TRAIN_STEP_DEPLOYMENT = "tlops-train-step"
 
@@ -76,7 +77,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True) -> Ru
     log.info("registered %s version %s aliases=%s: %s", reg.model_name, reg.version, reg.aliases, reg.gate.reason)
     execution = result.execution
     return RunOutcome(
-        run_id=run_id, experiment=cfg.tracking.experiment, tracking_uri=mlflow.get_tracking_uri(), model_name=reg.model_name,
+        run_id=run_id, experiment=cfg.tracking.experiment, tracking_uri=mask(mlflow.get_tracking_uri()), model_name=reg.model_name,
         version=reg.version, aliases=reg.aliases, promotion=reg.gate, test_metrics=ev.metrics, val_macro_f1=result.val_macro_f1,
         cache=feats.cache, backbone=cfg.backbone.name, strategy=cfg.strategy.name,
         best_epoch=result.loop.best_epoch if result.loop else None, resumed_from=result.loop.resumed_from if result.loop else None,

@@ -8,8 +8,8 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from tasks.registry import Registry, check_reachable, lineage
-from tasks.tracking import default_tracking_uri
+from tasks.registry import Registry, lineage
+from tasks.tracking import check_reachable, default_tracking_uri
 from tlops.aliases import CHAMPION, AliasMove, previous_champion
 from tlops.data import load_dataset
 from tlops.errors import DataError, RegistryError

@@ -22,7 +22,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlparse
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -37,19 +36,6 @@ LOCK_PREFIX = "tlops-lock/"
 MOVE_TAG = "tlops.move"
 LOCK_TIMEOUT_S = 60.0
 STALE_AFTER_S = 120.0
-
-
-def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail in seconds, not after MLflow's minutes of retries, when an HTTP tracking server does not answer."""
-    if urlparse(uri).scheme not in ("http", "https"):
-        return
-    import requests
-
-    try:
-        requests.get(uri.rstrip("/") + "/health", timeout=timeout_s)
-    except requests.RequestException as e:
-        raise RegistryError(f"tracking server {uri} is unreachable ({type(e).__name__}); start it (`mlflow server ...`) "
-                            f"or point MLFLOW_TRACKING_URI / --tracking-uri at a running one") from None
 
 
 def _missing(e: MlflowException) -> bool:
@@ -253,4 +239,4 @@ def lineage(client: MlflowClient, mv: ModelVersion) -> dict:
             "margin": float(p.get("registry.margin", 0.0)), "val_fraction": float(p.get("data.val_fraction", 0.15))}
 
 
-__all__ = ["CHAMPION", "Registry", "check_reachable", "lineage"]
+__all__ = ["CHAMPION", "Registry", "lineage"]

@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlparse
 
 import mlflow
 import yaml
@@ -19,6 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from tlops.config import RunConfig
 from tlops.repro import data_version, default_dvc_cache, git_commit, package_versions
+from tlops.secrets import adopt_credentials, mask, mask_obj
 from tlops.training.callbacks import Callback
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,17 +28,39 @@ BATCH_LIMIT = 1000  # MLflow's log_batch limit on metrics per call
 
 
 def default_tracking_uri(explicit: str | None = None) -> str:
-    """The given URI, then $MLFLOW_TRACKING_URI, then SQLite under ./mlruns (artifacts beside it)."""
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns').resolve()}/mlflow.db"
+    """The given URI, then $MLFLOW_TRACKING_URI, then SQLite under ./mlruns (artifacts beside it); credentials
+    taken out (see `adopt_credentials`)."""
+    return adopt_credentials(explicit or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns').resolve()}/mlflow.db")
 
 
 def tracking_uri(cfg: RunConfig) -> str:
     return default_tracking_uri(cfg.tracking.uri)
 
 
+_reachable: set[str] = set()
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, when an HTTP tracking server does not answer
+    (checked once per process and URI)."""
+    if urlparse(uri).scheme not in ("http", "https") or uri in _reachable:
+        return
+    import requests
+
+    from tlops.errors import RegistryError
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout_s)
+    except requests.RequestException as e:
+        raise RegistryError(f"tracking server {mask(uri)} is unreachable ({type(e).__name__}); start it (`mlflow server ...`) "
+                            f"or point MLFLOW_TRACKING_URI / --tracking-uri / tracking.uri at a running one") from None
+    _reachable.add(uri)
+
+
 def setup(cfg: RunConfig) -> tuple[MlflowClient, str]:
     """Point MLflow at the configured store; return a client and the experiment id."""
     uri = tracking_uri(cfg)
+    check_reachable(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -125,16 +149,16 @@ def _start_run(client: MlflowClient, experiment_id: str, cfg: RunConfig, source:
         client.set_tag(run_id, "tlops.closed_orphans", ",".join(closed))
     git = git_commit(REPO_ROOT)
     data = data_version(cfg.data.path, store_in=cfg.data.dvc_cache or default_dvc_cache(REPO_ROOT))  # kept for `tlops audit`
-    params = flatten(cfg.model_dump())
+    params = flatten(mask_obj(cfg.model_dump()))
     client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
     for k, v in {"git.commit": git["commit"] or "none", "git.dirty": str(git["dirty"]), "data.dvc_md5": data["dvc_md5"] or "none",
                  "data.dataset_md5": data["dataset_md5"], "data.dvc_status": data["dvc_status"][:5000],
                  "data.version_md5": data["version_md5"], "data.version_store": data["version_store"] or "none",
                  "mlflow.source.git.commit": git["commit"] or "none", "tlops.seed": str(cfg.seed)}.items():
         client.set_tag(run_id, k, v)
-    log_json(client, run_id, {"git": git, "data": data, "packages": package_versions()}, "provenance.json")
+    log_json(client, run_id, mask_obj({"git": git, "data": data, "packages": package_versions()}), "provenance.json")
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False), "config.yaml")
+        mlflow.log_text(yaml.safe_dump(mask_obj(cfg.model_dump()), sort_keys=False), "config.yaml")
     client.update_run(run_id, status="RUNNING")
     return run_id
 
@@ -149,7 +173,7 @@ def tracked_run(cfg: RunConfig, source: str) -> Iterator[tuple[MlflowClient, str
     try:
         yield client, run_id
     except BaseException as e:
-        client.set_tag(run_id, "tlops.error", f"{type(e).__name__}: {e}"[:5000])
+        client.set_tag(run_id, "tlops.error", mask(f"{type(e).__name__}: {e}")[:5000])
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED if isinstance(e, KeyboardInterrupt) else RunStatus.FAILED))
         raise
     client.set_terminated(run_id, "FINISHED")
