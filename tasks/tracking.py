@@ -57,12 +57,34 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     _reachable.add(uri)
 
 
+_initialised: set[str] = set()
+
+
+def init_sqlite_store(uri: str) -> None:
+    """Create (or migrate) a SQLite store once, under a file lock: concurrent first runs otherwise race
+    through MLflow's table migrations ("duplicate column name", seen with 3 of 4 runs started together on
+    a fresh store). Then switch it to write-ahead logging, so readers do not block the writer."""
+    if uri in _initialised:
+        return
+    import fcntl
+    import sqlite3
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.parent / ".tlops-init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(uri).search_experiments(max_results=1)  # builds the store: creates or migrates its tables
+        with contextlib.closing(sqlite3.connect(db, timeout=60)) as con:
+            con.execute("PRAGMA journal_mode=WAL")  # persistent: set once, for every later connection
+    _initialised.add(uri)
+
+
 def setup(cfg: RunConfig) -> tuple[MlflowClient, str]:
     """Point MLflow at the configured store; return a client and the experiment id."""
     uri = tracking_uri(cfg)
     check_reachable(uri)
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        init_sqlite_store(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, registry_uri=uri)
