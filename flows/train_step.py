@@ -11,7 +11,7 @@ from pathlib import Path
 from mlflow.entities import Metric
 from prefect import flow
 
-from tasks.tracking import EpochLogger, log_metrics, setup
+from tasks.tracking import EpochLogger, log_json, log_metrics, setup
 from tlops.config import config_from_dict
 from tlops.pipeline import train_step
 from tlops.records import Execution, FeatureSet, TrainResult, dump_json
@@ -43,6 +43,13 @@ def train_step_flow(config: dict, run_id: str, features: dict, out_dir: str) -> 
             metrics.append(Metric("train_samples_per_s", result.loop.train_samples_per_s, now, 0))
         if result.loop.resumed_from:
             client.set_tag(run_id, "tlops.resumed_from", json.dumps(result.loop.resumed_from))
+    if result.adaptation is not None:  # domain adaptation: the unsupervised choice next to the oracle's
+        a = result.adaptation
+        log_json(client, run_id, a.model_dump(mode="json"), "adaptation/selection.json")
+        metrics += [Metric("da_chosen_trade_off", a.chosen.trade_off, now, 0), Metric("da_chosen_epoch", a.chosen.best_epoch, now, 0)]
+        if a.chosen.oracle_test_macro_f1 is not None and a.oracle is not None:
+            metrics += [Metric("da_chosen_oracle_test_macro_f1", a.chosen.oracle_test_macro_f1, now, 0),
+                        Metric("da_oracle_best_test_macro_f1", a.oracle.test_macro_f1, now, 0)]
     log_metrics(client, run_id, metrics)
     dump_json(result, Path(out_dir) / RESULT_FILE)
     return result

@@ -29,6 +29,8 @@ class ValidationConfig(_Strict):
     min_audio_seconds: float = Field(0.05, ge=0)
     max_audio_seconds: float = Field(60.0, gt=0)
     min_audio_peak: float = Field(1e-3, ge=0, description="audio whose absolute peak is below this is called silent")
+    allow_unlabeled_test_overlap: bool = Field(False, description="unlabeled.csv may share inputs with test.csv "
+                                                                  "(transductive adaptation to the test inputs, on purpose)")
 
 
 class BackboneConfig(_Strict):

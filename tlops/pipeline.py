@@ -31,14 +31,16 @@ SPLITS = ("train", "val", "test")
 
 
 def validate_step(cfg: RunConfig) -> ValidationReport:
-    """Report of all validation rules; raises ValidationFailed (carrying the report) if any fails."""
-    report = validate_dataset(open_dataset(cfg), cfg.validation)
+    """Report of all validation rules (including the extra splits the strategy needs); raises
+    ValidationFailed (carrying the report) if any fails."""
+    report = validate_dataset(open_dataset(cfg), cfg.validation, required=get_strategy(cfg.strategy.name).splits)
     raise_for_report(report)
     return report
 
 
 def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> FeatureSet:
-    """Backbone features of every split through the cache, saved as `<split>.npz` (x, y) in `out_dir`."""
+    """Backbone features of every split (and of the extra splits the strategy needs) through the cache, saved
+    as `<split>.npz` (x, y; y = -1 for unlabelled rows) in `out_dir`."""
     ds = open_dataset(cfg)
     backbone = backbone_of(cfg)
     if backbone.modality != ds.modality:
@@ -49,14 +51,15 @@ def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> Feat
     totals = CacheTotals()
     t0 = time.perf_counter()
     identity = backbone.identity()  # once: the same for every split
-    for split in SPLITS:
+    splits = (*SPLITS, *get_strategy(cfg.strategy.name).splits)
+    for split in splits:
         x, stats = cached_features(backbone, ds.inputs(split), cache, batch_size=cfg.backbone.batch_size, progress=progress,
                                    identity=identity)
         np.savez(out_dir / f"{split}.npz", x=x, y=ds.label_ids(split))
         for k, v in stats_dict(stats).items():
             setattr(totals, k, getattr(totals, k) + v)
     totals.backbone_calls = backbone.calls
-    return FeatureSet(dir=str(out_dir), splits=list(SPLITS), labels=ds.labels, num_features=backbone.num_features, identity=identity,
+    return FeatureSet(dir=str(out_dir), splits=list(splits), labels=ds.labels, num_features=backbone.num_features, identity=identity,
                       found_via=backbone.found_via, cache=totals, seconds=time.perf_counter() - t0)
 
 

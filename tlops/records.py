@@ -89,6 +89,35 @@ class Execution(Record):
     flow_run_id: str | None = None
 
 
+class Candidate(Record):
+    """One trained domain-adaptation run (one trade_off) at its epoch chosen by the unsupervised criterion."""
+
+    trade_off: float
+    best_epoch: int
+    criterion: float = Field(description="the criterion's value at best_epoch (dev_risk: lower is better; snd, val_macro_f1: higher)")
+    val_macro_f1: float = Field(description="source validation macro-F1 at best_epoch")
+    oracle_test_macro_f1: float | None = Field(None, description="target test macro-F1 at best_epoch: logged, never used to choose")
+
+
+class OracleChoice(Record):
+    """What choosing with the target test labels would have picked (for judging the criterion only)."""
+
+    trade_off: float
+    epoch: int
+    test_macro_f1: float
+
+
+class AdaptationSummary(Record):
+    """How a domain-adaptation run chose its model without target labels, next to the oracle's choice."""
+
+    method: str
+    mode: str
+    criterion: str
+    chosen: Candidate
+    candidates: list[Candidate]
+    oracle: OracleChoice | None = None
+
+
 class _Trained(Record):
     strategy: str
     history: list[dict[str, float]] = Field(description="one row per epoch (or one row for a closed-form fit)")
@@ -96,6 +125,7 @@ class _Trained(Record):
     seconds: float
     loop: LoopSummary | None = None
     execution: Execution | None = None
+    adaptation: AdaptationSummary | None = None
 
 
 class HeadResult(_Trained):

@@ -1,7 +1,9 @@
 """Data validation with Great Expectations: every rule is a GX expectation; the report names rows.
 
 Rules: schema, non-empty text, sane lengths, labels from the known set, enough rows per class,
-at least two classes, and no test/val text that also appears in train (leakage).
+at least two classes, and no test/val text that also appears in train (leakage). The unlabelled target
+split (`unlabeled.csv`, domain adaptation) when present or required: present, not empty, no label
+column, inputs of the dataset's modality, and no input shared with test unless the config allows it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from tlops.config import ValidationConfig
-from tlops.data.dataset import Dataset
+from tlops.data.dataset import UNLABELED, Dataset
 from tlops.data.media import inside, probe_audio, probe_image
 from tlops.errors import ValidationFailed
 from tlops.records import Check, ValidationReport
@@ -73,6 +75,48 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]:
         rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToNotBeInSet(column="content_key", value_set=train_keys),
                           f"no {what} shared with train (leakage)",
                           f"remove those rows from {split} or from train, so evaluation never sees training data"))
+    if UNLABELED in ds.splits:
+        rules += _unlabeled_rules(ds, cfg, frame_of)
+    return rules
+
+
+MEDIA_SUFFIX = r"\.(wav|flac|ogg|mp3|m4a|png|jpe?g|bmp|gif|tiff?|webp)\s*$"
+
+
+def _unlabeled_rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]:
+    """unlabeled.csv: target-domain inputs the model adapts to, without labels."""
+    import great_expectations.expectations as gxe
+
+    col, u = ds.input_column, UNLABELED
+    columns = list(ds.splits[u].columns)
+    rules = [
+        Rule(u, "rows", gxe.ExpectColumnToExist(column=col), f"{ds.modality} inputs in a '{col}' column",
+             f"dataset.yaml says modality: {ds.modality}, so unlabeled.csv needs a '{col}' column of target-domain "
+             f"{'texts' if ds.modality == 'text' else ds.modality + ' file paths'}"),
+        Rule(u, "rows", gxe.ExpectTableRowCountToBeBetween(min_value=1), "at least one unlabelled row",
+             "add target-domain inputs to unlabeled.csv (domain adaptation trains on them)"),
+        Rule(u, "rows", gxe.ExpectTableColumnsToMatchSet(column_set=[c for c in columns if c != "label"], exact_match=True),
+             "no label column", "drop the 'label' column from unlabeled.csv: target labels must never reach training "
+             "(labelled target rows belong in test.csv, for evaluation)"),
+    ]
+    if col not in columns:
+        return rules  # nothing more to say about inputs that are not there
+    if ds.modality == "text":
+        rules += [
+            Rule(u, "rows", gxe.ExpectColumnValuesToMatchRegex(column=col, regex=r"\S"), "non-empty text",
+                 "remove rows whose text is empty or only whitespace"),
+            Rule(u, "rows", gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=MEDIA_SUFFIX), "texts, not media file paths",
+                 "this is a text dataset: put target-domain texts in unlabeled.csv, not image or audio files"),
+        ]
+    else:
+        rules += _file_rules(ds, u, cfg)
+    if not cfg.allow_unlabeled_test_overlap:
+        what = "text" if ds.modality == "text" else "file content"
+        test_keys = sorted(set(frame_of("test", "rows")["content_key"]) - {""})
+        rules.append(Rule(u, "rows", gxe.ExpectColumnValuesToNotBeInSet(column="content_key", value_set=test_keys),
+                          f"no {what} shared with test (leakage)",
+                          "remove those rows from unlabeled.csv, or set validation.allow_unlabeled_test_overlap: true "
+                          "if adapting to the test inputs themselves (transductive) is intended"))
     return rules
 
 
@@ -149,8 +193,16 @@ def _where(ds: Dataset, split: str, kind: str, frame: pd.DataFrame, idx: list) -
     return source, [int(i) + 2 for i in idx]  # CSV line: +1 header, +1 one-based
 
 
-def validate_dataset(ds: Dataset, cfg: ValidationConfig) -> ValidationReport:
-    """Run all rules; return the report. Raises nothing; see `raise_for_report`."""
+def _missing_split(ds: Dataset, split: str) -> Check:
+    return Check(split=split, file=str(ds.root / f"{split}.csv"), rule=f"{split}.csv present", expectation="file_exists",
+                 success=False, observed="missing",
+                 fix=f"the strategy trains on unlabelled target-domain inputs: add {split}.csv with a '{ds.input_column}' "
+                     "column (no labels), or pick a strategy that does not need it")
+
+
+def validate_dataset(ds: Dataset, cfg: ValidationConfig, required: tuple[str, ...] | list[str] = ()) -> ValidationReport:
+    """Run all rules; return the report. `required`: extra splits (e.g. "unlabeled") the strategy needs.
+    Raises nothing; see `raise_for_report`."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -166,7 +218,7 @@ def validate_dataset(ds: Dataset, cfg: ValidationConfig) -> ValidationReport:
         return frames[split, kind]
 
     rules = _rules(ds, cfg, frame_of)
-    checks = []
+    checks = [_missing_split(ds, split) for split in required if split not in ds.splits]
     for (split, kind) in dict.fromkeys((r.split, r.frame) for r in rules):
         frame = frame_of(split, kind)
         asset = source.add_dataframe_asset(f"{split}_{kind}")

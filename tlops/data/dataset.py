@@ -14,6 +14,7 @@ from tlops.errors import DataError
 
 MODALITIES = ("text", "image", "audio")
 INPUT_COLUMN = {"text": "text", "image": "path", "audio": "path"}
+UNLABELED = "unlabeled"  # target-domain inputs without labels (domain adaptation); unlabeled.csv
 
 
 @dataclass
@@ -37,7 +38,9 @@ class Dataset:
         return sorted(self.splits["train"]["label"].unique().tolist())
 
     def label_ids(self, split: str) -> np.ndarray:
-        """The split's labels as int64 indices into `labels`."""
+        """The split's labels as int64 indices into `labels`; -1 for every row of the unlabelled split."""
+        if split == UNLABELED:
+            return np.full(len(self.splits[split]), -1, dtype=np.int64)
         index = {l: i for i, l in enumerate(self.labels)}
         return np.array([index[l] for l in self.splits[split]["label"]], dtype=np.int64)
 
@@ -94,9 +97,9 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) ->
         splits["train"], splits["val"] = carve_val(splits["train"], seed, val_fraction)
     else:
         splits["val"] = _read_csv(val_file, [col, "label"])
-    unl = root / "unlabeled.csv"
-    if unl.is_file():
-        splits["unlabeled"] = _read_csv(unl, [col])
+    unl = root / f"{UNLABELED}.csv"
+    if unl.is_file():  # its columns are checked by validation, which can say what a wrong one means
+        splits[UNLABELED] = _read_csv(unl, [])
     return Dataset(root=root, modality=modality, name=meta.get("name", root.name), splits=splits, val_carved=carved, meta=meta)
 
 

@@ -109,11 +109,28 @@ def finetune(backbone: Backbone, train_items: Sequence[str], y_train: np.ndarray
                LabelledData(backbone, val_items, y_val), cfg, seed=seed, task=task, checkpoint_dir=checkpoint_dir, callbacks=callbacks)
 
 
+def run_checkpoint_dir(ctx: TrainContext, strategy: dict, arrays: Sequence[np.ndarray]) -> Path:
+    """The checkpoint folder of one loop run: the same strategy options (those that change the trajectory),
+    seed, backbone, data and arrays give the same folder, so a rerun resumes."""
+    from tlops.training.loop import checkpoint_dir_for
+
+    cfg = ctx.cfg
+    return checkpoint_dir_for(cfg.execution.work_dir, {
+        "strategy": strategy, "seed": cfg.seed, "backbone": cfg.backbone.model_dump(exclude={"batch_size"}),
+        "data": cfg.data.model_dump(), "identity": ctx.features.identity}, arrays)
+
+
+def loop_summary(r: LoopResult, checkpoint_dir: Path | None) -> LoopSummary:
+    return LoopSummary(best_epoch=r.state.best_epoch, epochs_run=len(r.state.history), stopped_early=r.stopped_early,
+                       device=r.device, precision=r.precision, resumed_from=r.resumed_from, skipped_checkpoints=r.skipped_checkpoints,
+                       checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
+                       train_samples_per_s=r.train_samples / r.train_seconds if r.train_seconds else None)
+
+
 @register_strategy("finetune", FinetuneConfig)
 def train(ctx: TrainContext) -> PackageResult:
     """Fine-tune backbone + head on the raw inputs; writes the best epoch as a full model package."""
     from tlops.package import save_package
-    from tlops.training.loop import checkpoint_dir_for
 
     cfg, feats, s = ctx.cfg, ctx.features, ctx.cfg.strategy
     ds = ctx.dataset()
@@ -121,17 +138,13 @@ def train(ctx: TrainContext) -> PackageResult:
     xv, yv = feats.arrays("val")
     head = initial_head(s, cfg.seed, x, y, xv, yv, len(feats.labels))
     backbone = ctx.backbone()
-    ckpt_dir = checkpoint_dir_for(cfg.execution.work_dir, {
-        "strategy": s.model_dump(exclude=NOT_IN_FINGERPRINT), "seed": cfg.seed, "backbone": cfg.backbone.model_dump(exclude={"batch_size"}),
-        "data": cfg.data.model_dump(), "identity": feats.identity}, [x, y, xv, yv])
+    ckpt_dir = run_checkpoint_dir(ctx, s.model_dump(exclude=NOT_IN_FINGERPRINT), [x, y, xv, yv])
     t0 = time.perf_counter()
     r = finetune(backbone, ds.inputs("train"), y, ds.inputs("val"), yv, head, s, seed=cfg.seed, checkpoint_dir=ckpt_dir,
                  callbacks=ctx.callbacks)
     seconds = time.perf_counter() - t0
     backbone.fine_tuned = True  # export writes the trained weights, and the package identity hashes them
-    loop = LoopSummary(best_epoch=r.state.best_epoch, epochs_run=len(r.state.history), stopped_early=r.stopped_early,
-                       device=r.device, precision=r.precision, resumed_from=r.resumed_from, skipped_checkpoints=r.skipped_checkpoints,
-                       checkpoint_dir=str(ckpt_dir), train_samples_per_s=r.train_samples / r.train_seconds if r.train_seconds else None)
+    loop = loop_summary(r, ckpt_dir)
     summary = {**loop.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device", "precision"}),
                "val_macro_f1": r.state.best_metric}
     package = save_package(ctx.out_dir / "package", backbone, head, feats.labels,

@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -43,11 +43,12 @@ class LoopState:
     batch: int = 0  # next batch of `epoch` (batch order is a pure function of seed and epoch)
     global_step: int = 0  # optimizer steps so far; schedules derive from it
     history: list[dict[str, float]] = field(default_factory=list)
-    best_metric: float = -math.inf
+    best_metric: float = -math.inf  # the best selection score, oriented so that higher is better (`task.oriented`)
     best_epoch: int = -1
     since_best: int = 0
     epoch_losses: dict[str, float] = field(default_factory=dict)  # sum over this epoch's rows of each loss term
     epoch_seen: int = 0
+    epoch_monitors: dict[str, float] = field(default_factory=dict)  # same for the objective's monitors (logged, not optimised)
 
 
 @dataclass
@@ -142,19 +143,29 @@ def _autocast(device: torch.device, amp: torch.dtype | None):
 
 def evaluate_outputs(net: Net, data: LabelledData, batch_size: int, device: torch.device, amp: torch.dtype | None) -> torch.Tensor:
     """(N, C) head outputs in eval mode, on the CPU; length-sorted batches (least padding) when items vary in length."""
+    return evaluate_net(net, data, batch_size, device, amp)[1]
+
+
+def evaluate_net(net: Net, data: LabelledData, batch_size: int, device: torch.device,
+                 amp: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """((N, D) backbone features, (N, C) head outputs) in eval mode, on the CPU."""
     n = len(data)
     order = sorted(range(n), key=lambda i: -data.lengths[i]) if data.lengths else list(range(n))
+    feats: torch.Tensor | None = None
     out: torch.Tensor | None = None
     net.backbone.model.eval()
     net.head.eval()
     with torch.inference_mode(), _autocast(device, amp):
         for s in range(0, n, batch_size):
             idx = order[s : s + batch_size]
-            y = net(to_device(data.inputs(idx), device)).float().cpu()
+            f = net.features(to_device(data.inputs(idx), device))
+            y = net.head(f).float().cpu()
             if out is None:
-                out = torch.empty((n, y.shape[1]))
-            out[idx] = y
-    return out if out is not None else torch.empty((0, 0))
+                feats, out = torch.empty((n, f.shape[1])), torch.empty((n, y.shape[1]))
+            feats[idx], out[idx] = f.float().cpu(), y
+    if out is None:
+        return torch.empty((0, 0)), torch.empty((0, 0))
+    return feats, out
 
 
 def checkpoint_dir_for(work_dir: str | Path, parts: dict[str, Any], arrays: Sequence[np.ndarray]) -> Path:
@@ -255,6 +266,8 @@ class _Training:
             (sum(terms.values()) / in_step).backward()
             for k, v in terms.items():
                 state.epoch_losses[k] = state.epoch_losses.get(k, 0.0) + float(v.detach()) * len(idx)
+            for k, v in self.objective.monitors().items():
+                state.epoch_monitors[k] = state.epoch_monitors.get(k, 0.0) + v * len(idx)
             state.epoch_seen += len(idx)
             seen += len(idx)
             if (b + 1) % o.grad_accum_steps == 0 or b + 1 == len(order):
@@ -279,18 +292,25 @@ class _Training:
         row = {"epoch": state.epoch, "train_loss": sum(state.epoch_losses.values()) / seen}
         if len(state.epoch_losses) > 1:
             row.update({f"train_loss_{k}": v / seen for k, v in state.epoch_losses.items()})
+        row.update({k: v / seen for k, v in state.epoch_monitors.items()})
         row.update(task.metrics(evaluate_outputs(self.net, val, self.opts.eval_batch_size, self.device, self.amp), val.targets))
         row.update({"lr_head": self.opt.param_groups[0]["lr"], "lr_backbone_top": self.top_group["lr"],
                     "trainable_groups": sum(1 for g in self.groups if g and g[0].requires_grad), "epoch_train_seconds": train_seconds})
         return row
 
 
+EpochMetrics = Callable[[Callable[[LabelledData], "tuple[torch.Tensor, torch.Tensor]"]], dict[str, float]]
+
+
 def fit(net: Net, objective: Objective, train: LabelledData, val: LabelledData, opts, seed: int = 0,
         task: ClassificationTask | None = None, checkpoint_dir: Path | None = None,
-        callbacks: Sequence[Callback] = ()) -> LoopResult:
+        callbacks: Sequence[Callback] = (), epoch_metrics: EpochMetrics | None = None) -> LoopResult:
     """Train `net` (backbone + head, already initialised) on `objective` with the loop options `opts` (a
     `FinetuneConfig` or a config extending it). Returns with the best epoch's weights loaded into the
-    backbone, the head and the objective, on the CPU."""
+    backbone, the head and the objective, on the CPU.
+
+    `epoch_metrics`, if given, adds to each epoch's row (before the best epoch is chosen, so the task may
+    select on them): it gets a function that evaluates the net on any data -> (features, outputs)."""
     task = task or ClassificationTask()
     torch.manual_seed(seed)
     random.seed(seed)
@@ -308,16 +328,18 @@ def fit(net: Net, objective: Objective, train: LabelledData, val: LabelledData, 
         epoch_seconds = time.perf_counter() - t0
         train_seconds += epoch_seconds
         row = run.epoch_row(state, val, task, epoch_seconds)
+        if epoch_metrics is not None:
+            row.update(epoch_metrics(lambda data: evaluate_net(net, data, opts.eval_batch_size, run.device, run.amp)))
         state.history.append(row)
-        score = row[task.selection_metric]
+        score = task.oriented(row[task.selection_metric])
         if score > state.best_metric:
             state.best_metric, state.best_epoch, state.since_best = score, state.epoch, 0
             best_state = {file: _copy_state(m) for file, m in run.modules.items()}
             if checkpoint_dir is not None:
-                save_checkpoint(checkpoint_dir, "best", best_state, meta={"epoch": state.epoch, task.selection_metric: score})
+                save_checkpoint(checkpoint_dir, "best", best_state, meta={"epoch": state.epoch, task.selection_metric: row[task.selection_metric]})
         else:
             state.since_best += 1
-        state.epoch, state.batch, state.epoch_losses, state.epoch_seen = state.epoch + 1, 0, {}, 0
+        state.epoch, state.batch, state.epoch_losses, state.epoch_seen, state.epoch_monitors = state.epoch + 1, 0, {}, 0, {}
         run.save(f"step-{state.global_step:09d}", state)
         for cb in callbacks:
             cb.on_epoch_end(state, row)

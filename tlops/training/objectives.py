@@ -28,9 +28,15 @@ class Batch:
 
 
 class ClassificationTask:
-    """Cross-entropy on logits; validation reports loss, macro-F1 and accuracy; macro-F1 selects the best epoch."""
+    """Cross-entropy on logits; validation reports loss, macro-F1 and accuracy; macro-F1 selects the best epoch
+    unless another key of the epoch's row is named (e.g. an unsupervised criterion such as `dev_risk`)."""
 
-    selection_metric = "val_macro_f1"
+    def __init__(self, selection_metric: str = "val_macro_f1", maximize: bool = True):
+        self.selection_metric, self.maximize = selection_metric, maximize
+
+    def oriented(self, value: float) -> float:
+        """The selection score with higher = better."""
+        return value if self.maximize else -value
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), targets)
@@ -49,6 +55,11 @@ class Objective(nn.Module):
     def forward(self, net, batch: Batch, step: int) -> dict[str, torch.Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def monitors(self) -> dict[str, float]:
+        """Values measured on the last batch that the loop averages per epoch and logs but does not optimise
+        (e.g. the domain discriminator's accuracy)."""
+        return {}
+
 
 class SupervisedObjective(Objective):
     """The task loss on the labelled batch, plus optional regularisers (each a module returning a scalar,
@@ -64,3 +75,48 @@ class SupervisedObjective(Objective):
         for name, reg in self.regularisers.items():
             terms[name] = reg()
         return terms
+
+
+class DomainAdaptationObjective(Objective):
+    """The source task loss plus `trade_off` * an alignment loss between a source and a target batch
+    (min L_task + lambda R(f, D_s, D_t)). The target batch of each step comes from `target_batch(step)`;
+    the alignment sees the backbone features standardised with fixed statistics (`scale`); the GRL
+    coefficient follows DANN's warm-up over `max_steps` when `warmup`, else 1. With no alignment
+    (source-only) it is the supervised objective, on the same loop. Regularisers (L2-SP) add terms as in
+    `SupervisedObjective`."""
+
+    def __init__(self, task: ClassificationTask, alignment: nn.Module | None, target_batch, scale: nn.Module,
+                 trade_off: float, max_steps: int, warmup: bool = True, alpha: float = 10.0,
+                 regularisers: dict[str, nn.Module] | None = None):
+        super().__init__()
+        self.task, self.alignment, self.scale = task, alignment, scale
+        self.regularisers = nn.ModuleDict(regularisers or {})
+        self.target_batch, self.trade_off, self.max_steps, self.warmup, self.alpha = target_batch, trade_off, max_steps, warmup, alpha
+        self._monitors: dict[str, float] = {}
+
+    def coefficient(self, step: int) -> float:
+        from tlops.training.adaptation import grl_coefficient
+
+        return grl_coefficient(step, self.max_steps, self.alpha) if self.warmup else 1.0
+
+    def forward(self, net, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        from tlops.training.adaptation import Side
+        from tlops.training.batching import to_device
+
+        f_s = net.features(batch.inputs)
+        logits_s = net.head(f_s)
+        terms = {"task": self.task.loss(logits_s, batch.targets)}
+        for name, reg in self.regularisers.items():
+            terms[name] = reg()
+        if self.alignment is None:
+            return terms
+        f_t = net.features(to_device(self.target_batch(step), batch.targets.device))
+        logits_t = net.head(f_t)
+        coeff = self.coefficient(step)
+        r = self.alignment(Side(self.scale(f_s), logits_s), Side(self.scale(f_t), logits_t), coeff)
+        terms["transfer"] = self.trade_off * r
+        self._monitors = {**self.alignment.monitors, "grl_coeff": coeff} if self.alignment.adversarial else dict(self.alignment.monitors)
+        return terms
+
+    def monitors(self) -> dict[str, float]:
+        return self._monitors

@@ -1,0 +1,361 @@
+"""Domain adaptation (`domain_adapt`): labelled source rows (train/val) plus unlabelled target rows
+(unlabeled.csv); the features learn to predict the source labels while an alignment term makes source and
+target look alike: min L_task + trade_off * R(f, D_s, D_t), R one of DANN, CDAN (adversarial, through a
+gradient-reversal layer), MMD, CORAL, or nothing (source-only, the baseline).
+
+Two modes on the same loop and objective:
+- `features` (fast, default): the cached frozen backbone features stay fixed; a bottleneck adapter
+  (the loop's "backbone") + a linear classifier + the alignment train on top of them; seconds on a CPU.
+  The adapter and classifier together are an MLP head, so the package is the pretrained backbone + that head.
+- `finetune`: the backbone itself trains, with every option of `finetune` (discriminative LRs, LP-FT,
+  L2-SP, gradual unfreezing, checkpoints, resume); the package holds the adapted backbone.
+
+The epoch (and the trade_off, when a list is given) is chosen without target labels, by DEV or SND
+(`tlops.training.selection`); the target test macro-F1 of every epoch is logged beside it as an oracle,
+never used to choose.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from tlops.records import AdaptationSummary, Candidate, HeadResult, OracleChoice, PackageResult
+from tlops.strategies.finetune import NOT_IN_FINGERPRINT, FinetuneConfig, initial_head, loop_summary, run_checkpoint_dir
+from tlops.strategies.registry import TrainContext, register_strategy
+from tlops.training.callbacks import Callback
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+
+    from tlops.training.loop import LabelledData, LoopResult, Net
+
+METHODS = ("dann", "cdan", "mmd", "coral", "source_only")
+# criterion -> (the epoch row's key, higher is better)
+CRITERIA = {"dev": ("dev_risk", False), "snd": ("snd", True), "source_val": ("val_macro_f1", True)}
+
+
+class DomainAdaptConfig(FinetuneConfig):
+    """Loop options as `finetune`, plus the adaptation method, its weight, the mode and the selection criterion."""
+
+    name: Literal["domain_adapt"] = "domain_adapt"  # type: ignore[assignment]
+    method: Literal["dann", "cdan", "mmd", "coral", "source_only"] = "dann"
+    mode: Literal["features", "finetune"] = Field("features", description="features: adapter + head on the cached frozen "
+                                                  "features (fast); finetune: the backbone trains too")
+    trade_off: float | list[float] = Field(1.0, description="weight of the alignment term; a list trains one model per value "
+                                                            "and keeps the one the criterion prefers")
+    bottleneck: int = Field(256, ge=1, description="features mode: width of the adapter between cached features and classifier")
+    discriminator_hidden: int = Field(256, ge=1)
+    discriminator_dropout: float = Field(0.5, ge=0, lt=1)
+    grl_warmup: bool = Field(True, description="DANN's schedule 2/(1+exp(-alpha p))-1 for the reversed gradient (else 1 throughout)")
+    grl_alpha: float = Field(10.0, gt=0)
+    entropy_conditioning: bool = Field(False, description="CDAN+E: confident predictions weigh more in the discriminator loss")
+    cdan_max_dim: int = Field(4096, ge=16, description="CDAN: above features x classes this, a randomized multilinear map of this size")
+    mmd_scales: list[float] = Field([0.125, 0.25, 0.5, 1.0, 2.0], min_length=1,
+                                    description="MMD: Gaussian bandwidths as multiples of the batch's mean squared distance")
+    selection: Literal["dev", "snd", "source_val"] = Field("dev", description="how the epoch/trade_off is chosen without target "
+                                                           "labels: DEV (importance-weighted source val loss), SND, or plain source val")
+    selection_rows: int = Field(2000, ge=10, description="rows of source train and of the target split the criteria look at per epoch")
+    oracle: bool = Field(True, description="log the target test macro-F1 of every epoch (never used to choose)")
+    epochs: int = Field(20, ge=1)
+    patience: int = Field(20, ge=1)
+
+    @field_validator("trade_off")
+    @classmethod
+    def _trade_off_values(cls, v):
+        values = v if isinstance(v, list) else [v]
+        if not values or any(x < 0 for x in values):
+            raise ValueError("give one weight >= 0 or a non-empty list of them, e.g. [0.1, 0.3, 1.0]")
+        return v
+
+    @model_validator(mode="after")
+    def _features_mode_options(self):
+        if self.mode == "features":
+            bad = {k: getattr(self, k) for k, ok in (("head", "linear"), ("lp_ft", False), ("trainable", "all"), ("unfreeze_every", 0),
+                                                     ("l2sp", 0.0)) if getattr(self, k) != ok}
+            if bad:
+                raise ValueError(f"{bad} only apply to mode: finetune (features mode trains a bottleneck adapter + a linear "
+                                 "classifier on the cached features); remove them or set mode: finetune")
+        return self
+
+    def trade_offs(self) -> list[float]:
+        return [float(x) for x in (self.trade_off if isinstance(self.trade_off, list) else [self.trade_off])]
+
+
+class _Prefixed(Callback):
+    """Epoch rows of one model of a trade_off sweep, renamed `trade_off_<v>/<key>` (steps pass through)."""
+
+    def __init__(self, inner: Callback, prefix: str):
+        self.inner, self.prefix = inner, prefix
+
+    def on_step_end(self, state) -> None:
+        self.inner.on_step_end(state)
+
+    def on_epoch_end(self, state, row) -> None:
+        self.inner.on_epoch_end(state, {"epoch": row["epoch"], **{f"{self.prefix}{k}": v for k, v in row.items() if k != "epoch"}})
+
+
+class FeatureAdapter:
+    """The loop's backbone in features mode: cached feature rows in, standardise -> Linear -> GELU -> dropout out."""
+
+    modality = "features"
+    fine_tuned = False
+
+    def __init__(self, in_dim: int, width: int, dropout: float, mean, std):
+        from torch import nn
+
+        from tlops.training.adaptation import Standardize
+
+        self.model = nn.Sequential(Standardize(mean, std), nn.Linear(in_dim, width), nn.GELU(), nn.Dropout(dropout))
+        self.num_features = width
+
+    def encode(self, rows) -> list:
+        return list(rows)
+
+    def lengths(self, encoded) -> None:
+        return None
+
+    def collate(self, rows):
+        import numpy as np
+        import torch
+
+        return torch.from_numpy(np.stack(rows))
+
+    def augment(self, inputs, g, flip: bool = True):
+        return inputs
+
+    def embed(self, inputs):
+        return self.model(inputs)
+
+    def parameter_groups(self) -> list[list]:
+        return [list(self.model.parameters())]
+
+
+class _Criteria:
+    """The per-epoch unsupervised criteria (DEV, SND) and the oracle target-test macro-F1, added to each epoch's row."""
+
+    def __init__(self, train: LabelledData, val: LabelledData, target: LabelledData, test: LabelledData | None, seed: int):
+        self.train, self.val, self.target, self.test, self.seed = train, val, target, test, seed
+
+    def __call__(self, evaluate) -> dict[str, float]:
+        import torch
+        from sklearn.metrics import f1_score
+        from torch.nn import functional as F
+
+        from tlops.training.selection import density_ratio, dev_risk, soft_neighborhood_density
+
+        z_s, _ = evaluate(self.train)
+        z_v, out_v = evaluate(self.val)
+        z_t, out_t = evaluate(self.target)
+        w = density_ratio(z_s.numpy(), z_t.numpy(), z_v.numpy(), seed=self.seed)
+        losses = F.cross_entropy(out_v, torch.as_tensor(self.val.targets, dtype=torch.long), reduction="none").numpy()
+        row = {"dev_risk": dev_risk(losses, w), "snd": soft_neighborhood_density(out_t)}
+        if self.test is not None:
+            _, out_te = evaluate(self.test)
+            row["oracle_test_macro_f1"] = float(f1_score(self.test.targets, out_te.argmax(1).numpy(), average="macro"))
+        return row
+
+
+def _subset(n: int, rows: int, seed: int) -> list[int]:
+    import numpy as np
+
+    return sorted(np.random.default_rng(seed).permutation(n)[:rows].tolist()) if n > rows else list(range(n))
+
+
+class _FeaturesMode:
+    """Cached features in, adapter + linear classifier trained; packaged as an MLP head on the pretrained backbone."""
+
+    augment = False
+
+    def __init__(self, ctx: TrainContext):
+        f = ctx.features
+        self.ctx, self.s = ctx, ctx.cfg.strategy
+        self.rows = {split: f.arrays(split) for split in ("train", "val", "unlabeled", "test")}
+        self.arrays = [a for split in ("train", "val") for a in self.rows[split]] + [self.rows["unlabeled"][0]]
+
+    def net(self) -> tuple[Net, np.ndarray]:
+        import torch
+
+        from tlops.modules.heads import ProbeHead
+        from tlops.training.loop import Net
+        from tlops.training.probe import finetune_scaler
+
+        x = self.rows["train"][0]
+        adapter = FeatureAdapter(x.shape[1], self.s.bottleneck, self.s.dropout, *finetune_scaler(x))
+        net = Net(adapter, ProbeHead(self.s.bottleneck, len(self.ctx.features.labels), kind="linear"))
+        adapter.model.eval()
+        with torch.no_grad():
+            initial = adapter.model(torch.from_numpy(x)).numpy()
+        return net, initial
+
+    def data(self, net: Net, split: str, idx: list[int] | None = None) -> LabelledData:
+        from tlops.training.loop import LabelledData
+
+        x, y = self.rows[split]
+        return LabelledData(net.backbone, x if idx is None else x[idx], y if idx is None else y[idx])
+
+    def loop_options(self) -> DomainAdaptConfig:
+        # the adapter is new, so it learns at the head's rate; nothing to augment or bucket in feature rows
+        return self.s.model_copy(update={"backbone_lr": self.s.head_lr, "layer_decay": 1.0, "augment": False, "bucket_by_length": False})
+
+    def regularisers(self, net: Net) -> dict[str, nn.Module]:
+        return {}
+
+    def result(self, net: Net, **fields: Any) -> HeadResult:
+        import torch
+
+        from tlops.modules.heads import ProbeHead
+
+        adapter = net.backbone.model
+        head = ProbeHead(adapter[1].in_features, len(self.ctx.features.labels), kind="mlp", hidden=self.s.bottleneck, dropout=self.s.dropout)
+        with torch.no_grad():  # standardise -> adapter Linear -> GELU -> dropout -> classifier is exactly ProbeHead's MLP
+            head.set_scaler(adapter[0].mean, adapter[0].std)
+            head.net[0].load_state_dict(adapter[1].state_dict())
+            head.net[3].load_state_dict(net.head.net[0].state_dict())
+        self.ctx.out_dir.mkdir(parents=True, exist_ok=True)
+        path = head.save(self.ctx.out_dir / "head.safetensors")
+        return HeadResult(head_path=str(path), spec=head.spec, **fields)
+
+
+class _FinetuneMode:
+    """Raw inputs through a trainable backbone (finetune's head initialisation and loop options); packaged whole."""
+
+    augment = True
+
+    def __init__(self, ctx: TrainContext):
+        f = ctx.features
+        self.ctx, self.s, self.ds = ctx, ctx.cfg.strategy, ctx.dataset()
+        self.labels = {split: f.arrays(split)[1] for split in ("train", "val", "unlabeled", "test")}
+        self.x = {split: f.arrays(split)[0] for split in ("train", "val")}
+        self.arrays = [self.x["train"], self.labels["train"], self.x["val"], self.labels["val"], f.arrays("unlabeled")[0]]
+
+    def net(self) -> tuple[Net, np.ndarray]:
+        from tlops.training.loop import Net
+
+        s, seed, n = self.s, self.ctx.cfg.seed, len(self.ctx.features.labels)
+        head = initial_head(s, seed, self.x["train"], self.labels["train"], self.x["val"], self.labels["val"], n)
+        return Net(self.ctx.backbone(), head), self.x["train"]  # the cached features are the starting backbone's
+
+    def data(self, net: Net, split: str, idx: list[int] | None = None) -> LabelledData:
+        from tlops.training.loop import LabelledData
+
+        items, y = self.ds.inputs(split), self.labels[split]
+        return LabelledData(net.backbone, items if idx is None else [items[i] for i in idx], y if idx is None else y[idx])
+
+    def loop_options(self) -> DomainAdaptConfig:
+        return self.s
+
+    def regularisers(self, net: Net) -> dict[str, nn.Module]:
+        from tlops.training.parts import L2SP
+
+        if self.s.l2sp <= 0:
+            return {}
+        return {"l2sp": L2SP([p for g in net.backbone.parameter_groups() for p in g], self.s.l2sp)}
+
+    def result(self, net: Net, **fields: Any) -> PackageResult:
+        from tlops.package import save_package
+
+        net.backbone.fine_tuned = True  # export writes the trained weights, and the package identity hashes them
+        package = save_package(self.ctx.out_dir / "package", net.backbone, net.head, self.ctx.features.labels,
+                               extra={"strategy": self.s.model_dump(), "seed": self.ctx.cfg.seed,
+                                      "adaptation": fields["adaptation"].model_dump(mode="json")})
+        return PackageResult(package=str(package), **fields)
+
+
+def build_alignment(s: DomainAdaptConfig, feature_dim: int, n_classes: int, seed: int) -> nn.Module | None:
+    """The method's loss module (None for source-only)."""
+    from tlops.training import adaptation as da
+
+    if s.method == "source_only":
+        return None
+    if s.method == "mmd":
+        return da.MMDLoss(s.mmd_scales)
+    if s.method == "coral":
+        return da.CoralLoss()
+    if s.method == "dann":
+        return da.DomainAdversarialLoss(da.DomainDiscriminator(feature_dim, s.discriminator_hidden, s.discriminator_dropout))
+    mapping = da.MultilinearMap(feature_dim, n_classes, s.cdan_max_dim, seed=seed)
+    return da.ConditionalDomainAdversarialLoss(da.DomainDiscriminator(mapping.out_dim, s.discriminator_hidden, s.discriminator_dropout),
+                                               mapping, s.entropy_conditioning)
+
+
+@dataclass
+class _Trained:
+    trade_off: float
+    net: Any
+    loop: LoopResult
+    checkpoint_dir: Any
+
+
+def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: float, callbacks: list[Callback]) -> _Trained:
+    import torch
+
+    from tlops.training.adaptation import Standardize, TargetBatches
+    from tlops.training.loop import fit
+    from tlops.training.objectives import ClassificationTask, DomainAdaptationObjective
+    from tlops.training.probe import finetune_scaler
+
+    s, seed = ctx.cfg.strategy, ctx.cfg.seed
+    torch.manual_seed(seed)
+    net, initial = mode.net()
+    train, val, unlabeled = mode.data(net, "train"), mode.data(net, "val"), mode.data(net, "unlabeled")
+    opts = mode.loop_options()
+    key, maximize = CRITERIA[s.selection]
+    task = ClassificationTask(key, maximize)
+    max_steps = opts.epochs * math.ceil(math.ceil(len(train) / opts.batch_size) / opts.grad_accum_steps)
+    objective = DomainAdaptationObjective(
+        task, build_alignment(s, initial.shape[1], len(ctx.features.labels), seed),
+        TargetBatches(unlabeled, opts.batch_size, seed, augment=mode.augment and opts.augment, flip=opts.flip),
+        Standardize(*finetune_scaler(initial)), trade_off, max_steps, warmup=s.grl_warmup, alpha=s.grl_alpha,
+        regularisers=mode.regularisers(net))
+    criteria = _Criteria(mode.data(net, "train", _subset(len(train), s.selection_rows, seed)), val,
+                         mode.data(net, "unlabeled", _subset(len(unlabeled), s.selection_rows, seed + 1)),
+                         mode.data(net, "test") if s.oracle else None, seed)
+    ckpt = run_checkpoint_dir(ctx, {**s.model_dump(exclude=NOT_IN_FINGERPRINT | {"oracle"}), "trade_off": trade_off}, mode.arrays)
+    r = fit(net, objective, train, val, opts, seed=seed, task=task, checkpoint_dir=ckpt, callbacks=callbacks, epoch_metrics=criteria)
+    return _Trained(trade_off, net, r, ckpt)
+
+
+def _candidate(t: _Trained, key: str) -> Candidate:
+    row = t.loop.state.history[t.loop.state.best_epoch]
+    return Candidate(trade_off=t.trade_off, best_epoch=t.loop.state.best_epoch, criterion=row[key], val_macro_f1=row["val_macro_f1"],
+                     oracle_test_macro_f1=row.get("oracle_test_macro_f1"))
+
+
+def _oracle(runs: list[tuple[float, list[dict]]]) -> OracleChoice | None:
+    rows = [(row["oracle_test_macro_f1"], v, int(row["epoch"])) for v, history in runs for row in history if "oracle_test_macro_f1" in row]
+    if not rows:
+        return None
+    f1, v, epoch = max(rows, key=lambda r: r[0])
+    return OracleChoice(trade_off=v, epoch=epoch, test_macro_f1=f1)
+
+
+@register_strategy("domain_adapt", DomainAdaptConfig, splits=("unlabeled",))
+def train(ctx: TrainContext) -> HeadResult | PackageResult:
+    """Adapt to the unlabelled target split (DANN, CDAN, MMD, CORAL or source-only); the model is chosen without target labels."""
+    s = ctx.cfg.strategy
+    mode = _FeaturesMode(ctx) if s.mode == "features" else _FinetuneMode(ctx)
+    key, maximize = CRITERIA[s.selection]
+    values = s.trade_offs()
+    t0 = time.perf_counter()
+    best: _Trained | None = None
+    candidates: list[Candidate] = []
+    runs: list[tuple[float, list[dict]]] = []
+    for value in values:
+        callbacks = list(ctx.callbacks) if len(values) == 1 else [_Prefixed(cb, f"trade_off_{value:g}/") for cb in ctx.callbacks]
+        trained = _fit_one(ctx, mode, value, callbacks)
+        candidates.append(_candidate(trained, key))
+        runs.append((value, trained.loop.state.history))
+        better = best is None or (candidates[-1].criterion > _candidate(best, key).criterion if maximize
+                                  else candidates[-1].criterion < _candidate(best, key).criterion)
+        if better:
+            best = trained  # keep only the best model so far (a fine-tuned backbone each)
+    chosen = _candidate(best, key)
+    summary = AdaptationSummary(method=s.method, mode=s.mode, criterion=key, chosen=chosen, candidates=candidates, oracle=_oracle(runs))
+    return mode.result(best.net, strategy=s.name, history=best.loop.state.history, val_macro_f1=chosen.val_macro_f1,
+                       seconds=time.perf_counter() - t0, loop=loop_summary(best.loop, best.checkpoint_dir), adaptation=summary)
