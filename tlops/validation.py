@@ -80,7 +80,7 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]:
     return rules
 
 
-MEDIA_SUFFIX = r"\.(wav|flac|ogg|mp3|m4a|png|jpe?g|bmp|gif|tiff?|webp)\s*$"
+MEDIA_SUFFIX = r"\.(?:wav|flac|ogg|mp3|m4a|png|jpe?g|bmp|gif|tiff?|webp)\s*$"
 
 
 def _unlabeled_rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]:
@@ -95,7 +95,8 @@ def _unlabeled_rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]
              f"{'texts' if ds.modality == 'text' else ds.modality + ' file paths'}"),
         Rule(u, "rows", gxe.ExpectTableRowCountToBeBetween(min_value=1), "at least one unlabelled row",
              "add target-domain inputs to unlabeled.csv (domain adaptation trains on them)"),
-        Rule(u, "rows", gxe.ExpectTableColumnsToMatchSet(column_set=[c for c in columns if c != "label"], exact_match=True),
+        Rule(u, "rows", gxe.ExpectTableColumnsToMatchSet(column_set=[c for c in frame_of(u, "rows").columns if c != "label"],
+                                                             exact_match=True),
              "no label column", "drop the 'label' column from unlabeled.csv: target labels must never reach training "
              "(labelled target rows belong in test.csv, for evaluation)"),
     ]

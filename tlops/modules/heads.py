@@ -45,8 +45,11 @@ class ProbeHead(nn.Module):
         self.mean.copy_(mean)
         self.std.copy_(std.clamp(min=1e-6))
 
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)
+        return self.net(self.standardize(x))
 
 
 def predict_labels(head: nn.Module, x: np.ndarray, labels: Sequence[str]) -> list[str]:

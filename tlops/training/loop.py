@@ -204,7 +204,6 @@ class _Training:
             param_groups.append({"name": "objective", "params": own, "lr": opts.head_lr, "weight_decay": opts.weight_decay})
         self.opt = torch.optim.AdamW(param_groups, fused=self.device.type in ("cpu", "cuda"))  # one fused kernel per step
         self.params = [p for g in self.opt.param_groups for p in g["params"]]  # every parameter, for clipping
-        self.top_group = [g for g in self.opt.param_groups if g["name"].startswith("backbone.")][-1]
         steps_per_epoch = math.ceil(math.ceil(n_train / opts.batch_size) / opts.grad_accum_steps)
         total_steps = opts.epochs * steps_per_epoch
         self.sched = warmup_then_decay(self.opt, int(round(opts.warmup_ratio * total_steps)), total_steps, opts.schedule)
@@ -294,7 +293,9 @@ class _Training:
             row.update({f"train_loss_{k}": v / seen for k, v in state.epoch_losses.items()})
         row.update({k: v / seen for k, v in state.epoch_monitors.items()})
         row.update(task.metrics(evaluate_outputs(self.net, val, self.opts.eval_batch_size, self.device, self.amp), val.targets))
-        row.update({"lr_head": self.opt.param_groups[0]["lr"], "lr_backbone_top": self.top_group["lr"],
+        # looked up each time: a resumed optimizer's load_state_dict replaces the group dicts
+        top_group = [g for g in self.opt.param_groups if g["name"].startswith("backbone.")][-1]
+        row.update({"lr_head": self.opt.param_groups[0]["lr"], "lr_backbone_top": top_group["lr"],
                     "trainable_groups": sum(1 for g in self.groups if g and g[0].requires_grad), "epoch_train_seconds": train_seconds})
         return row
 
