@@ -304,4 +304,4 @@ def test_tlops_run_adapts_and_registers_and_logs_the_criterion_next_to_the_oracl
 
     with pytest.raises(ValidationFailed, match="unlabeled.csv present"):
         train_flow(cfg, progress=False)
-    assert [v.version for v in client.search_model_versions("name='tiny-da'")] == ["1"]
+    assert [str(v.version) for v in client.search_model_versions("name='tiny-da'")] == ["1"]
