@@ -2,13 +2,14 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := wordnet-base dataset-fashion-mnist espeak-ng flite git
+APT_PACKAGES := wordnet-base dataset-fashion-mnist espeak-ng flite git postgresql docker-compose
 export HF_HUB_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
 .PHONY: setup data demo test test-fast bench clean
 
-# Debian packages (WordNet, Fashion-MNIST, espeak-ng + flite for the demo data), a venv, torch first, then the project.
+# Debian packages (WordNet, Fashion-MNIST, espeak-ng + flite for the demo data; PostgreSQL and docker-compose for
+# the team stack and its tests), a venv, torch first, then the project.
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

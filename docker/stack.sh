@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# The team stack of docker/compose.yaml without a Docker engine: PostgreSQL (Debian's package), a Prefect
+# server and an MLflow server on it, and a CPU worker (a GPU worker too where `nvidia-smi` finds a GPU).
+# Each service runs the same command with the same environment keys as in compose.yaml
+# (tests/test_stack.py compares them); only host names, ports and folders differ.
+#
+#   docker/stack.sh up        start what is not running (PostgreSQL initialised on first use)
+#   docker/stack.sh down      stop everything (data stays in the state folder)
+#   docker/stack.sh status    one line per service: running or not, healthy or not
+#   docker/stack.sh env       the exports a client needs: eval "$(docker/stack.sh env)"
+#   docker/stack.sh spec      SERVICE|COMMAND|ENVIRONMENT KEYS, per service (what the test compares)
+#
+# Settings: docker/.env (created from .env.example with a random password on first `up`); variables already
+# set in the environment win, as with compose. TLOPS_STACK_DIR: state folder (default: .stack in the checkout);
+# TLOPS_STACK_ENV: another settings file. Extra environment (e.g. PREFECT_* settings) reaches every service.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+STATE=${TLOPS_STACK_DIR:-$ROOT/.stack}
+ENV_FILE=${TLOPS_STACK_ENV:-$HERE/.env}
+[ -x "$ROOT/.venv/bin/prefect" ] && PATH="$ROOT/.venv/bin:$PATH"
+SERVICES=(postgres prefect-server mlflow worker-cpu worker-gpu)
+
+die() { echo "stack.sh: $*" >&2; exit 1; }
+
+load_settings() {
+  if [ ! -f "$ENV_FILE" ]; then
+    # first use: the example's settings with a random password, readable by this user only
+    local password
+    password=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    sed -e "s|^POSTGRES_PASSWORD=.*|POSTGRES_PASSWORD=$password|" -e "s|^TLOPS_PROJECT_DIR=.*|TLOPS_PROJECT_DIR=$ROOT|" \
+      "$HERE/.env.example" > "$ENV_FILE"
+    chmod 600 "$ENV_FILE"
+    echo "stack.sh: wrote $ENV_FILE (random PostgreSQL password)" >&2
+  fi
+  local key value
+  while IFS='=' read -r key value; do
+    [[ $key =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
+    [ -n "${!key+x}" ] || export "$key=$value"
+  done < "$ENV_FILE"
+  : "${POSTGRES_USER:?}" "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in $ENV_FILE}" "${POSTGRES_PORT:?}" "${PREFECT_PORT:?}" "${MLFLOW_PORT:?}"
+}
+
+# The command of each service: word for word compose.yaml's `command:` (postgres: the image's own entrypoint).
+service_command() {
+  case $1 in
+    postgres) echo "postgres" ;;
+    prefect-server) echo "prefect server start" ;;
+    mlflow) echo "mlflow server" ;;
+    worker-cpu) echo "prefect worker start --pool tlops-cpu --type process --with-healthcheck" ;;
+    worker-gpu) echo "prefect worker start --pool tlops-gpu --type process --with-healthcheck" ;;
+  esac
+}
+
+# The environment of each service: compose.yaml's keys, with this machine's hosts, ports and folders.
+service_env() {
+  case $1 in
+    postgres)
+      echo "POSTGRES_USER=$POSTGRES_USER"
+      echo "POSTGRES_PASSWORD=$POSTGRES_PASSWORD" ;;
+    prefect-server)
+      echo "PREFECT_SERVER_API_HOST=0.0.0.0"
+      echo "PREFECT_SERVER_API_PORT=$PREFECT_PORT"
+      echo "PREFECT_UI_API_URL=http://localhost:$PREFECT_PORT/api"
+      echo "PREFECT_SERVER_DATABASE_DRIVER=postgresql+asyncpg"
+      echo "PREFECT_SERVER_DATABASE_HOST=127.0.0.1"
+      echo "PREFECT_SERVER_DATABASE_PORT=$POSTGRES_PORT"
+      echo "PREFECT_SERVER_DATABASE_USER=$POSTGRES_USER"
+      echo "PREFECT_SERVER_DATABASE_PASSWORD=$POSTGRES_PASSWORD"
+      echo "PREFECT_SERVER_DATABASE_NAME=prefect"
+      echo "PREFECT_SERVER_ANALYTICS_ENABLED=false" ;;
+    mlflow)
+      echo "MLFLOW_HOST=0.0.0.0"
+      echo "MLFLOW_PORT=$MLFLOW_PORT"
+      echo "MLFLOW_WORKERS=2"
+      echo "MLFLOW_BACKEND_STORE_URI=postgresql+psycopg2://$POSTGRES_USER@127.0.0.1:$POSTGRES_PORT/mlflow"
+      echo "PGPASSWORD=$POSTGRES_PASSWORD"
+      echo "MLFLOW_SERVE_ARTIFACTS=true"
+      echo "MLFLOW_ARTIFACTS_DESTINATION=$STATE/mlartifacts"
+      echo "MLFLOW_SERVER_ALLOWED_HOSTS=$MLFLOW_ALLOWED_HOSTS" ;;
+    worker-cpu | worker-gpu)
+      echo "PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api"
+      echo "MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT"
+      echo "PREFECT_WORKER_WEBSERVER_PORT=$(worker_health_port "$1")"
+      echo "HF_HUB_OFFLINE=1" ;;
+  esac
+}
+
+# Both workers share this host natively, so each gets its own health port (8080 in its container under compose).
+worker_health_port() { [ "$1" = worker-cpu ] && echo "${WORKER_CPU_HEALTH_PORT:-8081}" || echo "${WORKER_GPU_HEALTH_PORT:-8082}"; }
+
+health_url() {
+  case $1 in
+    prefect-server) echo "http://127.0.0.1:$PREFECT_PORT/api/health" ;;
+    mlflow) echo "http://127.0.0.1:$MLFLOW_PORT/health" ;;
+    worker-*) echo "http://127.0.0.1:$(worker_health_port "$1")/health" ;;
+  esac
+}
+
+healthy() {
+  if [ "$1" = postgres ]; then
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$POSTGRES_PORT" -d prefect -U "$POSTGRES_USER"
+  else
+    python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)" "$(health_url "$1")" 2>/dev/null
+  fi
+}
+
+pid_file() { echo "$STATE/pids/$1.pid"; }
+
+running() {
+  if [ "$1" = postgres ]; then
+    [ -f "$STATE/pgdata/postmaster.pid" ] && kill -0 "$(head -1 "$STATE/pgdata/postmaster.pid")" 2>/dev/null
+  else
+    [ -f "$(pid_file "$1")" ] && kill -0 "$(cat "$(pid_file "$1")")" 2>/dev/null
+  fi
+}
+
+wanted() {
+  # the GPU worker only where there is a GPU (or TLOPS_STACK_GPU=1 says so)
+  [ "$1" != worker-gpu ] || [ "${TLOPS_STACK_GPU:-}" = 1 ] || nvidia-smi -L >/dev/null 2>&1
+}
+
+wait_healthy() {
+  local service=$1 timeout=$2 start=$SECONDS
+  until healthy "$service"; do
+    if [ "$service" != postgres ] && ! running "$service"; then
+      die "$service exited; its log ($STATE/logs/$service.log) ends with:
+$(tail -n 30 "$STATE/logs/$service.log")"
+    fi
+    [ $((SECONDS - start)) -lt "$timeout" ] || die "$service not healthy after ${timeout}s; see $STATE/logs/$service.log"
+    sleep 1
+  done
+}
+
+# PostgreSQL refuses to run as root: as root, its commands run as Debian's `postgres` user.
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+start_postgres() {
+  local data=$STATE/pgdata fresh=""
+  mkdir -p "$STATE/run"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres "$STATE/run"
+    runuser -u postgres -- test -x "$STATE" || die "the postgres user cannot reach $STATE; set TLOPS_STACK_DIR to a folder it can traverse"
+  fi
+  if [ ! -s "$data/PG_VERSION" ]; then
+    fresh=1
+    mkdir -p "$data" && chmod 700 "$data"
+    local pwfile=$STATE/run/pw
+    (umask 077 && printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile")
+    if [ "$(id -u)" = 0 ]; then chown postgres "$data" "$pwfile"; fi
+    as_postgres "$PG_BIN/initdb" -D "$data" -U "$POSTGRES_USER" --pwfile="$pwfile" --auth=scram-sha-256 -E UTF8 \
+      --locale=C.UTF-8 >"$STATE/logs/postgres-initdb.log" 2>&1 || { rm -f "$pwfile"; die "initdb failed: $(tail -5 "$STATE/logs/postgres-initdb.log")"; }
+    rm -f "$pwfile"
+  fi
+  touch "$STATE/logs/postgres.log"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$STATE/logs/postgres.log"; fi
+  as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$STATE/logs/postgres.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $POSTGRES_PORT -k $STATE/run" start >/dev/null \
+    || die "PostgreSQL did not start: $(tail -5 "$STATE/logs/postgres.log")"
+  if [ -n "$fresh" ]; then
+    # the same init script the postgres image runs on a fresh volume
+    PGPASSWORD=$POSTGRES_PASSWORD "$PG_BIN/psql" -q -h 127.0.0.1 -p "$POSTGRES_PORT" -U "$POSTGRES_USER" -d postgres \
+      -v ON_ERROR_STOP=1 -f "$HERE/postgres/init.sql" >/dev/null
+  fi
+}
+
+start_service() {
+  local service=$1 vars=()
+  mapfile -t vars < <(service_env "$service")
+  # own session: `down` stops the service and all its children as one process group
+  # shellcheck disable=SC2046
+  setsid env "${vars[@]}" $(service_command "$service") >"$STATE/logs/$service.log" 2>&1 < /dev/null &
+  echo $! > "$(pid_file "$service")"
+}
+
+up() {
+  mkdir -p "$STATE/logs" "$STATE/pids" "$STATE/mlartifacts"
+  for service in "${SERVICES[@]}"; do
+    wanted "$service" || continue
+    if running "$service"; then
+      echo "$service: already running"
+      continue
+    fi
+    if [ "$service" = postgres ]; then start_postgres; else start_service "$service"; fi
+    case $service in postgres) wait_healthy "$service" 60 ;; mlflow) wait_healthy "$service" 240 ;; *) wait_healthy "$service" 180 ;; esac
+    echo "$service: up"
+  done
+  env_exports
+}
+
+down() {
+  local i service pid
+  for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
+    service=${SERVICES[$i]}
+    running "$service" || continue
+    if [ "$service" = postgres ]; then
+      as_postgres "$PG_BIN/pg_ctl" -D "$STATE/pgdata" -m fast -w stop >/dev/null
+    else
+      pid=$(cat "$(pid_file "$service")")
+      kill -TERM -- "-$pid" 2>/dev/null || true
+      for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+      kill -KILL -- "-$pid" 2>/dev/null || true
+      rm -f "$(pid_file "$service")"
+    fi
+    echo "$service: stopped"
+  done
+}
+
+status() {
+  local service state health bad=0
+  for service in "${SERVICES[@]}"; do
+    wanted "$service" || { echo "$service: not used here (no GPU)"; continue; }
+    if running "$service"; then state=running; else state=stopped; bad=1; fi
+    if healthy "$service"; then health=healthy; else health=unhealthy; bad=1; fi
+    echo "$service: $state, $health"
+  done
+  return $bad
+}
+
+env_exports() {
+  echo "export PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api"
+  echo "export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT"
+}
+
+spec() {
+  local service keys
+  for service in "${SERVICES[@]}"; do
+    keys=$(service_env "$service" | cut -d= -f1 | sort | tr '\n' ' ')
+    echo "$service|$(service_command "$service")|${keys% }"
+  done
+}
+
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+case ${1:-} in
+  up) [ -n "$PG_BIN" ] || die "PostgreSQL is not installed (Debian: apt-get install postgresql)"; load_settings; up ;;
+  down) load_settings; down ;;
+  status) load_settings; status ;;
+  env) load_settings; env_exports ;;
+  spec) load_settings; spec ;;
+  *) echo "usage: docker/stack.sh up|down|status|env|spec" >&2; exit 2 ;;
+esac
