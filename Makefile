@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := wordnet-base dataset-fashion-mnist espeak-ng flite git postgresql docker-compose
+APT_PACKAGES := wordnet-base dataset-fashion-mnist espeak-ng flite git postgresql docker-compose fonts-dejavu-core
 export HF_HUB_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
@@ -30,6 +30,9 @@ data: setup
 	$(PY) -m tlops.data.build_wordnet data/text_wordnet
 	$(PY) -m tlops.data.build_fashion_mnist data/image_fashion_mnist
 	$(PY) -m tlops.data.build_keywords data/audio_keywords
+	$(PY) -m tlops.data.build_digit_shift data/image_digit_shift
+	$(PY) -m tlops.data.build_voice_shift data/audio_voice_shift
+	$(PY) -m tlops.data.build_wordnet_shift data/text_wordnet_shift
 	$(PY) -m dvc add -q data
 	@git diff --quiet data.dvc || { echo "data/ does not reproduce the md5 in data.dvc:"; git diff data.dvc; exit 1; }
 	$(PY) -m dvc status

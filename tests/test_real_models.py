@@ -56,6 +56,13 @@ def test_demo_data_rebuild_reproduces_the_dvc_md5(tmp_path):
     from tlops.data.build_keywords import build as build_keywords
 
     build_keywords(repo / "data" / "audio_keywords")
+    from tlops.data.build_digit_shift import build as build_digit_shift
+    from tlops.data.build_voice_shift import build as build_voice_shift
+    from tlops.data.build_wordnet_shift import build as build_wordnet_shift
+
+    build_digit_shift(repo / "data" / "image_digit_shift")  # the domain-adaptation demo shifts (issue 11)
+    build_voice_shift(repo / "data" / "audio_voice_shift")
+    build_wordnet_shift(repo / "data" / "text_wordnet_shift")
     run = lambda *a: subprocess.run(a, cwd=repo, check=True, capture_output=True, text=True, timeout=300)
     run("git", "init", "-q")
     run(sys.executable, "-m", "dvc", "init", "-q")

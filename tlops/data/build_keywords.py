@@ -26,18 +26,24 @@ VOICES = {
 }
 
 
-def synthesise(engine: str, voice: str, speed: int, word: str, out: Path) -> None:
+def synthesise(engine: str, voice: str, speed: int, word: str, out: Path, flite_stretch: float | None = None) -> None:
+    """One WAV; `flite_stretch` slows (>1) or speeds up (<1) a flite voice (its `duration_stretch` feature)."""
     if engine == "espeak":
         cmd = ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(out), word]
     else:
-        cmd = ["flite", "-voice", voice, "-t", word, "-o", str(out)]
+        stretch = ["--setf", f"duration_stretch={flite_stretch}"] if flite_stretch is not None else []
+        cmd = ["flite", "-voice", voice, *stretch, "-t", word, "-o", str(out)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=60)
 
 
-def build(out_dir: Path) -> dict[str, int]:
+def require_engines() -> None:
     for tool in ("espeak-ng", "flite"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: apt-get install -y espeak-ng flite")
+
+
+def build(out_dir: Path) -> dict[str, int]:
+    require_engines()
     counts = {}
     for split, voices in VOICES.items():
         rows = []

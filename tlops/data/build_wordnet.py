@@ -31,10 +31,10 @@ DEMO_CLASSES = (
 PER_CLASS = {"train": 150, "val": 30, "test": 50}
 
 
-def read_glosses(wordnet_dir: Path = WORDNET_DIR) -> list[tuple[str, str, str]]:
-    """(synset id, lexname, definition) for every synset, in file order."""
+def read_synsets(wordnet_dir: Path = WORDNET_DIR, parts_of_speech: tuple[str, ...] = ("noun", "verb", "adj", "adv")):
+    """(synset id, lexname, definition, quoted example sentences) for every synset, in file order."""
     out = []
-    for pos in ("noun", "verb", "adj", "adv"):
+    for pos in parts_of_speech:
         path = wordnet_dir / f"data.{pos}"
         if not path.is_file():
             raise SystemExit(f"{path} not found: install WordNet with `apt-get install -y wordnet-base`")
@@ -45,8 +45,14 @@ def read_glosses(wordnet_dir: Path = WORDNET_DIR) -> list[tuple[str, str, str]]:
             fields = head.split()
             definition = gloss.split(";")[0].strip()
             definition = re.sub(r"\s+", " ", definition.replace('"', "")).strip()
-            out.append((f"{pos}:{fields[0]}", LEXNAMES[int(fields[1])], definition))
+            examples = [re.sub(r"\s+", " ", e).strip() for e in re.findall(r'"([^"]+)"', gloss)]
+            out.append((f"{pos}:{fields[0]}", LEXNAMES[int(fields[1])], definition, examples))
     return out
+
+
+def read_glosses(wordnet_dir: Path = WORDNET_DIR) -> list[tuple[str, str, str]]:
+    """(synset id, lexname, definition) for every synset, in file order."""
+    return [(sid, lex, definition) for sid, lex, definition, _ in read_synsets(wordnet_dir)]
 
 
 def _rank(synset_id: str) -> str:
