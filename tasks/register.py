@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -30,6 +31,23 @@ MODEL_REQUIREMENTS = ("torch", "transformers", "safetensors", "numpy", "rich", "
 
 def pip_requirements() -> list[str]:
     return [f"{p}=={metadata.version(p)}" for p in MODEL_REQUIREMENTS]
+
+
+@contextmanager
+def requirements_pinned_here():
+    """`pip_requirements()` pins this environment's own versions, so MLflow's re-check of them against the
+    environment cannot find a mismatch, yet it walks every installed distribution's file list (~1.7 s a run)."""
+    import mlflow.utils.environment as environment
+
+    check = getattr(environment, "warn_dependency_requirement_mismatches", None)
+    if check is None:  # another MLflow: nothing to skip
+        yield
+        return
+    environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        yield
+    finally:
+        environment.warn_dependency_requirement_mismatches = check
 
 
 def champion_score(cfg: RunConfig, reg: Registry, features: FeatureSet) -> ChampionScore | None:
@@ -92,7 +110,7 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
     manifest = package_manifest(package)  # what `tlops audit` checks the registered files against
     log_json(client, run_id, manifest, MANIFEST_ARTIFACT)
     champ = champion_score(cfg, reg, features)  # scored before registering: never compared with itself
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings(), requirements_pinned_here():
         warnings.filterwarnings("ignore", message=".*type hints.*")  # the untyped predict is deliberate (see pyfunc_model.py)
         warnings.filterwarnings("ignore", message=".*input example.*")
         info = mlflow.pyfunc.log_model(

@@ -92,6 +92,44 @@ def start_mlflow_server(svc: Services) -> str:
     return url
 
 
+STACK = Path(__file__).resolve().parent.parent / "docker" / "stack.sh"
+
+
+class NativeStack:
+    """`docker/stack.sh` on free ports in a fresh state folder: PostgreSQL, Prefect and MLflow servers on it, a
+    CPU worker. `env` is a client's environment (PREFECT_API_URL, MLFLOW_TRACKING_URI); `stop()` brings it down."""
+
+    def __init__(self, **extra_env: str):
+        import re
+        import tempfile
+
+        # as root, PostgreSQL runs as Debian's `postgres` user, which must reach its folder
+        self.root = Path(tempfile.mkdtemp(prefix="tlops-stack-", dir="/tmp"))
+        self.root.chmod(0o755)
+        ports = {k: str(free_port()) for k in ("POSTGRES_PORT", "PREFECT_PORT", "MLFLOW_PORT", "WORKER_CPU_HEALTH_PORT")}
+        env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
+        env.update(ports, TLOPS_STACK_DIR=str(self.root / "state"), TLOPS_STACK_ENV=str(self.root / "stack.env"),
+                   PREFECT_HOME=str(self.root / "prefect-home"), PREFECT_UI_ENABLED="false", **extra_env)
+        self.stack_env = env
+        up = subprocess.run([str(STACK), "up"], env=env, capture_output=True, text=True, timeout=600)
+        if up.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"stack.sh up failed:\n{up.stdout}{up.stderr}")
+        exports = dict(re.findall(r"export (\w+)=(\S+)", up.stdout))
+        self.env = {**env, **exports}
+        self.mlflow = exports["MLFLOW_TRACKING_URI"]
+        self.prefect_api = exports["PREFECT_API_URL"]
+
+    def log(self, service: str) -> str:
+        return (self.root / "state" / "logs" / f"{service}.log").read_text()[-4000:]
+
+    def stop(self) -> None:
+        import shutil
+
+        subprocess.run([str(STACK), "down"], env=self.stack_env, capture_output=True, timeout=120)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def serve_model(svc: Services, model_uri: str, tracking_uri: str) -> str:
     """`mlflow models serve` of a registered model on 127.0.0.1 (the venv on PATH: it execs uvicorn); its URL."""
     port = free_port()

@@ -144,3 +144,19 @@ def test_stored_data_versions_are_real_dvc_objects(tmp_path, text_dataset):
     run(sys.executable, "-m", "dvc", "checkout", "-q")
     assert sorted(p.name for p in (repo / "data").iterdir()) == sorted(p.name for p in text_dataset.iterdir())
     assert (repo / "data" / "train.csv").read_bytes() == (text_dataset / "train.csv").read_bytes()
+
+
+def test_the_default_dvc_cache_is_what_dvc_says(tmp_path):
+    """tlops reads the cache folder from DVC's config files itself (importing dvc costs every run ~0.6 s)."""
+    from tlops.repro import default_dvc_cache
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run = lambda *a: subprocess.run(a, cwd=repo, check=True, capture_output=True, text=True, timeout=300).stdout.strip()  # noqa: E731
+    run("git", "init", "-q")
+    assert default_dvc_cache(repo) is None  # not a DVC repository
+    run(sys.executable, "-m", "dvc", "init", "-q")
+    for setting in ([], ["../shared-cache"], ["--local", str(tmp_path / "local-cache")]):
+        if setting:
+            run(sys.executable, "-m", "dvc", "cache", "dir", *setting)
+        assert default_dvc_cache(repo) == Path(run(sys.executable, "-m", "dvc", "cache", "dir")), setting

@@ -28,6 +28,7 @@ from tlops.config import config_from_dict
 from tlops.data import load_dataset
 from tlops.errors import ConfigError
 from tlops.modules.heads import ProbeHead
+from tlops.strategies.registry import all_strategies
 from tlops.strategies.finetune import FinetuneConfig, finetune
 from tlops.training.batching import epoch_batches
 from tlops.training.callbacks import RAISE_ENV, SIGKILL_ENV
@@ -60,7 +61,7 @@ def test_finetune_options_are_validated_by_the_config():
              ({"name": "finetune", "trainable": -1}, "0 trains only the head"),
              ({"name": "finetune", "schedule": "step"}, "strategy.schedule"),
              ({"name": "finetune", "precision": "fp16"}, "strategy.precision"),
-             ({"name": "fine_tune"}, "valid: finetune, linear_probe")]
+             ({"name": "fine_tune"}, "valid: " + ", ".join(sorted(all_strategies())))]
     for strategy, message in cases:
         with pytest.raises(ConfigError) as e:
             config_from_dict({**base, "strategy": strategy})

@@ -13,9 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -24,10 +22,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import REPO, tiny_config
-from tests.servers import BIN, free_port, tlops_cli
+from tests.servers import BIN, STACK, NativeStack, tlops_cli
 
 DOCKER = REPO / "docker"
-STACK = DOCKER / "stack.sh"
 IMAGE_CMD = {"postgres:15": ["postgres"]}  # services that keep their image's own command
 
 
@@ -104,37 +101,13 @@ def test_docker_compose_accepts_the_file(tmp_path):
 # ---------------------------------------------------------------- the native stack, up for the tests below
 
 
-@dataclass
-class Stack:
-    env: dict  # a client's environment: PREFECT_API_URL and MLFLOW_TRACKING_URI of the stack
-    mlflow: str
-    root: Path
-
-
 @pytest.fixture(scope="module")
 def stack():
-    # PostgreSQL runs as Debian's `postgres` user when the tests run as root: its folder must be reachable
-    root = Path(tempfile.mkdtemp(prefix="tlops-stack-", dir="/tmp"))
-    root.chmod(0o755)
-    ports = {k: str(free_port()) for k in ("POSTGRES_PORT", "PREFECT_PORT", "MLFLOW_PORT", "WORKER_CPU_HEALTH_PORT")}
-    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "MLFLOW_TRACKING_URI")}
-    env.update(ports, TLOPS_STACK_DIR=str(root / "state"), TLOPS_STACK_ENV=str(root / "stack.env"),
-               PREFECT_HOME=str(root / "prefect-home"), PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",
-               PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_UI_ENABLED="false")
-    up = subprocess.run([str(STACK), "up"], env=env, capture_output=True, text=True, timeout=600)
+    stack = NativeStack(PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2", PREFECT_WORKER_QUERY_SECONDS="1")
     try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        exports = dict(re.findall(r"export (\w+)=(\S+)", up.stdout))
-        yield Stack(env={**env, **exports}, mlflow=exports["MLFLOW_TRACKING_URI"], root=root)
+        yield stack
     finally:
-        subprocess.run([str(STACK), "down"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _log(stack: Stack, service: str) -> str:
-    return (stack.root / "state" / "logs" / f"{service}.log").read_text()[-4000:]
-
-
+        stack.stop()
 
 
 @pytest.mark.integration
@@ -230,7 +203,7 @@ def test_schedule_runs_on_the_worker_and_a_data_change_retrains_once(stack, tmp_
                       tracking__experiment="sched")
     (tmp_path / "sched.yaml").write_text(yaml.safe_dump(cfg))
     client = MlflowClient(stack.mlflow, registry_uri=stack.mlflow)
-    logs = lambda: _log(stack, "worker-cpu")  # noqa: E731
+    logs = lambda: stack.log("worker-cpu")  # noqa: E731
 
     # a schedule with a short interval: its first run goes through the stack's worker and registers v1
     out = tlops_cli("schedule", str(tmp_path / "sched.yaml"), "--interval", "30", "--pool", pool, "--watch-every", "0",
