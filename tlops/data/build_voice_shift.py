@@ -68,7 +68,7 @@ def build(out_dir: Path) -> dict[str, int]:
     (out_dir / "dataset.yaml").write_text(
         "modality: audio\nname: keywords-espeak-to-flite\n"
         "source: espeak-ng voice variants (train/val, split by voice) -> flite voices kal, kal16, awb, rms, slt "
-        "(unlabeled: duration_stretch 0.8/0.9/1.1/1.35; test: 1.0/1.2)\n"
+        "(unlabeled at duration_stretch 0.8/0.9/1.1/1.35, test at 1.0/1.2)\n"
         f"labels: [{', '.join(repr(w) for w in WORDS)}]  # quoted: YAML reads bare yes/no/on/off as booleans\n",
         encoding="utf-8")
     return counts
