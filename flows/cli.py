@@ -81,8 +81,17 @@ def _masked_excepthook(kind, value, tb) -> None:
     sys.stderr.write(mask("".join(traceback.format_exception(kind, value, tb))))
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"tlops {version('tlops')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main() -> None:
+def _main(show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                            help="print the version and exit")) -> None:
     """tlops: build custom models from pretrained ones; tracked in MLflow, orchestrated by Prefect."""
     sys.excepthook = _masked_excepthook
 
