@@ -24,7 +24,7 @@ HUMAN_ONLY = {"experiment", "backbone"}  # in the summary for people, not in --j
 # no rich tracebacks with local variables: they would print credentials; `_masked_excepthook` prints plain ones, masked
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning from pretrained models, as a governed pipeline.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole (copy-pastable)
 
 
 QUIET_ENV = {
@@ -73,6 +73,9 @@ def quiet_third_party() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    import logging
+
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
 
 
 def _masked_excepthook(kind, value, tb) -> None:
@@ -115,13 +118,15 @@ def run(
     if os.environ.get("MLFLOW_TRACKING_URI"):
         os.environ["MLFLOW_TRACKING_URI"] = adopt_credentials(os.environ["MLFLOW_TRACKING_URI"])
     quiet_third_party()
+    checked = _check_data_first(cfg, str(config))
     from flows.train import train_flow
 
     gc.freeze()  # the imported libraries live until exit: keep them out of every GC pass
 
     try:
         with local_prefect_server():
-            result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=not json_out and sys.stderr.isatty())
+            result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=not json_out and sys.stderr.isatty(),
+                                checked=checked)
     except TlopsError as e:
         err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
         raise typer.Exit(1)
@@ -130,6 +135,27 @@ def run(
         print(json.dumps(result.model_dump(mode="json", exclude=HUMAN_ONLY)))
         return
     _print_summary(result)
+
+
+def _check_data_first(cfg, source: str) -> dict:
+    """Validate the data before any server or orchestration import is needed, so a data error reaches the user in
+    seconds (and once); it is still recorded as a FAILED MLflow run. The report travels into the flow, which
+    reuses it while the data's md5 is unchanged."""
+    from tlops.data.versions import dir_md5
+    from tlops.pipeline import validate_step
+
+    data = Path(cfg.data.path)
+    try:
+        data_md5 = dir_md5(data) if data.is_dir() else None  # before the checks: a later change is seen by the flow
+        report = validate_step(cfg)
+    except TlopsError as e:
+        err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
+        from tasks.validate import record_failed_check
+
+        run_id = record_failed_check(cfg, source, e)
+        err.print(f"(recorded as FAILED MLflow run {run_id})", highlight=False)
+        raise typer.Exit(1)
+    return {"report": report.model_dump(mode="json"), "data_md5": data_md5}
 
 
 def _print_summary(r: RunOutcome) -> None:

@@ -62,12 +62,13 @@ def run_train_step(cfg: RunConfig, run_id: str, features: FeatureSet, out_dir: s
 
 
 @flow(name="tlops-train")
-def train_flow(config: dict, source: str = "(api)", progress: bool = True) -> RunOutcome:
+def train_flow(config: dict, source: str = "(api)", progress: bool = True, checked: dict | None = None) -> RunOutcome:
+    """The whole run. `checked`: the validation `tlops run` did before starting the flow (see `validate_task`)."""
     cfg = resolve_paths(config_from_dict(config, source))
     log = get_run_logger()
     with tracked_run(cfg, source) as (client, run_id):
         work = Path(cfg.execution.work_dir) / run_id
-        validate_task(cfg, run_id)
+        validate_task(cfg, run_id, checked)
         feats = features_task(cfg, run_id, str(work / "features"), progress=progress)
         result = run_train_step(cfg, run_id, feats, str(work / "train"))
         ev = evaluate_task(cfg, run_id, feats, result, str(work / "eval"))
