@@ -64,3 +64,28 @@ def curves_png(history: list[dict], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def shots_png(report, path: Path) -> Path | None:
+    """Episodic accuracy (with 95% CI bars) vs shots for the model and each baseline (a `FewShotReport`)."""
+    if not report.model:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, scores in [("model", report.model), *report.baselines.items()]:
+        ax.errorbar([s.shots for s in scores], [s.accuracy for s in scores], yerr=[s.ci95 for s in scores], marker="o", capsize=3, label=name)
+    ways = report.model[0].ways
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("shots per class")
+    ax.set_ylabel(f"{ways}-way query accuracy")
+    ax.set_title(f"{report.split}: novel classes, {report.model[0].episodes} episodes per point")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -19,7 +19,7 @@ import numpy as np
 from tlops.cache import FeatureCache
 from tlops.config import RunConfig
 from tlops.errors import DataError
-from tlops.evaluate import classification_metrics, confusion_png, curves_png, per_class_report
+from tlops.evaluate import classification_metrics, confusion_png, curves_png, per_class_report, shots_png
 from tlops.features import cached_features, stats_dict
 from tlops.records import CacheTotals, CoreResult, Evaluation, FeatureSet, TrainResult, ValidationReport
 from tlops.resolve import backbone_of, open_dataset
@@ -33,7 +33,8 @@ SPLITS = ("train", "val", "test")
 def validate_step(cfg: RunConfig) -> ValidationReport:
     """Report of all validation rules (including the extra splits the strategy needs); raises
     ValidationFailed (carrying the report) if any fails."""
-    report = validate_dataset(open_dataset(cfg), cfg.validation, required=get_strategy(cfg.strategy.name).splits)
+    entry = get_strategy(cfg.strategy.name)
+    report = validate_dataset(open_dataset(cfg), cfg.validation, required=entry.splits, few_shot=cfg.strategy if entry.few_shot else None)
     raise_for_report(report)
     return report
 
@@ -70,8 +71,9 @@ def train_step(cfg: RunConfig, features: FeatureSet, out_dir: Path, callbacks: S
 
 
 def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out_dir: Path) -> Evaluation:
-    """Test metrics, per-class report, confusion matrix and learning curves of a trained model."""
-    labels = features.labels
+    """Test metrics, per-class report, confusion matrix and learning curves of a trained model; for a few-shot
+    model also its episodic metrics (accuracy_5w1s, ci95_5w1s, ...) and the accuracy-vs-shots plot."""
+    labels = getattr(result, "labels", None) or features.labels  # a few-shot head knows only its support set's classes
     _, y = features.arrays("test")
     y_true = [labels[i] for i in y]
     y_pred = result.test_predictions(features, lambda: open_dataset(cfg).inputs("test"))
@@ -81,8 +83,12 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
     curves = curves_png(result.history, out_dir / "learning_curves.png")
     report_path = out_dir / "classification_report.json"
     report_path.write_text(json.dumps(report, indent=1))
-    return Evaluation(metrics=classification_metrics(y_true, y_pred, labels), report_path=str(report_path),
-                      plots=[str(p) for p in (cm, curves) if p is not None], n_test=len(y_true))
+    metrics, shots = classification_metrics(y_true, y_pred, labels), None
+    if result.few_shot is not None:
+        metrics |= result.few_shot.metrics()
+        shots = shots_png(result.few_shot, out_dir / "accuracy_vs_shots.png")
+    return Evaluation(metrics=metrics, report_path=str(report_path), plots=[str(p) for p in (cm, curves, shots) if p is not None],
+                      n_test=len(y_true))
 
 
 def package_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out_dir: Path) -> Path:

@@ -118,6 +118,38 @@ class AdaptationSummary(Record):
     oracle: OracleChoice | None = None
 
 
+class ShotScore(Record):
+    """Mean query accuracy over episodes of one N-way K-shot setting, with its 95% confidence half-width."""
+
+    ways: int
+    shots: int
+    episodes: int
+    accuracy: float
+    ci95: float
+
+
+class FewShotReport(Record):
+    """Episodic evaluation on the novel classes of one split: the meta-learned model and the baselines
+    (`linear_probe`: logistic regression fitted on each episode's support features; `protonet0`: prototypes
+    of the frozen features, no meta-training), over the same episodes."""
+
+    split: str
+    queries: int
+    model: list[ShotScore]
+    baselines: dict[str, list[ShotScore]]
+    skipped_shots: list[int] = Field([], description="shot counts with too few classes of >= shots + queries rows")
+    support_classes: list[str] = Field(description="the registered model's classes (those of its support set)")
+
+    def metrics(self) -> dict[str, float]:
+        """`accuracy_5w1s`, `ci95_5w1s`, ... for the model; the same keys prefixed `<baseline>_` for the baselines."""
+        out: dict[str, float] = {}
+        for prefix, scores in [("", self.model), *((f"{k}_", v) for k, v in self.baselines.items())]:
+            for s in scores:
+                out[f"{prefix}accuracy_{s.ways}w{s.shots}s"] = s.accuracy
+                out[f"{prefix}ci95_{s.ways}w{s.shots}s"] = s.ci95
+        return out
+
+
 class _Trained(Record):
     strategy: str
     history: list[dict[str, float]] = Field(description="one row per epoch (or one row for a closed-form fit)")
@@ -126,6 +158,7 @@ class _Trained(Record):
     loop: LoopSummary | None = None
     execution: Execution | None = None
     adaptation: AdaptationSummary | None = None
+    few_shot: FewShotReport | None = None
 
 
 class HeadResult(_Trained):
@@ -134,6 +167,8 @@ class HeadResult(_Trained):
     kind: Literal["head"] = "head"
     head_path: str
     spec: dict[str, Any]
+    labels: list[str] | None = Field(None, description="the head's classes when they are not the features' label list "
+                                                       "(a few-shot head adapted to its support set's classes)")
 
     def load_head(self) -> ProbeHead:
         from tlops.modules.heads import ProbeHead
@@ -145,12 +180,12 @@ class HeadResult(_Trained):
         from tlops.modules.heads import predict_labels
 
         x, _ = features.arrays("test")
-        return predict_labels(self.load_head(), x, features.labels)
+        return predict_labels(self.load_head(), x, self.labels or features.labels)
 
     def write_package(self, backbone: Callable[[], Backbone], labels: list[str], out_dir: Path, extra: dict) -> Path:
         from tlops.package import save_package
 
-        return save_package(out_dir, backbone(), self.load_head(), labels, extra=extra)
+        return save_package(out_dir, backbone(), self.load_head(), self.labels or labels, extra=extra)
 
 
 class PackageResult(_Trained):

@@ -5,10 +5,16 @@ from __future__ import annotations
 from tlops.backbones import Backbone, load_backbone
 from tlops.config import RunConfig
 from tlops.data import Dataset, load_dataset
+from tlops.strategies import get_strategy
 
 
 def open_dataset(cfg: RunConfig) -> Dataset:
-    return load_dataset(cfg.data.path, seed=cfg.seed, val_fraction=cfg.data.val_fraction)
+    ds = load_dataset(cfg.data.path, seed=cfg.seed, val_fraction=cfg.data.val_fraction)
+    if get_strategy(cfg.strategy.name).few_shot:
+        from tlops.data.fewshot import as_few_shot
+
+        ds = as_few_shot(ds, cfg.strategy.support_shots, cfg.seed)
+    return ds
 
 
 def backbone_of(cfg: RunConfig) -> Backbone:

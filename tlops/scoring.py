@@ -30,5 +30,8 @@ def score_package(version: str, fetch: Callable[[str], Path], features: FeatureS
     else:
         pred = Predictor(fetch("")).predict(dataset.inputs("test"))
         how = "champion package on raw test inputs (different backbone)"
-    metrics = classification_metrics(dataset.splits["test"]["label"].tolist(), pred, dataset.labels)
+    y_true = dataset.splits["test"]["label"].tolist()
+    # a few-shot dataset's label list spans every split; its models are scored on test's (novel) classes
+    labels = dataset.labels if dataset.label_splits == ("train",) else sorted(set(y_true))
+    metrics = classification_metrics(y_true, pred, labels)
     return ChampionScore(version=version, metric=metric, value=metrics[metric], scored_via=how)

@@ -4,6 +4,8 @@ Rules: schema, non-empty text, sane lengths, labels from the known set, enough r
 at least two classes, and no test/val text that also appears in train (leakage). The unlabelled target
 split (`unlabeled.csv`, domain adaptation) when present or required: present, not empty, no label
 column, inputs of the dataset's modality, and no input shared with test unless the config allows it.
+Few-shot (meta) strategies: val and test on classes disjoint from train, >= shots + queries rows per
+class, enough classes for the episodes, and a support split with test's classes and none of its inputs.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def normalise_text(s: str) -> str:
     return re.sub(r"\s+", " ", str(s)).strip().lower()
 
 
-def _rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]:
+def _rules(ds: Dataset, cfg: ValidationConfig, frame_of, few_shot=None) -> list[Rule]:
     import great_expectations.expectations as gxe
 
     col = ds.input_column
@@ -55,7 +57,7 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]:
                      f"text length within [{cfg.min_chars}, {cfg.max_chars}] characters",
                      "fix or drop those rows, or change validation.min_chars / validation.max_chars"),
             ]
-        if split != "train" or ds.meta.get("labels"):
+        if (split != "train" or ds.meta.get("labels")) and not (few_shot and split != "train"):  # few-shot: novel classes
             rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="label", value_set=known),
                               "labels from the known set",
                               "use only labels that appear in train (or listed under `labels:` in dataset.yaml)"))
@@ -77,6 +79,52 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]:
                           f"remove those rows from {split} or from train, so evaluation never sees training data"))
     if UNLABELED in ds.splits:
         rules += _unlabeled_rules(ds, cfg, frame_of)
+    if few_shot is not None:
+        rules += _few_shot_rules(ds, few_shot, frame_of)
+    return rules
+
+
+EVAL_WAYS, HEADLINE_SHOTS = 5, 5  # the reported 5-way 1-shot and 5-way 5-shot test episodes
+
+
+def _few_shot_rules(ds: Dataset, s, frame_of) -> list[Rule]:
+    """Meta-train classes in train; novel classes in val and test; enough rows and classes for the episodes
+    (`s`: the strategy config's ways, shots, queries); the support split covers exactly test's classes."""
+    import great_expectations.expectations as gxe
+
+    from tlops.data.fewshot import SUPPORT
+
+    train_labels = sorted(set(frame_of("train", "rows")["label"]))
+    test_labels = sorted(set(frame_of("test", "rows")["label"]))
+    rules: list[Rule] = []
+    need = {"train": (s.ways, s.shots + s.queries), "val": (s.ways, s.shots + s.queries),
+            "test": (max(s.ways, EVAL_WAYS), max(s.shots, HEADLINE_SHOTS) + s.queries)}
+    for split, (ways, rows) in need.items():
+        if split != "train":
+            rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToNotBeInSet(column="label", value_set=train_labels),
+                              "classes disjoint from train (novel classes)",
+                              f"few-shot evaluation measures adaptation to classes never meta-trained on: move those classes' rows "
+                              f"out of {split}.csv or out of train.csv"
+                              + (" (val was carved from train.csv: add a val.csv of novel classes)" if split == "val" and ds.val_carved else "")))
+        rules += [
+            Rule(split, "class_counts", gxe.ExpectColumnValuesToBeBetween(column="count", min_value=rows),
+                 f"every class has at least {rows} rows ({rows - s.queries} shots + {s.queries} queries)",
+                 f"add rows to those classes or drop them from {split}, or lower strategy.shots / strategy.queries"
+                 + (f" (test also gives strategy.support_shots rows per class to the support set when there is no support.csv)"
+                    if split == "test" and not (ds.root / f"{SUPPORT}.csv").is_file() else "")),
+            Rule(split, "rows", gxe.ExpectColumnUniqueValueCountToBeBetween(column="label", min_value=ways),
+                 f"at least {ways} classes", f"{ways}-way episodes need {ways} classes in {split}.csv: add classes or lower strategy.ways"),
+        ]
+    if SUPPORT in ds.splits:
+        test_keys = sorted(set(frame_of("test", "rows")["content_key"]) - {""})
+        rules += [
+            Rule(SUPPORT, "rows", gxe.ExpectColumnValuesToBeInSet(column="label", value_set=test_labels), "support labels are test classes",
+                 "the support set defines the registered model's classes, which test.csv evaluates: use test's classes only"),
+            Rule(SUPPORT, "rows", gxe.ExpectColumnDistinctValuesToContainSet(column="label", value_set=test_labels),
+                 "every test class has support rows", "add support rows (a few labelled examples) for every class of test.csv"),
+            Rule(SUPPORT, "rows", gxe.ExpectColumnValuesToNotBeInSet(column="content_key", value_set=test_keys),
+                 "no input shared with test (leakage)", "remove those rows from support.csv or from test.csv"),
+        ]
     return rules
 
 
@@ -201,8 +249,10 @@ def _missing_split(ds: Dataset, split: str) -> Check:
                      "column (no labels), or pick a strategy that does not need it")
 
 
-def validate_dataset(ds: Dataset, cfg: ValidationConfig, required: tuple[str, ...] | list[str] = ()) -> ValidationReport:
-    """Run all rules; return the report. `required`: extra splits (e.g. "unlabeled") the strategy needs.
+def validate_dataset(ds: Dataset, cfg: ValidationConfig, required: tuple[str, ...] | list[str] = (),
+                     few_shot=None) -> ValidationReport:
+    """Run all rules; return the report. `required`: extra splits (e.g. "unlabeled") the strategy needs;
+    `few_shot`: a meta strategy's config (ways, shots, queries), whose few-shot contract is checked too.
     Raises nothing; see `raise_for_report`."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -218,7 +268,7 @@ def validate_dataset(ds: Dataset, cfg: ValidationConfig, required: tuple[str, ..
             frames[split, kind] = _frame(ds, split, kind)
         return frames[split, kind]
 
-    rules = _rules(ds, cfg, frame_of)
+    rules = _rules(ds, cfg, frame_of, few_shot)
     checks = [_missing_split(ds, split) for split in required if split not in ds.splits]
     for (split, kind) in dict.fromkeys((r.split, r.frame) for r in rules):
         frame = frame_of(split, kind)

@@ -25,6 +25,7 @@ class Dataset:
     splits: dict[str, pd.DataFrame]  # train, val, test (+ unlabeled); each has `input` column name below
     val_carved: bool
     meta: dict = field(default_factory=dict)
+    label_splits: tuple[str, ...] = ("train",)  # few-shot: every labelled split (val/test hold novel classes)
 
     @property
     def input_column(self) -> str:
@@ -32,10 +33,10 @@ class Dataset:
 
     @property
     def labels(self) -> list[str]:
-        """Known label set: dataset.yaml `labels` if given, else the labels seen in train (sorted)."""
+        """Known label set: dataset.yaml `labels` if given, else the labels seen in `label_splits` (train; sorted)."""
         if self.meta.get("labels"):
             return [str(x) for x in self.meta["labels"]]
-        return sorted(self.splits["train"]["label"].unique().tolist())
+        return sorted({str(v) for s in self.label_splits if s in self.splits for v in self.splits[s]["label"].unique()})
 
     def label_ids(self, split: str) -> np.ndarray:
         """The split's labels as int64 indices into `labels`; -1 for every row of the unlabelled split."""

@@ -60,16 +60,18 @@ class StrategyEntry:
     train: Callable[[TrainContext], "TrainResult"]
     summary: str  # first line of the train function's docstring
     splits: tuple[str, ...] = ()  # dataset splits it needs besides train/val/test (e.g. "unlabeled"): validated and featurised
+    few_shot: bool = False  # episodic: val/test hold novel classes, a support split is carved from test when absent
 
 
 _REGISTRY: dict[str, StrategyEntry] = {}
 _discovered = False
 
 
-def register_strategy(name: str, config: type[BaseModel], splits: Sequence[str] = ()) -> Callable:
+def register_strategy(name: str, config: type[BaseModel], splits: Sequence[str] = (), few_shot: bool = False) -> Callable:
     """Decorator for a strategy's train entry point: `@register_strategy("finetune", FinetuneConfig)`.
     `splits`: the extra dataset splits it trains on (`("unlabeled",)` for domain adaptation); validation
-    then requires them and the features step caches them like the others."""
+    then requires them and the features step caches them like the others. `few_shot`: the dataset follows the
+    few-shot contract (`tlops.data.fewshot`) and validation checks it with the config's ways/shots/queries."""
     declared = config.model_fields.get("name")
     if declared is None or declared.default != name:
         raise TypeError(f"{config.__name__} must have a field `name` defaulting to {name!r} (the discriminator of `strategy:`)")
@@ -78,7 +80,7 @@ def register_strategy(name: str, config: type[BaseModel], splits: Sequence[str] 
         if name in _REGISTRY and _REGISTRY[name].train is not fn:
             raise ValueError(f"strategy {name!r} is registered twice ({_REGISTRY[name].train.__module__} and {fn.__module__})")
         _REGISTRY[name] = StrategyEntry(name, config, fn, (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
-                                        tuple(splits))
+                                        tuple(splits), few_shot)
         return fn
 
     return wrap

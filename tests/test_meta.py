@@ -1,0 +1,301 @@
+"""Meta-transfer (issue 12, part 1): prototypes, the one functional inner loop (MAML / FOMAML / Meta-SGD),
+episodes, resume, the few-shot dataset contract, and a `tlops run` that registers a few-shot model."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from tests.helpers import tiny_config
+from tlops.config import RunConfig
+from tlops.records import CacheTotals, FeatureSet
+from tlops.strategies import TrainContext, get_strategy
+from tlops.training.episodes import EpisodeSampler, way_targets
+from tlops.training.meta import Encoder, MetaLearner, inner_update, proto_classifier, proto_logits, prototypes
+
+
+def _encoder(kind: str = "linear", d: int = 6, seed: int = 0) -> Encoder:
+    torch.manual_seed(seed)
+    return Encoder(d, kind, 8, 4, torch.zeros(d), torch.ones(d))
+
+
+def test_prototypes_are_class_means_and_the_proto_classifier_decides_like_the_distances():
+    z = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 6.0], [1.0, 1.0]])
+    onehot = F.one_hot(torch.tensor([0, 0, 1, 1, 1]), 2).float()
+    protos = prototypes(z, onehot)
+    assert torch.allclose(protos, torch.tensor([[1.0, 0.0], [1 / 3, 11 / 3]])), protos
+    q = torch.tensor([[1.0, 0.5], [0.0, 5.0]])
+    assert torch.allclose(proto_logits(q, protos), torch.tensor([[-0.25, -(4 / 9 + (0.5 - 11 / 3) ** 2)],
+                                                                 [-(1 + 25), -(1 / 9 + (5 - 11 / 3) ** 2)]]))
+    head = proto_classifier(protos)
+    linear = q @ head["weight"].T + head["bias"]
+    # the linear form differs from -distance only by |q|^2, the same for every class: same softmax, same decisions
+    assert torch.allclose(linear - proto_logits(q, protos), (q**2).sum(1, keepdim=True).expand(-1, 2))
+
+
+def test_maml_inner_step_equals_a_manual_sgd_step():
+    enc = _encoder("mlp")
+    learner = MetaLearner(enc, "maml", inner_lr=0.3, inner_steps=1)
+    torch.manual_seed(1)
+    sx, onehot = torch.randn(6, 6), F.one_hot(way_targets(3, 2), 3).float()
+    fast = learner.adapt(enc, enc.params(), sx, onehot)
+
+    start = {k: v.detach().clone().requires_grad_() for k, v in enc.params().items()}
+    head = {k: v.detach().requires_grad_() for k, v in proto_classifier(prototypes(enc.embed(start, sx), onehot)).items()}
+    params = {**start, **head}
+    loss = F.cross_entropy(enc.embed(start, sx) @ head["weight"].T + head["bias"], onehot.argmax(1))
+    grads = torch.autograd.grad(loss, list(params.values()))
+    for (k, p), g in zip(params.items(), grads):
+        assert torch.allclose(fast[k], p - 0.3 * g, atol=1e-6), k
+    assert not torch.allclose(fast["layers.0.weight"], enc.layers[0].weight), "the encoder adapts in MAML's inner loop"
+    anil = MetaLearner(enc, "maml", inner_lr=0.3, anil=True).adapt(enc, enc.params(), sx, onehot)
+    assert torch.equal(anil["layers.0.weight"], enc.layers[0].weight) and not torch.allclose(anil["weight"], head["weight"])
+    assert inner_update({"a": torch.ones(2)}, {"a": torch.tensor([1.0, 2.0])}, {"a": torch.tensor([0.5, 0.25])})["a"].tolist() == [0.5, 0.5]
+
+
+def _outer_grads(algorithm: str, enc: Encoder, sx, qx) -> dict[str, torch.Tensor]:
+    enc.zero_grad()
+    learner = MetaLearner(enc, algorithm, inner_lr=0.5, inner_steps=2)
+    logits = learner.episode_logits(enc, sx, qx, 3, 2)
+    F.cross_entropy(logits.reshape(-1, 3), way_targets(3, 2).repeat(len(sx))).backward()
+    return {k: p.grad.clone() for k, p in enc.named_parameters()}
+
+
+def _manual_outer_grads(enc: Encoder, sx, qx, second_order: bool) -> dict[str, torch.Tensor]:
+    """Plain autograd MAML over the same episodes: create_graph=True (second order) or detached inner gradients."""
+    enc.zero_grad()
+    onehot, total = F.one_hot(way_targets(3, 2), 3).float(), 0
+    for s, q in zip(sx, qx):
+        params = enc.params()
+        # `p * 1`: the inner loop's own copy of theta, so its gradient leaves out the path through the prototype init
+        # (the head is a separate inner-loop variable); the outer gradient still reaches theta through both
+        fast = {**{k: p * 1 for k, p in params.items()}, **proto_classifier(prototypes(enc.embed(params, s), onehot))}
+        for _ in range(2):
+            loss = F.cross_entropy(enc.embed({k: fast[k] for k in params}, s) @ fast["weight"].T + fast["bias"], onehot.argmax(1))
+            g = torch.autograd.grad(loss, list(fast.values()), create_graph=second_order, retain_graph=True)
+            g = g if second_order else [gi.detach() for gi in g]
+            fast = {k: v - 0.5 * gi for (k, v), gi in zip(fast.items(), g)}
+        total = total + F.cross_entropy(enc.embed({k: fast[k] for k in params}, q) @ fast["weight"].T + fast["bias"], way_targets(3, 2),
+                                        reduction="sum")
+    (total / (len(sx) * 6)).backward()
+    return {k: p.grad.clone() for k, p in enc.named_parameters()}
+
+
+def test_fomaml_drops_the_second_order_terms_that_maml_keeps():
+    enc = _encoder("linear")
+    torch.manual_seed(2)
+    sx, qx = torch.randn(4, 6, 6), torch.randn(4, 6, 6)
+    maml, fomaml = _outer_grads("maml", enc, sx, qx), _outer_grads("fomaml", enc, sx, qx)
+    second, first = _manual_outer_grads(enc, sx, qx, True), _manual_outer_grads(enc, sx, qx, False)
+    for k in maml:
+        assert torch.allclose(maml[k], second[k], atol=1e-5), f"MAML {k} is not the second-order gradient"
+        assert torch.allclose(fomaml[k], first[k], atol=1e-5), f"FOMAML {k} is not the first-order gradient"
+    gap = max(float((maml[k] - fomaml[k]).abs().max()) for k in maml)
+    assert gap > 1e-4, f"second-order terms should matter on this toy problem (max |MAML - FOMAML| = {gap})"
+
+
+def test_meta_sgd_alphas_receive_gradients_and_change():
+    enc = _encoder("linear")
+    learner = MetaLearner(enc, "meta_sgd", inner_lr=0.1)
+    before = {k: v.detach().clone() for k, v in learner.alpha.items()}
+    assert set(before) == {"layers__0__weight", "layers__0__bias", "weight", "bias"} and before["weight"].shape == (1, 4)
+    opt = torch.optim.Adam(learner.parameters(), lr=0.01)
+    torch.manual_seed(3)
+    logits = learner.episode_logits(enc, torch.randn(2, 6, 6), torch.randn(2, 6, 6), 3, 2)
+    F.cross_entropy(logits.reshape(-1, 3), way_targets(3, 2).repeat(2)).backward()
+    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in learner.alpha.values())
+    opt.step()
+    assert all(not torch.equal(before[k], v) for k, v in learner.alpha.items())
+    assert list(MetaLearner(enc, "maml").parameters()) == [], "MAML's inner LR is fixed, not learned"
+
+
+def test_episode_sampler_is_deterministic_and_keeps_classes_and_rows_apart():
+    labels = np.repeat(np.arange(8), 10)
+    labels = np.concatenate([labels, [8, 8]])  # class 8 has too few rows for 3 + 4
+    a, b = EpisodeSampler(labels, 5, 3, 4, seed=7), EpisodeSampler(labels, 5, 3, 4, seed=7)
+    batch = a.batch(10, 5)
+    for i in range(5):
+        s, q, c = b.episode(10 + i)
+        assert np.array_equal(batch.support[i], s) and np.array_equal(batch.query[i], q) and np.array_equal(batch.classes[i], c)
+        assert len(set(c)) == 5 and 8 not in c
+        assert not set(s) & set(q)
+        assert np.array_equal(labels[s], np.repeat(c, 3)) and np.array_equal(labels[q], np.repeat(c, 4)), "rows are class-major"
+    assert not np.array_equal(a.episode(0)[0], a.episode(1)[0])
+    assert not np.array_equal(a.episode(0)[0], EpisodeSampler(labels, 5, 3, 4, seed=8).episode(0)[0])
+    with pytest.raises(ValueError, match="need 5 classes with >= 7 rows"):
+        EpisodeSampler(np.repeat(np.arange(4), 10), 5, 3, 4, seed=0)
+
+
+# ---- synthetic features: the strategies on a FeatureSet --------------------------------------------------
+
+def synthetic_features(root: Path, seed: int = 0, d: int = 24, per_class: int = 30) -> FeatureSet:
+    """Classes are points in a 4-d subspace of a d-d feature space plus isotropic noise in all of it: a
+    projection that finds the subspace helps, as meta-training should discover. 30 train classes, 8 val, 8 test;
+    the support split is 5 rows per test class (disjoint rows)."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(d, 4)))[0]
+    n = {"train": 30, "val": 8, "test": 8}
+    root.mkdir(parents=True, exist_ok=True)
+    labels, first, arrays = [], 0, {}
+    for split, k in n.items():
+        centres = rng.normal(size=(k, 4)) * 1.2
+        y = np.repeat(np.arange(first, first + k), per_class)
+        x = centres[y - first] @ basis.T + rng.normal(size=(len(y), d)) * 0.6
+        arrays[split] = (x.astype(np.float32), y)
+        labels += [f"{split}-{i}" for i in range(k)]
+        first += k
+    xt, yt = arrays["test"]
+    support = np.concatenate([np.flatnonzero(yt == c)[:5] for c in np.unique(yt)])
+    rest = np.setdiff1d(np.arange(len(yt)), support)
+    arrays["support"], arrays["test"] = (xt[support], yt[support]), (xt[rest], yt[rest])
+    for split, (x, y) in arrays.items():
+        np.savez(root / f"{split}.npz", x=x, y=y)
+    return FeatureSet(dir=str(root), splits=list(arrays), labels=labels, num_features=d, identity={"synthetic": seed}, found_via="test",
+                      cache=CacheTotals(), seconds=0.0)
+
+
+def _cfg(tmp_path: Path, **strategy) -> RunConfig:
+    cfg = tiny_config(tmp_path, tmp_path / "unused-data", tmp_path / "unused-backbone",
+                      strategy={"meta_epochs": 3, "episodes_per_epoch": 40, "meta_batch": 4, "hidden": 32, "embedding_dim": 8,
+                                "meta_lr": 3e-3, "eval_shots": [1, 5], "baselines": ["protonet0"], **strategy})
+    return RunConfig.model_validate(cfg)
+
+
+def _train(cfg: RunConfig, feats: FeatureSet, out: Path, callbacks=()):
+    return get_strategy(cfg.strategy.name).train(TrainContext(cfg, feats, out, callbacks=list(callbacks)))
+
+
+@pytest.mark.parametrize("name", ["protonet", "maml", "fomaml", "meta_sgd"])
+def test_meta_training_beats_the_frozen_feature_baselines_on_novel_classes(tmp_path, name):
+    feats = synthetic_features(tmp_path / "feats")
+    extra = {"inner_lr": 0.05} if name != "protonet" else {}
+    r = _train(_cfg(tmp_path, name=name, **extra), feats, tmp_path / "out")
+    m = r.few_shot.metrics()
+    assert r.few_shot.model[0].episodes == 600 and set(r.labels) == {f"test-{i}" for i in range(8)}
+    assert m["accuracy_5w5s"] > m["accuracy_5w1s"] > 0.3, m
+    assert 0 < m["ci95_5w1s"] < 0.05
+    # meta-training finds the class subspace that frozen-feature prototypes cannot see
+    assert m["accuracy_5w1s"] > m["protonet0_accuracy_5w1s"] + 0.03, m
+    assert len(r.history) == 3 and r.history[-1]["train_episode_accuracy"] > 0.2
+    print(name, {k: round(v, 3) for k, v in m.items()}, f"{r.seconds:.1f}s")
+
+
+def test_protonet_without_meta_training_is_the_frozen_baseline_and_its_head_is_the_nearest_prototype(tmp_path):
+    feats = synthetic_features(tmp_path / "feats")
+    r = _train(_cfg(tmp_path, name="protonet", meta_epochs=0, projection="none"), feats, tmp_path / "out")
+    m = r.few_shot.metrics()
+    assert m["accuracy_5w1s"] == pytest.approx(m["protonet0_accuracy_5w1s"]) and r.loop is None
+    xs, ys = feats.arrays("support")
+    xt, yt = feats.arrays("test")
+    head = r.load_head()
+    with torch.no_grad():
+        pred = head(torch.from_numpy(xt)).argmax(1).numpy()
+    scaled = (torch.from_numpy(xt) - head.mean) / head.std
+    protos = torch.stack([((torch.from_numpy(xs[ys == c]) - head.mean) / head.std).mean(0) for c in np.unique(ys)])
+    assert np.array_equal(pred, proto_logits(scaled, protos).argmax(1).numpy())
+    assert [r.labels[i] for i in pred] == [feats.labels[i] for i in proto_logits(scaled, protos).argmax(1).numpy() + np.unique(ys)[0]]
+
+
+def test_interrupted_meta_training_resumes_exactly(tmp_path, monkeypatch):
+    from tlops.training.callbacks import InjectedFault, RaiseAtStep
+
+    feats = synthetic_features(tmp_path / "feats")
+    cfg = _cfg(tmp_path / "a", name="meta_sgd", inner_lr=0.05, baselines=[])
+    whole = _train(cfg, feats, tmp_path / "whole")
+    import shutil
+
+    shutil.rmtree(whole.loop.checkpoint_dir)
+    with pytest.raises(InjectedFault):
+        _train(cfg, feats, tmp_path / "broken", callbacks=[RaiseAtStep(13)])  # mid-epoch 1 (10 steps per epoch)
+    resumed = _train(cfg, feats, tmp_path / "resumed")
+    assert resumed.loop.resumed_from is not None and resumed.loop.resumed_from["epoch"] == 1
+    from safetensors.torch import load_file
+
+    a, b = load_file(whole.head_path), load_file(resumed.head_path)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the uninterrupted one"
+    assert whole.history == resumed.history or [r["val_episode_accuracy"] for r in whole.history] == \
+        [r["val_episode_accuracy"] for r in resumed.history]
+
+
+# ---- the dataset contract and a real run ------------------------------------------------------------------
+
+WORDS = ["river", "market", "stone", "garden", "station", "hill", "harbor", "bridge", "forest", "village", "mountain", "lake",
+         "city", "field", "road", "castle", "meadow", "island", "valley", "tower", "canyon", "desert", "glacier", "temple",
+         "orchard", "quarry", "lagoon", "summit"]
+TOPICS = ["dog", "cat", "bird", "horse", "cake", "soup", "bread", "salad", "car", "train", "bicycle", "truck", "violin",
+          "drum", "guitar", "piano", "rose", "tulip", "oak", "pine"]
+
+
+def make_few_shot_text(root: Path, train_classes=12, novel=(5, 5), per_class=26, overlap: bool = False) -> Path:
+    """Templated sentences, one topic word per class: train on the first classes, val and test on others."""
+    root.mkdir(parents=True, exist_ok=True)
+    names = iter(TOPICS)
+    splits = {"train": [next(names) for _ in range(train_classes)], "val": [next(names) for _ in range(novel[0])],
+              "test": [next(names) for _ in range(novel[1])]}
+    if overlap:
+        splits["test"][0] = splits["train"][0]
+    for split, classes in splits.items():
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            for c in classes:
+                for i in range(per_class):
+                    w.writerow([f"a {c} seen near the {WORDS[i % len(WORDS)]} {'at dawn' if i >= len(WORDS) else ''} ({split} {i})", c])
+    (root / "dataset.yaml").write_text("modality: text\nname: few-shot-words\n")
+    return root
+
+
+def test_bad_few_shot_data_fails_validation_with_the_rule_the_rows_and_a_fix(tmp_path, tiny_bert):
+    from tlops.errors import ValidationFailed
+    from tlops.pipeline import validate_step
+
+    data = make_few_shot_text(tmp_path / "data", per_class=12, overlap=True)
+    cfg = RunConfig.model_validate(tiny_config(tmp_path, data, tiny_bert, strategy={"name": "protonet", "shots": 2, "queries": 6}))
+    with pytest.raises(ValidationFailed) as e:
+        validate_step(cfg)
+    failed = {(c.split, c.rule) for c in e.value.report.failed()}
+    assert ("test", "classes disjoint from train (novel classes)") in failed, failed
+    assert ("test", "every class has at least 11 rows (5 shots + 6 queries)") in failed, failed  # 12 - 5 carved support rows
+    msg = str(e.value)
+    assert "test.csv line" in msg and "'dog'" in msg and "Fix: few-shot evaluation" in msg
+    assert not any(split == "train" for split, _ in failed)
+    # the same data is fine for a strategy without the few-shot contract... except test's unknown label, as before
+    plain = RunConfig.model_validate(tiny_config(tmp_path, data, tiny_bert))
+    with pytest.raises(ValidationFailed, match="labels from the known set"):
+        validate_step(plain)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_tlops_run_registers_a_few_shot_model_and_logs_the_episodic_metrics(tmp_path, tiny_bert):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from flows.train import train_flow
+
+    data = make_few_shot_text(tmp_path / "data")
+    cfg = tiny_config(tmp_path, data, tiny_bert, registry__model_name="tiny-fewshot",
+                      strategy={"name": "fomaml", "meta_epochs": 2, "episodes_per_epoch": 16, "hidden": 16, "embedding_dim": 8,
+                                "shots": 2, "queries": 5, "eval_shots": [1, 2, 5, 10], "inner_lr": 0.05,
+                                "baselines": ["protonet0"]})
+    out = train_flow(cfg, progress=False)
+    assert out.version == "1" and "champion" in out.aliases and out.strategy == "fomaml"
+    for k in ("accuracy_5w1s", "accuracy_5w5s", "ci95_5w1s", "ci95_5w5s", "protonet0_accuracy_5w1s",
+              "accuracy", "macro_f1"):
+        assert k in out.test_metrics, k
+    assert "accuracy_5w10s" not in out.test_metrics, "10 + 5 rows per class are not there after the support carve (21 left)"
+    client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
+    run = client.get_run(out.run_id).data.metrics
+    assert run["test_accuracy_5w5s"] == out.test_metrics["accuracy_5w5s"]
+    assert len(client.get_metric_history(out.run_id, "train_val_episode_accuracy")) == 2
+    assert "plots/accuracy_vs_shots.png" in {a.path for a in client.list_artifacts(out.run_id, "plots")}
+    mlflow.set_tracking_uri(cfg["tracking"]["uri"])
+    model = mlflow.pyfunc.load_model("models:/tiny-fewshot@champion")
+    pred = model.predict(["a violin seen near the river", "a rose seen near the lake"])
+    novel = set(TOPICS[12:17]) | set(TOPICS[17:20])
+    assert len(pred) == 2 and set(pred) <= set(TOPICS[17:20]) | set(TOPICS[12:17]) and set(pred) <= novel, pred

@@ -1,0 +1,252 @@
+"""Meta-learning on top of cached features: an encoder (standardise -> projection) plus an adaptation rule.
+
+One functional inner loop serves every algorithm (learn2learn's `maml_update`, written with `torch.func`):
+`inner_update(params, grads, lrs)` is theta' = theta - lr * grad, where `lrs` holds a fixed scalar per
+parameter (MAML, FOMAML) or learned per-parameter tensors alpha (Meta-SGD, whose update rule is itself
+meta-learned). FOMAML is MAML with the inner gradients detached, so dtheta'/dtheta = I and no
+second-order term reaches the outer gradient. ANIL adapts only the classifier in the inner loop.
+
+The classifier of an episode starts from its prototypes (Proto-MAML, Triantafillou et al. 2020):
+W = 2c, b = -|c|^2, i.e. ProtoNet's logits -|z - c|^2 up to a per-row constant, so any number of ways
+works (the registered model adapts to however many classes its support set has) and zero inner steps
+is ProtoNet. Encoder + adapted classifier fold exactly into a `ProbeHead` (see `Encoder.fold`), so a
+meta-learned model packages and serves like any other head.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+from torch.nn import functional as F
+
+from tlops.modules.heads import ProbeHead
+from tlops.training.episodes import EpisodeSampler, way_targets
+from tlops.training.objectives import Batch, ClassificationTask, Objective
+
+Params = dict[str, torch.Tensor]
+ALGORITHMS = ("protonet", "maml", "fomaml", "meta_sgd")
+
+
+def prototypes(z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """Class means (C, E) of embeddings z (S, E) under a one-hot assignment (S, C); classes may differ in size."""
+    return (onehot.T @ z) / onehot.sum(0)[:, None]
+
+
+def proto_logits(z: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+    """ProtoNet's logits: minus the squared Euclidean distance to each prototype (Snell et al. 2017)."""
+    return -((z[:, None, :] - protos[None, :, :]) ** 2).sum(-1)
+
+
+def proto_classifier(protos: torch.Tensor) -> Params:
+    """The linear classifier with ProtoNet's decisions: -|z-c|^2 = 2 z.c - |c|^2 - |z|^2 (the last term is the same for every class)."""
+    return {"weight": 2 * protos, "bias": -(protos**2).sum(1)}
+
+
+def inner_update(params: Params, grads: Params, lrs: Params) -> Params:
+    """The one inner-loop update of every algorithm: theta' = theta - lr * grad (lr a scalar or a learned alpha tensor)."""
+    return {k: params[k] - lrs[k] * grads[k] for k in params}
+
+
+class Encoder(nn.Module):
+    """Cached features -> embedding: fixed standardisation, then `none` (identity), `linear` or `mlp` (Linear-GELU-Linear)."""
+
+    def __init__(self, in_dim: int, kind: Literal["none", "linear", "mlp"], hidden: int, out_dim: int,
+                 mean: torch.Tensor, std: torch.Tensor):
+        super().__init__()
+        self.kind, self.in_dim, self.hidden = kind, in_dim, hidden
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("std", std.clamp(min=1e-6).clone())
+        if kind == "none":
+            self.layers = nn.Sequential()
+        elif kind == "linear":
+            self.layers = nn.Sequential(nn.Linear(in_dim, out_dim))
+        else:
+            self.layers = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers((x - self.mean) / self.std)
+
+    def params(self) -> Params:
+        return dict(self.named_parameters())
+
+    def embed(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self, params, (x,))
+
+    @torch.no_grad()
+    def fold(self, params: Params, classifier: Params) -> ProbeHead:
+        """This encoder (with `params`) followed by a linear classifier, as one equivalent `ProbeHead`: composed
+        linear maps for none/linear; for mlp the classifier is folded into the second Linear (ProbeHead's MLP
+        is Linear-GELU-Dropout-Linear)."""
+        w, b = classifier["weight"].detach(), classifier["bias"].detach()
+        if self.kind == "mlp":
+            head = ProbeHead(self.in_dim, w.shape[0], kind="mlp", hidden=self.hidden, dropout=0.0)
+            head.net[0].weight.copy_(params["layers.0.weight"])
+            head.net[0].bias.copy_(params["layers.0.bias"])
+            head.net[3].weight.copy_(w @ params["layers.2.weight"])
+            head.net[3].bias.copy_(w @ params["layers.2.bias"] + b)
+        else:
+            head = ProbeHead(self.in_dim, w.shape[0], kind="linear")
+            if self.kind == "linear":
+                w, b = w @ params["layers.0.weight"], w @ params["layers.0.bias"] + b
+            head.net[0].weight.copy_(w)
+            head.net[0].bias.copy_(b)
+        head.set_scaler(self.mean, self.std)
+        return head.eval()
+
+
+class MetaLearner(nn.Module):
+    """The adaptation rule: `adapt(encoder, support)` -> fast weights, `logits(encoder, fast, x)`. Its own
+    parameters are Meta-SGD's alphas (none for the others). The encoder is passed in, not owned, so the
+    training loop optimises and checkpoints it as its backbone."""
+
+    def __init__(self, encoder: Encoder, algorithm: str, inner_lr: float = 0.01, inner_steps: int = 1, anil: bool = False):
+        super().__init__()
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown meta algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+        self.algorithm, self.inner_steps, self.anil = algorithm, inner_steps, anil
+        self.first_order = algorithm == "fomaml"
+        adapted = {} if anil else {k: p.shape for k, p in encoder.named_parameters()}
+        # classifier alphas are per embedding dimension, shared by the classes (ways are exchangeable; their count varies)
+        out_dim = encoder.layers[-1].out_features if len(encoder.layers) else encoder.in_dim
+        adapted |= {"weight": torch.Size([1, out_dim]), "bias": torch.Size([1])}
+        self.adapted = list(adapted)
+        if algorithm == "meta_sgd":
+            self.alpha = nn.ParameterDict({_key(k): nn.Parameter(torch.full(shape, float(inner_lr))) for k, shape in adapted.items()})
+        else:
+            self.register_buffer("inner_lr", torch.tensor(float(inner_lr)), persistent=False)
+
+    def lrs(self) -> Params:
+        if self.algorithm == "meta_sgd":
+            return {k: self.alpha[_key(k)] for k in self.adapted}
+        return {k: self.inner_lr for k in self.adapted}
+
+    def adapt(self, encoder: Encoder, params: Params, sx: torch.Tensor, onehot: torch.Tensor, steps: int | None = None) -> Params:
+        """Fast weights for one support set: encoder params (adapted unless ANIL) + a classifier started at the
+        prototypes, after `steps` inner updates on the support cross-entropy."""
+        protos = prototypes(encoder.embed(params, sx), onehot)
+        fast = {**params, **proto_classifier(protos)}
+        if self.algorithm == "protonet":
+            return fast
+        inner = {k: fast[k] for k in self.adapted}
+        fixed = {k: v for k, v in fast.items() if k not in inner}
+        targets = onehot.argmax(1)
+        lrs = self.lrs()
+
+        def support_loss(p: Params) -> torch.Tensor:
+            return F.cross_entropy(self.logits(encoder, {**fixed, **p}, sx), targets)
+
+        for _ in range(self.inner_steps if steps is None else steps):
+            g = grad(support_loss)(inner)
+            if self.first_order:
+                g = {k: v.detach() for k, v in g.items()}
+            inner = inner_update(inner, g, lrs)
+        return {**fixed, **inner}
+
+    def logits(self, encoder: Encoder, fast: Params, x: torch.Tensor) -> torch.Tensor:
+        z = encoder.embed({k: v for k, v in fast.items() if k not in ("weight", "bias")}, x)
+        return z @ fast["weight"].T + fast["bias"]
+
+    def episode_logits(self, encoder: Encoder, sx: torch.Tensor, qx: torch.Tensor, ways: int, shots: int) -> torch.Tensor:
+        """Query logits (T, N*Q, N) of a batch of episodes (sx: (T, N*K, D), qx: (T, N*Q, D)), vmapped over tasks."""
+        onehot = F.one_hot(way_targets(ways, shots), ways).to(sx)
+        params = encoder.params()
+
+        def one(s: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+            return self.logits(encoder, self.adapt(encoder, params, s, onehot), q)
+
+        return vmap(one)(sx, qx)
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "__")  # ParameterDict keys may not contain dots
+
+
+class EpisodeBatches:
+    """The episodes of optimizer step s: episodes s*T .. s*T+T-1 of the sampler, as feature tensors. A pure
+    function of the step, like the loop's own batch order, so a resumed run sees the same episodes."""
+
+    def __init__(self, x: np.ndarray, sampler: EpisodeSampler, per_step: int):
+        self.x, self.sampler, self.per_step = torch.from_numpy(x), sampler, per_step
+
+    def __call__(self, step: int, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ep = self.sampler.batch(step * self.per_step, count or self.per_step)
+        q = way_targets(self.sampler.ways, self.sampler.queries)
+        return self.x[ep.support], self.x[ep.query], q.expand(len(ep.support), -1)
+
+
+class EpisodicObjective(Objective):
+    """Query cross-entropy after adaptation, averaged over the step's episodes. The loop's own batch only
+    says how many episodes (its rows are episode tickets); the episodes come from `EpisodeBatches(step)`."""
+
+    def __init__(self, learner: MetaLearner, episodes: EpisodeBatches):
+        super().__init__()
+        self.learner, self.episodes = learner, episodes
+        self._monitors: dict[str, float] = {}
+
+    def forward(self, net, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        s = self.episodes.sampler
+        sx, qx, qy = (t.to(batch.targets.device) for t in self.episodes(step, len(batch.targets)))
+        logits = self.learner.episode_logits(net.backbone.model, sx, qx, s.ways, s.shots)
+        loss = F.cross_entropy(logits.reshape(-1, s.ways), qy.reshape(-1))
+        self._monitors = {"train_episode_accuracy": float((logits.argmax(-1) == qy).float().mean())}
+        return {"task": loss}
+
+    def monitors(self) -> dict[str, float]:
+        return self._monitors
+
+
+def episodic_accuracies(predict: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor], x: np.ndarray, sampler: EpisodeSampler,
+                        episodes: int, chunk: int = 100) -> np.ndarray:
+    """Query accuracy of each of `episodes` episodes; predict(sx (T,N*K,D), qx (T,N*Q,D), N) -> (T, N*Q) predicted ways."""
+    xt = torch.from_numpy(x)
+    q = way_targets(sampler.ways, sampler.queries)
+    out = []
+    for start in range(0, episodes, chunk):
+        ep = sampler.batch(start, min(chunk, episodes - start))
+        pred = predict(xt[ep.support], xt[ep.query], sampler.ways)
+        out.append((pred == q).float().mean(1).numpy())
+    return np.concatenate(out)
+
+
+def mean_ci95(acc: np.ndarray) -> tuple[float, float]:
+    """Mean and the 95% confidence half-width 1.96 s / sqrt(n) (normal approximation; reports use >= 600 episodes)."""
+    half = float(1.96 * acc.std(ddof=1) / np.sqrt(len(acc))) if len(acc) > 1 else float("nan")
+    return float(acc.mean()), half
+
+
+def learner_predict(learner: MetaLearner, encoder: Encoder) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+    """`episodic_accuracies`' predict for a meta-learned encoder + adaptation rule (on the encoder's device)."""
+
+    def predict(sx: torch.Tensor, qx: torch.Tensor, ways: int) -> torch.Tensor:
+        device = encoder.mean.device
+        with torch.no_grad():  # torch.func.grad still differentiates the inner loop: function transforms ignore an outer no_grad
+            return learner.episode_logits(encoder, sx.to(device), qx.to(device), ways, sx.shape[1] // ways).argmax(-1).cpu()
+
+    return predict
+
+
+class EpisodicValidation(ClassificationTask):
+    """The loop's validation for meta-training: accuracy and macro-F1 over fixed episodes of val's novel classes
+    (the loop's own pass over val is not used: episodes need support sets). Selects on `val_episode_accuracy`."""
+
+    def __init__(self, learner: MetaLearner, encoder: Encoder, xv: np.ndarray, sampler: EpisodeSampler, episodes: int):
+        super().__init__("val_episode_accuracy", maximize=True)
+        self.learner, self.encoder, self.xv, self.sampler, self.episodes = learner, encoder, xv, sampler, episodes
+
+    def evaluate(self) -> dict[str, float]:
+        predict = learner_predict(self.learner, self.encoder)
+        xt, s = torch.from_numpy(self.xv), self.sampler
+        ep = s.batch(0, self.episodes)
+        pred = predict(xt[ep.support], xt[ep.query], s.ways)
+        truth = way_targets(s.ways, s.queries).expand_as(pred)
+        p, t = F.one_hot(pred, s.ways).float(), F.one_hot(truth, s.ways).float()
+        tp = (p * t).sum(1)
+        f1 = (2 * tp / (p.sum(1) + t.sum(1)).clamp(min=1)).mean(1)  # per-episode macro-F1 (0 for a class never predicted nor true)
+        return {"val_episode_accuracy": float((pred == truth).float().mean()), "val_macro_f1": float(f1.mean())}
+
+    def metrics(self, logits: torch.Tensor, targets: np.ndarray) -> dict[str, float]:
+        return self.evaluate()
