@@ -49,8 +49,9 @@ def local_prefect_server():
         return
     import fcntl
 
+    from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, get_current_settings, temporary_settings
 
     url = get_current_settings().server.database.connection_url.get_secret_value()
     home = Path(url.split(":///", 1)[1]).parent if url.startswith("sqlite") else Path(get_current_settings().home)
@@ -62,8 +63,10 @@ def local_prefect_server():
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield
+            APILogWorker.drain_all(timeout=5)  # the run's last log lines reach the server before it stops
     finally:
-        server.stop()
+        with temporary_settings(updates={PREFECT_LOGGING_TO_API_ENABLED: False}):  # nothing left to send them to
+            server.stop()
 
 
 def quiet_third_party() -> None:
@@ -137,6 +140,42 @@ def run(
     _print_summary(result)
 
 
+@app.command()
+def validate(
+    config: Path = typer.Argument(..., help="experiment YAML whose data to check"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a config key, as for `tlops run`"),
+    json_out: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
+) -> None:
+    """Check the data of a config (the run's Great Expectations rules) without training or logging anything."""
+    from rich.table import Table
+
+    from tlops.config import load_config
+    from tlops.errors import ValidationFailed
+    from tlops.pipeline import validate_step
+
+    try:
+        cfg = load_config(config, set_ or [])
+        quiet_third_party()
+        report, failed = validate_step(cfg), None
+    except ValidationFailed as e:
+        report, failed = e.report, e
+    except TlopsError as e:
+        err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
+        raise typer.Exit(2)
+    if json_out:
+        print(json.dumps(report.model_dump(mode="json")))
+    else:
+        t = Table("split", "rule", "result", "where / fix")
+        for c in report.checks:
+            where = f"{Path(c.file).name} rows {', '.join(map(str, c.rows[:5]))}: {c.fix}" if not c.success else ""
+            t.add_row(c.split, c.rule, "ok" if c.success else "[red]failed[/red]", mask(where))
+        Console().print(t)
+        Console().print(f"{report.dataset}: rows {report.rows}")
+    if failed:
+        err.print(f"[red]error:[/red] {mask(str(failed))}", highlight=False)
+        raise typer.Exit(1)
+
+
 def _check_data_first(cfg, source: str) -> dict:
     """Validate the data before any server or orchestration import is needed, so a data error reaches the user in
     seconds (and once); it is still recorded as a FAILED MLflow run. The report travels into the flow, which
@@ -189,7 +228,7 @@ def _registry_command(fn):
     return wrapped
 
 
-for _name in ("models", "promote", "rollback", "history", "predict", "audit", "schedule"):
+for _name in ("models", "promote", "rollback", "history", "predict", "evaluate", "audit", "schedule"):
     app.command(_name)(_registry_command(getattr(registry_commands, _name)))
 
 

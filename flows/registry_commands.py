@@ -141,6 +141,54 @@ def _items(inputs: list[str], csv: Path | None) -> list[str]:
     raise DataError(f"{csv} has columns {list(df.columns)}; it needs a 'text' (texts) or 'path' (image/audio files) column")
 
 
+def evaluate(model_uri: str = typer.Argument(..., help="models:/NAME@champion, models:/NAME/VERSION, or runs:/RUN/model"),
+             data: Path = typer.Option(..., "--data", help="a labelled CSV ('text' or 'path' column, and 'label'), or a dataset "
+                                                         "folder (its --split CSV)"),
+             split: str = typer.Option("test", "--split", help="with a dataset folder: which split's CSV"),
+             out_dir: Optional[Path] = typer.Option(None, "--out", help="also write confusion.png and report.json here"),
+             json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
+    """Metrics, per-class table and confusion matrix of a registered model on any labelled data."""
+    import mlflow
+    import pandas as pd
+
+    from tasks.operate import connect
+    from tlops.errors import DataError
+    from tlops.evaluate import classification_metrics, confusion_png, per_class_report
+
+    csv = data / f"{split}.csv" if data.is_dir() else data
+    items = _items([], csv)
+    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    if "label" not in df.columns:
+        raise DataError(f"{csv} has no 'label' column; evaluate needs the true labels (use `tlops predict` without them)")
+    reg = connect(tracking_uri)
+    if model_uri.startswith("models:/"):
+        reg.resolve_uri(model_uri)
+    model = mlflow.pyfunc.load_model(model_uri)
+    truth, predicted = df["label"].str.strip().tolist(), [str(y) for y in model.predict(items)]
+    known = list(model.predict(items[:1], params={"proba": True}).columns)  # the model's label set, in its order
+    unknown = sorted(set(truth) - set(known))
+    labels = known + unknown
+    report = {"model_uri": model_uri, "data": str(csv), "rows": len(truth), "metrics": classification_metrics(truth, predicted, labels),
+              "per_class": {k: v for k, v in per_class_report(truth, predicted, labels).items() if k in labels},
+              "labels_unknown_to_the_model": unknown}
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        confusion_png(truth, predicted, labels, out_dir / "confusion.png", title=f"{model_uri} on {csv.name}")
+        (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    if json_out:
+        return _print_json(report)
+    m = report["metrics"]
+    out.print(f"{model_uri} on {csv} ({len(truth)} rows): accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}")
+    t = Table("label", "precision", "recall", "f1", "support")
+    for label, r in report["per_class"].items():
+        t.add_row(label, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}", str(int(r["support"])))
+    out.print(t)
+    if unknown:
+        out.print(f"[yellow]labels the model does not know (always wrong):[/yellow] {', '.join(unknown)}")
+    if out_dir:
+        out.print(f"wrote {out_dir / 'confusion.png'} and {out_dir / 'report.json'}")
+
+
 def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, models:/NAME/VERSION, or runs:/RUN/model"),
             inputs: Optional[list[str]] = typer.Argument(None, help="texts, or image/audio file paths"),
             csv: Optional[Path] = typer.Option(None, "--csv", help="a CSV with a 'text' or 'path' column"),

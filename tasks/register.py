@@ -111,7 +111,6 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
     log_json(client, run_id, manifest, MANIFEST_ARTIFACT)
     champ = champion_score(cfg, reg, features)  # scored before registering: never compared with itself
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings(), requirements_pinned_here():
-        warnings.filterwarnings("ignore", message=".*type hints.*")  # the untyped predict is deliberate (see pyfunc_model.py)
         warnings.filterwarnings("ignore", message=".*input example.*")
         info = mlflow.pyfunc.log_model(
             name="model",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 
@@ -53,3 +54,38 @@ def test_the_flow_reuses_the_cli_check_only_for_the_same_data(tmp_path, text_dat
         changed = validate_task.fn(cfg, run_id, {"report": marker, "data_md5": "0" * 32 + ".dir"})
     assert same.dataset == "checked by the CLI"
     assert changed.dataset != "checked by the CLI" and changed.success and changed.checks  # validated again
+
+
+def test_validate_checks_the_data_without_running(tmp_path, text_dataset, tiny_bert):
+    cfg = tiny_config(tmp_path, text_dataset, tiny_bert)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    ok = tlops_cli("validate", str(tmp_path / "c.yaml"), "--json")
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout.strip().splitlines()[-1])
+    assert report["success"] and report["rows"] == {"train": 42, "val": 12, "test": 18}
+    (text_dataset / "test.csv").write_text((text_dataset / "test.csv").read_text() + "a lone rock on the shore,mineral\n")
+    bad = tlops_cli("validate", str(tmp_path / "c.yaml"))
+    assert bad.returncode == 1 and "test.csv line 20" in bad.stderr and "labels from the known set" in bad.stdout
+    assert not (tmp_path / "mlruns").exists()  # nothing logged
+
+
+def test_evaluate_scores_a_registered_model_on_labelled_data(tmp_path, text_dataset, tiny_bert, prefect_api):
+    cfg = tiny_config(tmp_path, text_dataset, tiny_bert)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    uri = cfg["tracking"]["uri"]
+    run = tlops_cli("run", str(tmp_path / "c.yaml"), "--json", env={**os.environ, "PREFECT_API_URL": prefect_api}, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    logged = json.loads(run.stdout.strip().splitlines()[-1])["test_metrics"]
+
+    out = tlops_cli("evaluate", "models:/tiny-text@champion", "--data", str(text_dataset), "--out", str(tmp_path / "eval"),
+                    "--json", "--tracking-uri", uri)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["rows"] == 18 and report["metrics"] == logged  # the test split again: the run's own numbers
+    assert set(report["per_class"]) == {"animal", "food", "vehicle"} and report["labels_unknown_to_the_model"] == []
+    assert (tmp_path / "eval" / "confusion.png").stat().st_size > 1000
+
+    no_labels = tmp_path / "texts.csv"
+    no_labels.write_text("text\na red car\n")
+    bad = tlops_cli("evaluate", "models:/tiny-text@champion", "--data", str(no_labels), "--tracking-uri", uri)
+    assert bad.returncode == 1 and "has no 'label' column" in bad.stderr
