@@ -232,7 +232,7 @@ TOPICS = ["dog", "cat", "bird", "horse", "cake", "soup", "bread", "salad", "car"
           "drum", "guitar", "piano", "rose", "tulip", "oak", "pine"]
 
 
-def make_few_shot_text(root: Path, train_classes=12, novel=(5, 5), per_class=26, overlap: bool = False) -> Path:
+def make_few_shot_text(root: Path, train_classes=10, novel=(5, 5), per_class=26, overlap: bool = False) -> Path:
     """Templated sentences, one topic word per class: train on the first classes, val and test on others."""
     root.mkdir(parents=True, exist_ok=True)
     names = iter(TOPICS)
@@ -288,7 +288,8 @@ def test_tlops_run_registers_a_few_shot_model_and_logs_the_episodic_metrics(tmp_
     for k in ("accuracy_5w1s", "accuracy_5w5s", "ci95_5w1s", "ci95_5w5s", "protonet0_accuracy_5w1s",
               "accuracy", "macro_f1"):
         assert k in out.test_metrics, k
-    assert "accuracy_5w10s" not in out.test_metrics, "10 + 5 rows per class are not there after the support carve (21 left)"
+    m = out.test_metrics  # 26 rows per test class - 5 carved support rows = 21 >= 10 shots + 5 queries: every shot count scored
+    assert m["accuracy_5w10s"] > m["accuracy_5w1s"] and "accuracy_5w2s" in m, m
     client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
     run = client.get_run(out.run_id).data.metrics
     assert run["test_accuracy_5w5s"] == out.test_metrics["accuracy_5w5s"]
@@ -297,5 +298,4 @@ def test_tlops_run_registers_a_few_shot_model_and_logs_the_episodic_metrics(tmp_
     mlflow.set_tracking_uri(cfg["tracking"]["uri"])
     model = mlflow.pyfunc.load_model("models:/tiny-fewshot@champion")
     pred = model.predict(["a violin seen near the river", "a rose seen near the lake"])
-    novel = set(TOPICS[12:17]) | set(TOPICS[17:20])
-    assert len(pred) == 2 and set(pred) <= set(TOPICS[17:20]) | set(TOPICS[12:17]) and set(pred) <= novel, pred
+    assert len(pred) == 2 and set(pred) <= set(TOPICS[15:20]), f"the registered model knows test's (support) classes only: {pred}"

@@ -75,7 +75,7 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
     model also its episodic metrics (accuracy_5w1s, ci95_5w1s, ...) and the accuracy-vs-shots plot."""
     labels = getattr(result, "labels", None) or features.labels  # a few-shot head knows only its support set's classes
     _, y = features.arrays("test")
-    y_true = [labels[i] for i in y]
+    y_true = [features.labels[i] for i in y]
     y_pred = result.test_predictions(features, lambda: open_dataset(cfg).inputs("test"))
     out_dir.mkdir(parents=True, exist_ok=True)
     report = per_class_report(y_true, y_pred, labels)
