@@ -12,12 +12,13 @@ Run: `python -m bench.domain_adapt [--modalities image audio text] [--seeds 0 1 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, save
+from bench.common import OUT, REPO, save
 from tlops.config import load_config
 from tlops.pipeline import evaluate_step, features_step, train_step
 from tlops.strategies.domain_adapt import CRITERIA
@@ -131,6 +132,8 @@ def main(modalities: list[str], seeds: list[int], timing_modality: str | None, t
                     cfg = config(modality, method, seed, work)
                     runs[method][seed] = run_one(cfg, feats, work)
                     r = runs[method][seed]
+                    OUT.mkdir(parents=True, exist_ok=True)  # partial results survive an interrupted bench (a shared machine)
+                    (OUT / "domain_adapt.partial.json").write_text(json.dumps({**out, "runs": {**out["runs"], modality: runs}}, indent=1))
                     print(modality, seed, method, {k: r[k] for k in ("unsupervised", "oracle", "chosen", "train_seconds")}, flush=True)
             out["runs"][modality] = runs
             out["summary"][modality] = summarise(runs, seeds, config(modality, "dann", 0, tmp).strategy.selection)
