@@ -85,7 +85,7 @@ def mean_std(xs: list[float]) -> dict:
 
 def summarise(runs: dict, seeds: list[int], criterion: str) -> dict:
     """Per method: unsupervised and oracle mean +- std; the label-free best method per seed; the targets."""
-    key, maximize = CRITERIA[criterion]
+    maximize = CRITERIA[criterion][1]
     table = {m: {"unsupervised": mean_std([runs[m][s]["unsupervised"] for s in seeds]),
                  "oracle": mean_std([runs[m][s]["oracle"] for s in seeds]),
                  **{f"post_hoc_{c}": mean_std([runs[m][s]["post_hoc"][c]["test_macro_f1"] for s in seeds]) for c in CRITERIA}}
