@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 import mlflow
 import yaml
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from tlops.config import RunConfig
@@ -172,12 +172,12 @@ def _start_run(client: MlflowClient, experiment_id: str, cfg: RunConfig, source:
     git = git_commit(REPO_ROOT)
     data = data_version(cfg.data.path, store_in=cfg.data.dvc_cache or default_dvc_cache(REPO_ROOT))  # kept for `tlops audit`
     params = flatten(mask_obj(cfg.model_dump()))
-    client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
-    for k, v in {"git.commit": git["commit"] or "none", "git.dirty": str(git["dirty"]), "data.dvc_md5": data["dvc_md5"] or "none",
-                 "data.dataset_md5": data["dataset_md5"], "data.dvc_status": data["dvc_status"][:5000],
-                 "data.version_md5": data["version_md5"], "data.version_store": data["version_store"] or "none",
-                 "mlflow.source.git.commit": git["commit"] or "none", "tlops.seed": str(cfg.seed)}.items():
-        client.set_tag(run_id, k, v)
+    tags = {"git.commit": git["commit"] or "none", "git.dirty": str(git["dirty"]), "data.dvc_md5": data["dvc_md5"] or "none",
+            "data.dataset_md5": data["dataset_md5"], "data.dvc_status": data["dvc_status"][:5000],
+            "data.version_md5": data["version_md5"], "data.version_store": data["version_store"] or "none",
+            "mlflow.source.git.commit": git["commit"] or "none", "tlops.seed": str(cfg.seed)}
+    # one call, not one per tag: against a tracking server each call is an HTTP round trip
+    client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()], tags=[RunTag(k, v) for k, v in tags.items()])
     log_json(client, run_id, mask_obj({"git": git, "data": data, "packages": package_versions()}), "provenance.json")
     with mlflow.start_run(run_id=run_id):
         mlflow.log_text(yaml.safe_dump(mask_obj(cfg.model_dump()), sort_keys=False), "config.yaml")
