@@ -37,6 +37,33 @@ QUIET_ENV = {
 }
 
 
+def _die_with_parent() -> None:
+    """In the server's child process, before exec: Linux sends it SIGTERM when the thread that started it dies,
+    even by SIGKILL (which no cleanup code of ours can catch)."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _server_that_dies_with_us(base: type) -> type:
+    """Prefect's temporary server, started so that it ends with this process: `kill -9` of a run used to leave
+    it running as an orphan. Prefect's own start command is kept; only its Popen gains the pre-exec hook."""
+    import subprocess
+
+    class Server(base):
+        def _run_uvicorn_command(self):
+            popen = subprocess.Popen
+            subprocess.Popen = lambda *a, **kw: popen(*a, preexec_fn=_die_with_parent, **kw)  # started under our lock
+            try:
+                return super()._run_uvicorn_command()
+            finally:
+                subprocess.Popen = popen
+
+    return Server
+
+
 @contextlib.contextmanager
 def local_prefect_server():
     """Without PREFECT_API_URL, run against a temporary Prefect server of this process, started here under a
@@ -58,7 +85,7 @@ def local_prefect_server():
     home.mkdir(parents=True, exist_ok=True)
     with open(home / ".tlops-server.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one server starts (migrates, registers blocks, binds its port) at a time
-        server = SubprocessASGIServer()
+        server = _server_that_dies_with_us(SubprocessASGIServer)()
         server.start(timeout=180)
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
