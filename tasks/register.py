@@ -121,6 +121,9 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
             signature=model_signature(),
             registered_model_name=name,
         )
+    # leaving `mlflow.start_run` ends the run as FINISHED; it is not: the gate is still to come, and a run killed
+    # there must stay RUNNING so the next run on this host marks it KILLED (tracked_run sets the final status)
+    client.update_run(run_id, status="RUNNING")
     version = str(info.registered_model_version)
     client.set_model_version_tag(name, version, "tlops.run_id", run_id)
     client.set_model_version_tag(name, version, "tlops.package_sha256", manifest_digest(manifest))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -142,7 +143,9 @@ def _alive(owner: dict) -> bool:
 
 def close_orphaned_runs(client: MlflowClient, experiment_id: str, by_run: str | None = None) -> list[str]:
     """Runs still RUNNING whose owning process on this host is gone (killed by SIGKILL, OOM, power loss):
-    mark them KILLED with the reason. Runs owned by other hosts are left alone (their liveness is unknown here)."""
+    mark them KILLED with the reason and remove their scratch folder (`<work_dir>/<run id>`; checkpoints live in
+    `<work_dir>/checkpoints`, so a rerun still resumes). Runs owned by other hosts are left alone (their liveness
+    is unknown here)."""
     closed = []
     for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
         raw = run.data.tags.get("tlops.owner")
@@ -155,6 +158,8 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str, by_run: str | 
                        f"process {owner['pid']} on {owner['host']} ended without closing this run (killed?); "
                        f"marked KILLED{' by run ' + by_run if by_run else ''}")
         client.set_terminated(run.info.run_id, "KILLED")
+        if work := run.data.params.get("execution.work_dir"):
+            shutil.rmtree(Path(work) / run.info.run_id, ignore_errors=True)
         closed.append(run.info.run_id)
     return closed
 
