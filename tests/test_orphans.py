@@ -46,7 +46,7 @@ def test_a_killed_run_leaves_no_server_and_the_next_run_clears_its_folder(tmp_pa
         while not (servers := _uvicorn_children(run.pid)) and time.time() < deadline and run.poll() is None:
             time.sleep(0.5)
         assert servers, "the run never started its temporary server"
-        client = MlflowClient(cfg["tracking"]["uri"])
+        client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])  # not a registry URI another test set
         while run.poll() is None and time.time() < deadline and not _registered(client):
             time.sleep(0.5)  # until the run waits at the gate: its version registered, its scratch folder still there
         assert run.poll() is None, "the run ended before it could be killed"
