@@ -17,10 +17,9 @@ from pydantic import Field, model_validator
 from tlops.config_base import Strict
 from tlops.records import FewShotReport, HeadResult
 from tlops.strategies.registry import TrainContext
+from tlops.training.feature_rows import FeatureRows
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from tlops.training.meta import Encoder, MetaLearner
 
 
@@ -81,36 +80,12 @@ class MamlConfig(EpisodicConfig):
     anil: bool = Field(False, description="ANIL: the inner loop adapts only the classifier (the encoder is meta-learned, not adapted)")
 
 
-class EncoderRows:
+class EncoderRows(FeatureRows):
     """The loop's backbone: cached feature rows in, the meta-learned encoder's embeddings out."""
-
-    modality = "features"
-    fine_tuned = False
 
     def __init__(self, encoder: Encoder):
         self.model = encoder
         self.num_features = encoder(encoder.mean[None]).shape[1]
-
-    def encode(self, rows) -> list:
-        return list(rows)
-
-    def lengths(self, encoded) -> None:
-        return None
-
-    def collate(self, rows):
-        import numpy as np
-        import torch
-
-        return torch.from_numpy(np.stack(rows))
-
-    def augment(self, inputs, g, flip: bool = True):
-        return inputs
-
-    def embed(self, inputs):
-        return self.model(inputs)
-
-    def parameter_groups(self) -> list[list]:
-        return [list(self.model.parameters())]
 
 
 class EpisodeTickets(EncoderRows):
@@ -132,7 +107,11 @@ def _meta_train(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, x, y,
     from tlops.strategies.finetune import NOT_IN_FINGERPRINT, run_checkpoint_dir
     from tlops.training.episodes import EpisodeSampler
     from tlops.training.loop import LabelledData, Net, fit
-    from tlops.training.meta import EpisodeBatches, EpisodicObjective, EpisodicValidation
+    from tlops.training.meta import (
+        EpisodeBatches,
+        EpisodicObjective,
+        EpisodicValidation,
+    )
 
     s, seed = ctx.cfg.strategy, ctx.cfg.seed
     rows = EncoderRows(encoder)

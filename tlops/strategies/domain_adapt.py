@@ -28,6 +28,7 @@ from tlops.records import AdaptationSummary, Candidate, HeadResult, OracleChoice
 from tlops.strategies.finetune import NOT_IN_FINGERPRINT, FinetuneConfig, initial_head, loop_summary, run_checkpoint_dir
 from tlops.strategies.registry import TrainContext, register_strategy
 from tlops.training.callbacks import Callback
+from tlops.training.feature_rows import FeatureRows
 
 if TYPE_CHECKING:
     import numpy as np
@@ -100,11 +101,8 @@ class _Prefixed(Callback):
         self.inner.on_epoch_end(state, {"epoch": row["epoch"], **{f"{self.prefix}{k}": v for k, v in row.items() if k != "epoch"}})
 
 
-class FeatureAdapter:
+class FeatureAdapter(FeatureRows):
     """The loop's backbone in features mode: cached feature rows in, standardise -> Linear -> GELU -> dropout out."""
-
-    modality = "features"
-    fine_tuned = False
 
     def __init__(self, in_dim: int, width: int, dropout: float, mean, std):
         from torch import nn
@@ -113,27 +111,6 @@ class FeatureAdapter:
 
         self.model = nn.Sequential(Standardize(mean, std), nn.Linear(in_dim, width), nn.GELU(), nn.Dropout(dropout))
         self.num_features = width
-
-    def encode(self, rows) -> list:
-        return list(rows)
-
-    def lengths(self, encoded) -> None:
-        return None
-
-    def collate(self, rows):
-        import numpy as np
-        import torch
-
-        return torch.from_numpy(np.stack(rows))
-
-    def augment(self, inputs, g, flip: bool = True):
-        return inputs
-
-    def embed(self, inputs):
-        return self.model(inputs)
-
-    def parameter_groups(self) -> list[list]:
-        return [list(self.model.parameters())]
 
 
 class _Criteria:
@@ -147,7 +124,11 @@ class _Criteria:
         from sklearn.metrics import f1_score
         from torch.nn import functional as F
 
-        from tlops.training.selection import density_ratio, dev_risk, soft_neighborhood_density
+        from tlops.training.selection import (
+            density_ratio,
+            dev_risk,
+            soft_neighborhood_density,
+        )
 
         z_s, _ = evaluate(self.train)
         z_v, out_v = evaluate(self.val)
