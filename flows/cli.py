@@ -108,6 +108,16 @@ def quiet_third_party() -> None:
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
 
 
+def _print_error(e: Exception) -> None:
+    err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
+
+
+def _failed(e: Exception, code: int) -> typer.Exit:
+    """One masked `error:` line; the exit to raise (1: the run failed, 2: the command or config is wrong)."""
+    _print_error(e)
+    return typer.Exit(code)
+
+
 def _masked_excepthook(kind, value, tb) -> None:
     import traceback
 
@@ -141,8 +151,7 @@ def run(
     try:
         cfg = load_config(config, set_ or [])
     except TlopsError as e:
-        err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
-        raise typer.Exit(2)
+        raise _failed(e, 2)
     if cfg.tracking.uri:  # the password travels in the environment, never in the flow's parameters
         cfg.tracking.uri = adopt_credentials(cfg.tracking.uri)
     if os.environ.get("MLFLOW_TRACKING_URI"):
@@ -158,8 +167,7 @@ def run(
             result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=not json_out and sys.stderr.isatty(),
                                 checked=checked)
     except TlopsError as e:
-        err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
-        raise typer.Exit(1)
+        raise _failed(e, 1)
     gc.freeze()  # skips a multi-second final collection of millions of objects at interpreter exit
     if json_out:
         print(json.dumps(result.model_dump(mode="json", exclude=HUMAN_ONLY)))
@@ -187,8 +195,7 @@ def validate(
     except ValidationFailed as e:
         report, failed = e.report, e
     except TlopsError as e:
-        err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
-        raise typer.Exit(2)
+        raise _failed(e, 2)
     if json_out:
         print(json.dumps(report.model_dump(mode="json")))
     else:
@@ -199,8 +206,7 @@ def validate(
         Console().print(t)
         Console().print(f"{report.dataset}: rows {report.rows}")
     if failed:
-        err.print(f"[red]error:[/red] {mask(str(failed))}", highlight=False)
-        raise typer.Exit(1)
+        raise _failed(failed, 1)
 
 
 def _check_data_first(cfg, source: str) -> dict:
@@ -215,7 +221,7 @@ def _check_data_first(cfg, source: str) -> dict:
         data_md5 = dir_md5(data) if data.is_dir() else None  # before the checks: a later change is seen by the flow
         report = validate_step(cfg)
     except TlopsError as e:
-        err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
+        _print_error(e)
         from tasks.validate import record_failed_check
 
         run_id = record_failed_check(cfg, source, e)
@@ -249,8 +255,7 @@ def _registry_command(fn):
         try:
             return fn(*args, **kwargs)
         except TlopsError as e:
-            err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
-            raise typer.Exit(1)
+            raise _failed(e, 1)
 
     return wrapped
 
