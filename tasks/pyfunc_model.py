@@ -1,10 +1,15 @@
 """The MLflow pyfunc of a tlops model package: raw inputs in, labels out (or, with the param `proba`,
 one column of class probabilities per label).
 
+Few-shot serving: for a meta-transfer model the param `support` (a JSON string: a list of
+{"text" | "path": ..., "label": ...} rows) adapts the meta-learned encoder to that support set on the spot,
+and the predictions (and `proba`'s columns) are over its classes: new classes with no retraining and no new
+version. Without it the model predicts its registered classes.
+
 Logged as "models from code" (no pickle): MLflow copies this file into the model and runs it at
 load time; it imports only mlflow and tlops (shipped with the model through code_paths). `predict` has
-no type hints on purpose: the explicit signature (with its `proba` param) is then the one MLflow uses,
-for `load_model(...).predict(x, params={"proba": True})` and for `mlflow models serve` alike.
+no type hints on purpose: the explicit signature (with its `proba` and `support` params) is then the one
+MLflow uses, for `load_model(...).predict(x, params={"proba": True})` and for `mlflow models serve` alike.
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ class TlopsModel(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         from tlops.package import as_items
 
+        params = params or {}
         items = as_items(model_input)
-        if (params or {}).get("proba"):
+        # "" is the signature's default (MLflow params need one): no support set, the registered classes
+        support = self.predictor.support(params["support"]) if params.get("support") else None
+        if params.get("proba"):
             import pandas as pd
 
-            return pd.DataFrame(self.predictor.predict_proba(items), columns=self.predictor.labels)
-        return self.predictor.predict(items)
+            return pd.DataFrame(self.predictor.predict_proba(items, support), columns=self.predictor.classes(support))
+        return self.predictor.predict(items, support)
 
 
 set_model(TlopsModel())

@@ -76,11 +76,13 @@ def _made_by(source: str) -> str:
 
 
 def model_signature():
-    """Raw inputs (strings: texts or file paths) in; the `proba` param asks for class probabilities."""
+    """Raw inputs (strings: texts or file paths) in; the `proba` param asks for class probabilities; `support`
+    (a JSON list of labelled rows, "" for none) adapts a meta-transfer model to new classes (tasks/pyfunc_model.py)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
-    return ModelSignature(inputs=Schema([ColSpec("string")]), params=ParamSchema([ParamSpec("proba", "boolean", False)]))
+    return ModelSignature(inputs=Schema([ColSpec("string")]),
+                          params=ParamSchema([ParamSpec("proba", "boolean", False), ParamSpec("support", "string", "")]))
 
 
 def advance_challenger(reg: Registry, name: str, version: str, run_id: str, source: str) -> None:

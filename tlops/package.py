@@ -15,21 +15,28 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from tlops.errors import DataError
 from tlops.hashing import file_sha256
 from tlops.modules.heads import ProbeHead
+from tlops.support_set import SupportSet
 
 FORMAT_VERSION = 1
 META_FILE = "tlops_model.json"
 
 
-def save_package(out_dir: Path, backbone, head: ProbeHead, labels: list[str], extra: dict | None = None) -> Path:
-    """Write atomically: build in a temp folder beside `out_dir`, then rename into place."""
+def save_package(out_dir: Path, backbone, head: ProbeHead, labels: list[str], extra: dict | None = None,
+                 files: dict[str, Path] | None = None) -> Path:
+    """Write atomically: build in a temp folder beside `out_dir`, then rename into place. `files`: more files
+    to copy in (package-relative path -> source), e.g. a meta-learned model's adaptation state."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
     try:
         backbone.export(tmp / "backbone")
         save_file({k: v.contiguous() for k, v in head.state_dict().items()}, str(tmp / "head.safetensors"))
+        for rel, src in (files or {}).items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, tmp / rel)
         meta = {
             "format": FORMAT_VERSION,
             "modality": backbone.modality,
@@ -73,7 +80,8 @@ def manifest_digest(manifest: dict[str, str]) -> str:
 
 
 class Predictor:
-    """Raw inputs -> labels, from a saved package; no cache, no tracking."""
+    """Raw inputs -> labels, from a saved package; no cache, no tracking. A meta-transfer package also adapts
+    to a support set given with the inputs (few-shot serving): predictions are then over its classes."""
 
     def __init__(self, package_dir: str | Path, batch_size: int = 64):
         from tlops.backbones import backbone_from_export
@@ -87,23 +95,71 @@ class Predictor:
         self.head.eval()
         self.labels = self.meta["labels"]
         self.batch_size = batch_size
+        self.few_shot = None
+        if "few_shot" in self.meta:
+            from tlops.fewshot_predictor import FewShotAdapter
 
-    def predict_proba(self, items: Sequence[str]) -> np.ndarray:
+            self.few_shot = FewShotAdapter(root, self.meta["few_shot"])
+        self._adapted: tuple[SupportSet, ProbeHead, list[str]] | None = None  # the last support set's classifier (a server's
+        # clients tend to send the same support set with every request)
+
+    @property
+    def modality(self) -> str:
+        return self.meta["modality"]
+
+    def support(self, rows_or_json) -> SupportSet:
+        """A support set for this model from a JSON string or a list of {"text"|"path": ..., "label": ...} rows, checked."""
+        from tlops.support_set import support_from_json, support_from_rows
+
+        if self.few_shot is None:
+            strategy = (self.meta.get("strategy") or {}).get("name", "unknown")
+            raise DataError(f"this model (strategy {strategy}) was not meta-trained, so it cannot adapt to a "
+                            "support set at predict time; train it with strategy protonet, maml, fomaml or meta_sgd, or predict "
+                            "without a support set")
+        if isinstance(rows_or_json, str):
+            return support_from_json(rows_or_json, self.modality)
+        return support_from_rows(rows_or_json, self.modality)
+
+    def classifier(self, support: SupportSet | None = None) -> tuple[ProbeHead, list[str]]:
+        """(head, its classes): the registered head, or the meta-learned encoder adapted to `support`."""
+        if support is None:
+            return self.head, self.labels
+        if self._adapted is None or self._adapted[0] != support:
+            classes = support.classes()
+            index = {c: i for i, c in enumerate(classes)}
+            feats = self._embed(list(support.inputs))
+            head = self.few_shot.head(feats, np.array([index[label] for label in support.labels]), len(classes))
+            self._adapted = (support, head, classes)
+        return self._adapted[1], self._adapted[2]
+
+    def classes(self, support: SupportSet | None = None) -> list[str]:
+        return self.classifier(support)[1]
+
+    def _embed(self, items: list[str]) -> np.ndarray:
         from tlops.features import embed_all
 
-        feats = embed_all(self.backbone, list(items), batch_size=self.batch_size)
-        with torch.inference_mode():
-            return torch.softmax(self.head(torch.from_numpy(feats)), dim=1).numpy()
+        return embed_all(self.backbone, items, batch_size=self.batch_size)
 
-    def predict(self, items: Sequence[str]) -> list[str]:
+    def predict_proba(self, items: Sequence[str], support: SupportSet | None = None) -> np.ndarray:
+        """(N, classes) probabilities; columns in the order of `classes(support)`."""
+        from tlops.support_set import check_inputs
+
+        head, _ = self.classifier(support)
+        feats = self._embed(check_inputs(list(items)))
+        with torch.inference_mode():
+            return torch.softmax(head(torch.from_numpy(feats)), dim=1).numpy()
+
+    def predict(self, items: Sequence[str], support: SupportSet | None = None) -> list[str]:
         if len(items) == 0:
             return []
-        return [self.labels[i] for i in self.predict_proba(items).argmax(1)]
+        classes = self.classes(support)
+        return [classes[i] for i in self.predict_proba(items, support).argmax(1)]
 
 
-def as_items(model_input) -> list[str]:
+def as_items(model_input) -> list:
     """Whatever a pyfunc or a server hands over (a list, a pandas Series or DataFrame, a numpy array, one
-    string) as a list of raw inputs: a DataFrame's `text` or `path` column, else its first column."""
+    string) as a list of raw inputs: a DataFrame's `text` or `path` column, else its first column. Values
+    are kept as given (a missing cell stays None/NaN), so `Predictor` can refuse them by row."""
     import pandas as pd
 
     if isinstance(model_input, str):
@@ -111,4 +167,4 @@ def as_items(model_input) -> list[str]:
     if isinstance(model_input, pd.DataFrame):
         col = next((c for c in ("text", "path") if c in model_input.columns), model_input.columns[0])
         model_input = model_input[col]
-    return [str(x) for x in list(model_input)]
+    return [x if x is None or isinstance(x, str) or (isinstance(x, float) and x != x) else str(x) for x in list(model_input)]

@@ -150,6 +150,21 @@ class FewShotReport(Record):
         return out
 
 
+class MetaLearnerState(Record):
+    """What adapting a meta-learned model to a new support set needs (few-shot serving), and the support set
+    the registered head was adapted to. The tensors live in two safetensors files; this record says how to
+    rebuild the encoder and the adaptation rule around them (`tlops.fewshot_predictor`)."""
+
+    algorithm: str
+    inner_lr: float
+    inner_steps: int
+    anil: bool
+    encoder: dict[str, Any] = Field(description="Encoder construction: in_dim, kind, hidden, out_dim")
+    state_path: str = Field(description="safetensors: encoder.* (standardisation, projection) and learner.* (Meta-SGD's alphas)")
+    support_path: str = Field(description="safetensors: x (the support rows' backbone features), y (index into support_labels)")
+    support_labels: list[str] = Field(description="the support set's classes, in the order of the head's outputs")
+
+
 class _Trained(Record):
     strategy: str
     history: list[dict[str, float]] = Field(description="one row per epoch (or one row for a closed-form fit)")
@@ -169,6 +184,8 @@ class HeadResult(_Trained):
     spec: dict[str, Any]
     labels: list[str] | None = Field(None, description="the head's classes when they are not the features' label list "
                                                        "(a few-shot head adapted to its support set's classes)")
+    meta_learner: MetaLearnerState | None = Field(None, description="a meta-transfer head: what re-adapting to a new support "
+                                                                  "set at predict time needs (packaged with the head)")
 
     def load_head(self) -> ProbeHead:
         from tlops.modules.heads import ProbeHead
@@ -185,6 +202,11 @@ class HeadResult(_Trained):
     def write_package(self, backbone: Callable[[], Backbone], labels: list[str], out_dir: Path, extra: dict) -> Path:
         from tlops.package import save_package
 
+        if self.meta_learner is not None:
+            from tlops.fewshot_predictor import package_files
+
+            files, meta = package_files(self.meta_learner)
+            return save_package(out_dir, backbone(), self.load_head(), self.labels or labels, extra={**extra, "few_shot": meta}, files=files)
         return save_package(out_dir, backbone(), self.load_head(), self.labels or labels, extra=extra)
 
 

@@ -1,6 +1,7 @@
 """What the meta-transfer strategies share (`protonet`, `maml`, `fomaml`, `meta_sgd`): the config, episodic
 meta-training of an encoder on the cached frozen features with the shared loop, the episodic test
-evaluation, and the registered head (the meta-learned encoder adapted to the support set's classes).
+evaluation, and the registered head (the meta-learned encoder adapted to the support set's classes), packaged
+with the encoder and adaptation rule so the model adapts to a new support set at predict time.
 
 The loop sees the encoder as its backbone (optimised, checkpointed, resumed) and the adaptation rule's own
 parameters (Meta-SGD's alphas) through the objective; an "epoch" is `episodes_per_epoch` episodes whose
@@ -45,7 +46,7 @@ class EpisodicConfig(Strict):
     val_episodes: int = Field(100, ge=1, description="fixed validation episodes (val's novel classes) scored every epoch")
     eval_episodes: int = Field(600, ge=600, description="test episodes per setting (>= 600, the field's protocol)")
     eval_shots: list[int] = Field([1, 2, 5, 10], min_length=1, description="shots of the 5-way accuracy-vs-shots evaluation")
-    baselines: list[Literal["linear_probe", "protonet0"]] = Field(["linear_probe", "protonet0"], description="also scored on the same "
+    baselines: list[Literal["linear_probe", "protonet0", "finetune_support"]] = Field(["linear_probe", "protonet0"], description="also scored on the same "
                                                                   "episodes: a support-set linear probe (slow: one scikit-learn fit "
                                                                   "per episode), ProtoNet without meta-training")
     support_shots: int = Field(5, ge=1, description="rows per test class carved (seeded) as the registered model's support set "
@@ -124,14 +125,14 @@ def _meta_train(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, x, y,
 
 
 def _few_shot_report(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, support_classes: list[str]) -> FewShotReport:
-    from tlops.training.episodic_eval import protonet0, shot_scores, support_logreg
+    from tlops.training.episodic_eval import BASELINES, shot_scores
     from tlops.training.meta import learner_predict
     from tlops.validation import EVAL_WAYS
 
     s = ctx.cfg.strategy
     xt, yt = ctx.features.arrays("test")
     predictors = {"model": learner_predict(learner, encoder)}
-    known = {"linear_probe": support_logreg, "protonet0": protonet0}
+    known = BASELINES
     predictors |= {name: known[name](encoder.mean, encoder.std) for name in s.baselines}
     scores, skipped = shot_scores(predictors, xt, yt, EVAL_WAYS, sorted(set(s.eval_shots)), s.queries, s.eval_episodes, ctx.cfg.seed)
     model = scores.pop("model")
@@ -143,11 +144,11 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult:
     """Meta-train (unless meta_epochs is 0), evaluate episodically on test's novel classes, adapt to the support set."""
     import numpy as np
     import torch
-    from torch.nn import functional as F
 
     from tlops.data.fewshot import SUPPORT
+    from tlops.fewshot_predictor import save_meta_state
     from tlops.strategies.finetune import loop_summary
-    from tlops.training.meta import Encoder, MetaLearner
+    from tlops.training.meta import Encoder, MetaLearner, adapted_head
     from tlops.training.probe import finetune_scaler
 
     s, feats, seed = ctx.cfg.strategy, ctx.features, ctx.cfg.seed
@@ -172,13 +173,16 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult:
 
     xs, ys = feats.arrays(SUPPORT)
     classes = np.unique(ys)
-    onehot = F.one_hot(torch.from_numpy(np.searchsorted(classes, ys)), len(classes)).float()
-    with torch.no_grad():  # inner-loop gradients still flow (torch.func.grad ignores an outer no_grad)
-        fast = learner.adapt(encoder, encoder.params(), torch.from_numpy(xs), onehot)
-    head = encoder.fold({k: v for k, v in fast.items() if k not in ("weight", "bias")}, fast)
+    targets = np.searchsorted(classes, ys)
+    head = adapted_head(learner, encoder, torch.from_numpy(xs), torch.from_numpy(targets), len(classes))
     labels = [feats.labels[int(c)] for c in classes]
     report = _few_shot_report(ctx, encoder, learner, labels)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     path = head.save(ctx.out_dir / "head.safetensors")
+    # what a support set given at predict time is adapted with (few-shot serving), packaged with the head
+    state = save_meta_state(ctx.out_dir, encoder, learner, getattr(s, "inner_lr", 0.0),
+                            {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
+                            xs, targets, labels)
     return HeadResult(strategy=s.name, head_path=str(path), spec=head.spec, labels=labels, history=history,
-                      val_macro_f1=val["val_macro_f1"], seconds=seconds, loop=loop_summary(loop, ckpt) if loop else None, few_shot=report)
+                      val_macro_f1=val["val_macro_f1"], seconds=seconds, loop=loop_summary(loop, ckpt) if loop else None, few_shot=report,
+                      meta_learner=state)

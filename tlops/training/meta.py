@@ -161,6 +161,15 @@ class MetaLearner(nn.Module):
         return vmap(one)(sx, qx)
 
 
+def adapted_head(learner: MetaLearner, encoder: Encoder, sx: torch.Tensor, targets: torch.Tensor, n_classes: int) -> ProbeHead:
+    """The encoder adapted to one support set (features sx, class indices targets), folded into a `ProbeHead`:
+    the registered model at train time and a support set given at predict time go through this one path."""
+    onehot = F.one_hot(targets, n_classes).float()
+    with torch.no_grad():  # inner-loop gradients still flow (torch.func.grad ignores an outer no_grad)
+        fast = learner.adapt(encoder, encoder.params(), sx, onehot)
+    return encoder.fold({k: v for k, v in fast.items() if k not in ("weight", "bias")}, fast)
+
+
 def _key(name: str) -> str:
     return name.replace(".", "__")  # ParameterDict keys may not contain dots
 
