@@ -19,7 +19,7 @@ from tlops.records import CacheTotals, FeatureSet
 from tlops.strategies import TrainContext, get_strategy
 from tlops.training import adaptation as da
 from tlops.training.callbacks import RAISE_ENV, InjectedFault
-from tlops.training.selection import dev_risk, soft_neighborhood_density
+from tlops.training.selection import batch_nuclear_norm, dev_risk, information_maximization, iwv_risk, soft_neighborhood_density
 
 # ---- loss terms and the GRL on known inputs ------------------------------------------------------------
 
@@ -93,6 +93,23 @@ def test_dev_control_variate_and_snd_on_known_inputs():
     assert soft_neighborhood_density(uniform) == pytest.approx(math.log(19), rel=1e-4)
 
 
+def test_iwv_im_and_bnm_on_known_inputs():
+    losses = np.array([0.2, 0.4, 0.6, 0.8])
+    assert iwv_risk(losses, np.ones(4)) == pytest.approx(0.5)
+    extreme = np.array([1e-3, 1e-3, 1e-3, 1e3])  # one near-separable row: DEV's control variate can leave [min, max] loss
+    assert losses.min() <= iwv_risk(losses, extreme) <= losses.max()
+    assert iwv_risk(losses, extreme) == pytest.approx((extreme * losses).sum() / extreme.sum())
+    spread = torch.tensor([[20.0, 0.0]] * 10 + [[0.0, 20.0]] * 10)  # confident and balanced over both classes
+    collapsed = torch.tensor([[20.0, 0.0]] * 20)  # confident, all one class: SND likes it, IM and BNM must not
+    uniform = torch.zeros(20, 2)
+    assert information_maximization(spread) == pytest.approx(math.log(2), abs=1e-6)  # H(mean) = log 2, no row entropy
+    assert information_maximization(collapsed) == pytest.approx(0.0, abs=1e-6)
+    assert information_maximization(uniform) == pytest.approx(0.0, abs=1e-6)  # H(mean) = log 2 = every row's entropy
+    assert batch_nuclear_norm(spread) == pytest.approx(2 * math.sqrt(10) / 20, rel=1e-5)  # two orthogonal blocks of 10 one-hots
+    assert batch_nuclear_norm(collapsed) == pytest.approx(math.sqrt(20) / 20, rel=1e-5)  # rank one
+    assert batch_nuclear_norm(uniform) == pytest.approx(math.sqrt(20 * 0.5) / 20, rel=1e-5)
+
+
 # ---- the strategy on a synthetic shift in feature space ---------------------------------------------------
 
 
@@ -155,7 +172,7 @@ def test_dann_beats_source_only_on_the_toy_shift_and_logs_the_discriminator(tmp_
     assert ad > so + 0.03, (so, ad)
     rows = dann.history
     assert all(0.0 <= r["domain_acc"] <= 1.0 for r in rows) and rows[0]["grl_coeff"] < rows[-1]["grl_coeff"] <= 1.0
-    for key in ("dev_risk", "snd", "oracle_test_macro_f1", "train_loss_task", "train_loss_transfer", "val_macro_f1"):
+    for key in ("dev_risk", "iwv_risk", "snd", "im", "bnm", "oracle_test_macro_f1", "train_loss_task", "train_loss_transfer", "val_macro_f1"):
         assert all(key in r for r in rows), key
     a = dann.adaptation
     assert a.criterion == "dev_risk" and a.chosen.criterion == min(r["dev_risk"] for r in rows)  # DEV chose, not the oracle

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 METHODS = ("dann", "cdan", "mmd", "coral", "source_only")
 # criterion -> (the epoch row's key, higher is better)
-CRITERIA = {"dev": ("dev_risk", False), "snd": ("snd", True), "source_val": ("val_macro_f1", True)}
+CRITERIA = {"dev": ("dev_risk", False), "snd": ("snd", True), "source_val": ("val_macro_f1", True), "iwv": ("iwv_risk", False),
+            "im": ("im", True), "bnm": ("bnm", True)}
 
 
 class DomainAdaptConfig(FinetuneConfig):
@@ -59,8 +60,10 @@ class DomainAdaptConfig(FinetuneConfig):
     cdan_max_dim: int = Field(4096, ge=16, description="CDAN: above features x classes this, a randomized multilinear map of this size")
     mmd_scales: list[float] = Field([0.125, 0.25, 0.5, 1.0, 2.0], min_length=1,
                                     description="MMD: Gaussian bandwidths as multiples of the batch's mean squared distance")
-    selection: Literal["dev", "snd", "source_val"] = Field("dev", description="how the epoch/trade_off is chosen without target "
-                                                           "labels: DEV (importance-weighted source val loss), SND, or plain source val")
+    selection: Literal["dev", "snd", "source_val", "iwv", "im", "bnm"] = Field(
+        "dev", description="how the epoch/trade_off is chosen without target labels: DEV (importance-weighted source val loss "
+        "with a control variate), IWV (self-normalised weights), SND, IM (information maximisation), BNM (batch nuclear "
+        "norm), or plain source val (tlops.training.selection)")
     selection_rows: int = Field(2000, ge=10, description="rows of source train and of the target split the criteria look at per epoch")
     oracle: bool = Field(True, description="log the target test macro-F1 of every epoch (never used to choose)")
     epochs: int = Field(20, ge=1)
@@ -125,8 +128,11 @@ class _Criteria:
         from torch.nn import functional as F
 
         from tlops.training.selection import (
+            batch_nuclear_norm,
             density_ratio,
             dev_risk,
+            information_maximization,
+            iwv_risk,
             soft_neighborhood_density,
         )
 
@@ -135,7 +141,8 @@ class _Criteria:
         z_t, out_t = evaluate(self.target)
         w = density_ratio(z_s.numpy(), z_t.numpy(), z_v.numpy(), seed=self.seed)
         losses = F.cross_entropy(out_v, torch.as_tensor(self.val.targets, dtype=torch.long), reduction="none").numpy()
-        row = {"dev_risk": dev_risk(losses, w), "snd": soft_neighborhood_density(out_t)}
+        row = {"dev_risk": dev_risk(losses, w), "iwv_risk": iwv_risk(losses, w), "snd": soft_neighborhood_density(out_t),
+               "im": information_maximization(out_t), "bnm": batch_nuclear_norm(out_t)}
         if self.test is not None:
             _, out_te = evaluate(self.test)
             row["oracle_test_macro_f1"] = float(f1_score(self.test.targets, out_te.argmax(1).numpy(), average="macro"))

@@ -7,6 +7,17 @@ labelled target data).
 - SND, Soft Neighborhood Density (Saito et al., ICCV 2021): the entropy of each target prediction's
   softmax-normalised similarity to the other target predictions; a model whose target predictions form
   dense, consistent neighbourhoods scores higher: higher is better.
+- IWV, importance-weighted validation, self-normalised (Sugiyama et al. 2007): sum(w*l)/sum(w). Biased but
+  bounded by the smallest and largest validation loss, so extreme weights cannot drive it negative the
+  way DEV's control variate can: lower is better.
+- IM, information maximisation: entropy of the mean target prediction minus the mean entropy of each
+  target prediction (confident and diverse; a model that puts every target row in one class scores low,
+  which SND does not punish): higher is better.
+- BNM, batch nuclear norm (Cui et al., CVPR 2020): the nuclear norm of the target softmax matrix over
+  the row count, large when predictions are both confident and spread over classes: higher is better.
+  Musgrave et al. (ECCV 2022, "Benchmarking validation methods for unsupervised domain adaptation")
+  found prediction-based criteria of this kind ahead of IWV and DEV; bench/domain_adapt.py measures all
+  of them on the demo shifts.
 """
 
 from __future__ import annotations
@@ -45,3 +56,23 @@ def soft_neighborhood_density(logits: torch.Tensor, temperature: float = 0.05) -
     sim.fill_diagonal_(-float("inf"))  # a row is not its own neighbour
     q = torch.softmax(sim / temperature, 1)
     return float(-(q * torch.log(q.clamp_min(1e-12))).sum(1).mean())
+
+
+def iwv_risk(val_losses: np.ndarray, weights: np.ndarray) -> float:
+    """Self-normalised importance-weighted validation loss: sum(w*l)/sum(w)."""
+    total = float(weights.sum())
+    return float((weights * val_losses).sum() / total) if total > 0 else float(val_losses.mean())
+
+
+def information_maximization(logits: torch.Tensor) -> float:
+    """H(mean p) - mean H(p) over the target rows' softmax predictions."""
+    p = torch.softmax(logits.float(), 1)
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
+    mean = p.mean(0)
+    return float(-(mean * torch.log(mean.clamp_min(1e-12))).sum() - entropy)
+
+
+def batch_nuclear_norm(logits: torch.Tensor) -> float:
+    """||softmax(logits)||_* / rows."""
+    p = torch.softmax(logits.float(), 1)
+    return float(torch.linalg.matrix_norm(p, ord="nuc") / len(p))
