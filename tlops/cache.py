@@ -39,6 +39,8 @@ def _digest(keys: np.ndarray, vecs: np.ndarray) -> str:
 
 @dataclass
 class CacheStats:
+    """Distinct inputs (content hashes) found in the cache (hits) and embedded by the backbone (misses)."""
+
     hits: int = 0
     misses: int = 0
     corrupt_shards: list[str] = field(default_factory=list)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, field_validator
 
 from tlops.config_base import Strict as _Strict
 from tlops.errors import ConfigError
 from tlops.strategies.registry import all_strategies
+from tlops.text_files import parse_yaml, read_utf8
 
 
 class DataConfig(_Strict):
@@ -29,6 +29,8 @@ class ValidationConfig(_Strict):
     min_audio_seconds: float = Field(0.05, ge=0)
     max_audio_seconds: float = Field(60.0, gt=0)
     min_audio_peak: float = Field(1e-3, ge=0, description="audio whose absolute peak is below this is called silent")
+    max_duplicate_fraction: float = Field(0.5, ge=0, le=1, description="refuse a split when more than this share of its rows "
+                                          "repeat another row's input (all copies counted); fewer only warn")
     allow_unlabeled_test_overlap: bool = Field(False, description="unlabeled.csv may share inputs with test.csv "
                                                                   "(transductive adaptation to the test inputs, on purpose)")
 
@@ -150,12 +152,21 @@ def set_dotted(tree: dict, dotted: str, value: Any) -> None:
 
 
 def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    """`key.sub=value` pairs; the value is read as YAML (so `3`, `true`, `[1, 2]` are typed), an empty one is None."""
     out = []
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set strategy.head=mlp")
         key, raw = item.split("=", 1)
-        out.append((key.strip(), yaml.safe_load(raw) if raw != "" else None))
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"--set {item!r}: the key before '=' is missing; write e.g. --set strategy.C=0.5")
+        if any(not part.strip() for part in key.split(".")):
+            raise ConfigError(f"--set {item!r}: the key {key!r} has an empty part between dots; write e.g. --set strategy.C=0.5")
+        shown = raw if len(raw) <= 60 else raw[:57] + "..."  # a hostile 100 kB value is not echoed whole
+        value = parse_yaml(raw, f"--set {key}={shown}", ConfigError, located=False,
+                           fix=f"quote it to pass a string, e.g. --set {key}='\"{shown}\"'") if raw != "" else None
+        out.append((key, value))
     return out
 
 
@@ -163,12 +174,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; pass a YAML file such as configs/text_linear_probe.yaml")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    tree = parse_yaml(read_utf8(path, ConfigError), f"config file {path}", ConfigError,
+                      "fix the syntax there (indentation, brackets, quotes)")
+    if tree is None:
+        tree = {}
     if not isinstance(tree, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections, got {type(tree).__name__}")
+        raise ConfigError(f"config file {path} must hold a mapping of sections (data:, backbone:, ...), "
+                          f"got a {type(tree).__name__}; see configs/text_linear_probe.yaml")
     for key, value in parse_overrides(overrides or []):
         set_dotted(tree, key, value)
     return config_from_dict(tree, source=str(path))

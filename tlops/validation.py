@@ -1,7 +1,8 @@
 """Data validation with Great Expectations: every rule is a GX expectation; the report names rows.
 
-Rules: schema, non-empty text, sane lengths, labels from the known set, enough rows per class,
-at least two classes, and no test/val text that also appears in train (leakage). The unlabelled target
+Rules: schema, non-empty text, sane lengths, labels from the known set and without surrounding whitespace,
+no control characters in text, enough rows per class, at least two classes, not mostly duplicate inputs,
+and no test/val text that also appears in train (leakage). The unlabelled target
 split (`unlabeled.csv`, domain adaptation) when present or required: present, not empty, no label
 column, inputs of the dataset's modality, and no input shared with test unless the config allows it.
 Few-shot (meta) strategies: val and test on classes disjoint from train, >= shots + queries rows per
@@ -10,6 +11,7 @@ class, enough classes for the episodes, and a support split with test's classes 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -17,12 +19,20 @@ from dataclasses import dataclass
 import pandas as pd
 
 from tlops.config import ValidationConfig
-from tlops.data.dataset import UNLABELED, Dataset
+from tlops.data.dataset import UNLABELED, Dataset, csv_line
 from tlops.data.media import inside, probe_audio, probe_image
 from tlops.errors import ValidationFailed
 from tlops.records import Check, ValidationReport
 
 MAX_ROWS_IN_REPORT = 20
+DUPLICATE_RULE = "duplicate inputs"
+# C0 controls and DEL, except tab, newline and carriage return (a quoted CSV field may hold line breaks).
+# A NUL byte in "text" usually means a UTF-16 file or binary data read as text.
+CONTROL_IN_TEXT = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+# A label is a class name: ' noun.animal ' would silently be a class of its own beside 'noun.animal'.
+ODD_LABEL = r"\A\s|\s\Z|[\x00-\x1f\x7f]"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,10 +59,20 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of, few_shot=None) -> list[
             Rule(split, "rows", gxe.ExpectColumnToExist(column=col), "schema", f"add a '{col}' column"),
             Rule(split, "rows", gxe.ExpectColumnToExist(column="label"), "schema", "add a 'label' column"),
             Rule(split, "rows", gxe.ExpectColumnValuesToMatchRegex(column="label", regex=r"\S"), "non-empty label", "give every row a label"),
+            Rule(split, "rows", gxe.ExpectColumnValuesToNotMatchRegex(column="label", regex=ODD_LABEL),
+                 "labels without surrounding whitespace or control characters",
+                 "strip the spaces around those labels (' noun.animal ' would be a class of its own beside 'noun.animal')"),
+            Rule(split, "rows", gxe.ExpectColumnValuesToBeUnique(column="duplicate_key", mostly=1.0 - cfg.max_duplicate_fraction),
+                 f"{DUPLICATE_RULE} (at most {cfg.max_duplicate_fraction:.0%} of rows are copies)",
+                 f"drop the repeated rows (copies add no information and inflate {split} metrics), "
+                 "or raise validation.max_duplicate_fraction if the repeats are real"),
         ]
         if ds.modality == "text":
             rules += [
                 Rule(split, "rows", gxe.ExpectColumnValuesToMatchRegex(column=col, regex=r"\S"), "non-empty text", "remove rows whose text is empty or only whitespace"),
+                Rule(split, "rows", gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=CONTROL_IN_TEXT), "no control characters in text",
+                     "remove NUL and other control characters from those texts (a NUL byte often means a UTF-16 file or "
+                     "binary data: save the file as UTF-8 text)"),
                 Rule(split, "rows", gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=cfg.min_chars, max_value=cfg.max_chars),
                      f"text length within [{cfg.min_chars}, {cfg.max_chars}] characters",
                      "fix or drop those rows, or change validation.min_chars / validation.max_chars"),
@@ -110,7 +130,7 @@ def _few_shot_rules(ds: Dataset, s, frame_of) -> list[Rule]:
             Rule(split, "class_counts", gxe.ExpectColumnValuesToBeBetween(column="count", min_value=rows),
                  f"every class has at least {rows} rows ({rows - s.queries} shots + {s.queries} queries)",
                  f"add rows to those classes or drop them from {split}, or lower strategy.shots / strategy.queries"
-                 + (f" (test also gives strategy.support_shots rows per class to the support set when there is no support.csv)"
+                 + (" (test also gives strategy.support_shots rows per class to the support set when there is no support.csv)"
                     if split == "test" and not (ds.root / f"{SUPPORT}.csv").is_file() else "")),
             Rule(split, "rows", gxe.ExpectColumnUniqueValueCountToBeBetween(column="label", min_value=ways),
                  f"at least {ways} classes", f"{ways}-way episodes need {ways} classes in {split}.csv: add classes or lower strategy.ways"),
@@ -156,6 +176,9 @@ def _unlabeled_rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]
                  "remove rows whose text is empty or only whitespace"),
             Rule(u, "rows", gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=MEDIA_SUFFIX), "texts, not media file paths",
                  "this is a text dataset: put target-domain texts in unlabeled.csv, not image or audio files"),
+            Rule(u, "rows", gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=CONTROL_IN_TEXT), "no control characters in text",
+                 "remove NUL and other control characters from those texts (a NUL byte often means a UTF-16 file or "
+                 "binary data: save the file as UTF-8 text)"),
         ]
     else:
         rules += _file_rules(ds, u, cfg)
@@ -232,6 +255,7 @@ def _frame(ds: Dataset, split: str, kind: str) -> pd.DataFrame:
         if ds.modality == "image":
             df["min_side"] = df[["width", "height"]].min(axis=1, skipna=False)
         df["content_key"] = [f.get("content_key", "") for f in facts]
+    df["duplicate_key"] = df["content_key"].where(df["content_key"] != "", None)  # a missing file is no duplicate
     return df
 
 
@@ -239,7 +263,7 @@ def _where(ds: Dataset, split: str, kind: str, frame: pd.DataFrame, idx: list) -
     source = ds.splits[split].attrs.get("source", f"{split}.csv")
     if kind == "class_counts":
         return source, [f"label {frame.loc[i, 'label']!r} ({frame.loc[i, 'count']} rows)" for i in idx]
-    return source, [int(i) + 2 for i in idx]  # CSV line: +1 header, +1 one-based
+    return source, [csv_line(ds.splits[split], i) for i in idx]  # where the row starts in the file
 
 
 def _missing_split(ds: Dataset, split: str) -> Check:
@@ -287,16 +311,27 @@ def validate_dataset(ds: Dataset, cfg: ValidationConfig, required: tuple[str, ..
             idx = res.get("unexpected_index_list") or []
             file, rows = _where(ds, split, kind, frame, idx[:MAX_ROWS_IN_REPORT])
             values = res.get("partial_unexpected_list") or []
-            if kind == "rows" and ds.modality != "text" and idx and getattr(r.expectation, "column", "") not in ("label",):
-                # a rule on a derived file fact (decodes, seconds, ...): show the offending paths, not the flags
+            column = getattr(r.expectation, "column", "")
+            if kind == "rows" and idx and column != "label" and (ds.modality != "text" or column.endswith("_key")):
+                # a rule on a derived fact (decodes, seconds, a content key): show the offending inputs, not the facts
                 values = frame.loc[idx[:MAX_ROWS_IN_REPORT], ds.input_column].tolist()
             checks.append(Check(
                 split=split, file=file, rule=r.rule, expectation=er.expectation_config.type, success=bool(er.success),
                 unexpected_count=res.get("unexpected_count"), rows=rows, values=[str(v)[:300] for v in values[:MAX_ROWS_IN_REPORT]],
                 observed=_jsonable(res.get("observed_value")), fix=r.fix,
             ))
+    _warn_about_duplicates(checks, ds)
     return ValidationReport(success=all(c.success for c in checks), dataset=str(ds.root), checks=checks,
                             rows={s: len(df) for s, df in ds.splits.items()})
+
+
+def _warn_about_duplicates(checks: list[Check], ds: Dataset) -> None:
+    """Repeated inputs under the refusal threshold pass, but are worth knowing: say how many and where."""
+    for c in checks:
+        if c.success and c.rule.startswith(DUPLICATE_RULE) and c.unexpected_count:
+            log.warning("%s: %d of %d rows share their input with another row (lines %s); drop the copies unless "
+                        "the repeats are real", c.file, c.unexpected_count, len(ds.splits[c.split]),
+                        ", ".join(map(str, c.rows[:10])) + (" ..." if c.unexpected_count > 10 else ""))
 
 
 def _jsonable(v):

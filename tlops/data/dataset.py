@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
-
 from tlops.errors import DataError
+from tlops.text_files import key_line, parse_yaml, read_utf8
 
 MODALITIES = ("text", "image", "audio")
 INPUT_COLUMN = {"text": "text", "image": "path", "audio": "path"}
@@ -54,20 +55,79 @@ class Dataset:
 
 
 def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
+    """The CSV as string columns (empty fields stay ""). attrs: `source` (the file) and `lines` (each row's
+    first line in the file, 1-based: a quoted field with newlines or a blank line does not shift later rows)."""
+    text = read_utf8(path, DataError)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    rows, lines = [], []
+    start = 1
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty; it needs a header row with columns {required} and data rows") from None
-    except Exception as e:  # malformed CSV (unbalanced quotes, bad encoding)
-        raise DataError(f"{path} could not be read as CSV: {e}") from None
-    missing = [c for c in required if c not in df.columns]
+        for record in reader:
+            if record and header is None:
+                header = record
+            elif record:  # a blank line is skipped, as pandas does
+                if len(record) != len(header):
+                    raise DataError(f"{path} line {start}: {len(record)} fields but the header has {len(header)} "
+                                    f"({', '.join(header)}); quote a field that holds a comma, e.g. \"a, b\",label")
+                rows.append(record)
+                lines.append(start)
+            start = reader.line_num + 1
+    except csv.Error as e:
+        problem = "a quoted field starting here is never closed" if "end of data" in str(e) else str(e)
+        raise DataError(f"{path} line {start}: {problem}; quote the whole field and double any quote inside it "
+                        '(e.g. "she said ""hi""",label)') from None
+    if header is None:
+        raise DataError(f"{path} is empty; it needs a header row with columns {required} and data rows")
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise DataError(f"{path} line 1: column(s) {repeated} appear more than once in the header; name each column once")
+    missing = [c for c in required if c not in header]
     if missing:
         raise DataError(
-            f"{path} lacks column(s) {missing}; found {list(df.columns)}. "
+            f"{path} lacks column(s) {missing}; found {header}. "
             f"Rename the columns so the file has {required}."
         )
+    df = pd.DataFrame(rows, columns=header, dtype=str) if rows else pd.DataFrame({c: pd.Series([], dtype=str) for c in header})
     df.attrs["source"] = str(path)
+    df.attrs["lines"] = tuple(lines)
     return df
+
+
+def csv_line(df: pd.DataFrame, row) -> int:
+    """The file line (1-based) where a row of a split read by `_read_csv` starts; `row` is its index label."""
+    lines = df.attrs.get("lines")
+    return lines[int(row)] if lines and int(row) < len(lines) else int(row) + 2  # +1 header, +1 one-based
+
+
+def _read_meta(meta_file: Path) -> dict:
+    """dataset.yaml as a mapping, with `labels` (if given) a list of distinct, trimmed strings."""
+    text = read_utf8(meta_file, DataError)
+    meta = parse_yaml(text, str(meta_file), DataError, "fix the syntax there (indentation, brackets, quotes)")
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_file} must be a mapping such as `modality: text`, got a {type(meta).__name__}; "
+                        "write one `key: value` per line (modality, optional name and labels)")
+    labels = meta.get("labels")
+    if labels is None:
+        return meta
+    if not isinstance(labels, list):
+        raise DataError(f"{meta_file} line {key_line(text, 'labels')}: labels must be a list, got {labels!r}; "
+                        "write e.g. labels: [cat, dog]")
+    seen: set = set()
+    for i, x in enumerate(labels):
+        where = f"{meta_file} line {key_line(text, 'labels', i)}"
+        if not isinstance(x, str):
+            raise DataError(f"{where}: label {x!r} is not a string (YAML reads bare yes/no/on/off as booleans and 1 as a "
+                            "number); quote it, e.g. labels: ['yes', 'no']")
+        if x != x.strip() or not x:
+            raise DataError(f"{where}: label {x!r} has surrounding whitespace or is empty; strip it, "
+                            f"e.g. {x.strip()!r} (' a' and 'a' would be two different classes)")
+        if x in seen:
+            raise DataError(f"{where}: label {x!r} more than once; list each label once")
+        seen.add(x)
+    return meta
 
 
 def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) -> Dataset:
@@ -77,14 +137,13 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) ->
         raise DataError(f"dataset folder {root} does not exist; point data.path at a folder holding dataset.yaml, train.csv and test.csv")
     if not meta_file.is_file():
         raise DataError(f"{meta_file} is missing; create it with at least `modality: text` (or image, audio)")
-    meta = yaml.safe_load(meta_file.read_text()) or {}
+    meta = _read_meta(meta_file)
     modality = meta.get("modality")
-    odd = [x for x in meta.get("labels") or [] if not isinstance(x, str)]
-    if odd:
-        raise DataError(f"{meta_file}: labels {odd} are not strings (YAML reads bare yes/no/on/off as booleans and 1 as a number); "
-                        "quote them, e.g. labels: ['yes', 'no']")
-    if modality not in MODALITIES:
-        raise DataError(f"{meta_file}: modality {modality!r} is not one of {list(MODALITIES)}")
+    if not isinstance(modality, str) or modality not in MODALITIES:
+        raise DataError(f"{meta_file}: modality {modality!r} is not one of {list(MODALITIES)}; write e.g. `modality: text`")
+    name = meta.get("name", root.name)
+    if not isinstance(name, str):
+        raise DataError(f"{meta_file}: name {name!r} is not a string; quote it, e.g. name: '{name}'")
     col = INPUT_COLUMN[modality]
     splits: dict[str, pd.DataFrame] = {}
     for split in ("train", "test"):
@@ -101,7 +160,7 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) ->
     unl = root / f"{UNLABELED}.csv"
     if unl.is_file():  # its columns are checked by validation, which can say what a wrong one means
         splits[UNLABELED] = _read_csv(unl, [])
-    return Dataset(root=root, modality=modality, name=meta.get("name", root.name), splits=splits, val_carved=carved, meta=meta)
+    return Dataset(root=root, modality=modality, name=name, splits=splits, val_carved=carved, meta=meta)
 
 
 def carve_val(train: pd.DataFrame, seed: int, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -116,13 +175,12 @@ def carve_val(train: pd.DataFrame, seed: int, fraction: float) -> tuple[pd.DataF
     rest = train.drop(index=val_idx)
     for df in (val, rest):
         df.attrs["source"] = train.attrs.get("source", "train.csv")
+        df.attrs["lines"] = train.attrs.get("lines", ())
     return rest, val
 
 
 def write_split_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
     """The demo builders' CSV writer: UTF-8, "\n" line ends, so rebuilds are byte-identical (DVC md5)."""
-    import csv
-
     with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(header)
