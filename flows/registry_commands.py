@@ -193,25 +193,29 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
             inputs: Optional[list[str]] = typer.Argument(None, help="texts, or image/audio file paths"),
             csv: Optional[Path] = typer.Option(None, "--csv", help="a CSV with a 'text' or 'path' column"),
             proba: bool = typer.Option(False, "--proba", help="also the class probabilities"),
+            support: Optional[Path] = typer.Option(None, "--support", help="a CSV of labelled rows ('text' or 'path', and "
+                                                   "'label'): a meta-transfer model adapts to these classes on the spot"),
             json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
-    """Predict labels (and probabilities) with a registered model."""
+    """Predict labels (and probabilities) with a registered model; with --support, over the support set's classes."""
     import mlflow
 
     from tasks.operate import connect
+    from tlops.support_set import support_rows_from_csv
 
     items = _items(inputs or [], csv)
+    params = {"support": json.dumps(support_rows_from_csv(support))} if support else {}  # checked before loading the model
     reg = connect(tracking_uri)
     if model_uri.startswith("models:/"):  # a clear error for an unknown model, version or alias
         reg.resolve_uri(model_uri)
     model = mlflow.pyfunc.load_model(model_uri)
-    labels = list(model.predict(items))
-    probs = model.predict(items, params={"proba": True}) if proba else None
+    labels = list(model.predict(items, params=params or None))
+    probs = model.predict(items, params={**params, "proba": True}) if proba else None
     rows = [{"input": x, "label": y} for x, y in zip(items, labels)]
     if probs is not None:
         for row, (_, p) in zip(rows, probs.iterrows()):
             row["proba"] = {k: float(v) for k, v in p.items()}
     if json_out:
-        return _print_json({"model_uri": model_uri, "predictions": rows})
+        return _print_json({"model_uri": model_uri, "predictions": rows, **({"support": str(support)} if support else {})})
     t = Table("input", "label", *(["p(label)"] if proba else []))
     for r in rows:
         t.add_row(r["input"][:80], r["label"], *([f"{r['proba'][r['label']]:.3f}"] if proba else []))
