@@ -115,12 +115,13 @@ def _read_meta(meta_file: Path) -> dict:
     if not isinstance(labels, list):
         raise DataError(f"{meta_file} line {key_line(text, 'labels')}: labels must be a list, got {labels!r}; "
                         "write e.g. labels: [cat, dog]")
+    odd = [i for i, x in enumerate(labels) if not isinstance(x, str)]
+    if odd:
+        raise DataError(f"{meta_file} line {key_line(text, 'labels', odd[0])}: labels {[labels[i] for i in odd]} are not strings "
+                        "(YAML reads bare yes/no/on/off as booleans and 1 as a number); quote them, e.g. labels: ['yes', 'no']")
     seen: set = set()
     for i, x in enumerate(labels):
         where = f"{meta_file} line {key_line(text, 'labels', i)}"
-        if not isinstance(x, str):
-            raise DataError(f"{where}: label {x!r} is not a string (YAML reads bare yes/no/on/off as booleans and 1 as a "
-                            "number); quote it, e.g. labels: ['yes', 'no']")
         if x != x.strip() or not x:
             raise DataError(f"{where}: label {x!r} has surrounding whitespace or is empty; strip it, "
                             f"e.g. {x.strip()!r} (' a' and 'a' would be two different classes)")
