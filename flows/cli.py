@@ -34,7 +34,12 @@ QUIET_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    "DO_NOT_TRACK": "1",  # Prefect's client telemetry and its first-run notice (PREFECT_SERVER_ANALYTICS_ENABLED is the server's)
 }
+# Without -v, Prefect's console handler shows warnings and errors only; the run's INFO logs still reach the
+# Prefect server (its UI), whose handler this does not touch. Read when Prefect configures logging at import.
+PREFECT_CONSOLE_LEVEL_ENV = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+_verbose = False  # `tlops -v`: third-party logs (Prefect, Great Expectations, MLflow) shown
 
 
 def _die_with_parent() -> None:
@@ -97,14 +102,23 @@ def local_prefect_server():
 
 
 def quiet_third_party() -> None:
-    """No telemetry, no nested progress bars: the run's own output stays readable."""
+    """No telemetry, no nested progress bars, no third-party INFO lines (`tlops -v` shows them): the run's own
+    output stays readable."""
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
+    import logging
+
+    if _verbose:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
+        for name in ("great_expectations", "mlflow", "tlops"):  # until Prefect's logging config takes over the root handler
+            logging.getLogger(name).setLevel(logging.INFO)
+        logging.getLogger("great_expectations._docs_decorators").setLevel(logging.WARNING)  # 100s of lines about its own API docs
+    else:
+        os.environ.setdefault(PREFECT_CONSOLE_LEVEL_ENV, "WARNING")
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)  # "Created temporary directory ..." and friends
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    import logging
-
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
 
 
@@ -134,8 +148,11 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _main(show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                            help="print the version and exit")) -> None:
+                                            help="print the version and exit"),
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="also show Prefect, Great Expectations and MLflow logs")) -> None:
     """tlops: build custom models from pretrained ones; tracked in MLflow, orchestrated by Prefect."""
+    global _verbose
+    _verbose = verbose
     sys.excepthook = _masked_excepthook
 
 
@@ -162,10 +179,11 @@ def run(
 
     gc.freeze()  # the imported libraries live until exit: keep them out of every GC pass
 
-    try:
-        with local_prefect_server():
-            result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=not json_out and sys.stderr.isatty(),
-                                checked=checked)
+    from tlops.progress import Display, use
+
+    try:  # progress on stderr (bars on a terminal, epoch lines anywhere): stdout stays the summary or the JSON alone
+        with local_prefect_server(), use(Display(err)):
+            result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=sys.stderr.isatty(), checked=checked)
     except TlopsError as e:
         raise _failed(e, 1)
     gc.freeze()  # skips a multi-second final collection of millions of objects at interpreter exit

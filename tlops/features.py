@@ -2,62 +2,53 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import asdict
 from typing import Sequence
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tlops.backbones.base import Backbone
 from tlops.cache import CacheStats, FeatureCache, item_hash, namespace_of
+from tlops.progress import item_bar, note
 
 
-def embed_all(backbone: Backbone, items: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+def embed_all(backbone: Backbone, items: Sequence[str], batch_size: int = 64, progress: bool = False,
+              label: str = "features") -> np.ndarray:
     """Embed every item under inference_mode, row-aligned with `items`. The backbone encodes the whole list
     once (text: token ids; files: just the paths) and collates batch by batch (files are decoded there, so
-    memory stays one batch deep). Items with lengths (text) run longest-first, so each batch pads little."""
+    memory stays one batch deep). Items with lengths (text) run longest-first, so each batch pads little.
+    `progress`: a bar named `label` on the display the front end installed (`tlops.progress`)."""
     out = np.empty((len(items), backbone.num_features), dtype=np.float32)
     if not items:
         return out
     encoded = backbone.encode(items)
     lengths = backbone.lengths(encoded)
     order = list(range(len(items))) if lengths is None else sorted(range(len(items)), key=lambda i: -lengths[i])
-    with _progress(progress, len(items)) as (bar, task), torch.inference_mode():
+    with item_bar(label, len(items)) if progress else _no_bar() as advance, torch.inference_mode():
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             out[idx] = backbone.embed(backbone.collate([encoded[i] for i in idx])).numpy()
-            if bar is not None:
-                bar.advance(task, len(idx))
+            advance(len(idx))
     return out
 
 
-class _progress:
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total = enabled, total
-        self.bar = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None, None
-        self.bar = Progress(TextColumn("features"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-        self.bar.__enter__()
-        return self.bar, self.bar.add_task("embed", total=self.total)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+@contextlib.contextmanager
+def _no_bar():
+    yield lambda n: None
 
 
 def cached_features(backbone: Backbone, items: Sequence[str], cache: FeatureCache, batch_size: int = 64,
-                    progress: bool = False, identity: dict | None = None) -> tuple[np.ndarray, CacheStats]:
+                    progress: bool = False, identity: dict | None = None, label: str = "features") -> tuple[np.ndarray, CacheStats]:
     """Features for `items` (row-aligned); only cache misses reach the backbone.
     Pass `identity` when calling several times: some backbones hash their weights to compute it."""
     identity = identity or backbone.identity()
     ns = namespace_of(identity)
     # the item's content as the backbone defines it: a text's UTF-8 bytes, a file's bytes (a renamed file still hits)
     keys = [item_hash(backbone.content(x)) for x in items]
-    stats = CacheStats()
+    stats, t0 = CacheStats(), time.perf_counter()
     found = cache.lookup(ns, keys, stats)
     missing_keys = list(dict.fromkeys(k for k in keys if k not in found))
     # counted per distinct input: 100,000 copies of one text are one miss, and one backbone row
@@ -65,9 +56,11 @@ def cached_features(backbone: Backbone, items: Sequence[str], cache: FeatureCach
     if missing_keys:
         first = {k: i for i, k in reversed(list(enumerate(keys)))}
         todo = [items[first[k]] for k in missing_keys]
-        vecs = embed_all(backbone, todo, batch_size=batch_size, progress=progress)
+        vecs = embed_all(backbone, todo, batch_size=batch_size, progress=progress, label=label)
         cache.put(ns, missing_keys, vecs, meta=identity)
         found.update(zip(missing_keys, vecs))
+    if progress:
+        note(f"{label}: {len(keys)} rows, {stats.hits} from the cache, {stats.misses} embedded ({time.perf_counter() - t0:.1f} s)")
     out = np.stack([found[k] for k in keys]) if keys else np.zeros((0, backbone.num_features), np.float32)
     return out.astype(np.float32, copy=False), stats
 

@@ -55,7 +55,7 @@ def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> Feat
     splits = (*SPLITS, *get_strategy(cfg.strategy.name).splits)
     for split in splits:
         x, stats = cached_features(backbone, ds.inputs(split), cache, batch_size=cfg.backbone.batch_size, progress=progress,
-                                   identity=identity)
+                                   identity=identity, label=f"features {split}")
         np.savez(out_dir / f"{split}.npz", x=x, y=ds.label_ids(split))
         for k, v in stats_dict(stats).items():
             setattr(totals, k, getattr(totals, k) + v)

@@ -1,5 +1,6 @@
-"""Hooks into the training loop: epoch logging (the flow's MLflow logger is one) and fault injection for the
-crash-safety tests. The loop calls them; they never change what it computes."""
+"""Hooks into the training loop: epoch logging (the flow's MLflow logger is one), live progress
+(`tlops.progress`) and fault injection for the crash-safety tests. The loop calls them; they never change
+what it computes."""
 
 from __future__ import annotations
 
@@ -16,11 +17,17 @@ RAISE_ENV = "TLOPS_FAULT_RAISE_AT_STEP"
 
 
 class Callback:
+    def on_epoch_begin(self, state: LoopState, batches: int, epochs: int) -> None:
+        """Before the epoch's first batch (or the first batch left, `state.batch`, in a resumed epoch)."""
+
     def on_step_end(self, state: LoopState) -> None:
         """After an optimizer step (and any mid-epoch checkpoint it triggered)."""
 
     def on_epoch_end(self, state: LoopState, row: dict[str, float]) -> None:
         """After an epoch's validation and checkpoint; also replayed for the epochs a resumed run inherits."""
+
+    def on_fit_end(self, state: LoopState) -> None:
+        """When `fit` ends, normally or by an exception (a display must stop before the error is printed)."""
 
 
 class KillAtStep(Callback):

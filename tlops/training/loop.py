@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from tlops.checkpoint import latest_checkpoint, prune, read_checkpoint, save_checkpoint
+from tlops.progress import loop_callbacks
 from tlops.training.batching import epoch_batches, generator, to_device
 from tlops.training.callbacks import Callback
 from tlops.training.objectives import Batch, ClassificationTask, Objective
@@ -253,6 +254,8 @@ class _Training:
             m.train()
         freeze_norm_stats(self.model, all_layers=o.norm_stats == "frozen")
         order = train.order(seed, epoch, o.batch_size, o.bucket_by_length)
+        for cb in callbacks:
+            cb.on_epoch_begin(state, len(order), o.epochs)
         self.opt.zero_grad(set_to_none=True)
         for b in range(state.batch, len(order)):
             idx = order[b]
@@ -318,35 +321,40 @@ def fit(net: Net, objective: Objective, train: LabelledData, val: LabelledData, 
     run = _Training(net, objective, len(train), opts, checkpoint_dir)
     restored, best_state, skipped = run.resume()
     state = restored or LoopState()
-    for row in state.history:  # a resumed run's new MLflow run gets the curves of the epochs it inherited
+    callbacks = [*callbacks, *loop_callbacks()]  # live progress, when a front end installed a display
+    try:
+        for row in state.history:  # a resumed run's new MLflow run gets the curves of the epochs it inherited
+            for cb in callbacks:
+                cb.on_epoch_end(state, row)
+        train_samples, train_seconds = 0, 0.0
+        stopped_early = state.since_best >= opts.patience
+        while state.epoch < opts.epochs and not stopped_early:
+            t0 = time.perf_counter()
+            train_samples += run.train_epoch(state, train, seed, callbacks)
+            epoch_seconds = time.perf_counter() - t0
+            train_seconds += epoch_seconds
+            row = run.epoch_row(state, val, task, epoch_seconds)
+            if epoch_metrics is not None:
+                row.update(epoch_metrics(lambda data: evaluate_net(net, data, opts.eval_batch_size, run.device, run.amp)))
+            state.history.append(row)
+            score = task.oriented(row[task.selection_metric])
+            if score > state.best_metric:
+                state.best_metric, state.best_epoch, state.since_best = score, state.epoch, 0
+                best_state = {file: _copy_state(m) for file, m in run.modules.items()}
+                if checkpoint_dir is not None:
+                    save_checkpoint(checkpoint_dir, "best", best_state, meta={"epoch": state.epoch, task.selection_metric: row[task.selection_metric]})
+            else:
+                state.since_best += 1
+            state.epoch, state.batch, state.epoch_losses, state.epoch_seen, state.epoch_monitors = state.epoch + 1, 0, {}, 0, {}
+            run.save(f"step-{state.global_step:09d}", state)
+            for cb in callbacks:
+                cb.on_epoch_end(state, row)
+            stopped_early = state.since_best >= opts.patience and state.epoch < opts.epochs
+            if stopped_early:
+                log.info("early stop after epoch %d: no better %s for %d epochs", state.epoch - 1, task.selection_metric, opts.patience)
+    finally:  # a display stops before an error is printed
         for cb in callbacks:
-            cb.on_epoch_end(state, row)
-    train_samples, train_seconds = 0, 0.0
-    stopped_early = state.since_best >= opts.patience
-    while state.epoch < opts.epochs and not stopped_early:
-        t0 = time.perf_counter()
-        train_samples += run.train_epoch(state, train, seed, callbacks)
-        epoch_seconds = time.perf_counter() - t0
-        train_seconds += epoch_seconds
-        row = run.epoch_row(state, val, task, epoch_seconds)
-        if epoch_metrics is not None:
-            row.update(epoch_metrics(lambda data: evaluate_net(net, data, opts.eval_batch_size, run.device, run.amp)))
-        state.history.append(row)
-        score = task.oriented(row[task.selection_metric])
-        if score > state.best_metric:
-            state.best_metric, state.best_epoch, state.since_best = score, state.epoch, 0
-            best_state = {file: _copy_state(m) for file, m in run.modules.items()}
-            if checkpoint_dir is not None:
-                save_checkpoint(checkpoint_dir, "best", best_state, meta={"epoch": state.epoch, task.selection_metric: row[task.selection_metric]})
-        else:
-            state.since_best += 1
-        state.epoch, state.batch, state.epoch_losses, state.epoch_seen, state.epoch_monitors = state.epoch + 1, 0, {}, 0, {}
-        run.save(f"step-{state.global_step:09d}", state)
-        for cb in callbacks:
-            cb.on_epoch_end(state, row)
-        stopped_early = state.since_best >= opts.patience and state.epoch < opts.epochs
-        if stopped_early:
-            log.info("early stop after epoch %d: no better %s for %d epochs", state.epoch - 1, task.selection_metric, opts.patience)
+            cb.on_fit_end(state)
 
     for m in (run.model, net.head, objective):
         m.to("cpu")
