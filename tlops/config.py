@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -151,21 +152,27 @@ def set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _shown(s: str, limit: int = 60) -> str:
+    """A user's value as it can be echoed on one line: control characters escaped, a hostile 100 kB value cut."""
+    s = s if s.isprintable() else s.encode("unicode_escape").decode("ascii")
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
 def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     """`key.sub=value` pairs; the value is read as YAML (so `3`, `true`, `[1, 2]` are typed), an empty one is None."""
     out = []
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set strategy.head=mlp")
+            raise ConfigError(f"--set {_shown(item)}: expected key=value, e.g. --set strategy.head=mlp")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key:
-            raise ConfigError(f"--set {item!r}: the key before '=' is missing; write e.g. --set strategy.C=0.5")
-        if any(not part.strip() for part in key.split(".")):
-            raise ConfigError(f"--set {item!r}: the key {key!r} has an empty part between dots; write e.g. --set strategy.C=0.5")
-        shown = raw if len(raw) <= 60 else raw[:57] + "..."  # a hostile 100 kB value is not echoed whole
-        value = parse_yaml(raw, f"--set {key}={shown}", ConfigError, located=False,
-                           fix=f"quote it to pass a string, e.g. --set {key}='\"{shown}\"'") if raw != "" else None
+            raise ConfigError(f"--set {_shown(item)}: the key before '=' is missing; write e.g. --set strategy.C=0.5")
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", key, flags=re.ASCII):
+            raise ConfigError(f"--set {_shown(item)}: the key {_shown(key)} is not a dotted name (letters, digits, _ between "
+                              "dots); write e.g. --set strategy.C=0.5")
+        value = parse_yaml(raw, f"--set {key}={_shown(raw)}", ConfigError, located=False,
+                           fix=f"quote it to pass a string, e.g. --set {key}='\"{_shown(raw)}\"'") if raw != "" else None
         out.append((key, value))
     return out
 

@@ -142,7 +142,8 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) ->
     modality = meta.get("modality")
     if not isinstance(modality, str) or modality not in MODALITIES:
         raise DataError(f"{meta_file}: modality {modality!r} is not one of {list(MODALITIES)}; write e.g. `modality: text`")
-    name = meta.get("name", root.name)
+    name = meta.get("name")
+    name = root.name if name is None else name
     if not isinstance(name, str):
         raise DataError(f"{meta_file}: name {name!r} is not a string; quote it, e.g. name: '{name}'")
     col = INPUT_COLUMN[modality]
