@@ -17,11 +17,12 @@ from flows.train_step import RESULT_FILE, train_step_flow
 from tasks.evaluate import evaluate_task
 from tasks.features import features_task
 from tasks.register import register_task
-from tasks.tracking import REPO_ROOT, tracked_run
+from tasks.tracking import REPO_ROOT, describe_version, log_dataset_inputs, tracked_run
 from tasks.validate import validate_task
 from tlops.config import RunConfig, config_from_dict
 from tlops.pipeline import finish
 from tlops.records import TRAIN_RESULT, FeatureSet, RunOutcome, TrainResult
+from tlops.resolve import open_dataset
 from tlops.secrets import mask
 
 TRAIN_STEP_DEPLOYMENT = "tlops-train-step"
@@ -69,10 +70,14 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
     with tracked_run(cfg, source) as (client, run_id):
         work = Path(cfg.execution.work_dir) / run_id
         validate_task(cfg, run_id, checked)
+        data_md5 = client.get_run(run_id).data.tags.get("data.dataset_md5", "")  # recorded when the run started
+        rows = log_dataset_inputs(client, run_id, open_dataset(cfg), data_md5)
         feats = features_task(cfg, run_id, str(work / "features"), progress=progress)
         result = run_train_step(cfg, run_id, feats, str(work / "train"))
         ev = evaluate_task(cfg, run_id, feats, result, str(work / "eval"))
         reg = register_task(cfg, run_id, feats, result, ev.metrics, str(work / "package"), source=source)
+        describe_version(client, reg.model_name, reg.version, run_id=run_id, strategy=cfg.strategy.name, backbone=cfg.backbone.name,
+                         data_path=cfg.data.path, data_md5=data_md5, rows=rows, metrics=ev.metrics, gate=reg.gate.reason)
     shutil.rmtree(work, ignore_errors=True)  # everything worth keeping is in MLflow now
     finish(result)
     log.info("registered %s version %s aliases=%s: %s", reg.model_name, reg.version, reg.aliases, reg.gate.reason)

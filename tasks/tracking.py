@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 
 from tlops.config import RunConfig
 from tlops.repro import data_version, default_dvc_cache, git_commit, package_versions
+from tlops.run_params import applicable_params, flatten  # noqa: F401  (flatten: used by the features task)
 from tlops.secrets import adopt_credentials, mask, mask_obj
 from tlops.training.callbacks import Callback
 
@@ -101,17 +102,6 @@ def setup(cfg: RunConfig) -> tuple[MlflowClient, str]:
         return client, client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
 
 
-def flatten(d: dict, prefix: str = "") -> dict[str, str]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = json.dumps(v) if isinstance(v, (list, tuple)) else str(v)
-    return out
-
-
 def log_json(client: MlflowClient, run_id: str, obj, artifact_file: str) -> None:
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / Path(artifact_file).name
@@ -164,6 +154,21 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str, by_run: str | 
     return closed
 
 
+def _modality(cfg: RunConfig) -> str | None:
+    """The data's modality from its dataset.yaml, or None when it cannot be read (validation reports why)."""
+    try:
+        meta = yaml.safe_load((Path(cfg.data.path) / "dataset.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return meta.get("modality") if isinstance(meta, dict) and meta.get("modality") in ("text", "image", "audio") else None
+
+
+def _strategy_splits(cfg: RunConfig) -> tuple[str, ...]:
+    from tlops.strategies import get_strategy
+
+    return get_strategy(cfg.strategy.name).splits
+
+
 def _start_run(client: MlflowClient, experiment_id: str, cfg: RunConfig, source: str) -> str:
     """Create the run with everything an audit needs up front: resolved config, data md5, git commit,
     seed, package versions. Closes this host's orphaned runs on the way."""
@@ -176,7 +181,7 @@ def _start_run(client: MlflowClient, experiment_id: str, cfg: RunConfig, source:
         client.set_tag(run_id, "tlops.closed_orphans", ",".join(closed))
     git = git_commit(REPO_ROOT)
     data = data_version(cfg.data.path, store_in=cfg.data.dvc_cache or default_dvc_cache(REPO_ROOT))  # kept for `tlops audit`
-    params = flatten(mask_obj(cfg.model_dump()))
+    params = applicable_params(mask_obj(cfg.model_dump()), _modality(cfg), uses_unlabeled="unlabeled" in _strategy_splits(cfg))
     tags = {"git.commit": git["commit"] or "none", "git.dirty": str(git["dirty"]), "data.dvc_md5": data["dvc_md5"] or "none",
             "data.dataset_md5": data["dataset_md5"], "data.dvc_status": data["dvc_status"][:5000],
             "data.version_md5": data["version_md5"], "data.version_store": data["version_store"] or "none",
@@ -206,8 +211,14 @@ def tracked_run(cfg: RunConfig, source: str) -> Iterator[tuple[MlflowClient, str
     client.set_terminated(run_id, "FINISHED")
 
 
+def epoch_metric_name(key: str) -> str:
+    """An epoch row's key as a metric: `train_` marks what the train step logs per epoch, once (`train_loss`, not
+    `train_train_loss`; `train_val_macro_f1`)."""
+    return key if key.startswith("train_") else f"train_{key}"
+
+
 def epoch_metrics(row: dict, now: int) -> list[Metric]:
-    return [Metric(f"train_{k}", float(v), now, int(row["epoch"])) for k, v in row.items() if k != "epoch"]
+    return [Metric(epoch_metric_name(k), float(v), now, int(row["epoch"])) for k, v in row.items() if k != "epoch"]
 
 
 class EpochLogger(Callback):
@@ -225,3 +236,55 @@ class EpochLogger(Callback):
     def log_rest(self, history: list[dict[str, float]]) -> None:
         now = int(time.time() * 1000)
         log_metrics(self.client, self.run_id, [m for row in history if int(row["epoch"]) not in self.logged for m in epoch_metrics(row, now)])
+
+
+SPLIT_CONTEXT = {"train": "training", "val": "validation", "test": "testing", "unlabeled": "unlabeled", "support": "support"}
+
+
+def log_dataset_inputs(client: MlflowClient, run_id: str, ds, data_md5: str) -> dict[str, int]:
+    """Each split as an MLflow dataset input of the run (name `<dataset>-<split>`, digest = the dataset folder's
+    content md5, source = the split's CSV, its schema and row count; context and size as input tags) and the
+    split sizes as params `data.rows.<split>`. Returns the sizes."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    inputs, sizes = [], {}
+    for split, df in ds.splits.items():
+        carved = split == "val" and ds.val_carved
+        csv = ds.root / ("train.csv" if carved else f"{split}.csv")
+        with warnings.catch_warnings():  # MLflow registers two equal local-file source classes and warns it picked one
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+            source = resolve_dataset_source(str(csv))
+        data = from_pandas(df, source=source, name=f"{ds.name}-{split}", digest=data_md5[:32],
+                           targets="label" if "label" in df.columns else None)
+        tags = {MLFLOW_DATASET_CONTEXT: SPLIT_CONTEXT.get(split, split), "split": split, "rows": str(len(df)),
+                "dataset_md5": data_md5}
+        if carved:
+            tags["carved_from"] = "train.csv"
+        inputs.append(DatasetInput(dataset=data._to_mlflow_entity(), tags=[InputTag(k, v) for k, v in tags.items()]))
+        sizes[split] = len(df)
+    client.log_inputs(run_id, datasets=inputs)
+    client.log_batch(run_id, params=[Param(f"data.rows.{k}", str(v)) for k, v in sizes.items()])
+    return sizes
+
+
+def describe_version(client: MlflowClient, name: str, version: str, *, run_id: str, strategy: str, backbone: str,
+                     data_path: str, data_md5: str, rows: dict[str, int], metrics: dict[str, float], gate: str) -> str:
+    """The registered version explains itself in the registry: a Markdown description (what was trained on what,
+    how it scored, what the gate decided) and its test metrics as version tags (`test_<metric>`)."""
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    sizes = ", ".join(f"{k} {v}" for k, v in rows.items())
+    text = (f"**{strategy}** on `{backbone}`\n\n"
+            f"- data: `{data_path}` (md5 `{data_md5}`; rows: {sizes})\n"
+            f"- test: {scores}\n"
+            f"- gate: {gate}\n"
+            f"- run: `{run_id}`")
+    client.update_model_version(name, version, description=text)
+    for k, v in {**{f"test_{k}": f"{v:.6g}" for k, v in metrics.items()}, "tlops.strategy": strategy, "tlops.backbone": backbone,
+                 "data.dataset_md5": data_md5}.items():
+        client.set_model_version_tag(name, version, k, v)
+    return text

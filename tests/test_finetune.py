@@ -232,7 +232,7 @@ def test_image_and_audio_finetune_through_the_same_flow(tmp_path, modality):
     r = _flow(cfg)
     assert r.version == "1" and r.test_metrics["accuracy"] > 0.5  # three easy classes; chance is 0.33
     client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
-    assert len(client.get_metric_history(r.run_id, "train_train_loss")) == 2
+    assert len(client.get_metric_history(r.run_id, "train_loss")) == 2
 
 
 @pytest.mark.parametrize("kind", ["vit", "wav2vec2"])
@@ -297,7 +297,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_reaches_the_same_metrics(tmp_p
     assert result["resumed_from"] == {"checkpoint": "step-000000016", "epoch": 2, "batch": 4, "global_step": 16}
     assert result["test_metrics"] == pytest.approx(reference["test_metrics"], abs=1e-6)
     assert result["val_macro_f1"] == pytest.approx(reference["val_macro_f1"], abs=1e-6)
-    for metric in ("train_val_loss", "train_train_loss"):
+    for metric in ("train_val_loss", "train_loss"):
         a = [m.value for m in sorted(client.get_metric_history(reference["run_id"], metric), key=lambda m: m.step)]
         b = [m.value for m in sorted(client.get_metric_history(result["run_id"], metric), key=lambda m: m.step)]
         assert len(a) == len(b) == 4 and np.allclose(a, b, atol=1e-5), (metric, a, b)

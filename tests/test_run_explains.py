@@ -1,0 +1,84 @@
+"""An MLflow run and its registered version explain themselves: only the params that apply, the data as dataset
+inputs with split sizes, metric names without doubled prefixes, a version description with the test metrics
+as version tags. One flow run (a text probe, tiny random-weight backbone: code path only) serves every check."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import make_text_dataset, tiny_config
+from tlops.run_params import applicable_params
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+
+@pytest.fixture(scope="module")
+def probe_run(tmp_path_factory, tiny_bert, prefect_api):
+    from flows.train import train_flow
+
+    tmp = tmp_path_factory.mktemp("explains")
+    data = make_text_dataset(tmp / "data", with_val=False)  # val carved from train: its input says so
+    cfg = tiny_config(tmp, data, tiny_bert, registry__model_name="explained")
+    out = train_flow(cfg, progress=False)
+    client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
+    return out, client, client.get_run(out.run_id), data
+
+
+def test_a_text_probe_logs_only_the_params_that_apply(probe_run):
+    _, _, run, _ = probe_run
+    params = run.data.params
+    for absent in ("backbone.image_size", "backbone.clip_seconds", "validation.min_image_side", "validation.max_audio_seconds",
+                   "validation.min_audio_peak", "strategy.hidden", "strategy.epochs", "strategy.lr",
+                   "validation.allow_unlabeled_test_overlap"):
+        assert absent not in params, absent
+    for present in ("backbone.max_length", "validation.max_chars", "strategy.C", "strategy.max_iter", "strategy.head", "seed"):
+        assert present in params, present
+    assert (params["data.rows.train"], params["data.rows.val"], params["data.rows.test"]) == ("36", "6", "18")
+
+
+def test_each_split_is_a_dataset_input_with_digest_source_and_size(probe_run):
+    _, _, run, data = probe_run
+    md5 = run.data.tags["data.dataset_md5"]
+    inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+    assert set(inputs) == {"tiny-train", "tiny-val", "tiny-test"}, set(inputs)
+    for split, context, rows, csv in (("train", "training", 36, "train.csv"), ("val", "validation", 6, "train.csv"),
+                                      ("test", "testing", 18, "test.csv")):
+        i = inputs[f"tiny-{split}"]
+        tags = {t.key: t.value for t in i.tags}
+        assert i.dataset.digest == md5[:32] and str(data / csv) in i.dataset.source, (split, i.dataset)
+        assert tags["mlflow.data.context"] == context and tags["rows"] == str(rows) and tags["split"] == split, tags
+    assert {t.key: t.value for t in inputs["tiny-val"].tags}["carved_from"] == "train.csv"
+
+
+def test_the_probe_curve_is_logged_once_named(probe_run):
+    out, client, run, _ = probe_run
+    metrics = run.data.metrics
+    assert "train_iters" in metrics and not any(k.startswith("train_train_") for k in metrics), sorted(metrics)
+    curve = client.get_metric_history(out.run_id, "train_val_macro_f1")
+    assert [m.step for m in curve] == [0] and curve[0].value == pytest.approx(out.val_macro_f1)
+
+
+def test_the_version_has_a_description_and_its_test_metrics_as_tags(probe_run):
+    out, client, run, _ = probe_run
+    mv = client.get_model_version("explained", out.version)
+    for expected in ("linear_probe", run.data.tags["data.dataset_md5"], f"macro_f1 {out.test_metrics['macro_f1']:.4f}",
+                     out.promotion.reason, out.run_id, "train 36"):
+        assert expected in mv.description, (expected, mv.description)
+    for k, v in out.test_metrics.items():
+        assert float(mv.tags[f"test_{k}"]) == pytest.approx(v, rel=1e-5) == pytest.approx(run.data.metrics[f"test_{k}"], rel=1e-5)
+    assert mv.tags["tlops.strategy"] == "linear_probe" and mv.tags["data.dataset_md5"] == run.data.tags["data.dataset_md5"]
+
+
+def test_a_fine_tune_keeps_its_settings_and_drops_other_modalities():
+    cfg = {"backbone": {"max_length": 128, "image_size": 96, "clip_seconds": 1.0},
+           "validation": {"min_chars": 3, "min_image_side": 8, "min_audio_peak": 0.001, "allow_unlabeled_test_overlap": False},
+           "strategy": {"name": "finetune", "head": "linear", "l2sp": 0.01, "lp_ft": True, "epochs": 3, "hidden": 256, "dropout": 0.1}}
+    image = applicable_params(cfg, "image")
+    assert {"backbone.image_size", "validation.min_image_side", "strategy.l2sp", "strategy.lp_ft", "strategy.epochs"} <= set(image)
+    assert not {"backbone.max_length", "backbone.clip_seconds", "validation.min_chars", "validation.min_audio_peak",
+                "strategy.hidden", "strategy.dropout", "validation.allow_unlabeled_test_overlap"} & set(image)
+    cfg["strategy"]["head"] = "mlp"
+    assert {"strategy.hidden", "strategy.dropout"} <= set(applicable_params(cfg, "audio"))
+    assert "validation.allow_unlabeled_test_overlap" in applicable_params(cfg, "text", uses_unlabeled=True)
+    assert "backbone.clip_seconds" in applicable_params(cfg, None)  # unknown modality: nothing dropped
