@@ -62,18 +62,20 @@ def pick_classes(lemma, definition, hyponyms) -> list[tuple[str, list[str]]]:
         members = sorted(set(hyponyms[head]), key=_rank)
         if head in members_taken or any(m in heads for m in members):
             continue  # nested in (or around) a kept class
-        rows = []
+        rows, own = [], set()
         for m in members:
             text = definition[m]
-            if m in members_taken or len(text) < MIN_CHARS or text.lower() in texts_seen:
-                continue
+            key = " ".join(text.lower().split())
+            if m in members_taken or len(text) < MIN_CHARS or key in texts_seen or key in own:
+                continue  # e.g. seven transuranic elements share one definition: keep one
+            own.add(key)
             rows.append((m, text))
         if len(rows) < need:
             continue
         rows = rows[:need]
         heads.add(head)
         members_taken.update(m for m, _ in rows)
-        texts_seen.update(t.lower() for _, t in rows)
+        texts_seen.update(" ".join(t.lower().split()) for _, t in rows)
         classes.append((head, [t for _, t in rows]))
     labels, out = set(), []
     for head, texts in classes:
