@@ -193,3 +193,16 @@ def test_predict_refuses_blank_and_nul_inputs_and_support_sets_for_every_model(t
     with pytest.raises(DataError, match="strategy linear_probe. was not meta-trained, so it cannot adapt to a support set"):
         p.support(_support_rows())
     assert np.allclose(p.predict_proba(["a red car parked by the sea"]).sum(1), 1.0)
+
+
+def test_support_rows_of_the_wrong_modality_are_refused_by_row():
+    from tlops.support_set import support_from_rows
+
+    both = [{"text": "a", "path": "a.png", "label": "x"}]
+    with pytest.raises(DataError, match=r"support row 1 has both 'text' and 'path'; give only 'path' \(this is an image model\)"):
+        support_from_rows(both, "image")
+    texts = [{"text": "a beep", "label": "x"}, {"text": "a hiss", "label": "y"}]
+    with pytest.raises(DataError, match=r"support row 1 gives 'text' but this is an audio model: its support rows need 'path' \(audio file"):
+        support_from_rows(texts, "audio")
+    s = support_from_rows([{"path": "b.wav", "label": " y "}, {"path": "a.wav", "label": "x"}], "audio")
+    assert s.classes() == ["x", "y"] and s.labels == ("y", "x")  # labels stripped like training's; classes sorted

@@ -59,6 +59,7 @@ def support_from_rows(rows: Any, modality: str, source: str = "support") -> Supp
     if not rows:
         raise DataError(f"{source} is empty; give a few labelled rows for each class to predict ({SUPPORT_FORMAT})")
     key = INPUT_KEY[modality]
+    model = f"{'an' if modality[0] in 'aeiou' else 'a'} {modality} model"
     inputs, labels = [], []
     for i, row in enumerate(rows, start=1):
         where = f"{source} row {i}"
@@ -68,9 +69,11 @@ def support_from_rows(rows: Any, modality: str, source: str = "support") -> Supp
         if unknown or "label" not in row or not set(row) & set(INPUT_KEYS):
             raise DataError(f"{where} has keys {sorted(row)}; each row needs 'label' and {key!r}"
                             + (f" (unknown: {unknown})" if unknown else ""))
+        if all(k in row for k in INPUT_KEYS):
+            raise DataError(f"{where} has both 'text' and 'path'; give only {key!r} (this is {model})")
         given = next(k for k in INPUT_KEYS if k in row)
-        if given != key or len(set(row) & set(INPUT_KEYS)) > 1:
-            raise DataError(f"{where} gives {given!r} but this is a {modality} model: its support rows need {key!r} "
+        if given != key:
+            raise DataError(f"{where} gives {given!r} but this is {model}: its support rows need {key!r} "
                             f"({'texts' if key == 'text' else f'{modality} file paths'})")
         label = row["label"]
         if not isinstance(label, str) or not label.strip():
