@@ -33,6 +33,9 @@ data: setup
 	$(PY) -m tlops.data.build_digit_shift data/image_digit_shift
 	$(PY) -m tlops.data.build_voice_shift data/audio_voice_shift
 	$(PY) -m tlops.data.build_wordnet_shift data/text_wordnet_shift
+	$(PY) -m tlops.data.build_fewshot_text data/text_fewshot
+	$(PY) -m tlops.data.build_fewshot_image data/image_fewshot
+	$(PY) -m tlops.data.build_fewshot_audio data/audio_fewshot
 	$(PY) -m dvc add -q data
 	@git diff --quiet data.dvc || { echo "data/ does not reproduce the md5 in data.dvc:"; git diff data.dvc; exit 1; }
 	$(PY) -m dvc status
