@@ -127,13 +127,12 @@ def _items(inputs: list[str], csv: Path | None) -> list[str]:
         if not inputs:
             raise typer.BadParameter("give inputs (texts or file paths) or --csv FILE")
         return inputs
-    import pandas as pd
-
+    from tlops.data.dataset import _read_csv
     from tlops.errors import DataError
 
     if not csv.is_file():
         raise DataError(f"{csv} not found; pass a CSV with a 'text' or 'path' column")
-    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    df = _read_csv(csv, [])  # the dataset reader: a bad row is named by its line in the file
     if "text" in df.columns:
         return df["text"].tolist()
     if "path" in df.columns:  # relative paths are relative to the CSV, as in a dataset folder
@@ -149,15 +148,15 @@ def evaluate(model_uri: str = typer.Argument(..., help="models:/NAME@champion, m
              json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
     """Metrics, per-class table and confusion matrix of a registered model on any labelled data."""
     import mlflow
-    import pandas as pd
 
     from tasks.operate import connect
+    from tlops.data.dataset import _read_csv
     from tlops.errors import DataError
     from tlops.evaluate import classification_metrics, confusion_png, per_class_report
 
     csv = data / f"{split}.csv" if data.is_dir() else data
     items = _items([], csv)
-    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    df = _read_csv(csv, [])
     if "label" not in df.columns:
         raise DataError(f"{csv} has no 'label' column; evaluate needs the true labels (use `tlops predict` without them)")
     reg = connect(tracking_uri)

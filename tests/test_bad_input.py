@@ -118,6 +118,17 @@ def test_non_utf8_byte_is_reported_by_line_and_column(text_dataset):
     assert "position" not in str(e.value)
 
 
+def test_predict_csv_is_read_like_a_dataset_split(tmp_path):
+    from flows.registry_commands import _items
+
+    csv = tmp_path / "inputs.csv"
+    csv.write_bytes(b'text\n"two\nlines"\nok\na caf\xe9\n')
+    with pytest.raises(DataError, match=rf"{csv} line 5 column 6: byte 0xe9 is not UTF-8"):
+        _items([], csv)
+    csv.write_bytes(b'text\n"two\nlines"\nok\n')
+    assert _items([], csv) == ["two\nlines", "ok"]
+
+
 def test_lines_after_quoted_fields_with_newlines_stay_exact(text_dataset):
     train = text_dataset / "train.csv"
     first = _line_count(train) + 1
