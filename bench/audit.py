@@ -36,7 +36,7 @@ def _project(root: Path) -> Path:
 
 def one(name: str, tmp: Path, project: Path) -> dict:
     cfg = yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text())
-    cfg["data"]["path"] = str(REPO / cfg["data"]["path"])
+    cfg["data"]["path"] = str((REPO / "configs" / cfg["data"]["path"]).resolve())  # relative to the config
     cfg["data"]["dvc_cache"] = str(tmp / "dvc-cache")
     cfg["features"] = {"cache_dir": str(tmp / name / "cache")}  # cold: features computed, as the audit recomputes them
     cfg["execution"] = {"work_dir": str(tmp / name / "runs")}

@@ -23,7 +23,7 @@ def test_tlops_run_adapts_each_demo_shift_and_registers_the_chosen_model(modalit
     from mlflow.tracking import MlflowClient
 
     config = REPO / "configs" / f"{modality}_domain_adapt.yaml"
-    data = REPO / yaml.safe_load(config.read_text())["data"]["path"]
+    data = (config.parent / yaml.safe_load(config.read_text())["data"]["path"]).resolve()  # relative to the config
     # `make test` builds the demo data first; a missing shift is a broken build, not a reason to skip
     assert (data / "unlabeled.csv").is_file(), f"{data} not built: run `make data`"
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"

@@ -26,7 +26,7 @@ def test_tlops_run_meta_trains_on_each_demo_and_registers_a_few_shot_model(modal
 
     config = REPO / "configs" / f"{modality}_fewshot.yaml"
     cfg = yaml.safe_load(config.read_text())
-    data = REPO / cfg["data"]["path"]
+    data = (config.parent / cfg["data"]["path"]).resolve()  # relative to the config
     # `make test` builds the demo data first; a missing folder is a broken build, not a reason to skip
     assert (data / "test.csv").is_file(), f"{data} not built: run `make data`"
     train, test = (set(pd.read_csv(data / f"{s}.csv", dtype=str, keep_default_na=False)["label"]) for s in ("train", "test"))

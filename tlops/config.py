@@ -15,7 +15,7 @@ from tlops.text_files import parse_yaml, read_utf8
 
 
 class DataConfig(_Strict):
-    path: str = Field(description="dataset directory (dataset.yaml + train/val/test CSV)")
+    path: str = Field(description="dataset directory (dataset.yaml + train/val/test CSV); relative to the config file")
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5, description="carved from train when val.csv is absent")
     dvc_cache: str | None = Field(None, description="DVC cache that keeps every trained data version for audits "
                                                     "(default: this repository's, `dvc cache dir`)")
@@ -188,9 +188,27 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections (data:, backbone:, ...), "
                           f"got a {type(tree).__name__}; see configs/text_linear_probe.yaml")
+    _resolve_inputs(tree, path.parent)
     for key, value in parse_overrides(overrides or []):
         set_dotted(tree, key, value)
+        if key in INPUT_PATHS:  # typed on the command line: relative to where the user is
+            _resolve_inputs(tree, Path.cwd(), only=key)
     return config_from_dict(tree, source=str(path))
+
+
+# Paths in a config that point at inputs: relative ones mean "next to this config file", so a config works from
+# any current directory and travels with its data. Working state (features.cache_dir, execution.work_dir) and
+# the MLflow store stay relative to the current directory: that is the project, shared by all its configs.
+INPUT_PATHS = ("data.path", "data.dvc_cache")
+
+
+def _resolve_inputs(tree: dict, base: Path, only: str | None = None) -> None:
+    for dotted in (only,) if only else INPUT_PATHS:
+        section, key = dotted.split(".")
+        node = tree.get(section)
+        value = node.get(key) if isinstance(node, dict) else None
+        if isinstance(value, str) and value.strip():  # anything else is left to the typed config's message
+            node[key] = str((base / Path(value).expanduser()).resolve())
 
 
 def config_from_dict(tree: dict, source: str = "(dict)") -> RunConfig:
