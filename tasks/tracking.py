@@ -195,18 +195,35 @@ def _start_run(client: MlflowClient, experiment_id: str, cfg: RunConfig, source:
     return run_id
 
 
+def _stopped_from_outside(e: BaseException) -> bool:
+    """Ctrl-C, or SIGTERM (Prefect's engine turns it into TerminationSignal): the run was stopped, it did not fail."""
+    from prefect.exceptions import TerminationSignal
+
+    return isinstance(e, (KeyboardInterrupt, TerminationSignal))
+
+
+def _reason(e: BaseException) -> str:
+    import signal
+
+    from prefect.exceptions import TerminationSignal
+
+    if isinstance(e, TerminationSignal):
+        return f"TerminationSignal: stopped by signal {e.signal} ({signal.Signals(e.signal).name})"
+    return f"{type(e).__name__}: {e}"
+
+
 @contextlib.contextmanager
 def tracked_run(cfg: RunConfig, source: str) -> Iterator[tuple[MlflowClient, str]]:
     """The MLflow run of one `tlops run`, start to end: FINISHED when the body returns, FAILED when it raises
-    (the error kept in the tag `tlops.error`), KILLED on Ctrl-C. (A SIGKILLed process cannot close its run:
+    (the error kept in the tag `tlops.error`), KILLED on Ctrl-C or SIGTERM. (A SIGKILLed process cannot close its run:
     `close_orphaned_runs` marks it KILLED at the next run on this host.)"""
     client, experiment_id = setup(cfg)
     run_id = _start_run(client, experiment_id, cfg, source)
     try:
         yield client, run_id
     except BaseException as e:
-        client.set_tag(run_id, "tlops.error", mask(f"{type(e).__name__}: {e}")[:5000])
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED if isinstance(e, KeyboardInterrupt) else RunStatus.FAILED))
+        client.set_tag(run_id, "tlops.error", mask(_reason(e))[:5000])
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED if _stopped_from_outside(e) else RunStatus.FAILED))
         raise
     client.set_terminated(run_id, "FINISHED")
 
