@@ -1,0 +1,168 @@
+"""The model card (tlops/model_card.py): every section present, user strings escaped, plots embedded as real
+PNGs, strategy-specific record parts shown; and (slow) what a person sees in headless Chromium."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tlops.evaluate import classification_metrics, confusion_png, curves_png, per_class_report
+from tlops.model_card import CardFacts, png_data_uri, render_model_card, write_model_card
+from tlops.records import (AdaptationSummary, CacheTotals, Candidate, Check, Evaluation, FeatureSet, FewShotReport, Gate,
+                           HeadResult, LoopSummary, ShotScore, ValidationReport)
+
+NASTY = "<b>&"  # a label that breaks a page that does not escape
+
+
+def card_records(tmp_path: Path, *, with_extras: bool = True, epochs: int = 3) -> dict:
+    """The records of a small run, made by the core's own evaluation functions (real plots, real report)."""
+    labels = ["animal", NASTY, "vehicle"]
+    y_true = ["animal"] * 4 + [NASTY] * 4 + ["vehicle"] * 4
+    y_pred = ["animal"] * 3 + [NASTY] + [NASTY] * 4 + ["vehicle"] + ["animal"] * 3  # vehicle: the weakest class
+    ev_dir = tmp_path / "eval"
+    report_path = ev_dir / "classification_report.json"
+    cm = confusion_png(y_true, y_pred, labels, ev_dir / "confusion_matrix.png")
+    report_path.write_text(json.dumps(per_class_report(y_true, y_pred, labels)))
+    history = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1), "val_macro_f1": 0.5 + 0.1 * e} for e in range(epochs)]
+    curves = curves_png(history, ev_dir / "learning_curves.png")
+    evaluation = Evaluation(metrics=classification_metrics(y_true, y_pred, labels), report_path=str(report_path),
+                            plots=[str(p) for p in (cm, curves) if p is not None], n_test=len(y_true))
+    features = FeatureSet(dir=str(tmp_path / "features"), splits=["train", "val", "test"], labels=labels, num_features=32,
+                          identity={"kind": "hf", "name": "tiny-bert", "pooling": "mean"}, found_via="local folder",
+                          cache=CacheTotals(hits=10, misses=26), seconds=1.25)
+    extras = {}
+    if with_extras:
+        cand = Candidate(trade_off=0.3, best_epoch=2, criterion=0.41, val_macro_f1=0.8, oracle_test_macro_f1=0.77)
+        extras = {
+            "loop": LoopSummary(best_epoch=2, epochs_run=3, stopped_early=False, device="cpu", precision="fp32",
+                                checkpoint_dir="/tmp/scratch-ckpt", train_samples_per_s=123.4),
+            "adaptation": AdaptationSummary(method="dann", mode="unsupervised", criterion="dev_risk", chosen=cand, candidates=[cand]),
+            "few_shot": FewShotReport(split="test", queries=15, model=[ShotScore(ways=5, shots=1, episodes=200, accuracy=0.6123, ci95=0.01)],
+                                      baselines={"protonet0": [ShotScore(ways=5, shots=1, episodes=200, accuracy=0.5012, ci95=0.012)]},
+                                      support_classes=labels),
+        }
+    train = HeadResult(strategy="finetune", history=history, val_macro_f1=0.7, seconds=12.5, head_path=str(tmp_path / "head.pt"),
+                       spec={"kind": "linear"}, **extras)
+    validation = ValidationReport(success=True, dataset=str(tmp_path / "data"), rows={"train": 42, "val": 12, "test": 12}, checks=[
+        Check(split="train", file="train.csv", rule="labels_known", expectation="every label known", success=True, observed=NASTY, fix="-"),
+        Check(split="test", file="test.csv", rule="no_empty_inputs", expectation="no empty text", success=True, fix="-")])
+    gate = Gate(promoted=False, reason="challenger macro_f1=0.7 does not beat champion 0.8 + margin 0.0; champion unchanged",
+                metric="macro_f1", challenger=evaluation.metrics["macro_f1"], champion_version="3", champion_metric=0.8,
+                champion_scored_via="package on this run's test split", margin=0.0, version="4")
+    facts = CardFacts(model_name="tiny-<text>", version="4", run_id="abc123", experiment="tests", modality="text",
+                      dataset=str(tmp_path / "data"), dataset_md5="0123456789abcdef", rows={"train": 42, "val": 12, "test": 12},
+                      git_commit="deadbeef", git_dirty=False, backbone="hf:tiny-bert",
+                      strategy={"name": "finetune", "epochs": 3, "lr": 2e-5}, seed=0)
+    return {"facts": facts, "features": features, "train": train, "evaluation": evaluation, "validation": validation, "gate": gate}
+
+
+def _text(page: str) -> str:
+    """The page's visible text, roughly: tags dropped, entities decoded."""
+    text = html.unescape(re.sub(r"<[^>]+>", " ", re.sub(r"<style>.*?</style>", "", page, flags=re.S)))
+    return " ".join(text.split())
+
+
+def test_card_has_every_section_and_the_numbers(tmp_path):
+    r = card_records(tmp_path)
+    page = render_model_card(**r)
+    for anchor in ("task", "data", "training", "metrics", "per-class", "confusion", "curves", "details", "gate", "use"):
+        assert f'<section id="{anchor}">' in page, anchor
+    text = _text(page)
+    ev, gate = r["evaluation"], r["gate"]
+    assert f"{ev.metrics['macro_f1']:.4f}" in text and f"{ev.metrics['accuracy']:.4f}" in text
+    assert "0123456789abcdef" in text and "deadbeef" in text and "train 42, val 12, test 12" in text
+    assert "2/2 checks passed" in text
+    assert "not promoted" in text and gate.reason in text and "version 3: 0.8000" in text
+    assert "tlops predict models:/tiny-<text>/4" in text
+    assert "epochs=3" in text and "lr=2e-05" in text
+    # per-class rows: the report's F1 of each class, the weakest named
+    report = json.loads(Path(ev.report_path).read_text())
+    for label in ("animal", NASTY, "vehicle"):
+        assert f"{report[label]['f1-score']:.4f}" in text
+    assert f"weakest class by F1: vehicle ({report['vehicle']['f1-score']:.4f})" in text
+    assert "vehicle 1.0000 0.2500 0.4000 4 " in text  # support is a count
+    # strategy-specific parts, generically: episodic accuracies with the baseline, the adaptation's chosen candidate
+    assert "0.6123" in text and "protonet0" in text and "0.5012" in text and "dev_risk" in text and "0.4100" in text
+    assert "/tmp/scratch-ckpt" not in text  # scratch paths are gone after the run: not shown
+
+
+def test_card_escapes_user_strings(tmp_path):
+    page = render_model_card(**card_records(tmp_path))
+    assert NASTY not in page and "<text>" not in page  # never raw: not as a label, model name or check value
+    assert html.escape(NASTY) in page and "tiny-&lt;text&gt;" in page
+
+
+def test_card_embeds_its_plots_as_png(tmp_path):
+    from PIL import Image
+
+    r = card_records(tmp_path)
+    page = render_model_card(**r)
+    uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(uris) == 2  # confusion matrix and learning curves
+    for data in uris:
+        img = Image.open(io.BytesIO(base64.b64decode(data)))
+        assert img.format == "PNG" and img.size[0] > 100
+    assert not re.search(r'src="(?!data:)', page)  # nothing points at a file the run deletes
+
+
+def test_card_without_optional_parts(tmp_path):
+    """A one-row (closed-form) fit, no strategy extras, written before the gate: the card says so, nothing crashes."""
+    r = card_records(tmp_path, with_extras=False, epochs=1)
+    del r["gate"]
+    page = render_model_card(**r)
+    text = _text(page)
+    assert "no curve: 1 history row(s)" in text and "pending" in text
+    assert '<section id="details">' not in page
+    assert len(re.findall(r"data:image/png", page)) == 1
+
+
+def test_png_data_uri_refuses_other_files(tmp_path):
+    bad = tmp_path / "plot.png"
+    bad.write_text("not a png")
+    with pytest.raises(ValueError, match="plot.png is not a PNG"):
+        png_data_uri(bad)
+
+
+def chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("headless Chromium is needed for this check and is not installed: `apt-get install chromium` "
+                    "(it is in the Makefile's APT_PACKAGES, so `make setup` installs it)")
+    return exe
+
+
+def screenshot(url: str, out: Path, size=(1200, 2000), timeout_s: float = 60) -> Path:
+    """`url` rendered by headless Chromium to a PNG of `size` (width, height)."""
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+           f"--user-data-dir={out.parent / 'chromium-profile'}", f"--screenshot={out}", f"--window-size={size[0]},{size[1]}", url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    assert proc.returncode == 0 and out.exists(), f"chromium failed ({proc.returncode}): {proc.stderr[-2000:]}"
+    return out
+
+
+@pytest.mark.slow
+def test_card_in_headless_chromium(tmp_path):
+    """What a person sees: the card rendered by a real browser is the right size and is not blank; its top band
+    (title, headline) and its plots hold ink."""
+    import numpy as np
+    from PIL import Image
+
+    card = write_model_card(tmp_path / "model_card.html", **card_records(tmp_path))
+    img = Image.open(screenshot(card.as_uri(), tmp_path / "card.png")).convert("L")
+    assert img.size == (1200, 2000)
+    px = np.asarray(img, dtype=np.float32)
+    assert px.std() > 20, f"the screenshot is nearly uniform (std {px.std():.1f}): the page did not render"
+    dark = px < 128
+    assert dark[:120].mean() > 0.005, "no text in the top band: the title did not render"
+    # the embedded confusion matrix is drawn with a blue colormap: a real image shows saturated blue pixels
+    rgb = np.asarray(Image.open(tmp_path / "card.png").convert("RGB"), dtype=np.int16)
+    blue = (rgb[..., 2] - rgb[..., 0] > 80).sum()
+    assert blue > 2000, f"only {blue} blue pixels: the embedded confusion matrix did not render"

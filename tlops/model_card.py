@@ -1,0 +1,281 @@
+"""A one-page HTML model card for one run: what the model does, the data it learnt from, how it was trained, how
+it scored, the promotion gate's decision, and how to use it.
+
+The page is self-contained (inline CSS, plots embedded as base64 `data:` URIs) so it reads the same in MLflow's
+artifact viewer, downloaded, or offline. It is built only from the run's typed records (`tlops.records`) plus a
+few facts from the config and the run's tags (`CardFacts`); every string from users or data is escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from tlops.records import Evaluation, FeatureSet, Gate, Record, TrainResult, ValidationReport
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TABLE_ROWS = 60  # longer tables (per-epoch history, many checks) show their first rows and say how many were left out
+LIST_ITEMS = 40
+# Per-class report rows that are summaries, not classes (scikit-learn's `classification_report(output_dict=True)`).
+SUMMARY_ROWS = ("accuracy", "macro avg", "weighted avg", "micro avg")
+# Train-record fields the card shows in their own sections (or that only the package needs), not under "Training details".
+HIDDEN_FIELDS = {"history", "strategy", "val_macro_f1", "seconds", "kind", "spec", "labels", "package"}
+
+
+class CardFacts(Record):
+    """What the card says that the step records do not hold: the registered name, lineage and settings."""
+
+    model_name: str
+    version: str | None = None
+    run_id: str
+    experiment: str
+    modality: str
+    dataset: str
+    dataset_md5: str
+    rows: dict[str, int]
+    git_commit: str
+    git_dirty: bool | None = None
+    backbone: str
+    strategy: dict[str, Any]
+    seed: int
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return _e(v)
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _table(header: list[str], rows: list[list[Any]], cls: str = "") -> str:
+    """A table of escaped cells; rows past TABLE_ROWS are left out and counted."""
+    shown = rows[:TABLE_ROWS]
+    body = "".join("<tr>" + "".join(f"<td>{_num(c)}</td>" for c in r) + "</tr>" for r in shown)
+    more = f'<p class="note">{len(rows) - len(shown)} more rows not shown</p>' if len(rows) > len(shown) else ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
+
+
+def _kv(pairs: list[tuple[str, Any]]) -> str:
+    """A key/value table; keys are escaped here, values are HTML the caller has escaped."""
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in pairs)
+    return f'<table class="kv"><tbody>{body}</tbody></table>'
+
+
+def _list(items: list[Any]) -> str:
+    text = ", ".join(_e(i) for i in items[:LIST_ITEMS])
+    return text + (f" … ({len(items) - LIST_ITEMS} more)" if len(items) > LIST_ITEMS else "")
+
+
+def png_data_uri(path: str | Path) -> str:
+    """The PNG at `path` as a `data:` URI (the card must not point at files that are gone after the run)."""
+    data = Path(path).read_bytes()
+    if not data.startswith(PNG_MAGIC):
+        raise ValueError(f"{path} is not a PNG file (the card embeds only the PNG plots the evaluate step writes)")
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _img(path: str | Path, alt: str) -> str:
+    return f'<figure><img src="{png_data_uri(path)}" alt="{_e(alt)}"><figcaption>{_e(alt)}</figcaption></figure>'
+
+
+def _title(stem: str) -> str:
+    return stem.replace("_", " ").capitalize()
+
+
+def _value_html(v: Any) -> str:
+    """A field's value in a key/value table: scalars as text, lists of scalars joined, small dicts as JSON."""
+    if isinstance(v, list) and all(not isinstance(i, (dict, list)) for i in v):
+        return _list(v) if v else "—"
+    if isinstance(v, (dict, list)):
+        return f"<code>{_e(json.dumps(v, default=str))}</code>"
+    return "—" if v is None else _num(v)
+
+
+def _is_row_list(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(i, dict) for i in v)
+
+
+def _record_html(data: dict[str, Any]) -> str:
+    """Any record (dumped to JSON types) generically: scalar fields as one key/value table, a list of records as a
+    table with their fields as columns, a mapping of such lists as one table per key, a nested record recursively.
+    This is how strategy-specific parts (episodic accuracies, a domain adaptation's candidates) reach the card
+    without the card knowing each strategy."""
+    scalars, blocks = [], []
+    for k, v in data.items():
+        if k.endswith(("_path", "_dir")):  # scratch files of the run: gone once it ends
+            continue
+        if _is_row_list(v):
+            cols = list(dict.fromkeys(c for row in v for c in row))
+            blocks.append(f"<h4>{_e(k)}</h4>" + _table(cols, [[row.get(c, "") for c in cols] for row in v]))
+        elif isinstance(v, dict) and v and all(_is_row_list(x) for x in v.values()):
+            for name, rows in v.items():
+                cols = list(dict.fromkeys(c for row in rows for c in row))
+                blocks.append(f"<h4>{_e(k)}: {_e(name)}</h4>" + _table(cols, [[row.get(c, "") for c in cols] for row in rows]))
+        elif isinstance(v, dict) and v:
+            blocks.append(f"<h4>{_e(k)}</h4>" + _record_html(v))
+        else:
+            scalars.append((k, _value_html(v)))
+    return (_kv(scalars) if scalars else "") + "".join(blocks)
+
+
+def _doc(record: BaseModel) -> str:
+    doc = (type(record).__doc__ or "").strip()
+    return f'<p class="note">{_e(" ".join(doc.split()))}</p>' if doc else ""
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{_e(title)}</h2>{body}</section>'
+
+
+def _per_class(report: dict[str, Any], labels: list[str]) -> str:
+    def row(name: str) -> list[Any]:
+        r = report[name]
+        support = r.get("support", "")
+        return [name, r.get("precision", ""), r.get("recall", ""), r.get("f1-score", ""),
+                int(support) if isinstance(support, float) and support.is_integer() else support]  # a count, not a score
+
+    rows = [row(label) for label in labels if isinstance(report.get(label), dict)]
+    if not rows:
+        return '<p class="note">no per-class report (the evaluation has no per-class rows)</p>'
+    summary = [row(name) for name in SUMMARY_ROWS if isinstance(report.get(name), dict)]
+    if isinstance(report.get("accuracy"), (int, float)):
+        summary.insert(0, ["accuracy", "", "", report["accuracy"], ""])
+    worst = min(rows, key=lambda r: r[3])
+    note = f'<p class="note">weakest class by F1: <b>{_e(worst[0])}</b> ({_num(worst[3])})</p>'
+    return note + _table(["class", "precision", "recall", "F1", "support (test rows)"], rows + summary, "numbers")
+
+
+def _gate(gate: Gate | None) -> str:
+    if gate is None:
+        return '<p class="note">pending: this card was written before the model was registered and gated</p>'
+    verdict = "promoted to champion" if gate.promoted else "not promoted (champion unchanged)"
+    champion = (f"version {_e(gate.champion_version)}: {_num(gate.champion_metric)}"
+                + (f" (scored via {_e(gate.champion_scored_via)})" if gate.champion_scored_via else "")
+                if gate.champion_version is not None else "none yet")
+    return (f'<p class="verdict {"ok" if gate.promoted else "no"}">{_e(verdict)}</p>'
+            + _kv([("decision", _e(gate.reason)), ("metric (test split)", _e(gate.metric)),
+                   ("challenger (this run, version " + _e(gate.version) + ")", _num(gate.challenger)),
+                   ("champion", champion), ("margin", _num(gate.margin))]))
+
+
+def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult, evaluation: Evaluation,
+                      validation: ValidationReport | None = None, gate: Gate | None = None) -> str:
+    """The model card of one run as one HTML page (UTF-8). `gate` None: written before the promotion gate ran."""
+    labels = getattr(train, "labels", None) or features.labels  # a few-shot head: its support set's classes
+    report = json.loads(Path(evaluation.report_path).read_text(encoding="utf-8"))
+    plots = {Path(p).stem: p for p in evaluation.plots}
+    ref = f"models:/{facts.model_name}/{facts.version}" if facts.version else f"runs:/{facts.run_id}/model"
+    sections = []
+
+    sections.append(_section("task", "What the model does", _kv([
+        ("task", f"{_e(facts.modality)} classification into {len(labels)} classes"),
+        ("classes", _list(labels)),
+        ("input", {"text": "a text string", "image": "an image file path", "audio": "an audio file path"}.get(facts.modality, _e(facts.modality))),
+        ("registered as", f"<code>{_e(ref)}</code>"),
+    ])))
+
+    checks = validation.checks if validation else []
+    passed = sum(c.success for c in checks)
+    lineage = _kv([
+        ("dataset", f"<code>{_e(facts.dataset)}</code>"),
+        ("dataset md5", f"<code>{_e(facts.dataset_md5)}</code>"),
+        ("rows per split", _e(", ".join(f"{k} {v}" for k, v in facts.rows.items()))),
+        ("git commit", f"<code>{_e(facts.git_commit)}</code>" + (" (uncommitted changes)" if facts.git_dirty else "")),
+        ("validation", f"{passed}/{len(checks)} checks passed" if validation else "no report"),
+    ])
+    if checks:
+        lineage += "<details><summary>validation checks</summary>" + _table(
+            ["split", "rule", "passed", "observed"],
+            [[c.split, c.rule, "yes" if c.success else "NO", json.dumps(c.observed, default=str)[:120]] for c in checks]) + "</details>"
+    sections.append(_section("data", "Data lineage", lineage))
+
+    settings = {k: v for k, v in facts.strategy.items() if k != "name"}
+    sections.append(_section("training", "Training", _kv([
+        ("strategy", f"<b>{_e(train.strategy)}</b>"),
+        ("backbone", f"<code>{_e(facts.backbone)}</code>"),
+        ("backbone identity", f"<code>{_e(json.dumps(features.identity, default=str))}</code>"),
+        ("settings", _e(", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in settings.items())) or "—"),
+        ("seed", _num(facts.seed)),
+        ("train seconds", f"{train.seconds:.1f}"),
+        ("feature seconds", f"{features.seconds:.1f} (cache: {features.cache.hits} hits, {features.cache.misses} misses)"),
+    ])))
+
+    metrics = [[k, v] for k, v in evaluation.metrics.items()]
+    sections.append(_section("metrics", "Metrics", _table(["test metric", f"value ({evaluation.n_test} test rows)"], metrics, "numbers")
+                             + _kv([("validation macro-F1 (used to select the model)", _num(train.val_macro_f1))])))
+    sections.append(_section("per-class", "Per-class results (test)", _per_class(report, labels)))
+
+    cm = plots.pop("confusion_matrix", None)
+    sections.append(_section("confusion", "Confusion matrix (test)",
+                             _img(cm, "confusion matrix (test)") if cm else '<p class="note">no confusion matrix was drawn</p>'))
+
+    curves = plots.pop("learning_curves", None)
+    history = train.history
+    cols = list(dict.fromkeys(c for row in history for c in row))
+    body = (_img(curves, "learning curves") if curves else
+            f'<p class="note">no curve: {len(history)} history row(s); a curve needs two or more epochs</p>')
+    if history:
+        body += "<details><summary>per-epoch history</summary>" + _table(cols, [[r.get(c, "") for c in cols] for r in history], "numbers") + "</details>"
+    sections.append(_section("curves", "Learning curves", body))
+
+    # Strategy-specific parts of the train record (loop summary, episodic accuracies, domain adaptation, ...), generically.
+    extras = [(name, value) for name, value in train if isinstance(value, BaseModel) and name not in HIDDEN_FIELDS]
+    if extras or plots:
+        body = "".join(f"<h3>{_e(_title(name))}</h3>{_doc(value)}{_record_html(value.model_dump(mode='json'))}" for name, value in extras)
+        body += "".join(_img(p, _title(stem)) for stem, p in plots.items())
+        sections.append(_section("details", "Training details", body))
+
+    sections.append(_section("gate", "Promotion gate", _gate(gate)))
+    sections.append(_section("use", "How to use it", (
+        f"<pre>tlops predict {_e(ref)} \"an input\" --proba\n"
+        f"tlops predict {_e(ref)} --csv new_rows.csv --json\n"
+        f"tlops evaluate {_e(ref)} --data labelled_folder/</pre>"
+        f'<p class="note">MLflow run <code>{_e(facts.run_id)}</code> in experiment <code>{_e(facts.experiment)}</code>; '
+        "the model is also an MLflow pyfunc (<code>mlflow.pyfunc.load_model</code>) taking a column of strings.</p>")))
+
+    headline = evaluation.metrics.get(gate.metric if gate else "macro_f1")
+    title = f"{facts.model_name}" + (f" v{facts.version}" if facts.version else "")
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    toc = " · ".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in [("task", "task"), ("data", "data"), ("training", "training"),
+                                                                  ("metrics", "metrics"), ("per-class", "per class"), ("confusion", "confusion"),
+                                                                  ("curves", "curves"), ("gate", "gate"), ("use", "use")])
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Model card: {_e(title)}</title>'
+            f"<style>{CSS}</style></head><body><header><h1>Model card: {_e(title)}</h1>"
+            f'<p class="sub">{_e(train.strategy)} on <code>{_e(facts.backbone)}</code> · '
+            f"{_e(facts.modality)} · {len(labels)} classes"
+            + (f" · test {_e(gate.metric if gate else 'macro_f1')} <b>{_num(headline)}</b>" if headline is not None else "")
+            + f" · written {when}</p><nav>{toc}</nav></header>{''.join(sections)}</body></html>")
+
+
+def write_model_card(path: Path, *args: Any, **kwargs: Any) -> Path:
+    """`render_model_card(...)` written to `path` (written whole, then renamed: never half a card)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_model_card(*args, **kwargs), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+CSS = """
+body{font-family:"DejaVu Sans",Arial,sans-serif;max-width:1100px;margin:0 auto;padding:0 24px 48px;color:#1d2430;background:#fff;line-height:1.45}
+header{border-bottom:2px solid #2f6fb0;margin-bottom:8px}h1{margin:18px 0 4px;font-size:26px}.sub{margin:0 0 6px;color:#444}
+nav{margin:6px 0 10px;font-size:13px}nav a{color:#2f6fb0}
+h2{font-size:19px;margin:26px 0 8px;border-bottom:1px solid #dde3ea;padding-bottom:3px}h3{font-size:16px;margin:18px 0 6px}h4{font-size:14px;margin:12px 0 4px}
+table{border-collapse:collapse;margin:6px 0;font-size:13px}th,td{border:1px solid #d5dbe3;padding:3px 8px;text-align:left;vertical-align:top}
+thead th{background:#eef3f8}table.kv th{background:#f6f8fa;font-weight:600;white-space:nowrap}
+table.numbers td{text-align:right;font-variant-numeric:tabular-nums}table.numbers td:first-child{text-align:left}
+code,pre{font-family:"DejaVu Sans Mono",monospace;font-size:12px;word-break:break-all}pre{background:#f6f8fa;padding:10px;border:1px solid #dde3ea;white-space:pre-wrap}
+figure{margin:8px 0}figure img{max-width:100%;border:1px solid #dde3ea}figcaption{font-size:12px;color:#555}
+.note{color:#555;font-size:13px}.verdict{font-weight:700;font-size:15px}.verdict.ok{color:#1a7f37}.verdict.no{color:#b35900}
+details{margin:6px 0}summary{cursor:pointer;color:#2f6fb0;font-size:13px}
+"""
