@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := wordnet-base dataset-fashion-mnist espeak-ng flite git postgresql docker-compose fonts-dejavu-core
+APT_PACKAGES := wordnet-base dataset-fashion-mnist espeak-ng flite git postgresql docker-compose fonts-dejavu-core chromium
 export HF_HUB_OFFLINE ?= 1
 export DVC_NO_ANALYTICS := 1
 
