@@ -227,6 +227,54 @@ def validate(
         raise _failed(failed, 1)
 
 
+@app.command()
+def init(
+    data_dir: Optional[Path] = typer.Argument(None, help="your dataset folder: train.csv + test.csv (text,label or path,label)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="config file to write (default: <folder name>.yaml here)"),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="linear_probe | finetune | domain_adapt | fewshot "
+                                           "(default: fewshot for novel test classes, domain_adapt with unlabeled.csv, else linear_probe)"),
+    list_: bool = typer.Option(False, "--list", help="list the starter configs shipped with tlops and exit"),
+    force: bool = typer.Option(False, "--force", help="replace an existing config file"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Write a starter config for a dataset folder: modality, backbone and validation limits fitted to the data."""
+    from tlops.init import init as do_init
+    from tlops.init import starter_names
+
+    out_console = Console(soft_wrap=True)
+    if list_:
+        names = starter_names()
+        if json_out:
+            return print(json.dumps({"starters": names}))
+        for name, what in names.items():
+            out_console.print(f"{name:<22}{what}", highlight=False)
+        return
+    if data_dir is None:
+        raise _failed(TlopsError("tlops init DATA_DIR: name your dataset folder (or pass --list)"), 2)
+    try:
+        r = do_init(data_dir, out, strategy, force)
+    except TlopsError as e:
+        raise _failed(e, 2)
+    f = r.folder
+    rows = {s: sum(c.values()) for s, c in f.counts.items()}
+    if json_out:
+        return print(json.dumps({"config": str(r.config), "starter": r.starter, "modality": f.modality, "classes": f.classes,
+                                 "rows": rows, "val_carved": f.val_carved, "validation": r.validation,
+                                 "strategy_changes": r.strategy_changes, "wrote_dataset_yaml": r.wrote_dataset_yaml}))
+    carved = " (val carved from train)" if f.val_carved else ""
+    out_console.print(f"[bold]{f.root}[/bold]: {f.modality}, {len(f.classes)} classes, rows "
+                      + ", ".join(f"{s} {n}" for s, n in rows.items()) + carved, highlight=False)
+    smallest = min(f.counts["train"].items(), key=lambda kv: (kv[1], kv[0]))
+    out_console.print(f"  smallest class {smallest[0]!r}: {smallest[1]} training rows -> validation.min_per_class "
+                      f"{r.validation['min_per_class']}", highlight=False)
+    for k, v in r.strategy_changes.items():
+        out_console.print(f"  strategy.{k} {v} (fitted to the rows per class)", highlight=False)
+    if r.wrote_dataset_yaml:
+        out_console.print(f"wrote {f.root / 'dataset.yaml'} (modality: {f.modality})", highlight=False)
+    out_console.print(f"wrote {r.config} from starter {r.starter}", highlight=False)
+    out_console.print(f"next:  tlops validate {r.config}   then   tlops run {r.config}", highlight=False)
+
+
 def _check_data_first(cfg, source: str) -> dict:
     """Validate the data before any server or orchestration import is needed, so a data error reaches the user in
     seconds (and once); it is still recorded as a FAILED MLflow run. The report travels into the flow, which
@@ -252,7 +300,8 @@ def _print_summary(r: RunOutcome) -> None:
     out = Console(soft_wrap=True)  # keep the commands on one line, copy-pastable
     m = r.test_metrics
     out.print(f"\n[bold]trained[/bold] {r.strategy} on {r.backbone}")
-    out.print(f"[bold]test[/bold]    accuracy={m['accuracy']:.4f}  macro_f1={m['macro_f1']:.4f}")
+    headline = [k for k in ("accuracy", "macro_f1", "mae", "rmse", "r2", "spearman") if k in m]  # classes or numbers
+    out.print("[bold]test[/bold]    " + "  ".join(f"{k}={m[k]:.4f}" for k in headline))
     if r.best_epoch is not None:
         resumed = f"  (resumed from {r.resumed_from['checkpoint']})" if r.resumed_from else ""
         # epochs counted from 1, as the progress lines show them (MLflow's steps count from 0)
