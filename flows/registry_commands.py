@@ -209,15 +209,16 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
     model = mlflow.pyfunc.load_model(model_uri)
     labels = list(model.predict(items, params=params or None))
     probs = model.predict(items, params={**params, "proba": True}) if proba else None
-    rows = [{"input": x, "label": y} for x, y in zip(items, labels)]
+    key = "label" if all(isinstance(y, str) for y in labels) else "value"  # a regression model predicts numbers
+    rows = [{"input": x, key: y if key == "label" else float(y)} for x, y in zip(items, labels)]
     if probs is not None:
         for row, (_, p) in zip(rows, probs.iterrows()):
             row["proba"] = {k: float(v) for k, v in p.items()}
     if json_out:
         return _print_json({"model_uri": model_uri, "predictions": rows, **({"support": str(support)} if support else {})})
-    t = Table("input", "label", *(["p(label)"] if proba else []))
+    t = Table("input", key, *(["p(label)"] if proba else []))
     for r in rows:
-        t.add_row(r["input"][:80], r["label"], *([f"{r['proba'][r['label']]:.3f}"] if proba else []))
+        t.add_row(r["input"][:80], r["label"] if key == "label" else f"{r['value']:.4g}", *([f"{r['proba'][r['label']]:.3f}"] if proba else []))
     out.print(t)
 
 

@@ -1,5 +1,5 @@
 """The MLflow pyfunc of a tlops model package: raw inputs in, labels out (or, with the param `proba`,
-one column of class probabilities per label).
+one column of class probabilities per label). A regression model returns floats in the target's units.
 
 Few-shot serving: for a meta-transfer model the param `support` (a JSON string: a list of
 {"text" | "path": ..., "label": ...} rows) adapts the meta-learned encoder to that support set on the spot,

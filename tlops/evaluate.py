@@ -1,4 +1,4 @@
-"""Metrics (scikit-learn) and plots for a classifier on a labelled split."""
+"""Metrics (scikit-learn, scipy) and plots for a classifier or a regressor on a labelled split."""
 
 from __future__ import annotations
 
@@ -13,6 +13,77 @@ def classification_metrics(y_true: list[str], y_pred: list[str], labels: list[st
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
     }
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """MAE, RMSE (target units), R² (1 - SSE/SST: 0 = predicting the mean) and Spearman's rank correlation."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    rho = spearmanr(y_true, y_pred).statistic if len(y_true) > 1 and np.ptp(y_pred) > 0 else 0.0  # constant predictions rank nothing
+    return {
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
+        "r2": float(r2_score(y_true, y_pred)),
+        "spearman": float(rho),
+    }
+
+
+def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """The metrics, the baseline of predicting the test mean, and the residuals' spread (true - predicted)."""
+    res = y_true - y_pred
+    return {
+        **regression_metrics(y_true, y_pred),
+        "n": int(len(y_true)),
+        "mae_of_predicting_the_mean": float(np.abs(y_true - y_true.mean()).mean()) if len(y_true) else float("nan"),
+        "residual_mean": float(res.mean()),
+        "residual_quantiles": {q: float(np.quantile(res, float(q))) for q in ("0.05", "0.25", "0.5", "0.75", "0.95")},
+        "true_range": [float(y_true.min()), float(y_true.max())],
+        "predicted_range": [float(y_pred.min()), float(y_pred.max())],
+    }
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def scatter_png(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str = "") -> Path:
+    """Predicted vs true with the y = x line: a perfect regressor puts every point on it."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 4.5))
+    ax.scatter(y_true, y_pred, s=8, alpha=0.4)
+    lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    ax.plot([lo, hi], [lo, hi], color="black", lw=1, label="y = x")
+    ax.set_xlabel("true")
+    ax.set_ylabel("predicted")
+    ax.set_title(title or f"predicted vs true (test, R²={regression_metrics(y_true, y_pred)['r2']:.3f})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def residuals_png(y_true: np.ndarray, y_pred: np.ndarray, path: Path, title: str = "") -> Path:
+    """Residual (true - predicted) against predicted: a trend or a funnel shows bias or unequal error."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.scatter(y_pred, y_true - y_pred, s=8, alpha=0.4)
+    ax.axhline(0, color="black", lw=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true - predicted")
+    ax.set_title(title or "residuals (test)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def per_class_report(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict:
@@ -47,7 +118,7 @@ def confusion_png(y_true: list[str], y_pred: list[str], labels: list[str], path:
 
 
 def curves_png(history: list[dict], path: Path) -> Path | None:
-    keys = [k for k in ("train_loss", "val_loss", "val_macro_f1") if any(k in h for h in history)]
+    keys = [k for k in ("train_loss", "val_loss", "val_macro_f1", "val_mae") if any(k in h for h in history)]
     if len(history) < 2 or not keys:
         return None
     import matplotlib

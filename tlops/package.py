@@ -1,6 +1,7 @@
 """The model package: backbone (safetensors + preprocessing files) + head (safetensors) + metadata.
 
-This folder is what gets registered; `Predictor` turns it back into raw-input -> label predictions.
+This folder is what gets registered; `Predictor` turns it back into raw-input -> label predictions (or
+numbers, for a regression model: its head maps the standardised output back to target units).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def save_package(out_dir: Path, backbone, head: ProbeHead, labels: list[str], ex
             "backbone": {"layers": backbone.layers, "pooling": backbone.pooling, "max_length": backbone.max_length,
                          "identity": package_identity(backbone, tmp / "backbone")},
             "labels": list(labels),
+            "task": getattr(head, "task", "classification"),  # what predict returns: labels, or numbers
             "head": head.spec,
             **(extra or {}),
         }
@@ -89,8 +91,7 @@ class Predictor:
         root = Path(package_dir)
         self.meta = json.loads((root / META_FILE).read_text())
         self.backbone = backbone_from_export(root / "backbone", self.meta)
-        spec = self.meta["head"]
-        self.head = ProbeHead(spec["in_dim"], spec["n_classes"], kind=spec["kind"], hidden=spec["hidden"], dropout=spec["dropout"])
+        self.head = ProbeHead.from_spec(self.meta["head"])  # a regression head's spec says so (task), with its target scaler
         self.head.load_state_dict(load_file(str(root / "head.safetensors")))
         self.head.eval()
         self.labels = self.meta["labels"]
@@ -106,6 +107,11 @@ class Predictor:
     @property
     def modality(self) -> str:
         return self.meta["modality"]
+
+    @property
+    def task(self) -> str:
+        """classification (labels out) or regression (numbers out)."""
+        return self.meta.get("task", "classification")
 
     def support(self, rows_or_json) -> SupportSet:
         """A support set for this model from a JSON string or a list of {"text"|"path": ..., "label": ...} rows, checked."""
@@ -144,14 +150,25 @@ class Predictor:
         """(N, classes) probabilities; columns in the order of `classes(support)`."""
         from tlops.support_set import check_inputs
 
+        if self.task == "regression":
+            raise DataError("this model predicts numbers (a regression model): it has no class probabilities; "
+                            "predict without proba")
         head, _ = self.classifier(support)
         feats = self._embed(check_inputs(list(items)))
         with torch.inference_mode():
             return torch.softmax(head(torch.from_numpy(feats)), dim=1).numpy()
 
-    def predict(self, items: Sequence[str], support: SupportSet | None = None) -> list[str]:
+    def predict(self, items: Sequence[str], support: SupportSet | None = None) -> list:
+        """Labels, or floats (in the target's units) for a regression model."""
         if len(items) == 0:
             return []
+        if self.task == "regression":
+            from tlops.modules.heads import predict_values
+            from tlops.support_set import check_inputs
+
+            if support is not None:
+                self.support(support)  # refuses: a regression model is never meta-trained
+            return predict_values(self.head, self._embed(check_inputs(list(items))))
         classes = self.classes(support)
         return [classes[i] for i in self.predict_proba(items, support).argmax(1)]
 

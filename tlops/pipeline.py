@@ -19,11 +19,12 @@ import numpy as np
 from tlops.cache import FeatureCache
 from tlops.config import RunConfig
 from tlops.errors import DataError
-from tlops.evaluate import classification_metrics, confusion_png, curves_png, per_class_report, shots_png
+from tlops.evaluate import curves_png, shots_png
 from tlops.features import cached_features, stats_dict
 from tlops.records import CacheTotals, CoreResult, Evaluation, FeatureSet, TrainResult, ValidationReport
 from tlops.resolve import backbone_of, open_dataset
 from tlops.strategies import TrainContext, get_strategy
+from tlops.task_types import check_config_fits, task_type
 from tlops.training.callbacks import Callback, faults_from_env
 from tlops.validation import raise_for_report, validate_dataset
 
@@ -34,7 +35,9 @@ def validate_step(cfg: RunConfig) -> ValidationReport:
     """Report of all validation rules (including the extra splits the strategy needs); raises
     ValidationFailed (carrying the report) if any fails."""
     entry = get_strategy(cfg.strategy.name)
-    report = validate_dataset(open_dataset(cfg), cfg.validation, required=entry.splits, few_shot=cfg.strategy if entry.few_shot else None)
+    ds = open_dataset(cfg)
+    check_config_fits(cfg, ds)  # a classification config on a regression dataset (or the reverse) stops here
+    report = validate_dataset(ds, cfg.validation, required=entry.splits, few_shot=cfg.strategy if entry.few_shot else None)
     raise_for_report(report)
     return report
 
@@ -56,11 +59,11 @@ def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> Feat
     for split in splits:
         x, stats = cached_features(backbone, ds.inputs(split), cache, batch_size=cfg.backbone.batch_size, progress=progress,
                                    identity=identity, label=f"features {split}")
-        np.savez(out_dir / f"{split}.npz", x=x, y=ds.label_ids(split))
+        np.savez(out_dir / f"{split}.npz", x=x, y=ds.y(split))
         for k, v in stats_dict(stats).items():
             setattr(totals, k, getattr(totals, k) + v)
     totals.backbone_calls = backbone.calls
-    return FeatureSet(dir=str(out_dir), splits=list(splits), labels=ds.labels, num_features=backbone.num_features, identity=identity,
+    return FeatureSet(dir=str(out_dir), splits=list(splits), labels=ds.labels, task=ds.task, num_features=backbone.num_features, identity=identity,
                       found_via=backbone.found_via, cache=totals, seconds=time.perf_counter() - t0)
 
 
@@ -71,23 +74,24 @@ def train_step(cfg: RunConfig, features: FeatureSet, out_dir: Path, callbacks: S
 
 
 def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out_dir: Path) -> Evaluation:
-    """Test metrics, per-class report, confusion matrix and learning curves of a trained model; for a few-shot
-    model also its episodic metrics (accuracy_5w1s, ci95_5w1s, ...) and the accuracy-vs-shots plot."""
+    """Test metrics, report and plots of a trained model as its task type defines them (classes: per-class
+    report and confusion matrix; numbers: MAE/RMSE/R²/Spearman, predicted-vs-true and residual plots), plus
+    learning curves; for a few-shot model also its episodic metrics (accuracy_5w1s, ...) and the accuracy-vs-shots plot."""
+    task = task_type(features.task)
     labels = getattr(result, "labels", None) or features.labels  # a few-shot head knows only its support set's classes
     _, y = features.arrays("test")
-    y_true = [features.labels[i] for i in y]
+    y_true = task.truth(y, features.labels)
     y_pred = result.test_predictions(features, lambda: open_dataset(cfg).inputs("test"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = per_class_report(y_true, y_pred, labels)
-    cm = confusion_png(y_true, y_pred, labels, out_dir / "confusion_matrix.png")
+    report, report_name, plots = task.report_and_plots(y_true, y_pred, labels, out_dir)
     curves = curves_png(result.history, out_dir / "learning_curves.png")
-    report_path = out_dir / "classification_report.json"
+    report_path = out_dir / report_name
     report_path.write_text(json.dumps(report, indent=1))
-    metrics, shots = classification_metrics(y_true, y_pred, labels), None
+    metrics, shots = task.metrics(y_true, y_pred, labels), None
     if result.few_shot is not None:
         metrics |= result.few_shot.metrics()
         shots = shots_png(result.few_shot, out_dir / "accuracy_vs_shots.png")
-    return Evaluation(metrics=metrics, report_path=str(report_path), plots=[str(p) for p in (cm, curves, shots) if p is not None],
+    return Evaluation(metrics=metrics, report_path=str(report_path), plots=[str(p) for p in (*plots, curves, shots) if p is not None],
                       n_test=len(y_true))
 
 

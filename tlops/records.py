@@ -35,11 +35,13 @@ class CacheTotals(Record):
 
 
 class FeatureSet(Record):
-    """The features step's output: one `<split>.npz` (x: features, y: label indices) per split in `dir`."""
+    """The features step's output: one `<split>.npz` (x: features, y: label indices, or float targets for a
+    regression dataset) per split in `dir`."""
 
     dir: str
     splits: list[str]
     labels: list[str]
+    task: str = Field("classification", description="dataset.yaml `task:`; regression: y holds float targets, labels is []")
     num_features: int
     identity: dict[str, Any] = Field(description="the backbone identity the features were computed with (cache key)")
     found_via: str
@@ -51,7 +53,8 @@ class FeatureSet(Record):
         return Path(self.dir) / f"{split}.npz"
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(features (N, D) float32, label indices (N,) int64) of one split; read from disk once."""
+        """(features (N, D) float32, label indices (N,) int64 or regression targets (N,) float64) of one split; read
+        from disk once."""
         if split not in self.splits:
             raise KeyError(f"no cached features for split {split!r}; have {self.splits}")
         if split not in self._arrays:
@@ -168,7 +171,8 @@ class MetaLearnerState(Record):
 class _Trained(Record):
     strategy: str
     history: list[dict[str, float]] = Field(description="one row per epoch (or one row for a closed-form fit)")
-    val_macro_f1: float
+    val_macro_f1: float = Field(description="validation macro-F1 of the kept model; NaN for a regression model (see val_metrics)")
+    val_metrics: dict[str, float] = Field({}, description="a regression model's validation mae, rmse, r2, spearman")
     seconds: float
     loop: LoopSummary | None = None
     execution: Execution | None = None
@@ -192,12 +196,12 @@ class HeadResult(_Trained):
 
         return ProbeHead.load(self.spec, self.head_path)
 
-    def test_predictions(self, features: FeatureSet, test_inputs: Callable[[], list[str]]) -> list[str]:
-        """The head on the cached test features (they are this backbone's)."""
-        from tlops.modules.heads import predict_labels
+    def test_predictions(self, features: FeatureSet, test_inputs: Callable[[], list[str]]) -> list:
+        """The head on the cached test features (they are this backbone's): labels, or numbers for a regression head."""
+        from tlops.modules.heads import predict_outputs
 
         x, _ = features.arrays("test")
-        return predict_labels(self.load_head(), x, self.labels or features.labels)
+        return predict_outputs(self.load_head(), x, self.labels or features.labels)
 
     def write_package(self, backbone: Callable[[], Backbone], labels: list[str], out_dir: Path, extra: dict) -> Path:
         from tlops.package import save_package
@@ -216,7 +220,7 @@ class PackageResult(_Trained):
     kind: Literal["package"] = "package"
     package: str
 
-    def test_predictions(self, features: FeatureSet, test_inputs: Callable[[], list[str]]) -> list[str]:
+    def test_predictions(self, features: FeatureSet, test_inputs: Callable[[], list[str]]) -> list:
         """The cached features are the pretrained backbone's, so run the package on the raw test inputs."""
         from tlops.package import Predictor
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Callable
 
 from tlops.data import Dataset
-from tlops.evaluate import classification_metrics
-from tlops.modules.heads import ProbeHead, predict_labels
+from tlops.modules.heads import ProbeHead, predict_outputs
 from tlops.package import META_FILE, Predictor
 from tlops.records import ChampionScore, FeatureSet
+from tlops.task_types import task_type
 
 
 def score_package(version: str, fetch: Callable[[str], Path], features: FeatureSet | None, dataset: Dataset, metric: str) -> ChampionScore:
@@ -25,13 +25,14 @@ def score_package(version: str, fetch: Callable[[str], Path], features: FeatureS
     if features is not None and meta["backbone"]["identity"] == features.identity:
         head = ProbeHead.load(meta["head"], fetch("head.safetensors"))
         x, _ = features.arrays("test")
-        pred = predict_labels(head, x, meta["labels"])
+        pred = predict_outputs(head, x, meta["labels"])
         how = "champion head on this run's cached test features (same backbone identity)"
     else:
         pred = Predictor(fetch("")).predict(dataset.inputs("test"))
         how = "champion package on raw test inputs (different backbone)"
-    y_true = dataset.splits["test"]["label"].tolist()
+    task = task_type(dataset.task)
+    y_true = task.dataset_truth(dataset, "test")
     # a few-shot dataset's label list spans every split; its models are scored on test's (novel) classes
     labels = dataset.labels if dataset.label_splits == ("train",) else sorted(set(y_true))
-    metrics = classification_metrics(y_true, pred, labels)
+    metrics = task.metrics(y_true, pred, labels)
     return ChampionScore(version=version, metric=metric, value=metrics[metric], scored_via=how)

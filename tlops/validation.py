@@ -2,7 +2,9 @@
 
 Rules: schema, non-empty text, sane lengths, labels from the known set and without surrounding whitespace,
 no control characters in text, enough rows per class, at least two classes, not mostly duplicate inputs,
-and no test/val text that also appears in train (leakage). The unlabelled target
+and no test/val text that also appears in train (leakage). A regression dataset (dataset.yaml `task:
+regression`) replaces the label rules with target rules: a number on every row, finite, within optional
+`bounds`, not constant in train. The unlabelled target
 split (`unlabeled.csv`, domain adaptation) when present or required: present, not empty, no label
 column, inputs of the dataset's modality, and no input shared with test unless the config allows it.
 Few-shot (meta) strategies: val and test on classes disjoint from train, >= shots + queries rows per
@@ -12,6 +14,7 @@ class, enough classes for the episodes, and a support split with test's classes 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -54,14 +57,17 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of, few_shot=None) -> list[
     col = ds.input_column
     known = ds.labels
     rules: list[Rule] = []
+    regression = ds.task == "regression"
     for split in ("train", "val", "test"):
-        rules += [
-            Rule(split, "rows", gxe.ExpectColumnToExist(column=col), "schema", f"add a '{col}' column"),
+        rules.append(Rule(split, "rows", gxe.ExpectColumnToExist(column=col), "schema", f"add a '{col}' column"))
+        rules += _target_rules(ds, split) if regression else [
             Rule(split, "rows", gxe.ExpectColumnToExist(column="label"), "schema", "add a 'label' column"),
             Rule(split, "rows", gxe.ExpectColumnValuesToMatchRegex(column="label", regex=r"\S"), "non-empty label", "give every row a label"),
             Rule(split, "rows", gxe.ExpectColumnValuesToNotMatchRegex(column="label", regex=ODD_LABEL),
                  "labels without surrounding whitespace or control characters",
                  "strip the spaces around those labels (' noun.animal ' would be a class of its own beside 'noun.animal')"),
+        ]
+        rules += [
             Rule(split, "rows", gxe.ExpectColumnValuesToBeUnique(column="duplicate_key", mostly=1.0 - cfg.max_duplicate_fraction),
                  f"{DUPLICATE_RULE} (at most {cfg.max_duplicate_fraction:.0%} of rows are copies)",
                  f"drop the repeated rows (copies add no information and inflate {split} metrics), "
@@ -77,11 +83,15 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of, few_shot=None) -> list[
                      f"text length within [{cfg.min_chars}, {cfg.max_chars}] characters",
                      "fix or drop those rows, or change validation.min_chars / validation.max_chars"),
             ]
-        if (split != "train" or ds.meta.get("labels")) and not (few_shot and split != "train"):  # few-shot: novel classes
+        if not regression and (split != "train" or ds.meta.get("labels")) and not (few_shot and split != "train"):  # few-shot: novel classes
             rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="label", value_set=known),
                               "labels from the known set",
                               "use only labels that appear in train (or listed under `labels:` in dataset.yaml)"))
     rules += [
+        Rule("train", "rows", gxe.ExpectColumnUniqueValueCountToBeBetween(column="target_value", min_value=2),
+             "target not constant", f"every training row has the same '{ds.target_column}'; a regressor needs targets that vary "
+             "(a constant is predicted without a model)"),
+    ] if regression else [
         Rule("train", "class_counts", gxe.ExpectColumnValuesToBeBetween(column="count", min_value=cfg.min_per_class),
              f"every class has at least {cfg.min_per_class} training rows",
              "add training rows for those classes, drop them, or lower validation.min_per_class"),
@@ -102,6 +112,36 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of, few_shot=None) -> list[
     if few_shot is not None:
         rules += _few_shot_rules(ds, few_shot, frame_of)
     return rules
+
+
+def _target_rules(ds: Dataset, split: str) -> list[Rule]:
+    """A regression split's target column: present, a number on every row, finite, within dataset.yaml `bounds`.
+    Each rule sees only the rows the previous one let through (derived columns are null elsewhere)."""
+    import great_expectations.expectations as gxe
+
+    t = ds.target_column
+    rules = [
+        Rule(split, "rows", gxe.ExpectColumnToExist(column=t), "schema",
+             f"add a '{t}' column of numbers" + ("" if t != "label" else " (or name another column with `target:` in dataset.yaml)")),
+        Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="target_parses", value_set=[True]), "numeric target",
+             f"write a number (e.g. 3.5) in '{t}' on those lines: dataset.yaml says task: regression; if the values are "
+             "class names, remove `task: regression` to train a classifier"),
+        Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="target_finite", value_set=[True]), "finite target",
+             f"replace the inf/nan values in '{t}' with real numbers, or drop those rows"),
+    ]
+    bounds = ds.meta.get("bounds")
+    if bounds:
+        rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToBeBetween(column="target_value", min_value=bounds[0], max_value=bounds[1]),
+                          f"target within bounds [{bounds[0]}, {bounds[1]}]",
+                          f"fix those '{t}' values, or widen `bounds:` in dataset.yaml if they are real"))
+    return rules
+
+
+def _parse_target(v) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
 
 
 EVAL_WAYS, HEADLINE_SHOTS = 5, 5  # the reported 5-way 1-shot and 5-way 5-shot test episodes
@@ -256,6 +296,12 @@ def _frame(ds: Dataset, split: str, kind: str) -> pd.DataFrame:
             df["min_side"] = df[["width", "height"]].min(axis=1, skipna=False)
         df["content_key"] = [f.get("content_key", "") for f in facts]
     df["duplicate_key"] = df["content_key"].where(df["content_key"] != "", None)  # a missing file is no duplicate
+    if ds.task == "regression" and split != UNLABELED and ds.target_column in df.columns:
+        parsed = [_parse_target(v) for v in df[ds.target_column]]
+        finite = [None if v is None else bool(math.isfinite(v)) for v in parsed]
+        df["target_parses"] = [v is not None for v in parsed]
+        df["target_finite"] = finite
+        df["target_value"] = pd.array([v if ok else None for v, ok in zip(parsed, finite)], dtype="Float64")
     return df
 
 
@@ -312,7 +358,9 @@ def validate_dataset(ds: Dataset, cfg: ValidationConfig, required: tuple[str, ..
             file, rows = _where(ds, split, kind, frame, idx[:MAX_ROWS_IN_REPORT])
             values = res.get("partial_unexpected_list") or []
             column = getattr(r.expectation, "column", "")
-            if kind == "rows" and idx and column != "label" and (ds.modality != "text" or column.endswith("_key")):
+            if kind == "rows" and idx and column.startswith("target_"):  # a derived fact of the target: show the value as written
+                values = frame.loc[idx[:MAX_ROWS_IN_REPORT], ds.target_column].tolist()
+            elif kind == "rows" and idx and column != "label" and (ds.modality != "text" or column.endswith("_key")):
                 # a rule on a derived fact (decodes, seconds, a content key): show the offending inputs, not the facts
                 values = frame.loc[idx[:MAX_ROWS_IN_REPORT], ds.input_column].tolist()
             checks.append(Check(

@@ -16,6 +16,7 @@ from tlops.text_files import key_line, parse_yaml, read_utf8
 MODALITIES = ("text", "image", "audio")
 INPUT_COLUMN = {"text": "text", "image": "path", "audio": "path"}
 UNLABELED = "unlabeled"  # target-domain inputs without labels (domain adaptation); unlabeled.csv
+TASKS = ("classification", "regression")  # dataset.yaml `task:`; regression: the label (or `target:`) column holds numbers
 
 
 @dataclass
@@ -33,8 +34,21 @@ class Dataset:
         return INPUT_COLUMN[self.modality]
 
     @property
+    def task(self) -> str:
+        """dataset.yaml `task:`: classification (default) or regression."""
+        return self.meta.get("task") or "classification"
+
+    @property
+    def target_column(self) -> str:
+        """The column holding what the model predicts: `label`, or a regression dataset's `target:` column."""
+        return self.meta.get("target") or "label"
+
+    @property
     def labels(self) -> list[str]:
-        """Known label set: dataset.yaml `labels` if given, else the labels seen in `label_splits` (train; sorted)."""
+        """Known label set: dataset.yaml `labels` if given, else the labels seen in `label_splits` (train; sorted).
+        A regression dataset has no classes: []."""
+        if self.task == "regression":
+            return []
         if self.meta.get("labels"):
             return [str(x) for x in self.meta["labels"]]
         return sorted({str(v) for s in self.label_splits if s in self.splits for v in self.splits[s]["label"].unique()})
@@ -45,6 +59,17 @@ class Dataset:
             return np.full(len(self.splits[split]), -1, dtype=np.int64)
         index = {l: i for i, l in enumerate(self.labels)}
         return np.array([index[l] for l in self.splits[split]["label"]], dtype=np.int64)
+
+    def targets(self, split: str) -> np.ndarray:
+        """A regression split's numeric targets (float64; validation has checked they parse and are finite);
+        NaN for every row of the unlabelled split."""
+        if split == UNLABELED:
+            return np.full(len(self.splits[split]), np.nan)
+        return np.array([float(v) for v in self.splits[split][self.target_column]], dtype=np.float64)
+
+    def y(self, split: str) -> np.ndarray:
+        """What the features step stores as `y`: class indices, or a regression dataset's numeric targets."""
+        return self.targets(split) if self.task == "regression" else self.label_ids(split)
 
     def inputs(self, split: str) -> list[str]:
         """Texts, or file paths resolved against the dataset folder (validation checks they stay inside it)."""
@@ -109,6 +134,7 @@ def _read_meta(meta_file: Path) -> dict:
     if not isinstance(meta, dict):
         raise DataError(f"{meta_file} must be a mapping such as `modality: text`, got a {type(meta).__name__}; "
                         "write one `key: value` per line (modality, optional name and labels)")
+    _check_task(meta, meta_file, text)
     labels = meta.get("labels")
     if labels is None:
         return meta
@@ -131,6 +157,32 @@ def _read_meta(meta_file: Path) -> dict:
     return meta
 
 
+def _check_task(meta: dict, meta_file: Path, text: str) -> None:
+    """`task`, `target` and `bounds`: the regression part of dataset.yaml."""
+    task = meta.get("task")
+    if task is not None and task not in TASKS:
+        raise DataError(f"{meta_file} line {key_line(text, 'task')}: task {task!r} is not one of {list(TASKS)}; "
+                        "write `task: regression` for numeric targets, or leave it out for classes")
+    regression = task == "regression"
+    for key in ("target", "bounds"):
+        if key in meta and not regression:
+            raise DataError(f"{meta_file} line {key_line(text, key)}: `{key}:` only applies to a regression dataset; "
+                            f"add `task: regression` or remove `{key}:`")
+    if regression and meta.get("labels"):
+        raise DataError(f"{meta_file} line {key_line(text, 'labels')}: a regression dataset has no class list; "
+                        "remove `labels:` (or remove `task: regression` if the labels are classes)")
+    target = meta.get("target")
+    if target is not None and (not isinstance(target, str) or not target.strip()):
+        raise DataError(f"{meta_file} line {key_line(text, 'target')}: target {target!r} must be a column name, e.g. target: price")
+    bounds = meta.get("bounds")
+    if bounds is not None:
+        ok = (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                                                      and np.isfinite(b) for b in bounds) and bounds[0] < bounds[1])
+        if not ok:
+            raise DataError(f"{meta_file} line {key_line(text, 'bounds')}: bounds {bounds!r} must be two finite numbers [lo, hi] "
+                            "with lo < hi, e.g. bounds: [0, 5]")
+
+
 def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) -> Dataset:
     root = Path(path)
     meta_file = root / "dataset.yaml"
@@ -147,29 +199,33 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) ->
     if not isinstance(name, str):
         raise DataError(f"{meta_file}: name {name!r} is not a string; quote it, e.g. name: '{name}'")
     col = INPUT_COLUMN[modality]
+    target = meta.get("target") or "label"
     splits: dict[str, pd.DataFrame] = {}
     for split in ("train", "test"):
         f = root / f"{split}.csv"
         if not f.is_file():
-            raise DataError(f"{f} is missing; the {split} split needs columns '{col}' and 'label'")
-        splits[split] = _read_csv(f, [col, "label"])
+            raise DataError(f"{f} is missing; the {split} split needs columns '{col}' and '{target}'")
+        splits[split] = _read_csv(f, [col, target])
     val_file = root / "val.csv"
     carved = not val_file.is_file()
     if carved:
-        splits["train"], splits["val"] = carve_val(splits["train"], seed, val_fraction)
+        # numeric targets have no classes to stratify by: a plain seeded sample
+        splits["train"], splits["val"] = carve_val(splits["train"], seed, val_fraction, stratify=meta.get("task") != "regression")
     else:
-        splits["val"] = _read_csv(val_file, [col, "label"])
+        splits["val"] = _read_csv(val_file, [col, target])
     unl = root / f"{UNLABELED}.csv"
     if unl.is_file():  # its columns are checked by validation, which can say what a wrong one means
         splits[UNLABELED] = _read_csv(unl, [])
     return Dataset(root=root, modality=modality, name=name, splits=splits, val_carved=carved, meta=meta)
 
 
-def carve_val(train: pd.DataFrame, seed: int, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified, seeded split of train into train/val (row numbers in attrs stay those of train.csv)."""
+def carve_val(train: pd.DataFrame, seed: int, fraction: float, stratify: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded split of train into train/val, stratified by label unless `stratify` is False (numeric targets)
+    (row numbers in attrs stay those of train.csv)."""
     rng = np.random.default_rng(seed)
     val_idx = []
-    for _, group in train.groupby("label", sort=True):
+    groups = train.groupby("label", sort=True) if stratify else [(None, train)]
+    for _, group in groups:
         n = int(round(len(group) * fraction))
         if n and len(group) - n >= 1:
             val_idx.extend(rng.choice(group.index.to_numpy(), size=n, replace=False).tolist())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveFloat
 
 from tlops.config_base import Strict
 from tlops.records import HeadResult
@@ -13,9 +13,14 @@ from tlops.strategies.registry import TrainContext, register_strategy
 
 
 class LinearProbeConfig(Strict):
+    TASKS: ClassVar[tuple[str, ...]] = ("classification", "regression")  # dataset.yaml `task:` values it trains
     name: Literal["linear_probe"] = "linear_probe"
-    head: Literal["logreg", "mlp"] = "logreg"
+    head: Literal["logreg", "ridge", "mlp"] = Field("logreg", description="logreg (classes), ridge (numbers) or mlp (either)")
     C: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic-regression head")
+    alphas: list[PositiveFloat] = Field([0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0], min_length=1,
+                                description="ridge head: L2 strengths tried; the one with the best validation MAE is kept")
+    loss: Literal["mse", "huber"] = Field("mse", description="MLP head on a regression dataset: loss on the standardised target")
+    huber_delta: float = Field(1.0, gt=0, description="Huber loss: quadratic within this many target std's, linear beyond")
     max_iter: int = Field(1000, ge=10)
     hidden: int = Field(256, ge=1, description="MLP head hidden width")
     epochs: int = Field(60, ge=1, description="MLP head epochs (best epoch on validation is kept)")
@@ -37,8 +42,8 @@ def train(ctx: TrainContext) -> HeadResult:
     x, y = feats.arrays("train")
     xv, yv = feats.arrays("val")
     t0 = time.perf_counter()
-    result = train_probe(x, y, xv, yv, len(feats.labels), cfg.strategy, seed=cfg.seed)
+    result = train_probe(x, y, xv, yv, len(feats.labels), cfg.strategy, seed=cfg.seed, task=feats.task)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     path = result.head.save(ctx.out_dir / "head.safetensors")
     return HeadResult(strategy=cfg.strategy.name, head_path=str(path), spec=result.head.spec, history=result.history,
-                      val_macro_f1=result.val_macro_f1, seconds=time.perf_counter() - t0)
+                      val_macro_f1=result.val_macro_f1, val_metrics=result.val_metrics or {}, seconds=time.perf_counter() - t0)

@@ -1,5 +1,7 @@
-"""Heads fitted on fixed features: logistic regression (scikit-learn) or a small MLP (torch), the best
-epoch on validation kept. Used by the `linear_probe` strategy and by LP-FT in `finetune`."""
+"""Heads fitted on fixed features: logistic regression or ridge regression (scikit-learn), or a small MLP (torch)
+with cross-entropy or MSE/Huber, the best epoch on validation kept. Regression targets are standardised with
+the train split's mean and std for fitting; the head carries that scaler and predicts in target units.
+Used by the `linear_probe` strategy and by LP-FT in `finetune`."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import f1_score
 from torch import nn
 
@@ -22,8 +24,9 @@ if TYPE_CHECKING:
 @dataclass
 class ProbeResult:
     head: ProbeHead
-    val_macro_f1: float
+    val_macro_f1: float  # NaN for a regression head (see val_metrics)
     history: list[dict]  # per-epoch metrics (MLP) or one row (logistic regression)
+    val_metrics: dict | None = None  # a regression head's validation metrics (mae, rmse, r2, spearman)
 
 
 def _scaler(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,6 +100,78 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_clas
     return ProbeResult(head, best, history)
 
 
-def train_probe(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int = 0) -> ProbeResult:
+def _regression_head(x: np.ndarray, y: np.ndarray, kind: str, cfg: LinearProbeConfig) -> tuple[ProbeHead, np.ndarray, np.ndarray]:
+    """A regression head with both scalers fitted on train; returns (head, standardised x, standardised y)."""
+    head = ProbeHead(x.shape[1], 1, kind=kind, hidden=cfg.hidden, dropout=cfg.dropout, task="regression")
+    mean, std = _scaler(x)
+    head.set_scaler(mean, std)
+    head.set_target_scaler(float(y.mean()), float(y.std()))
+    xs = (x - mean.numpy()) / std.clamp(min=1e-6).numpy()
+    ys = (y - y.mean()) / max(float(y.std()), 1e-12)
+    return head, xs, ys
+
+
+def _val_regression(head: ProbeHead, xv: np.ndarray, yv: np.ndarray) -> dict:
+    from tlops.evaluate import regression_metrics
+    from tlops.modules.heads import predict_values
+
+    return regression_metrics(yv, np.asarray(predict_values(head, xv)))
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg: LinearProbeConfig, seed: int) -> ProbeResult:
+    """Ridge on the standardised features and target, alpha picked from `cfg.alphas` by validation MAE (the
+    default gate metric); the chosen alpha's coefficients become the head's linear layer."""
+    head, xs, ys = _regression_head(x, y, "linear", cfg)
+    lin = head.net[0]
+    best = None
+    for alpha in cfg.alphas:
+        reg = Ridge(alpha=alpha).fit(xs.astype(np.float64), ys)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(reg.coef_.astype(np.float32))[None])
+            lin.bias.fill_(float(reg.intercept_))
+        m = _val_regression(head, xv, yv)
+        if best is None or m["mae"] < best[0]["mae"]:
+            best = (m, alpha, {k: v.clone() for k, v in head.state_dict().items()})
+    head.load_state_dict(best[2])
+    # one row, as for logistic regression (a closed-form fit has no epochs); the alpha kept is part of it
+    return ProbeResult(head, float("nan"), [{"epoch": 0, "alpha": best[1], **{f"val_{k}": v for k, v in best[0].items()}}],
+                       val_metrics=best[0])
+
+
+def fit_mlp_regression(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg: LinearProbeConfig, seed: int) -> ProbeResult:
+    """The MLP head on the standardised target with MSE (or Huber) loss; the epoch with the best validation MAE is kept."""
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    head, _, ys = _regression_head(x, y, "mlp", cfg)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(ys.astype(np.float32))
+    loss_fn = nn.HuberLoss(delta=cfg.huber_delta) if cfg.loss == "huber" else nn.MSELoss()
+    best, best_state, history = None, None, []
+    for epoch in range(cfg.epochs):
+        head.train()
+        perm = torch.randperm(len(xt), generator=gen)
+        total = 0.0
+        for s in range(0, len(perm), cfg.batch_size):
+            idx = perm[s : s + cfg.batch_size]
+            loss = loss_fn(head(xt[idx])[:, 0], yt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach().item() * len(idx)
+        m = _val_regression(head, xv, yv)
+        history.append({"epoch": epoch, "train_loss": total / len(xt), **{f"val_{k}": v for k, v in m.items()}})
+        if best is None or m["mae"] < best["mae"]:
+            best, best_state = m, copy.deepcopy(head.state_dict())
+    head.load_state_dict(best_state)
+    return ProbeResult(head, float("nan"), history, val_metrics=best)
+
+
+def train_probe(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int = 0,
+                task: str = "classification") -> ProbeResult:
+    """The configured head on train, selected on val. `y`: class indices, or float targets for `task="regression"`."""
+    x, xv = x.astype(np.float32), xv.astype(np.float32)
+    if task == "regression":
+        fit = fit_ridge if cfg.head == "ridge" else fit_mlp_regression
+        return fit(x, y.astype(np.float64), xv, yv.astype(np.float64), cfg, seed)
     fit = fit_logreg if cfg.head == "logreg" else fit_mlp
-    return fit(x.astype(np.float32), y, xv.astype(np.float32), yv, n_classes, cfg, seed)
+    return fit(x, y, xv, yv, n_classes, cfg, seed)
