@@ -20,12 +20,14 @@ from tasks.register import register_task
 from tasks.tracking import REPO_ROOT, describe_version, log_dataset_inputs, tracked_run
 from tasks.validate import validate_task
 from tlops.config import RunConfig, config_from_dict
+from tlops.model_card import card_facts, render_model_card
 from tlops.pipeline import finish
 from tlops.records import TRAIN_RESULT, FeatureSet, RunOutcome, TrainResult
 from tlops.resolve import open_dataset
 from tlops.secrets import mask
 
 TRAIN_STEP_DEPLOYMENT = "tlops-train-step"
+MODEL_CARD = "model_card.html"  # the run's one-page model card artifact
 
 
 def resolve_paths(cfg: RunConfig) -> RunConfig:
@@ -69,15 +71,24 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
     log = get_run_logger()
     with tracked_run(cfg, source) as (client, run_id):
         work = Path(cfg.execution.work_dir) / run_id
-        validate_task(cfg, run_id, checked)
-        data_md5 = client.get_run(run_id).data.tags.get("data.dataset_md5", "")  # recorded when the run started
-        rows = log_dataset_inputs(client, run_id, open_dataset(cfg), data_md5)
+        checks = validate_task(cfg, run_id, checked)
+        tags = client.get_run(run_id).data.tags  # lineage recorded when the run started
+        data_md5 = tags.get("data.dataset_md5", "")
+        ds = open_dataset(cfg)
+        rows = log_dataset_inputs(client, run_id, ds, data_md5)
         feats = features_task(cfg, run_id, str(work / "features"), progress=progress)
         result = run_train_step(cfg, run_id, feats, str(work / "train"))
         ev = evaluate_task(cfg, run_id, feats, result, str(work / "eval"))
+
+        def card(reg=None) -> str:
+            facts = card_facts(cfg, run_id=run_id, modality=ds.modality, rows=rows, tags=tags, version=reg.version if reg else None)
+            return render_model_card(facts, feats, result, ev, checks, reg.gate if reg else None)
+
+        client.log_text(run_id, card(), MODEL_CARD)  # before registering: a card that cannot render fails the run before any version exists
         reg = register_task(cfg, run_id, feats, result, ev.metrics, str(work / "package"), source=source)
         describe_version(client, reg.model_name, reg.version, run_id=run_id, strategy=cfg.strategy.name, backbone=cfg.backbone.name,
                          data_path=cfg.data.path, data_md5=data_md5, rows=rows, metrics=ev.metrics, gate=reg.gate.reason)
+        client.log_text(run_id, card(reg), MODEL_CARD)  # again, now with the version and the gate's decision
     shutil.rmtree(work, ignore_errors=True)  # everything worth keeping is in MLflow now
     finish(result)
     log.info("registered %s version %s aliases=%s: %s", reg.model_name, reg.version, reg.aliases, reg.gate.reason)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tlops.evaluate import classification_metrics, confusion_png, curves_png, per_class_report
-from tlops.model_card import CardFacts, png_data_uri, render_model_card, write_model_card
+from tlops.model_card import CardFacts, card_facts, png_data_uri, render_model_card, write_model_card
 from tlops.records import (AdaptationSummary, CacheTotals, Candidate, Check, Evaluation, FeatureSet, FewShotReport, Gate,
                            HeadResult, LoopSummary, ShotScore, ValidationReport)
 
@@ -60,7 +60,7 @@ def card_records(tmp_path: Path, *, with_extras: bool = True, epochs: int = 3) -
     facts = CardFacts(model_name="tiny-<text>", version="4", run_id="abc123", experiment="tests", modality="text",
                       dataset=str(tmp_path / "data"), dataset_md5="0123456789abcdef", rows={"train": 42, "val": 12, "test": 12},
                       git_commit="deadbeef", git_dirty=False, backbone="hf:tiny-bert",
-                      strategy={"name": "finetune", "epochs": 3, "lr": 2e-5}, seed=0)
+                      settings={"strategy.epochs": "3", "strategy.lr": "2e-05"}, seed=0)
     return {"facts": facts, "features": features, "train": train, "evaluation": evaluation, "validation": validation, "gate": gate}
 
 
@@ -82,7 +82,7 @@ def test_card_has_every_section_and_the_numbers(tmp_path):
     assert "2/2 checks passed" in text
     assert "not promoted" in text and gate.reason in text and "version 3: 0.8000" in text
     assert "tlops predict models:/tiny-<text>/4" in text
-    assert "epochs=3" in text and "lr=2e-05" in text
+    assert "strategy.epochs=3" in text and "strategy.lr=2e-05" in text
     # per-class rows: the report's F1 of each class, the weakest named
     report = json.loads(Path(ev.report_path).read_text())
     for label in ("animal", NASTY, "vehicle"):
@@ -122,6 +122,18 @@ def test_card_without_optional_parts(tmp_path):
     assert "no curve: 1 history row(s)" in text and "pending" in text
     assert '<section id="details">' not in page
     assert len(re.findall(r"data:image/png", page)) == 1
+
+
+def test_card_facts_show_only_settings_that_apply(tmp_path, text_dataset):
+    """A logistic-regression probe on text: its C and the text backbone's max_length, not an MLP's epochs or an image size."""
+    from tests.helpers import tiny_config
+    from tlops.config import config_from_dict
+
+    cfg = config_from_dict(tiny_config(tmp_path, text_dataset, tmp_path / "bert"), "test")
+    facts = card_facts(cfg, run_id="r1", modality="text", rows={"train": 42}, tags={"data.dataset_md5": "m", "git.commit": "c", "git.dirty": "False"})
+    assert facts.settings["strategy.C"] == "1.0" and facts.settings["backbone.max_length"] == "32"
+    assert not {"strategy.epochs", "strategy.hidden", "backbone.image_size", "backbone.clip_seconds"} & set(facts.settings)
+    assert (facts.dataset_md5, facts.git_commit, facts.git_dirty, facts.version) == ("m", "c", False, None)
 
 
 def test_png_data_uri_refuses_other_files(tmp_path):

@@ -15,8 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from tlops.config import RunConfig
 from tlops.records import Evaluation, FeatureSet, Gate, Record, TrainResult, ValidationReport
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -25,7 +26,7 @@ LIST_ITEMS = 40
 # Per-class report rows that are summaries, not classes (scikit-learn's `classification_report(output_dict=True)`).
 SUMMARY_ROWS = ("accuracy", "macro avg", "weighted avg", "micro avg")
 # Train-record fields the card shows in their own sections (or that only the package needs), not under "Training details".
-HIDDEN_FIELDS = {"history", "strategy", "val_macro_f1", "seconds", "kind", "spec", "labels", "package"}
+HIDDEN_FIELDS = {"history", "strategy", "val_macro_f1", "val_metrics", "seconds", "execution", "kind", "spec", "labels", "package"}
 
 
 class CardFacts(Record):
@@ -42,7 +43,7 @@ class CardFacts(Record):
     git_commit: str
     git_dirty: bool | None = None
     backbone: str
-    strategy: dict[str, Any]
+    settings: dict[str, Any] = Field(description="the strategy's and backbone's settings that apply to this run, flat: strategy.C, backbone.pooling")
     seed: int
 
 
@@ -177,9 +178,11 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
     ref = f"models:/{facts.model_name}/{facts.version}" if facts.version else f"runs:/{facts.run_id}/model"
     sections = []
 
+    task = getattr(features, "task", "classification")  # regression: numbers out, no classes
+    what = f"{len(labels)} classes" if task == "classification" else "a number"
     sections.append(_section("task", "What the model does", _kv([
-        ("task", f"{_e(facts.modality)} classification into {len(labels)} classes"),
-        ("classes", _list(labels)),
+        ("task", f"{_e(facts.modality)} {_e(task)}: predicts {what}"),
+        *([("classes", _list(labels))] if labels else []),
         ("input", {"text": "a text string", "image": "an image file path", "audio": "an audio file path"}.get(facts.modality, _e(facts.modality))),
         ("registered as", f"<code>{_e(ref)}</code>"),
     ])))
@@ -199,20 +202,24 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
             [[c.split, c.rule, "yes" if c.success else "NO", json.dumps(c.observed, default=str)[:120]] for c in checks]) + "</details>"
     sections.append(_section("data", "Data lineage", lineage))
 
-    settings = {k: v for k, v in facts.strategy.items() if k != "name"}
     sections.append(_section("training", "Training", _kv([
         ("strategy", f"<b>{_e(train.strategy)}</b>"),
         ("backbone", f"<code>{_e(facts.backbone)}</code>"),
         ("backbone identity", f"<code>{_e(json.dumps(features.identity, default=str))}</code>"),
-        ("settings", _e(", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in settings.items())) or "—"),
+        ("settings", _e(", ".join(f"{k}={v}" for k, v in facts.settings.items())) or "—"),
+        *([("ran on", _e(f"{train.execution.host}" + (f", work pool {train.execution.work_pool}" if train.execution.work_pool else "")))]
+          if train.execution else []),
         ("seed", _num(facts.seed)),
         ("train seconds", f"{train.seconds:.1f}"),
         ("feature seconds", f"{features.seconds:.1f} (cache: {features.cache.hits} hits, {features.cache.misses} misses)"),
     ])))
 
     metrics = [[k, v] for k, v in evaluation.metrics.items()]
+    val = dict(getattr(train, "val_metrics", None) or {})  # a regression model's; a classifier has its macro-F1
+    if train.val_macro_f1 == train.val_macro_f1:  # not NaN
+        val["macro_f1"] = train.val_macro_f1
     sections.append(_section("metrics", "Metrics", _table(["test metric", f"value ({evaluation.n_test} test rows)"], metrics, "numbers")
-                             + _kv([("validation macro-F1 (used to select the model)", _num(train.val_macro_f1))])))
+                             + _table(["validation metric (the model was selected on these)", "value"], list(val.items()), "numbers")))
     sections.append(_section("per-class", "Per-class results (test)", _per_class(report, labels)))
 
     cm = plots.pop("confusion_matrix", None)
@@ -252,7 +259,7 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Model card: {_e(title)}</title>'
             f"<style>{CSS}</style></head><body><header><h1>Model card: {_e(title)}</h1>"
             f'<p class="sub">{_e(train.strategy)} on <code>{_e(facts.backbone)}</code> · '
-            f"{_e(facts.modality)} · {len(labels)} classes"
+            f"{_e(facts.modality)} · {_e(what)}"
             + (f" · test {_e(gate.metric if gate else 'macro_f1')} <b>{_num(headline)}</b>" if headline is not None else "")
             + f" · written {when}</p><nav>{toc}</nav></header>{''.join(sections)}</body></html>")
 
@@ -279,3 +286,18 @@ figure{margin:8px 0}figure img{max-width:100%;border:1px solid #dde3ea}figcaptio
 .note{color:#555;font-size:13px}.verdict{font-weight:700;font-size:15px}.verdict.ok{color:#1a7f37}.verdict.no{color:#b35900}
 details{margin:6px 0}summary{cursor:pointer;color:#2f6fb0;font-size:13px}
 """
+
+
+def card_facts(cfg: RunConfig, *, run_id: str, modality: str, rows: dict[str, int], tags: dict[str, str],
+               version: str | None = None) -> CardFacts:
+    """The card's facts from the run's config, its split sizes and the lineage tags recorded when it started
+    (`data.dataset_md5`, `git.commit`, `git.dirty`). Settings: only those that apply, as in the run's params."""
+    from tlops.run_params import applicable_params
+    from tlops.strategies import get_strategy
+
+    params = applicable_params(cfg.model_dump(mode="json"), modality, uses_unlabeled="unlabeled" in get_strategy(cfg.strategy.name).splits)
+    settings = {k: v for k, v in params.items() if k.startswith(("strategy.", "backbone.")) and k not in ("strategy.name", "backbone.name")}
+    return CardFacts(model_name=cfg.registry.model_name, version=version, run_id=run_id, experiment=cfg.tracking.experiment,
+                     modality=modality, dataset=cfg.data.path, dataset_md5=tags.get("data.dataset_md5", "unknown"), rows=rows,
+                     git_commit=tags.get("git.commit", "none"), git_dirty=tags.get("git.dirty") == "True" if "git.dirty" in tags else None,
+                     backbone=cfg.backbone.name, settings=settings, seed=cfg.seed)

@@ -1,0 +1,107 @@
+"""What a person sees, checked in a real browser: headless Chromium screenshots the MLflow run page, the run's
+model card in MLflow's artifact viewer, and the model card on its own.
+
+    .venv/bin/python -m bench.screenshot_mlflow [CONFIG] [--out bench/out/screenshots]
+
+Starts `mlflow server` on a temporary SQLite store at 127.0.0.1 (a free port), runs `tlops run CONFIG` against it
+(the real CLI; default configs/text_linear_probe.yaml on the repository's feature cache: about a minute when the
+cache is warm), takes the three screenshots, checks each is not blank (pixel spread), prints their paths, and
+stops the server. Needs Debian's `chromium` (in the Makefile's APT_PACKAGES). Look at the PNGs: that is the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.servers import Services, start_mlflow_server, tlops_cli  # noqa: E402  (real servers on free ports)
+
+# The MLflow UI is a single-page app that fetches the run after the page loads: give its scripts virtual time to
+# finish before the screenshot (Chromium fast-forwards timers, so this is not a wall-clock wait).
+SPA_BUDGET_MS = 20000
+
+
+def chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        sys.exit("error: headless Chromium is not installed: `apt-get install chromium` (in the Makefile's APT_PACKAGES)")
+    return exe
+
+
+def screenshot(url: str, out: Path, size: tuple[int, int], budget_ms: int = 0) -> Path:
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+           f"--user-data-dir={out.parent / '.chromium-profile'}", f"--screenshot={out}", f"--window-size={size[0]},{size[1]}"]
+    if budget_ms:
+        cmd.append(f"--virtual-time-budget={budget_ms}")
+    proc = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0 or not out.exists():
+        raise RuntimeError(f"chromium failed on {url} ({proc.returncode}): {proc.stderr[-2000:]}")
+    return out
+
+
+def ink(png: Path) -> float:
+    """Standard deviation of the grey levels: near 0 for a blank (or single-colour) page."""
+    import numpy as np
+    from PIL import Image
+
+    return float(np.asarray(Image.open(png).convert("L"), dtype=np.float32).std())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config", nargs="?", default=str(REPO / "configs" / "text_linear_probe.yaml"))
+    ap.add_argument("--out", default=str(REPO / "bench" / "out" / "screenshots"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="tlops-screenshots-"))
+    svc = Services(root)
+    try:
+        url = start_mlflow_server(svc)
+        run = tlops_cli("run", args.config, "--json", "--set", f"tracking.uri={url}", "--set", "tracking.experiment=tlops-screenshots",
+                        "--set", f"execution.work_dir={root / 'runs'}", "--set", f"features.cache_dir={REPO / '.tlops' / 'cache'}",
+                        timeout=900)
+        if run.returncode != 0:
+            raise RuntimeError(f"tlops run failed ({run.returncode}):\n{run.stderr[-3000:]}")
+        outcome = json.loads(run.stdout.strip().splitlines()[-1])
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(url)
+        run_id = outcome["run_id"]
+        exp = client.get_run(run_id).info.experiment_id
+        card = Path(client.download_artifacts(run_id, "model_card.html", str(root)))
+        shots = {
+            "mlflow_run_page.png": (f"{url}/#/experiments/{exp}/runs/{run_id}", (1400, 1400), SPA_BUDGET_MS),
+            "mlflow_model_card_artifact.png": (f"{url}/#/experiments/{exp}/runs/{run_id}/artifacts/"
+                                               f"{urllib.parse.quote('model_card.html')}", (1400, 1400), SPA_BUDGET_MS),
+            "model_card.png": (card.as_uri(), (1200, 4000), 0),
+        }
+        report = {}
+        for name, (page, size, budget) in shots.items():
+            png = screenshot(page, out / name, size, budget)
+            report[name] = {"url": page, "size": list(size), "grey_std": round(ink(png), 1)}
+            print(f"{png}  grey std {report[name]['grey_std']}  <- {page}")
+        shutil.copy2(card, out / "model_card.html")
+        (out / "screenshots.json").write_text(json.dumps({"run_id": run_id, "model": f"{outcome['model_name']}/{outcome['version']}",
+                                                          "shots": report}, indent=1))
+        blank = [n for n, r in report.items() if r["grey_std"] < 10]
+        if blank:
+            print(f"error: nearly blank screenshot(s): {blank}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        svc.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
