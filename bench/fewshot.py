@@ -10,7 +10,7 @@ meta-training options are the config's (one model meta-trained at the config's s
 as `tlops run` does). Literature anchors (mini-ImageNet, a different and harder task: context only):
 learn2learn MAML 5w1s 48.3, ProtoNets 5w5s 66.5; Meta-SGD paper 5w1s 50.5.
 
-Run: `python -m bench.fewshot [--modalities text image audio] [--methods protonet maml ...] [--episodes 600]`.
+Run: `python -m bench.fewshot [--modalities text image audio] [--methods protonet maml ...] [--episodes 600] [--set K=V]`.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ ANCHORS = {"learn2learn MAML, mini-ImageNet 5w1s": 48.3, "learn2learn ProtoNets,
 SHOTS = (1, 5)
 
 
-def config(modality: str, method: str, work: Path, episodes: int, baselines: list[str]):
+def config(modality: str, method: str, work: Path, episodes: int, baselines: list[str], overrides: list[str] = ()):
     shots = ",".join(map(str, SHOTS))
     cfg = load_config(REPO / "configs" / f"{modality}_fewshot.yaml",
                       [*METHODS[method], f"strategy.eval_shots=[{shots}]", f"strategy.eval_episodes={episodes}",
-                       f"strategy.baselines=[{','.join(baselines)}]"])
+                       f"strategy.baselines=[{','.join(baselines)}]", *overrides])
     cfg.features.cache_dir = str(REPO / ".tlops" / "cache")
     cfg.execution.work_dir = str(work)  # checkpoints live here: never resume from an earlier bench run
     return cfg
@@ -48,11 +48,11 @@ def scores(rows) -> dict:
     return {f"5w{s.shots}s": {"accuracy": s.accuracy, "ci95": s.ci95, "episodes": s.episodes} for s in rows}
 
 
-def run_modality(modality: str, methods: list[str], episodes: int, work: Path) -> dict:
+def run_modality(modality: str, methods: list[str], episodes: int, work: Path, overrides: list[str] = ()) -> dict:
     out: dict = {"config": f"configs/{modality}_fewshot.yaml", "methods": {}, "baselines": {}}
     feats = None
     for i, method in enumerate(methods):
-        cfg = config(modality, method, work / method, episodes, BASELINES if i == 0 else [])
+        cfg = config(modality, method, work / method, episodes, BASELINES if i == 0 else [], overrides)
         if feats is None:  # every few-shot strategy needs the same splits: validate and featurise once
             t = time.perf_counter()
             validate_step(cfg)
@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--modalities", nargs="+", default=["text", "image", "audio"])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--episodes", type=int, default=600)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every method, e.g. strategy.meta_epochs=2 (as `tlops run --set`)")
     args = ap.parse_args()
     missing = [m for m in args.modalities if not (REPO / "configs" / f"{m}_fewshot.yaml").is_file()]
     if missing:
@@ -102,9 +104,9 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="tlops-bench-fewshot-") as tmp:
         for modality in args.modalities:
-            results[modality] = run_modality(modality, args.methods, args.episodes, Path(tmp) / modality)
+            results[modality] = run_modality(modality, args.methods, args.episodes, Path(tmp) / modality, args.overrides)
             save("fewshot.partial", {"results": results})
-    save("fewshot", {"episodes": args.episodes, "shots": list(SHOTS), "anchors": ANCHORS, "results": results})
+    save("fewshot", {"episodes": args.episodes, "shots": list(SHOTS), "overrides": args.overrides, "anchors": ANCHORS, "results": results})
     print(markdown(results))
 
 
