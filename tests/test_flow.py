@@ -5,6 +5,7 @@ The backbone is the tiny random-weight fixture (code path only); tests/test_real
 
 from __future__ import annotations
 
+import html
 import json
 import subprocess
 import sys
@@ -73,6 +74,9 @@ def test_first_run_registers_champion_then_gate_decides(tmp_path, text_dataset, 
     assert not r3.promotion.promoted and "champion unchanged" in r3.promotion.reason
     assert _aliases(client, "tiny-text") == {"champion": "2", "challenger": "3"}
     assert client.get_run(r3.run_id).data.tags["tlops.promotion"] == r3.promotion.reason
+    card = open(mlflow.artifacts.download_artifacts(run_id=r3.run_id, artifact_path="model_card.html",  # rewritten after the gate
+                                                    tracking_uri=strict["tracking"]["uri"])).read()
+    assert html.escape(r3.promotion.reason) in card and "models:/tiny-text/3" in card and "pending" not in card
 
 
 def test_validation_failure_registers_nothing_and_fails_the_run(tmp_path, text_dataset, tiny_bert):
