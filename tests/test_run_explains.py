@@ -82,3 +82,17 @@ def test_a_fine_tune_keeps_its_settings_and_drops_other_modalities():
     assert {"strategy.hidden", "strategy.dropout"} <= set(applicable_params(cfg, "audio"))
     assert "validation.allow_unlabeled_test_overlap" in applicable_params(cfg, "text", uses_unlabeled=True)
     assert "backbone.clip_seconds" in applicable_params(cfg, None)  # unknown modality: nothing dropped
+
+
+def test_regression_settings_apply_only_to_their_head_and_task():
+    from tlops.config import config_from_dict
+
+    def probe(head: str) -> dict:
+        return config_from_dict({"data": {"path": "d"}, "backbone": {"name": "hf:x"}, "registry": {"model_name": "m"},
+                                 "strategy": {"name": "linear_probe", "head": head}}).model_dump(mode="json")
+
+    logreg = applicable_params(probe("logreg"), "text", task="classification")
+    assert "strategy.C" in logreg and not {"strategy.alphas", "strategy.loss", "strategy.huber_delta"} & set(logreg)
+    assert "strategy.alphas" in applicable_params(probe("ridge"), "text", task="regression")
+    assert {"strategy.loss", "strategy.huber_delta"} <= set(applicable_params(probe("mlp"), "text", task="regression"))
+    assert not {"strategy.loss", "strategy.huber_delta"} & set(applicable_params(probe("mlp"), "text", task="classification"))

@@ -25,7 +25,10 @@ HEAD_OF = {
     ("linear_probe", "hidden"): "mlp", ("linear_probe", "epochs"): "mlp", ("linear_probe", "lr"): "mlp",
     ("linear_probe", "weight_decay"): "mlp", ("linear_probe", "dropout"): "mlp", ("linear_probe", "batch_size"): "mlp",
     ("finetune", "hidden"): "mlp", ("finetune", "dropout"): "mlp",
+    ("linear_probe", "alphas"): "ridge", ("linear_probe", "loss"): "mlp", ("linear_probe", "huber_delta"): "mlp",
 }
+# Strategy settings read only for one task type (dataset.yaml `task:`): the MLP's regression loss.
+TASK_OF = {("linear_probe", "loss"): "regression", ("linear_probe", "huber_delta"): "regression"}
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -40,20 +43,23 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def applies(key: str, config: dict, modality: str | None, uses_unlabeled: bool) -> bool:
-    """Does the flat config key `key` change anything in a run of this config on data of `modality`?
-    (modality None: unknown, every modality setting is kept)."""
+def applies(key: str, config: dict, modality: str | None, uses_unlabeled: bool, task: str | None = None) -> bool:
+    """Does the flat config key `key` change anything in a run of this config on data of `modality` and `task`?
+    (None: unknown, every modality or task setting is kept)."""
     if modality is not None and MODALITY_OF.get(key, modality) != modality:
         return False
     if key == "validation.allow_unlabeled_test_overlap":
         return uses_unlabeled
     strategy = config.get("strategy", {})
     if key.startswith("strategy."):
-        head = HEAD_OF.get((strategy.get("name"), key.removeprefix("strategy.")))
+        setting = (strategy.get("name"), key.removeprefix("strategy."))
+        if task is not None and TASK_OF.get(setting, task) != task:
+            return False
+        head = HEAD_OF.get(setting)
         return head is None or strategy.get("head") == head
     return True
 
 
-def applicable_params(config: dict, modality: str | None, uses_unlabeled: bool = False) -> dict[str, str]:
+def applicable_params(config: dict, modality: str | None, uses_unlabeled: bool = False, task: str | None = None) -> dict[str, str]:
     """The flat params of `config` (a dumped RunConfig) that apply to this run."""
-    return {k: v for k, v in flatten(config).items() if applies(k, config, modality, uses_unlabeled)}
+    return {k: v for k, v in flatten(config).items() if applies(k, config, modality, uses_unlabeled, task)}
