@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tlops.diskspace import space_for
+
 
 def namespace_of(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
@@ -61,6 +63,8 @@ class FeatureCache:
         if not d.is_dir():
             return found
         for shard in sorted(d.glob("*.npz")):
+            if shard.name.startswith(".tmp-"):  # another process's shard being written (pathlib's glob matches dot files)
+                continue
             loaded = self._load_shard(shard, stats)
             if loaded is None:
                 continue
@@ -84,24 +88,26 @@ class FeatureCache:
             return None
 
     def put(self, namespace: str, keys: list[str], vecs: np.ndarray, meta: dict | None = None) -> Path:
+        """Store one shard; on a full disk raise DiskFull and leave no file under a final name (nor a temp file)."""
         d = self._dir(namespace)
-        d.mkdir(parents=True, exist_ok=True)
-        if meta is not None and not (d / "identity.json").exists():
-            _atomic_write_bytes(d / "identity.json", json.dumps(meta, indent=1, sort_keys=True).encode())
-        karr = np.array(keys, dtype="S64")
-        vecs = np.ascontiguousarray(vecs, dtype=np.float32)
-        digest = _digest(karr, vecs)
-        final = d / f"{digest[:32]}.npz"
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, keys=karr, vecs=vecs, digest=np.array(digest))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with space_for(self.root, "feature cache shards", "features.cache_dir"):
+            d.mkdir(parents=True, exist_ok=True)
+            if meta is not None and not (d / "identity.json").exists():
+                _atomic_write_bytes(d / "identity.json", json.dumps(meta, indent=1, sort_keys=True).encode())
+            karr = np.array(keys, dtype="S64")
+            vecs = np.ascontiguousarray(vecs, dtype=np.float32)
+            digest = _digest(karr, vecs)
+            final = d / f"{digest[:32]}.npz"
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.savez(f, keys=karr, vecs=vecs, digest=np.array(digest))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, final)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return final
 
     def size_bytes(self) -> int:
@@ -110,6 +116,12 @@ class FeatureCache:
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk mid-write: no temp file left to fill it further
+        Path(tmp).unlink(missing_ok=True)
+        raise

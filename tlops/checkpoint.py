@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from tlops.diskspace import space_for
 from tlops.hashing import sha256_file
 
 MANIFEST = "manifest.json"
@@ -47,34 +48,42 @@ def _fsync(path: Path) -> None:
 
 def save_checkpoint(root: Path, name: str, tensors: dict[str, dict[str, torch.Tensor]], meta: dict[str, Any],
                     state: dict[str, Any] | None = None) -> Path:
-    """Write `root/name` atomically: safetensors files, optional trainer state, then the manifest; rename last."""
+    """Write `root/name` atomically: safetensors files, optional trainer state, then the manifest; rename last.
+    A full disk raises DiskFull (naming the folder and the setting that moves it) with nothing kept under `name`
+    but the previous complete checkpoint of that name, if any."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
-    try:
-        for file, sd in tensors.items():
-            # own copies: safetensors refuses tensors that share storage (tied weights)
-            save_file({k: v.detach().cpu().clone().contiguous() for k, v in sd.items()}, str(tmp / file))
-        if state is not None:
-            torch.save(state, tmp / STATE_FILE)
-        files = sorted(p.name for p in tmp.iterdir())
-        for f in files:
-            _fsync(tmp / f)
-        manifest = {"name": name, "meta": meta, "files": {f: sha256_file(tmp / f) for f in files}}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        _fsync(tmp / MANIFEST)
-        final = root / name
-        if final.exists():  # replacing (e.g. `best`): move the old one aside first, then drop it
-            old = Path(tempfile.mkdtemp(dir=root, prefix=".old-"))
-            final.rename(old / name)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
-        _fsync(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with space_for(root, f"training checkpoint {name!r}", "execution.work_dir"):
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+        try:
+            for file, sd in tensors.items():
+                # own copies: safetensors refuses tensors that share storage (tied weights)
+                save_file({k: v.detach().cpu().clone().contiguous() for k, v in sd.items()}, str(tmp / file))
+            if state is not None:
+                with open(tmp / STATE_FILE, "wb") as f:  # our file object: a full disk stays visible as the OSError behind torch's error
+                    torch.save(state, f)
+            files = sorted(p.name for p in tmp.iterdir())
+            for f in files:
+                _fsync(tmp / f)
+            manifest = {"name": name, "meta": meta, "files": {f: sha256_file(tmp / f) for f in files}}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            _fsync(tmp / MANIFEST)
+            final = root / name
+            if final.exists():  # replacing (e.g. `best`): move the old one aside first, then drop it
+                old = Path(tempfile.mkdtemp(dir=root, prefix=".old-"))
+                final.rename(old / name)
+                try:
+                    tmp.rename(final)
+                except BaseException:
+                    (old / name).rename(final)  # put the previous one back: never lose `best` to a failed replace
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(final)
+            _fsync(root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return final
 
 

@@ -1,0 +1,48 @@
+"""A full disk (or quota) while writing tlops's own state, said as the user can act on it: which folder, which
+setting moves it. Callers write atomically (temp file + rename), so the failed write leaves nothing behind."""
+
+from __future__ import annotations
+
+import errno
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from tlops.errors import TlopsError
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(TlopsError):
+    """No space left where tlops writes its cache or checkpoints; nothing was written under a final name."""
+
+
+# How libraries that do their own I/O report it: safetensors (Rust) as "No space left on device (os error 28)"
+# in a SafetensorError; torch.save as a RuntimeError raised while handling the OSError (found on the chain).
+_MESSAGES = ("No space left on device", "Disk quota exceeded", "os error 28", "os error 122")
+
+
+def is_disk_full(e: BaseException | None) -> bool:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in FULL:
+            return True
+        if any(m in str(e) for m in _MESSAGES):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+@contextmanager
+def space_for(folder: str | Path, what: str, setting: str) -> Iterator[None]:
+    """Turn a full disk met inside into a DiskFull naming `folder`, what was being written and the config
+    `setting` that points it elsewhere."""
+    try:
+        yield
+    except Exception as e:
+        if not is_disk_full(e):
+            raise
+        raise DiskFull(f"no space left on the device of {folder} while writing {what}; nothing was kept. "
+                       f"Free space there, or set {setting} to a folder on a disk with room "
+                       f"(--set {setting}=/path/with/space)") from e
