@@ -96,3 +96,77 @@ def test_full_disk_under_the_checkpoints_keeps_the_last_complete_one(tmp_path):
         filler.unlink()
         save_checkpoint(ckpts, "step-00000020", _weights(2.0), meta={"step": 20}, state={"opt": torch.zeros(256, 64)})
         assert latest_checkpoint(ckpts)[0].meta == {"step": 20}
+
+
+# ---- the worker's flow-run process killed during the train step -----------------------------------------------
+
+POOL = "tlops-faults-pool"
+FT = {"name": "finetune", "epochs": 2, "batch_size": 8, "head_lr": 1e-2, "backbone_lr": 1e-3, "warmup_ratio": 0.0,
+      "checkpoint_every_steps": 4}  # 6 steps an epoch: a checkpoint at step 4, mid-epoch
+
+
+async def _train_step_runs(api: str, pool: str) -> list:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, WorkPoolFilter, WorkPoolFilterName
+
+    async with PrefectClient(api) as client:
+        return await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["tlops-train-step"])),
+                                           work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])))
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_worker_killed_in_the_train_step_fails_the_run_and_the_rerun_resumes(tmp_path, text_dataset, tiny_bert, prefect_api):
+    import asyncio
+    import json
+    import sys
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from tests.helpers import REPO, tiny_config
+    from tests.servers import BIN, Services, prefect_env
+    from tlops.training.callbacks import SIGKILL_ENV
+
+    svc = Services(tmp_path)
+    env = prefect_env(tmp_path, prefect_api)
+    try:
+        subprocess.run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite"], env=env, check=True,
+                       capture_output=True, timeout=120)
+        # the flow-run process the worker starts SIGKILLs itself right after optimizer step 4 (its checkpoint written);
+        # the rerun resumes at step 4 and never reaches that step again
+        worker = svc.start("worker", [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+                           {**env, SIGKILL_ENV: "4"})
+        cfg = tiny_config(tmp_path, text_dataset, tiny_bert, strategy=FT, execution__train_pool=POOL)
+        cfg_file = tmp_path / "pool.yaml"
+        cfg_file.write_text(yaml.safe_dump(cfg))
+
+        def tlops_run() -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg_file), "--json"], capture_output=True,
+                                  text=True, cwd=REPO, env=env, timeout=600)
+
+        crashed = tlops_run()
+        assert crashed.returncode == 1, crashed.stdout[-2000:] + crashed.stderr[-4000:] + svc.log(worker).read_text()[-3000:]
+        (step_run,) = asyncio.run(_train_step_runs(prefect_api, POOL))
+        assert step_run.state.is_crashed(), (step_run.state, svc.log(worker).read_text()[-3000:])
+        assert "Crashed" in crashed.stderr and str(step_run.id) in crashed.stderr, crashed.stderr[-3000:]
+
+        uri = cfg["tracking"]["uri"]
+        client = MlflowClient(uri, registry_uri=uri)
+        (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+        assert run.info.status == "FAILED", run.info.status  # closed by the CLI's process, not left RUNNING
+        assert "Crashed" in run.data.tags["tlops.error"], run.data.tags
+        assert not client.search_model_versions("name='tiny-text'"), "a crashed train step registered a version"
+        (ckpt,) = (tmp_path / "runs" / "checkpoints").iterdir()
+        assert read_checkpoint(ckpt / "step-000000004") is not None, sorted(p.name for p in ckpt.iterdir())
+
+        resumed = tlops_run()
+        assert resumed.returncode == 0, resumed.stderr[-4000:] + svc.log(worker).read_text()[-3000:]
+        result = json.loads(resumed.stdout.strip().splitlines()[-1])
+        assert result["resumed_from"] == {"checkpoint": "step-000000004", "epoch": 0, "batch": 4, "global_step": 4}, result
+        assert result["work_pool"] == POOL and worker.pid in result["train_executed_by"]["ancestors"]
+        assert client.get_run(result["run_id"]).info.status == "FINISHED"
+        assert client.get_registered_model("tiny-text").aliases == {"champion": 1, "challenger": 1} and result["version"] == "1"
+        assert run.info.run_id != result["run_id"]
+    finally:
+        svc.stop()
