@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -198,17 +199,17 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
     """Predict labels (and probabilities) with a registered model; with --support, over the support set's classes."""
     import mlflow
 
+    from tasks.audit import verified_model
     from tasks.operate import connect
     from tlops.support_set import support_rows_from_csv
 
     items = _items(inputs or [], csv)
     params = {"support": json.dumps(support_rows_from_csv(support))} if support else {}  # checked before loading the model
     reg = connect(tracking_uri)
-    if model_uri.startswith("models:/"):  # a clear error for an unknown model, version or alias
-        reg.resolve_uri(model_uri)
-    model = mlflow.pyfunc.load_model(model_uri)
-    labels = list(model.predict(items, params=params or None))
-    probs = model.predict(items, params={**params, "proba": True}) if proba else None
+    with tempfile.TemporaryDirectory(prefix="tlops-predict-") as tmp:  # loading runs the model's code: check its files first
+        model = mlflow.pyfunc.load_model(str(verified_model(reg, model_uri, Path(tmp))))
+        labels = list(model.predict(items, params=params or None))
+        probs = model.predict(items, params={**params, "proba": True}) if proba else None
     key = "label" if all(isinstance(y, str) for y in labels) else "value"  # a regression model predicts numbers
     rows = [{"input": x, key: y if key == "label" else float(y)} for x, y in zip(items, labels)]
     if probs is not None:

@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from tasks.register import MANIFEST_ARTIFACT
 from tasks.registry import Registry, _artifact_location
 from tasks.tracking import REPO_ROOT, log_json
+from tlops.errors import RegistryError
 from tlops.audit import AuditReport, Check, compare, to_markdown, tolerances_for
 from tlops.data import load_dataset
 from tlops.data.dataset import dataset_content_md5
@@ -51,23 +52,52 @@ def _lineage(run, tmp: Path) -> tuple[Check, dict | None]:
                  f"seed {evidence['seed']}", evidence=evidence), cfg
 
 
-def _integrity(reg: Registry, name: str, version: str, run_id: str, tmp: Path) -> tuple[Check, Path]:
-    pkg = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}/artifacts/package", dst_path=str(tmp / "registered")))
-    actual = package_manifest(pkg)
+def package_check(client, run_id: str, package: Path, tmp: Path, version_tag: str | None, registered: bool = True) -> Check:
+    """A downloaded package's files against the sha256 manifest its run recorded, and that manifest against the
+    registered version's `tlops.package_sha256` tag (so the manifest itself cannot be swapped)."""
+    actual = package_manifest(package) if package.is_dir() else {}
     recorded_file = _run_artifact(run_id, MANIFEST_ARTIFACT, tmp / "lineage")
-    tag = reg.client.get_model_version(name, version).tags.get("tlops.package_sha256")
-    if recorded_file is None or tag is None:
+    if recorded_file is None or (registered and version_tag is None):
         return Check(name="integrity", passed=False, detail="no package manifest was recorded for this version (registered before "
-                     "tlops recorded one), so its files cannot be checked", evidence={"files": actual}), pkg
+                     "tlops recorded one), so its files cannot be checked", evidence={"files": actual})
     recorded = json.loads(recorded_file.read_text())
     bad = sorted(f for f in set(recorded) | set(actual) if recorded.get(f) != actual.get(f))
-    if manifest_digest(recorded) != tag:
+    if registered and manifest_digest(recorded) != version_tag:
         return Check(name="integrity", passed=False, detail="the recorded manifest does not match the version's tlops.package_sha256 tag "
-                     "(the manifest itself was altered)", evidence={"tag": tag}), pkg
+                     "(the manifest itself was altered)", evidence={"tag": version_tag})
     if bad:
         return Check(name="integrity", passed=False, detail=f"registered files differ from what the run recorded: {', '.join(bad)}",
-                     evidence={f: {"recorded": recorded.get(f), "registered": actual.get(f)} for f in bad}), pkg
-    return Check(name="integrity", passed=True, detail=f"{len(actual)} registered files match the recorded sha256", evidence={"files": actual}), pkg
+                     evidence={f: {"recorded": recorded.get(f), "registered": actual.get(f)} for f in bad})
+    return Check(name="integrity", passed=True, detail=f"{len(actual)} registered files match the recorded sha256", evidence={"files": actual})
+
+
+def _integrity(reg: Registry, name: str, version: str, run_id: str, tmp: Path) -> tuple[Check, Path]:
+    pkg = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}/artifacts/package", dst_path=str(tmp / "registered")))
+    tag = reg.client.get_model_version(name, version).tags.get("tlops.package_sha256")
+    return package_check(reg.client, run_id, pkg, tmp, tag), pkg
+
+
+def verified_model(reg: Registry, model_uri: str, dst: Path) -> Path:
+    """Download a model and check its package against the recorded manifest BEFORE anything loads it: loading
+    an MLflow pyfunc model runs code. Returns the local copy to load (the checked files, not a new download);
+    a model that fails the check is refused with the files that differ."""
+    if model_uri.startswith("models:/"):
+        mv = reg.resolve_uri(model_uri)  # a clear error for an unknown model, version or alias
+        label, run_id, tag, registered = f"{mv.name} v{mv.version}", mv.run_id, mv.tags.get("tlops.package_sha256"), True
+        source = f"models:/{mv.name}/{mv.version}"
+    elif model_uri.startswith("runs:/"):
+        run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
+        label, tag, registered, source = f"run {run_id}", None, False, model_uri
+    else:
+        raise RegistryError(f"{model_uri!r}: use models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model; "
+                            "tlops loads only models whose files it can check against their recorded sha256")
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst / "model")))
+    check = package_check(reg.client, run_id, local / "artifacts" / "package", dst, tag, registered=registered)
+    if not check.passed:
+        raise RegistryError(f"refusing to load {label}: {check.detail}. Loading a model runs its code, so tlops loads only "
+                            f"files that match the sha256 manifest recorded at registration; re-register it from a trusted run, "
+                            f"and `tlops audit {model_uri}` for the evidence")
+    return local
 
 
 def _code(lineage: dict) -> Check:
@@ -177,4 +207,4 @@ def audit(reg: Registry, model_uri: str, use_cache: bool = False, repo: Path | N
     return report, _log(reg, report, name, version)
 
 
-__all__ = ["AUDIT_EXPERIMENT", "audit"]
+__all__ = ["AUDIT_EXPERIMENT", "audit", "package_check", "verified_model"]

@@ -96,6 +96,10 @@ def test_tampered_weights_fail_the_integrity_check(tmp_path, text_dataset, tiny_
     assert not report["passed"] and [c["name"] for c in failed] == ["integrity"] and "head.safetensors" in failed[0]["detail"]
     assert report["checks"][-1]["passed"] is None  # nothing re-run on a tampered model
     assert MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"]).get_model_version("tampered", "1").tags["tlops.audit"] == "failed"
+    # loading a pyfunc model runs its code: predict refuses the tampered files before MLflow loads anything
+    refused = tlops_cli("predict", "models:/tampered/1", "a dog", "--tracking-uri", cfg["tracking"]["uri"])
+    assert refused.returncode == 1 and "refusing to load tampered v1" in refused.stderr, refused.stderr[-2000:]
+    assert "head.safetensors" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr[-2000:]
 
 
 def test_a_dirty_tree_run_is_not_reproducible(tmp_path, text_dataset, tiny_bert, project, prefect_api):

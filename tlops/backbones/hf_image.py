@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from tlops.backbones.base import ImageFiles
-from tlops.backbones.hf import HFBackbone
+from tlops.backbones.hf import SAFE, HFBackbone
 from tlops.errors import DataError
 
 
@@ -31,7 +31,7 @@ class HFImageBackbone(ImageFiles, HFBackbone):
         from transformers import AutoImageProcessor
 
         # the slow (PIL/numpy) processor: the fast one needs torchvision
-        self.processor = AutoImageProcessor.from_pretrained(self.folder, use_fast=False)
+        self.processor = AutoImageProcessor.from_pretrained(self.folder, use_fast=False, **SAFE)
         self.num_features = int(getattr(self.config, "hidden_size", None) or self.config.hidden_sizes[-1])
 
     def identity(self) -> dict[str, Any]:
