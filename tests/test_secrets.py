@@ -15,6 +15,7 @@ from tests.servers import Services, free_port, start_mlflow_server, start_prefec
 from tlops.secrets import credential_env, mask, mask_obj, split_credentials
 
 PASSWORD = "PLANTED-pw-8f3a"
+TOKEN = "PLANTED-token-5c1e"  # the value of an environment variable named like a token
 
 
 def test_mask_and_split():
@@ -27,6 +28,29 @@ def test_mask_and_split():
                                                                                     "MLFLOW_TRACKING_PASSWORD": "s3cr3t"})
     assert credential_env("postgresql://bob:pw@db/m") == ("postgresql://bob@db/m", {"PGPASSWORD": "pw"})
     assert credential_env("http://host:5000") == ("http://host:5000", {})
+
+
+def test_secret_environment_values_and_secret_config_values_are_masked(monkeypatch):
+    from pydantic import BaseModel, SecretStr
+
+    from tests.helpers import REPO
+    from tlops.config import load_config
+
+    monkeypatch.setenv("TLOPS_TEST_API_TOKEN", TOKEN)
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # named like a token, but not a secret: left alone
+    assert mask(f"boom: header Bearer {TOKEN} refused; parallelism false") == "boom: header Bearer *** refused; parallelism false"
+
+    class WithSecret(BaseModel):  # the mechanism for a config value marked secret: a SecretStr field
+        endpoint: str
+        api_token: SecretStr
+
+    cfg = WithSecret(endpoint="https://u:p@h/x", api_token="PLANTED-cfg-9d0b")
+    assert mask_obj(cfg.model_dump()) == {"endpoint": "https://u:***@h/x", "api_token": "***"}
+    assert "PLANTED-cfg-9d0b" not in repr(cfg) + cfg.model_dump_json()  # pydantic's own repr and JSON hide it too
+    assert mask_obj({"hf": {"token": "abc", "password": None}, "tokenizer_sha256": "ab12cd"}) == \
+        {"hf": {"token": "***", "password": None}, "tokenizer_sha256": "ab12cd"}
+    tree = load_config(REPO / "configs" / "text_linear_probe.yaml").model_dump()
+    assert mask_obj(tree) == tree  # no false positive: no key of tlops' own config is named like a secret
 
 
 def _grep(root, needle: str) -> list[str]:
@@ -47,6 +71,7 @@ def test_a_planted_password_is_in_no_store_and_no_output(tmp_path, text_dataset,
     svc = Services(tmp_path)
     try:
         api, env = start_prefect_server(svc)
+        env = {**env, "TLOPS_TEST_API_TOKEN": TOKEN}  # in the environment of every run and command below
         url = start_mlflow_server(svc)
         secret_url = url.replace("http://", f"http://alice:{PASSWORD}@")
         cfg = tiny_config(tmp_path, text_dataset, tiny_bert, registry__model_name="secret", tracking__uri=None)
@@ -63,7 +88,8 @@ def test_a_planted_password_is_in_no_store_and_no_output(tmp_path, text_dataset,
                          f"tracking.uri=http://alice:{PASSWORD}@127.0.0.1:{free_port()}", env=env, timeout=120)
         assert dead.returncode == 1 and "is unreachable" in dead.stderr, dead.stderr[-2000:]  # in seconds, one line
         outputs += [history.stdout, history.stderr, dead.stdout, dead.stderr]
-        assert not [o for o in outputs if PASSWORD in o], "printed"
-        assert _grep(tmp_path, PASSWORD) == [], "stored"  # MLflow's database and artifacts, Prefect's database, work folders
+        for secret in (PASSWORD, TOKEN):
+            assert not [o for o in outputs if secret in o], f"{secret} printed"
+            assert _grep(tmp_path, secret) == [], f"{secret} stored"  # MLflow's db and artifacts, Prefect's db, work folders
     finally:
         svc.stop()
