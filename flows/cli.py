@@ -116,9 +116,13 @@ def quiet_third_party() -> None:
     else:
         os.environ.setdefault(PREFECT_CONSOLE_LEVEL_ENV, "WARNING")
         logging.getLogger("great_expectations").setLevel(logging.WARNING)  # "Created temporary directory ..." and friends
-    from transformers.utils import logging as hf_logging
+    # Hugging Face Hub's switch, not transformers' (its import alone costs ~1 s on the fail-fast path): transformers
+    # reads the hub's setting when it is imported; `hf_logging` is only needed if it already was.
+    from huggingface_hub.utils import disable_progress_bars
 
-    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+    if "transformers.utils.logging" in sys.modules:
+        sys.modules["transformers.utils.logging"].disable_progress_bar()
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
 
 

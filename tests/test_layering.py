@@ -53,3 +53,41 @@ def test_config_parsing_does_not_import_torch():
             " 'strategy': {'name': 'finetune'}}); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.stdout.strip() == "False", out.stdout + out.stderr[-2000:]
+
+
+DATA_CHECK_PATH = """
+import sys
+from flows.cli import _check_data_first, app, quiet_third_party
+from tlops.config import load_config
+good, bad = sys.argv[1:3]
+cfg = load_config(good, [])
+quiet_third_party()
+assert _check_data_first(cfg, good)["report"]["success"]  # what `tlops run` does before Prefect and MLflow
+try:
+    app(["validate", bad])  # `tlops validate` on a dataset with an empty text
+except SystemExit as e:
+    assert e.code == 1, e.code
+print(sorted(m for m in ("torch", "sklearn", "transformers", "prefect", "mlflow") if m in sys.modules))
+"""
+
+
+def test_the_data_check_path_imports_neither_torch_nor_sklearn(tmp_path):
+    """Data errors come before the heavy imports (issue 13, fail fast): `tlops run`'s check ahead of Prefect and
+    `tlops validate` load the config, open the dataset and run the GX rules without torch, scikit-learn,
+    transformers, Prefect or MLflow."""
+    import yaml
+
+    from tests.helpers import make_text_dataset, tiny_config
+
+    good = make_text_dataset(tmp_path / "good")
+    bad = make_text_dataset(tmp_path / "bad")
+    rows = (bad / "train.csv").read_text().splitlines()
+    rows[3] = ",animal"  # an empty text on line 4
+    (bad / "train.csv").write_text("\n".join(rows) + "\n")
+    for name, data in (("good", good), ("bad", bad)):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(tiny_config(tmp_path, data, tmp_path / "no-backbone-needed")))
+    out = subprocess.run([sys.executable, "-c", DATA_CHECK_PATH, str(tmp_path / "good.yaml"), str(tmp_path / "bad.yaml")],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "non-empty text" in out.stdout + out.stderr  # the bad dataset was checked and refused
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-2000:]

@@ -16,17 +16,18 @@ from typing import Sequence
 
 import numpy as np
 
-from tlops.cache import FeatureCache
 from tlops.config import RunConfig
 from tlops.errors import DataError
-from tlops.evaluate import curves_png, shots_png
-from tlops.features import cached_features, stats_dict
 from tlops.records import CacheTotals, CoreResult, Evaluation, FeatureSet, TrainResult, ValidationReport
 from tlops.resolve import backbone_of, open_dataset
 from tlops.strategies import TrainContext, get_strategy
 from tlops.task_types import check_config_fits, task_type
 from tlops.training.callbacks import Callback, faults_from_env
 from tlops.validation import raise_for_report, validate_dataset
+
+# torch (features, backbones) and scikit-learn/matplotlib (evaluate) are imported inside the steps that use them:
+# `validate_step` runs before anything else in `tlops run` and `tlops validate`, and a data error should not wait
+# for them (tests/test_layering.py checks that importing this module and validating pull in neither).
 
 SPLITS = ("train", "val", "test")
 
@@ -45,6 +46,9 @@ def validate_step(cfg: RunConfig) -> ValidationReport:
 def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> FeatureSet:
     """Backbone features of every split (and of the extra splits the strategy needs) through the cache, saved
     as `<split>.npz` (x, y; y = -1 for unlabelled rows) in `out_dir`."""
+    from tlops.cache import FeatureCache
+    from tlops.features import cached_features, stats_dict
+
     ds = open_dataset(cfg)
     backbone = backbone_of(cfg)
     if backbone.modality != ds.modality:
@@ -77,6 +81,8 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
     """Test metrics, report and plots of a trained model as its task type defines them (classes: per-class
     report and confusion matrix; numbers: MAE/RMSE/R²/Spearman, predicted-vs-true and residual plots), plus
     learning curves; for a few-shot model also its episodic metrics (accuracy_5w1s, ...) and the accuracy-vs-shots plot."""
+    from tlops.evaluate import curves_png, shots_png
+
     task = task_type(features.task)
     labels = getattr(result, "labels", None) or features.labels  # a few-shot head knows only its support set's classes
     _, y = features.arrays("test")

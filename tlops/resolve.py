@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from tlops.backbones import Backbone, load_backbone
+from typing import TYPE_CHECKING
+
 from tlops.config import RunConfig
 from tlops.data import Dataset, load_dataset
 from tlops.strategies import get_strategy
+
+if TYPE_CHECKING:  # the backbones import torch: opening a dataset (validation, the fail-fast path) does not need it
+    from tlops.backbones import Backbone
 
 
 def open_dataset(cfg: RunConfig) -> Dataset:
@@ -18,6 +22,8 @@ def open_dataset(cfg: RunConfig) -> Dataset:
 
 
 def backbone_of(cfg: RunConfig) -> Backbone:
+    from tlops.backbones import load_backbone
+
     b = cfg.backbone
     return load_backbone(b.name, layers=b.layers, pooling=b.pooling, max_length=b.max_length, image_size=b.image_size,
                          clip_seconds=b.clip_seconds)
