@@ -212,6 +212,25 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+def _raise_if_server_gone(uri: str, run_id: str, error: BaseException, closing: Exception) -> None:
+    """When closing the run failed because an HTTP tracking server no longer answers, raise the error users can act on."""
+    if urlparse(uri).scheme not in ("http", "https"):
+        return
+    import requests
+
+    from tlops.errors import RegistryError
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=5)
+        return  # it answers: closing failed for another reason
+    except requests.RequestException:
+        pass
+    raise RegistryError(f"the MLflow tracking server {mask(uri)} stopped answering during run {run_id} "
+                        f"({mask(type(error).__name__)}); the run stays RUNNING there until the next `tlops run` on this "
+                        f"host marks it KILLED, and checkpoints are kept: start the server again and rerun the same "
+                        f"command to resume") from closing
+
+
 @contextlib.contextmanager
 def tracked_run(cfg: RunConfig, source: str) -> Iterator[tuple[MlflowClient, str]]:
     """The MLflow run of one `tlops run`, start to end: FINISHED when the body returns, FAILED when it raises
@@ -222,8 +241,12 @@ def tracked_run(cfg: RunConfig, source: str) -> Iterator[tuple[MlflowClient, str
     try:
         yield client, run_id
     except BaseException as e:
-        client.set_tag(run_id, "tlops.error", mask(_reason(e))[:5000])
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED if _stopped_from_outside(e) else RunStatus.FAILED))
+        try:
+            client.set_tag(run_id, "tlops.error", mask(_reason(e))[:5000])
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED if _stopped_from_outside(e) else RunStatus.FAILED))
+        except Exception as closing:  # the tracking server went away mid-run: one clear line, not pages of retries
+            _raise_if_server_gone(tracking_uri(cfg), run_id, e, closing)
+            raise
         raise
     client.set_terminated(run_id, "FINISHED")
 

@@ -51,6 +51,15 @@ class Services:
     def log(self, proc: subprocess.Popen) -> Path:
         return next(l for p, l in self.procs if p is proc)
 
+    def stop_one(self, proc: subprocess.Popen) -> None:
+        """Stop one service (its whole process group) now, e.g. a server going down mid-run."""
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
     def stop(self) -> None:
         for proc, _ in reversed(self.procs):
             if proc.poll() is None:
@@ -80,8 +89,9 @@ def start_prefect_server(svc: Services, **server_env: str) -> tuple[str, dict]:
     return api, prefect_env(svc.root, api)
 
 
-def start_mlflow_server(svc: Services) -> str:
-    port = free_port()
+def start_mlflow_server(svc: Services, port: int | None = None) -> str:
+    """An MLflow server (SQLite store + artifacts under `svc.root/mlflow`); `port`: restart one on its old port."""
+    port = port or free_port()
     store = svc.root / "mlflow"
     store.mkdir(exist_ok=True)
     proc = svc.start("mlflow-server", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",

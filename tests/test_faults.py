@@ -170,3 +170,64 @@ def test_worker_killed_in_the_train_step_fails_the_run_and_the_rerun_resumes(tmp
         assert run.info.run_id != result["run_id"]
     finally:
         svc.stop()
+
+
+# ---- the MLflow server stopped mid-run, then restarted ---------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_mlflow_server_stopped_mid_run_fails_clearly_and_registers_nothing_half(tmp_path, text_dataset, tiny_bert, prefect_api):
+    import json
+    import os
+    import sys
+    import time
+    import urllib.parse
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from tests.helpers import REPO, tiny_config
+    from tests.servers import Services, start_mlflow_server
+
+    svc = Services(tmp_path)
+    try:
+        url = start_mlflow_server(svc)
+        port = urllib.parse.urlparse(url).port
+        cfg = tiny_config(tmp_path, text_dataset, tiny_bert, strategy={**FT, "epochs": 6}, tracking__uri=url)  # epochs left after we stop it
+        cfg_file = tmp_path / "c.yaml"
+        cfg_file.write_text(yaml.safe_dump(cfg))
+        # few, quick HTTP retries: the failure shows in seconds, not after MLflow's default ~2 minutes of backoff
+        env = {**os.environ, "PREFECT_API_URL": prefect_api, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+        cmd = [sys.executable, "-m", "flows.cli", "run", str(cfg_file), "--json"]
+        run = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        checkpoints = tmp_path / "runs" / "checkpoints"
+        deadline = time.time() + 400
+        while run.poll() is None and time.time() < deadline and not list(checkpoints.rglob("step-*/manifest.json")):
+            time.sleep(0.5)
+        assert run.poll() is None, "the run ended before the server could be stopped: " + run.communicate()[1][-3000:]
+        server = next(p for p, log in svc.procs if log.name == "mlflow-server.log" and p.poll() is None)
+        svc.stop_one(server)  # mid-training: the epoch logger's next call finds no server
+        out, err = run.communicate(timeout=300)
+        assert run.returncode != 0, out[-2000:]
+        (tmp_path / "stopped-run.stderr").write_text(err)
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("error: the MLflow tracking server") and url in last and "rerun the same command" in last, err[-4000:]
+
+        start_mlflow_server(svc, port=port)  # the same store, back on the same address
+        client = MlflowClient(url, registry_uri=url)
+        (stopped,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+        assert stopped.info.status != "FINISHED"
+        assert not client.search_registered_models(), "a version was registered while the server was down"
+
+        again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-4000:]
+        result = json.loads(again.stdout.strip().splitlines()[-1])
+        assert result["resumed_from"] is not None, "the rerun did not resume from the kept checkpoint"
+        assert client.get_run(stopped.info.run_id).info.status == "KILLED"  # its process is gone: closed by the rerun
+        mv = client.get_model_version_by_alias("tiny-text", "champion")
+        assert mv.version == result["version"] == "1" and mv.run_id == result["run_id"]
+        files = {a.path for a in client.list_artifacts(result["run_id"], "registry")}
+        assert "registry/package_manifest.json" in files, files
+    finally:
+        svc.stop()
