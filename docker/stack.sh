@@ -10,7 +10,8 @@
 #   docker/stack.sh env       the exports a client needs: eval "$(docker/stack.sh env)"
 #   docker/stack.sh spec      SERVICE|COMMAND|ENVIRONMENT KEYS, per service (what the test compares)
 #
-# Settings: docker/.env (created from .env.example with a random password on first `up`); variables already
+# Both servers require credentials (MLflow's basic-auth app, Prefect's API auth string); `env` prints them for clients.
+# Settings: docker/.env (created from .env.example with random secrets on first `up`); variables already
 # set in the environment win, as with compose. TLOPS_STACK_DIR: state folder (default: .stack in the checkout);
 # TLOPS_STACK_ENV: another settings file. Extra environment (e.g. PREFECT_* settings) reaches every service.
 set -euo pipefail
@@ -24,22 +25,39 @@ SERVICES=(postgres prefect-server mlflow worker-cpu worker-gpu)
 
 die() { echo "stack.sh: $*" >&2; exit 1; }
 
+random_secret() { head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+# Random secrets: a fresh env file ($1 = fresh) gets them all; an older one only the keys it lacks (a password
+# already in use, PostgreSQL's above all, is never changed here).
+ensure_secrets() {
+  local key value
+  for key in POSTGRES_PASSWORD MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SECRET_KEY PREFECT_AUTH_STRING; do
+    value=$(random_secret)
+    [ "$key" = PREFECT_AUTH_STRING ] && value="admin:$value"
+    if [ "${1:-}" = fresh ]; then
+      sed -i "s|^$key=.*|$key=$value|" "$ENV_FILE"
+    elif ! grep -q "^$key=" "$ENV_FILE"; then
+      echo "$key=$value" >> "$ENV_FILE"
+      echo "stack.sh: added a random $key to $ENV_FILE" >&2
+    fi
+  done
+}
+
 load_settings() {
   if [ ! -f "$ENV_FILE" ]; then
-    # first use: the example's settings with a random password, readable by this user only
-    local password
-    password=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
-    sed -e "s|^POSTGRES_PASSWORD=.*|POSTGRES_PASSWORD=$password|" -e "s|^TLOPS_PROJECT_DIR=.*|TLOPS_PROJECT_DIR=$ROOT|" \
-      "$HERE/.env.example" > "$ENV_FILE"
-    chmod 600 "$ENV_FILE"
-    echo "stack.sh: wrote $ENV_FILE (random PostgreSQL password)" >&2
+    # first use: the example's settings with random secrets, readable by this user only
+    (umask 077 && sed -e "s|^TLOPS_PROJECT_DIR=.*|TLOPS_PROJECT_DIR=$ROOT|" "$HERE/.env.example" > "$ENV_FILE")
+    ensure_secrets fresh
+    echo "stack.sh: wrote $ENV_FILE (random secrets)" >&2
   fi
+  ensure_secrets
   local key value
   while IFS='=' read -r key value; do
     [[ $key =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
     [ -n "${!key+x}" ] || export "$key=$value"
   done < "$ENV_FILE"
   : "${POSTGRES_USER:?}" "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in $ENV_FILE}" "${POSTGRES_PORT:?}" "${PREFECT_PORT:?}" "${MLFLOW_PORT:?}"
+  : "${MLFLOW_ADMIN_USER:=admin}" "${MLFLOW_ADMIN_PASSWORD:?}" "${MLFLOW_FLASK_SECRET_KEY:?}" "${PREFECT_AUTH_STRING:?}"
 }
 
 # The command of each service: word for word compose.yaml's `command:` (postgres: the image's own entrypoint).
@@ -47,7 +65,7 @@ service_command() {
   case $1 in
     postgres) echo "postgres" ;;
     prefect-server) echo "prefect server start" ;;
-    mlflow) echo "mlflow server" ;;
+    mlflow) echo "mlflow server --app-name basic-auth" ;;
     worker-cpu) echo "prefect worker start --pool tlops-cpu --type process --with-healthcheck" ;;
     worker-gpu) echo "prefect worker start --pool tlops-gpu --type process --with-healthcheck" ;;
   esac
@@ -69,7 +87,8 @@ service_env() {
       echo "PREFECT_SERVER_DATABASE_USER=$POSTGRES_USER"
       echo "PREFECT_SERVER_DATABASE_PASSWORD=$POSTGRES_PASSWORD"
       echo "PREFECT_SERVER_DATABASE_NAME=prefect"
-      echo "PREFECT_SERVER_ANALYTICS_ENABLED=false" ;;
+      echo "PREFECT_SERVER_ANALYTICS_ENABLED=false"
+      echo "PREFECT_SERVER_API_AUTH_STRING=$PREFECT_AUTH_STRING" ;;
     mlflow)
       echo "MLFLOW_HOST=0.0.0.0"
       echo "MLFLOW_PORT=$MLFLOW_PORT"
@@ -78,10 +97,17 @@ service_env() {
       echo "PGPASSWORD=$POSTGRES_PASSWORD"
       echo "MLFLOW_SERVE_ARTIFACTS=true"
       echo "MLFLOW_ARTIFACTS_DESTINATION=$STATE/mlartifacts"
-      echo "MLFLOW_SERVER_ALLOWED_HOSTS=$MLFLOW_ALLOWED_HOSTS" ;;
+      echo "MLFLOW_SERVER_ALLOWED_HOSTS=$MLFLOW_ALLOWED_HOSTS"
+      echo "MLFLOW_AUTH_CONFIG_PATH=$STATE/mlflow-auth.ini"
+      echo "MLFLOW_AUTH_ADMIN_USERNAME=$MLFLOW_ADMIN_USER"
+      echo "MLFLOW_AUTH_ADMIN_PASSWORD=$MLFLOW_ADMIN_PASSWORD"
+      echo "MLFLOW_FLASK_SERVER_SECRET_KEY=$MLFLOW_FLASK_SECRET_KEY" ;;
     worker-cpu | worker-gpu)
       echo "PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api"
       echo "MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT"
+      echo "MLFLOW_TRACKING_USERNAME=$MLFLOW_ADMIN_USER"
+      echo "MLFLOW_TRACKING_PASSWORD=$MLFLOW_ADMIN_PASSWORD"
+      echo "PREFECT_API_AUTH_STRING=$PREFECT_AUTH_STRING"
       echo "PREFECT_WORKER_WEBSERVER_PORT=$(worker_health_port "$1")"
       echo "HF_HUB_OFFLINE=1" ;;
   esac
@@ -165,6 +191,12 @@ start_postgres() {
   fi
 }
 
+# compose.yaml's basic_auth.ini, with the users' database in the state folder
+write_auth_config() {
+  mkdir -p "$STATE/mlauth"
+  sed "s|^database_uri = .*|database_uri = sqlite:///$STATE/mlauth/basic_auth.db|" "$HERE/mlflow/basic_auth.ini" > "$STATE/mlflow-auth.ini"
+}
+
 start_service() {
   local service=$1 vars=()
   mapfile -t vars < <(service_env "$service")
@@ -182,6 +214,7 @@ up() {
       echo "$service: already running"
       continue
     fi
+    [ "$service" = mlflow ] && write_auth_config
     if [ "$service" = postgres ]; then start_postgres; else start_service "$service"; fi
     case $service in postgres) wait_healthy "$service" 60 ;; mlflow) wait_healthy "$service" 240 ;; *) wait_healthy "$service" 180 ;; esac
     echo "$service: up"
@@ -221,6 +254,10 @@ status() {
 env_exports() {
   echo "export PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api"
   echo "export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT"
+  # the credentials travel in the environment (MLflow sends basic auth, Prefect its auth string), never in a URI
+  echo "export MLFLOW_TRACKING_USERNAME=$MLFLOW_ADMIN_USER"
+  echo "export MLFLOW_TRACKING_PASSWORD=$MLFLOW_ADMIN_PASSWORD"
+  echo "export PREFECT_API_AUTH_STRING=$PREFECT_AUTH_STRING"
 }
 
 spec() {

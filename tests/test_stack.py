@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.helpers import REPO, tiny_config
 from tests.servers import BIN, STACK, NativeStack, tlops_cli
+from tlops.secrets import is_secret_name
 
 DOCKER = REPO / "docker"
 IMAGE_CMD = {"postgres:15": ["postgres"]}  # services that keep their image's own command
@@ -75,13 +76,18 @@ def test_compose_has_no_secret_and_every_setting_in_env_example():
     example = dict(line.split("=", 1) for line in (DOCKER / ".env.example").read_text().splitlines()
                    if line and not line.startswith("#"))
     resolve = lambda v: re.sub(r"\$\{(\w+)[^}]*\}", lambda m: example[m.group(1)], str(v))  # noqa: E731
+    secrets = {v for k, v in example.items() if is_secret_name(k)}  # the passwords, the auth string, the Flask key
     for name, svc in compose["services"].items():
         for key, value in svc.get("environment", {}).items():
-            if "PASSWORD" in key:
+            if is_secret_name(key):
                 assert str(value).startswith("${"), f"{name}.{key} is a literal secret"
-            else:  # the password reaches a service only under a *PASSWORD key (never inside a URI or a command)
-                assert example["POSTGRES_PASSWORD"] not in resolve(value), f"{name}.{key} carries the password"
-        assert example["POSTGRES_PASSWORD"] not in resolve(svc.get("command", "")), name
+            else:  # a secret reaches a service only under a key named like one (never inside a URI or a command)
+                assert not [s for s in secrets if s in resolve(value)], f"{name}.{key} carries a secret"
+        assert not [s for s in secrets if s in resolve(svc.get("command", ""))], name
+    # both servers require credentials: MLflow's basic-auth app, Prefect's API auth string; the workers send them
+    assert compose["services"]["mlflow"]["command"][-2:] == ["--app-name", "basic-auth"]
+    assert "PREFECT_SERVER_API_AUTH_STRING" in compose["services"]["prefect-server"]["environment"]
+    assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_AUTH_STRING"} <= set(compose["services"]["worker-cpu"]["environment"])
     used = set(re.findall(r"\$\{(\w+)", text))
     assert used <= set(example), f"not in .env.example: {used - set(example)}"
     # the images run the servers the project installs (and this test's stack runs)
@@ -101,13 +107,46 @@ def test_docker_compose_accepts_the_file(tmp_path):
 # ---------------------------------------------------------------- the native stack, up for the tests below
 
 
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_AUTH_STRING")
+
+
 @pytest.fixture(scope="module")
 def stack():
     stack = NativeStack(PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2", PREFECT_WORKER_QUERY_SECONDS="1")
+    saved = {k: os.environ.get(k) for k in CREDENTIALS}
+    os.environ.update({k: stack.env[k] for k in CREDENTIALS})  # this process's MlflowClients sign in too
     try:
         yield stack
     finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
         stack.stop()
+
+
+def _status(url: str, auth: tuple[str, str] | None = None, method: str = "GET", body: dict | None = None) -> int:
+    import requests
+
+    return requests.request(method, url, auth=auth, json=body, timeout=30).status_code
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_both_servers_refuse_requests_without_credentials(stack):
+    mlflow_url, api = stack.mlflow, stack.env["PREFECT_API_URL"]
+    search = f"{mlflow_url}/api/2.0/mlflow/experiments/search"
+    admin = (stack.env["MLFLOW_TRACKING_USERNAME"], stack.env["MLFLOW_TRACKING_PASSWORD"])
+    assert _status(search, body={"max_results": 1}, method="POST") == 401
+    assert _status(search, ("admin", "wrong-password"), "POST", {"max_results": 1}) == 401
+    assert _status(f"{mlflow_url}/get-artifact?path=x&run_uuid=0") == 401  # the file-reading routes too
+    assert _status(search, admin, "POST", {"max_results": 1}) == 200
+    flows = f"{api}/flows/filter"
+    assert _status(flows, method="POST", body={}) == 401
+    assert _status(flows, tuple(stack.env["PREFECT_API_AUTH_STRING"].split(":", 1)), "POST", {}) == 200
+    assert _status(f"{api}/health") == 200 and _status(f"{mlflow_url}/health") == 200  # health checks need none
+    # the secrets are random per stack (no default), and `stack.sh env` hands them to clients
+    settings = dict(re.findall(r"(\w+)=(\S*)", (stack.root / "stack.env").read_text()))
+    assert "change-me" not in (settings["MLFLOW_ADMIN_PASSWORD"] + settings["PREFECT_AUTH_STRING"] + settings["MLFLOW_FLASK_SECRET_KEY"])
+    assert len(settings["MLFLOW_ADMIN_PASSWORD"]) >= 32 and stack.env["MLFLOW_TRACKING_PASSWORD"] == settings["MLFLOW_ADMIN_PASSWORD"]
 
 
 @pytest.mark.integration
@@ -132,7 +171,7 @@ async def _rendered_jobs(api: str) -> tuple:
     from prefect_docker.worker import DockerWorkerJobConfiguration
     from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
-    async with PrefectClient(api) as client:
+    async with PrefectClient(api, auth_string=os.environ.get("PREFECT_API_AUTH_STRING")) as client:
         k8s, dock = await client.read_work_pool("tlops-k8s-gpu"), await client.read_work_pool("tlops-docker-gpu")
     return (k8s, dock,
             await KubernetesWorkerJobConfiguration.from_template_and_values(k8s.base_job_template, {}),
@@ -173,7 +212,7 @@ async def _active_train_runs(api: str) -> list:
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
 
-    async with PrefectClient(api) as client:
+    async with PrefectClient(api, auth_string=os.environ.get("PREFECT_API_AUTH_STRING")) as client:
         return await client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["tlops-train"])),
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING]))))
