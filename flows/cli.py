@@ -42,58 +42,22 @@ PREFECT_CONSOLE_LEVEL_ENV = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
 _verbose = False  # `tlops -v`: third-party logs (Prefect, Great Expectations, MLflow) shown
 
 
-def _die_with_parent() -> None:
-    """In the server's child process, before exec: Linux sends it SIGTERM when the thread that started it dies,
-    even by SIGKILL (which no cleanup code of ours can catch)."""
-    import ctypes
-    import signal
-
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _server_that_dies_with_us(base: type) -> type:
-    """Prefect's temporary server, started so that it ends with this process: `kill -9` of a run used to leave
-    it running as an orphan. Prefect's own start command is kept; only its Popen gains the pre-exec hook."""
-    import subprocess
-
-    class Server(base):
-        def _run_uvicorn_command(self):
-            popen = subprocess.Popen
-            subprocess.Popen = lambda *a, **kw: popen(*a, preexec_fn=_die_with_parent, **kw)  # started under our lock
-            try:
-                return super()._run_uvicorn_command()
-            finally:
-                subprocess.Popen = popen
-
-    return Server
-
-
 @contextlib.contextmanager
-def local_prefect_server():
-    """Without PREFECT_API_URL, run against a temporary Prefect server of this process, started here under a
-    file lock beside Prefect's SQLite database. Runs started together on one machine otherwise race: through
-    the database's migrations on a fresh machine ("duplicate column name"), through block registration, and
-    for a port (one run's client then talked to another run's server and died with it); and Prefect's 20 s
-    start limit killed 3 of 3 concurrent runs on 2 cores. Serialised, 8 of 8 concurrent runs succeed."""
+def local_prefect_server(server=None):
+    """Without PREFECT_API_URL, run against a temporary Prefect server of this process (`flows.local_server`);
+    `server`: one already begun by the caller (it boots while the caller imports the flow)."""
     if os.environ.get("PREFECT_API_URL"):
         yield
         return
-    import fcntl
-
     from prefect.logging.handlers import APILogWorker
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, get_current_settings, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
-    url = get_current_settings().server.database.connection_url.get_secret_value()
-    home = Path(url.split(":///", 1)[1]).parent if url.startswith("sqlite") else Path(get_current_settings().home)
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".tlops-server.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one server starts (migrates, registers blocks, binds its port) at a time
-        server = _server_that_dies_with_us(SubprocessASGIServer)()
-        server.start(timeout=180)
+    from flows.local_server import TemporaryServer
+
+    server = server or TemporaryServer().begin()
     try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        api_url = server.wait(timeout=180)
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield
             APILogWorker.drain_all(timeout=5)  # the run's last log lines reach the server before it stops
     finally:
@@ -179,17 +143,26 @@ def run(
         os.environ["MLFLOW_TRACKING_URI"] = adopt_credentials(os.environ["MLFLOW_TRACKING_URI"])
     quiet_third_party()
     checked = _check_data_first(cfg, str(config))
-    from flows.train import train_flow
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):  # a temporary server boots in its own process while we import the flow
+        from flows.local_server import TemporaryServer
 
-    gc.freeze()  # the imported libraries live until exit: keep them out of every GC pass
+        server = TemporaryServer().begin()
+    try:
+        from flows.train import train_flow
 
-    from tlops.progress import Display, use
+        gc.freeze()  # the imported libraries live until exit: keep them out of every GC pass
 
-    try:  # progress on stderr (bars on a terminal, epoch lines anywhere): stdout stays the summary or the JSON alone
-        with local_prefect_server(), use(Display(err)):
-            result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=sys.stderr.isatty(), checked=checked)
-    except TlopsError as e:
-        raise _failed(e, 1)
+        from tlops.progress import Display, use
+
+        try:  # progress on stderr (bars on a terminal, epoch lines anywhere): stdout stays the summary or the JSON alone
+            with local_prefect_server(server), use(Display(err)):
+                result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=sys.stderr.isatty(), checked=checked)
+        except TlopsError as e:
+            raise _failed(e, 1)
+    finally:
+        if server is not None:
+            server.stop()  # already stopped unless the imports failed; stopping twice is harmless
     gc.freeze()  # skips a multi-second final collection of millions of objects at interpreter exit
     if json_out:
         print(json.dumps(result.model_dump(mode="json", exclude=HUMAN_ONLY)))
