@@ -167,9 +167,18 @@ def test_tlops_run_on_the_text_regression_demo_beats_the_train_mean(tmp_path, pr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["test_metrics"]["r2"] > 0, result["test_metrics"]
     assert result["promotion"]["metric"] == "mae" and "champion" in result["aliases"], result["promotion"]
-    code = ("import json, mlflow; mlflow.set_tracking_uri({uri!r}); m = mlflow.pyfunc.load_model('models:/wordnet-noun-depth@champion'); "
-            "print(json.dumps(m.predict(['a young dog', 'a general concept'])))").format(uri=uri)
-    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False)
+    cli = [sys.executable, "-m", "flows.cli"]
+    # the registered pyfunc, loaded in a fresh process by `tlops predict`: floats, printed as values
+    fresh = subprocess.run([*cli, "predict", "models:/wordnet-noun-depth@champion", "a young dog", "a general concept", "--json",
+                            "--tracking-uri", uri], capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False)
     assert fresh.returncode == 0, fresh.stderr[-3000:]
-    values = json.loads(fresh.stdout.strip().splitlines()[-1])
+    values = [r["value"] for r in json.loads(fresh.stdout.strip().splitlines()[-1])["predictions"]]
+    # `tlops evaluate` on the test split gives the run's own regression metrics, and its plots
+    ev = subprocess.run([*cli, "evaluate", "models:/wordnet-noun-depth@champion", "--data", str(data), "--json", "--out",
+                         str(tmp_path / "eval"), "--tracking-uri", uri], capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+                        check=False)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    report = json.loads(ev.stdout.strip().splitlines()[-1])
+    assert report["metrics"] == pytest.approx(result["test_metrics"], rel=1e-6), (report["metrics"], result["test_metrics"])
+    assert {"predicted_vs_true.png", "residuals.png"} <= {f.name for f in (tmp_path / "eval").iterdir()}
     assert len(values) == 2 and all(isinstance(v, float) and 1 <= v <= 30 for v in values), values
