@@ -121,7 +121,9 @@ def run(shots: int, n_tasks: int, queries: int, ctx: dict) -> dict:
         secs.setdefault("setfit", []).append(sec)
         acc.setdefault("setfit", []).append(float((pred == truth).mean()))
         print(f"[{WAYS}w{shots}s task {i + 1}/{n_tasks}] " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in acc.items())
-              + f"; setfit train {sec:.1f} s", flush=True)
+              + f"; train s: embed support {embed_s[-1]:.2f} + " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in secs.items()), flush=True)
+        save("setfit_compare.partial", {"shots": shots, "done": i + 1, "accuracy": acc, "seconds": secs, "embed_support_seconds": embed_s,
+                                        "meta_train_seconds": ctx["meta_seconds"], "load_average": os.getloadavg()})
     from tlops.training.meta import mean_ci95
 
     out = {"tasks": n_tasks, "queries_per_class": queries, "embed_support_seconds_per_task": float(np.mean(embed_s)), "methods": {}}
