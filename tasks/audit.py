@@ -21,7 +21,7 @@ from tlops.audit import AuditReport, Check, compare, to_markdown, tolerances_for
 from tlops.data import load_dataset
 from tlops.data.dataset import dataset_content_md5
 from tlops.data.versions import dir_md5, has_version, restore_version
-from tlops.package import manifest_digest, package_manifest
+from tlops.package import code_manifest, manifest_digest, package_manifest
 from tlops.reproduce import NotReproducible, checkout, rerun
 
 AUDIT_EXPERIMENT = "tlops-audits"
@@ -71,6 +71,24 @@ def package_check(client, run_id: str, package: Path, tmp: Path, version_tag: st
     return Check(name="integrity", passed=True, detail=f"{len(actual)} registered files match the recorded sha256", evidence={"files": actual})
 
 
+def code_check(actual: dict[str, str], version_tag: str | None, run_id: str, tmp: Path) -> Check:
+    """A downloaded model's code files (MLmodel, the pyfunc file, the bundled tlops code) against the manifest
+    recorded at registration and the version's `tlops.code_sha256` tag. Versions registered before tlops recorded
+    it pass on the package check alone, and say so."""
+    from tasks.register import CODE_MANIFEST_ARTIFACT
+
+    if version_tag is None:
+        return Check(name="integrity", passed=True, detail="package files match; the model's code files were not recorded at "
+                     "registration (an older version), so they are not checked", evidence={"files": actual})
+    if manifest_digest(actual) == version_tag:
+        return Check(name="integrity", passed=True, detail=f"{len(actual)} code files match the recorded sha256", evidence={"files": actual})
+    recorded_file = _run_artifact(run_id, CODE_MANIFEST_ARTIFACT, tmp / "code-lineage")
+    recorded = json.loads(recorded_file.read_text()) if recorded_file else {}
+    bad = sorted(f for f in set(recorded) | set(actual) if recorded.get(f) != actual.get(f)) or ["(the recorded code manifest)"]
+    return Check(name="integrity", passed=False, detail=f"the model's code files differ from what was registered: {', '.join(bad[:5])}",
+                 evidence={f: {"recorded": recorded.get(f), "registered": actual.get(f)} for f in bad})
+
+
 def _integrity(reg: Registry, name: str, version: str, run_id: str, tmp: Path) -> tuple[Check, Path]:
     pkg = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}/artifacts/package", dst_path=str(tmp / "registered")))
     tag = reg.client.get_model_version(name, version).tags.get("tlops.package_sha256")
@@ -93,6 +111,8 @@ def verified_model(reg: Registry, model_uri: str, dst: Path) -> Path:
                             "tlops loads only models whose files it can check against their recorded sha256")
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst / "model")))
     check = package_check(reg.client, run_id, local / "artifacts" / "package", dst, tag, registered=registered)
+    if check.passed and registered:
+        check = code_check(code_manifest(local), mv.tags.get("tlops.code_sha256"), run_id, dst)
     if not check.passed:
         raise RegistryError(f"refusing to load {label}: {check.detail}. Loading a model runs its code, so tlops loads only "
                             f"files that match the sha256 manifest recorded at registration; re-register it from a trusted run, "

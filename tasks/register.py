@@ -16,7 +16,7 @@ from tasks.tracking import log_json, setup
 from tlops.aliases import CHALLENGER, CHAMPION, challenger_may_move
 from tlops.config import RunConfig
 from tlops.errors import AliasMoveRefused
-from tlops.package import manifest_digest, package_manifest
+from tlops.package import code_manifest, manifest_digest, package_manifest
 from tlops.pipeline import package_step
 from tlops.promotion import decide
 from tlops.records import ChampionScore, FeatureSet, Gate, Registration, TrainResult
@@ -24,6 +24,7 @@ from tlops.resolve import open_dataset
 from tlops.scoring import score_package
 
 MANIFEST_ARTIFACT = "registry/package_manifest.json"
+CODE_MANIFEST_ARTIFACT = "registry/code_manifest.json"  # the model's own code files (what loading it runs)
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")  # logged as code, never imported here
 # What the pyfunc needs at load time; pinned to this environment's versions (the audit trail).
 MODEL_REQUIREMENTS = ("torch", "transformers", "safetensors", "numpy", "rich", "huggingface_hub", "pyyaml", "pandas")
@@ -99,6 +100,15 @@ def advance_challenger(reg: Registry, name: str, version: str, run_id: str, sour
             continue  # another run moved it meanwhile: look again
 
 
+def logged_code_manifest(model_uri: str, dst: Path) -> dict[str, str]:
+    """`code_manifest` of a logged model, from the files as stored: everything but `artifacts/` is fetched (a few small
+    files; the package, the bulk, was hashed before logging)."""
+    for entry in mlflow.artifacts.list_artifacts(artifact_uri=model_uri):
+        if entry.path.split("/")[-1] != "artifacts":
+            mlflow.artifacts.download_artifacts(artifact_uri=f"{model_uri}/{entry.path.split('/')[-1]}", dst_path=str(dst))
+    return code_manifest(dst)
+
+
 @task(name="register")
 def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: TrainResult, metrics: dict[str, float],
                   out_dir: str, source: str = "(api)") -> Registration:
@@ -127,8 +137,11 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
     # there must stay RUNNING so the next run on this host marks it KILLED (tracked_run sets the final status)
     client.update_run(run_id, status="RUNNING")
     version = str(info.registered_model_version)
+    code = logged_code_manifest(f"models:/{name}/{version}", Path(out_dir) / "logged-code")
+    log_json(client, run_id, code, CODE_MANIFEST_ARTIFACT)
     client.set_model_version_tag(name, version, "tlops.run_id", run_id)
     client.set_model_version_tag(name, version, "tlops.package_sha256", manifest_digest(manifest))
+    client.set_model_version_tag(name, version, "tlops.code_sha256", manifest_digest(code))
     advance_challenger(reg, name, version, run_id, source)
     time.sleep(float(os.environ.get(GATE_DELAY_ENV, "0") or 0))
     challenger = metrics[cfg.registry.metric]

@@ -100,6 +100,15 @@ def test_tampered_weights_fail_the_integrity_check(tmp_path, text_dataset, tiny_
     refused = tlops_cli("predict", "models:/tampered/1", "a dog", "--tracking-uri", cfg["tracking"]["uri"])
     assert refused.returncode == 1 and "refusing to load tampered v1" in refused.stderr, refused.stderr[-2000:]
     assert "head.safetensors" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    # the model's own code is what loading runs: with the package restored, an edited pyfunc file is refused too
+    data[-3] ^= 0xFF
+    head.write_bytes(bytes(data))
+    (code,) = (tmp_path / "mlruns").rglob("pyfunc_model.py")  # the logged model's own copy, beside MLmodel
+    code.chmod(0o644)
+    code.write_text(code.read_text() + "\nraise SystemExit('code that was never registered ran')\n")
+    refused = tlops_cli("predict", "models:/tampered/1", "a dog", "--tracking-uri", cfg["tracking"]["uri"])
+    assert refused.returncode == 1 and "code files differ from what was registered: pyfunc_model.py" in refused.stderr, refused.stderr[-2000:]
+    assert "never registered ran" not in refused.stderr + refused.stdout
 
 
 def test_a_dirty_tree_run_is_not_reproducible(tmp_path, text_dataset, tiny_bert, project, prefect_api):

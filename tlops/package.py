@@ -74,6 +74,12 @@ def package_manifest(package_dir: str | Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def code_manifest(model_dir: str | Path) -> dict[str, str]:
+    """sha256 of every file of a logged MLflow model outside its `artifacts/` (MLmodel, the pyfunc file, the
+    bundled tlops code, requirements): what `mlflow.pyfunc.load_model` runs. The package is checked apart."""
+    return {k: v for k, v in package_manifest(model_dir).items() if not k.startswith("artifacts/")}
+
+
 def manifest_digest(manifest: dict[str, str]) -> str:
     """One sha256 over a manifest (kept as a model version tag, so the manifest itself is checked too)."""
     import hashlib
