@@ -5,7 +5,6 @@ a real Prefect server, in every file those servers and the runs wrote, and in ev
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import yaml
