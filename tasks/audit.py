@@ -95,6 +95,16 @@ def _integrity(reg: Registry, name: str, version: str, run_id: str, tmp: Path) -
     return package_check(reg.client, run_id, pkg, tmp, tag), pkg
 
 
+def _package_path(model_dir: Path) -> str:
+    """Where the logged model keeps its package: MLmodel's `artifacts.package.path` (MLflow names the folder after
+    the one that was logged: `artifacts/package` from the pipeline)."""
+    try:
+        meta = yaml.safe_load((model_dir / "MLmodel").read_text())
+        return meta["flavors"]["python_function"]["artifacts"]["package"]["path"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return "artifacts/package"
+
+
 def verified_model(reg: Registry, model_uri: str, dst: Path) -> Path:
     """Download a model and check its package against the recorded manifest BEFORE anything loads it: loading
     an MLflow pyfunc model runs code. Returns the local copy to load (the checked files, not a new download);
@@ -110,7 +120,7 @@ def verified_model(reg: Registry, model_uri: str, dst: Path) -> Path:
         raise RegistryError(f"{model_uri!r}: use models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model; "
                             "tlops loads only models whose files it can check against their recorded sha256")
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst / "model")))
-    check = package_check(reg.client, run_id, local / "artifacts" / "package", dst, tag, registered=registered)
+    check = package_check(reg.client, run_id, local / _package_path(local), dst, tag, registered=registered)
     if check.passed and registered:
         check = code_check(code_manifest(local), mv.tags.get("tlops.code_sha256"), run_id, dst)
     if not check.passed:

@@ -74,10 +74,13 @@ def package_manifest(package_dir: str | Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+DOWNLOAD_ONLY = {"registered_model_meta"}  # written by MLflow into a models:/NAME/VERSION download (name, version); never loaded
+
+
 def code_manifest(model_dir: str | Path) -> dict[str, str]:
     """sha256 of every file of a logged MLflow model outside its `artifacts/` (MLmodel, the pyfunc file, the
     bundled tlops code, requirements): what `mlflow.pyfunc.load_model` runs. The package is checked apart."""
-    return {k: v for k, v in package_manifest(model_dir).items() if not k.startswith("artifacts/")}
+    return {k: v for k, v in package_manifest(model_dir).items() if not k.startswith("artifacts/") and k not in DOWNLOAD_ONLY}
 
 
 def manifest_digest(manifest: dict[str, str]) -> str:
