@@ -160,6 +160,13 @@ def run(
                 result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=sys.stderr.isatty(), checked=checked)
         except TlopsError as e:
             raise _failed(e, 1)
+        except OSError as e:  # a full disk where no step said what it was writing (features, evaluation, packaging)
+            from tlops.diskspace import as_disk_full
+
+            full = as_disk_full(e, Path(cfg.execution.work_dir))
+            if full is None:
+                raise
+            raise _failed(full, 1)
     finally:
         if server is not None:
             server.stop()  # already stopped unless the imports failed; stopping twice is harmless

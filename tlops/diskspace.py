@@ -46,3 +46,13 @@ def space_for(folder: str | Path, what: str, setting: str) -> Iterator[None]:
         raise DiskFull(f"no space left on the device of {folder} while writing {what}; nothing was kept. "
                        f"Free space there, or set {setting} to a folder on a disk with room "
                        f"(--set {setting}=/path/with/space)") from e
+
+
+def as_disk_full(e: OSError, fallback: Path) -> DiskFull | None:
+    """A full-disk OSError met outside `space_for` as a DiskFull naming the folder of the file it failed on (else
+    `fallback`, the run's work dir); None for any other OSError."""
+    if not is_disk_full(e):
+        return None
+    where = Path(e.filename).parent if e.filename else fallback
+    return DiskFull(f"no space left on the device of {where}; nothing was registered. Free space there, or point "
+                    "execution.work_dir / features.cache_dir at a disk with room (--set execution.work_dir=/path/with/space)")
