@@ -163,3 +163,27 @@ def tlops_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subpro
     """`tlops ARGS` in a fresh process, from the repository root."""
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent, env=env or dict(os.environ), timeout=timeout)
+
+
+def demo_data(config: Path, needs: str = "test.csv") -> Path:
+    """The data folder a demo config names (relative to the config); `make test` builds the demo data first, so a
+    missing folder is a broken build, not a reason to skip."""
+    import yaml
+
+    data = (config.parent / yaml.safe_load(config.read_text())["data"]["path"]).resolve()
+    assert (data / needs).is_file(), f"{data} not built: run `make data`"
+    return data
+
+
+def run_demo(config: Path, tmp_path: Path, prefect_api: str, **sets) -> tuple[dict, str]:
+    """`tlops run CONFIG --json` on the shared Prefect server, with its own MLflow store, work dir, feature cache and
+    DVC cache under `tmp_path` (plus `sets`, dotted keys with '__' for '.'): (the JSON result, the tracking URI)."""
+    import json
+
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    overrides = {"tracking.uri": uri, "execution.work_dir": str(tmp_path / "runs"), "features.cache_dir": str(tmp_path / "cache"),
+                 "data.dvc_cache": str(tmp_path / "dvc-cache"), **{k.replace("__", "."): v for k, v in sets.items()}}
+    args = [a for k, v in overrides.items() for a in ("--set", f"{k}={v}")]
+    out = tlops_cli("run", str(config), "--json", *args, env={**os.environ, "PREFECT_API_URL": prefect_api}, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1]), uri

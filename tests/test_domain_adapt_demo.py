@@ -4,15 +4,12 @@ pretrained backbones: a model registered, the adaptation's criterion, oracle and
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 import yaml
 
 from tests.helpers import REPO
+from tests.servers import demo_data, run_demo
 
 pytestmark = pytest.mark.slow
 EPOCHS = 6
@@ -23,19 +20,8 @@ def test_tlops_run_adapts_each_demo_shift_and_registers_the_chosen_model(modalit
     from mlflow.tracking import MlflowClient
 
     config = REPO / "configs" / f"{modality}_domain_adapt.yaml"
-    data = (config.parent / yaml.safe_load(config.read_text())["data"]["path"]).resolve()  # relative to the config
-    # `make test` builds the demo data first; a missing shift is a broken build, not a reason to skip
-    assert (data / "unlabeled.csv").is_file(), f"{data} not built: run `make data`"
-    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
-    sets = {"tracking.uri": uri, "execution.work_dir": str(tmp_path / "runs"), "features.cache_dir": str(tmp_path / "cache"),
-            "data.dvc_cache": str(tmp_path / "dvc-cache"), "strategy.epochs": EPOCHS, "strategy.method": "dann"}
-    cmd = [sys.executable, "-m", "flows.cli", "run", str(config), "--json"]
-    for k, v in sets.items():
-        cmd += ["--set", f"{k}={v}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PREFECT_API_URL": prefect_api},
-                         timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    data = demo_data(config, needs="unlabeled.csv")
+    result, uri = run_demo(config, tmp_path, prefect_api, strategy__epochs=EPOCHS, strategy__method="dann")
     name = yaml.safe_load(config.read_text())["registry"]["model_name"]
     assert result["model_name"] == name and result["version"] == "1" and "champion" in result["aliases"], result
 

@@ -4,7 +4,6 @@ episodes, resume, the few-shot dataset contract, and a `tlops run` that register
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np

@@ -5,16 +5,13 @@ seconds)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import yaml
 
 from tests.helpers import REPO
+from tests.servers import demo_data, run_demo
 
 pytestmark = pytest.mark.slow
 CHANCE_5WAY = 0.2
@@ -26,22 +23,11 @@ def test_tlops_run_meta_trains_on_each_demo_and_registers_a_few_shot_model(modal
 
     config = REPO / "configs" / f"{modality}_fewshot.yaml"
     cfg = yaml.safe_load(config.read_text())
-    data = (config.parent / cfg["data"]["path"]).resolve()  # relative to the config
-    # `make test` builds the demo data first; a missing folder is a broken build, not a reason to skip
-    assert (data / "test.csv").is_file(), f"{data} not built: run `make data`"
+    data = demo_data(config)
     train, test = (set(pd.read_csv(data / f"{s}.csv", dtype=str, keep_default_na=False)["label"]) for s in ("train", "test"))
     assert not train & test and len(test) >= 5
 
-    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
-    sets = {"tracking.uri": uri, "execution.work_dir": str(tmp_path / "runs"), "features.cache_dir": str(tmp_path / "cache"),
-            "data.dvc_cache": str(tmp_path / "dvc-cache")}
-    cmd = [sys.executable, "-m", "flows.cli", "run", str(config), "--json"]
-    for k, v in sets.items():
-        cmd += ["--set", f"{k}={v}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={**os.environ, "PREFECT_API_URL": prefect_api},
-                         timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result, uri = run_demo(config, tmp_path, prefect_api)
     assert result["model_name"] == cfg["registry"]["model_name"] and result["version"] == "1", result
     assert "champion" in result["aliases"] and result["strategy"] == cfg["strategy"]["name"], result
 

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import yaml
 
 from tests.helpers import CLASSES, REPO, WORDS, tiny_config
+from tests.servers import demo_data, run_demo
 from tlops.config import ValidationConfig, config_from_dict
 from tlops.data import load_dataset
 from tlops.errors import ConfigError, DataError
@@ -153,18 +153,9 @@ def test_tlops_run_on_the_text_regression_demo_beats_the_train_mean(tmp_path, pr
     """Real MiniLM: the registered model's R² on test > 0 (better than predicting the mean), its gate on MAE,
     and the registered pyfunc returns floats in a fresh process."""
     config = REPO / "configs" / "text_regression.yaml"
-    data = (config.parent / yaml.safe_load(config.read_text())["data"]["path"]).resolve()
-    assert (data / "train.csv").is_file(), f"{data} not built: run `make data`"
-    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
-    sets = {"tracking.uri": uri, "execution.work_dir": str(tmp_path / "runs"), "features.cache_dir": str(tmp_path / "cache"),
-            "data.dvc_cache": str(tmp_path / "dvc-cache")}
-    cmd = [sys.executable, "-m", "flows.cli", "run", str(config), "--json"]
-    for k, v in sets.items():
-        cmd += ["--set", f"{k}={v}"]
+    data = demo_data(config, needs="train.csv")
+    result, uri = run_demo(config, tmp_path, prefect_api)
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["test_metrics"]["r2"] > 0, result["test_metrics"]
     assert result["promotion"]["metric"] == "mae" and "champion" in result["aliases"], result["promotion"]
     cli = [sys.executable, "-m", "flows.cli"]
