@@ -13,9 +13,9 @@ from pathlib import Path
 import mlflow
 from prefect import flow, get_run_logger
 
+from flows.features import features_of
 from flows.train_step import RESULT_FILE, train_step_flow
 from tasks.evaluate import evaluate_task
-from tasks.features import features_task
 from tasks.register import register_task
 from tasks.tracking import REPO_ROOT, describe_version, log_dataset_inputs, tracked_run
 from tasks.validate import validate_task
@@ -76,7 +76,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
         data_md5 = tags.get("data.dataset_md5", "")
         ds = open_dataset(cfg)
         rows = log_dataset_inputs(client, run_id, ds, data_md5)
-        feats = features_task(cfg, run_id, str(work / "features"), progress=progress)
+        feats = features_of(cfg, run_id, str(work / "features"), progress=progress)
         result = run_train_step(cfg, run_id, feats, str(work / "train"))
         ev = evaluate_task(cfg, run_id, feats, result, str(work / "eval"))
 

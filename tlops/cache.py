@@ -4,7 +4,8 @@ Layout: <root>/<namespace>/<shard digest>.npz, where namespace = sha256 of the b
 (source, weights sha256, layers/pooling, preprocessing) and each shard holds (item hash -> vector)
 rows plus a digest of its own contents. Shards are written to a temp file and renamed into place,
 so a reader never sees a half-written one; a shard whose digest does not match is deleted and its
-items are recomputed.
+items are recomputed. A temp file a killed writer left behind is deleted when a cache is next opened,
+once it is old enough that no live writer can still own it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,9 +50,32 @@ class CacheStats:
     corrupt_shards: list[str] = field(default_factory=list)
 
 
+# A live writer's temp file exists only while one shard is written (seconds; its mtime moves with every write), so one
+# untouched for this long belongs to a writer that was killed (SIGKILL, OOM, power) and will never be renamed.
+STALE_TMP_SECONDS = 15 * 60
+TMP_PREFIX = ".tmp-"
+
+
 class FeatureCache:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, stale_tmp_seconds: float = STALE_TMP_SECONDS):
         self.root = Path(root)
+        self.removed_tmp = self._remove_stale_tmp(stale_tmp_seconds)
+
+    def _remove_stale_tmp(self, older_than_s: float) -> list[str]:
+        """Delete temp files (shards, identity.json) untouched for `older_than_s`; another process may delete the same
+        file at the same moment, or a young one may be renamed meanwhile: both are fine (missing_ok, age read first)."""
+        removed: list[str] = []
+        if not self.root.is_dir():
+            return removed
+        cutoff = time.time() - older_than_s
+        for tmp in self.root.glob(f"*/{TMP_PREFIX}*"):
+            try:
+                if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                    tmp.unlink(missing_ok=True)
+                    removed.append(str(tmp))
+            except OSError:  # renamed into place or removed by another process between glob and stat
+                continue
+        return removed
 
     def _dir(self, namespace: str) -> Path:
         return self.root / namespace
@@ -63,7 +88,7 @@ class FeatureCache:
         if not d.is_dir():
             return found
         for shard in sorted(d.glob("*.npz")):
-            if shard.name.startswith(".tmp-"):  # another process's shard being written (pathlib's glob matches dot files)
+            if shard.name.startswith(TMP_PREFIX):  # another process's shard being written (pathlib's glob matches dot files)
                 continue
             loaded = self._load_shard(shard, stats)
             if loaded is None:
@@ -98,7 +123,7 @@ class FeatureCache:
             vecs = np.ascontiguousarray(vecs, dtype=np.float32)
             digest = _digest(karr, vecs)
             final = d / f"{digest[:32]}.npz"
-            fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npz")
+            fd, tmp = tempfile.mkstemp(dir=d, prefix=TMP_PREFIX, suffix=".npz")
             try:
                 with os.fdopen(fd, "wb") as f:
                     np.savez(f, keys=karr, vecs=vecs, digest=np.array(digest))
@@ -115,7 +140,7 @@ class FeatureCache:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from tlops.config_base import Strict as _Strict
 from tlops.errors import ConfigError
@@ -57,6 +57,8 @@ class BackboneConfig(_Strict):
 
 class FeaturesConfig(_Strict):
     cache_dir: str = ".tlops/cache"
+    shard_rows: int = Field(0, ge=0, description="large datasets: cut the distinct uncached inputs into shards of this many rows, "
+                            "one Prefect task each (mapped on execution.task_runner); 0 embeds every split in one pass")
 
 
 DEFAULT_STRATEGY = "linear_probe"  # what a `strategy:` section without `name` means
@@ -89,6 +91,12 @@ class ExecutionConfig(_Strict):
     train_pool: str | None = Field(None, description="Prefect work pool for the train step; None runs it in-process")
     work_dir: str = ".tlops/runs"
     pool_timeout_s: float = Field(1800, gt=0)
+    task_runner: Literal["local", "dask"] = Field("local", description="where feature shards run: local (one after another in "
+                                                  "the flow's process) or dask (Dask workers; needs features.shard_rows)")
+    dask_address: str | None = Field(None, description="Dask scheduler to send shards to, e.g. tcp://10.0.0.5:8786 (its workers "
+                                     "must see the same data, features.cache_dir and execution.work_dir paths); "
+                                     "None starts a local cluster of dask_workers processes for the run")
+    dask_workers: int = Field(2, ge=1, description="worker processes of that local cluster (one torch thread each)")
 
 
 class TrackingConfig(_Strict):
@@ -106,6 +114,14 @@ class RunConfig(_Strict):
     registry: RegistryConfig
     execution: ExecutionConfig = ExecutionConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _dask_maps_shards(self) -> RunConfig:
+        if self.execution.task_runner == "dask" and not self.features.shard_rows:
+            # raised as is (not a ValueError): pydantic would echo the whole config as the "input"
+            raise ConfigError("execution.task_runner: dask sends feature shards to Dask workers, but features.shard_rows is 0 "
+                              "(no shards); set it too, e.g. --set features.shard_rows=5000")
+        return self
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -43,23 +43,33 @@ def validate_step(cfg: RunConfig) -> ValidationReport:
     return report
 
 
-def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> FeatureSet:
-    """Backbone features of every split (and of the extra splits the strategy needs) through the cache, saved
-    as `<split>.npz` (x, y; y = -1 for unlabelled rows) in `out_dir`."""
-    from tlops.cache import FeatureCache
-    from tlops.features import cached_features, stats_dict
-
+def feature_inputs(cfg: RunConfig):
+    """(dataset, backbone (weights not loaded yet), the splits to embed: the usual ones and those the strategy needs)."""
     ds = open_dataset(cfg)
     backbone = backbone_of(cfg)
     if backbone.modality != ds.modality:
         raise DataError(f"{cfg.data.path} holds {ds.modality} data but backbone {cfg.backbone.name} takes {backbone.modality}; "
                         f"pick a {ds.modality} backbone")
+    return ds, backbone, (*SPLITS, *get_strategy(cfg.strategy.name).splits)
+
+
+def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> FeatureSet:
+    """Backbone features of every split (and of the extra splits the strategy needs) through the cache, saved
+    as `<split>.npz` (x, y; y = -1 for unlabelled rows) in `out_dir`. With `features.shard_rows`, in shards
+    (`tlops.feature_shards`), one after another here."""
+    from tlops.cache import FeatureCache
+    from tlops.features import cached_features, stats_dict
+
+    if cfg.features.shard_rows:
+        from tlops.feature_shards import run_sharded
+
+        return run_sharded(cfg, Path(out_dir), progress=progress)
+    ds, backbone, splits = feature_inputs(cfg)
     cache = FeatureCache(cfg.features.cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     totals = CacheTotals()
     t0 = time.perf_counter()
     identity = backbone.identity()  # once: the same for every split
-    splits = (*SPLITS, *get_strategy(cfg.strategy.name).splits)
     for split in splits:
         x, stats = cached_features(backbone, ds.inputs(split), cache, batch_size=cfg.backbone.batch_size, progress=progress,
                                    identity=identity, label=f"features {split}")
