@@ -7,6 +7,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -22,6 +23,12 @@ from tlops.secrets import adopt_credentials, mask
 HUMAN_ONLY = {"experiment", "backbone"}  # in the summary for people, not in --json (unchanged keys)
 
 # no rich tracebacks with local variables: they would print credentials; `_masked_excepthook` prints plain ones, masked
+# typer 0.29's help prints a value type for flags ("--json <bool>"), which take no value, and "inputs... <list[str]>"
+# for repeated arguments: show no type for flags, the element type for repeated arguments
+_option_type, _argument_type = typer.core.TyperOption.display_type_rich, typer.core.TyperArgument.display_type_rich
+typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _option_type(self, ctx)
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: re.sub(r"^<list\[(.+)\]>$", r"<\1>", _argument_type(self, ctx))
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning from pretrained models, as a governed pipeline.")
 err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole (copy-pastable)
@@ -127,7 +134,7 @@ def _main(show_version: bool = typer.Option(False, "--version", callback=_print_
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="experiment YAML, e.g. configs/text_linear_probe.yaml"),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a config key: --set strategy.head=mlp"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="override a config key: --set strategy.head=mlp"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Run the training flow: validate -> features -> train -> evaluate -> register."""
@@ -180,7 +187,7 @@ def run(
 @app.command()
 def validate(
     config: Path = typer.Argument(..., help="experiment YAML whose data to check"),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a config key, as for `tlops run`"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="override a config key, as for `tlops run`"),
     json_out: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
 ) -> None:
     """Check the data of a config (the run's Great Expectations rules) without training or logging anything."""

@@ -311,7 +311,7 @@ def schedule(target: str = typer.Argument(..., help="a config YAML to schedule, 
              schedule_name: Optional[str] = typer.Option(None, "--name", help="schedule name (default: the model name)"),
              watch_every: float = typer.Option(300, "--watch-every", help="seconds between data-change checks (0: no data trigger)"),
              debounce: float = typer.Option(60, "--debounce", help="data changes within this many seconds give one run"),
-             set_: Optional[list[str]] = typer.Option(None, "--set", help="override a config key, as for `tlops run`"),
+             set_: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="override a config key, as for `tlops run`"),
              json_out: bool = JSON) -> None:
     """Retrain on a schedule and when the data changes: `tlops schedule CONFIG --cron EXPR | --interval S`,
     `tlops schedule ls`, `tlops schedule rm NAME` (Prefect deployments; needs PREFECT_API_URL)."""

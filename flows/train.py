@@ -81,7 +81,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
         ev = evaluate_task(cfg, run_id, feats, result, str(work / "eval"))
 
         def card(reg=None) -> str:
-            facts = card_facts(cfg, run_id=run_id, modality=ds.modality, rows=rows, tags=tags, version=reg.version if reg else None)
+            facts = card_facts(cfg, run_id=run_id, modality=ds.modality, task=ds.task, rows=rows, tags=tags, version=reg.version if reg else None)
             return render_model_card(facts, feats, result, ev, checks, reg.gate if reg else None)
 
         client.log_text(run_id, card(), MODEL_CARD)  # before registering: a card that cannot render fails the run before any version exists

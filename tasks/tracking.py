@@ -154,13 +154,17 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str, by_run: str | 
     return closed
 
 
-def _modality(cfg: RunConfig) -> str | None:
-    """The data's modality from its dataset.yaml, or None when it cannot be read (validation reports why)."""
+def _data_kind(cfg: RunConfig) -> tuple[str | None, str | None]:
+    """(modality, task) from the data's dataset.yaml; None where it cannot be read (validation reports why)."""
     try:
         meta = yaml.safe_load((Path(cfg.data.path) / "dataset.yaml").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    return meta.get("modality") if isinstance(meta, dict) and meta.get("modality") in ("text", "image", "audio") else None
+        return None, None
+    if not isinstance(meta, dict):
+        return None, None
+    modality = meta.get("modality") if meta.get("modality") in ("text", "image", "audio") else None
+    task = meta.get("task") or "classification"
+    return modality, task if task in ("classification", "regression") else None
 
 
 def _strategy_splits(cfg: RunConfig) -> tuple[str, ...]:
@@ -181,7 +185,8 @@ def _start_run(client: MlflowClient, experiment_id: str, cfg: RunConfig, source:
         client.set_tag(run_id, "tlops.closed_orphans", ",".join(closed))
     git = git_commit(REPO_ROOT)
     data = data_version(cfg.data.path, store_in=cfg.data.dvc_cache or default_dvc_cache(REPO_ROOT))  # kept for `tlops audit`
-    params = applicable_params(mask_obj(cfg.model_dump()), _modality(cfg), uses_unlabeled="unlabeled" in _strategy_splits(cfg))
+    modality, task = _data_kind(cfg)
+    params = applicable_params(mask_obj(cfg.model_dump()), modality, uses_unlabeled="unlabeled" in _strategy_splits(cfg), task=task)
     tags = {"git.commit": git["commit"] or "none", "git.dirty": str(git["dirty"]), "data.dvc_md5": data["dvc_md5"] or "none",
             "data.dataset_md5": data["dataset_md5"], "data.dvc_status": data["dvc_status"][:5000],
             "data.version_md5": data["version_md5"], "data.version_store": data["version_store"] or "none",

@@ -19,6 +19,24 @@ def test_version_is_the_projects():
     assert out.returncode == 0 and out.stdout.strip() == f"tlops {version}", out.stdout + out.stderr
 
 
+def test_help_shows_no_value_type_for_flags_and_element_types_for_lists():
+    import typer
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    group = typer.main.get_command(app)
+    commands = [[name] for name in group.commands]
+    assert len(commands) >= 11, commands
+    for args in [["--help"]] + [c + ["--help"] for c in commands]:
+        out = CliRunner().invoke(app, args, env={"COLUMNS": "150"})
+        assert out.exit_code == 0, (args, out.output)
+        assert "<bool>" not in out.output and "<list[" not in out.output, (args, out.output)
+    predict = CliRunner().invoke(app, ["predict", "--help"], env={"COLUMNS": "150"}).output
+    assert "--proba  " in predict and "inputs...      <str>" in predict, predict
+    assert "--set         KEY=VALUE" in CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "150"}).output
+
+
 def test_a_data_error_fails_fast_before_any_server_and_is_recorded(tmp_path, text_dataset, tiny_bert):
     """The data is checked before Prefect (or its temporary server) is needed: one clean message, no traceback,
     no Prefect database created, and still a FAILED MLflow run holding the validation report."""

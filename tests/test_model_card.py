@@ -130,9 +130,13 @@ def test_card_facts_show_only_settings_that_apply(tmp_path, text_dataset):
     from tlops.config import config_from_dict
 
     cfg = config_from_dict(tiny_config(tmp_path, text_dataset, tmp_path / "bert"), "test")
-    facts = card_facts(cfg, run_id="r1", modality="text", rows={"train": 42}, tags={"data.dataset_md5": "m", "git.commit": "c", "git.dirty": "False"})
+    tags = {"data.dataset_md5": "m", "git.commit": "c", "git.dirty": "False"}
+    facts = card_facts(cfg, run_id="r1", modality="text", task="classification", rows={"train": 42}, tags=tags)
     assert facts.settings["strategy.C"] == "1.0" and facts.settings["backbone.max_length"] == "32"
     assert not {"strategy.epochs", "strategy.hidden", "backbone.image_size", "backbone.clip_seconds"} & set(facts.settings)
+    cfg.strategy.head = "mlp"  # an MLP probe on classes: no regression loss in its settings; on numbers: its loss
+    mlp = lambda task: card_facts(cfg, run_id="r1", modality="text", task=task, rows={"train": 42}, tags=tags).settings  # noqa: E731
+    assert "strategy.loss" not in mlp("classification") and mlp("regression")["strategy.loss"] == "mse"
     assert (facts.dataset_md5, facts.git_commit, facts.git_dirty, facts.version) == ("m", "c", False, None)
 
 

@@ -4,7 +4,7 @@ import torch
 
 from tlops.promotion import decide
 from tlops.strategies.linear_probe import LinearProbeConfig
-from tlops.training.probe import train_probe
+from tlops.training.probe import size_curve, train_probe
 
 
 def _blobs(n=60, d=16, k=3, seed=0):
@@ -50,3 +50,34 @@ def test_promotion_gate():
     fail = decide("macro_f1", 0.81, 0.80, 0.02)
     assert not fail.promote and "champion unchanged" in fail.reason
     assert not decide("macro_f1", 0.80, 0.80, 0.0).promote  # a tie keeps the champion
+
+
+def test_closed_form_heads_get_a_learning_curve_over_training_rows(tmp_path):
+    """logreg and ridge have no epochs: their curve is the val metric when refitted on growing train subsets."""
+    from PIL import Image
+
+    from tlops.evaluate import curves_png
+
+    x, y = _blobs(n=200)
+    xv, yv = _blobs(n=60, seed=1)
+    res = train_probe(x, y, xv, yv, 3, LinearProbeConfig(head="logreg"), seed=0)
+    rows = [p["train_rows"] for p in res.size_curve]
+    assert rows == sorted(rows) and rows[-1] == 200 and len(rows) == 4, res.size_curve
+    assert res.size_curve[-1]["val_macro_f1"] == res.val_macro_f1
+    seen = []  # the rows each refit gets: seeded, growing, every class in each (unbalanced classes too)
+    labels = np.array([0] * 150 + [1] * 45 + [2] * 5)
+    curve = size_curve(lambda rows: seen.append(rows) or len(rows), labels, seed=0, metric="m", full=-1.0, classes=True)
+    assert [len(r) for r in seen] == [p["m"] for p in curve[:-1]] == [15 + 5 + 1, 38 + 12 + 2, 75 + 23 + 3]
+    assert all(set(labels[r]) == {0, 1, 2} and set(seen[0]) <= set(r) for r in seen), "nested, stratified subsets"
+    assert curve[-1] == {"train_rows": 200, "m": -1.0}
+    target = x[:, 0] * 2.0 + 1.0
+    ridge = train_probe(x, target, xv, xv[:, 0] * 2.0 + 1.0, 0, LinearProbeConfig(head="ridge"), seed=0, task="regression")
+    assert [p["train_rows"] for p in ridge.size_curve] == [20, 50, 100, 200]
+    assert ridge.size_curve[-1]["val_mae"] == ridge.val_metrics["mae"]
+    assert train_probe(x, y, xv, yv, 3, LinearProbeConfig(head="mlp", epochs=2), seed=0).size_curve == []  # it has epochs
+
+    png = curves_png(res.history, tmp_path / "size.png", res.size_curve)
+    assert png is not None and Image.open(png).size[0] == 500  # one panel: metric vs training rows
+    one_epoch = curves_png([{"epoch": 0, "train_loss": 0.7, "val_macro_f1": 0.6}], tmp_path / "one.png")
+    assert one_epoch is not None and Image.open(one_epoch).size[0] == 1000  # a 1-epoch run still shows its point
+    assert curves_png([], tmp_path / "none.png") is None

@@ -18,7 +18,11 @@ def _edit(path, fn):
 
 
 def _fails(root) -> str:
-    report = validate_dataset(load_dataset(root), CFG)
+    return _fails_with(root, CFG)
+
+
+def _fails_with(root, cfg: ValidationConfig) -> str:
+    report = validate_dataset(load_dataset(root), cfg)
     with pytest.raises(ValidationFailed) as e:
         raise_for_report(report)
     assert e.value.report is report and not report.success
@@ -68,6 +72,9 @@ def test_too_few_rows_for_a_class(text_dataset):
     failed = report.failed()
     assert [c.rule for c in failed] == ["every class has at least 3 training rows"]
     assert failed[0].rows == ["label 'food' (2 rows)"]
+    assert "train.csv class label 'food' (2 rows)" in _fails_with(text_dataset, ValidationConfig(min_per_class=3))
+    two_short = _fails_with(text_dataset, ValidationConfig(min_per_class=1000))
+    assert "train.csv classes label " in two_short and "classs" not in two_short, two_short
 
 
 def test_missing_file_and_column(text_dataset):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
@@ -117,20 +118,33 @@ def confusion_png(y_true: list[str], y_pred: list[str], labels: list[str], path:
     return path
 
 
-def curves_png(history: list[dict], path: Path) -> Path | None:
+def curves_png(history: list[dict], path: Path, size_curve: Sequence[dict] = ()) -> Path | None:
+    """Learning curves: each validation/training metric per epoch (a 1-epoch run shows its one point), and for a
+    closed-form head, which has no epochs, the validation metric against the number of training rows."""
     keys = [k for k in ("train_loss", "val_loss", "val_macro_f1", "val_mae") if any(k in h for h in history)]
-    if len(history) < 2 or not keys:
+    size_key = next((k for k in ("val_macro_f1", "val_mae") if size_curve and k in size_curve[0]), None)
+    by_epoch = keys if len({h.get("epoch") for h in history}) > 1 or not size_key else []  # a lone closed-form row: the size panel says it
+    panels = [("epoch", k) for k in by_epoch] + ([("train_rows", size_key)] if size_key else [])
+    if not panels:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5))
-    for ax, k in zip(np.atleast_1d(axes), keys):
-        ax.plot([h["epoch"] for h in history if k in h], [h[k] for h in history if k in h])
-        ax.set_xlabel("epoch")
-        ax.set_title(k)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5))
+    for ax, (x_key, k) in zip(np.atleast_1d(axes), panels):
+        rows = [h for h in (history if x_key == "epoch" else size_curve) if k in h]
+        ax.plot([h[x_key] for h in rows], [h[k] for h in rows], marker="o")
+        if x_key == "epoch":
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+            ax.set_title(k)
+        else:
+            ax.set_xscale("log")
+            ax.set_xlabel("training rows (log scale)")
+            ax.set_title(f"{k} vs training data")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -288,14 +288,15 @@ details{margin:6px 0}summary{cursor:pointer;color:#2f6fb0;font-size:13px}
 """
 
 
-def card_facts(cfg: RunConfig, *, run_id: str, modality: str, rows: dict[str, int], tags: dict[str, str],
+def card_facts(cfg: RunConfig, *, run_id: str, modality: str, task: str, rows: dict[str, int], tags: dict[str, str],
                version: str | None = None) -> CardFacts:
     """The card's facts from the run's config, its split sizes and the lineage tags recorded when it started
     (`data.dataset_md5`, `git.commit`, `git.dirty`). Settings: only those that apply, as in the run's params."""
     from tlops.run_params import applicable_params
     from tlops.strategies import get_strategy
 
-    params = applicable_params(cfg.model_dump(mode="json"), modality, uses_unlabeled="unlabeled" in get_strategy(cfg.strategy.name).splits)
+    params = applicable_params(cfg.model_dump(mode="json"), modality, uses_unlabeled="unlabeled" in get_strategy(cfg.strategy.name).splits,
+                               task=task)
     settings = {k: v for k, v in params.items() if k.startswith(("strategy.", "backbone.")) and k not in ("strategy.name", "backbone.name")}
     return CardFacts(model_name=cfg.registry.model_name, version=version, run_id=run_id, experiment=cfg.tracking.experiment,
                      modality=modality, dataset=cfg.data.path, dataset_md5=tags.get("data.dataset_md5", "unknown"), rows=rows,

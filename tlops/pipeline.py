@@ -100,7 +100,7 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
     y_pred = result.test_predictions(features, lambda: open_dataset(cfg).inputs("test"))
     out_dir.mkdir(parents=True, exist_ok=True)
     report, report_name, plots = task.report_and_plots(y_true, y_pred, labels, out_dir)
-    curves = curves_png(result.history, out_dir / "learning_curves.png")
+    curves = curves_png(result.history, out_dir / "learning_curves.png", result.size_curve)
     report_path = out_dir / report_name
     report_path.write_text(json.dumps(report, indent=1))
     metrics, shots = task.metrics(y_true, y_pred, labels), None

@@ -173,6 +173,8 @@ class _Trained(Record):
     history: list[dict[str, float]] = Field(description="one row per epoch (or one row for a closed-form fit)")
     val_macro_f1: float = Field(description="validation macro-F1 of the kept model; NaN for a regression model (see val_metrics)")
     val_metrics: dict[str, float] = Field({}, description="a regression model's validation mae, rmse, r2, spearman")
+    size_curve: list[dict[str, float]] = Field([], description="a closed-form head's learning curve over data: the val metric "
+                                                              "when fitted on growing subsets of train (train_rows, val_...)")
     seconds: float
     loop: LoopSummary | None = None
     execution: Execution | None = None

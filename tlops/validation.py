@@ -395,7 +395,8 @@ def failure_message(report: ValidationReport) -> str:
         if c.rows:
             shown = ", ".join(str(r) for r in c.rows[:10])
             more = "" if (c.unexpected_count or 0) <= 10 else f" (+{c.unexpected_count - 10} more)"
-            label = ("line" if isinstance(c.rows[0], int) else "class") + ("s" if len(c.rows) > 1 else "")
+            many = len(c.rows) > 1
+            label = ("lines" if many else "line") if isinstance(c.rows[0], int) else ("classes" if many else "class")
             where += f" {label} {shown}{more}"
         vals = f"; values {c.values[:5]}" if c.values and isinstance(c.rows[0] if c.rows else 0, int) else ""
         obs = f"; observed {c.observed}" if c.observed is not None and not c.rows else ""

@@ -6,7 +6,7 @@ Used by the `linear_probe` strategy and by LP-FT in `finetune`."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,6 +27,7 @@ class ProbeResult:
     val_macro_f1: float  # NaN for a regression head (see val_metrics)
     history: list[dict]  # per-epoch metrics (MLP) or one row (logistic regression)
     val_metrics: dict | None = None  # a regression head's validation metrics (mae, rmse, r2, spearman)
+    size_curve: list[dict] = field(default_factory=list)  # closed-form heads: the val metric when fitted on less train data
 
 
 def _scaler(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,7 +172,38 @@ def train_probe(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_
     """The configured head on train, selected on val. `y`: class indices, or float targets for `task="regression"`."""
     x, xv = x.astype(np.float32), xv.astype(np.float32)
     if task == "regression":
-        fit = fit_ridge if cfg.head == "ridge" else fit_mlp_regression
-        return fit(x, y.astype(np.float64), xv, yv.astype(np.float64), cfg, seed)
-    fit = fit_logreg if cfg.head == "logreg" else fit_mlp
-    return fit(x, y, xv, yv, n_classes, cfg, seed)
+        y, yv = y.astype(np.float64), yv.astype(np.float64)
+        if cfg.head == "ridge":
+            result = fit_ridge(x, y, xv, yv, cfg, seed)
+            kept = cfg.model_copy(update={"alphas": [result.history[-1]["alpha"]]})  # the subsets refit with the chosen alpha
+            result.size_curve = size_curve(lambda i: fit_ridge(x[i], y[i], xv, yv, kept, seed).val_metrics["mae"], y, seed,
+                                           "val_mae", full=result.val_metrics["mae"])
+            return result
+        return fit_mlp_regression(x, y, xv, yv, cfg, seed)
+    if cfg.head == "logreg":
+        result = fit_logreg(x, y, xv, yv, n_classes, cfg, seed)
+        result.size_curve = size_curve(lambda i: fit_logreg(x[i], y[i], xv, yv, n_classes, cfg, seed).val_macro_f1, y, seed,
+                                       "val_macro_f1", classes=True, full=result.val_macro_f1)
+        return result
+    return fit_mlp(x, y, xv, yv, n_classes, cfg, seed)
+
+
+SIZE_FRACTIONS = (0.1, 0.25, 0.5)  # of the train rows; the full fit is the last point
+
+
+def size_curve(score, y: np.ndarray, seed: int, metric: str, full: float, classes: bool = False) -> list[dict]:
+    """A closed-form head has no epochs, so its learning curve is over data: `score(rows)` (the head refitted on
+    those train rows, scored on val) at growing seeded subsets, per class for classes (every class kept).
+    Tells whether more labelled data would still help. Cheap: each refit sees at most half the rows."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    curve = []
+    for frac in SIZE_FRACTIONS:
+        if classes:  # the first ceil(frac * n) rows of each class in the seeded order (at least one)
+            rows = np.concatenate([order[y[order] == c][: max(1, int(np.ceil(frac * (y == c).sum())))] for c in np.unique(y)])
+        else:
+            rows = order[: max(2, int(np.ceil(frac * len(y))))]
+        if len(rows) < len(y):
+            curve.append({"train_rows": len(rows), metric: float(score(np.sort(rows)))})
+    curve.append({"train_rows": len(y), metric: float(full)})
+    return curve
