@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import io
 import os
+import sys
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from importlib import metadata
 from pathlib import Path
 
@@ -109,6 +111,21 @@ def logged_code_manifest(model_uri: str, dst: Path) -> dict[str, str]:
     return code_manifest(dst)
 
 
+REGISTRY_NOTICES = ("Successfully registered model ", "Created version ")  # MLflow's own prints; tlops's summary says both
+
+
+@contextmanager
+def registry_notices_dropped():
+    """MLflow prints its registration notices to stderr itself (no logger to quiet); everything else written to
+    stderr meanwhile (warnings, errors) still reaches it, after the block."""
+    buf = io.StringIO()
+    try:
+        with redirect_stderr(buf):
+            yield
+    finally:
+        sys.stderr.write("".join(line for line in buf.getvalue().splitlines(keepends=True) if not line.startswith(REGISTRY_NOTICES)))
+
+
 @task(name="register")
 def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: TrainResult, metrics: dict[str, float],
                   out_dir: str, source: str = "(api)") -> Registration:
@@ -122,7 +139,7 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
     manifest = package_manifest(package)  # what `tlops audit` checks the registered files against
     log_json(client, run_id, manifest, MANIFEST_ARTIFACT)
     champ = champion_score(cfg, reg, features)  # scored before registering: never compared with itself
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings(), requirements_pinned_here():
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings(), requirements_pinned_here(), registry_notices_dropped():
         warnings.filterwarnings("ignore", message=".*input example.*")
         info = mlflow.pyfunc.log_model(
             name="model",
