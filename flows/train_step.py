@@ -15,6 +15,7 @@ from tasks.tracking import EpochLogger, log_json, log_metrics, setup
 from tlops.config import config_from_dict
 from tlops.pipeline import train_step
 from tlops.records import Execution, FeatureSet, TrainResult, dump_json
+from tlops.training.ddp_launch import train_step_distributed, world_size
 
 RESULT_FILE = "result.json"
 
@@ -33,7 +34,11 @@ def train_step_flow(config: dict, run_id: str, features: dict, out_dir: str) -> 
     cfg = config_from_dict(config)
     client, _ = setup(cfg)
     logger = EpochLogger(client, run_id)
-    result = train_step(cfg, FeatureSet.model_validate(features), Path(out_dir), callbacks=[logger])
+    if world_size(cfg.execution) > 1:  # DDP under torchrun: epoch rows reach the run at the end (log_rest)
+        result = train_step_distributed(cfg, FeatureSet.model_validate(features), Path(out_dir))
+        client.set_tag(run_id, "tlops.ddp_world_size", str(world_size(cfg.execution)))
+    else:
+        result = train_step(cfg, FeatureSet.model_validate(features), Path(out_dir), callbacks=[logger])
     result.execution = _execution()
     logger.log_rest(result.history)
     now = int(time.time() * 1000)

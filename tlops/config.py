@@ -91,6 +91,22 @@ class ExecutionConfig(_Strict):
     train_pool: str | None = Field(None, description="Prefect work pool for the train step; None runs it in-process")
     work_dir: str = ".tlops/runs"
     pool_timeout_s: float = Field(1800, gt=0)
+    # DDP fine-tuning (tlops.training.ddp_launch): the train step launches torchrun when nproc_per_node * nnodes > 1
+    nproc_per_node: int = Field(1, ge=1, description="training processes per machine (one per GPU; gloo on CPU); "
+                                "1 trains in the step's own process")
+    nnodes: int = Field(1, ge=1, description="machines training together; > 1 needs rdzv_endpoint, and each other machine "
+                        "runs the join command the train step logs (work_dir on a shared filesystem)")
+    rdzv_endpoint: str | None = Field(None, validate_default=True, description="host:port of the rendezvous on the first "
+                                      "machine (torchrun's c10d store) when nnodes > 1")
+
+    @field_validator("rdzv_endpoint")
+    @classmethod
+    def _endpoint_for_several_nodes(cls, v: str | None, info) -> str | None:
+        if info.data.get("nnodes", 1) > 1 and not v:
+            raise ValueError("nnodes > 1 needs the rendezvous address of the first machine, e.g. rdzv_endpoint: 10.0.0.5:29400")
+        if v is not None and not re.fullmatch(r"[^\s:]+:\d{1,5}", v):
+            raise ValueError("write it as host:port, e.g. 10.0.0.5:29400")
+        return v
     task_runner: Literal["local", "dask"] = Field("local", description="where feature shards run: local (one after another in "
                                                   "the flow's process) or dask (Dask workers; needs features.shard_rows)")
     dask_address: str | None = Field(None, description="Dask scheduler to send shards to, e.g. tcp://10.0.0.5:8786 (its workers "

@@ -40,3 +40,10 @@ def to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, dict):
         return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
     return batch.to(device, non_blocking=True)
+
+
+def rank_slice(batch: Sequence[int], rank: int, world: int) -> list[int]:
+    """This rank's share of one global batch under DDP: every `world`-th row from `rank`. Strided, so that the
+    length-sorted batches of text spread their lengths evenly over the ranks; a share may be empty when the
+    batch has fewer rows than ranks (the loop then runs a zero-weight row to keep the collectives in step)."""
+    return list(batch[rank::world])

@@ -26,7 +26,8 @@ from torch import nn
 
 from tlops.checkpoint import latest_checkpoint, prune, read_checkpoint, save_checkpoint
 from tlops.progress import loop_callbacks
-from tlops.training.batching import epoch_batches, generator, to_device
+from tlops.training import distributed
+from tlops.training.batching import epoch_batches, generator, rank_slice, to_device
 from tlops.training.callbacks import Callback
 from tlops.training.objectives import Batch, ClassificationTask, Objective
 from tlops.training.parts import discriminative_param_groups, gradual_top_n, set_trainable, warmup_then_decay
@@ -59,8 +60,8 @@ class LoopResult:
     resumed_from: dict | None
     device: str
     precision: str
-    train_samples: int  # examples seen in training steps (this process)
-    train_seconds: float  # time in training steps (this process), validation excluded
+    train_samples: int  # examples seen in training steps (all processes of a DDP run together)
+    train_seconds: float  # time in training steps (this process; rank 0 under DDP), validation excluded
     skipped_checkpoints: list[str] = field(default_factory=list)
 
 
@@ -188,6 +189,7 @@ class _Training:
     def __init__(self, net: Net, objective: Objective, n_train: int, opts, checkpoint_dir: Path | None):
         self.net, self.objective, self.opts, self.checkpoint_dir = net, objective, opts, checkpoint_dir
         self.device, self.amp = resolve_device(opts.device, opts.precision)
+        self.dist = distributed.current()  # None: one process, the loop as it always was
         self.model = net.backbone.model
         self.modules = {BACKBONE_FILE: self.model, HEAD_FILE: net.head}  # checkpoint file -> module
         if any(True for _ in objective.state_dict()):  # an objective with weights of its own (a discriminator)
@@ -208,6 +210,9 @@ class _Training:
         steps_per_epoch = math.ceil(math.ceil(n_train / opts.batch_size) / opts.grad_accum_steps)
         total_steps = opts.epochs * steps_per_epoch
         self.sched = warmup_then_decay(self.opt, int(round(opts.warmup_ratio * total_steps)), total_steps, opts.schedule)
+        if self.dist is not None:
+            self.replicated = distributed.Replicated(distributed.Joint(net, objective), self.device)
+            self.pending: dict[str, Any] = {"losses": {}, "monitors": {}, "seen": 0}  # this rank's sums since the last merge
 
     def top_n(self, epoch: int) -> int | None:
         """How many top backbone groups train in this epoch (None: all)."""
@@ -232,19 +237,42 @@ class _Training:
         saved = ckpt.state()
         self.opt.load_state_dict(saved["optimizer"])
         self.sched.load_state_dict(saved["scheduler"])
-        _set_rng_state(saved["rng"])
+        ranks = saved.get("rng_ranks")  # a DDP run's per-rank RNG (dropout streams differ per rank)
+        _set_rng_state(ranks[self.dist.rank] if self.dist is not None and ranks and len(ranks) == self.dist.world else saved["rng"])
         best = read_checkpoint(Path(self.checkpoint_dir) / "best")
         log.info("resuming from %s (epoch %d, batch %d)", ckpt.path, state.epoch, state.batch)
         self.resumed_from = {"checkpoint": ckpt.path.name, "epoch": state.epoch, "batch": state.batch, "global_step": state.global_step}
+        if self.dist is not None:
+            self.dist.barrier()  # every rank has read it before rank 0 may write (and prune) the next one
         return state, ({file: best.tensors(file) for file in self.modules} if best else None), skipped
 
     def save(self, name: str, state: LoopState) -> None:
+        """Called on every rank under DDP (it gathers each rank's RNG); only rank 0 writes."""
         if self.checkpoint_dir is None:
             return
+        trainer = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "rng": _rng_state()}
+        if self.dist is not None:
+            trainer["rng_ranks"] = self.dist.gather(trainer["rng"])
+            if not self.dist.is_main:
+                self.dist.barrier()
+                return
         save_checkpoint(self.checkpoint_dir, name, {file: m.state_dict() for file, m in self.modules.items()},
-                        meta={"state": asdict(state)},
-                        state={"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "rng": _rng_state()})
+                        meta={"state": asdict(state)}, state=trainer)
         prune(self.checkpoint_dir)
+        if self.dist is not None:
+            self.dist.barrier()  # a rank that fails right after this step finds the checkpoint complete
+
+    def merge_sums(self, state: LoopState) -> None:
+        """DDP: add every rank's loss/monitor sums and row counts since the last merge into `state`, so the
+        state (and a checkpoint of it) holds the global batch's sums, as in one process."""
+        if self.dist is None:
+            return
+        for p in self.dist.gather(self.pending):
+            for part, into in (("losses", state.epoch_losses), ("monitors", state.epoch_monitors)):
+                for k, v in p[part].items():
+                    into[k] = into.get(k, 0.0) + v
+            state.epoch_seen += p["seen"]
+        self.pending = {"losses": {}, "monitors": {}, "seen": 0}
 
     def train_epoch(self, state: LoopState, train: LabelledData, seed: int, callbacks: Sequence[Callback]) -> int:
         """The rest of `state.epoch` from batch `state.batch` on; returns the examples seen."""
@@ -258,21 +286,25 @@ class _Training:
             cb.on_epoch_begin(state, len(order), o.epochs)
         self.opt.zero_grad(set_to_none=True)
         for b in range(state.batch, len(order)):
-            idx = order[b]
-            batch = train.batch(idx, generator(seed, epoch, b) if o.augment else None, flip=o.flip)
-            batch = Batch(to_device(batch.inputs, self.device), batch.targets.to(self.device))
-            with _autocast(self.device, self.amp):
-                terms = self.objective(self.net, batch, state.global_step)
             # each micro-batch's share of the accumulated step
             in_step = min(o.grad_accum_steps, len(order) - (b // o.grad_accum_steps) * o.grad_accum_steps)
-            (sum(terms.values()) / in_step).backward()
-            for k, v in terms.items():
-                state.epoch_losses[k] = state.epoch_losses.get(k, 0.0) + float(v.detach()) * len(idx)
-            for k, v in self.objective.monitors().items():
-                state.epoch_monitors[k] = state.epoch_monitors.get(k, 0.0) + v * len(idx)
-            state.epoch_seen += len(idx)
-            seen += len(idx)
-            if (b + 1) % o.grad_accum_steps == 0 or b + 1 == len(order):
+            ends_step = (b + 1) % o.grad_accum_steps == 0 or b + 1 == len(order)
+            if self.dist is not None:
+                seen += self.ddp_micro_batch(state, train, order[b], seed, b, in_step, ends_step)
+            else:
+                idx = order[b]
+                batch = train.batch(idx, generator(seed, epoch, b) if o.augment else None, flip=o.flip)
+                batch = Batch(to_device(batch.inputs, self.device), batch.targets.to(self.device))
+                with _autocast(self.device, self.amp):
+                    terms = self.objective(self.net, batch, state.global_step)
+                (sum(terms.values()) / in_step).backward()
+                for k, v in terms.items():
+                    state.epoch_losses[k] = state.epoch_losses.get(k, 0.0) + float(v.detach()) * len(idx)
+                for k, v in self.objective.monitors().items():
+                    state.epoch_monitors[k] = state.epoch_monitors.get(k, 0.0) + v * len(idx)
+                state.epoch_seen += len(idx)
+                seen += len(idx)
+            if ends_step:
                 if o.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(self.params, o.max_grad_norm)
                 self.opt.step()
@@ -281,12 +313,41 @@ class _Training:
                 state.global_step += 1
                 state.batch = b + 1
                 if o.checkpoint_every_steps and state.global_step % o.checkpoint_every_steps == 0 and b + 1 < len(order):
+                    self.merge_sums(state)
                     self.save(f"step-{state.global_step:09d}", state)
                 for cb in callbacks:
                     cb.on_step_end(state)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
+        self.merge_sums(state)
         return seen
+
+    def ddp_micro_batch(self, state: LoopState, train: LabelledData, global_idx: list[int], seed: int, b: int,
+                        in_step: int, ends_step: bool) -> int:
+        """This rank's share of global batch `b`: forward and backward through the DDP wrapper, the loss
+        weighted so the all-reduced gradient is the global batch's (`distributed.rank_weight`); gradients
+        are all-reduced only on the micro-batch that ends an optimizer step. Returns the rows it trained on.
+        Augmentation draws from the batch's generator over this rank's rows only: with augmentation (or
+        dropout) the random draws differ from one process's, so runs agree in distribution, not bit for bit."""
+        o, d = self.opts, self.dist
+        idx = rank_slice(global_idx, d.rank, d.world)
+        n = len(idx)
+        # a batch with fewer rows than ranks leaves a rank empty: it runs one row at weight 0 (collectives stay in step)
+        batch = train.batch(idx or global_idx[:1], generator(seed, state.epoch, b) if o.augment else None, flip=o.flip)
+        batch = Batch(to_device(batch.inputs, self.device), batch.targets.to(self.device))
+        weight = distributed.rank_weight(n, len(global_idx), d.world)
+        ddp = self.replicated.module()
+        with self.replicated.step_context(ends_step):
+            with _autocast(self.device, self.amp):
+                terms = ddp(batch, state.global_step)
+            (sum(terms.values()) * (weight / in_step)).backward()
+        p = self.pending
+        for k, v in terms.items():
+            p["losses"][k] = p["losses"].get(k, 0.0) + float(v.detach()) * n
+        for k, v in self.objective.monitors().items():
+            p["monitors"][k] = p["monitors"].get(k, 0.0) + v * n
+        p["seen"] += n
+        return n
 
     def epoch_row(self, state: LoopState, val: LabelledData, task: ClassificationTask, train_seconds: float) -> dict[str, float]:
         """The epoch's training loss (total, and each term when there are several), validation metrics, LRs."""
@@ -333,15 +394,20 @@ def fit(net: Net, objective: Objective, train: LabelledData, val: LabelledData, 
             train_samples += run.train_epoch(state, train, seed, callbacks)
             epoch_seconds = time.perf_counter() - t0
             train_seconds += epoch_seconds
-            row = run.epoch_row(state, val, task, epoch_seconds)
-            if epoch_metrics is not None:
-                row.update(epoch_metrics(lambda data: evaluate_net(net, data, opts.eval_batch_size, run.device, run.amp)))
+            def validate() -> dict[str, float]:
+                row = run.epoch_row(state, val, task, epoch_seconds)
+                if epoch_metrics is not None:
+                    row.update(epoch_metrics(lambda data: evaluate_net(net, data, opts.eval_batch_size, run.device, run.amp)))
+                return row
+
+            # DDP: rank 0 validates and every rank takes its row, so best epoch and early stop agree everywhere
+            row = validate() if run.dist is None else run.dist.from_main(validate)
             state.history.append(row)
             score = task.oriented(row[task.selection_metric])
             if score > state.best_metric:
                 state.best_metric, state.best_epoch, state.since_best = score, state.epoch, 0
                 best_state = {file: _copy_state(m) for file, m in run.modules.items()}
-                if checkpoint_dir is not None:
+                if checkpoint_dir is not None and (run.dist is None or run.dist.is_main):
                     save_checkpoint(checkpoint_dir, "best", best_state, meta={"epoch": state.epoch, task.selection_metric: row[task.selection_metric]})
             else:
                 state.since_best += 1
@@ -356,6 +422,8 @@ def fit(net: Net, objective: Objective, train: LabelledData, val: LabelledData, 
         for cb in callbacks:
             cb.on_fit_end(state)
 
+    if run.dist is not None:
+        train_samples = run.dist.sum_int(train_samples)
     for m in (run.model, net.head, objective):
         m.to("cpu")
     if best_state is not None:
