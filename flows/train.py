@@ -87,7 +87,8 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
         client.log_text(run_id, card(), MODEL_CARD)  # before registering: a card that cannot render fails the run before any version exists
         reg = register_task(cfg, run_id, feats, result, ev.metrics, str(work / "package"), source=source)
         describe_version(client, reg.model_name, reg.version, run_id=run_id, strategy=cfg.strategy.name, backbone=cfg.backbone.name,
-                         data_path=cfg.data.path, data_md5=data_md5, rows=rows, metrics=ev.metrics, gate=reg.gate.reason)
+                         data_path=cfg.data.path, data_md5=data_md5, rows=rows, metrics=ev.metrics, gate=reg.gate.reason,
+                         card=MODEL_CARD)
         client.log_text(run_id, card(reg), MODEL_CARD)  # again, now with the version and the gate's decision
     shutil.rmtree(work, ignore_errors=True)  # everything worth keeping is in MLflow now
     finish(result)

@@ -318,9 +318,11 @@ def log_dataset_inputs(client: MlflowClient, run_id: str, ds, data_md5: str) -> 
 
 
 def describe_version(client: MlflowClient, name: str, version: str, *, run_id: str, strategy: str, backbone: str,
-                     data_path: str, data_md5: str, rows: dict[str, int], metrics: dict[str, float], gate: str) -> str:
+                     data_path: str, data_md5: str, rows: dict[str, int], metrics: dict[str, float], gate: str,
+                     card: str | None = None) -> str:
     """The registered version explains itself in the registry: a Markdown description (what was trained on what,
-    how it scored, what the gate decided) and its test metrics as version tags (`test_<metric>`)."""
+    how it scored, what the gate decided) and its test metrics as version tags (`test_<metric>`). The run's
+    description (MLflow's note, shown atop the run page) says the same and points at the model card artifact."""
     scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     sizes = ", ".join(f"{k} {v}" for k, v in rows.items())
     text = (f"**{strategy}** on `{backbone}`\n\n"
@@ -329,6 +331,8 @@ def describe_version(client: MlflowClient, name: str, version: str, *, run_id: s
             f"- gate: {gate}\n"
             f"- run: `{run_id}`")
     client.update_model_version(name, version, description=text)
+    card_line = f"\n\nModel card: `{card}` under this run's Artifacts" if card else ""
+    client.set_tag(run_id, "mlflow.note.content", f"Registered as **{name}** version {version}: {text}{card_line}")
     for k, v in {**{f"test_{k}": f"{v:.6g}" for k, v in metrics.items()}, "tlops.strategy": strategy, "tlops.backbone": backbone,
                  "data.dataset_md5": data_md5}.items():
         client.set_model_version_tag(name, version, k, v)

@@ -71,6 +71,8 @@ def test_the_version_has_a_description_and_its_test_metrics_as_tags(probe_run):
     for k, v in out.test_metrics.items():
         assert float(mv.tags[f"test_{k}"]) == pytest.approx(v, rel=1e-5) == pytest.approx(run.data.metrics[f"test_{k}"], rel=1e-5)
     assert mv.tags["tlops.strategy"] == "linear_probe" and mv.tags["data.dataset_md5"] == run.data.tags["data.dataset_md5"]
+    note = run.data.tags["mlflow.note.content"]  # the run page's description: the same facts and where the card is
+    assert f"version {out.version}" in note and mv.description in note and "`model_card.html`" in note, note
 
 
 def test_a_fine_tune_keeps_its_settings_and_drops_other_modalities():
