@@ -78,6 +78,15 @@ def _made_by(source: str) -> str:
     return source if source.startswith(("schedule:", "trigger:")) else f"tlops run {source}"
 
 
+def input_example(cfg: RunConfig) -> list[str] | None:
+    """Two training texts as the model's input example: MLflow stores it with a serving-format copy (what a
+    `mlflow models serve` request looks like) and, at logging, serves it through the model once, so a package
+    that cannot answer its own example is never registered. Image and audio models take file paths, which mean
+    nothing on another machine: no example (the signature says "strings: file paths")."""
+    ds = open_dataset(cfg)
+    return ds.inputs("train")[:2] if ds.modality == "text" else None
+
+
 def model_signature():
     """Raw inputs (strings: texts or file paths) in; the `proba` param asks for class probabilities; `support`
     (a JSON list of labelled rows, "" for none) adapts a meta-transfer model to new classes (tasks/pyfunc_model.py)."""
@@ -142,6 +151,7 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings(), requirements_pinned_here(), registry_notices_dropped():
         warnings.filterwarnings("ignore", message=".*input example.*")
         info = mlflow.pyfunc.log_model(
+            input_example=input_example(cfg),
             name="model",
             python_model=str(PYFUNC_FILE),
             artifacts={"package": str(package)},

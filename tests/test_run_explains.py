@@ -4,6 +4,7 @@ as version tags. One flow run (a text probe, tiny random-weight backbone: code p
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -63,7 +64,7 @@ def test_the_probe_curve_is_logged_once_named(probe_run):
 
 
 def test_the_version_has_a_description_and_its_test_metrics_as_tags(probe_run):
-    out, client, run, _ = probe_run
+    out, client, run, data = probe_run
     mv = client.get_model_version("explained", out.version)
     for expected in ("linear_probe", run.data.tags["data.dataset_md5"], f"macro_f1 {out.test_metrics['macro_f1']:.4f}",
                      out.promotion.reason, out.run_id, "train 36"):
@@ -71,6 +72,13 @@ def test_the_version_has_a_description_and_its_test_metrics_as_tags(probe_run):
     for k, v in out.test_metrics.items():
         assert float(mv.tags[f"test_{k}"]) == pytest.approx(v, rel=1e-5) == pytest.approx(run.data.metrics[f"test_{k}"], rel=1e-5)
     assert mv.tags["tlops.strategy"] == "linear_probe" and mv.tags["data.dataset_md5"] == run.data.tags["data.dataset_md5"]
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(client.get_model_version_download_uri("explained", out.version))  # an input example, in what serving accepts
+    example = model.input_example
+    texts = list(example.iloc[:, 0]) if hasattr(example, "iloc") else list(example)
+    assert texts == list(pd.read_csv(data / "train.csv")["text"][:2]), example
+    assert len(model.predict(example)) == 2
     note = run.data.tags["mlflow.note.content"]  # the run page's description: the same facts and where the card is
     assert f"version {out.version}" in note and mv.description in note and "`model_card.html`" in note, note
 
