@@ -41,6 +41,15 @@ def resolve_paths(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+def _pool_hint(state, pool: str) -> str:
+    """What to do about a train step that did not complete on the pool, by how it ended."""
+    if state is None or state.is_scheduled() or state.is_pending():
+        return f"no worker started it within execution.pool_timeout_s: is a worker running? `prefect worker start --pool {pool}`"
+    if state.is_crashed():
+        return "the worker's flow-run process died (killed, or out of memory): run the same command again to resume from its last checkpoint"
+    return "its logs are in the Prefect UI (flow run above)"
+
+
 def run_train_step(cfg: RunConfig, run_id: str, features: FeatureSet, out_dir: str) -> TrainResult:
     """In-process subflow by default; with execution.train_pool, a deployment run on that pool's worker
     (parameters and the result cross the process boundary as JSON)."""
@@ -57,7 +66,7 @@ def run_train_step(cfg: RunConfig, run_id: str, features: FeatureSet, out_dir: s
     if not run.state or not run.state.is_completed():
         state = run.state.name if run.state else "unknown"
         raise RuntimeError(f"train step on work pool {pool!r} ended {state}: {run.state.message if run.state else ''} "
-                           f"(flow run {run.id}); is a worker running? `prefect worker start --pool {pool}`")
+                           f"(flow run {run.id}); {_pool_hint(run.state, pool)}")
     result = TRAIN_RESULT.validate_json((Path(out_dir) / RESULT_FILE).read_text())
     result.execution.flow_run_id = str(run.id)
     result.execution.work_pool = pool
