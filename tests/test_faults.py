@@ -151,6 +151,7 @@ def test_worker_killed_in_the_train_step_fails_the_run_and_the_rerun_resumes(tmp
         (step_run,) = asyncio.run(_train_step_runs(prefect_api, POOL))
         assert step_run.state.is_crashed(), (step_run.state, svc.log(worker).read_text()[-3000:])
         assert "Crashed" in crashed.stderr and str(step_run.id) in crashed.stderr, crashed.stderr[-3000:]
+        assert "run the same command again to resume" in crashed.stderr and "is a worker running" not in crashed.stderr
 
         uri = cfg["tracking"]["uri"]
         client = MlflowClient(uri, registry_uri=uri)
