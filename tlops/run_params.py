@@ -27,8 +27,8 @@ HEAD_OF = {
     ("finetune", "hidden"): "mlp", ("finetune", "dropout"): "mlp",
     ("linear_probe", "alphas"): "ridge", ("linear_probe", "loss"): "mlp", ("linear_probe", "huber_delta"): "mlp",
 }
-# Strategy settings read only for one task type (dataset.yaml `task:`): the MLP's regression loss.
-TASK_OF = {("linear_probe", "loss"): "regression", ("linear_probe", "huber_delta"): "regression"}
+# Strategy settings read only for one task type (dataset.yaml `task:`): the regression loss (MLP probe, fine-tuning).
+TASK_OF = {(strategy, key): "regression" for strategy in ("linear_probe", "finetune", "domain_adapt") for key in ("loss", "huber_delta")}
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:

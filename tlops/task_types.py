@@ -121,12 +121,12 @@ def check_config_fits(cfg: RunConfig, ds: Dataset) -> None:
     supported = getattr(type(cfg.strategy), "TASKS", None)  # strategies that train more than classifiers say which
     if supported is None:
         supported = ("classification",)
-    elif getattr(cfg.strategy, "head", None) not in (None, *task.heads):
+    elif getattr(cfg.strategy, "head", None) not in (None, *getattr(type(cfg.strategy), "HEADS", task.heads)):  # finetune's fit every task
         raise ConfigError(f"strategy.head: {cfg.strategy.head} is not a {task.name} head ({where}); set strategy.head to one of "
                           f"{', '.join(task.heads)}")
     if task.name not in supported:
         raise ConfigError(f"strategy {cfg.strategy.name} does not train {task.name} models yet ({where}); "
-                          f"use a strategy that does (linear_probe), or a {' / '.join(supported)} dataset")
+                          f"use a strategy that does (linear_probe, finetune), or a {' / '.join(supported)} dataset")
     if cfg.registry.metric not in task.gate_metrics:
         raise ConfigError(f"registry.metric: {cfg.registry.metric} is not a {task.name} metric ({where}); set registry.metric "
                           f"to one of {', '.join(task.gate_metrics)} (e.g. {task.default_gate_metric})")

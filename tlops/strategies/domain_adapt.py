@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -45,6 +45,7 @@ CRITERIA = {"dev": ("dev_risk", False), "snd": ("snd", True), "source_val": ("va
 class DomainAdaptConfig(FinetuneConfig):
     """Loop options as `finetune`, plus the adaptation method, its weight, the mode and the selection criterion."""
 
+    TASKS: ClassVar[tuple[str, ...]] = ("classification",)  # not finetune's: regression alignment is not built yet
     name: Literal["domain_adapt"] = "domain_adapt"  # type: ignore[assignment]
     method: Literal["dann", "cdan", "mmd", "coral", "source_only"] = "dann"
     mode: Literal["features", "finetune"] = Field("features", description="features: adapter + head on the cached frozen "

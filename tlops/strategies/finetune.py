@@ -1,11 +1,13 @@
 """Fine-tuning (`finetune`): train the backbone (all, the top N groups, or gradually more) together with a
-new head, on the shared training loop with a supervised objective (plus L2-SP when asked)."""
+new head, on the shared training loop with a supervised objective (plus L2-SP when asked). The dataset's task
+type picks the head's width, the loss (cross-entropy, or MSE/Huber on the standardised target) and the
+validation metric that keeps the best epoch (macro-F1, or MAE for regression)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, ClassVar, Literal, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
@@ -25,13 +27,17 @@ if TYPE_CHECKING:
 class FinetuneConfig(Strict):
     """Train the backbone (all, the top N groups, or gradually more) together with a new head."""
 
+    TASKS: ClassVar[tuple[str, ...]] = ("classification", "regression")  # dataset.yaml `task:` values it trains
+    HEADS: ClassVar[tuple[str, ...]] = ("linear", "mlp")  # head kinds that fit every task (output width follows the task)
     name: Literal["finetune"] = "finetune"
     head: Literal["linear", "mlp"] = "linear"
     hidden: int = Field(256, ge=1, description="MLP head hidden width")
     dropout: float = Field(0.1, ge=0, lt=1, description="MLP head dropout")
     trainable: Literal["all"] | int = Field("all", description="backbone groups that train: 'all', or the top N (0: head only)")
     unfreeze_every: int = Field(0, ge=0, description="gradual unfreezing: one more group every N epochs, starting from `trainable` (0: off)")
-    lp_ft: bool = Field(False, description="LP-FT: fit a logistic-regression head on the cached frozen features first, fine-tune from it")
+    lp_ft: bool = Field(False, description="LP-FT: fit a logistic-regression (regression: ridge) head on the cached frozen features first, fine-tune from it")
+    loss: Literal["mse", "huber"] = Field("mse", description="regression dataset: loss on the standardised target")
+    huber_delta: float = Field(1.0, gt=0, description="Huber loss: quadratic within this many target std's, linear beyond")
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(32, ge=1)
     grad_accum_steps: int = Field(1, ge=1, description="optimizer step every N batches (effective batch = batch_size * N)")
@@ -43,7 +49,7 @@ class FinetuneConfig(Strict):
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of optimizer steps spent warming up linearly")
     max_grad_norm: float | None = Field(1.0, gt=0, description="clip the global gradient norm (null: no clipping)")
-    patience: int = Field(3, ge=1, description="early stopping: stop after this many epochs without a better val macro-F1")
+    patience: int = Field(3, ge=1, description="early stopping: stop after this many epochs without a better val macro-F1 (regression: val MAE)")
     bucket_by_length: bool = Field(True, description="text: batches of similar length (less padding), in shuffled order")
     augment: bool = Field(True, description="image: random resized crop + horizontal flip; audio: random time shift")
     flip: bool = Field(True, description="image augmentation: horizontal flips (turn off for text-like images)")
@@ -73,40 +79,58 @@ class FinetuneConfig(Strict):
 NOT_IN_FINGERPRINT = {"resume", "device", "compile", "checkpoint_every_steps", "eval_batch_size"}
 
 
-def initial_head(cfg: FinetuneConfig, seed: int, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int) -> ProbeHead:
+def initial_head(cfg: FinetuneConfig, seed: int, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int,
+                 task: str = "classification") -> ProbeHead:
     """The head before fine-tuning: for LP-FT a probe fitted on the frozen (cached) features, otherwise a
-    fresh head; both standardise with the pretrained train features' mean/std (std floored)."""
+    fresh head; both standardise with the pretrained train features' mean/std (std floored). `n_classes`:
+    the head's output width (1 for regression); a regression head also carries the train targets' scaler."""
     import torch
 
     from tlops.modules.heads import ProbeHead
     from tlops.strategies.linear_probe import LinearProbeConfig
-    from tlops.training.probe import finetune_scaler, fit_logreg, fit_mlp
+    from tlops.task_types import task_type
+    from tlops.training.objectives import training_task
+    from tlops.training.probe import finetune_scaler, train_probe
 
     scaler = finetune_scaler(x)
     torch.manual_seed(seed)
     if cfg.lp_ft:
-        if cfg.head == "linear":
-            return fit_logreg(x, y, xv, yv, n_classes, LinearProbeConfig(), seed=seed, scaler=scaler).head
-        probe = LinearProbeConfig(head="mlp", hidden=cfg.hidden, dropout=cfg.dropout)
-        return fit_mlp(x, y, xv, yv, n_classes, probe, seed=seed, scaler=scaler).head
-    head = ProbeHead(x.shape[1], n_classes, kind=cfg.head, hidden=cfg.hidden, dropout=cfg.dropout)
+        linear = task_type(task).heads[0]  # the task's linear probe head (logreg, ridge) comes first
+        probe = LinearProbeConfig(head=linear if cfg.head == "linear" else "mlp", hidden=cfg.hidden, dropout=cfg.dropout,
+                                  loss=cfg.loss, huber_delta=cfg.huber_delta)
+        return train_probe(x, y, xv, yv, n_classes, probe, seed=seed, task=task, scaler=scaler, curve=False).head
+    head = ProbeHead(x.shape[1], n_classes, kind=cfg.head, hidden=cfg.hidden, dropout=cfg.dropout, task=task)
     head.set_scaler(*scaler)
+    training_task(task, y, cfg).init_head(head)
     return head
+
+
+def rows(backbone: Backbone, items: Sequence[str], targets: np.ndarray):
+    """`LabelledData` whose targets keep their dtype: class indices stay int64, regression targets stay floats
+    (LabelledData casts them to long). To fold into LabelledData once the DDP work in loop.py has landed."""
+    import torch
+
+    from tlops.training.loop import LabelledData
+
+    data = LabelledData(backbone, items, targets)
+    data._targets_t = torch.as_tensor(targets)
+    return data
 
 
 def finetune(backbone: Backbone, train_items: Sequence[str], y_train: np.ndarray, val_items: Sequence[str], y_val: np.ndarray,
              head: ProbeHead, cfg: FinetuneConfig, seed: int = 0, checkpoint_dir: Path | None = None,
-             callbacks: Sequence[Callback] = ()) -> LoopResult:
-    """Fine-tune `backbone` + `head` (already initialised) on the shared loop: cross-entropy, plus L2-SP toward
-    the starting weights when `cfg.l2sp` > 0. Returns with the best epoch loaded into both, on the CPU."""
-    from tlops.training.loop import LabelledData, Net, fit
-    from tlops.training.objectives import ClassificationTask, SupervisedObjective
+             callbacks: Sequence[Callback] = (), task: str = "classification") -> LoopResult:
+    """Fine-tune `backbone` + `head` (already initialised) on the shared loop: the task's loss (cross-entropy,
+    or MSE/Huber on the standardised target), plus L2-SP toward the starting weights when `cfg.l2sp` > 0;
+    the best epoch by the task's selection metric. Returns with the best epoch loaded into both, on the CPU."""
+    from tlops.training.loop import Net, fit
+    from tlops.training.objectives import SupervisedObjective, training_task
     from tlops.training.parts import L2SP
 
-    task = ClassificationTask()
+    scored = training_task(task, y_train, cfg)
     regularisers = {"l2sp": L2SP([p for g in backbone.parameter_groups() for p in g], cfg.l2sp)} if cfg.l2sp > 0 else {}
-    return fit(Net(backbone, head), SupervisedObjective(task, regularisers), LabelledData(backbone, train_items, y_train),
-               LabelledData(backbone, val_items, y_val), cfg, seed=seed, task=task, checkpoint_dir=checkpoint_dir, callbacks=callbacks)
+    return fit(Net(backbone, head), SupervisedObjective(scored, regularisers), rows(backbone, train_items, y_train),
+               rows(backbone, val_items, y_val), cfg, seed=seed, task=scored, checkpoint_dir=checkpoint_dir, callbacks=callbacks)
 
 
 def run_checkpoint_dir(ctx: TrainContext, strategy: dict, arrays: Sequence[np.ndarray]) -> Path:
@@ -130,24 +154,30 @@ def loop_summary(r: LoopResult, checkpoint_dir: Path | None) -> LoopSummary:
 @register_strategy("finetune", FinetuneConfig)
 def train(ctx: TrainContext) -> PackageResult:
     """Fine-tune backbone + head on the raw inputs; writes the best epoch as a full model package."""
+    import math
+
     from tlops.package import save_package
+    from tlops.task_types import task_type
+    from tlops.training.objectives import training_task
 
     cfg, feats, s = ctx.cfg, ctx.features, ctx.cfg.strategy
     ds = ctx.dataset()
-    x, y = feats.arrays("train")  # label indices come from the features step too
+    x, y = feats.arrays("train")  # label indices (or regression targets) come from the features step too
     xv, yv = feats.arrays("val")
-    head = initial_head(s, cfg.seed, x, y, xv, yv, len(feats.labels))
+    head = initial_head(s, cfg.seed, x, y, xv, yv, task_type(feats.task).outputs(feats.labels), task=feats.task)
     backbone = ctx.backbone()
     ckpt_dir = run_checkpoint_dir(ctx, s.model_dump(exclude=NOT_IN_FINGERPRINT), [x, y, xv, yv])
     t0 = time.perf_counter()
     r = finetune(backbone, ds.inputs("train"), y, ds.inputs("val"), yv, head, s, seed=cfg.seed, checkpoint_dir=ckpt_dir,
-                 callbacks=ctx.callbacks)
+                 callbacks=ctx.callbacks, task=feats.task)
     seconds = time.perf_counter() - t0
     backbone.fine_tuned = True  # export writes the trained weights, and the package identity hashes them
     loop = loop_summary(r, ckpt_dir)
+    val_f1, val_metrics = training_task(feats.task, y, s).summary(r.state.history[r.state.best_epoch])
+    val = {"val_macro_f1": val_f1, **{f"val_{k}": v for k, v in val_metrics.items()}}
     summary = {**loop.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device", "precision"}),
-               "val_macro_f1": r.state.best_metric}
+               **{k: v for k, v in val.items() if not math.isnan(v)}}  # a regression model has no macro-F1
     package = save_package(ctx.out_dir / "package", backbone, head, feats.labels,
                            extra={"strategy": s.model_dump(), "seed": cfg.seed, "fine_tune": summary})
-    return PackageResult(strategy=s.name, package=str(package), history=r.state.history, val_macro_f1=r.state.best_metric,
-                         seconds=seconds, loop=loop)
+    return PackageResult(strategy=s.name, package=str(package), history=r.state.history, val_macro_f1=val_f1,
+                         val_metrics=val_metrics, seconds=seconds, loop=loop)

@@ -1,7 +1,9 @@
 """What the training loop minimises, as small modules it just calls (TLlib's `DomainAdversarialLoss`,
 `MultipleKernelMaximumMeanDiscrepancy`: a method is a loss module, not a loop).
 
-A `Task` says how predictions are scored (loss, validation metrics, the selection metric); an
+A `Task` says how predictions are scored (loss, validation metrics, the selection metric and its direction);
+the dataset's task type picks it (`training_task`: cross-entropy on classes, or MSE/Huber on a standardised
+number), so the loop and the strategies never branch on the task. An
 `Objective` returns the named loss terms of one batch, e.g. `{"task": ..., "l2sp": ...}`. The loop sums
 the terms, backpropagates the sum and logs each term per epoch. An objective's own parameters (say a
 domain discriminator) are optimised and checkpointed with the model.
@@ -48,6 +50,80 @@ class ClassificationTask:
                 "val_accuracy": float(accuracy_score(targets, pred))}
 
 
+    @classmethod
+    def for_targets(cls, y: np.ndarray, opts: Any = None) -> "ClassificationTask":
+        return cls()
+
+    def init_head(self, head: nn.Module) -> None:
+        """A fresh head needs nothing from the targets (its outputs are the classes)."""
+
+    def summary(self, row: dict[str, float]) -> tuple[float, dict[str, float]]:
+        """(val macro-F1, regression metrics: none) of the kept epoch's row."""
+        return row["val_macro_f1"], {}
+
+
+REGRESSION_METRICS = ("mae", "rmse", "r2", "spearman")
+
+
+class RegressionTask:
+    """One output, trained on the standardised target (y - mean) / std with MSE or Huber loss (`huber_delta`
+    in target std's); validation maps outputs back to the target's units and reports val_mae, val_rmse,
+    val_r2, val_spearman and val_loss; the lowest val_mae selects the best epoch (the default gate metric)."""
+
+    def __init__(self, mean: float, std: float, loss: str = "mse", huber_delta: float = 1.0,
+                 selection_metric: str = "val_mae", maximize: bool = False):
+        if loss not in ("mse", "huber"):
+            raise ValueError(f"unknown regression loss {loss!r}; use 'mse' or 'huber'")
+        self.mean, self.std = float(mean), max(float(std), 1e-12)
+        self.loss_name, self.huber_delta = loss, huber_delta
+        self.selection_metric, self.maximize = selection_metric, maximize
+
+    @classmethod
+    def for_targets(cls, y: np.ndarray, opts: Any = None) -> "RegressionTask":
+        """Standardised with the train targets' mean and std (as the probe's regression heads are)."""
+        return cls(float(np.mean(y)), float(np.std(y)), getattr(opts, "loss", "mse"), getattr(opts, "huber_delta", 1.0))
+
+    def init_head(self, head: nn.Module) -> None:
+        """A fresh head maps its output back to the target's units with the same scaler the loss uses."""
+        head.set_target_scaler(self.mean, self.std)
+
+    def oriented(self, value: float) -> float:
+        return value if self.maximize else -value
+
+    def standardise(self, targets: torch.Tensor) -> torch.Tensor:
+        return (targets.float() - self.mean) / self.std
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        pred, want = outputs.float()[:, 0], self.standardise(targets)
+        if self.loss_name == "huber":
+            return F.huber_loss(pred, want, delta=self.huber_delta)
+        return F.mse_loss(pred, want)
+
+    def metrics(self, outputs: torch.Tensor, targets: np.ndarray) -> dict[str, float]:
+        from tlops.evaluate import regression_metrics
+
+        t = np.asarray(targets, dtype=np.float64)
+        pred = outputs.double()[:, 0].numpy() * self.std + self.mean
+        m = regression_metrics(t, pred)
+        return {"val_loss": float(self.loss(outputs, torch.as_tensor(t))), **{f"val_{k}": float(m[k]) for k in REGRESSION_METRICS}}
+
+    def summary(self, row: dict[str, float]) -> tuple[float, dict[str, float]]:
+        """(NaN: no macro-F1, the kept epoch's val mae/rmse/r2/spearman)."""
+        return float("nan"), {k: row[f"val_{k}"] for k in REGRESSION_METRICS}
+
+
+# dataset.yaml `task:` -> how the training loop scores it (tlops.task_types names the same task types)
+TRAINING_TASKS = {"classification": ClassificationTask, "regression": RegressionTask}
+
+
+def training_task(task: str, y: np.ndarray, opts: Any = None) -> ClassificationTask | RegressionTask:
+    """The loop's task for a dataset's task type, fitted to the train targets `y` (a regression task's scaler)
+    and the strategy options `opts` (its `loss`, `huber_delta`)."""
+    if task not in TRAINING_TASKS:
+        raise ValueError(f"no training task for {task!r}; known: {', '.join(TRAINING_TASKS)}")
+    return TRAINING_TASKS[task].for_targets(y, opts)
+
+
 class Objective(nn.Module):
     """Named loss terms for one batch. `net(inputs)` gives the head's outputs; `step` is the global optimizer
     step (schedules such as a GRL warm-up derive from it, so a resumed run continues them exactly)."""
@@ -65,7 +141,7 @@ class SupervisedObjective(Objective):
     """The task loss on the labelled batch, plus optional regularisers (each a module returning a scalar,
     e.g. L2-SP), each logged as its own term."""
 
-    def __init__(self, task: ClassificationTask, regularisers: dict[str, nn.Module] | None = None):
+    def __init__(self, task: ClassificationTask | RegressionTask, regularisers: dict[str, nn.Module] | None = None):
         super().__init__()
         self.task = task
         self.regularisers = nn.ModuleDict(regularisers or {})

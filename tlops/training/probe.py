@@ -101,10 +101,12 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_clas
     return ProbeResult(head, best, history)
 
 
-def _regression_head(x: np.ndarray, y: np.ndarray, kind: str, cfg: LinearProbeConfig) -> tuple[ProbeHead, np.ndarray, np.ndarray]:
-    """A regression head with both scalers fitted on train; returns (head, standardised x, standardised y)."""
+def _regression_head(x: np.ndarray, y: np.ndarray, kind: str, cfg: LinearProbeConfig,
+                     scaler: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[ProbeHead, np.ndarray, np.ndarray]:
+    """A regression head with both scalers fitted on train (or the feature scaler given, as LP-FT does);
+    returns (head, standardised x, standardised y)."""
     head = ProbeHead(x.shape[1], 1, kind=kind, hidden=cfg.hidden, dropout=cfg.dropout, task="regression")
-    mean, std = _scaler(x)
+    mean, std = scaler or _scaler(x)
     head.set_scaler(mean, std)
     head.set_target_scaler(float(y.mean()), float(y.std()))
     xs = (x - mean.numpy()) / std.clamp(min=1e-6).numpy()
@@ -119,10 +121,11 @@ def _val_regression(head: ProbeHead, xv: np.ndarray, yv: np.ndarray) -> dict:
     return regression_metrics(yv, np.asarray(predict_values(head, xv)))
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg: LinearProbeConfig, seed: int) -> ProbeResult:
+def fit_ridge(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg: LinearProbeConfig, seed: int,
+              scaler: tuple[torch.Tensor, torch.Tensor] | None = None) -> ProbeResult:
     """Ridge on the standardised features and target, alpha picked from `cfg.alphas` by validation MAE (the
     default gate metric); the chosen alpha's coefficients become the head's linear layer."""
-    head, xs, ys = _regression_head(x, y, "linear", cfg)
+    head, xs, ys = _regression_head(x, y, "linear", cfg, scaler)
     lin = head.net[0]
     best = None
     for alpha in cfg.alphas:
@@ -139,11 +142,12 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg:
                        val_metrics=best[0])
 
 
-def fit_mlp_regression(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg: LinearProbeConfig, seed: int) -> ProbeResult:
+def fit_mlp_regression(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg: LinearProbeConfig, seed: int,
+                       scaler: tuple[torch.Tensor, torch.Tensor] | None = None) -> ProbeResult:
     """The MLP head on the standardised target with MSE (or Huber) loss; the epoch with the best validation MAE is kept."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    head, _, ys = _regression_head(x, y, "mlp", cfg)
+    head, _, ys = _regression_head(x, y, "mlp", cfg, scaler)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     xt, yt = torch.from_numpy(x), torch.from_numpy(ys.astype(np.float32))
     loss_fn = nn.HuberLoss(delta=cfg.huber_delta) if cfg.loss == "huber" else nn.MSELoss()
@@ -168,24 +172,31 @@ def fit_mlp_regression(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndar
 
 
 def train_probe(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int = 0,
-                task: str = "classification") -> ProbeResult:
-    """The configured head on train, selected on val. `y`: class indices, or float targets for `task="regression"`."""
+                task: str = "classification", scaler: tuple[torch.Tensor, torch.Tensor] | None = None,
+                curve: bool = True) -> ProbeResult:
+    """The configured head on train, selected on val. `y`: class indices, or float targets for `task="regression"`.
+    `scaler`: the features' (mean, std) to standardise with (LP-FT passes `finetune_scaler`), else train's own;
+    `curve`: also fit the closed-form heads' learning curve over train rows (LP-FT only wants the head)."""
     x, xv = x.astype(np.float32), xv.astype(np.float32)
     if task == "regression":
         y, yv = y.astype(np.float64), yv.astype(np.float64)
         if cfg.head == "ridge":
-            result = fit_ridge(x, y, xv, yv, cfg, seed)
+            result = fit_ridge(x, y, xv, yv, cfg, seed, scaler=scaler)
+            if not curve:
+                return result
             kept = cfg.model_copy(update={"alphas": [result.history[-1]["alpha"]]})  # the subsets refit with the chosen alpha
             result.size_curve = size_curve(lambda i: fit_ridge(x[i], y[i], xv, yv, kept, seed).val_metrics["mae"], y, seed,
                                            "val_mae", full=result.val_metrics["mae"])
             return result
-        return fit_mlp_regression(x, y, xv, yv, cfg, seed)
+        return fit_mlp_regression(x, y, xv, yv, cfg, seed, scaler=scaler)
     if cfg.head == "logreg":
-        result = fit_logreg(x, y, xv, yv, n_classes, cfg, seed)
+        result = fit_logreg(x, y, xv, yv, n_classes, cfg, seed, scaler=scaler)
+        if not curve:
+            return result
         result.size_curve = size_curve(lambda i: fit_logreg(x[i], y[i], xv, yv, n_classes, cfg, seed).val_macro_f1, y, seed,
                                        "val_macro_f1", classes=True, full=result.val_macro_f1)
         return result
-    return fit_mlp(x, y, xv, yv, n_classes, cfg, seed)
+    return fit_mlp(x, y, xv, yv, n_classes, cfg, seed, scaler=scaler)
 
 
 SIZE_FRACTIONS = (0.1, 0.25, 0.5)  # of the train rows; the full fit is the last point

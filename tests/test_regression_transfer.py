@@ -1,0 +1,130 @@
+"""Regression targets beyond the text probe (issue 15, part 2): the fine-tuning objective for a number (loss on
+the standardised target, its direction, Huber), early stopping and best-epoch selection on the lowest val MAE,
+LP-FT from a ridge head, strategies that still refuse regression; and one Prefect flow run per other modality
+(image: tilt of turned items, audio: speaking rate; tiny sets made by the demo builders' own code) whose
+registered pyfunc returns floats in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import tiny_config
+from tests.test_regression import TEXTS, make_regression_dataset
+from tlops.config import config_from_dict
+from tlops.errors import ConfigError
+from tlops.training.objectives import ClassificationTask, RegressionTask, training_task
+
+
+def test_regression_task_scores_the_standardised_target_and_selects_the_lowest_mae():
+    y = np.array([100.0, 200.0, 300.0])
+    task = training_task("regression", y)
+    assert isinstance(task, RegressionTask) and task.selection_metric == "val_mae" and not task.maximize
+    assert isinstance(training_task("classification", np.array([0, 1])), ClassificationTask)
+    exact = torch.tensor([[(v - 200.0) / task.std] for v in y])  # outputs are standardised: exact = (y - mean) / std
+    targets = torch.as_tensor(y)
+    assert float(task.loss(exact, targets)) == pytest.approx(0.0, abs=1e-6)
+    assert float(task.loss(exact + 0.5, targets)) == pytest.approx(0.25, rel=1e-5)  # MSE in target std's
+    assert float(task.loss(exact + 0.1, targets)) < float(task.loss(exact + 0.5, targets))  # closer -> lower loss
+    huber = RegressionTask(200.0, task.std, loss="huber", huber_delta=1.0)
+    assert float(huber.loss(exact + 3.0, targets)) == pytest.approx(2.5, rel=1e-5)  # linear beyond delta: 3 - 0.5
+    m = task.metrics(exact + 0.5, y)  # metrics in the target's units: 0.5 std off everywhere
+    assert m["val_mae"] == pytest.approx(0.5 * task.std) and m["val_r2"] < 1
+    assert task.oriented(10.0) > task.oriented(20.0)  # a lower MAE is the better epoch
+    assert ClassificationTask().oriented(0.9) > ClassificationTask().oriented(0.8)
+    with pytest.raises(ValueError, match="unknown regression loss 'l1'"):
+        RegressionTask(0.0, 1.0, loss="l1")
+
+
+def _finetune_cfg(tmp_path, data, tiny_bert, **strategy):
+    return config_from_dict(tiny_config(tmp_path, data, tiny_bert, registry__metric="mae", strategy={
+        "name": "finetune", "epochs": 3, "batch_size": 16, "head_lr": 1e-2, "backbone_lr": 1e-3, "warmup_ratio": 0.0, "patience": 4, **strategy}))
+
+
+def test_finetune_on_a_regression_dataset_keeps_the_lowest_val_mae_epoch_and_predicts_floats(tmp_path, tiny_bert):
+    from tlops.package import Predictor
+    from tlops.pipeline import run_core
+
+    data = make_regression_dataset(tmp_path / "data", n=(48, 16, 8))  # text -> its length in characters
+    r = run_core(_finetune_cfg(tmp_path, data, tiny_bert, loss="huber"), tmp_path / "run")
+    history = r.train.history
+    assert len(history) == 3 and {"val_mae", "val_r2", "val_loss"} <= set(history[0]), history[0]
+    maes = [row["val_mae"] for row in history]
+    assert r.train.loop.best_epoch == int(np.argmin(maes)) and len(set(maes)) > 1, maes  # the lowest MAE, not the highest
+    assert r.train.val_metrics["mae"] == min(maes) and np.isnan(r.train.val_macro_f1)
+    assert history[-1]["train_loss"] < history[0]["train_loss"], [h["train_loss"] for h in history]  # the loss goes down
+    assert set(r.evaluation.metrics) == {"mae", "rmse", "r2", "spearman"}
+    pred = Predictor(r.package)
+    assert pred.task == "regression" and json.loads((Path(r.package) / "tlops_model.json").read_text())["fine_tune"]["val_mae"] == min(maes)
+    out = pred.predict(TEXTS[:3])
+    assert len(out) == 3 and all(isinstance(v, float) for v in out), out
+    # predictions come back in target units (characters), not standardised ones
+    assert 10 < np.mean(out) < 80, out
+
+    lpft = run_core(_finetune_cfg(tmp_path, data, tiny_bert, lp_ft=True, epochs=1), tmp_path / "run-lpft")  # features cached
+    assert json.loads((Path(lpft.package) / "tlops_model.json").read_text())["head"]["task"] == "regression"
+
+
+def test_strategies_without_regression_still_refuse_it_before_training(tmp_path, tiny_bert):
+    from tlops.pipeline import validate_step
+
+    reg = make_regression_dataset(tmp_path / "reg")
+    for strategy, message in [({"name": "domain_adapt"}, "strategy domain_adapt does not train regression models yet"),
+                              ({"name": "protonet"}, "strategy protonet does not train regression models yet")]:
+        with pytest.raises(ConfigError, match=message):
+            validate_step(config_from_dict(tiny_config(tmp_path, reg, tiny_bert, strategy=strategy, registry__metric="mae")))
+
+
+def _tiny_image_regression(root: Path, monkeypatch) -> Path:
+    from tlops.data import build_regression_image
+
+    monkeypatch.setattr(build_regression_image, "PER_CLASS", {"train": 3, "val": 1, "test": 1})
+    build_regression_image.build(root)
+    return root
+
+
+def _tiny_audio_regression(root: Path, monkeypatch) -> Path:
+    from tlops.data import build_regression_audio
+
+    monkeypatch.setattr(build_regression_audio, "VOICES", {"train": 3, "val": 1, "test": 1})
+    build_regression_audio.build(root)
+    return root
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_image_and_audio_regression_flows_register_models_whose_pyfunc_returns_floats(tmp_path, monkeypatch):
+    """Tiny sets from the demo builders (image: tilt in degrees, audio: words per minute) through the real flow;
+    both registered pyfuncs, loaded in one fresh process, return floats within the targets' bounds."""
+    from flows.train import train_flow
+
+    image = _tiny_image_regression(tmp_path / "image", monkeypatch)
+    audio = _tiny_audio_regression(tmp_path / "audio", monkeypatch)
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    runs = {"tilt": (image, {"backbone__name": "packaged:efficientnet-lite0", "backbone__image_size": 32}),
+            "rate": (audio, {"backbone__name": "packaged:speech-embedding", "backbone__clip_seconds": 1.0})}
+    inputs = {}
+    for name, (data, over) in runs.items():
+        cfg = tiny_config(tmp_path / name, data, tmp_path, strategy={"name": "linear_probe", "head": "ridge"},
+                          registry={"model_name": f"tiny-{name}", "metric": "mae", "margin": 0.0}, tracking__uri=uri, **over)
+        r = train_flow(cfg, progress=False)
+        assert r.version == "1" and "champion" in r.aliases and r.promotion.metric == "mae", r
+        assert set(r.test_metrics) == {"mae", "rmse", "r2", "spearman"}
+        inputs[name] = [str(data / line.split(",")[0]) for line in (data / "test.csv").read_text().splitlines()[1:3]]
+    code = ("import json, sys, mlflow\nmlflow.set_tracking_uri(sys.argv[1])\nout = {}\n"
+            "for name, items in json.loads(sys.argv[2]).items():\n"
+            "    pred = mlflow.pyfunc.load_model(f'models:/tiny-{name}@champion').predict(items)\n"
+            "    out[name] = [[type(v).__name__ for v in pred], [float(v) for v in pred]]\n"
+            "print(json.dumps(out))")
+    out = subprocess.run([sys.executable, "-c", code, uri, json.dumps(inputs)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    for name, lo, hi in [("tilt", 0, 45), ("rate", 100, 300)]:
+        types, values = got[name]
+        assert types == ["float", "float"], got
+        assert all(lo - 50 < v < hi + 50 for v in values), (name, values)  # in the target's units, not standardised
