@@ -174,6 +174,13 @@ def run(
             if full is None:
                 raise
             raise _failed(full, 1)
+        except Exception as e:  # the Prefect server went away for longer than its client retries: one line, not a traceback
+            from flows.prefect_outage import prefect_server_gone
+
+            gone = prefect_server_gone(e)
+            if gone is None:
+                raise
+            raise _failed(gone, 1)
     finally:
         if server is not None:
             server.stop()  # already stopped unless the imports failed; stopping twice is harmless

@@ -14,6 +14,7 @@ import mlflow
 from prefect import flow, get_run_logger
 
 from flows.features import features_of
+from flows.prefect_outage import ride_out_restarts
 from flows.train_step import RESULT_FILE, train_step_flow
 from tasks.evaluate import evaluate_task
 from tasks.register import register_task
@@ -78,7 +79,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
     """The whole run. `checked`: the validation `tlops run` did before starting the flow (see `validate_task`)."""
     cfg = resolve_paths(config_from_dict(config, source))
     log = get_run_logger()
-    with tracked_run(cfg, source) as (client, run_id):
+    with ride_out_restarts(), tracked_run(cfg, source) as (client, run_id):
         work = Path(cfg.execution.work_dir) / run_id
         checks = validate_task(cfg, run_id, checked)
         tags = client.get_run(run_id).data.tags  # lineage recorded when the run started

@@ -15,7 +15,7 @@ from tests.helpers import tiny_config
 from tlops.cache import FeatureCache
 from tlops.config import RunConfig, config_from_dict
 from tlops.errors import ConfigError
-from tlops.feature_shards import embed_shard, plan_shards, run_sharded
+from tlops.feature_shards import embed_shard, plan_shards
 from tlops.pipeline import features_step
 
 SHARD_ROWS = 16  # the tiny dataset has 72 distinct texts: 5 shards, the last one short

@@ -1,0 +1,94 @@
+"""A Prefect server restarted during `tlops run`: ride it out; one that stays away: one error line.
+
+Prefect's client retries a refused connection (PREFECT_CLIENT_MAX_RETRIES, default 5, backing off 2, 4, 8, 16, 32 s:
+about a minute), but only on a client that has connected before (fail fast on a wrong URL, PrefectHQ/prefect#20276),
+and its engine makes fresh clients mid-flow (creating the train-step subflow's parent task run does): measured here, a
+13 s restart during the features task failed the run at once. `ride_out_restarts` lets every client made while the flow
+body runs retry (the flow reaching its body proves the URL is right; PrefectHQ/prefect#20462 asks for a setting).
+
+A longer outage ends the flow with an httpx transport error raised from deep inside Prefect's engine; by then the MLflow
+run is already closed (`tasks.tracking.tracked_run`: FAILED, or FINISHED when only the flow's final state report failed)
+and registration either happened completely or not at all. What is left to say is which server, and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+from typing import Iterator
+
+from tlops.errors import TlopsError
+
+
+class PrefectServerGone(TlopsError):
+    pass
+
+
+@contextlib.contextmanager
+def ride_out_restarts() -> Iterator[None]:
+    """While the block runs, Prefect clients created in this process retry a refused connection like ones that have
+    connected before (Prefect's `_has_connected`)."""
+    from prefect.client.base import PrefectHttpxAsyncClient, PrefectHttpxSyncClient
+
+    originals = {cls: cls.__init__ for cls in (PrefectHttpxAsyncClient, PrefectHttpxSyncClient)}
+
+    def connected_once(init):
+        @functools.wraps(init)
+        def __init__(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            self._has_connected = True
+
+        return __init__
+
+    for cls, init in originals.items():
+        cls.__init__ = connected_once(init)
+    try:
+        yield
+    finally:
+        for cls, init in originals.items():
+            cls.__init__ = init
+
+
+def _transport_error(e: BaseException | None):
+    import httpx
+
+    seen = set()
+    while e is not None and id(e) not in seen:  # the engine re-raises; the transport error may be a cause or context
+        if isinstance(e, httpx.TransportError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _silence_prefect_services() -> None:
+    """The run's log and event workers would each report the dead server again at exit, after our line: stop them now,
+    quietly (a short wait: they cannot deliver anything)."""
+    from prefect._internal.concurrency.services import QueueService
+
+    logging.raiseExceptions = False  # Prefect's log worker prints "--- Error logging to API ---" only when this is set
+    logging.getLogger("prefect").setLevel(logging.CRITICAL + 1)
+    try:
+        QueueService.drain_all(timeout=3)
+    except Exception:  # draining is a courtesy; the error line matters
+        pass
+    sys.stderr.write("\n")  # the log worker's last "--- Error logging to API ---" message ends without one
+    sys.stderr.flush()
+
+
+def prefect_server_gone(e: BaseException) -> PrefectServerGone | None:
+    """The error to print when `e` comes from a Prefect API that stopped answering; None for anything else."""
+    cause = _transport_error(e)
+    if cause is None:
+        return None
+    _silence_prefect_services()
+    api = os.environ.get("PREFECT_API_URL")
+    server = f"the Prefect server at {api}" if api else "this run's temporary Prefect server"
+    retries = os.environ.get("PREFECT_CLIENT_MAX_RETRIES", "5")
+    return PrefectServerGone(
+        f"{server} stopped answering during the run ({type(cause).__name__}: {cause}) and was not back within the client's "
+        f"{retries} retries; the MLflow run is closed and no version is half-registered (`tlops history` shows what this run "
+        "registered, if anything): start the server again and rerun the same command (fine-tuning resumes from its checkpoint)")
