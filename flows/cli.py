@@ -158,6 +158,10 @@ def run(
     try:
         from flows.train import train_flow
 
+        if not _verbose:
+            from flows.console import leave_run_errors_to_the_command
+
+            leave_run_errors_to_the_command()
         gc.freeze()  # the imported libraries live until exit: keep them out of every GC pass
 
         from tlops.progress import Display, use
