@@ -139,6 +139,14 @@ class RunConfig(_Strict):
                               "(no shards); set it too, e.g. --set features.shard_rows=5000")
         return self
 
+    @model_validator(mode="after")
+    def _ddp_strategy(self) -> RunConfig:
+        if self.execution.nproc_per_node * self.execution.nnodes > 1:  # refused here, not after the features step
+            from tlops.training.ddp_launch import check_supported
+
+            check_supported(self, devices=False)
+        return self
+
 
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid config {source}:"]

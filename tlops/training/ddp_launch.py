@@ -38,12 +38,13 @@ def world_size(execution: ExecutionConfig) -> int:
     return execution.nproc_per_node * execution.nnodes
 
 
-def check_supported(cfg: RunConfig) -> None:
+def check_supported(cfg: RunConfig, devices: bool = True) -> None:
+    """ConfigError unless the strategy trains under DDP (and, with `devices`, this machine has a GPU per process)."""
     if cfg.strategy.name not in DDP_STRATEGIES:
         raise ConfigError(f"execution.nproc_per_node={cfg.execution.nproc_per_node}, nnodes={cfg.execution.nnodes}: "
                           f"strategy {cfg.strategy.name!r} trains in one process; several processes are supported for "
                           f"{', '.join(DDP_STRATEGIES)}. Set execution.nproc_per_node and nnodes to 1")
-    if cfg.strategy.device != "cpu":
+    if devices and cfg.strategy.device != "cpu":
         import torch  # only here: a GPU run needs one GPU per local process
 
         gpus = torch.cuda.device_count()
