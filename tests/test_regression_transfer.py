@@ -128,3 +128,21 @@ def test_image_and_audio_regression_flows_register_models_whose_pyfunc_returns_f
         types, values = got[name]
         assert types == ["float", "float"], got
         assert all(lo - 50 < v < hi + 50 for v in values), (name, values)  # in the target's units, not standardised
+
+
+def test_a_feature_constant_on_train_does_not_blow_up_test_predictions():
+    """A dead channel (constant on train, not on test) divided by its ~0 std made an MLP probe predict
+    thousands of degrees on the image demo (3e6 here without the floor); the regression heads' std floor
+    keeps predictions in range. (Ridge gives a column of zeros no weight, so only the MLP shows it.)"""
+    from tlops.modules.heads import predict_values
+    from tlops.strategies.linear_probe import LinearProbeConfig
+    from tlops.training.probe import train_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    x[:, 7] = 0.0  # dead on train and val
+    y = 10.0 * x[:, 0]
+    xt = rng.normal(size=(50, 8)).astype(np.float32)  # on test the channel fires
+    r = train_probe(x[:200], y[:200], x[200:], y[200:], 0, LinearProbeConfig(head="mlp", epochs=10, lr=1e-2), task="regression")
+    pred = np.asarray(predict_values(r.head, xt))
+    assert np.abs(pred - 10.0 * xt[:, 0]).max() < 50, np.abs(pred - 10.0 * xt[:, 0]).max()

@@ -35,7 +35,8 @@ def _scaler(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def finetune_scaler(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scaler of a head whose backbone will train: each std floored at a tenth of the median std.
+    """The scaler of a head whose backbone will train, or of a regression head: each std floored at a tenth of
+    the median std.
     Near-constant pretrained dimensions (e.g. channels a CNN never fires) start moving once the backbone
     trains; dividing them by their ~0 pretrained std would blow the logits up."""
     mean, std = _scaler(x)
@@ -104,9 +105,11 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_clas
 def _regression_head(x: np.ndarray, y: np.ndarray, kind: str, cfg: LinearProbeConfig,
                      scaler: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[ProbeHead, np.ndarray, np.ndarray]:
     """A regression head with both scalers fitted on train (or the feature scaler given, as LP-FT does);
-    returns (head, standardised x, standardised y)."""
+    returns (head, standardised x, standardised y). The feature std is floored as for fine-tuning: a feature
+    constant on train but not on test (58 dead EfficientNet channels on the image tilt demo) divided by its ~0
+    std reached |z| ~ 3e6 on test and an MLP probe's test MAE 1253 degrees (4.1 floored; bench/RESULTS.md)."""
     head = ProbeHead(x.shape[1], 1, kind=kind, hidden=cfg.hidden, dropout=cfg.dropout, task="regression")
-    mean, std = scaler or _scaler(x)
+    mean, std = scaler or finetune_scaler(x)
     head.set_scaler(mean, std)
     head.set_target_scaler(float(y.mean()), float(y.std()))
     xs = (x - mean.numpy()) / std.clamp(min=1e-6).numpy()
