@@ -86,6 +86,15 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, which torchrun passes on to its ranks; SIGKILL (subprocess.run's way) would leave them running."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def _tail(path: Path, n: int = TAIL_LINES) -> str:
     """The last `n` lines that say something (not Python's ^^^^ markers under a traceback line)."""
     try:
@@ -145,7 +154,12 @@ def train_step_distributed(cfg: RunConfig, features: FeatureSet, out_dir: Path) 
     log.info("torchrun: %s", shlex.join(cmd))
     torchrun_log = ddp_dir / "torchrun.log"
     with open(torchrun_log, "wb") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=_environment(ex), preexec_fn=_die_with_parent).returncode
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=_environment(ex), preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        try:
+            rc = proc.wait()
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM turned into an exception): stop the ranks too
+            _stop(proc)
+            raise
     if rc != 0 or not result_file.is_file():
         raise DistributedTrainingFailed(failure_message(rc, torchrun_log, log_dir, ex.nproc_per_node))
     return TRAIN_RESULT.validate_json(result_file.read_text())

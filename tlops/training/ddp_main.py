@@ -29,8 +29,22 @@ def backend_for(device: str) -> str:
     return "nccl" if device != "cpu" and torch.cuda.is_available() else "gloo"
 
 
+def die_with_torchrun() -> None:
+    """torchrun starts ranks in their own session and never sets a parent-death signal: without this, a
+    torchrun killed by SIGKILL would leave its ranks training on. Linux only (prctl); elsewhere a no-op."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # torchrun already gone before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 @record  # a rank's uncaught exception goes into torchrun's error file, so torchrun names the rank and the error
 def main(argv: list[str]) -> None:
+    die_with_torchrun()
     spec = json.loads(Path(argv[0]).read_text())
     cfg = config_from_dict(spec["config"])
     features = FeatureSet.model_validate(spec["features"])
