@@ -7,7 +7,9 @@ registered head was adapted to (`support.safetensors`: its backbone features and
 algorithm, inner-loop settings, encoder shape and the support's labels are JSON in
 `tlops_model.json` under `few_shot`. The support's raw rows are not copied: the train step works on cached
 features (on a work pool the data folder may not be there); the run's data version names them. Adapting goes through `tlops.training.meta.adapted_head`, the very
-function that made the registered head.
+function that made the registered head. The features are always those of the package's own backbone: the
+pretrained one, or (`strategy.trainable` > 0) the meta-trained one the package holds, which then also embeds
+the support features stored here and every support set given at predict time.
 """
 
 from __future__ import annotations

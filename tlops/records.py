@@ -221,6 +221,8 @@ class PackageResult(_Trained):
 
     kind: Literal["package"] = "package"
     package: str
+    labels: list[str] | None = Field(None, description="the package's classes when they are not the features' label list "
+                                                       "(a few-shot package with a meta-trained backbone: its support set's classes)")
 
     def test_predictions(self, features: FeatureSet, test_inputs: Callable[[], list[str]]) -> list:
         """The cached features are the pretrained backbone's, so run the package on the raw test inputs."""

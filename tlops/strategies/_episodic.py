@@ -3,6 +3,12 @@ meta-training of an encoder on the cached frozen features with the shared loop, 
 evaluation, and the registered head (the meta-learned encoder adapted to the support set's classes), packaged
 with the encoder and adaptation rule so the model adapts to a new support set at predict time.
 
+With `trainable: N` > 0 the top N backbone groups meta-train too (outer loop, with the projection): episodes
+are drawn over the raw inputs and embedded by the backbone at every step, and the train step writes a full
+package holding the meta-trained backbone (like `finetune`), so predictions and support sets given at
+predict time are embedded by it. The MAML family's inner loop still adapts only the projection and the
+classifier on the backbone's features; the backbone groups are meta-learned, not adapted per task.
+
 The loop sees the encoder as its backbone (optimised, checkpointed, resumed) and the adaptation rule's own
 parameters (Meta-SGD's alphas) through the objective; an "epoch" is `episodes_per_epoch` episodes whose
 content is a pure function of (seed, episode index), so a resumed run replays the same episodes.
@@ -16,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from tlops.config_base import Strict
-from tlops.records import FewShotReport, HeadResult
+from tlops.records import FewShotReport, HeadResult, PackageResult
 from tlops.strategies.registry import TrainContext
 from tlops.training.feature_rows import FeatureRows
 
@@ -51,22 +57,41 @@ class EpisodicConfig(Strict):
                                                                   "per episode), ProtoNet without meta-training")
     support_shots: int = Field(5, ge=1, description="rows per test class carved (seeded) as the registered model's support set "
                                                     "when the dataset has no support.csv")
+    trainable: int = Field(0, ge=0, description="top backbone groups meta-trained with the projection, on the raw inputs (slow: "
+                                               "the backbone runs at every step); 0: the cached frozen features only")
+    backbone_lr: float = Field(5e-5, gt=0, description="trainable > 0: learning rate of the top backbone group")
+    layer_decay: float = Field(1.0, gt=0, le=1, description="trainable > 0: each lower trainable group's LR is multiplied by this once more")
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     resume: bool = True
     checkpoint_every_steps: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _something_to_meta_train(self):
-        if self.meta_epochs > 0 and self.projection == "none" and getattr(self, "name", "") == "protonet":
+        if self.meta_epochs > 0 and self.projection == "none" and getattr(self, "name", "") == "protonet" and not self.trainable:
             raise ValueError("projection: none leaves ProtoNet nothing to meta-train; set meta_epochs: 0 (the frozen-feature "
-                             "baseline) or projection: linear / mlp")
+                             "baseline), projection: linear / mlp, or trainable: N (top backbone groups)")
+        if self.trainable and self.meta_epochs == 0:
+            raise ValueError(f"trainable: {self.trainable} asks for backbone groups to meta-train, but meta_epochs is 0; "
+                             "set meta_epochs >= 1 or trainable: 0")
         return self
+
+    def fingerprint(self) -> dict:
+        """The options that change the meta-training trajectory (the checkpoint folder's key). The backbone options
+        are left out when the backbone is frozen, so cached-features runs keep the folders they had."""
+        skip = {"eval_episodes", "eval_shots", "baselines"} | ({"trainable", "backbone_lr", "layer_decay"} if not self.trainable else set())
+        from tlops.strategies.finetune import NOT_IN_FINGERPRINT
+
+        return self.model_dump(exclude=NOT_IN_FINGERPRINT | skip)
 
     def loop_options(self):
         """The shared loop's options: one optimizer step per `meta_batch` episodes, encoder and alphas at `meta_lr`."""
         from tlops.strategies.finetune import FinetuneConfig
 
-        return FinetuneConfig(epochs=self.meta_epochs, batch_size=self.meta_batch, head_lr=self.meta_lr, backbone_lr=self.meta_lr,
+        # cached features: the encoder is the loop's backbone (one group, at meta_lr); trainable: the encoder is the
+        # loop's head (meta_lr) and the real backbone's top groups train at backbone_lr
+        backbone = {"trainable": self.trainable, "backbone_lr": self.backbone_lr, "layer_decay": self.layer_decay} if self.trainable \
+            else {"backbone_lr": self.meta_lr}
+        return FinetuneConfig(epochs=self.meta_epochs, batch_size=self.meta_batch, head_lr=self.meta_lr, **backbone,
                               weight_decay=self.weight_decay, schedule=self.schedule, warmup_ratio=self.warmup_ratio,
                               max_grad_norm=self.max_grad_norm, patience=self.patience, augment=False, bucket_by_length=False,
                               device=self.device, precision="fp32", resume=self.resume,
@@ -105,7 +130,7 @@ def _meta_train(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, x, y,
     import numpy as np
     from torch import nn
 
-    from tlops.strategies.finetune import NOT_IN_FINGERPRINT, run_checkpoint_dir
+    from tlops.strategies.finetune import run_checkpoint_dir
     from tlops.training.episodes import EpisodeSampler
     from tlops.training.loop import LabelledData, Net, fit
     from tlops.training.meta import (
@@ -119,29 +144,93 @@ def _meta_train(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, x, y,
     objective = EpisodicObjective(learner, EpisodeBatches(x, EpisodeSampler(y, s.ways, s.shots, s.queries, seed), s.meta_batch))
     task = EpisodicValidation(learner, encoder, xv, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1), s.val_episodes)
     tickets = LabelledData(EpisodeTickets(), list(range(s.episodes_per_epoch)), np.zeros(s.episodes_per_epoch, dtype=np.int64))
-    ckpt = run_checkpoint_dir(ctx, s.model_dump(exclude=NOT_IN_FINGERPRINT | {"eval_episodes", "eval_shots", "baselines"}), [x, y, xv, yv])
+    ckpt = run_checkpoint_dir(ctx, s.fingerprint(), [x, y, xv, yv])
     return fit(Net(rows, nn.Identity()), objective, tickets, LabelledData(rows, list(xv), yv), s.loop_options(), seed=seed, task=task,
                checkpoint_dir=ckpt, callbacks=ctx.callbacks), ckpt
 
 
-def _few_shot_report(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, support_classes: list[str]) -> FewShotReport:
+def _meta_train_inputs(ctx: TrainContext, backbone, encoder: Encoder, learner: MetaLearner, x, y, xv, yv):
+    """`_meta_train` with the backbone's top `trainable` groups training below the encoder (the loop's head):
+    episodes over the raw train inputs, validation episodes over val's raw inputs embedded after each epoch."""
+    import numpy as np
+
+    from tlops.strategies.finetune import run_checkpoint_dir
+    from tlops.training.episodes import EpisodeSampler
+    from tlops.training.loop import LabelledData, Net, fit
+    from tlops.training.meta import EpisodicObjective, InputEpisodeBatches, InputEpisodicValidation
+
+    s, seed, ds = ctx.cfg.strategy, ctx.cfg.seed, ctx.dataset()
+    train_items, val_items = _split_inputs(ds, "train", y), _split_inputs(ds, "val", yv)
+    objective = EpisodicObjective(learner, InputEpisodeBatches(backbone, train_items, EpisodeSampler(y, s.ways, s.shots, s.queries, seed),
+                                                               s.meta_batch))
+    task = InputEpisodicValidation(learner, encoder, backbone, val_items, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1),
+                                   s.val_episodes, ctx.cfg.backbone.batch_size)
+    tickets = LabelledData(EpisodeTickets(), list(range(s.episodes_per_epoch)), np.zeros(s.episodes_per_epoch, dtype=np.int64))
+    # the loop's own pass over val feeds nothing (episodes need support sets; the task embeds what they use): one row keeps it cheap
+    one_val_row = LabelledData(backbone, val_items[:1], yv[:1])
+    ckpt = run_checkpoint_dir(ctx, s.fingerprint(), [x, y, xv, yv])
+    return fit(Net(EmbeddingGroups(backbone, train_items), encoder), objective, tickets, one_val_row, s.loop_options(), seed=seed, task=task,
+               checkpoint_dir=ckpt, callbacks=ctx.callbacks), ckpt
+
+
+class EmbeddingGroups:
+    """The backbone as the meta-training loop sees it: the contract passes through, except that
+    `parameter_groups` leaves out groups the embedding does not depend on (a BERT's pooler under mean pooling
+    is the top group of a Hugging Face text model, yet changes no feature), so `trainable: 1` is the top group
+    that changes the features. Which groups those are is read off one backward pass on a few inputs."""
+
+    def __init__(self, backbone, probe_items: list[str]):
+        import torch
+
+        self.backbone = backbone
+        groups = backbone.parameter_groups()
+        flat = [p for g in groups for p in g]
+        with torch.enable_grad():
+            z = backbone.embed(backbone.collate(backbone.encode(list(probe_items[:2]))))
+            grads = torch.autograd.grad(z.sum(), flat, allow_unused=True)
+        used = {id(p) for p, g in zip(flat, grads) if g is not None}
+        self.groups = [g for g in groups if any(id(p) in used for p in g)]
+
+    def parameter_groups(self) -> list:
+        return self.groups
+
+    def __getattr__(self, name: str):
+        return getattr(self.backbone, name)
+
+
+def _split_inputs(ds, split: str, y) -> list[str]:
+    """The raw inputs of a split, row-aligned with its cached features (both come from the same loaded dataset)."""
+    items = ds.inputs(split)
+    if len(items) != len(y):
+        raise RuntimeError(f"{split}: {len(items)} raw inputs but {len(y)} cached feature rows; rerun the features step")
+    return items
+
+
+def _few_shot_report(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, support_classes: list[str],
+                     model_test_x=None) -> FewShotReport:
+    """The model and the baselines on the same test episodes. `model_test_x`: the model's own test features when
+    its backbone was meta-trained (the baselines keep the pretrained backbone's cached ones)."""
     from tlops.training.episodic_eval import BASELINES, shot_scores
     from tlops.training.meta import learner_predict
     from tlops.validation import EVAL_WAYS
 
     s = ctx.cfg.strategy
     xt, yt = ctx.features.arrays("test")
-    predictors = {"model": learner_predict(learner, encoder)}
-    known = BASELINES
-    predictors |= {name: known[name](encoder.mean, encoder.std) for name in s.baselines}
-    scores, skipped = shot_scores(predictors, xt, yt, EVAL_WAYS, sorted(set(s.eval_shots)), s.queries, s.eval_episodes, ctx.cfg.seed)
-    model = scores.pop("model")
+    shots, seed = sorted(set(s.eval_shots)), ctx.cfg.seed
+    model_x = xt if model_test_x is None else model_test_x
+    # the episodes are a function of (labels, seed, shots) only, so two calls score the very same episodes
+    model_scores, skipped = shot_scores({"model": learner_predict(learner, encoder)}, model_x, yt, EVAL_WAYS, shots, s.queries,
+                                        s.eval_episodes, seed)
+    predictors = {name: BASELINES[name](encoder.mean, encoder.std) for name in s.baselines}
+    scores, _ = shot_scores(predictors, xt, yt, EVAL_WAYS, shots, s.queries, s.eval_episodes, seed)
+    model = model_scores["model"]
     return FewShotReport(split="test", queries=s.queries, model=model, baselines=scores, skipped_shots=skipped,
                          support_classes=support_classes)
 
 
-def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult:
-    """Meta-train (unless meta_epochs is 0), evaluate episodically on test's novel classes, adapt to the support set."""
+def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageResult:
+    """Meta-train (unless meta_epochs is 0), evaluate episodically on test's novel classes, adapt to the support set.
+    With `trainable` > 0 the backbone's top groups meta-train too, and the result is a full package."""
     import numpy as np
     import torch
 
@@ -157,6 +246,8 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult:
     torch.manual_seed(seed)
     encoder = Encoder(x.shape[1], s.projection, s.hidden, s.embedding_dim, *finetune_scaler(x))
     learner = MetaLearner(encoder, algorithm, getattr(s, "inner_lr", 0.0), getattr(s, "inner_steps", 0), getattr(s, "anil", False))
+    if s.trainable:
+        return _train_with_backbone(ctx, encoder, learner, x, y, xv, yv)
     t0 = time.perf_counter()
     loop, ckpt = None, None
     if s.meta_epochs > 0:
@@ -186,3 +277,46 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult:
     return HeadResult(strategy=s.name, head_path=str(path), spec=head.spec, labels=labels, history=history,
                       val_macro_f1=val["val_macro_f1"], seconds=seconds, loop=loop_summary(loop, ckpt) if loop else None, few_shot=report,
                       meta_learner=state)
+
+
+def _train_with_backbone(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, x, y, xv, yv) -> PackageResult:
+    """`train_episodic` for `trainable` > 0: meta-train the backbone's top groups with the encoder, embed test and
+    the support set with the meta-trained backbone, and write the full package (backbone, adapted head, few_shot/)."""
+    import numpy as np
+    import torch
+
+    from tlops.data.fewshot import SUPPORT
+    from tlops.fewshot_predictor import package_files, save_meta_state
+    from tlops.package import save_package
+    from tlops.strategies.finetune import loop_summary
+    from tlops.training.meta import adapted_head, embed_rows
+
+    s, feats, cfg = ctx.cfg.strategy, ctx.features, ctx.cfg
+    backbone = ctx.backbone()
+    t0 = time.perf_counter()
+    loop, ckpt = _meta_train_inputs(ctx, backbone, encoder, learner, x, y, xv, yv)
+    seconds = time.perf_counter() - t0
+    backbone.fine_tuned = True  # export writes the meta-trained weights, and the package identity hashes them
+    ds, batch = ctx.dataset(), cfg.backbone.batch_size
+    _, yt = feats.arrays("test")
+    _, ys = feats.arrays(SUPPORT)
+    xt = embed_rows(backbone, _split_inputs(ds, "test", yt), batch)
+    xs = embed_rows(backbone, _split_inputs(ds, SUPPORT, ys), batch)
+    classes = np.unique(ys)
+    targets = np.searchsorted(classes, ys)
+    head = adapted_head(learner, encoder, torch.from_numpy(xs), torch.from_numpy(targets), len(classes))
+    labels = [feats.labels[int(c)] for c in classes]
+    report = _few_shot_report(ctx, encoder, learner, labels, model_test_x=xt)
+    state = save_meta_state(ctx.out_dir / "meta", encoder, learner, getattr(s, "inner_lr", 0.0),
+                            {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
+                            xs, targets, labels)
+    files, few_shot = package_files(state)
+    history = loop.state.history
+    val = history[loop.state.best_epoch]
+    summary = loop_summary(loop, ckpt)
+    package = save_package(ctx.out_dir / "package", backbone, head, labels, files=files, extra={
+        "strategy": s.model_dump(), "seed": cfg.seed, "few_shot": few_shot,
+        "meta_train": {**summary.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device"}),
+                       "val_episode_accuracy": val["val_episode_accuracy"]}})
+    return PackageResult(strategy=s.name, package=str(package), labels=labels, history=history, val_macro_f1=val["val_macro_f1"],
+                         seconds=seconds, loop=summary, few_shot=report)

@@ -181,10 +181,35 @@ class EpisodeBatches:
     def __init__(self, x: np.ndarray, sampler: EpisodeSampler, per_step: int):
         self.x, self.sampler, self.per_step = torch.from_numpy(x), sampler, per_step
 
-    def __call__(self, step: int, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ep = self.sampler.batch(step * self.per_step, count or self.per_step)
-        q = way_targets(self.sampler.ways, self.sampler.queries)
-        return self.x[ep.support], self.x[ep.query], q.expand(len(ep.support), -1)
+    def features(self, net, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+        """(..., D) features of the split's rows `rows` (any shape of row indices): the cached ones."""
+        return self.x[rows].to(device)
+
+    def __call__(self, net, step: int, count: int | None = None,
+                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s = self.sampler
+        ep = s.batch(step * self.per_step, count or self.per_step)
+        z = self.features(net, np.concatenate([ep.support, ep.query], axis=1), torch.device(device))  # one pass for both
+        q = way_targets(s.ways, s.queries).to(device)
+        return z[:, : ep.support.shape[1]], z[:, ep.support.shape[1]:], q.expand(len(ep.support), -1)
+
+
+class InputEpisodeBatches(EpisodeBatches):
+    """Episodes over raw inputs (`strategy.trainable` > 0): each step's rows go through the loop's backbone,
+    whose top groups train, so the outer gradient reaches them through the features. The lower, frozen
+    groups run too: the backbone contract has no "features after group k" entry point to cache them at."""
+
+    def __init__(self, backbone, items: list[str], sampler: EpisodeSampler, per_step: int):
+        self.backbone, self.sampler, self.per_step = backbone, sampler, per_step
+        self.encoded = backbone.encode(list(items))  # text: token ids once per split; files: their paths
+
+    def features(self, net, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+        from tlops.training.batching import to_device
+
+        flat = rows.reshape(-1)
+        unique, where = np.unique(flat, return_inverse=True)  # episodes of one step may share rows: embed each once
+        z = net.backbone.embed(to_device(self.backbone.collate([self.encoded[i] for i in unique]), device))
+        return z[torch.from_numpy(where.reshape(-1)).to(z.device)].reshape(*rows.shape, -1)
 
 
 class EpisodicObjective(Objective):
@@ -198,8 +223,10 @@ class EpisodicObjective(Objective):
 
     def forward(self, net, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         s = self.episodes.sampler
-        sx, qx, qy = (t.to(batch.targets.device) for t in self.episodes(step, len(batch.targets)))
-        logits = self.learner.episode_logits(net.backbone.model, sx, qx, s.ways, s.shots)
+        sx, qx, qy = self.episodes(net, step, len(batch.targets), batch.targets.device)
+        # the encoder is the loop's backbone on cached features, its head when the real backbone trains below it
+        encoder = net.head if isinstance(net.head, Encoder) else net.backbone.model
+        logits = self.learner.episode_logits(encoder, sx, qx, s.ways, s.shots)
         loss = F.cross_entropy(logits.reshape(-1, s.ways), qy.reshape(-1))
         self._monitors = {"train_episode_accuracy": float((logits.argmax(-1) == qy).float().mean())}
         return {"task": loss}
@@ -246,10 +273,15 @@ class EpisodicValidation(ClassificationTask):
         super().__init__("val_episode_accuracy", maximize=True)
         self.learner, self.encoder, self.xv, self.sampler, self.episodes = learner, encoder, xv, sampler, episodes
 
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        """Features of val's rows (`rows`: the rows the episodes use; others may be left as zeros)."""
+        return self.xv
+
     def evaluate(self) -> dict[str, float]:
         predict = learner_predict(self.learner, self.encoder)
-        xt, s = torch.from_numpy(self.xv), self.sampler
+        s = self.sampler
         ep = s.batch(0, self.episodes)
+        xt = torch.from_numpy(self.features(np.unique(np.concatenate([ep.support.ravel(), ep.query.ravel()]))))
         pred = predict(xt[ep.support], xt[ep.query], s.ways)
         truth = way_targets(s.ways, s.queries).expand_as(pred)
         p, t = F.one_hot(pred, s.ways).float(), F.one_hot(truth, s.ways).float()
@@ -259,3 +291,37 @@ class EpisodicValidation(ClassificationTask):
 
     def metrics(self, logits: torch.Tensor, targets: np.ndarray) -> dict[str, float]:
         return self.evaluate()
+
+
+class InputEpisodicValidation(EpisodicValidation):
+    """`EpisodicValidation` when the backbone trains: val's rows that the fixed episodes use are embedded by
+    the backbone as it is at the end of the epoch (eval mode), not read from the cache."""
+
+    def __init__(self, learner: MetaLearner, encoder: Encoder, backbone, items: list[str], sampler: EpisodeSampler, episodes: int,
+                 batch_size: int):
+        super().__init__(learner, encoder, np.zeros((len(items), 0), dtype=np.float32), sampler, episodes)
+        self.backbone, self.items, self.batch_size = backbone, list(items), batch_size
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        z = embed_rows(self.backbone, [self.items[i] for i in rows], self.batch_size)
+        out = np.zeros((len(self.items), z.shape[1]), dtype=np.float32)
+        out[rows] = z
+        return out
+
+
+def embed_rows(backbone, items: list[str], batch_size: int) -> np.ndarray:
+    """Features of `items` in eval mode under inference_mode, on whatever device the backbone's model is on (the loop
+    may have moved it); the model's train/eval mode is restored after."""
+    from tlops.training.batching import to_device
+
+    model = backbone.model
+    device, was_training = next(model.parameters()).device, model.training
+    model.eval()
+    out = np.empty((len(items), backbone.num_features), dtype=np.float32)
+    encoded = backbone.encode(list(items))
+    with torch.inference_mode():
+        for start in range(0, len(items), batch_size):
+            batch = backbone.collate(encoded[start : start + batch_size])
+            out[start : start + batch_size] = backbone.embed(to_device(batch, device)).float().cpu().numpy()
+    model.train(was_training)
+    return out
