@@ -10,7 +10,7 @@ item is never closer to another upright pose. Beyond it the task stops being wel
 90 the angle wraps (a bag upside down is nearly a bag). Why the size and not the signed angle: most items are
 mirror-symmetric, so an item turned by +a is the mirror image of it turned by -a; the direction is then a
 handedness cue, which ImageNet-pretrained features are trained to ignore (flip augmentation). Measured: a
-ridge probe on EfficientNet-Lite0 features predicts the signed angle at R2 0.02 and the tilt at R2 0.74
+ridge probe on EfficientNet-Lite0 features predicts the signed angle at R2 0.17 and the tilt at R2 0.78
 (bench/RESULTS.md). Each item is padded to 40 x 40 on Fashion-MNIST's black background before turning
 (28 * sqrt(2) < 40), so no corner is cut off and no frame edge shows the angle: only the item's own pose does.
 
