@@ -146,3 +146,14 @@ def test_a_feature_constant_on_train_does_not_blow_up_test_predictions():
     r = train_probe(x[:200], y[:200], x[200:], y[200:], 0, LinearProbeConfig(head="mlp", epochs=10, lr=1e-2), task="regression")
     pred = np.asarray(predict_values(r.head, xt))
     assert np.abs(pred - 10.0 * xt[:, 0]).max() < 50, np.abs(pred - 10.0 * xt[:, 0]).max()
+
+
+def test_the_std_floor_holds_when_most_features_are_dead():
+    """1095 of EfficientNet-Lite0's 1280 channels were dead on a small 32 px image set: the median std is 0,
+    so the floor comes from the live features' median (else an image fine-tune predicted -39880 degrees)."""
+    from tlops.training.probe import finetune_scaler
+
+    x = np.zeros((50, 10), dtype=np.float32)
+    x[:, :3] = np.random.default_rng(0).normal(scale=2.0, size=(50, 3))  # 3 live features, 7 dead
+    _, std = finetune_scaler(x)
+    assert float(std[3:].min()) == pytest.approx(0.1 * float(np.median(x[:, :3].std(0))), rel=1e-3)
