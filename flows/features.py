@@ -4,6 +4,7 @@ over the configured task runner: one after another in this process (`execution.t
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from prefect import flow, unmapped
@@ -27,6 +28,9 @@ def task_runner_of(cfg: RunConfig):
         raise ConfigError("execution.task_runner: dask needs prefect-dask; install the team extra: pip install -e '.[team]'") from None
     if ex.dask_address:
         return DaskTaskRunner(address=ex.dask_address)
+    # at the end of the features step the nanny kills each worker that is still draining Prefect's event and log
+    # services after 4 s, with a warning per worker: expected, not the user's concern
+    logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
     # worker processes, one task and one torch thread each (Dask's nanny sets OMP_NUM_THREADS=1): the cores are split
     # between workers instead of every worker fighting over all of them
     return DaskTaskRunner(cluster_kwargs={"n_workers": ex.dask_workers, "threads_per_worker": 1, "processes": True,
