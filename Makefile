@@ -46,10 +46,8 @@ data: setup
 demo: data
 	$(VENV)/bin/tlops run configs/text_linear_probe.yaml
 
-# two workers, whole files each (module fixtures such as the team stack start once); most tests wait on servers
-# and subprocesses, so two run side by side on 2 cores (tests/conftest.py starts the longest files first)
 test: data
-	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 -n 2 --dist loadfile
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 900
 
 test-fast: data
 	$(PY) -m pytest -q -m "not slow" --timeout 900

@@ -35,13 +35,3 @@ def prefect_api():
     with prefect_test_harness(server_startup_timeout=120):
         yield PREFECT_API_URL.value()
 
-
-# The longest files first: `make test` spreads whole files over two pytest-xdist workers (--dist loadfile) in
-# this order, so a long file starting last cannot leave one worker running alone at the end (longest first).
-LONGEST_FIRST = ["test_stack.py", "test_domain_adapt_demo.py", "test_meta_demo.py", "test_faults.py", "test_domain_adapt.py",
-                 "test_concurrency.py", "test_secrets.py", "test_fault_prefect_restart.py", "test_registry_ops.py"]
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
