@@ -114,14 +114,18 @@ def test_card_embeds_its_plots_as_png(tmp_path):
 
 
 def test_card_without_optional_parts(tmp_path):
-    """A one-row (closed-form) fit, no strategy extras, written before the gate: the card says so, nothing crashes."""
+    """A 1-epoch fit, no strategy extras, written before the gate: its one point is still a curve; without any
+    history row the card says no curve was drawn; nothing crashes."""
     r = card_records(tmp_path, with_extras=False, epochs=1)
     del r["gate"]
     page = render_model_card(**r)
     text = _text(page)
-    assert "no curve: 1 history row(s)" in text and "pending" in text
+    assert "pending" in text and "no curve" not in text
     assert '<section id="details">' not in page
-    assert len(re.findall(r"data:image/png", page)) == 1
+    assert len(re.findall(r"data:image/png", page)) == 2  # confusion matrix and the 1-point curve
+    none = card_records(tmp_path / "none", with_extras=False, epochs=0)
+    del none["gate"]
+    assert "no curve was drawn (0 history row(s))" in _text(render_model_card(**none))
 
 
 def test_card_facts_show_only_settings_that_apply(tmp_path, text_dataset):

@@ -230,7 +230,7 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
     history = train.history
     cols = list(dict.fromkeys(c for row in history for c in row))
     body = (_img(curves, "learning curves") if curves else
-            f'<p class="note">no curve: {len(history)} history row(s); a curve needs two or more epochs</p>')
+            f'<p class="note">no curve was drawn ({len(history)} history row(s))</p>')
     if history:
         body += "<details><summary>per-epoch history</summary>" + _table(cols, [[r.get(c, "") for c in cols] for r in history], "numbers") + "</details>"
     sections.append(_section("curves", "Learning curves", body))
