@@ -54,7 +54,8 @@ class EpisodicConfig(Strict):
     eval_shots: list[int] = Field([1, 2, 5, 10], min_length=1, description="shots of the 5-way accuracy-vs-shots evaluation")
     baselines: list[Literal["linear_probe", "protonet0", "finetune_support"]] = Field(["linear_probe", "protonet0"], description="also scored on the same "
                                                                   "episodes: a support-set linear probe (slow: one scikit-learn fit "
-                                                                  "per episode), ProtoNet without meta-training")
+                                                                  "per episode), ProtoNet without meta-training, a new head fine-tuned on each "
+                                                                  "support set (finetune_support)")
     support_shots: int = Field(5, ge=1, description="rows per test class carved (seeded) as the registered model's support set "
                                                     "when the dataset has no support.csv")
     trainable: int = Field(0, ge=0, description="top backbone groups meta-trained with the projection, on the raw inputs (slow: "
