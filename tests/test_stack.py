@@ -266,6 +266,8 @@ def test_schedule_runs_on_the_worker_and_a_data_change_retrains_once(stack, tmp_
         for i in range(3):
             f.write(f"a tiny mouse hiding under bench {i},animal\n")
     _wait(lambda: len(_versions(client, "sched")) > scheduled, 300, "the triggered retrain to register a version", logs)
+    experiment = client.get_experiment_by_name("sched").experiment_id  # its alias moves come after the version: wait for the run
+    _wait(lambda: all(r.info.status != "RUNNING" for r in client.search_runs([experiment])), 300, "the triggered run to finish", logs)
     time.sleep(25)  # more watch ticks: the change was announced once, so one retrain
     versions = _versions(client, "sched")
     assert len(versions) == scheduled + 1, [v.version for v in versions]
