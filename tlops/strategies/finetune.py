@@ -105,32 +105,20 @@ def initial_head(cfg: FinetuneConfig, seed: int, x: np.ndarray, y: np.ndarray, x
     return head
 
 
-def rows(backbone: Backbone, items: Sequence[str], targets: np.ndarray):
-    """`LabelledData` whose targets keep their dtype: class indices stay int64, regression targets stay floats
-    (LabelledData casts them to long). To fold into LabelledData once the DDP work in loop.py has landed."""
-    import torch
-
-    from tlops.training.loop import LabelledData
-
-    data = LabelledData(backbone, items, targets)
-    data._targets_t = torch.as_tensor(targets)
-    return data
-
-
 def finetune(backbone: Backbone, train_items: Sequence[str], y_train: np.ndarray, val_items: Sequence[str], y_val: np.ndarray,
              head: ProbeHead, cfg: FinetuneConfig, seed: int = 0, checkpoint_dir: Path | None = None,
              callbacks: Sequence[Callback] = (), task: str = "classification") -> LoopResult:
     """Fine-tune `backbone` + `head` (already initialised) on the shared loop: the task's loss (cross-entropy,
     or MSE/Huber on the standardised target), plus L2-SP toward the starting weights when `cfg.l2sp` > 0;
     the best epoch by the task's selection metric. Returns with the best epoch loaded into both, on the CPU."""
-    from tlops.training.loop import Net, fit
+    from tlops.training.loop import LabelledData, Net, fit
     from tlops.training.objectives import SupervisedObjective, training_task
     from tlops.training.parts import L2SP
 
     scored = training_task(task, y_train, cfg)
     regularisers = {"l2sp": L2SP([p for g in backbone.parameter_groups() for p in g], cfg.l2sp)} if cfg.l2sp > 0 else {}
-    return fit(Net(backbone, head), SupervisedObjective(scored, regularisers), rows(backbone, train_items, y_train),
-               rows(backbone, val_items, y_val), cfg, seed=seed, task=scored, checkpoint_dir=checkpoint_dir, callbacks=callbacks)
+    return fit(Net(backbone, head), SupervisedObjective(scored, regularisers), LabelledData(backbone, train_items, y_train),
+               LabelledData(backbone, val_items, y_val), cfg, seed=seed, task=scored, checkpoint_dir=checkpoint_dir, callbacks=callbacks)
 
 
 def run_checkpoint_dir(ctx: TrainContext, strategy: dict, arrays: Sequence[np.ndarray]) -> Path:

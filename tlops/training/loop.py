@@ -87,7 +87,8 @@ class LabelledData:
         self.encoded = backbone.encode(list(items))
         self.lengths = backbone.lengths(self.encoded)
         self.targets = targets
-        self._targets_t = torch.as_tensor(targets, dtype=torch.long)
+        t = torch.as_tensor(targets)  # class indices as int64 (cross-entropy); regression targets stay floats
+        self._targets_t = t if t.is_floating_point() else t.long()
 
     def __len__(self) -> int:
         return len(self.encoded)
