@@ -56,7 +56,6 @@ def local_prefect_server(server=None):
     if os.environ.get("PREFECT_API_URL"):
         yield
         return
-    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
     from flows.local_server import TemporaryServer
@@ -66,10 +65,20 @@ def local_prefect_server(server=None):
         api_url = server.wait(timeout=180)
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield
-            APILogWorker.drain_all(timeout=5)  # the run's last log lines reach the server before it stops
     finally:
+        _drain_prefect_services()  # on every exit path: left queued, they would retry a stopped server at exit (60+ s)
         with temporary_settings(updates={PREFECT_LOGGING_TO_API_ENABLED: False}):  # nothing left to send them to
             server.stop()
+
+
+def _drain_prefect_services() -> None:
+    """Deliver the run's queued events and log lines while the temporary server still answers (bounded wait)."""
+    from prefect._internal.concurrency.services import QueueService
+
+    try:
+        QueueService.drain_all(timeout=5)
+    except Exception:  # a courtesy to the server's records; never the reason a run fails
+        pass
 
 
 def quiet_third_party() -> None:

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tlops.diskspace import space_for
+from tlops.errors import interruption_behind
 from tlops.hashing import sha256_file
 
 MANIFEST = "manifest.json"
@@ -81,8 +82,11 @@ def save_checkpoint(root: Path, name: str, tensors: dict[str, dict[str, torch.Te
             else:
                 tmp.rename(final)
             _fsync(root)
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
+            stopped = interruption_behind(e)
+            if stopped is not None and stopped is not e:
+                raise stopped from None  # stopped from outside, not failed: callers close the run as KILLED
             raise
     return final
 

@@ -38,3 +38,17 @@ class RegistryError(TlopsError):
 
 class AliasMoveRefused(RegistryError):
     """A compare-and-set alias move found the alias pointing elsewhere than expected."""
+
+
+def interruption_behind(e: BaseException) -> BaseException | None:
+    """The Ctrl-C or termination signal (a BaseException that is not an Exception: KeyboardInterrupt, Prefect's
+    TerminationSignal) that a library turned into its own error, else None. torch.save does this: a signal raised
+    inside its file writes comes out as `RuntimeError: ... unexpected pos`, and a stopped run would read as failed."""
+    seen = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if not isinstance(cause, Exception) and not isinstance(cause, GeneratorExit):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return None
