@@ -161,15 +161,33 @@ def test_epoch_batches_are_reproducible_complete_and_length_bucketed():
 def test_finetune_learns_keeps_the_best_epoch_and_moves_only_trainable_groups(tmp_path, tiny_bert, text_dataset):
     b = load_backbone(f"hf:{tiny_bert}", max_length=32)
     before = [[p.detach().clone() for p in g] for g in b.parameter_groups()]
-    r = _run(b, text_dataset, tmp_path / "ckpt", trainable=2, epochs=4).state
+    r = _run(b, text_dataset, tmp_path / "ckpt", trainable=1, epochs=4).state
     assert [h["epoch"] for h in r.history] == [0, 1, 2, 3] and r.history[-1]["train_loss"] < r.history[0]["train_loss"]
     assert r.best_metric == max(h["val_macro_f1"] for h in r.history) and r.best_epoch == int(np.argmax([h["val_macro_f1"] for h in r.history]))
     moved = [any(not torch.equal(p, q) for p, q in zip(g, old)) for g, old in zip(b.parameter_groups(), before)]
-    assert moved[:2] == [False, False] and moved[2]  # embeddings + layer 0 frozen; layer 1 trained
+    # groups: embeddings, layer 0, layer 1, pooler. The pooler changes no mean-pooled feature, so the top group
+    # that trains is layer 1 (it used to be the pooler: `trainable: 1` trained nothing in the backbone)
+    assert moved == [False, False, True, False], moved
     best = read_checkpoint(tmp_path / "ckpt" / "best")
     assert best.meta["epoch"] == r.best_epoch
     assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in best.tensors("backbone.safetensors").items())
     assert all(h["lr_head"] / h["lr_backbone_top"] == pytest.approx(10.0) for h in r.history[:-1])
+
+
+def test_feature_groups_leave_out_what_the_features_never_use(tiny_bert):
+    from tlops.training.feature_groups import FeatureGroups
+
+    b = load_backbone(f"hf:{tiny_bert}", max_length=32)
+    groups = b.parameter_groups()
+    fg = FeatureGroups(b, ["a dog", "a red car"])
+    pooler = {id(p) for p in b.model.pooler.parameters()}
+    assert len(fg.parameter_groups()) == len(groups) - 1  # the contract's groups, less the pooler
+    assert not any(id(p) in pooler for g in fg.parameter_groups() for p in g)
+    assert not any(p.requires_grad for p in b.model.pooler.parameters())  # frozen: no optimizer slot
+    fg.fine_tuned = True  # attributes set on it are the backbone's
+    assert b.fine_tuned and fg.model is b.model
+    last = load_backbone(f"hf:{tiny_bert}", max_length=32, layers=[1])  # hidden state 1: only layer 0 feeds it
+    assert len(FeatureGroups(last, ["a dog", "a red car"]).parameter_groups()) == 2  # embeddings + layer 0
 
 
 def test_gradual_unfreezing_adds_one_group_per_epoch(tiny_bert, text_dataset):

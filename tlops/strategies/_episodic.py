@@ -157,6 +157,7 @@ def _meta_train_inputs(ctx: TrainContext, backbone, encoder: Encoder, learner: M
 
     from tlops.strategies.finetune import run_checkpoint_dir
     from tlops.training.episodes import EpisodeSampler
+    from tlops.training.feature_groups import FeatureGroups
     from tlops.training.loop import LabelledData, Net, fit
     from tlops.training.meta import EpisodicObjective, InputEpisodeBatches, InputEpisodicValidation
 
@@ -170,33 +171,8 @@ def _meta_train_inputs(ctx: TrainContext, backbone, encoder: Encoder, learner: M
     # the loop's own pass over val feeds nothing (episodes need support sets; the task embeds what they use): one row keeps it cheap
     one_val_row = LabelledData(backbone, val_items[:1], yv[:1])
     ckpt = run_checkpoint_dir(ctx, s.fingerprint(), [x, y, xv, yv])
-    return fit(Net(EmbeddingGroups(backbone, train_items), encoder), objective, tickets, one_val_row, s.loop_options(), seed=seed, task=task,
+    return fit(Net(FeatureGroups(backbone, train_items), encoder), objective, tickets, one_val_row, s.loop_options(), seed=seed, task=task,
                checkpoint_dir=ckpt, callbacks=ctx.callbacks), ckpt
-
-
-class EmbeddingGroups:
-    """The backbone as the meta-training loop sees it: the contract passes through, except that
-    `parameter_groups` leaves out groups the embedding does not depend on (a BERT's pooler under mean pooling
-    is the top group of a Hugging Face text model, yet changes no feature), so `trainable: 1` is the top group
-    that changes the features. Which groups those are is read off one backward pass on a few inputs."""
-
-    def __init__(self, backbone, probe_items: list[str]):
-        import torch
-
-        self.backbone = backbone
-        groups = backbone.parameter_groups()
-        flat = [p for g in groups for p in g]
-        with torch.enable_grad():
-            z = backbone.embed(backbone.collate(backbone.encode(list(probe_items[:2]))))
-            grads = torch.autograd.grad(z.sum(), flat, allow_unused=True)
-        used = {id(p) for p, g in zip(flat, grads) if g is not None}
-        self.groups = [g for g in groups if any(id(p) in used for p in g)]
-
-    def parameter_groups(self) -> list:
-        return self.groups
-
-    def __getattr__(self, name: str):
-        return getattr(self.backbone, name)
 
 
 def _split_inputs(ds, split: str, y) -> list[str]:

@@ -224,11 +224,13 @@ class _FinetuneMode:
         self.arrays = [self.x["train"], self.labels["train"], self.x["val"], self.labels["val"], f.arrays("unlabeled")[0]]
 
     def net(self) -> tuple[Net, np.ndarray]:
+        from tlops.training.feature_groups import FeatureGroups
         from tlops.training.loop import Net
 
         s, seed, n = self.s, self.ctx.cfg.seed, len(self.ctx.features.labels)
         head = initial_head(s, seed, self.x["train"], self.labels["train"], self.x["val"], self.labels["val"], n)
-        return Net(self.ctx.backbone(), head), self.x["train"]  # the cached features are the starting backbone's
+        trained = FeatureGroups(self.ctx.backbone(), self.ds.inputs("train"))  # groups that change the features
+        return Net(trained, head), self.x["train"]  # the cached features are the starting backbone's
 
     def data(self, net: Net, split: str, idx: list[int] | None = None) -> LabelledData:
         from tlops.training.loop import LabelledData

@@ -111,13 +111,15 @@ def finetune(backbone: Backbone, train_items: Sequence[str], y_train: np.ndarray
     """Fine-tune `backbone` + `head` (already initialised) on the shared loop: the task's loss (cross-entropy,
     or MSE/Huber on the standardised target), plus L2-SP toward the starting weights when `cfg.l2sp` > 0;
     the best epoch by the task's selection metric. Returns with the best epoch loaded into both, on the CPU."""
+    from tlops.training.feature_groups import FeatureGroups
     from tlops.training.loop import LabelledData, Net, fit
     from tlops.training.objectives import SupervisedObjective, training_task
     from tlops.training.parts import L2SP
 
     scored = training_task(task, y_train, cfg)
-    regularisers = {"l2sp": L2SP([p for g in backbone.parameter_groups() for p in g], cfg.l2sp)} if cfg.l2sp > 0 else {}
-    return fit(Net(backbone, head), SupervisedObjective(scored, regularisers), LabelledData(backbone, train_items, y_train),
+    trained = FeatureGroups(backbone, train_items)  # `trainable: N` counts groups that change the features
+    regularisers = {"l2sp": L2SP([p for g in trained.parameter_groups() for p in g], cfg.l2sp)} if cfg.l2sp > 0 else {}
+    return fit(Net(trained, head), SupervisedObjective(scored, regularisers), LabelledData(backbone, train_items, y_train),
                LabelledData(backbone, val_items, y_val), cfg, seed=seed, task=scored, checkpoint_dir=checkpoint_dir, callbacks=callbacks)
 
 
