@@ -55,6 +55,9 @@ def train_step_flow(config: dict, run_id: str, features: dict, out_dir: str) -> 
         if a.chosen.oracle_test_macro_f1 is not None and a.oracle is not None:
             metrics += [Metric("da_chosen_oracle_test_macro_f1", a.chosen.oracle_test_macro_f1, now, 0),
                         Metric("da_oracle_best_test_macro_f1", a.oracle.test_macro_f1, now, 0)]
+        if a.chosen.oracle_test_mae is not None and a.oracle is not None:  # a regression: lower is better
+            metrics += [Metric("da_chosen_oracle_test_mae", a.chosen.oracle_test_mae, now, 0),
+                        Metric("da_oracle_best_test_mae", a.oracle.test_mae, now, 0)]
     log_metrics(client, run_id, metrics)
     dump_json(result, Path(out_dir) / RESULT_FILE)
     return result

@@ -207,6 +207,63 @@ def test_a_run_stopped_by_a_fault_resumes_exactly(tmp_path, monkeypatch):
     assert all(torch.allclose(ra[k], rb[k], atol=1e-6) for k in ra)
 
 
+def _regression_toy(root: Path, n: int = 200) -> tuple[FeatureSet, dict]:
+    """Target = 2 x dim 0 + noise; the target domain moves the nuisance dims 2..7 (as `_gaussian`)."""
+    root.mkdir(parents=True, exist_ok=True)
+    data = {}
+    for i, split in enumerate(("train", "val", "unlabeled", "test")):
+        rng = np.random.default_rng(10 + i)
+        x = rng.normal(0, 1, (n, 8)).astype(np.float32)
+        if split in ("unlabeled", "test"):
+            x[:, 2:] += 2.0
+        y = (2.0 * x[:, 0] + 0.1 * rng.normal(0, 1, n) + 5.0).astype(np.float32)
+        data[split] = (x, y)
+        np.savez(root / f"{split}.npz", x=x, y=y if split != "unlabeled" else np.full(n, np.nan, dtype=np.float32))
+    return FeatureSet(dir=str(root), splits=list(data), labels=[], task="regression", num_features=8, identity={"toy": 2},
+                      found_via="test", cache=CacheTotals(), seconds=0.0), data
+
+
+def _train_regression_toy(tmp_path: Path, **strategy):
+    feats, data = _regression_toy(tmp_path / "features")
+    cfg = RunConfig.model_validate({"data": {"path": str(tmp_path)}, "backbone": {"name": "toy"}, "registry": {"model_name": "toy", "metric": "mae"},
+                                    "execution": {"work_dir": str(tmp_path / "runs")}, "strategy": {**TOY, **strategy}})
+    return get_strategy("domain_adapt").train(TrainContext(cfg, feats, tmp_path / "out")), data
+
+
+def test_regression_adapts_through_the_same_objective_and_is_chosen_without_target_labels(tmp_path):
+    from tlops.modules.heads import predict_values
+
+    source_only, data = _train_regression_toy(tmp_path / "so", method="source_only")
+    mmd, _ = _train_regression_toy(tmp_path / "mmd", method="mmd", epochs=40, batch_size=16, head_lr=0.003)
+    rows = mmd.history
+    for key in ("dev_risk", "iwv_risk", "oracle_test_mae", "val_mae", "train_loss_task", "train_loss_transfer"):
+        assert all(key in r for r in rows), key
+    assert not any("snd" in r or "oracle_test_macro_f1" in r for r in rows)  # class-probability criteria do not apply
+    a = mmd.adaptation
+    assert a.chosen.criterion == min(r["dev_risk"] for r in rows) and a.oracle.test_mae == min(r["oracle_test_mae"] for r in rows)
+    assert mmd.val_metrics["mae"] == a.chosen.val_mae and mmd.val_macro_f1 != mmd.val_macro_f1  # NaN: no classes
+    head = mmd.load_head()  # the packaged head predicts in the target's units
+    x, y = data["test"]
+    mae = float(np.mean(np.abs(np.asarray(predict_values(head, x)) - y)))
+    assert mae == pytest.approx(a.chosen.oracle_test_mae, rel=1e-4)
+    assert _domain_probe_accuracy(mmd, data) < 0.7 < 0.95 < _domain_probe_accuracy(source_only, data)  # aligned, from plainly apart
+    assert mae < 0.5 * float(np.std(y)), (mae, float(np.std(y)))  # it learned the target, not the mean
+
+
+@pytest.mark.parametrize("option, message", [({"method": "cdan"}, "strategy.method: cdan conditions the domain discriminator"),
+                                             ({"selection": "snd"}, "strategy.selection: snd reads class probabilities")])
+def test_regression_refuses_the_options_made_of_class_probabilities(tmp_path, option, message):
+    from tlops.errors import ConfigError
+    from tlops.task_types import check_config_fits
+
+    cfg = RunConfig.model_validate({"data": {"path": str(tmp_path)}, "backbone": {"name": "toy"}, "registry": {"model_name": "toy", "metric": "mae"},
+                                    "strategy": {**TOY, **option}})
+    ds = type("DS", (), {"task": "regression", "root": tmp_path})()
+    with pytest.raises(ConfigError, match=message) as e:
+        check_config_fits(cfg, ds)
+    assert "dataset.yaml says task: regression" in str(e.value)
+
+
 def test_config_errors_name_the_bad_value(tmp_path):
     base = {"data": {"path": "d"}, "backbone": {"name": "toy"}, "registry": {"model_name": "m"}}
     with pytest.raises(ConfigError, match="strategy.method: Input should be 'dann', 'cdan', 'mmd', 'coral' or 'source_only'"):

@@ -86,8 +86,11 @@ def test_a_classification_config_on_a_regression_dataset_is_refused_before_train
         validate_step(config_from_dict(tiny_config(tmp_path, reg, tiny_bert, strategy={"name": "linear_probe", "head": "ridge"})))
     with pytest.raises(ConfigError, match=r"strategy.head: logreg is not a regression head"):
         validate_step(config_from_dict(tiny_config(tmp_path, reg, tiny_bert, registry__metric="mae")))
-    with pytest.raises(ConfigError, match=r"strategy domain_adapt does not train regression models"):  # finetune does (part 2)
-        validate_step(config_from_dict(tiny_config(tmp_path, reg, tiny_bert, strategy={"name": "domain_adapt"}, registry__metric="mae")))
+    with pytest.raises(ConfigError, match=r"strategy protonet does not train regression models"):  # finetune, domain_adapt do
+        validate_step(config_from_dict(tiny_config(tmp_path, reg, tiny_bert, strategy={"name": "protonet"}, registry__metric="mae")))
+    with pytest.raises(ConfigError, match=r"strategy.method: cdan conditions .*dataset.yaml says task: regression"):
+        validate_step(config_from_dict(tiny_config(tmp_path, reg, tiny_bert, strategy={"name": "domain_adapt", "method": "cdan"},
+                                                   registry__metric="mae")))
     with pytest.raises(ConfigError, match=r"registry.metric: mae is not a classification metric"):  # the reverse
         validate_step(config_from_dict(tiny_config(tmp_path, text_dataset, tiny_bert, registry__metric="mae")))
 

@@ -71,14 +71,39 @@ def test_finetune_on_a_regression_dataset_keeps_the_lowest_val_mae_epoch_and_pre
     assert json.loads((Path(lpft.package) / "tlops_model.json").read_text())["head"]["task"] == "regression"
 
 
-def test_strategies_without_regression_still_refuse_it_before_training(tmp_path, tiny_bert):
+def test_meta_transfer_still_refuses_regression_before_training(tmp_path, tiny_bert):
     from tlops.pipeline import validate_step
 
     reg = make_regression_dataset(tmp_path / "reg")
-    for strategy, message in [({"name": "domain_adapt"}, "strategy domain_adapt does not train regression models yet"),
-                              ({"name": "protonet"}, "strategy protonet does not train regression models yet")]:
-        with pytest.raises(ConfigError, match=message):
-            validate_step(config_from_dict(tiny_config(tmp_path, reg, tiny_bert, strategy=strategy, registry__metric="mae")))
+    with pytest.raises(ConfigError, match="strategy protonet does not train regression models yet"):
+        validate_step(config_from_dict(tiny_config(tmp_path, reg, tiny_bert, strategy={"name": "protonet"}, registry__metric="mae")))
+
+
+@pytest.mark.parametrize("mode", ["features", "finetune"])
+def test_domain_adapt_on_a_regression_dataset_registers_a_float_predictor(tmp_path, tiny_bert, mode):
+    """Source: lower-case texts -> their length; target (unlabeled.csv, test): upper-cased texts, a shift the
+    tokenizer sees. DANN trains through the regression objective and predicts numbers in the target's units."""
+    import csv
+
+    from tlops.package import Predictor
+    from tlops.pipeline import run_core
+
+    data = make_regression_dataset(tmp_path / "data", n=(48, 16, 0))
+    for split, texts in (("unlabeled", TEXTS[64:112]), ("test", TEXTS[112:136])):
+        with open(data / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text"] if split == "unlabeled" else ["text", "label"])
+            w.writerows([t.upper()] if split == "unlabeled" else [t.upper(), len(t)] for t in texts)
+    strategy = {"name": "domain_adapt", "method": "dann", "mode": mode, "epochs": 2, "batch_size": 16, "selection_rows": 16}
+    r = run_core(config_from_dict(tiny_config(tmp_path, data, tiny_bert, registry__metric="mae", strategy=strategy)), tmp_path / "run")
+    a = r.train.adaptation
+    assert a.chosen.oracle_test_mae is not None and a.oracle.test_mae <= a.chosen.oracle_test_mae  # logged, never used to choose
+    assert set(r.evaluation.metrics) == {"mae", "rmse", "r2", "spearman"} and np.isnan(r.train.val_macro_f1)
+    assert r.train.val_metrics["mae"] == a.chosen.val_mae
+    pred = Predictor(r.package)
+    out = pred.predict([t.upper() for t in TEXTS[112:115]])
+    assert pred.task == "regression" and len(out) == 3 and all(isinstance(v, float) for v in out), out
+    assert abs(np.mean(out) - np.mean([len(t) for t in TEXTS[112:115]])) < 40, out  # target units (characters), not standardised
 
 
 def _tiny_image_regression(root: Path, monkeypatch) -> Path:

@@ -98,8 +98,10 @@ class Candidate(Record):
     trade_off: float
     best_epoch: int
     criterion: float = Field(description="the criterion's value at best_epoch (dev_risk: lower is better; snd, val_macro_f1: higher)")
-    val_macro_f1: float = Field(description="source validation macro-F1 at best_epoch")
+    val_macro_f1: float = Field(description="source validation macro-F1 at best_epoch (NaN for a regression)")
     oracle_test_macro_f1: float | None = Field(None, description="target test macro-F1 at best_epoch: logged, never used to choose")
+    val_mae: float | None = Field(None, description="regression: source validation MAE at best_epoch")
+    oracle_test_mae: float | None = Field(None, description="regression: target test MAE at best_epoch: logged, never used to choose")
 
 
 class OracleChoice(Record):
@@ -107,7 +109,8 @@ class OracleChoice(Record):
 
     trade_off: float
     epoch: int
-    test_macro_f1: float
+    test_macro_f1: float | None = None  # classification: the best target test macro-F1 of any epoch
+    test_mae: float | None = None  # regression: the lowest target test MAE of any epoch
 
 
 class AdaptationSummary(Record):

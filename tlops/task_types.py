@@ -126,7 +126,11 @@ def check_config_fits(cfg: RunConfig, ds: Dataset) -> None:
                           f"{', '.join(task.heads)}")
     if task.name not in supported:
         raise ConfigError(f"strategy {cfg.strategy.name} does not train {task.name} models yet ({where}); "
-                          f"use a strategy that does (linear_probe, finetune), or a {' / '.join(supported)} dataset")
+                          f"use a strategy that does (linear_probe, finetune, domain_adapt), or a {' / '.join(supported)} dataset")
+    refusal = getattr(cfg.strategy, "refusal_for_task", None)  # options of a strategy that only one task type has
+    why = refusal(task.name) if refusal is not None else None
+    if why:
+        raise ConfigError(f"{why} ({where})")
     if cfg.registry.metric not in task.gate_metrics:
         raise ConfigError(f"registry.metric: {cfg.registry.metric} is not a {task.name} metric ({where}); set registry.metric "
                           f"to one of {', '.join(task.gate_metrics)} (e.g. {task.default_gate_metric})")

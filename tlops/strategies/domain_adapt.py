@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from tlops.training.loop import LabelledData, LoopResult, Net
+    from tlops.training.objectives import ClassificationTask, RegressionTask
 
 METHODS = ("dann", "cdan", "mmd", "coral", "source_only")
 # criterion -> (the epoch row's key, higher is better)
@@ -42,10 +43,20 @@ CRITERIA = {"dev": ("dev_risk", False), "snd": ("snd", True), "source_val": ("va
             "im": ("im", True), "bnm": ("bnm", True)}
 
 
+CLASSIFICATION_ONLY_CRITERIA = ("snd", "im", "bnm")
+
+
+def criterion(selection: str, task: str) -> tuple[str, bool]:
+    """(the epoch row's key the selection reads, higher is better) for a dataset's task type."""
+    if selection == "source_val" and task == "regression":
+        return "val_mae", False
+    return CRITERIA[selection]
+
+
 class DomainAdaptConfig(FinetuneConfig):
     """Loop options as `finetune`, plus the adaptation method, its weight, the mode and the selection criterion."""
 
-    TASKS: ClassVar[tuple[str, ...]] = ("classification",)  # not finetune's: regression alignment is not built yet
+    TASKS: ClassVar[tuple[str, ...]] = ("classification", "regression")
     name: Literal["domain_adapt"] = "domain_adapt"  # type: ignore[assignment]
     method: Literal["dann", "cdan", "mmd", "coral", "source_only"] = "dann"
     mode: Literal["features", "finetune"] = Field("features", description="features: adapter + head on the cached frozen "
@@ -88,6 +99,19 @@ class DomainAdaptConfig(FinetuneConfig):
                                  "classifier on the cached features); remove them or set mode: finetune")
         return self
 
+    def refusal_for_task(self, task: str) -> str | None:
+        """Why these options cannot train a `task` model (None: they can). A regression has no class probabilities,
+        which CDAN's conditioning and the SND / IM / BNM criteria are made of."""
+        if task != "regression":
+            return None
+        if self.method == "cdan":
+            return ("strategy.method: cdan conditions the domain discriminator on class probabilities, which a regression "
+                    "has none of; use dann, mmd, coral or source_only")
+        if self.selection in CLASSIFICATION_ONLY_CRITERIA:
+            return (f"strategy.selection: {self.selection} reads class probabilities on the target rows; for a regression "
+                    "use dev, iwv or source_val")
+        return None
+
     def trade_offs(self) -> list[float]:
         return [float(x) for x in (self.trade_off if isinstance(self.trade_off, list) else [self.trade_off])]
 
@@ -120,13 +144,15 @@ class FeatureAdapter(FeatureRows):
 class _Criteria:
     """The per-epoch unsupervised criteria (DEV, SND) and the oracle target-test macro-F1, added to each epoch's row."""
 
-    def __init__(self, train: LabelledData, val: LabelledData, target: LabelledData, test: LabelledData | None, seed: int):
-        self.train, self.val, self.target, self.test, self.seed = train, val, target, test, seed
+    def __init__(self, train: LabelledData, val: LabelledData, target: LabelledData, test: LabelledData | None, seed: int,
+                 task: ClassificationTask | RegressionTask):
+        from tlops.training.objectives import ClassificationTask
+
+        self.train, self.val, self.target, self.test, self.seed, self.task = train, val, target, test, seed, task
+        self.classes = isinstance(task, ClassificationTask)
 
     def __call__(self, evaluate) -> dict[str, float]:
-        import torch
         from sklearn.metrics import f1_score
-        from torch.nn import functional as F
 
         from tlops.training.selection import (
             batch_nuclear_norm,
@@ -141,12 +167,16 @@ class _Criteria:
         z_v, out_v = evaluate(self.val)
         z_t, out_t = evaluate(self.target)
         w = density_ratio(z_s.numpy(), z_t.numpy(), z_v.numpy(), seed=self.seed)
-        losses = F.cross_entropy(out_v, torch.as_tensor(self.val.targets, dtype=torch.long), reduction="none").numpy()
-        row = {"dev_risk": dev_risk(losses, w), "iwv_risk": iwv_risk(losses, w), "snd": soft_neighborhood_density(out_t),
-               "im": information_maximization(out_t), "bnm": batch_nuclear_norm(out_t)}
+        losses = self.task.row_losses(out_v, self.val.targets)
+        row = {"dev_risk": dev_risk(losses, w), "iwv_risk": iwv_risk(losses, w)}
+        if self.classes:  # these read class probabilities
+            row |= {"snd": soft_neighborhood_density(out_t), "im": information_maximization(out_t), "bnm": batch_nuclear_norm(out_t)}
         if self.test is not None:
             _, out_te = evaluate(self.test)
-            row["oracle_test_macro_f1"] = float(f1_score(self.test.targets, out_te.argmax(1).numpy(), average="macro"))
+            if self.classes:
+                row["oracle_test_macro_f1"] = float(f1_score(self.test.targets, out_te.argmax(1).numpy(), average="macro"))
+            else:
+                row["oracle_test_mae"] = self.task.metrics(out_te, self.test.targets)["val_mae"]
         return row
 
 
@@ -162,9 +192,12 @@ class _FeaturesMode:
     augment = False
 
     def __init__(self, ctx: TrainContext):
+        from tlops.task_types import task_type
+
         f = ctx.features
         self.ctx, self.s = ctx, ctx.cfg.strategy
         self.rows = {split: f.arrays(split) for split in ("train", "val", "unlabeled", "test")}
+        self.outputs = task_type(f.task).outputs(f.labels)  # classes, or 1 for a regression
         self.arrays = [a for split in ("train", "val") for a in self.rows[split]] + [self.rows["unlabeled"][0]]
 
     def net(self) -> tuple[Net, np.ndarray]:
@@ -172,11 +205,14 @@ class _FeaturesMode:
 
         from tlops.modules.heads import ProbeHead
         from tlops.training.loop import Net
+        from tlops.training.objectives import training_task
         from tlops.training.probe import finetune_scaler
 
-        x = self.rows["train"][0]
+        x, y = self.rows["train"]
         adapter = FeatureAdapter(x.shape[1], self.s.bottleneck, self.s.dropout, *finetune_scaler(x))
-        net = Net(adapter, ProbeHead(self.s.bottleneck, len(self.ctx.features.labels), kind="linear"))
+        head = ProbeHead(self.s.bottleneck, self.outputs, kind="linear", task=self.ctx.features.task)
+        training_task(self.ctx.features.task, y, self.s).init_head(head)  # a regression head maps back to the target's units
+        net = Net(adapter, head)
         adapter.model.eval()
         with torch.no_grad():
             initial = adapter.model(torch.from_numpy(x)).numpy()
@@ -201,7 +237,10 @@ class _FeaturesMode:
         from tlops.modules.heads import ProbeHead
 
         adapter = net.backbone.model
-        head = ProbeHead(adapter[1].in_features, len(self.ctx.features.labels), kind="mlp", hidden=self.s.bottleneck, dropout=self.s.dropout)
+        head = ProbeHead(adapter[1].in_features, self.outputs, kind="mlp", hidden=self.s.bottleneck, dropout=self.s.dropout,
+                         task=self.ctx.features.task)
+        if head.task == "regression":
+            head.set_target_scaler(float(net.head.target_mean), float(net.head.target_std))
         with torch.no_grad():  # standardise -> adapter Linear -> GELU -> dropout -> classifier is exactly ProbeHead's MLP
             head.set_scaler(adapter[0].mean, adapter[0].std)
             head.net[0].load_state_dict(adapter[1].state_dict())
@@ -227,8 +266,11 @@ class _FinetuneMode:
         from tlops.training.feature_groups import FeatureGroups
         from tlops.training.loop import Net
 
-        s, seed, n = self.s, self.ctx.cfg.seed, len(self.ctx.features.labels)
-        head = initial_head(s, seed, self.x["train"], self.labels["train"], self.x["val"], self.labels["val"], n)
+        from tlops.task_types import task_type
+
+        s, seed, f = self.s, self.ctx.cfg.seed, self.ctx.features
+        head = initial_head(s, seed, self.x["train"], self.labels["train"], self.x["val"], self.labels["val"],
+                            task_type(f.task).outputs(f.labels), task=f.task)
         trained = FeatureGroups(self.ctx.backbone(), self.ds.inputs("train"))  # groups that change the features
         return Net(trained, head), self.x["train"]  # the cached features are the starting backbone's
 
@@ -288,7 +330,7 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: 
 
     from tlops.training.adaptation import Standardize, TargetBatches
     from tlops.training.loop import fit
-    from tlops.training.objectives import ClassificationTask, DomainAdaptationObjective
+    from tlops.training.objectives import DomainAdaptationObjective, training_task
     from tlops.training.probe import finetune_scaler
 
     s, seed = ctx.cfg.strategy, ctx.cfg.seed
@@ -296,8 +338,8 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: 
     net, initial = mode.net()
     train, val, unlabeled = mode.data(net, "train"), mode.data(net, "val"), mode.data(net, "unlabeled")
     opts = mode.loop_options()
-    key, maximize = CRITERIA[s.selection]
-    task = ClassificationTask(key, maximize)
+    task = training_task(ctx.features.task, train.targets, s)  # cross-entropy, or MSE/Huber on the standardised target
+    task.selection_metric, task.maximize = criterion(s.selection, ctx.features.task)
     max_steps = opts.epochs * math.ceil(math.ceil(len(train) / opts.batch_size) / opts.grad_accum_steps)
     objective = DomainAdaptationObjective(
         task, build_alignment(s, initial.shape[1], len(ctx.features.labels), seed),
@@ -306,7 +348,7 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: 
         regularisers=mode.regularisers(net))
     criteria = _Criteria(mode.data(net, "train", _subset(len(train), s.selection_rows, seed)), val,
                          mode.data(net, "unlabeled", _subset(len(unlabeled), s.selection_rows, seed + 1)),
-                         mode.data(net, "test") if s.oracle else None, seed)
+                         mode.data(net, "test") if s.oracle else None, seed, task)
     ckpt = run_checkpoint_dir(ctx, {**s.model_dump(exclude=NOT_IN_FINGERPRINT | {"oracle"}), "trade_off": trade_off}, mode.arrays)
     r = fit(net, objective, train, val, opts, seed=seed, task=task, checkpoint_dir=ckpt, callbacks=callbacks, epoch_metrics=criteria)
     return _Trained(trade_off, net, r, ckpt)
@@ -314,24 +356,29 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: 
 
 def _candidate(t: _Trained, key: str) -> Candidate:
     row = t.loop.state.history[t.loop.state.best_epoch]
-    return Candidate(trade_off=t.trade_off, best_epoch=t.loop.state.best_epoch, criterion=row[key], val_macro_f1=row["val_macro_f1"],
-                     oracle_test_macro_f1=row.get("oracle_test_macro_f1"))
+    return Candidate(trade_off=t.trade_off, best_epoch=t.loop.state.best_epoch, criterion=row[key],
+                     val_macro_f1=row.get("val_macro_f1", math.nan), oracle_test_macro_f1=row.get("oracle_test_macro_f1"),
+                     val_mae=row.get("val_mae"), oracle_test_mae=row.get("oracle_test_mae"))
 
 
 def _oracle(runs: list[tuple[float, list[dict]]]) -> OracleChoice | None:
-    rows = [(row["oracle_test_macro_f1"], v, int(row["epoch"])) for v, history in runs for row in history if "oracle_test_macro_f1" in row]
-    if not rows:
-        return None
-    f1, v, epoch = max(rows, key=lambda r: r[0])
-    return OracleChoice(trade_off=v, epoch=epoch, test_macro_f1=f1)
+    """The epoch the target test labels would have picked: the highest macro-F1, or the lowest MAE of a regression."""
+    for key, best in (("oracle_test_macro_f1", max), ("oracle_test_mae", min)):
+        rows = [(row[key], v, int(row["epoch"])) for v, history in runs for row in history if key in row]
+        if rows:
+            value, v, epoch = best(rows, key=lambda r: r[0])
+            return OracleChoice(trade_off=v, epoch=epoch, **{key.removeprefix("oracle_"): value})
+    return None
 
 
 @register_strategy("domain_adapt", DomainAdaptConfig, splits=("unlabeled",))
 def train(ctx: TrainContext) -> HeadResult | PackageResult:
     """Adapt to the unlabelled target split (DANN, CDAN, MMD, CORAL or source-only); the model is chosen without target labels."""
+    from tlops.training.objectives import training_task
+
     s = ctx.cfg.strategy
     mode = _FeaturesMode(ctx) if s.mode == "features" else _FinetuneMode(ctx)
-    key, maximize = CRITERIA[s.selection]
+    key, maximize = criterion(s.selection, ctx.features.task)
     values = s.trade_offs()
     t0 = time.perf_counter()
     best: _Trained | None = None
@@ -348,5 +395,8 @@ def train(ctx: TrainContext) -> HeadResult | PackageResult:
             best = trained  # keep only the best model so far (a fine-tuned backbone each)
     chosen = _candidate(best, key)
     summary = AdaptationSummary(method=s.method, mode=s.mode, criterion=key, chosen=chosen, candidates=candidates, oracle=_oracle(runs))
+    _, val_metrics = training_task(ctx.features.task, ctx.features.arrays("train")[1], s).summary(
+        best.loop.state.history[best.loop.state.best_epoch])  # a regression's val mae/rmse/r2/spearman; none for classes
     return mode.result(best.net, strategy=s.name, history=best.loop.state.history, val_macro_f1=chosen.val_macro_f1,
-                       seconds=time.perf_counter() - t0, loop=loop_summary(best.loop, best.checkpoint_dir), adaptation=summary)
+                       val_metrics=val_metrics, seconds=time.perf_counter() - t0, loop=loop_summary(best.loop, best.checkpoint_dir),
+                       adaptation=summary)

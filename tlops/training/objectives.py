@@ -43,6 +43,10 @@ class ClassificationTask:
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), targets)
 
+    def row_losses(self, logits: torch.Tensor, targets: np.ndarray) -> np.ndarray:
+        """Each row's loss (what importance-weighted validation averages)."""
+        return F.cross_entropy(logits.float(), torch.as_tensor(targets, dtype=torch.long), reduction="none").numpy()
+
     def metrics(self, logits: torch.Tensor, targets: np.ndarray) -> dict[str, float]:
         pred = logits.argmax(1).numpy()
         return {"val_loss": float(F.cross_entropy(logits, torch.as_tensor(targets, dtype=torch.long))),
@@ -98,6 +102,11 @@ class RegressionTask:
         if self.loss_name == "huber":
             return F.huber_loss(pred, want, delta=self.huber_delta)
         return F.mse_loss(pred, want)
+
+    def row_losses(self, outputs: torch.Tensor, targets: np.ndarray) -> np.ndarray:
+        """Each row's squared error on the standardised target (what importance-weighted validation averages)."""
+        want = self.standardise(torch.as_tensor(np.asarray(targets, dtype=np.float64)))
+        return ((outputs.float()[:, 0] - want) ** 2).numpy()
 
     def metrics(self, outputs: torch.Tensor, targets: np.ndarray) -> dict[str, float]:
         from tlops.evaluate import regression_metrics
@@ -161,7 +170,7 @@ class DomainAdaptationObjective(Objective):
     (source-only) it is the supervised objective, on the same loop. Regularisers (L2-SP) add terms as in
     `SupervisedObjective`."""
 
-    def __init__(self, task: ClassificationTask, alignment: nn.Module | None, target_batch, scale: nn.Module,
+    def __init__(self, task: ClassificationTask | RegressionTask, alignment: nn.Module | None, target_batch, scale: nn.Module,
                  trade_off: float, max_steps: int, warmup: bool = True, alpha: float = 10.0,
                  regularisers: dict[str, nn.Module] | None = None):
         super().__init__()
