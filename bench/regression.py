@@ -10,7 +10,9 @@ predicting the train mean (R² ~ 0). Every method picks its regularisation on va
 `python -m bench.regression [text image audio]` (default: all); each modality writes bench/out/regression_<m>.json
 (text: bench/out/regression.json, as before). `python -m bench.regression finetune` compares, on the text set,
 tlops's own runs (`run_core`, the demo config) of the ridge probe and of `finetune` (MiniLM trained end to end,
-MSE on the standardised target, best epoch on val MAE): bench/out/regression_finetune.json."""
+MSE on the standardised target, best epoch on val MAE): bench/out/regression_finetune.json; `finetune-image` and
+`finetune-audio` do the same on the other demo sets, with the loop settings of configs/<m>_finetune.yaml
+(bench/out/regression_finetune_<m>.json)."""
 
 from __future__ import annotations
 
@@ -144,34 +146,46 @@ def run(modality: str) -> dict:
 
 FINETUNE = ["strategy.name=finetune", "strategy.head=linear", "strategy.epochs=2", "strategy.batch_size=32", "strategy.head_lr=1e-3",
             "strategy.backbone_lr=5e-5", "strategy.patience=2", "strategy.checkpoint_every_steps=10"]
+# images and audio: the shipped classification fine-tune configs' loop settings (configs/<m>_finetune.yaml)
+FINETUNE_BY_MODALITY = {
+    "text": FINETUNE,
+    "image": ["strategy.name=finetune", "strategy.head=linear", "strategy.epochs=6", "strategy.batch_size=32", "strategy.head_lr=3e-3",
+              "strategy.backbone_lr=5e-4", "strategy.layer_decay=0.9", "strategy.augment=true", "strategy.patience=3"],
+    "audio": ["strategy.name=finetune", "strategy.head=linear", "strategy.epochs=15", "strategy.batch_size=16", "strategy.head_lr=3e-3",
+              "strategy.backbone_lr=3e-4", "strategy.augment=true", "strategy.patience=5"],
+}
 
 
-def finetune_vs_probe() -> dict:
+def finetune_vs_probe(modality: str = "text") -> dict:
     import time
 
     from tlops.config import load_config
     from tlops.pipeline import run_core
 
-    config = REPO / "configs" / "text_regression.yaml"
+    config = REPO / "configs" / f"{modality}_regression.yaml"
+    sets = FINETUNE_BY_MODALITY[modality]
     # a fixed folder, removed only on success: a killed run (a contended CPU, the OOM killer) resumes from its
     # last checkpoint when rerun
-    out, work = {}, REPO / "bench" / "out" / "regression_finetune_work"
-    for name, sets in [("ridge_probe", []), ("finetune", FINETUNE)]:
+    out, work = {}, REPO / "bench" / "out" / f"regression_finetune_{modality}_work"
+    for name, extra in [("ridge_probe", []), ("finetune", sets)]:
         t = time.perf_counter()
-        cfg = load_config(config, [f"execution.work_dir={work}", f"features.cache_dir={work / 'cache'}", *sets])
+        cfg = load_config(config, [f"execution.work_dir={work}", f"features.cache_dir={work / 'cache'}", *extra])
         r = run_core(cfg, work / name)
         out[name] = {**r.evaluation.metrics, "val": r.train.val_metrics, "seconds": time.perf_counter() - t,
-                     "resumed_from": r.train.loop.resumed_from if r.train.loop else None,
+                     "train_seconds": r.train.seconds, "resumed_from": r.train.loop.resumed_from if r.train.loop else None,
                      "history": r.train.history if name == "finetune" else None}
     shutil.rmtree(work, ignore_errors=True)
-    return save("regression_finetune", {"dataset": MODALITIES["text"][1], "finetune_sets": FINETUNE, "results": out,
-                                        "finetune_beats_probe": out["finetune"]["mae"] < out["ridge_probe"]["mae"]})
+    return save("regression_finetune" if modality == "text" else f"regression_finetune_{modality}", {
+        "dataset": MODALITIES[modality][1], "finetune_sets": sets, "results": out,
+        "finetune_beats_probe": out["finetune"]["mae"] < out["ridge_probe"]["mae"]})
 
 
 def main(modalities: list[str] | None = None) -> dict:
     out = {m: run(m) for m in (modalities or list(MODALITIES)) if m in MODALITIES}
-    if modalities and "finetune" in modalities:
-        out["finetune"] = finetune_vs_probe()
+    for m in modalities or []:  # `finetune` (text, as before), `finetune-image`, `finetune-audio`
+        if m == "finetune" or m.startswith("finetune-"):
+            modality = m.split("-", 1)[1] if "-" in m else "text"
+            out[m] = finetune_vs_probe(modality)
     return out
 
 
