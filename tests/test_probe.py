@@ -81,3 +81,27 @@ def test_closed_form_heads_get_a_learning_curve_over_training_rows(tmp_path):
     one_epoch = curves_png([{"epoch": 0, "train_loss": 0.7, "val_macro_f1": 0.6}], tmp_path / "one.png")
     assert one_epoch is not None and Image.open(one_epoch).size[0] == 1000  # a 1-epoch run still shows its point
     assert curves_png([], tmp_path / "none.png") is None
+
+
+def test_mlp_probe_survives_a_channel_dead_in_train_that_fires_at_test():
+    """6 of EfficientNet-Lite0's channels are constant (0) on the image demo's train split and 2 fire on test; divided
+    by their ~0 train std they reach |z| ~ 1e6, and an MLP (whose first-layer weights for them never train away
+    from their init) then predicted chance (0.335 here); flooring the std as fine-tuning does still gave 0.715.
+    A dimension constant on train carries nothing, so the probes ignore it."""
+    rng = np.random.default_rng(0)
+
+    def rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 3, n)
+        x = rng.normal(0, 1, (n, 16)).astype(np.float32)
+        x[np.arange(n), 1 + y] += 4.0  # class signal in dims 1..3
+        x[:, 0] = 0.0  # dead on train
+        return x, y
+
+    (x, y), (xv, yv), (xt, yt) = rows(300), rows(60), rows(200)
+    xt[:, 0] = 1.0  # fires at test, at a live channel's scale
+    cfg = LinearProbeConfig(head="mlp", hidden=32, epochs=20, lr=1e-2)
+    head = train_probe(x, y, xv, yv, 3, cfg, seed=0).head
+    head.eval()
+    with torch.no_grad():
+        acc = float((head(torch.from_numpy(xt)).argmax(1).numpy() == yt).mean())
+    assert acc > 0.9, acc

@@ -47,6 +47,18 @@ def finetune_scaler(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std.clamp(min=0.1 * median + 1e-6)
 
 
+def frozen_scaler(x: np.ndarray, floor: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scaler of a head on frozen features: a dimension constant on train carries nothing and is ignored
+    (std = inf, so z = 0), or a channel that fires only at predict time would reach |z| ~ 1e6 through its ~0 train
+    std (2 of the 6 EfficientNet-Lite0 channels dead on the image demo's train split fire on test). A linear
+    head's weight for such a dimension is 0 anyway; an MLP's first-layer weights for it keep their random init.
+    `floor`: the live stds floored as in `finetune_scaler` (what the regression heads use)."""
+    mean, std = finetune_scaler(x) if floor else _scaler(x)
+    std = std.clone()
+    std[torch.from_numpy(x.std(0) <= 1e-6)] = float("inf")
+    return mean, std
+
+
 def _predict(head: ProbeHead, x: np.ndarray) -> np.ndarray:
     head.eval()
     with torch.inference_mode():
@@ -56,7 +68,7 @@ def _predict(head: ProbeHead, x: np.ndarray) -> np.ndarray:
 def fit_logreg(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int,
                scaler: tuple[torch.Tensor, torch.Tensor] | None = None) -> ProbeResult:
     head = ProbeHead(x.shape[1], n_classes, kind="linear")
-    mean, std = scaler or _scaler(x)
+    mean, std = scaler or frozen_scaler(x)
     head.set_scaler(mean, std)
     xs = ((x - mean.numpy()) / std.clamp(min=1e-6).numpy()).astype(np.float64)
     clf = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter, random_state=seed)
@@ -82,7 +94,7 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_clas
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     head = ProbeHead(x.shape[1], n_classes, kind="mlp", hidden=cfg.hidden, dropout=cfg.dropout)
-    head.set_scaler(*(scaler or _scaler(x)))
+    head.set_scaler(*(scaler or frozen_scaler(x)))  # dimensions dead on train ignored: see frozen_scaler
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
     loss_fn = nn.CrossEntropyLoss()
@@ -109,11 +121,11 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_clas
 def _regression_head(x: np.ndarray, y: np.ndarray, kind: str, cfg: LinearProbeConfig,
                      scaler: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[ProbeHead, np.ndarray, np.ndarray]:
     """A regression head with both scalers fitted on train (or the feature scaler given, as LP-FT does);
-    returns (head, standardised x, standardised y). The feature std is floored as for fine-tuning: a feature
-    constant on train but not on test (58 dead EfficientNet channels on the image tilt demo) divided by its ~0
-    std reached |z| ~ 3e6 on test and an MLP probe's test MAE 1253 degrees (4.1 floored; bench/RESULTS.md)."""
+    returns (head, standardised x, standardised y). The feature std is floored as for fine-tuning and features
+    constant on train are ignored (`frozen_scaler`): 58 dead EfficientNet channels on the image tilt demo fire
+    on test; divided by their ~0 std they reached |z| ~ 3e6 and an MLP probe's test MAE 1253 degrees."""
     head = ProbeHead(x.shape[1], 1, kind=kind, hidden=cfg.hidden, dropout=cfg.dropout, task="regression")
-    mean, std = scaler or finetune_scaler(x)
+    mean, std = scaler or frozen_scaler(x, floor=True)
     head.set_scaler(mean, std)
     head.set_target_scaler(float(y.mean()), float(y.std()))
     xs = (x - mean.numpy()) / std.clamp(min=1e-6).numpy()
