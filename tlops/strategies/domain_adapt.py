@@ -12,7 +12,9 @@ Two modes on the same loop and objective:
 
 The epoch (and the trade_off, when a list is given) is chosen without target labels, by DEV or SND
 (`tlops.training.selection`); the target test macro-F1 of every epoch is logged beside it as an oracle,
-never used to choose.
+never used to choose. A regression dataset trains through the same objective (MSE/Huber on the standardised
+target; DEV/IWV weigh per-row squared errors, the oracle is the target test MAE); CDAN and the SND / IM / BNM
+criteria, made of class probabilities, are refused for it.
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ class FeatureAdapter(FeatureRows):
 
 
 class _Criteria:
-    """The per-epoch unsupervised criteria (DEV, SND) and the oracle target-test macro-F1, added to each epoch's row."""
+    """The per-epoch unsupervised criteria (DEV, IWV; for classes also SND, IM, BNM) and the oracle target-test
+    macro-F1 (a regression: MAE), added to each epoch's row."""
 
     def __init__(self, train: LabelledData, val: LabelledData, target: LabelledData, test: LabelledData | None, seed: int,
                  task: ClassificationTask | RegressionTask):
@@ -263,10 +266,9 @@ class _FinetuneMode:
         self.arrays = [self.x["train"], self.labels["train"], self.x["val"], self.labels["val"], f.arrays("unlabeled")[0]]
 
     def net(self) -> tuple[Net, np.ndarray]:
+        from tlops.task_types import task_type
         from tlops.training.feature_groups import FeatureGroups
         from tlops.training.loop import Net
-
-        from tlops.task_types import task_type
 
         s, seed, f = self.s, self.ctx.cfg.seed, self.ctx.features
         head = initial_head(s, seed, self.x["train"], self.labels["train"], self.x["val"], self.labels["val"],
