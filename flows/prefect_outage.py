@@ -55,13 +55,10 @@ def ride_out_restarts() -> Iterator[None]:
 def _transport_error(e: BaseException | None):
     import httpx
 
-    seen = set()
-    while e is not None and id(e) not in seen:  # the engine re-raises; the transport error may be a cause or context
-        if isinstance(e, httpx.TransportError):
-            return e
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return None
+    from tlops.errors import exception_chain
+
+    # the engine re-raises; the transport error may be a cause or context
+    return next((c for c in exception_chain(e) if isinstance(c, httpx.TransportError)), None)
 
 
 def _silence_prefect_services() -> None:

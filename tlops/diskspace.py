@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from tlops.errors import TlopsError
+from tlops.errors import TlopsError, exception_chain
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 
@@ -23,15 +23,7 @@ _MESSAGES = ("No space left on device", "Disk quota exceeded", "os error 28", "o
 
 
 def is_disk_full(e: BaseException | None) -> bool:
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in FULL:
-            return True
-        if any(m in str(e) for m in _MESSAGES):
-            return True
-        e = e.__cause__ or e.__context__
-    return False
+    return any((isinstance(c, OSError) and c.errno in FULL) or any(m in str(c) for m in _MESSAGES) for c in exception_chain(e))
 
 
 @contextmanager

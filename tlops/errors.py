@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
     from tlops.records import ValidationReport
@@ -40,15 +40,17 @@ class AliasMoveRefused(RegistryError):
     """A compare-and-set alias move found the alias pointing elsewhere than expected."""
 
 
+def exception_chain(e: BaseException | None) -> Iterator[BaseException]:
+    """`e`, then what it was raised from or while handling (`__cause__`, else `__context__`), and so on; each once."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
 def interruption_behind(e: BaseException) -> BaseException | None:
     """The Ctrl-C or termination signal (a BaseException that is not an Exception: KeyboardInterrupt, Prefect's
     TerminationSignal) that a library turned into its own error, else None. torch.save does this: a signal raised
     inside its file writes comes out as `RuntimeError: ... unexpected pos`, and a stopped run would read as failed."""
-    seen = set()
-    cause: BaseException | None = e
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if not isinstance(cause, Exception) and not isinstance(cause, GeneratorExit):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
+    return next((c for c in exception_chain(e) if not isinstance(c, (Exception, GeneratorExit))), None)

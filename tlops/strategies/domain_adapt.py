@@ -325,6 +325,7 @@ class _Trained:
     net: Any
     loop: LoopResult
     checkpoint_dir: Any
+    task: Any  # the ClassificationTask / RegressionTask it was trained and scored with
 
 
 def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: float, callbacks: list[Callback]) -> _Trained:
@@ -353,7 +354,7 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: 
                          mode.data(net, "test") if s.oracle else None, seed, task)
     ckpt = run_checkpoint_dir(ctx, {**s.model_dump(exclude=NOT_IN_FINGERPRINT | {"oracle"}), "trade_off": trade_off}, mode.arrays)
     r = fit(net, objective, train, val, opts, seed=seed, task=task, checkpoint_dir=ckpt, callbacks=callbacks, epoch_metrics=criteria)
-    return _Trained(trade_off, net, r, ckpt)
+    return _Trained(trade_off, net, r, ckpt, task)
 
 
 def _candidate(t: _Trained, key: str) -> Candidate:
@@ -376,8 +377,6 @@ def _oracle(runs: list[tuple[float, list[dict]]]) -> OracleChoice | None:
 @register_strategy("domain_adapt", DomainAdaptConfig, splits=("unlabeled",))
 def train(ctx: TrainContext) -> HeadResult | PackageResult:
     """Adapt to the unlabelled target split (DANN, CDAN, MMD, CORAL or source-only); the model is chosen without target labels."""
-    from tlops.training.objectives import training_task
-
     s = ctx.cfg.strategy
     mode = _FeaturesMode(ctx) if s.mode == "features" else _FinetuneMode(ctx)
     key, maximize = criterion(s.selection, ctx.features.task)
@@ -397,8 +396,7 @@ def train(ctx: TrainContext) -> HeadResult | PackageResult:
             best = trained  # keep only the best model so far (a fine-tuned backbone each)
     chosen = _candidate(best, key)
     summary = AdaptationSummary(method=s.method, mode=s.mode, criterion=key, chosen=chosen, candidates=candidates, oracle=_oracle(runs))
-    _, val_metrics = training_task(ctx.features.task, ctx.features.arrays("train")[1], s).summary(
-        best.loop.state.history[best.loop.state.best_epoch])  # a regression's val mae/rmse/r2/spearman; none for classes
+    _, val_metrics = best.task.summary(best.loop.state.history[best.loop.state.best_epoch])  # a regression's val mae/...; none for classes
     return mode.result(best.net, strategy=s.name, history=best.loop.state.history, val_macro_f1=chosen.val_macro_f1,
                        val_metrics=val_metrics, seconds=time.perf_counter() - t0, loop=loop_summary(best.loop, best.checkpoint_dir),
                        adaptation=summary)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-_OWN = ("backbone", "groups", "unused")
+_OWN = ("backbone", "groups")
 
 
 class FeatureGroups:
@@ -34,11 +34,13 @@ class FeatureGroups:
                 p.requires_grad_(w)
         used = {id(p) for p, g in zip(flat, grads) if g is not None}
         object.__setattr__(self, "backbone", backbone)
-        object.__setattr__(self, "groups", [g for g in groups if any(id(p) in used for p in g)])
-        object.__setattr__(self, "unused", [g for g in groups if not any(id(p) in used for p in g)])
-        for g in self.unused:  # never trained: no optimizer slot, no gradient buffers, unchanged in the export
-            for p in g:
-                p.requires_grad_(False)
+        object.__setattr__(self, "groups", [])
+        for g in groups:
+            if any(id(p) in used for p in g):
+                self.groups.append(g)
+            else:  # never trained: no optimizer slot, no gradient buffers, unchanged in the export
+                for p in g:
+                    p.requires_grad_(False)
 
     def parameter_groups(self) -> list:
         return self.groups
