@@ -114,6 +114,65 @@ def test_meta_sgd_alphas_receive_gradients_and_change():
     assert list(MetaLearner(enc, "maml").parameters()) == [], "MAML's inner LR is fixed, not learned"
 
 
+class _LinearBackbone:
+    """A backbone in the contract's shape (model + embed) whose model is one Linear layer: the inner loop's
+    backbone path on a problem small enough to redo by hand."""
+
+    def __init__(self, d_in: int = 5, d_out: int = 6, seed: int = 4):
+        torch.manual_seed(seed)
+        self.model = torch.nn.Linear(d_in, d_out)
+
+    def embed(self, batch: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.model(batch))
+
+
+def test_inner_loop_over_backbone_groups_is_a_manual_sgd_step_and_second_order_reaches_them():
+    from tlops.training.meta import BackboneFunction, adapted_head
+
+    backbone, enc = _LinearBackbone(), _encoder("linear")
+    fn = BackboneFunction(backbone)
+    names = fn.top_group_names([list(backbone.model.parameters())], 1)
+    assert names == ["weight", "bias"]
+    shapes = {k: p.shape for k, p in backbone.model.named_parameters()}
+    learner = MetaLearner(enc, "maml", inner_lr=0.3, backbone_shapes=shapes)
+    torch.manual_seed(5)
+    sx, qx, onehot = torch.randn(6, 5), torch.randn(6, 5), F.one_hot(way_targets(3, 2), 3).float()
+    fast = learner.adapt(enc, learner.initial(enc, fn), sx, onehot, backbone=fn)
+
+    # by hand: features through the backbone, prototype-initialised classifier, one SGD step on every adapted tensor
+    bb = {k: v.detach().clone().requires_grad_() for k, v in backbone.model.named_parameters()}
+    start = {k: v.detach().clone().requires_grad_() for k, v in enc.params().items()}
+
+    def embed(b, e, x):
+        return enc.embed(e, torch.tanh(x @ b["weight"].T + b["bias"]))
+
+    head = {k: v.detach().requires_grad_() for k, v in proto_classifier(prototypes(embed(bb, start, sx), onehot)).items()}
+    loss = F.cross_entropy(embed(bb, start, sx) @ head["weight"].T + head["bias"], onehot.argmax(1))
+    params = {**{f"backbone.{k}": v for k, v in bb.items()}, **start, **head}
+    for (k, p), g in zip(params.items(), torch.autograd.grad(loss, list(params.values()))):
+        assert torch.allclose(fast[k], p - 0.3 * g, atol=1e-6), k
+    assert not torch.allclose(fast["backbone.weight"], backbone.model.weight), "the backbone group adapts in the inner loop"
+
+    # the outer gradient reaches the backbone's meta-learned weights through the adapted ones; FOMAML's differs
+    def outer(algorithm: str) -> torch.Tensor:
+        backbone.model.zero_grad()
+        lrn = MetaLearner(enc, algorithm, inner_lr=0.3, backbone_shapes=shapes)
+        F.cross_entropy(lrn.task_logits(enc, fn, sx, qx, onehot), way_targets(3, 2)).backward()
+        return backbone.model.weight.grad.clone()
+
+    maml, fomaml = outer("maml"), outer("fomaml")
+    assert float(maml.abs().sum()) > 0 and float((maml - fomaml).abs().max()) > 1e-6
+    # the registered head and adapted weights come out of the same path; the backbone's own weights stay as they were
+    before = backbone.model.weight.detach().clone()
+    head_module, adapted = adapted_head(learner, enc, sx, onehot.argmax(1), 3, fn)
+    assert torch.allclose(adapted["weight"], fast["backbone.weight"], atol=1e-6) and torch.equal(backbone.model.weight, before)
+    with torch.no_grad():
+        z = torch.tanh(qx @ adapted["weight"].T + adapted["bias"])
+        assert torch.allclose(head_module(z), learner.logits(enc, fast, qx, fn), atol=1e-5)
+    with pytest.raises(ValueError, match="ANIL"):
+        MetaLearner(enc, "maml", anil=True, backbone_shapes=shapes)
+
+
 def test_episode_sampler_is_deterministic_and_keeps_classes_and_rows_apart():
     labels = np.repeat(np.arange(8), 10)
     labels = np.concatenate([labels, [8, 8]])  # class 8 has too few rows for 3 + 4

@@ -131,3 +131,63 @@ def test_the_pyfunc_predicts_with_the_meta_trained_backbone(whole_run):
     proba = model.predict(None, TEXTS, params={"support": json.dumps(SUPPORT), "proba": True})
     assert list(proba.columns) == s.classes() and np.allclose(proba.to_numpy(), pred.predict_proba(TEXTS, s), atol=1e-6)
     assert model.predict(None, TEXTS) == pred.predict(TEXTS)
+
+
+@pytest.fixture(scope="module")
+def inner_run(whole_run, tmp_path_factory):
+    """Second-order MAML whose inner loop adapts the trainable top group too (`inner_groups: 1`), on the same data."""
+    cfg, feats, _ = whole_run
+    strategy = {**cfg.strategy.model_dump(exclude={"name"}), "inner_lr": 0.05, "inner_groups": 1}
+    c = RunConfig.model_validate({**cfg.model_dump(), "strategy": {"name": "maml", **strategy}})
+    return c, _train(c, feats, tmp_path_factory.mktemp("inner"))
+
+
+def test_inner_loop_adapts_the_top_group_per_support_set_and_predict_time_adaptation_reproduces_it(inner_run, whole_run):
+    """The package's backbone is the meta-learned starting point; the registered predictions use the top group as
+    adapted to the registered support set; a support set at predict time adapts it again from the raw rows, and
+    the registered support set's own rows give back the registered head and weights exactly."""
+    from tlops.fewshot_predictor import ADAPTED_FILE
+    from tlops.package import Predictor
+
+    cfg, r = inner_run
+    assert r.kind == "package" and r.few_shot.model[0].episodes == 600
+    meta = json.loads((Path(r.package) / "tlops_model.json").read_text())["few_shot"]
+    top = meta["backbone_params"]
+    assert meta["algorithm"] == "maml" and top and all(k.startswith("encoder.layer.1.") for k in top)
+    adapted, init = load_file(str(Path(r.package) / ADAPTED_FILE)), _backbone_weights(r.package)
+    assert set(adapted) == set(top) and all(not torch.equal(adapted[k], init[k]) for k in top), "the inner loop left the group as it was"
+
+    pred = Predictor(r.package)
+    proba = pred.predict_proba(TEXTS)
+    with torch.no_grad():  # the registered head on the meta-learned backbone's own features: other numbers
+        plain = torch.softmax(pred.head(torch.from_numpy(pred._embed(TEXTS))), 1).numpy()
+    assert np.abs(proba - plain).max() > 1e-5
+
+    from tlops.data.fewshot import SUPPORT as SUPPORT_SPLIT
+    from tlops.resolve import open_dataset
+
+    data = open_dataset(cfg)  # the registered support set: the rows the run carved from test
+    rows = [{"text": t, "label": label} for t, label in zip(data.inputs(SUPPORT_SPLIT), data.splits[SUPPORT_SPLIT]["label"])]
+    s = pred.support(rows)
+    assert s.classes() == pred.labels
+    head, classes, params = pred._classifier(s)
+    registered = load_file(str(Path(r.package) / "head.safetensors"))
+    assert all(torch.allclose(head.state_dict()[k], registered[k], atol=1e-5) for k in registered)
+    assert all(torch.allclose(params[k], adapted[k], atol=1e-6) for k in top)
+    assert np.allclose(pred.predict_proba(TEXTS, s), proba, atol=1e-5)
+    # a new support set adapts the group to its own classes
+    other = pred.support(SUPPORT)
+    _, _, other_params = pred._classifier(other)
+    assert pred.classes(other) == ["car", "cat", "dog"] and any(not torch.allclose(other_params[k], adapted[k]) for k in top)
+
+
+def test_inner_groups_need_trainable_groups_and_no_anil():
+    from pydantic import ValidationError
+
+    from tlops.strategies.maml import MamlStrategyConfig
+
+    with pytest.raises(ValidationError, match="inner_groups: 2 > trainable: 1"):
+        MamlStrategyConfig(trainable=1, inner_groups=2)
+    with pytest.raises(ValidationError, match="anil"):
+        MamlStrategyConfig(trainable=1, inner_groups=1, anil=True)
+    assert "inner_groups" not in MamlStrategyConfig().fingerprint() and MamlStrategyConfig(trainable=1, inner_groups=1).fingerprint()["inner_groups"] == 1

@@ -9,7 +9,11 @@ algorithm, inner-loop settings, encoder shape and the support's labels are JSON 
 features (on a work pool the data folder may not be there); the run's data version names them. Adapting goes through `tlops.training.meta.adapted_head`, the very
 function that made the registered head. The features are always those of the package's own backbone: the
 pretrained one, or (`strategy.trainable` > 0) the meta-trained one the package holds, which then also embeds
-the support features stored here and every support set given at predict time.
+the support features stored here and every support set given at predict time. When the inner loop adapts
+backbone groups too (`inner_groups` > 0), a support set given at predict time goes through the backbone raw
+(its rows adapt those groups), and `adapted_backbone.safetensors` holds the groups as adapted to the
+registered support set, which the package's plain predictions use; the exported backbone is the meta-learned
+starting point every adaptation begins from.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ from tlops.records import MetaLearnerState
 FOLDER = "few_shot"
 STATE_FILE = f"{FOLDER}/learner.safetensors"
 SUPPORT_FILE = f"{FOLDER}/support.safetensors"
+ADAPTED_FILE = f"{FOLDER}/adapted_backbone.safetensors"
 
 
 def save_meta_state(out_dir: Path, encoder, learner, inner_lr: float, encoder_spec: dict, support_x: np.ndarray, support_y: np.ndarray,
-                    support_labels: list[str]) -> MetaLearnerState:
-    """Write the encoder + adaptation rule and the support set (features, class indices) beside the head."""
+                    support_labels: list[str], adapted_backbone: dict[str, torch.Tensor] | None = None) -> MetaLearnerState:
+    """Write the encoder + adaptation rule and the support set (features, class indices) beside the head, and the
+    backbone parameters as adapted to that support set when the inner loop adapts some."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()} | {f"learner.{k}": v for k, v in learner.state_dict().items()}
@@ -38,22 +44,34 @@ def save_meta_state(out_dir: Path, encoder, learner, inner_lr: float, encoder_sp
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(state))
     save_file({"x": torch.from_numpy(np.ascontiguousarray(support_x, dtype=np.float32)),
                "y": torch.from_numpy(np.ascontiguousarray(support_y, dtype=np.int64))}, str(support))
+    adapted = None
+    if learner.backbone_names:
+        adapted = out_dir / "meta_adapted_backbone.safetensors"
+        save_file({k: adapted_backbone[k].detach().cpu().contiguous() for k in learner.backbone_names}, str(adapted))
     return MetaLearnerState(algorithm=learner.algorithm, inner_lr=inner_lr,
                             inner_steps=learner.inner_steps, anil=learner.anil, encoder=encoder_spec, state_path=str(state),
-                            support_path=str(support), support_labels=list(support_labels))
+                            support_path=str(support), support_labels=list(support_labels), backbone_params=learner.backbone_names,
+                            adapted_backbone_path=str(adapted) if adapted else None)
 
 
 def package_files(state: MetaLearnerState) -> tuple[dict[str, Path], dict]:
     """(package-relative path -> file to copy, the JSON block for tlops_model.json) of a meta-learned head."""
-    meta = state.model_dump(exclude={"state_path", "support_path"}) | {"state_file": STATE_FILE, "support_file": SUPPORT_FILE}
-    return {STATE_FILE: Path(state.state_path), SUPPORT_FILE: Path(state.support_path)}, meta
+    meta = state.model_dump(exclude={"state_path", "support_path", "adapted_backbone_path"}) | {"state_file": STATE_FILE,
+                                                                                               "support_file": SUPPORT_FILE}
+    files = {STATE_FILE: Path(state.state_path), SUPPORT_FILE: Path(state.support_path)}
+    if state.adapted_backbone_path:
+        files[ADAPTED_FILE] = Path(state.adapted_backbone_path)
+        meta["adapted_backbone_file"] = ADAPTED_FILE
+    return files, meta
 
 
 class FewShotAdapter:
-    """The packaged encoder + adaptation rule: support features and class indices -> an adapted `ProbeHead`."""
+    """The packaged encoder + adaptation rule: support features and class indices -> an adapted `ProbeHead`; when
+    the inner loop adapts backbone groups, support inputs -> the head and those groups' adapted parameters.
+    `backbone`: the package's backbone (needed only then)."""
 
-    def __init__(self, root: Path, meta: dict):
-        from tlops.training.meta import Encoder, MetaLearner
+    def __init__(self, root: Path, meta: dict, backbone=None):
+        from tlops.training.meta import BackboneFunction, Encoder, MetaLearner
 
         self.meta = meta
         tensors = load_file(str(Path(root) / meta["state_file"]))
@@ -61,18 +79,58 @@ class FewShotAdapter:
         e = meta["encoder"]
         self.encoder = Encoder(e["in_dim"], e["kind"], e["hidden"], e["out_dim"], part["encoder"]["mean"], part["encoder"]["std"])
         self.encoder.load_state_dict(part["encoder"])
-        self.learner = MetaLearner(self.encoder, meta["algorithm"], meta["inner_lr"], meta["inner_steps"], meta["anil"])
+        names = meta.get("backbone_params") or []
+        self.backbone = BackboneFunction(backbone) if names else None
+        shapes = {k: p.shape for k, p in self.backbone.model.named_parameters()} if names else {}
+        missing = [k for k in names if k not in shapes]
+        if missing:
+            raise ValueError(f"{root}: few_shot.backbone_params names {missing[:3]} that the package's backbone does not have; "
+                             "the package is damaged or from another backbone: re-register it from its run")
+        self.learner = MetaLearner(self.encoder, meta["algorithm"], meta["inner_lr"], meta["inner_steps"], meta["anil"],
+                                   backbone_shapes={k: shapes[k] for k in names})
         self.learner.load_state_dict(part["learner"])  # strict: Meta-SGD's alphas must all be there, nothing else
         self.encoder.eval()
         self.support_file = Path(root) / meta["support_file"]
+        self.adapted_file = Path(root) / meta["adapted_backbone_file"] if names else None
+
+    @property
+    def adapts_backbone(self) -> bool:
+        return self.backbone is not None
 
     def head(self, features: np.ndarray, targets: np.ndarray, n_classes: int) -> ProbeHead:
         from tlops.training.meta import adapted_head
 
         return adapted_head(self.learner, self.encoder, torch.from_numpy(np.asarray(features, dtype=np.float32)),
-                            torch.as_tensor(targets, dtype=torch.long), n_classes)
+                            torch.as_tensor(targets, dtype=torch.long), n_classes)[0]
+
+    def adapt_inputs(self, items: list[str], targets: np.ndarray, n_classes: int) -> tuple[ProbeHead, dict[str, torch.Tensor]]:
+        """(head, adapted backbone parameters) for a support set's raw inputs (inner backbone groups), in eval mode."""
+        from tlops.training.meta import adapted_head
+
+        bb = self.backbone.backbone
+        self.backbone.model.eval()
+        return adapted_head(self.learner, self.encoder, bb.collate(bb.encode(list(items))), torch.as_tensor(targets, dtype=torch.long),
+                            n_classes, self.backbone)
+
+    def registered_backbone(self) -> dict[str, torch.Tensor]:
+        """The backbone parameters as adapted to the registered support set (empty when the inner loop adapts none)."""
+        return load_file(str(self.adapted_file)) if self.adapted_file else {}
 
     def registered_support(self) -> tuple[np.ndarray, np.ndarray]:
         """The features and class indices (into the package's labels) of the support set the registered head was adapted to."""
         t = load_file(str(self.support_file))
         return t["x"].numpy(), t["y"].numpy()
+
+
+class AdaptedBackbone:
+    """A backbone whose `embed` runs with some parameters swapped for a task's adapted ones; the rest (encode,
+    collate, model, ...) is the backbone's."""
+
+    def __init__(self, function, params: dict[str, torch.Tensor]):
+        self._function, self._params = function, params
+
+    def embed(self, batch) -> torch.Tensor:
+        return self._function.embed(self._params, batch)
+
+    def __getattr__(self, name: str):
+        return getattr(self._function.backbone, name)

@@ -109,8 +109,10 @@ class Predictor:
         if "few_shot" in self.meta:
             from tlops.fewshot_predictor import FewShotAdapter
 
-            self.few_shot = FewShotAdapter(root, self.meta["few_shot"])
-        self._adapted: tuple[SupportSet, ProbeHead, list[str]] | None = None  # the last support set's classifier (a server's
+            self.few_shot = FewShotAdapter(root, self.meta["few_shot"], self.backbone)
+        # backbone parameters the registered head goes with (adapted to the registered support set by the inner loop), if any
+        self._registered_backbone = self.few_shot.registered_backbone() if self.few_shot else {}
+        self._adapted: tuple[SupportSet, ProbeHead, list[str], dict] | None = None  # the last support set's classifier (a server's
         # clients tend to send the same support set with every request)
 
     @property
@@ -137,23 +139,36 @@ class Predictor:
 
     def classifier(self, support: SupportSet | None = None) -> tuple[ProbeHead, list[str]]:
         """(head, its classes): the registered head, or the meta-learned encoder adapted to `support`."""
+        return self._classifier(support)[:2]
+
+    def _classifier(self, support: SupportSet | None) -> tuple[ProbeHead, list[str], dict]:
+        """(head, classes, the backbone parameters its features need: {} for the package's own backbone)."""
         if support is None:
-            return self.head, self.labels
+            return self.head, self.labels, self._registered_backbone
         if self._adapted is None or self._adapted[0] != support:
             classes = support.classes()
             index = {c: i for i, c in enumerate(classes)}
-            feats = self._embed(list(support.inputs))
-            head = self.few_shot.head(feats, np.array([index[label] for label in support.labels]), len(classes))
-            self._adapted = (support, head, classes)
-        return self._adapted[1], self._adapted[2]
+            targets = np.array([index[label] for label in support.labels])
+            if self.few_shot.adapts_backbone:  # the support's raw rows adapt backbone groups too
+                head, params = self.few_shot.adapt_inputs(list(support.inputs), targets, len(classes))
+            else:
+                head, params = self.few_shot.head(self._embed(list(support.inputs)), targets, len(classes)), {}
+            self._adapted = (support, head, classes, params)
+        return self._adapted[1:]
 
     def classes(self, support: SupportSet | None = None) -> list[str]:
         return self.classifier(support)[1]
 
-    def _embed(self, items: list[str]) -> np.ndarray:
+    def _embed(self, items: list[str], backbone_params: dict | None = None) -> np.ndarray:
+        """Features of items: the package's backbone, with `backbone_params` (adapted groups) swapped in if given."""
         from tlops.features import embed_all
 
-        return embed_all(self.backbone, items, batch_size=self.batch_size)
+        backbone = self.backbone
+        if backbone_params:
+            from tlops.fewshot_predictor import AdaptedBackbone
+
+            backbone = AdaptedBackbone(self.few_shot.backbone, backbone_params)
+        return embed_all(backbone, items, batch_size=self.batch_size)
 
     def predict_proba(self, items: Sequence[str], support: SupportSet | None = None) -> np.ndarray:
         """(N, classes) probabilities; columns in the order of `classes(support)`."""
@@ -162,8 +177,8 @@ class Predictor:
         if self.task == "regression":
             raise DataError("this model predicts numbers (a regression model): it has no class probabilities; "
                             "predict without proba")
-        head, _ = self.classifier(support)
-        feats = self._embed(check_inputs(list(items)))
+        head, _, backbone_params = self._classifier(support)
+        feats = self._embed(check_inputs(list(items)), backbone_params)
         with torch.inference_mode():
             return torch.softmax(head(torch.from_numpy(feats)), dim=1).numpy()
 

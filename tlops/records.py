@@ -169,6 +169,8 @@ class MetaLearnerState(Record):
     state_path: str = Field(description="safetensors: encoder.* (standardisation, projection) and learner.* (Meta-SGD's alphas)")
     support_path: str = Field(description="safetensors: x (the support rows' backbone features), y (index into support_labels)")
     support_labels: list[str] = Field(description="the support set's classes, in the order of the head's outputs")
+    backbone_params: list[str] = Field([], description="backbone parameters the inner loop adapts per support set (inner_groups)")
+    adapted_backbone_path: str | None = Field(None, description="safetensors: those parameters adapted to the registered support set")
 
 
 class _Trained(Record):

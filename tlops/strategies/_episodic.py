@@ -6,8 +6,10 @@ with the encoder and adaptation rule so the model adapts to a new support set at
 With `trainable: N` > 0 the top N backbone groups meta-train too (outer loop, with the projection): episodes
 are drawn over the raw inputs and embedded by the backbone at every step, and the train step writes a full
 package holding the meta-trained backbone (like `finetune`), so predictions and support sets given at
-predict time are embedded by it. The MAML family's inner loop still adapts only the projection and the
-classifier on the backbone's features; the backbone groups are meta-learned, not adapted per task.
+predict time are embedded by it. The MAML family's inner loop adapts the projection and the classifier on the
+backbone's features, and with `inner_groups: M` (<= trainable) the top M backbone groups too: each task then
+runs its support and query rows through the backbone with its own adapted weights (slower again), and the
+package keeps the adapted weights of the registered support set beside the meta-learned ones.
 
 The loop sees the encoder as its backbone (optimised, checkpointed, resumed) and the adaptation rule's own
 parameters (Meta-SGD's alphas) through the objective; an "epoch" is `episodes_per_epoch` episodes whose
@@ -105,6 +107,24 @@ class MamlConfig(EpisodicConfig):
     inner_lr: float = Field(0.01, gt=0, description="inner-loop step size (Meta-SGD: the alphas' starting value)")
     inner_steps: int = Field(1, ge=1)
     anil: bool = Field(False, description="ANIL: the inner loop adapts only the classifier (the encoder is meta-learned, not adapted)")
+    inner_groups: int = Field(0, ge=0, description="top backbone groups the inner loop adapts per task too (<= trainable; "
+                                                   "0: the inner loop adapts the projection and the classifier only)")
+
+    @model_validator(mode="after")
+    def _inner_groups_train(self):
+        if self.inner_groups > self.trainable:
+            raise ValueError(f"inner_groups: {self.inner_groups} > trainable: {self.trainable}; the inner loop adapts only groups that "
+                             f"meta-train: set trainable: {self.inner_groups} (or more), or lower inner_groups")
+        if self.inner_groups and self.anil:
+            raise ValueError("anil: true adapts only the classifier in the inner loop, but inner_groups > 0 asks it to adapt backbone "
+                             "groups; set one of them off")
+        return self
+
+    def fingerprint(self) -> dict:
+        out = super().fingerprint()
+        if not self.inner_groups:  # runs from before the option keep their checkpoint folders
+            out.pop("inner_groups", None)
+        return out
 
 
 class EncoderRows(FeatureRows):
@@ -150,19 +170,25 @@ def _meta_train(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, x, y,
                checkpoint_dir=ckpt, callbacks=ctx.callbacks), ckpt
 
 
-def _meta_train_inputs(ctx: TrainContext, backbone, encoder: Encoder, learner: MetaLearner, x, y, xv, yv):
+def _learner(s, encoder: Encoder, algorithm: str, backbone_shapes=None) -> MetaLearner:
+    from tlops.training.meta import MetaLearner
+
+    return MetaLearner(encoder, algorithm, getattr(s, "inner_lr", 0.0), getattr(s, "inner_steps", 0), getattr(s, "anil", False),
+                       backbone_shapes=backbone_shapes)
+
+
+def _meta_train_inputs(ctx: TrainContext, backbone, encoder: Encoder, learner: MetaLearner, x, y, xv, yv, train_items, val_items):
     """`_meta_train` with the backbone's top `trainable` groups training below the encoder (the loop's head):
-    episodes over the raw train inputs, validation episodes over val's raw inputs embedded after each epoch."""
+    episodes over the raw train inputs, validation episodes over val's raw inputs embedded after each epoch.
+    `backbone`: narrowed to the groups the features use (`FeatureGroups`)."""
     import numpy as np
 
     from tlops.strategies.finetune import run_checkpoint_dir
     from tlops.training.episodes import EpisodeSampler
-    from tlops.training.feature_groups import FeatureGroups
     from tlops.training.loop import LabelledData, Net, fit
     from tlops.training.meta import EpisodicObjective, InputEpisodeBatches, InputEpisodicValidation
 
-    s, seed, ds = ctx.cfg.strategy, ctx.cfg.seed, ctx.dataset()
-    train_items, val_items = _split_inputs(ds, "train", y), _split_inputs(ds, "val", yv)
+    s, seed = ctx.cfg.strategy, ctx.cfg.seed
     objective = EpisodicObjective(learner, InputEpisodeBatches(backbone, train_items, EpisodeSampler(y, s.ways, s.shots, s.queries, seed),
                                                                s.meta_batch))
     task = InputEpisodicValidation(learner, encoder, backbone, val_items, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1),
@@ -171,7 +197,7 @@ def _meta_train_inputs(ctx: TrainContext, backbone, encoder: Encoder, learner: M
     # the loop's own pass over val feeds nothing (episodes need support sets; the task embeds what they use): one row keeps it cheap
     one_val_row = LabelledData(backbone, val_items[:1], yv[:1])
     ckpt = run_checkpoint_dir(ctx, s.fingerprint(), [x, y, xv, yv])
-    return fit(Net(FeatureGroups(backbone, train_items), encoder), objective, tickets, one_val_row, s.loop_options(), seed=seed, task=task,
+    return fit(Net(backbone, encoder), objective, tickets, one_val_row, s.loop_options(), seed=seed, task=task,
                checkpoint_dir=ckpt, callbacks=ctx.callbacks), ckpt
 
 
@@ -184,9 +210,9 @@ def _split_inputs(ds, split: str, y) -> list[str]:
 
 
 def _few_shot_report(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, support_classes: list[str],
-                     model_test_x=None) -> FewShotReport:
-    """The model and the baselines on the same test episodes. `model_test_x`: the model's own test features when
-    its backbone was meta-trained (the baselines keep the pretrained backbone's cached ones)."""
+                     model=None) -> FewShotReport:
+    """The model and the baselines on the same test episodes. `model`: (predict, its test "features") when its
+    backbone was meta-trained (the baselines keep the pretrained backbone's cached features)."""
     from tlops.training.episodic_eval import BASELINES, shot_scores
     from tlops.training.meta import learner_predict
     from tlops.validation import EVAL_WAYS
@@ -194,9 +220,9 @@ def _few_shot_report(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, 
     s = ctx.cfg.strategy
     xt, yt = ctx.features.arrays("test")
     shots, seed = sorted(set(s.eval_shots)), ctx.cfg.seed
-    model_x = xt if model_test_x is None else model_test_x
+    model_predict, model_x = model or (learner_predict(learner, encoder), xt)
     # the episodes are a function of (labels, seed, shots) only, so two calls score the very same episodes
-    model_scores, skipped = shot_scores({"model": learner_predict(learner, encoder)}, model_x, yt, EVAL_WAYS, shots, s.queries,
+    model_scores, skipped = shot_scores({"model": model_predict}, model_x, yt, EVAL_WAYS, shots, s.queries,
                                         s.eval_episodes, seed)
     predictors = {name: BASELINES[name](encoder.mean, encoder.std) for name in s.baselines}
     scores, _ = shot_scores(predictors, xt, yt, EVAL_WAYS, shots, s.queries, s.eval_episodes, seed)
@@ -214,7 +240,7 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
     from tlops.data.fewshot import SUPPORT
     from tlops.fewshot_predictor import save_meta_state
     from tlops.strategies.finetune import loop_summary
-    from tlops.training.meta import Encoder, MetaLearner, adapted_head
+    from tlops.training.meta import Encoder, adapted_head
     from tlops.training.probe import finetune_scaler
 
     s, feats, seed = ctx.cfg.strategy, ctx.features, ctx.cfg.seed
@@ -222,9 +248,9 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
     xv, yv = feats.arrays("val")
     torch.manual_seed(seed)
     encoder = Encoder(x.shape[1], s.projection, s.hidden, s.embedding_dim, *finetune_scaler(x))
-    learner = MetaLearner(encoder, algorithm, getattr(s, "inner_lr", 0.0), getattr(s, "inner_steps", 0), getattr(s, "anil", False))
     if s.trainable:
-        return _train_with_backbone(ctx, encoder, learner, x, y, xv, yv)
+        return _train_with_backbone(ctx, encoder, algorithm, x, y, xv, yv)
+    learner = _learner(s, encoder, algorithm)
     t0 = time.perf_counter()
     loop, ckpt = None, None
     if s.meta_epochs > 0:
@@ -242,7 +268,7 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
     xs, ys = feats.arrays(SUPPORT)
     classes = np.unique(ys)
     targets = np.searchsorted(classes, ys)
-    head = adapted_head(learner, encoder, torch.from_numpy(xs), torch.from_numpy(targets), len(classes))
+    head, _ = adapted_head(learner, encoder, torch.from_numpy(xs), torch.from_numpy(targets), len(classes))
     labels = [feats.labels[int(c)] for c in classes]
     report = _few_shot_report(ctx, encoder, learner, labels)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
@@ -256,9 +282,10 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
                       meta_learner=state)
 
 
-def _train_with_backbone(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, x, y, xv, yv) -> PackageResult:
-    """`train_episodic` for `trainable` > 0: meta-train the backbone's top groups with the encoder, embed test and
-    the support set with the meta-trained backbone, and write the full package (backbone, adapted head, few_shot/)."""
+def _train_with_backbone(ctx: TrainContext, encoder: Encoder, algorithm: str, x, y, xv, yv) -> PackageResult:
+    """`train_episodic` for `trainable` > 0: meta-train the backbone's top groups with the encoder (and adapt the top
+    `inner_groups` per task), evaluate with the meta-trained backbone, write the full package (backbone, adapted
+    head, few_shot/)."""
     import numpy as np
     import torch
 
@@ -266,27 +293,47 @@ def _train_with_backbone(ctx: TrainContext, encoder: Encoder, learner: MetaLearn
     from tlops.fewshot_predictor import package_files, save_meta_state
     from tlops.package import save_package
     from tlops.strategies.finetune import loop_summary
-    from tlops.training.meta import adapted_head, embed_rows
+    from tlops.training.feature_groups import FeatureGroups
+    from tlops.training.meta import (
+        BackboneFunction,
+        InputEpisodeBatches,
+        adapted_head,
+        embed_rows,
+        input_learner_predict,
+        learner_predict,
+        row_ids,
+    )
 
-    s, feats, cfg = ctx.cfg.strategy, ctx.features, ctx.cfg
-    backbone = ctx.backbone()
+    s, feats, cfg, ds = ctx.cfg.strategy, ctx.features, ctx.cfg, ctx.dataset()
+    train_items, val_items = _split_inputs(ds, "train", y), _split_inputs(ds, "val", yv)
+    backbone = FeatureGroups(ctx.backbone(), train_items)
+    fn, inner = BackboneFunction(backbone), getattr(s, "inner_groups", 0)
+    names = fn.top_group_names(backbone.parameter_groups(), inner) if inner else []
+    learner = _learner(s, encoder, algorithm, {k: p.shape for k, p in fn.model.named_parameters() if k in set(names)})
     t0 = time.perf_counter()
-    loop, ckpt = _meta_train_inputs(ctx, backbone, encoder, learner, x, y, xv, yv)
+    loop, ckpt = _meta_train_inputs(ctx, backbone, encoder, learner, x, y, xv, yv, train_items, val_items)
     seconds = time.perf_counter() - t0
     backbone.fine_tuned = True  # export writes the meta-trained weights, and the package identity hashes them
-    ds, batch = ctx.dataset(), cfg.backbone.batch_size
+    batch = cfg.backbone.batch_size
     _, yt = feats.arrays("test")
     _, ys = feats.arrays(SUPPORT)
-    xt = embed_rows(backbone, _split_inputs(ds, "test", yt), batch)
-    xs = embed_rows(backbone, _split_inputs(ds, SUPPORT, ys), batch)
+    test_items, support_items = _split_inputs(ds, "test", yt), _split_inputs(ds, SUPPORT, ys)
+    xs = embed_rows(backbone, support_items, batch)
     classes = np.unique(ys)
     targets = np.searchsorted(classes, ys)
-    head = adapted_head(learner, encoder, torch.from_numpy(xs), torch.from_numpy(targets), len(classes))
     labels = [feats.labels[int(c)] for c in classes]
-    report = _few_shot_report(ctx, encoder, learner, labels, model_test_x=xt)
+    if inner:  # the support's raw rows adapt the backbone's top groups too; test episodes run through it per task
+        fn.model.eval()
+        support_batch = InputEpisodeBatches(backbone, support_items, None, 1).batch(np.arange(len(support_items)), encoder.mean.device)
+        head, adapted = adapted_head(learner, encoder, support_batch, torch.from_numpy(targets), len(classes), fn)
+        model = (input_learner_predict(learner, encoder, backbone, test_items), row_ids(len(test_items)))
+    else:
+        head, adapted = adapted_head(learner, encoder, torch.from_numpy(xs), torch.from_numpy(targets), len(classes))
+        model = (learner_predict(learner, encoder), embed_rows(backbone, test_items, batch))
+    report = _few_shot_report(ctx, encoder, learner, labels, model=model)
     state = save_meta_state(ctx.out_dir / "meta", encoder, learner, getattr(s, "inner_lr", 0.0),
                             {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
-                            xs, targets, labels)
+                            xs, targets, labels, adapted_backbone=adapted)
     files, few_shot = package_files(state)
     history = loop.state.history
     val = history[loop.state.best_epoch]

@@ -5,6 +5,10 @@ One functional inner loop serves every algorithm (learn2learn's `maml_update`, w
 parameter (MAML, FOMAML) or learned per-parameter tensors alpha (Meta-SGD, whose update rule is itself
 meta-learned). FOMAML is MAML with the inner gradients detached, so dtheta'/dtheta = I and no
 second-order term reaches the outer gradient. ANIL adapts only the classifier in the inner loop.
+With `inner_groups` > 0 the inner loop also adapts the backbone's top groups (`BackboneFunction`: the backbone
+called with swapped parameters through `functional_call`); a task's support and query rows are then raw
+model-ready batches, and tasks run one after another (a backbone under `vmap` is not something every
+architecture supports).
 
 The classifier of an episode starts from its prototypes (Proto-MAML, Triantafillou et al. 2020):
 W = 2c, b = -|c|^2, i.e. ProtoNet's logits -|z - c|^2 up to a per-row constant, so any number of ways
@@ -29,6 +33,8 @@ from tlops.training.objectives import Batch, ClassificationTask, Objective
 
 Params = dict[str, torch.Tensor]
 ALGORITHMS = ("protonet", "maml", "fomaml", "meta_sgd")
+BACKBONE = "backbone."  # fast-weight keys of the backbone parameters the inner loop adapts
+CLASSIFIER = ("weight", "bias")
 
 
 def prototypes(z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
@@ -98,18 +104,56 @@ class Encoder(nn.Module):
         return head.eval()
 
 
+class BackboneFunction(nn.Module):
+    """A backbone's `embed` as a function of some of its parameters: `embed(params, batch)` runs the backbone with
+    `params` (names as in `backbone.model.named_parameters()`) in place of its own, the rest unchanged. The
+    model is a child module, so `functional_call` swaps the very tensors the backbone's `embed` reads."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.model = backbone.model
+        object.__setattr__(self, "backbone", backbone)  # not a module: kept out of this module's parameters
+
+    def forward(self, batch) -> torch.Tensor:
+        return self.backbone.embed(batch)
+
+    def embed(self, params: Params, batch) -> torch.Tensor:
+        return functional_call(self, {f"model.{k}": v for k, v in params.items()}, (batch,))
+
+    def top_group_names(self, groups: list[list[torch.Tensor]], n: int) -> list[str]:
+        """Parameter names of the top `n` of `groups` (the backbone's parameter groups, input to output)."""
+        name = {id(p): k for k, p in self.model.named_parameters()}
+        return [name[id(p)] for g in groups[len(groups) - n:] for p in g]
+
+    def params(self, names: list[str]) -> Params:
+        own = dict(self.model.named_parameters())
+        return {f"{BACKBONE}{k}": own[k] for k in names}
+
+
+def backbone_part(fast: Params) -> Params:
+    """The backbone parameters among fast weights, under their own names."""
+    return {k[len(BACKBONE):]: v for k, v in fast.items() if k.startswith(BACKBONE)}
+
+
 class MetaLearner(nn.Module):
     """The adaptation rule: `adapt(encoder, support)` -> fast weights, `logits(encoder, fast, x)`. Its own
     parameters are Meta-SGD's alphas (none for the others). The encoder is passed in, not owned, so the
-    training loop optimises and checkpoints it as its backbone."""
+    training loop optimises and checkpoints it as its backbone. `backbone_shapes`: the backbone parameters the
+    inner loop adapts too (name -> shape; their fast weights and alphas are keyed `backbone.<name>`)."""
 
-    def __init__(self, encoder: Encoder, algorithm: str, inner_lr: float = 0.01, inner_steps: int = 1, anil: bool = False):
+    def __init__(self, encoder: Encoder, algorithm: str, inner_lr: float = 0.01, inner_steps: int = 1, anil: bool = False,
+                 backbone_shapes: dict[str, torch.Size] | None = None):
         super().__init__()
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown meta algorithm {algorithm!r}; valid: {', '.join(ALGORITHMS)}")
+        if backbone_shapes and (anil or algorithm == "protonet"):
+            raise ValueError(f"{'ANIL' if anil else 'protonet'} has no inner loop over the backbone; inner backbone groups need maml, "
+                             "fomaml or meta_sgd without anil")
         self.algorithm, self.inner_steps, self.anil = algorithm, inner_steps, anil
         self.first_order = algorithm == "fomaml"
+        self.backbone_names = list(backbone_shapes or {})
         adapted = {} if anil else {k: p.shape for k, p in encoder.named_parameters()}
+        adapted |= {f"{BACKBONE}{k}": shape for k, shape in (backbone_shapes or {}).items()}
         # classifier alphas are per embedding dimension, shared by the classes (ways are exchangeable; their count varies)
         out_dim = encoder.layers[-1].out_features if len(encoder.layers) else encoder.in_dim
         adapted |= {"weight": torch.Size([1, out_dim]), "bias": torch.Size([1])}
@@ -124,10 +168,16 @@ class MetaLearner(nn.Module):
             return {k: self.alpha[_key(k)] for k in self.adapted}
         return {k: self.inner_lr for k in self.adapted}
 
-    def adapt(self, encoder: Encoder, params: Params, sx: torch.Tensor, onehot: torch.Tensor, steps: int | None = None) -> Params:
+    def initial(self, encoder: Encoder, backbone: BackboneFunction | None = None) -> Params:
+        """The meta-learned starting point of every task: the encoder's parameters, and the inner-loop backbone's."""
+        return encoder.params() | (backbone.params(self.backbone_names) if self.backbone_names else {})
+
+    def adapt(self, encoder: Encoder, params: Params, sx, onehot: torch.Tensor, steps: int | None = None,
+              backbone: BackboneFunction | None = None) -> Params:
         """Fast weights for one support set: encoder params (adapted unless ANIL) + a classifier started at the
-        prototypes, after `steps` inner updates on the support cross-entropy."""
-        protos = prototypes(encoder.embed(params, sx), onehot)
+        prototypes, after `steps` inner updates on the support cross-entropy. With backbone parameters in the
+        inner loop, `sx` is the support rows' model-ready batch and `backbone` embeds it."""
+        protos = prototypes(self.embed(encoder, params, sx, backbone), onehot)
         fast = {**params, **proto_classifier(protos)}
         if self.algorithm == "protonet":
             return fast
@@ -137,7 +187,7 @@ class MetaLearner(nn.Module):
         lrs = self.lrs()
 
         def support_loss(p: Params) -> torch.Tensor:
-            return F.cross_entropy(self.logits(encoder, {**fixed, **p}, sx), targets)
+            return F.cross_entropy(self.logits(encoder, {**fixed, **p}, sx, backbone), targets)
 
         for _ in range(self.inner_steps if steps is None else steps):
             g = grad(support_loss)(inner)
@@ -146,9 +196,27 @@ class MetaLearner(nn.Module):
             inner = inner_update(inner, g, lrs)
         return {**fixed, **inner}
 
-    def logits(self, encoder: Encoder, fast: Params, x: torch.Tensor) -> torch.Tensor:
-        z = encoder.embed({k: v for k, v in fast.items() if k not in ("weight", "bias")}, x)
-        return z @ fast["weight"].T + fast["bias"]
+    def embed(self, encoder: Encoder, fast: Params, x, backbone: BackboneFunction | None = None) -> torch.Tensor:
+        """Embeddings of x under fast weights: features (or, with inner backbone groups, a raw batch through the backbone)."""
+        if self.backbone_names:
+            x = backbone.embed(backbone_part(fast), x)
+        return encoder.embed({k: v for k, v in fast.items() if k not in CLASSIFIER and not k.startswith(BACKBONE)}, x)
+
+    def logits(self, encoder: Encoder, fast: Params, x, backbone: BackboneFunction | None = None) -> torch.Tensor:
+        return self.embed(encoder, fast, x, backbone) @ fast["weight"].T + fast["bias"]
+
+    def task_logits(self, encoder: Encoder, backbone: BackboneFunction, support, query, onehot: torch.Tensor) -> torch.Tensor:
+        """Query logits of one task whose support and query are raw batches (inner backbone groups). Second-order
+        gradients through attention need PyTorch's math attention kernel (the fused CPU/GPU ones have no double
+        backward), so it is used whenever the outer loop differentiates through the inner one."""
+        from contextlib import nullcontext
+
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        second_order = torch.is_grad_enabled() and not self.first_order
+        with sdpa_kernel(SDPBackend.MATH) if second_order else nullcontext():
+            fast = self.adapt(encoder, self.initial(encoder, backbone), support, onehot, backbone=backbone)
+            return self.logits(encoder, fast, query, backbone)
 
     def episode_logits(self, encoder: Encoder, sx: torch.Tensor, qx: torch.Tensor, ways: int, shots: int) -> torch.Tensor:
         """Query logits (T, N*Q, N) of a batch of episodes (sx: (T, N*K, D), qx: (T, N*Q, D)), vmapped over tasks."""
@@ -161,13 +229,17 @@ class MetaLearner(nn.Module):
         return vmap(one)(sx, qx)
 
 
-def adapted_head(learner: MetaLearner, encoder: Encoder, sx: torch.Tensor, targets: torch.Tensor, n_classes: int) -> ProbeHead:
-    """The encoder adapted to one support set (features sx, class indices targets), folded into a `ProbeHead`:
-    the registered model at train time and a support set given at predict time go through this one path."""
+def adapted_head(learner: MetaLearner, encoder: Encoder, sx, targets: torch.Tensor, n_classes: int,
+                 backbone: BackboneFunction | None = None) -> tuple[ProbeHead, Params]:
+    """The encoder adapted to one support set (features sx, class indices targets), folded into a `ProbeHead`,
+    and the adapted backbone parameters (empty unless the inner loop adapts backbone groups; sx is then the
+    support's model-ready batch): the registered model at train time and a support set given at predict time
+    go through this one path."""
     onehot = F.one_hot(targets, n_classes).float()
     with torch.no_grad():  # inner-loop gradients still flow (torch.func.grad ignores an outer no_grad)
-        fast = learner.adapt(encoder, encoder.params(), sx, onehot)
-    return encoder.fold({k: v for k, v in fast.items() if k not in ("weight", "bias")}, fast)
+        fast = learner.adapt(encoder, learner.initial(encoder, backbone), sx, onehot, backbone=backbone)
+    enc = {k: v for k, v in fast.items() if k not in CLASSIFIER and not k.startswith(BACKBONE)}
+    return encoder.fold(enc, fast), {k: v.detach() for k, v in backbone_part(fast).items()}
 
 
 def _key(name: str) -> str:
@@ -185,10 +257,14 @@ class EpisodeBatches:
         """(..., D) features of the split's rows `rows` (any shape of row indices): the cached ones."""
         return self.x[rows].to(device)
 
+    def episodes(self, step: int, count: int | None = None):
+        """Row indices of step `step`'s episodes."""
+        return self.sampler.batch(step * self.per_step, count or self.per_step)
+
     def __call__(self, net, step: int, count: int | None = None,
                  device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s = self.sampler
-        ep = s.batch(step * self.per_step, count or self.per_step)
+        ep = self.episodes(step, count)
         z = self.features(net, np.concatenate([ep.support, ep.query], axis=1), torch.device(device))  # one pass for both
         q = way_targets(s.ways, s.queries).to(device)
         return z[:, : ep.support.shape[1]], z[:, ep.support.shape[1]:], q.expand(len(ep.support), -1)
@@ -204,12 +280,16 @@ class InputEpisodeBatches(EpisodeBatches):
         self.encoded = backbone.encode(list(items))  # text: token ids once per split; files: their paths
 
     def features(self, net, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-        from tlops.training.batching import to_device
-
         flat = rows.reshape(-1)
         unique, where = np.unique(flat, return_inverse=True)  # episodes of one step may share rows: embed each once
-        z = net.backbone.embed(to_device(self.backbone.collate([self.encoded[i] for i in unique]), device))
+        z = net.backbone.embed(self.batch(unique, device))
         return z[torch.from_numpy(where.reshape(-1)).to(z.device)].reshape(*rows.shape, -1)
+
+    def batch(self, rows: np.ndarray, device: torch.device | str):
+        """The model-ready batch of the split's rows `rows` (1-d), on `device`."""
+        from tlops.training.batching import to_device
+
+        return to_device(self.backbone.collate([self.encoded[int(i)] for i in rows]), device)
 
 
 class EpisodicObjective(Objective):
@@ -223,10 +303,19 @@ class EpisodicObjective(Objective):
 
     def forward(self, net, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         s = self.episodes.sampler
-        sx, qx, qy = self.episodes(net, step, len(batch.targets), batch.targets.device)
         # the encoder is the loop's backbone on cached features, its head when the real backbone trains below it
         encoder = net.head if isinstance(net.head, Encoder) else net.backbone.model
-        logits = self.learner.episode_logits(encoder, sx, qx, s.ways, s.shots)
+        if self.learner.backbone_names:  # the inner loop adapts backbone groups: raw batches, one task at a time
+            device = batch.targets.device
+            ep = self.episodes.episodes(step, len(batch.targets))
+            onehot = F.one_hot(way_targets(s.ways, s.shots), s.ways).float().to(device)
+            fn = BackboneFunction(net.backbone)
+            logits = torch.stack([self.learner.task_logits(encoder, fn, self.episodes.batch(sr, device), self.episodes.batch(qr, device),
+                                                           onehot) for sr, qr in zip(ep.support, ep.query)])
+            qy = way_targets(s.ways, s.queries).to(device).expand(len(ep.support), -1)
+        else:
+            sx, qx, qy = self.episodes(net, step, len(batch.targets), batch.targets.device)
+            logits = self.learner.episode_logits(encoder, sx, qx, s.ways, s.shots)
         loss = F.cross_entropy(logits.reshape(-1, s.ways), qy.reshape(-1))
         self._monitors = {"train_episode_accuracy": float((logits.argmax(-1) == qy).float().mean())}
         return {"task": loss}
@@ -265,6 +354,33 @@ def learner_predict(learner: MetaLearner, encoder: Encoder) -> Callable[[torch.T
     return predict
 
 
+def row_ids(n: int) -> np.ndarray:
+    """(n, 1) row indices standing in for a split's features where predicting needs the raw rows (inner backbone
+    groups): `episodic_accuracies` indexes them like features, `input_learner_predict` reads the rows back."""
+    return np.arange(n, dtype=np.int64)[:, None]
+
+
+def input_learner_predict(learner: MetaLearner, encoder: Encoder, backbone, items: list[str]) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+    """`learner_predict` when the inner loop adapts backbone groups: sx, qx are `row_ids` of `items` (a split's raw
+    inputs); each episode's rows go through the backbone, adapted per task, in eval mode (restored after)."""
+    episodes = InputEpisodeBatches(backbone, items, None, 1)
+    fn = BackboneFunction(backbone)
+
+    def predict(sx: torch.Tensor, qx: torch.Tensor, ways: int) -> torch.Tensor:
+        device, was_training = encoder.mean.device, fn.model.training
+        onehot = F.one_hot(way_targets(ways, sx.shape[1] // ways), ways).float().to(device)
+        fn.model.eval()
+        try:
+            with torch.no_grad():
+                return torch.stack([learner.task_logits(encoder, fn, episodes.batch(s[:, 0].numpy(), device),
+                                                        episodes.batch(q[:, 0].numpy(), device), onehot).argmax(-1).cpu()
+                                    for s, q in zip(sx, qx)])
+        finally:
+            fn.model.train(was_training)
+
+    return predict
+
+
 class EpisodicValidation(ClassificationTask):
     """The loop's validation for meta-training: accuracy and macro-F1 over fixed episodes of val's novel classes
     (the loop's own pass over val is not used: episodes need support sets). Selects on `val_episode_accuracy`."""
@@ -277,8 +393,11 @@ class EpisodicValidation(ClassificationTask):
         """Features of val's rows (`rows`: the rows the episodes use; others may be left as zeros)."""
         return self.xv
 
+    def predictor(self) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+        return learner_predict(self.learner, self.encoder)
+
     def evaluate(self) -> dict[str, float]:
-        predict = learner_predict(self.learner, self.encoder)
+        predict = self.predictor()
         s = self.sampler
         ep = s.batch(0, self.episodes)
         xt = torch.from_numpy(self.features(np.unique(np.concatenate([ep.support.ravel(), ep.query.ravel()]))))
@@ -302,7 +421,14 @@ class InputEpisodicValidation(EpisodicValidation):
         super().__init__(learner, encoder, np.zeros((len(items), 0), dtype=np.float32), sampler, episodes)
         self.backbone, self.items, self.batch_size = backbone, list(items), batch_size
 
+    def predictor(self) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+        if self.learner.backbone_names:
+            return input_learner_predict(self.learner, self.encoder, self.backbone, self.items)
+        return super().predictor()
+
     def features(self, rows: np.ndarray) -> np.ndarray:
+        if self.learner.backbone_names:  # adapted per task: the episodes' rows are read raw
+            return row_ids(len(self.items))
         z = embed_rows(self.backbone, [self.items[i] for i in rows], self.batch_size)
         out = np.zeros((len(self.items), z.shape[1]), dtype=np.float32)
         out[rows] = z
