@@ -414,7 +414,8 @@ class EpisodicValidation(ClassificationTask):
 
 class InputEpisodicValidation(EpisodicValidation):
     """`EpisodicValidation` when the backbone trains: val's rows that the fixed episodes use are embedded by
-    the backbone as it is at the end of the epoch (eval mode), not read from the cache."""
+    the backbone as it is at the end of the epoch (eval mode), not read from the cache; with inner backbone
+    groups, each episode's raw rows go through the backbone adapted to its support set."""
 
     def __init__(self, learner: MetaLearner, encoder: Encoder, backbone, items: list[str], sampler: EpisodeSampler, episodes: int,
                  batch_size: int):
