@@ -51,16 +51,17 @@ _verbose = False  # `tlops -v`: third-party logs (Prefect, Great Expectations, M
 
 @contextlib.contextmanager
 def local_prefect_server(server=None):
-    """Without PREFECT_API_URL, run against a temporary Prefect server of this process (`flows.local_server`);
-    `server`: one already begun by the caller (it boots while the caller imports the flow)."""
+    """Without PREFECT_API_URL, run against a local Prefect server (`flows.local_server`: the kept one runs share,
+    or one of this process with TLOPS_LOCAL_SERVER=temporary); `server`: one already begun by the caller (it
+    boots while the caller imports the flow)."""
     if os.environ.get("PREFECT_API_URL"):
         yield
         return
     from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
-    from flows.local_server import TemporaryServer
+    from flows.local_server import begin_local_server
 
-    server = server or TemporaryServer().begin()
+    server = server or begin_local_server()
     try:
         api_url = server.wait(timeout=180)
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
@@ -160,10 +161,13 @@ def run(
     quiet_third_party()
     checked = _check_data_first(cfg, str(config))
     server = None
-    if not os.environ.get("PREFECT_API_URL"):  # a temporary server boots in its own process while we import the flow
-        from flows.local_server import TemporaryServer
+    if not os.environ.get("PREFECT_API_URL"):  # a local server boots in its own process while we import the flow
+        from flows.local_server import begin_local_server
 
-        server = TemporaryServer().begin()
+        try:
+            server = begin_local_server()
+        except TlopsError as e:
+            raise _failed(e, 2)
     try:
         from flows.train import train_flow
 
@@ -284,6 +288,64 @@ def init(
         out_console.print(f"wrote {f.root / 'dataset.yaml'} (modality: {f.modality})", highlight=False)
     out_console.print(f"wrote {r.config} from starter {r.starter}", highlight=False)
     out_console.print(f"next:  tlops validate {r.config}   then   tlops run {r.config}", highlight=False)
+
+
+local_server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server `tlops run` keeps when no PREFECT_API_URL is set "
+                                                          "(shared by runs; it exits after TLOPS_LOCAL_SERVER_IDLE seconds without one).")
+app.add_typer(local_server_app, name="local-server")
+
+
+@local_server_app.command("status")
+def local_server_status(json_out: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """Whether a kept local Prefect server is running for this Prefect database, its URL, and the runs using it."""
+    from flows.local_server import live_leases, running_server, server_home
+
+    home = server_home()
+    state, runs = running_server(home), live_leases(home)
+    if json_out:
+        print(json.dumps({"running": state is not None, **(state or {}), "runs": runs, "home": str(home)}))
+        return
+    if state is None:
+        print(f"no kept local Prefect server is running (database folder {home}); the next `tlops run` starts one")
+        return
+    print(f"kept local Prefect server: {state['api_url']} (pid {state['pid']}), exits after {state['idle_s']:.0f} s without runs; "
+          f"runs using it now: {', '.join(map(str, runs)) or 'none'}")
+
+
+@local_server_app.command("stop")
+def local_server_stop(force: bool = typer.Option(False, "--force", help="stop it even while runs are using it (they fail)")) -> None:
+    """Stop the kept local Prefect server now (the next `tlops run` starts a new one)."""
+    import signal
+    import time
+
+    from flows.local_server import _StartLock, forget_state, live_leases, running_server, server_home
+
+    home = server_home()
+    lock = _StartLock(home)
+    lock.acquire()  # no run can pick the server up while it is being stopped
+    try:
+        state, runs = running_server(home), live_leases(home)
+        if state is None:
+            print("no kept local Prefect server is running")
+            return
+        if runs and not force:
+            raise _failed(TlopsError(f"runs {', '.join(map(str, runs))} are using the kept local Prefect server; wait for them to "
+                                     "finish, or stop it anyway with --force (they fail)"), 1)
+        pid = int(state["pid"])
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        forget_state(home, pid)
+        print(f"stopped the kept local Prefect server (pid {pid})")
+    finally:
+        lock.close()
 
 
 def _check_data_first(cfg, source: str) -> dict:

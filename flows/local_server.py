@@ -1,6 +1,14 @@
-"""The temporary Prefect server of a `tlops run` with no PREFECT_API_URL configured.
+"""The local Prefect server of a `tlops run` with no PREFECT_API_URL configured: kept (the default) or temporary.
 
-Prefect would start one itself (`SubprocessASGIServer`: uvicorn on `prefect.server.api.server:create_app`);
+Kept (`KeptServer`, TLOPS_LOCAL_SERVER=keep): the first run starts a server in the background and later runs
+reuse it, so they skip its boot (seconds of wall and CPU per run on 2 cores). It is not tied to any run: it
+exits on its own once no run has used it for TLOPS_LOCAL_SERVER_IDLE seconds (default 900), and
+`tlops local-server stop` stops it at once. Which runs use it is a lease file per run (its pid) beside
+Prefect's database; a run killed with `kill -9` leaves a lease whose pid is dead, which does not count. The
+start lock below serialises starting, reusing and the idle exit, so a run never picks a server that is
+about to leave.
+
+Temporary (`TemporaryServer`, TLOPS_LOCAL_SERVER=temporary): one server per run, ended with it. Prefect would start one itself (`SubprocessASGIServer`: uvicorn on `prefect.server.api.server:create_app`);
 this runs the same command, with three differences that matter for a command-line run:
 - it is started early and waited for late: the server boots in its own process while this one imports torch,
   MLflow and the flow (on 2 cores the two overlap; Prefect's `start()` blocks until the server is healthy);
@@ -21,6 +29,123 @@ import time
 from pathlib import Path
 
 PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind (Prefect retries on another port too)
+MODE_ENV, IDLE_ENV = "TLOPS_LOCAL_SERVER", "TLOPS_LOCAL_SERVER_IDLE"
+MODES = ("keep", "temporary")
+DEFAULT_IDLE_S = 900
+STATE, LOG, LEASES, LOCK = ".tlops-server.json", ".tlops-server.log", ".tlops-server-leases", ".tlops-server.lock"
+
+
+def mode() -> str:
+    from tlops.errors import ConfigError
+
+    value = os.environ.get(MODE_ENV, "keep").strip().lower()
+    if value not in MODES:
+        raise ConfigError(f"{MODE_ENV}={value!r}; use keep (a local Prefect server shared by runs, exits when idle) or temporary "
+                         "(one per run)")
+    return value
+
+
+def idle_seconds() -> float:
+    from tlops.errors import ConfigError
+
+    raw = os.environ.get(IDLE_ENV, str(DEFAULT_IDLE_S))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise ConfigError(f"{IDLE_ENV}={raw!r}; give the seconds a kept local Prefect server waits without runs before it exits "
+                         f"(default {DEFAULT_IDLE_S})")
+    return value
+
+
+def server_home() -> Path:
+    """The folder of Prefect's SQLite database (else Prefect's home): the lock, state and leases live there, so
+    runs that share a database share a server."""
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    url = settings.server.database.connection_url.get_secret_value()
+    home = Path(url.split(":///", 1)[1]).parent if url.startswith("sqlite") else Path(settings.home)
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def server_env() -> dict[str, str]:
+    """What Prefect gives its own temporary server: this process's Prefect settings, no UI."""
+    from prefect.settings import get_current_settings
+
+    return {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+            **get_current_settings().to_environment_variables(exclude_unset=True)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def live_leases(home: Path) -> list[int]:
+    """Pids of the runs holding a lease on the kept server; leases of dead runs (kill -9) are removed."""
+    folder = home / LEASES
+    pids = []
+    for f in folder.glob("*") if folder.is_dir() else []:
+        try:
+            pid = int(f.name)
+        except ValueError:
+            continue
+        if _alive(pid):
+            pids.append(pid)
+        else:
+            f.unlink(missing_ok=True)
+    return sorted(pids)
+
+
+def read_state(home: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads((home / STATE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def healthy(api_url: str, timeout: float = 2.0) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{api_url}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def running_server(home: Path) -> dict | None:
+    """The kept server's state ({pid, port, api_url, idle_s, started}) if it is alive and answers, else None."""
+    state = read_state(home)
+    if state and _alive(int(state["pid"])) and healthy(state["api_url"]):
+        return state
+    return None
+
+
+class _StartLock:
+    """The start lock beside Prefect's database (blocking, or a try that reports whether it got it)."""
+
+    def __init__(self, home: Path):
+        self.file = open(home / LOCK, "w")
+
+    def acquire(self, block: bool = True) -> bool:
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            return False
+
+    def close(self) -> None:
+        self.file.close()  # closing the file drops the flock
 
 
 def _die_with_parent() -> None:
@@ -40,6 +165,8 @@ def _free_port() -> int:
 
 
 class TemporaryServer:
+    kind, why_hint = "temporary", "run `prefect server start` to see why"
+
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
@@ -52,16 +179,11 @@ class TemporaryServer:
     def begin(self) -> "TemporaryServer":
         """Take the start lock and launch the server; returns at once (see `wait`)."""
         import prefect
-        from prefect.settings import get_current_settings
 
-        settings = get_current_settings()
-        url = settings.server.database.connection_url.get_secret_value()
-        home = Path(url.split(":///", 1)[1]).parent if url.startswith("sqlite") else Path(settings.home)
-        home.mkdir(parents=True, exist_ok=True)
-        self._lock = open(home / ".tlops-server.lock", "w")
-        fcntl.flock(self._lock, fcntl.LOCK_EX)  # one server starts (migrates, registers blocks, binds its port) at a time
-        self._env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
-                     **settings.to_environment_variables(exclude_unset=True)}  # what Prefect gives its own temporary server
+        home = server_home()
+        self._lock = _StartLock(home)
+        self._lock.acquire()  # one server starts (migrates, registers blocks, binds its port) at a time
+        self._env = server_env()
         self._app_dir = str(Path(prefect.__file__).parent.parent)
         self._launch()
         return self
@@ -86,18 +208,22 @@ class TemporaryServer:
                         self._launch()
                         continue
                     if code is not None:
-                        raise RuntimeError(f"the temporary Prefect server exited with status {code} before it answered; "
-                                           "run `prefect server start` to see why, or set PREFECT_API_URL to a running server")
+                        raise RuntimeError(f"the {self.kind} Prefect server exited with status {code} before it answered; "
+                                           f"{self.why_hint}, or set PREFECT_API_URL to a running server")
                     try:
                         if client.get(f"{self.api_url}/health").status_code == 200:
+                            self._ready()
                             return self.api_url
                     except httpx.TransportError:
                         pass
                     time.sleep(0.1)
-            raise RuntimeError(f"the temporary Prefect server did not answer within {timeout:.0f} s; "
+            raise RuntimeError(f"the {self.kind} Prefect server did not answer within {timeout:.0f} s; "
                                "set PREFECT_API_URL to a running server (`prefect server start`)")
         finally:
             self._release()
+
+    def _ready(self) -> None:
+        """Called once the server answers, still under the start lock."""
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -114,3 +240,128 @@ class TemporaryServer:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+
+
+class KeptServer(TemporaryServer):
+    """The local server runs share (see the module docstring): `begin` takes the start lock and this run's lease,
+    then reuses the running server or launches one in its own session (not a child that dies with this run);
+    `wait` records it for the next runs; `stop` only gives the lease back."""
+
+    kind = "kept local"
+
+    def begin(self) -> "KeptServer":
+        import prefect
+
+        self.home, self.idle = server_home(), idle_seconds()
+        self.why_hint = f"its log is {self.home / LOG}"
+        self._lock = _StartLock(self.home)
+        self._lock.acquire()
+        self._lease = self.home / LEASES / str(os.getpid())
+        self._lease.parent.mkdir(exist_ok=True)
+        self._lease.touch()  # under the lock: the server cannot decide it is idle between our check and our use
+        self.state = running_server(self.home)
+        if self.state is not None:
+            self.port, self.reused = int(self.state["port"]), True
+            return self
+        self.reused = False
+        self._env = server_env()
+        self._app_dir = str(Path(prefect.__file__).parent.parent)
+        self._launch()
+        return self
+
+    def _launch(self) -> None:
+        self.port = _free_port()
+        with open(self.home / LOG, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, __file__, "--port", str(self.port), "--idle", str(self.idle), "--home", str(self.home)],
+                env=self._env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True)  # its own session: a Ctrl-C or kill of this run does not reach it
+
+    def wait(self, timeout: float = 180) -> str:
+        if self.reused:
+            self._release()
+            return self.api_url
+        return super().wait(timeout)
+
+    def _ready(self) -> None:
+        import json
+
+        self.state = {"pid": self.process.pid, "port": self.port, "api_url": self.api_url, "idle_s": self.idle, "started": time.time()}
+        tmp = self.home / f"{STATE}.{os.getpid()}"
+        tmp.write_text(json.dumps(self.state))
+        tmp.replace(self.home / STATE)
+
+    def stop(self) -> None:
+        """Give the lease back; the server stays for the next run (it exits by itself when idle)."""
+        self._release()
+        lease = getattr(self, "_lease", None)
+        if lease is not None:
+            lease.unlink(missing_ok=True)
+            self._lease = None
+
+
+def begin_local_server() -> TemporaryServer:
+    """The local server for a run without PREFECT_API_URL, begun (it boots while the caller imports the flow)."""
+    return (KeptServer if mode() == "keep" else TemporaryServer)().begin()
+
+
+def forget_state(home: Path, pid: int) -> None:
+    """Remove the state file if it still names server `pid` (a newer server's record is left alone)."""
+    state = read_state(home)
+    if state is not None and int(state.get("pid", -1)) == pid:
+        (home / STATE).unlink(missing_ok=True)
+
+
+def _exit_when_idle(server, idle: float, home: Path) -> None:
+    """The kept server's watchdog: once no live lease has existed for `idle` seconds, take the start lock (a run
+    starting now holds it and has written its lease), withdraw the state file and let uvicorn shut down."""
+    last = time.monotonic()
+    tick = min(5.0, max(0.2, idle / 5))
+    while not server.should_exit:
+        time.sleep(tick)
+        if live_leases(home):
+            last = time.monotonic()
+            continue
+        if time.monotonic() - last < idle:
+            continue
+        lock = _StartLock(home)
+        try:
+            if not lock.acquire(block=False):
+                continue
+            if live_leases(home):
+                last = time.monotonic()
+                continue
+            forget_state(home, os.getpid())
+            server.should_exit = True
+        finally:
+            lock.close()
+
+
+def serve(port: int, idle: float, home: Path) -> None:
+    """The kept server process: Prefect's API app under uvicorn, plus the idle watchdog."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config("prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port,
+                                           log_level="error", lifespan="on"))
+    threading.Thread(target=_exit_when_idle, args=(server, idle, home), daemon=True).start()
+    try:
+        server.run()
+    except SystemExit:
+        if not server.started:  # the port was taken between the launcher's choice and the bind: it retries elsewhere
+            sys.exit(PORT_IN_USE)
+        raise
+    finally:
+        forget_state(home, os.getpid())
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="tlops's kept local Prefect server (started by `tlops run`)")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--idle", type=float, required=True)
+    ap.add_argument("--home", type=Path, required=True)
+    a = ap.parse_args()
+    serve(a.port, a.idle, a.home)

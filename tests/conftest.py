@@ -10,7 +10,9 @@ import pytest
 
 from tests.helpers import make_text_dataset, make_tiny_bert
 
-for _k, _v in {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+# TLOPS_LOCAL_SERVER=temporary: a test's `tlops run` without PREFECT_API_URL gets a server that ends with it (nothing
+# outlives the suite); tests/test_local_server.py covers the kept server, the default.
+for _k, _v in {"TLOPS_LOCAL_SERVER": "temporary", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
                "GX_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
                "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ.setdefault(_k, _v)
