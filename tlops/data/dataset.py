@@ -247,9 +247,12 @@ def write_split_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
 
 def dataset_content_md5(root: str | Path) -> str:
     """md5 over the dataset folder's files (relative path + bytes), for runs on data outside DVC."""
+    from tlops.data.md5_state import remembered_md5s
+
     root = Path(root)
     h = hashlib.md5()
-    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    for f, md5 in zip(files, remembered_md5s(files)):
         h.update(str(f.relative_to(root)).encode())
-        h.update(hashlib.md5(f.read_bytes()).digest())
+        h.update(bytes.fromhex(md5))
     return h.hexdigest()

@@ -23,17 +23,26 @@ CACHE_SUBDIR = Path("files") / "md5"
 
 
 def file_md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """md5 of a file's bytes (remembered while the file is unchanged: `tlops.data.md5_state`)."""
+    from tlops.data.md5_state import remembered_md5
+
+    return remembered_md5(path)
 
 
 def dir_entries(folder: Path) -> list[dict[str, str]]:
     """DVC's listing of a folder: md5 and POSIX relative path of every file, sorted by path."""
-    folder = Path(folder)
-    entries = [{"md5": file_md5(p), "relpath": p.relative_to(folder).as_posix()} for p in folder.rglob("*") if p.is_file()]
+    from tlops.data.md5_state import remembered_md5s
+
+    root = os.path.abspath(folder)
+    files, rel = [], []
+    for here, dirs, names in os.walk(root):  # os.walk, not Path.rglob: pathlib's per-path cost dominated on 10k files
+        dirs.sort()
+        for name in names:
+            full = os.path.join(here, name)
+            if os.path.isfile(full):
+                files.append(full)
+                rel.append(os.path.relpath(full, root).replace(os.sep, "/"))
+    entries = [{"md5": md5, "relpath": r} for r, md5 in zip(rel, remembered_md5s(files))]
     return sorted(entries, key=lambda e: e["relpath"])
 
 
