@@ -64,6 +64,9 @@ def local_prefect_server(server=None):
     server = server or begin_local_server()
     try:
         api_url = server.wait(timeout=180)
+        if getattr(server, "reused", True) is False:  # a kept server this run started: say it stays, and how to stop it
+            err.print(f"[dim]started a local Prefect server at {api_url} (pid {server.process.pid}); later runs reuse it, and it exits "
+                      f"after {server.idle:.0f} s without runs (`tlops local-server stop` stops it now)[/dim]", highlight=False)
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield
     finally:
@@ -105,6 +108,7 @@ def quiet_third_party() -> None:
     if "transformers.utils.logging" in sys.modules:
         sys.modules["transformers.utils.logging"].disable_progress_bar()
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)  # "Validating input example against model signature" at every run
 
 
 def _print_error(e: Exception) -> None:

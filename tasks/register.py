@@ -120,7 +120,7 @@ def logged_code_manifest(model_uri: str, dst: Path) -> dict[str, str]:
     return code_manifest(dst)
 
 
-REGISTRY_NOTICES = ("Successfully registered model ", "Created version ")  # MLflow's own prints; tlops's summary says both
+REGISTRY_NOTICES = ("Successfully registered model ", "Created version ", "Registered model ")  # MLflow's own prints; tlops's summary says them
 
 
 @contextmanager
