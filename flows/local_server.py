@@ -292,8 +292,11 @@ class KeptServer(TemporaryServer):
         tmp.replace(self.home / STATE)
 
     def stop(self) -> None:
-        """Give the lease back; the server stays for the next run (it exits by itself when idle)."""
+        """Give the lease back; the server stays for the next run (it exits by itself when idle). One this run
+        launched that never answered is ended here: no later run would find it."""
         self._release()
+        if not getattr(self, "reused", True) and self.process is not None and getattr(self, "state", None) is None:
+            super().stop()
         lease = getattr(self, "_lease", None)
         if lease is not None:
             lease.unlink(missing_ok=True)
