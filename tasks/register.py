@@ -53,6 +53,24 @@ def requirements_pinned_here():
         environment.warn_dependency_requirement_mismatches = check
 
 
+@contextmanager
+def example_not_served():
+    """MLflow serves a logged model's input example through the model once (`_validate_serving_input`: a full
+    package and backbone load, 2-3 s of a warm demo run) and only logs a warning when that fails, so it guards
+    nothing; `pyfunc.log_model` has no switch for it (`Model.log`'s `validate_serving_input` does not reach it)."""
+    import mlflow.models.utils as utils
+
+    serve = getattr(utils, "_validate_serving_input", None)
+    if serve is None:  # another MLflow: nothing to skip
+        yield
+        return
+    utils._validate_serving_input = lambda model_uri, serving_input, **kwargs: None
+    try:
+        yield
+    finally:
+        utils._validate_serving_input = serve
+
+
 def champion_score(cfg: RunConfig, reg: Registry, features: FeatureSet) -> ChampionScore | None:
     """The current champion scored on this run's test split (by the core), or None when there is none.
     This task's part is only fetching the champion's package files from MLflow."""
@@ -80,9 +98,9 @@ def _made_by(source: str) -> str:
 
 def input_example(cfg: RunConfig) -> list[str] | None:
     """Two training texts as the model's input example: MLflow stores it with a serving-format copy (what a
-    `mlflow models serve` request looks like) and, at logging, serves it through the model once, so a package
-    that cannot answer its own example is never registered. Image and audio models take file paths, which mean
-    nothing on another machine: no example (the signature says "strings: file paths")."""
+    `mlflow models serve` request looks like; the MLflow UI shows both). MLflow would also serve it through the
+    model at logging (see `example_not_served`). Image and audio models take file paths,
+    which mean nothing on another machine: no example (the signature says "strings: file paths")."""
     ds = open_dataset(cfg)
     return ds.inputs("train")[:2] if ds.modality == "text" else None
 
@@ -148,7 +166,8 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
     manifest = package_manifest(package)  # what `tlops audit` checks the registered files against
     log_json(client, run_id, manifest, MANIFEST_ARTIFACT)
     champ = champion_score(cfg, reg, features)  # scored before registering: never compared with itself
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings(), requirements_pinned_here(), registry_notices_dropped():
+    with (mlflow.start_run(run_id=run_id), warnings.catch_warnings(), requirements_pinned_here(), example_not_served(),
+          registry_notices_dropped()):
         warnings.filterwarnings("ignore", message=".*input example.*")
         info = mlflow.pyfunc.log_model(
             input_example=input_example(cfg),
