@@ -319,37 +319,13 @@ def local_server_status(json_out: bool = typer.Option(False, "--json", help="pri
 @local_server_app.command("stop")
 def local_server_stop(force: bool = typer.Option(False, "--force", help="stop it even while runs are using it (they fail)")) -> None:
     """Stop the kept local Prefect server now (the next `tlops run` starts a new one)."""
-    import signal
-    import time
+    from flows.local_server import server_home, stop_kept_server
 
-    from flows.local_server import _StartLock, forget_state, live_leases, running_server, server_home
-
-    home = server_home()
-    lock = _StartLock(home)
-    lock.acquire()  # no run can pick the server up while it is being stopped
     try:
-        state, runs = running_server(home), live_leases(home)
-        if state is None:
-            print("no kept local Prefect server is running")
-            return
-        if runs and not force:
-            raise _failed(TlopsError(f"runs {', '.join(map(str, runs))} are using the kept local Prefect server; wait for them to "
-                                     "finish, or stop it anyway with --force (they fail)"), 1)
-        pid = int(state["pid"])
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        forget_state(home, pid)
-        print(f"stopped the kept local Prefect server (pid {pid})")
-    finally:
-        lock.close()
+        pid = stop_kept_server(server_home(), force)
+    except TlopsError as e:
+        raise _failed(e, 1)
+    print("no kept local Prefect server is running" if pid is None else f"stopped the kept local Prefect server (pid {pid})")
 
 
 def _check_data_first(cfg, source: str) -> dict:

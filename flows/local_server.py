@@ -177,21 +177,26 @@ class TemporaryServer:
         return f"http://127.0.0.1:{self.port}/api"
 
     def begin(self) -> "TemporaryServer":
-        """Take the start lock and launch the server; returns at once (see `wait`)."""
-        import prefect
-
-        home = server_home()
-        self._lock = _StartLock(home)
+        """Take the start lock and launch the server (unless `_reuse` finds one); returns at once (see `wait`)."""
+        self.home = server_home()
+        self._lock = _StartLock(self.home)
         self._lock.acquire()  # one server starts (migrates, registers blocks, binds its port) at a time
-        self._env = server_env()
-        self._app_dir = str(Path(prefect.__file__).parent.parent)
-        self._launch()
+        if not self._reuse():
+            self._env = server_env()
+            self._launch()
         return self
 
+    def _reuse(self) -> bool:
+        """Under the start lock: whether a running server will do (a temporary server is never shared)."""
+        return False
+
     def _launch(self) -> None:
+        import prefect
+
         self.port = _free_port()
+        app_dir = str(Path(prefect.__file__).parent.parent)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", self._app_dir, "--factory", "prefect.server.api.server:create_app",
+            [sys.executable, "-m", "uvicorn", "--app-dir", app_dir, "--factory", "prefect.server.api.server:create_app",
              "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "error", "--lifespan", "on"],
             env=self._env, preexec_fn=_die_with_parent)
 
@@ -250,24 +255,19 @@ class KeptServer(TemporaryServer):
     kind = "kept local"
 
     def begin(self) -> "KeptServer":
-        import prefect
+        self.idle = idle_seconds()
+        return super().begin()
 
-        self.home, self.idle = server_home(), idle_seconds()
+    def _reuse(self) -> bool:
         self.why_hint = f"its log is {self.home / LOG}"
-        self._lock = _StartLock(self.home)
-        self._lock.acquire()
         self._lease = self.home / LEASES / str(os.getpid())
         self._lease.parent.mkdir(exist_ok=True)
         self._lease.touch()  # under the lock: the server cannot decide it is idle between our check and our use
         self.state = running_server(self.home)
-        if self.state is not None:
-            self.port, self.reused = int(self.state["port"]), True
-            return self
-        self.reused = False
-        self._env = server_env()
-        self._app_dir = str(Path(prefect.__file__).parent.parent)
-        self._launch()
-        return self
+        self.reused = self.state is not None
+        if self.reused:
+            self.port = int(self.state["port"])
+        return self.reused
 
     def _launch(self) -> None:
         self.port = _free_port()
@@ -306,6 +306,35 @@ class KeptServer(TemporaryServer):
 def begin_local_server() -> TemporaryServer:
     """The local server for a run without PREFECT_API_URL, begun (it boots while the caller imports the flow)."""
     return (KeptServer if mode() == "keep" else TemporaryServer)().begin()
+
+
+def stop_kept_server(home: Path, force: bool = False) -> int | None:
+    """Stop the kept server of `home` (SIGTERM, SIGKILL after 15 s) under the start lock, so no run picks it up
+    meanwhile; its pid, or None when none runs. Refuses (`TlopsError`) while runs hold leases, unless `force`."""
+    import signal
+
+    from tlops.errors import TlopsError
+
+    lock = _StartLock(home)
+    lock.acquire()
+    try:
+        state, runs = running_server(home), live_leases(home)
+        if state is None:
+            return None
+        if runs and not force:
+            raise TlopsError(f"runs {', '.join(map(str, runs))} are using the kept local Prefect server; wait for them to "
+                             "finish, or stop it anyway with --force (they fail)")
+        pid = int(state["pid"])
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        forget_state(home, pid)
+        return pid
+    finally:
+        lock.close()
 
 
 def forget_state(home: Path, pid: int) -> None:
