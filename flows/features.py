@@ -10,9 +10,12 @@ from pathlib import Path
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.prefect_heartbeats import stop_heartbeats_promptly
 from tasks.features import assemble_task, embed_shard_task, features_task, log_features, plan_shards_task
 from tlops.config import RunConfig, config_from_dict
 from tlops.records import FeatureSet
+
+stop_heartbeats_promptly()  # each flow run would wait up to 1 s for its heartbeat thread
 
 
 def task_runner_of(cfg: RunConfig):

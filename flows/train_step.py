@@ -11,11 +11,14 @@ from pathlib import Path
 from mlflow.entities import Metric
 from prefect import flow
 
+from flows.prefect_heartbeats import stop_heartbeats_promptly
 from tasks.tracking import EpochLogger, log_json, log_metrics, setup
 from tlops.config import config_from_dict
 from tlops.pipeline import train_step
 from tlops.records import Execution, FeatureSet, TrainResult, dump_json
 from tlops.training.ddp_launch import train_step_distributed, world_size
+
+stop_heartbeats_promptly()  # each flow run would wait up to 1 s for its heartbeat thread
 
 RESULT_FILE = "result.json"
 
