@@ -39,6 +39,7 @@ data: setup
 	$(PY) -m tlops.data.build_regression_text data/text_regression
 	$(PY) -m tlops.data.build_regression_image data/image_regression
 	$(PY) -m tlops.data.build_regression_audio data/audio_regression
+	$(PY) -m tlops.data.build_fewshot_regression_image data/image_fewshot_regression
 	$(PY) -m dvc add -q data
 	@git diff --quiet data.dvc || { echo "data/ does not reproduce the md5 in data.dvc:"; git diff data.dvc; exit 1; }
 	$(PY) -m dvc status

@@ -71,7 +71,7 @@ def test_finetune_on_a_regression_dataset_keeps_the_lowest_val_mae_epoch_and_pre
     assert json.loads((Path(lpft.package) / "tlops_model.json").read_text())["head"]["task"] == "regression"
 
 
-def test_meta_transfer_still_refuses_regression_before_training(tmp_path, tiny_bert):
+def test_protonet_still_refuses_regression_before_training(tmp_path, tiny_bert):  # the MAML family trains it (test_meta_regression.py)
     from tlops.pipeline import validate_step
 
     reg = make_regression_dataset(tmp_path / "reg")

@@ -152,7 +152,8 @@ def curves_png(history: list[dict], path: Path, size_curve: Sequence[dict] = ())
 
 
 def shots_png(report, path: Path) -> Path | None:
-    """Episodic accuracy (with 95% CI bars) vs shots for the model and each baseline (a `FewShotReport`)."""
+    """Episodic accuracy (with 95% CI bars) vs shots for the model and each baseline (a `FewShotReport`), or the
+    query MAE for few-shot regression (a `FewShotRegressionReport`)."""
     if not report.model:
         return None
     import matplotlib
@@ -160,14 +161,20 @@ def shots_png(report, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    regression = getattr(report, "kind", None) == "regression"
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, scores in [("model", report.model), *report.baselines.items()]:
-        ax.errorbar([s.shots for s in scores], [s.accuracy for s in scores], yerr=[s.ci95 for s in scores], marker="o", capsize=3, label=name)
-    ways = report.model[0].ways
+        ax.errorbar([s.shots for s in scores], [s.mae if regression else s.accuracy for s in scores], yerr=[s.ci95 for s in scores],
+                    marker="o", capsize=3, label=name)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("shots per class")
-    ax.set_ylabel(f"{ways}-way query accuracy")
-    ax.set_title(f"{report.split}: novel classes, {report.model[0].episodes} episodes per point")
+    if regression:
+        ax.set_xlabel("shots (labelled rows of the task)")
+        ax.set_ylabel("query MAE (lower is better)")
+        ax.set_title(f"{report.split}: new tasks, {report.model[0].episodes} episodes per point")
+    else:
+        ax.set_xlabel("shots per class")
+        ax.set_ylabel(f"{report.model[0].ways}-way query accuracy")
+        ax.set_title(f"{report.split}: novel classes, {report.model[0].episodes} episodes per point")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -90,7 +90,8 @@ def train_step(cfg: RunConfig, features: FeatureSet, out_dir: Path, callbacks: S
 def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out_dir: Path) -> Evaluation:
     """Test metrics, report and plots of a trained model as its task type defines them (classes: per-class
     report and confusion matrix; numbers: MAE/RMSE/R²/Spearman, predicted-vs-true and residual plots), plus
-    learning curves; for a few-shot model also its episodic metrics (accuracy_5w1s, ...) and the accuracy-vs-shots plot."""
+    learning curves; for a few-shot model also its episodic metrics (accuracy_5w1s, ...; regression: mae_5s, ...) and the
+    accuracy- (or MAE-) vs-shots plot."""
     from tlops.evaluate import curves_png, shots_png
 
     task = task_type(features.task)
@@ -98,6 +99,8 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
     _, y = features.arrays("test")
     y_true = task.truth(y, features.labels)
     y_pred = result.test_predictions(features, lambda: open_dataset(cfg).inputs("test"))
+    if result.test_rows is not None:  # a model for some test rows only (a few-shot regression model: its support task's)
+        y_true, y_pred = [y_true[i] for i in result.test_rows], [y_pred[i] for i in result.test_rows]
     out_dir.mkdir(parents=True, exist_ok=True)
     report, report_name, plots = task.report_and_plots(y_true, y_pred, labels, out_dir)
     curves = curves_png(result.history, out_dir / "learning_curves.png", result.size_curve)
@@ -106,7 +109,7 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
     metrics, shots = task.metrics(y_true, y_pred, labels), None
     if result.few_shot is not None:
         metrics |= result.few_shot.metrics()
-        shots = shots_png(result.few_shot, out_dir / "accuracy_vs_shots.png")
+        shots = shots_png(result.few_shot, out_dir / ("mae_vs_shots.png" if task.name == "regression" else "accuracy_vs_shots.png"))
     return Evaluation(metrics=metrics, report_path=str(report_path), plots=[str(p) for p in (*plots, curves, shots) if p is not None],
                       n_test=len(y_true))
 

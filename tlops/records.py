@@ -156,6 +156,40 @@ class FewShotReport(Record):
         return out
 
 
+class ShotError(Record):
+    """Mean query absolute error (in the target's unit) over few-shot regression episodes of one K-shot setting,
+    with its 95% confidence half-width."""
+
+    shots: int
+    episodes: int
+    mae: float
+    ci95: float
+
+
+class FewShotRegressionReport(Record):
+    """Episodic evaluation on the new tasks of one split (a regression dataset's `group:` tasks): per episode, K
+    labelled rows of a task, then the error on its query rows; the meta-learned model and the baselines over the
+    same episodes (`support_mean`: predict the support targets' mean; `support_ridge`: ridge on each episode's
+    support features; `pooled_ridge`: one ridge on all train rows, no adaptation)."""
+
+    kind: Literal["regression"] = "regression"
+    split: str
+    queries: int
+    model: list[ShotError]
+    baselines: dict[str, list[ShotError]]
+    skipped_shots: list[int] = Field([], description="shot counts no task of the split has shots + queries rows for")
+    support_task: str = Field(description="the task (group) the registered model was adapted to and is evaluated on")
+
+    def metrics(self) -> dict[str, float]:
+        """`mae_1s`, `ci95_mae_1s`, ... for the model; the same keys prefixed `<baseline>_` for the baselines."""
+        out: dict[str, float] = {}
+        for prefix, scores in [("", self.model), *((f"{k}_", v) for k, v in self.baselines.items())]:
+            for s in scores:
+                out[f"{prefix}mae_{s.shots}s"] = s.mae
+                out[f"{prefix}ci95_mae_{s.shots}s"] = s.ci95
+        return out
+
+
 class MetaLearnerState(Record):
     """What adapting a meta-learned model to a new support set needs (few-shot serving), and the support set
     the registered head was adapted to. The tensors live in two safetensors files; this record says how to
@@ -184,7 +218,9 @@ class _Trained(Record):
     loop: LoopSummary | None = None
     execution: Execution | None = None
     adaptation: AdaptationSummary | None = None
-    few_shot: FewShotReport | None = None
+    few_shot: FewShotReport | FewShotRegressionReport | None = None
+    test_rows: list[int] | None = Field(None, description="the test rows the model is for, when not all of them (a few-shot "
+                                                          "regression model: its support task's rows); evaluation scores these")
 
 
 class HeadResult(_Trained):

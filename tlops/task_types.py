@@ -126,7 +126,8 @@ def check_config_fits(cfg: RunConfig, ds: Dataset) -> None:
                           f"{', '.join(task.heads)}")
     if task.name not in supported:
         raise ConfigError(f"strategy {cfg.strategy.name} does not train {task.name} models yet ({where}); "
-                          f"use a strategy that does (linear_probe, finetune, domain_adapt), or a {' / '.join(supported)} dataset")
+                          f"use a strategy that does (linear_probe, finetune, domain_adapt; maml, fomaml or meta_sgd when dataset.yaml "
+                          f"names a `group:` column of tasks), or a {' / '.join(supported)} dataset")
     refusal = getattr(cfg.strategy, "refusal_for_task", None)  # options of a strategy that only one task type has
     why = refusal(task.name) if refusal is not None else None
     if why:

@@ -24,6 +24,7 @@ import pandas as pd
 from tlops.config import ValidationConfig
 from tlops.data.dataset import UNLABELED, Dataset, csv_line
 from tlops.data.media import inside, probe_audio, probe_image
+from tlops.errors import DataError
 from tlops.errors import ValidationFailed
 from tlops.records import Check, ValidationReport
 
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Rule:
     split: str
-    frame: str  # "rows" (the split's CSV rows) or "class_counts" (one row per label)
+    frame: str  # "rows" (the split's CSV rows), "class_counts" (one row per label) or "group_counts" (one row per task)
     expectation: object
     rule: str
     fix: str
@@ -110,7 +111,7 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of, few_shot=None) -> list[
     if UNLABELED in ds.splits:
         rules += _unlabeled_rules(ds, cfg, frame_of)
     if few_shot is not None:
-        rules += _few_shot_rules(ds, few_shot, frame_of)
+        rules += _few_shot_task_rules(ds, few_shot, frame_of) if ds.task == "regression" else _few_shot_rules(ds, few_shot, frame_of)
     return rules
 
 
@@ -182,6 +183,48 @@ def _few_shot_rules(ds: Dataset, s, frame_of) -> list[Rule]:
                  "the support set defines the registered model's classes, which test.csv evaluates: use test's classes only"),
             Rule(SUPPORT, "rows", gxe.ExpectColumnDistinctValuesToContainSet(column="label", value_set=test_labels),
                  "every test class has support rows", "add support rows (a few labelled examples) for every class of test.csv"),
+            Rule(SUPPORT, "rows", gxe.ExpectColumnValuesToNotBeInSet(column="content_key", value_set=test_keys),
+                 "no input shared with test (leakage)", "remove those rows from support.csv or from test.csv"),
+        ]
+    return rules
+
+
+def _few_shot_task_rules(ds: Dataset, s, frame_of) -> list[Rule]:
+    """A regression dataset's few-shot contract: a `group:` column says which task each row belongs to; val and
+    test tasks are not train's (new tasks); each split has a task with enough rows for an episode; the support
+    set is rows of one test task (the one the registered model adapts to)."""
+    import great_expectations.expectations as gxe
+
+    from tlops.data.fewshot import SUPPORT
+
+    group = ds.group_column
+    if group is None:
+        raise DataError(f"{ds.root / 'dataset.yaml'}: strategy {s.name} learns from tasks, and this regression dataset names no "
+                        "task column; add `group: <column>` (the column saying which task, e.g. which object, each row belongs to)")
+    train_groups = sorted(set(frame_of("train", "rows")[group]))
+    test_groups = sorted(set(frame_of("test", "rows")[group]))
+    rules: list[Rule] = []
+    for split in ("train", "val", "test"):
+        rows = s.shots + s.queries
+        if split != "train":
+            rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToNotBeInSet(column=group, value_set=train_groups),
+                              "tasks disjoint from train (new tasks)",
+                              f"few-shot evaluation measures adaptation to tasks never meta-trained on: move those {group!r} "
+                              f"groups' rows out of {split}.csv or out of train.csv"
+                              + (" (val was carved from train.csv: add a val.csv of new tasks)" if split == "val" and ds.val_carved else "")))
+        rules.append(Rule(split, "group_counts", gxe.ExpectColumnMaxToBeBetween(column="count", min_value=rows),
+                          f"a task with at least {rows} rows ({s.shots} shots + {s.queries} queries)",
+                          f"add rows to the tasks of {split}.csv, or lower strategy.shots / strategy.queries"
+                          + (" (test also gives strategy.support_shots rows of one task to the support set when there is no "
+                             "support.csv)" if split == "test" and not (ds.root / f"{SUPPORT}.csv").is_file() else "")))
+    if SUPPORT in ds.splits:
+        test_keys = sorted(set(frame_of("test", "rows")["content_key"]) - {""})
+        rules += [
+            Rule(SUPPORT, "rows", gxe.ExpectColumnUniqueValueCountToBeBetween(column=group, min_value=1, max_value=1),
+                 "rows of one task", f"the support set is the few labelled rows of the task the registered model is for: keep "
+                                     f"one {group!r} value in support.csv"),
+            Rule(SUPPORT, "rows", gxe.ExpectColumnValuesToBeInSet(column=group, value_set=test_groups), "a test task",
+                 "test.csv evaluates the registered model on its support task's other rows: use a task of test.csv"),
             Rule(SUPPORT, "rows", gxe.ExpectColumnValuesToNotBeInSet(column="content_key", value_set=test_keys),
                  "no input shared with test (leakage)", "remove those rows from support.csv or from test.csv"),
         ]
@@ -270,9 +313,10 @@ def _file_rules(ds: Dataset, split: str, cfg: ValidationConfig) -> list[Rule]:
 
 def _frame(ds: Dataset, split: str, kind: str) -> pd.DataFrame:
     df = ds.splits[split]
-    if kind == "class_counts":
-        counts = df["label"].value_counts().rename_axis("label").reset_index(name="count")
-        return counts.sort_values("label").reset_index(drop=True)
+    if kind in ("class_counts", "group_counts"):
+        key = "label" if kind == "class_counts" else ds.group_column
+        counts = df[key].value_counts().rename_axis(key).reset_index(name="count")
+        return counts.sort_values(key).reset_index(drop=True)
     df = df.copy()
     col = ds.input_column
     if col not in df.columns:
@@ -307,8 +351,9 @@ def _frame(ds: Dataset, split: str, kind: str) -> pd.DataFrame:
 
 def _where(ds: Dataset, split: str, kind: str, frame: pd.DataFrame, idx: list) -> tuple[str, list]:
     source = ds.splits[split].attrs.get("source", f"{split}.csv")
-    if kind == "class_counts":
-        return source, [f"label {frame.loc[i, 'label']!r} ({frame.loc[i, 'count']} rows)" for i in idx]
+    if kind in ("class_counts", "group_counts"):
+        key = "label" if kind == "class_counts" else ds.group_column
+        return source, [f"{key} {frame.loc[i, key]!r} ({frame.loc[i, 'count']} rows)" for i in idx]
     return source, [csv_line(ds.splits[split], i) for i in idx]  # where the row starts in the file
 
 

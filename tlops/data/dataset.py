@@ -44,6 +44,18 @@ class Dataset:
         return self.meta.get("target") or "label"
 
     @property
+    def group_column(self) -> str | None:
+        """A regression dataset's `group:` column: which task (e.g. which object) each row belongs to, for the
+        meta-transfer strategies' episodes; None when dataset.yaml names none."""
+        return self.meta.get("group")
+
+    def groups(self, split: str) -> np.ndarray:
+        """The split's task of each row (the `group:` column, as strings)."""
+        if self.group_column is None:
+            raise ValueError(f"{self.root / 'dataset.yaml'} names no `group:` column")
+        return np.array([str(v) for v in self.splits[split][self.group_column]], dtype=object)
+
+    @property
     def labels(self) -> list[str]:
         """Known label set: dataset.yaml `labels` if given, else the labels seen in `label_splits` (train; sorted).
         A regression dataset has no classes: []."""
@@ -164,7 +176,7 @@ def _check_task(meta: dict, meta_file: Path, text: str) -> None:
         raise DataError(f"{meta_file} line {key_line(text, 'task')}: task {task!r} is not one of {list(TASKS)}; "
                         "write `task: regression` for numeric targets, or leave it out for classes")
     regression = task == "regression"
-    for key in ("target", "bounds"):
+    for key in ("target", "bounds", "group"):
         if key in meta and not regression:
             raise DataError(f"{meta_file} line {key_line(text, key)}: `{key}:` only applies to a regression dataset; "
                             f"add `task: regression` or remove `{key}:`")
@@ -174,6 +186,10 @@ def _check_task(meta: dict, meta_file: Path, text: str) -> None:
     target = meta.get("target")
     if target is not None and (not isinstance(target, str) or not target.strip()):
         raise DataError(f"{meta_file} line {key_line(text, 'target')}: target {target!r} must be a column name, e.g. target: price")
+    group = meta.get("group")
+    if group is not None and (not isinstance(group, str) or not group.strip()):
+        raise DataError(f"{meta_file} line {key_line(text, 'group')}: group {group!r} must be a column name, e.g. group: item "
+                        "(the column saying which task each row belongs to)")
     bounds = meta.get("bounds")
     if bounds is not None:
         ok = (isinstance(bounds, list) and len(bounds) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool)
@@ -200,19 +216,20 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) ->
         raise DataError(f"{meta_file}: name {name!r} is not a string; quote it, e.g. name: '{name}'")
     col = INPUT_COLUMN[modality]
     target = meta.get("target") or "label"
+    required = [col, target, *([meta["group"]] if meta.get("group") else [])]
     splits: dict[str, pd.DataFrame] = {}
     for split in ("train", "test"):
         f = root / f"{split}.csv"
         if not f.is_file():
-            raise DataError(f"{f} is missing; the {split} split needs columns '{col}' and '{target}'")
-        splits[split] = _read_csv(f, [col, target])
+            raise DataError(f"{f} is missing; the {split} split needs columns {', '.join(repr(c) for c in required)}")
+        splits[split] = _read_csv(f, required)
     val_file = root / "val.csv"
     carved = not val_file.is_file()
     if carved:
         # numeric targets have no classes to stratify by: a plain seeded sample
         splits["train"], splits["val"] = carve_val(splits["train"], seed, val_fraction, stratify=meta.get("task") != "regression")
     else:
-        splits["val"] = _read_csv(val_file, [col, target])
+        splits["val"] = _read_csv(val_file, required)
     unl = root / f"{UNLABELED}.csv"
     if unl.is_file():  # its columns are checked by validation, which can say what a wrong one means
         splits[UNLABELED] = _read_csv(unl, [])

@@ -19,7 +19,7 @@ content is a pure function of (seed, episode index), so a resumed run replays th
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -30,6 +30,9 @@ from tlops.training.feature_rows import FeatureRows
 
 if TYPE_CHECKING:
     from tlops.training.meta import Encoder, MetaLearner
+
+
+REGRESSION_BASELINES = ("support_mean", "support_ridge", "pooled_ridge")
 
 
 class EpisodicConfig(Strict):
@@ -54,10 +57,11 @@ class EpisodicConfig(Strict):
     val_episodes: int = Field(100, ge=1, description="fixed validation episodes (val's novel classes) scored every epoch")
     eval_episodes: int = Field(600, ge=600, description="test episodes per setting (>= 600, the field's protocol)")
     eval_shots: list[int] = Field([1, 2, 5, 10], min_length=1, description="shots of the 5-way accuracy-vs-shots evaluation")
-    baselines: list[Literal["linear_probe", "protonet0", "finetune_support"]] = Field(["linear_probe", "protonet0"], description="also scored on the same "
-                                                                  "episodes: a support-set linear probe (slow: one scikit-learn fit "
-                                                                  "per episode), ProtoNet without meta-training, a new head fine-tuned on each "
-                                                                  "support set (finetune_support)")
+    baselines: list[Literal["linear_probe", "protonet0", "finetune_support", "support_mean", "support_ridge", "pooled_ridge"]] = Field(
+        ["linear_probe", "protonet0"], description="also scored on the same episodes; classes: a support-set linear probe (slow: one "
+        "scikit-learn fit per episode), ProtoNet without meta-training, a new head fine-tuned on each support set (finetune_support); "
+        "numbers (a regression dataset, where all three are the default): the support targets' mean, a ridge on each support set, "
+        "one ridge on all train rows (pooled_ridge: no adaptation)")
     support_shots: int = Field(5, ge=1, description="rows per test class carved (seeded) as the registered model's support set "
                                                     "when the dataset has no support.csv")
     trainable: int = Field(0, ge=0, description="top backbone groups meta-trained with the projection, on the raw inputs (slow: "
@@ -77,6 +81,23 @@ class EpisodicConfig(Strict):
             raise ValueError(f"trainable: {self.trainable} asks for backbone groups to meta-train, but meta_epochs is 0; "
                              "set meta_epochs >= 1 or trainable: 0")
         return self
+
+    def baselines_for(self, task: str) -> list[str]:
+        """The baselines scored for a dataset's task: the ones named, or that task's defaults."""
+        if "baselines" in self.model_fields_set:
+            return list(self.baselines)
+        return list(REGRESSION_BASELINES) if task == "regression" else list(self.baselines)
+
+    def refusal_for_task(self, task: str) -> str | None:
+        """Why these options cannot train a model for `task` (None: they can)."""
+        wrong = [b for b in self.baselines_for(task) if (b in REGRESSION_BASELINES) != (task == "regression")]
+        if wrong:
+            fit = ", ".join(REGRESSION_BASELINES) if task == "regression" else "linear_probe, protonet0, finetune_support"
+            return f"strategy.baselines {wrong} are not {task} baselines; use {fit}"
+        if task == "regression" and self.trainable:
+            return (f"strategy.trainable: {self.trainable} meta-trains backbone groups, which few-shot regression does not do yet; "
+                    "set trainable: 0 (the cached frozen features)")
+        return None
 
     def fingerprint(self) -> dict:
         """The options that change the meta-training trajectory (the checkpoint folder's key). The backbone options
@@ -104,7 +125,11 @@ class EpisodicConfig(Strict):
 class MamlConfig(EpisodicConfig):
     """MAML-family inner loop options."""
 
-    inner_lr: float = Field(0.01, gt=0, description="inner-loop step size (Meta-SGD: the alphas' starting value)")
+    TASKS: ClassVar[tuple[str, ...]] = ("classification", "regression")  # regression: a dataset whose `group:` rows are tasks
+
+    inner_lr: float = Field(0.01, gt=0, description="inner-loop step size (Meta-SGD: the alphas' starting value); on a regression "
+                                                    "dataset the step is normalised by the support embeddings' squared norm, "
+                                                    "0 < inner_lr < 2, default 1")
     inner_steps: int = Field(1, ge=1)
     anil: bool = Field(False, description="ANIL: the inner loop adapts only the classifier (the encoder is meta-learned, not adapted)")
     inner_groups: int = Field(0, ge=0, description="top backbone groups the inner loop adapts per task too (<= trainable; "
@@ -119,6 +144,19 @@ class MamlConfig(EpisodicConfig):
             raise ValueError("anil: true adapts only the classifier in the inner loop, but inner_groups > 0 asks it to adapt backbone "
                              "groups; set one of them off")
         return self
+
+    def inner_lr_for(self, task: str) -> float:
+        """The inner step size: the one set, or the task's default (regression's step is normalised: 1 fits one row)."""
+        return 1.0 if task == "regression" and "inner_lr" not in self.model_fields_set else self.inner_lr
+
+    def refusal_for_task(self, task: str) -> str | None:
+        if task == "regression" and "anil" in self.model_fields_set and not self.anil:
+            return ("anil: false asks the inner loop to adapt the encoder too; few-shot regression adapts the head only (ANIL, "
+                    "with a normalised step): remove anil: false")
+        if task == "regression" and not 0 < self.inner_lr_for(task) < 2:
+            return (f"strategy.inner_lr: {self.inner_lr} is outside (0, 2): few-shot regression's inner step is normalised by the "
+                    "support embeddings' squared norm and only shrinks the error below 2 (1 fits one support row exactly)")
+        return super().refusal_for_task(task)
 
     def fingerprint(self) -> dict:
         out = super().fingerprint()
@@ -224,7 +262,7 @@ def _few_shot_report(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, 
     # the episodes are a function of (labels, seed, shots) only, so two calls score the very same episodes
     model_scores, skipped = shot_scores({"model": model_predict}, model_x, yt, EVAL_WAYS, shots, s.queries,
                                         s.eval_episodes, seed)
-    predictors = {name: BASELINES[name](encoder.mean, encoder.std) for name in s.baselines}
+    predictors = {name: BASELINES[name](encoder.mean, encoder.std) for name in s.baselines_for("classification")}
     scores, _ = shot_scores(predictors, xt, yt, EVAL_WAYS, shots, s.queries, s.eval_episodes, seed)
     model = model_scores["model"]
     return FewShotReport(split="test", queries=s.queries, model=model, baselines=scores, skipped_shots=skipped,
@@ -244,6 +282,10 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
     from tlops.training.probe import finetune_scaler
 
     s, feats, seed = ctx.cfg.strategy, ctx.features, ctx.cfg.seed
+    if feats.task == "regression":  # tasks are groups of rows with numeric targets
+        from tlops.strategies._episodic_regression import train_episodic_regression
+
+        return train_episodic_regression(ctx, algorithm)
     x, y = feats.arrays("train")
     xv, yv = feats.arrays("val")
     torch.manual_seed(seed)

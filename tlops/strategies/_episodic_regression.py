@@ -1,0 +1,115 @@
+"""The MAML family on a regression dataset whose `group:` column makes its rows tasks (few-shot regression):
+meta-train the encoder and the head's initialisation (and Meta-SGD's rates) on train's tasks, score K-shot
+episodes of test's new tasks against the baselines, and register the model adapted to the support set (labelled
+rows of one test task), evaluated on that task's other test rows.
+
+The inner loop adapts the head (ANIL) with a normalised step (`tlops.training.meta_regression`). On the cached
+frozen features only, for now: `trainable` / `inner_groups` (backbone groups in the loops) and a support set given
+at predict time are classification-only (the strategy config refuses the first for regression).
+"""
+
+from __future__ import annotations
+
+import time
+
+from tlops.records import FewShotRegressionReport, HeadResult
+from tlops.strategies.registry import TrainContext
+
+
+def train_episodic_regression(ctx: TrainContext, algorithm: str) -> HeadResult:
+    """Meta-train (unless meta_epochs is 0), evaluate on test's new tasks, adapt to the support task."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from tlops.data.fewshot import SUPPORT
+    from tlops.strategies._episodic import EpisodeTickets, EncoderRows
+    from tlops.strategies.finetune import loop_summary, run_checkpoint_dir
+    from tlops.training.loop import LabelledData, Net, fit
+    from tlops.training.meta import Encoder
+    from tlops.training.meta_regression import (
+        RegressionEpisodicObjective,
+        RegressionEpisodicValidation,
+        RegressionMetaLearner,
+        TaskEpisodeBatches,
+        TaskEpisodeSampler,
+        adapted_regression_head,
+    )
+    from tlops.training.objectives import RegressionTask
+    from tlops.training.probe import finetune_scaler
+
+    s, feats, seed, ds = ctx.cfg.strategy, ctx.features, ctx.cfg.seed, ctx.dataset()
+    x, y = feats.arrays("train")
+    xv, yv = feats.arrays("val")
+    g, gv = ds.groups("train"), ds.groups("val")
+    if len(g) != len(y) or len(gv) != len(yv):
+        raise RuntimeError("the dataset's rows and the cached features differ in number; rerun the features step")
+    target = RegressionTask.for_targets(y)
+    torch.manual_seed(seed)
+    encoder = Encoder(x.shape[1], s.projection, s.hidden, s.embedding_dim, *finetune_scaler(x))
+    learner = RegressionMetaLearner(encoder, algorithm, s.inner_lr_for("regression"), s.inner_steps)
+    val_task = RegressionEpisodicValidation(learner, encoder, xv, yv, TaskEpisodeSampler(gv, s.shots, s.queries, seed + 1),
+                                            s.val_episodes, target)
+    t0 = time.perf_counter()
+    loop, ckpt = None, None
+    if s.meta_epochs > 0:
+        y_std = (y - target.mean) / target.std
+        objective = RegressionEpisodicObjective(learner, TaskEpisodeBatches(x, y_std, TaskEpisodeSampler(g, s.shots, s.queries, seed),
+                                                                            s.meta_batch))
+        tickets = LabelledData(EpisodeTickets(), list(range(s.episodes_per_epoch)), np.zeros(s.episodes_per_epoch, dtype=np.int64))
+        rows = EncoderRows(encoder)
+        ckpt = run_checkpoint_dir(ctx, {**s.fingerprint(), "task": "regression"}, [x, y, xv, yv])
+        loop = fit(Net(rows, nn.Identity()), objective, tickets, LabelledData(rows, list(xv), yv), s.loop_options(), seed=seed,
+                   task=val_task, checkpoint_dir=ckpt, callbacks=ctx.callbacks)
+        history = loop.state.history
+        val = history[loop.state.best_epoch]
+    else:
+        val = val_task.evaluate()
+        history = [{"epoch": 0, **val}]
+    seconds = time.perf_counter() - t0
+
+    xs, ys = feats.arrays(SUPPORT)
+    support_task = sorted(set(ds.groups(SUPPORT)))
+    head = adapted_regression_head(learner, encoder, torch.from_numpy(xs), torch.from_numpy(ys), target)
+    gt = ds.groups("test")
+    report = _report(ctx, learner, encoder, target, gt, support_task[0] if support_task else "")
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    path = head.save(ctx.out_dir / "head.safetensors")
+    return HeadResult(strategy=s.name, head_path=str(path), spec=head.spec, history=history, val_macro_f1=float("nan"),
+                      val_metrics={k: val[f"val_{k}"] for k in ("mae", "rmse", "r2", "spearman")}, seconds=seconds,
+                      loop=loop_summary(loop, ckpt) if loop else None, few_shot=report,
+                      test_rows=[int(i) for i in np.flatnonzero(gt == report.support_task)])
+
+
+def _report(ctx: TrainContext, learner, encoder, target, gt, support_task: str) -> FewShotRegressionReport:
+    """The model and the baselines on the same test episodes; each ridge baseline picks its strength on val's episodes."""
+    from tlops.training.meta_regression import (
+        TaskEpisodeSampler,
+        learner_predict,
+        pick_alpha,
+        pooled_ridge,
+        shot_errors,
+        support_mean,
+        support_ridge,
+    )
+
+    s, feats, seed = ctx.cfg.strategy, ctx.features, ctx.cfg.seed
+    x, y = feats.arrays("train")
+    xv, yv = feats.arrays("val")
+    xt, yt = feats.arrays("test")
+    val_sampler = TaskEpisodeSampler(ctx.dataset().groups("val"), s.shots, s.queries, seed + 1)
+    shots = sorted(set(s.eval_shots))
+    predictors = {"model": learner_predict(learner, encoder, target)}
+    for name in s.baselines_for("regression"):
+        if name == "support_mean":
+            predictors[name] = support_mean()
+        elif name == "support_ridge":
+            alpha = pick_alpha(lambda a: support_ridge(encoder.mean, encoder.std, a), xv, yv, val_sampler, s.val_episodes)
+            predictors[name] = support_ridge(encoder.mean, encoder.std, alpha)
+        elif name == "pooled_ridge":
+            alpha = pick_alpha(lambda a: pooled_ridge(x, y, a), xv, yv, val_sampler, s.val_episodes)
+            predictors[name] = pooled_ridge(x, y, alpha)
+    scores, skipped = shot_errors(predictors, xt, yt, gt, shots, s.queries, s.eval_episodes, seed)
+    model = scores.pop("model")
+    return FewShotRegressionReport(split="test", queries=s.queries, model=model, baselines=scores, skipped_shots=skipped,
+                                   support_task=support_task)
