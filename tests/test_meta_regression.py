@@ -208,3 +208,58 @@ def test_maml_on_a_dataset_of_tasks_registers_a_model_for_its_support_task(tmp_p
     assert any(p.endswith("mae_vs_shots.png") for p in r.evaluation.plots)
     pred = Predictor(r.package).predict(ds.inputs("test")[:3])
     assert all(isinstance(v, float) for v in pred), pred
+
+
+def test_the_train_result_round_trips_as_json_with_its_regression_report(tmp_path):
+    from tlops.records import TRAIN_RESULT, FewShotRegressionReport, HeadResult, ShotError, dump_json
+
+    report = FewShotRegressionReport(split="test", queries=3, model=[ShotError(shots=1, episodes=600, mae=2.0, ci95=0.1)],
+                                     baselines={"support_mean": [ShotError(shots=1, episodes=600, mae=3.0, ci95=0.2)]},
+                                     support_task="task12")
+    r = HeadResult(strategy="maml", head_path="h", spec={}, history=[], val_macro_f1=float("nan"), seconds=1.0, few_shot=report,
+                   test_rows=[4, 5])
+    # how the train step's result crosses a work pool's process boundary (flows/train_step.py)
+    back = TRAIN_RESULT.validate_json(dump_json(r, tmp_path / "result.json").read_text())
+    assert back.few_shot == report and back.test_rows == [4, 5]
+    assert report.metrics() == {"mae_1s": 2.0, "ci95_mae_1s": 0.1, "support_mean_mae_1s": 3.0, "support_mean_ci95_mae_1s": 0.2}
+
+
+FRESH = """
+import json, sys
+import mlflow
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+print(json.dumps([float(v) for v in model.predict(json.loads(sys.argv[3]))]))
+"""
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_a_flow_run_registers_the_few_shot_regressor_and_a_fresh_process_predicts_floats(tmp_path, tiny_bert):
+    """`tlops run`'s flow on a dataset of tasks: MLflow gets the episodic metrics and the MAE-vs-shots plot, the gate
+    compares the support task's test MAE, and the registered pyfunc returns floats in a fresh process."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from flows.train import train_flow
+    from tests.helpers import REPO
+
+    data = make_task_dataset(tmp_path / "data")
+    cfg = tiny_config(tmp_path, data, tiny_bert, registry__model_name="tiny-task-regression", registry__metric="mae", strategy={
+        "name": "fomaml", "shots": 2, "queries": 3, "projection": "linear", "embedding_dim": 8, "meta_epochs": 1,
+        "episodes_per_epoch": 8, "val_episodes": 10, "eval_shots": [1, 2]})
+    out = train_flow(cfg, progress=False)
+    assert out.version == "1" and "champion" in out.aliases and out.strategy == "fomaml"
+    assert out.test_metrics["mae"] > 0 and {"mae_1s", "mae_2s", "pooled_ridge_mae_2s"} <= set(out.test_metrics)
+    client = mlflow.MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
+    plots = {a.path for a in client.list_artifacts(out.run_id, "plots")}
+    assert {"plots/mae_vs_shots.png", "plots/predicted_vs_true.png"} <= plots, plots
+    texts = TEXTS[:4]
+    proc = subprocess.run([sys.executable, "-c", FRESH, cfg["tracking"]["uri"], "models:/tiny-task-regression@champion", json.dumps(texts)],
+                          capture_output=True, text=True, cwd=REPO, env=dict(os.environ), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    values = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(values) == 4 and len(set(values)) > 1

@@ -130,6 +130,10 @@ class Predictor:
 
         if self.few_shot is None:
             strategy = (self.meta.get("strategy") or {}).get("name", "unknown")
+            if self.task == "regression" and strategy in ("maml", "fomaml", "meta_sgd"):
+                raise DataError(f"this few-shot regression model (strategy {strategy}) was adapted to its support task when it was "
+                                "trained; adapting to another task's rows at predict time is not supported yet: train again with "
+                                "that task's labelled rows as support.csv, or predict without a support set")
             raise DataError(f"this model (strategy {strategy}) was not meta-trained, so it cannot adapt to a "
                             "support set at predict time; train it with strategy protonet, maml, fomaml or meta_sgd, or predict "
                             "without a support set")

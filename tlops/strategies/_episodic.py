@@ -57,11 +57,11 @@ class EpisodicConfig(Strict):
     val_episodes: int = Field(100, ge=1, description="fixed validation episodes (val's novel classes) scored every epoch")
     eval_episodes: int = Field(600, ge=600, description="test episodes per setting (>= 600, the field's protocol)")
     eval_shots: list[int] = Field([1, 2, 5, 10], min_length=1, description="shots of the 5-way accuracy-vs-shots evaluation")
-    baselines: list[Literal["linear_probe", "protonet0", "finetune_support", "support_mean", "support_ridge", "pooled_ridge"]] = Field(
-        ["linear_probe", "protonet0"], description="also scored on the same episodes; classes: a support-set linear probe (slow: one "
-        "scikit-learn fit per episode), ProtoNet without meta-training, a new head fine-tuned on each support set (finetune_support); "
-        "numbers (a regression dataset, where all three are the default): the support targets' mean, a ridge on each support set, "
-        "one ridge on all train rows (pooled_ridge: no adaptation)")
+    baselines: list[Literal["linear_probe", "protonet0", "finetune_support", "support_mean", "support_ridge", "pooled_ridge"]] | None = Field(
+        None, description="also scored on the same episodes (default: linear_probe and protonet0 for classes, all three for numbers); "
+        "classes: a support-set linear probe (slow: one scikit-learn fit per episode), ProtoNet without meta-training, a new head "
+        "fine-tuned on each support set (finetune_support); numbers (a regression dataset): the support targets' mean, a ridge on "
+        "each support set, one ridge on all train rows (pooled_ridge: no adaptation)")
     support_shots: int = Field(5, ge=1, description="rows per test class carved (seeded) as the registered model's support set "
                                                     "when the dataset has no support.csv")
     trainable: int = Field(0, ge=0, description="top backbone groups meta-trained with the projection, on the raw inputs (slow: "
@@ -84,9 +84,9 @@ class EpisodicConfig(Strict):
 
     def baselines_for(self, task: str) -> list[str]:
         """The baselines scored for a dataset's task: the ones named, or that task's defaults."""
-        if "baselines" in self.model_fields_set:
+        if self.baselines is not None:
             return list(self.baselines)
-        return list(REGRESSION_BASELINES) if task == "regression" else list(self.baselines)
+        return list(REGRESSION_BASELINES) if task == "regression" else ["linear_probe", "protonet0"]
 
     def refusal_for_task(self, task: str) -> str | None:
         """Why these options cannot train a model for `task` (None: they can)."""
@@ -127,11 +127,12 @@ class MamlConfig(EpisodicConfig):
 
     TASKS: ClassVar[tuple[str, ...]] = ("classification", "regression")  # regression: a dataset whose `group:` rows are tasks
 
-    inner_lr: float = Field(0.01, gt=0, description="inner-loop step size (Meta-SGD: the alphas' starting value); on a regression "
-                                                    "dataset the step is normalised by the support embeddings' squared norm, "
-                                                    "0 < inner_lr < 2, default 1")
+    inner_lr: float | None = Field(None, gt=0, description="inner-loop step size (Meta-SGD: the alphas' starting value); default 0.01; "
+                                                           "on a regression dataset the step is normalised by the support embeddings' "
+                                                           "squared norm: 0 < inner_lr < 2, default 1")
     inner_steps: int = Field(1, ge=1)
-    anil: bool = Field(False, description="ANIL: the inner loop adapts only the classifier (the encoder is meta-learned, not adapted)")
+    anil: bool | None = Field(None, description="ANIL: the inner loop adapts only the classifier (the encoder is meta-learned, not "
+                                                "adapted); default false for classes, always on for numbers")
     inner_groups: int = Field(0, ge=0, description="top backbone groups the inner loop adapts per task too (<= trainable; "
                                                    "0: the inner loop adapts the projection and the classifier only)")
 
@@ -147,19 +148,22 @@ class MamlConfig(EpisodicConfig):
 
     def inner_lr_for(self, task: str) -> float:
         """The inner step size: the one set, or the task's default (regression's step is normalised: 1 fits one row)."""
-        return 1.0 if task == "regression" and "inner_lr" not in self.model_fields_set else self.inner_lr
+        if self.inner_lr is not None:
+            return self.inner_lr
+        return 1.0 if task == "regression" else 0.01
 
     def refusal_for_task(self, task: str) -> str | None:
-        if task == "regression" and "anil" in self.model_fields_set and not self.anil:
+        if task == "regression" and self.anil is False:
             return ("anil: false asks the inner loop to adapt the encoder too; few-shot regression adapts the head only (ANIL, "
                     "with a normalised step): remove anil: false")
         if task == "regression" and not 0 < self.inner_lr_for(task) < 2:
-            return (f"strategy.inner_lr: {self.inner_lr} is outside (0, 2): few-shot regression's inner step is normalised by the "
+            return (f"strategy.inner_lr: {self.inner_lr_for(task)} is outside (0, 2): few-shot regression's inner step is normalised by the "
                     "support embeddings' squared norm and only shrinks the error below 2 (1 fits one support row exactly)")
         return super().refusal_for_task(task)
 
     def fingerprint(self) -> dict:
         out = super().fingerprint()
+        out["inner_lr"], out["anil"] = self.inner_lr_for("classification"), bool(self.anil)  # unset = the defaults they were
         if not self.inner_groups:  # runs from before the option keep their checkpoint folders
             out.pop("inner_groups", None)
         return out
@@ -211,8 +215,13 @@ def _meta_train(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, x, y,
 def _learner(s, encoder: Encoder, algorithm: str, backbone_shapes=None) -> MetaLearner:
     from tlops.training.meta import MetaLearner
 
-    return MetaLearner(encoder, algorithm, getattr(s, "inner_lr", 0.0), getattr(s, "inner_steps", 0), getattr(s, "anil", False),
+    return MetaLearner(encoder, algorithm, _inner_lr(s), getattr(s, "inner_steps", 0), bool(getattr(s, "anil", False)),
                        backbone_shapes=backbone_shapes)
+
+
+def _inner_lr(s) -> float:
+    """A classification run's inner step size (ProtoNet has no inner loop: 0)."""
+    return s.inner_lr_for("classification") if hasattr(s, "inner_lr_for") else 0.0
 
 
 def _meta_train_inputs(ctx: TrainContext, backbone, encoder: Encoder, learner: MetaLearner, x, y, xv, yv, train_items, val_items):
@@ -316,7 +325,7 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     path = head.save(ctx.out_dir / "head.safetensors")
     # what a support set given at predict time is adapted with (few-shot serving), packaged with the head
-    state = save_meta_state(ctx.out_dir, encoder, learner, getattr(s, "inner_lr", 0.0),
+    state = save_meta_state(ctx.out_dir, encoder, learner, _inner_lr(s),
                             {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
                             xs, targets, labels)
     return HeadResult(strategy=s.name, head_path=str(path), spec=head.spec, labels=labels, history=history,
@@ -373,7 +382,7 @@ def _train_with_backbone(ctx: TrainContext, encoder: Encoder, algorithm: str, x,
         head, adapted = adapted_head(learner, encoder, torch.from_numpy(xs), torch.from_numpy(targets), len(classes))
         model = (learner_predict(learner, encoder), embed_rows(backbone, test_items, batch))
     report = _few_shot_report(ctx, encoder, learner, labels, model=model)
-    state = save_meta_state(ctx.out_dir / "meta", encoder, learner, getattr(s, "inner_lr", 0.0),
+    state = save_meta_state(ctx.out_dir / "meta", encoder, learner, _inner_lr(s),
                             {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
                             xs, targets, labels, adapted_backbone=adapted)
     files, few_shot = package_files(state)
