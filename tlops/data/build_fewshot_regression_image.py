@@ -10,7 +10,9 @@ task; train, val and test hold different items (drawn from the 700th item of eac
 classification or regression demos'), so test tasks are new objects, as few-shot evaluation needs.
 
 Items are padded to 40 x 40 on Fashion-MNIST's black background before turning (as the regression demo), so
-no corner is cut and no frame edge shows the angle. Byte-identical on every rebuild (checked via data.dvc).
+no corner is cut and no frame edge shows the angle. A draw that renders an image the item already has (the same
+angle twice) is skipped, so no view is another's copy (a support row copied in test would leak). Byte-identical on
+every rebuild (checked via data.dvc).
 """
 
 from __future__ import annotations
@@ -56,9 +58,16 @@ def build(out_dir: Path, source: Path = SOURCE) -> dict[str, int]:
         for i in idx:
             item = f"{origin}-{i:05d}"
             (out_dir / "images" / item).mkdir(parents=True, exist_ok=True)
-            for v in range(VIEWS[split]):
-                rel, angle = f"images/{item}/{v:02d}.png", angle_of(item, v)
-                rotated(xs[i], angle).save(out_dir / rel, optimize=False, compress_level=9)
+            seen: set[bytes] = set()
+            draw = 0
+            while len(seen) < VIEWS[split]:  # two draws can give the same angle (0.1 degree steps): keep distinct images only
+                angle, draw = angle_of(item, draw), draw + 1
+                image = rotated(xs[i], angle)
+                if image.tobytes() in seen:
+                    continue
+                rel = f"images/{item}/{len(seen):02d}.png"
+                seen.add(image.tobytes())
+                image.save(out_dir / rel, optimize=False, compress_level=9)
                 rows.append((rel, item, f"{angle:.1f}"))
         write_split_csv(out_dir / f"{split}.csv", ["path", "item", "angle"], rows)
         counts[split] = len(rows)
