@@ -174,6 +174,23 @@ def test_finetune_learns_keeps_the_best_epoch_and_moves_only_trainable_groups(tm
     assert all(h["lr_head"] / h["lr_backbone_top"] == pytest.approx(10.0) for h in r.history[:-1])
 
 
+def test_loss_sums_read_every_n_steps_give_the_same_history_as_every_step(tiny_bert, text_dataset, monkeypatch):
+    """A GPU reads the running loss every LOSS_FLUSH_STEPS optimizer steps instead of every batch (no host sync per
+    step); the epoch's train_loss must not depend on when it was read. Forced here on the CPU: every 3 steps, with
+    epochs whose step count is not a multiple of 3 (the epoch end flushes the rest)."""
+    from tlops.training import loop
+
+    def history(every: int):
+        monkeypatch.setattr(loop, "loss_flush_steps", lambda device: every)
+        b = load_backbone(f"hf:{tiny_bert}", max_length=32)
+        return _run(b, text_dataset, epochs=2, batch_size=4).state.history
+
+    each, every3 = history(1), history(3)
+    assert -(-len(load_dataset(text_dataset).inputs("train")) // 4) % 3 != 0  # steps per epoch: the epoch end flushes a partial sum
+    for a, b in zip(each, every3):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-9) and b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-6)
+
+
 def test_feature_groups_leave_out_what_the_features_never_use(tiny_bert):
     from tlops.training.feature_groups import FeatureGroups
 

@@ -37,6 +37,12 @@ BACKBONE_FILE, HEAD_FILE, OBJECTIVE_FILE = "backbone.safetensors", "head.safeten
 CHECKPOINT_FORMAT = 2  # part of the checkpoint folder's fingerprint: a format change never resumes an old folder
 
 
+LOSS_FLUSH_STEPS = 50  # on a GPU: optimizer steps between reads of the running loss (see _Training.loss_sums)
+
+
+def loss_flush_steps(device: torch.device) -> int:
+    return 1 if device.type == "cpu" else LOSS_FLUSH_STEPS
+
 @dataclass
 class LoopState:
     """Where training is. Also exactly what a checkpoint stores besides tensors: resuming restores it."""
@@ -190,6 +196,11 @@ class _Training:
     def __init__(self, net: Net, objective: Objective, n_train: int, opts, checkpoint_dir: Path | None):
         self.net, self.objective, self.opts, self.checkpoint_dir = net, objective, opts, checkpoint_dir
         self.device, self.amp = resolve_device(opts.device, opts.precision)
+        # loss sums since the last flush, kept on the device: reading a CUDA loss every batch (`float(loss)`) would
+        # make the host wait for the GPU each step; a GPU flushes every LOSS_FLUSH_STEPS optimizer steps (and at
+        # every epoch end and checkpoint), the CPU every step (no wait there, and the live progress line stays current)
+        self.loss_sums: dict[str, torch.Tensor] = {}
+        self.flush_every = loss_flush_steps(self.device)
         self.dist = distributed.current()  # None: one process, the loop as it always was
         self.model = net.backbone.model
         self.modules = {BACKBONE_FILE: self.model, HEAD_FILE: net.head}  # checkpoint file -> module
@@ -263,11 +274,19 @@ class _Training:
         if self.dist is not None:
             self.dist.barrier()  # a rank that fails right after this step finds the checkpoint complete
 
+    def flush_losses(self, state: LoopState) -> None:
+        """Add the on-device loss sums into `state` (one host sync for all the steps since the last flush)."""
+        for k, v in self.loss_sums.items():
+            state.epoch_losses[k] = state.epoch_losses.get(k, 0.0) + float(v)
+        self.loss_sums = {}
+
     def merge_sums(self, state: LoopState) -> None:
-        """DDP: add every rank's loss/monitor sums and row counts since the last merge into `state`, so the
-        state (and a checkpoint of it) holds the global batch's sums, as in one process."""
+        """Flush the loss sums into `state`; DDP: add every rank's loss/monitor sums and row counts since the last
+        merge into it, so the state (and a checkpoint of it) holds the global batch's sums, as in one process."""
+        self.flush_losses(state)
         if self.dist is None:
             return
+        self.pending["losses"] = {k: float(v) for k, v in self.pending["losses"].items()}  # the one host sync per merge
         for p in self.dist.gather(self.pending):
             for part, into in (("losses", state.epoch_losses), ("monitors", state.epoch_monitors)):
                 for k, v in p[part].items():
@@ -299,8 +318,8 @@ class _Training:
                 with _autocast(self.device, self.amp):
                     terms = self.objective(self.net, batch, state.global_step)
                 (sum(terms.values()) / in_step).backward()
-                for k, v in terms.items():
-                    state.epoch_losses[k] = state.epoch_losses.get(k, 0.0) + float(v.detach()) * len(idx)
+                for k, v in terms.items():  # float64 sums, as the host's were
+                    self.loss_sums[k] = self.loss_sums.get(k, 0.0) + v.detach().double() * len(idx)
                 for k, v in self.objective.monitors().items():
                     state.epoch_monitors[k] = state.epoch_monitors.get(k, 0.0) + v * len(idx)
                 state.epoch_seen += len(idx)
@@ -313,6 +332,8 @@ class _Training:
                 self.opt.zero_grad(set_to_none=True)
                 state.global_step += 1
                 state.batch = b + 1
+                if state.global_step % self.flush_every == 0:
+                    self.flush_losses(state)
                 if o.checkpoint_every_steps and state.global_step % o.checkpoint_every_steps == 0 and b + 1 < len(order):
                     self.merge_sums(state)
                     self.save(f"step-{state.global_step:09d}", state)
@@ -343,8 +364,8 @@ class _Training:
                 terms = ddp(batch, state.global_step)
             (sum(terms.values()) * (weight / in_step)).backward()
         p = self.pending
-        for k, v in terms.items():
-            p["losses"][k] = p["losses"].get(k, 0.0) + float(v.detach()) * n
+        for k, v in terms.items():  # a tensor until the merge: no host sync per micro-batch
+            p["losses"][k] = p["losses"].get(k, 0.0) + v.detach().double() * n
         for k, v in self.objective.monitors().items():
             p["monitors"][k] = p["monitors"].get(k, 0.0) + v * n
         p["seen"] += n
