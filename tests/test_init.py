@@ -101,6 +101,13 @@ def test_refusals_name_the_file_and_the_fix_and_write_nothing(tmp_path):
         init(odd, tmp_path / "c.yaml")
     assert not (tmp_path / "c.yaml").exists() and not (odd / "dataset.yaml").exists()
 
+    numbers = make_text_dataset(tmp_path / "numbers")
+    (numbers / "dataset.yaml").write_text("modality: text\ntask: regression\ngroup: item\n")
+    with pytest.raises(DataError, match=r"numbers/dataset.yaml says task: regression; `tlops init` writes classification starters "
+                                        r"only\. Copy configs/image_fewshot_regression.yaml"):
+        init(numbers, tmp_path / "c.yaml")
+    assert not (tmp_path / "c.yaml").exists()
+
     text = make_text_dataset(tmp_path / "t")
     with pytest.raises(DataError, match="unlabeled.csv is missing"):
         init(text, tmp_path / "c.yaml", kind="domain_adapt")

@@ -113,10 +113,16 @@ def inspect_folder(root: str | Path) -> Folder:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root} is not a folder; pass the folder holding train.csv and test.csv ({LAYOUT_FIX})")
-    train, test = _csv(root, "train"), _csv(root, "test")
-    modality = _modality_of(train, root)
     meta_file = root / "dataset.yaml"
     has_meta = meta_file.is_file()
+    if has_meta and _read_meta(meta_file).get("task") == "regression":  # the starters below are classifiers
+        meta = _read_meta(meta_file)
+        demo = "image_fewshot_regression" if meta.get("group") else f"{meta.get('modality', 'text')}_regression"
+        raise DataError(f"{meta_file} says task: regression; `tlops init` writes classification starters only. Copy "
+                        f"configs/{demo}.yaml (a regression demo{', the MAML family on its group: tasks' if meta.get('group') else ''}) "
+                        "and set data.path and registry.model_name")
+    train, test = _csv(root, "train"), _csv(root, "test")
+    modality = _modality_of(train, root)
     if has_meta:
         declared = _read_meta(meta_file).get("modality")
         if declared != modality:
