@@ -70,30 +70,53 @@ def train_mean(y: dict) -> dict:
     return regression_metrics(y["test"], np.full(len(y["test"]), float(y["train"].mean())))
 
 
+# which hidden layers the probe reads (`backbone.layers`), each set chosen on val for pretrained and random alike;
+# one embedding pass of the four last layers, sliced (each layer is a 384-wide block, in the order listed)
+LAYER_SETS = {"[-1]": [0], "[-2]": [1], "[-1, -2]": [0, 1], "[-1, -2, -3, -4]": [0, 1, 2, 3]}
+
+
+def layer_choice(feats4: dict, y: dict, width: int = 384) -> dict:
+    """The ridge probe on each layer set; the set with the lowest val MAE is kept (its test metrics reported)."""
+    fits = {}
+    for name, blocks in LAYER_SETS.items():
+        cols = np.concatenate([np.arange(b * width, (b + 1) * width) for b in blocks])
+        x = {s: feats4[s][:, cols] for s in SPLITS}
+        r = train_probe(x["train"], y["train"], x["val"], y["val"], 0, LinearProbeConfig(head="ridge", alphas=ALPHAS), seed=0, task="regression")
+        val = regression_metrics(y["val"], np.asarray(predict_values(r.head, x["val"])))["mae"]
+        fits[name] = (val, fit(x, y))
+    best = min(fits, key=lambda k: fits[k][0])
+    return {**fits[best][1], "kept_layers": best, "val_mae_by_layers": {k: round(v[0], 4) for k, v in fits.items()},
+            "test_mae_by_layers": {k: round(v[1]["mae"], 4) for k, v in fits.items()}}
+
+
 def text(ds, y: dict) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
     from transformers import AutoConfig, BertModel
 
-    pre = load_backbone("hf:sentence-transformers/all-MiniLM-L6-v2")
+    four = [-1, -2, -3, -4]
+    pre = load_backbone("hf:sentence-transformers/all-MiniLM-L6-v2", layers=four)
     tmp = Path(tempfile.mkdtemp(prefix="tlops-bench-rand-"))
     try:
         torch.manual_seed(0)
         BertModel(AutoConfig.from_pretrained(pre.folder)).save_pretrained(tmp)  # same architecture, random init
         for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
             shutil.copy2(pre.folder / f, tmp / f)
-        feats = embed(pre, ds)
-        random_weights = fit(embed(load_backbone(f"hf:{tmp}"), ds), y)
+        feats4 = embed(pre, ds)
+        rand4 = embed(load_backbone(f"hf:{tmp}", layers=four), ds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    last = {s: feats4[s][:, :384] for s in SPLITS}  # layers [-1]: the first demo config's features
     # TF-IDF stays sparse (sklearn Ridge on the sparse matrix; tlops's probe would densify 2000 x ~30k)
     vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
     xtr = vec.fit_transform(ds.splits["train"]["text"])
     xva, xte = vec.transform(ds.splits["val"]["text"]), vec.transform(ds.splits["test"]["text"])
     fits = [Ridge(alpha=a).fit(xtr, y["train"]) for a in ALPHAS]
     best = min(range(len(fits)), key=lambda i: np.abs(fits[i].predict(xva) - y["val"]).mean())
-    return {"pretrained_minilm_ridge": fit(feats, y), "pretrained_minilm_mlp": fit(feats, y, head="mlp"),
-            "random_weights_minilm_ridge": random_weights,
+    return {"pretrained_minilm_ridge": fit(last, y), "pretrained_minilm_mlp": fit(last, y, head="mlp"),
+            "random_weights_minilm_ridge": fit({s: rand4[s][:, :384] for s in SPLITS}, y),
+            "pretrained_minilm_ridge_layers_by_val": layer_choice(feats4, y),
+            "random_weights_minilm_ridge_layers_by_val": layer_choice(rand4, y),
             "tfidf_ridge": {**regression_metrics(y["test"], fits[best].predict(xte)), "kept": ALPHAS[best]}}
 
 
