@@ -4,7 +4,8 @@ one column of class probabilities per label). A regression model returns floats 
 Few-shot serving: for a meta-transfer model the param `support` (a JSON string: a list of
 {"text" | "path": ..., "label": ...} rows) adapts the meta-learned encoder to that support set on the spot,
 and the predictions (and `proba`'s columns) are over its classes: new classes with no retraining and no new
-version. Without it the model predicts its registered classes.
+version. Without it the model predicts its registered classes. A few-shot regressor's support rows carry target values
+as their labels and adapt it to their task.
 
 Logged as "models from code" (no pickle): MLflow copies this file into the model and runs it at
 load time; it imports only mlflow and tlops (shipped with the model through code_paths). `predict` has

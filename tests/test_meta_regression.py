@@ -5,6 +5,7 @@ refusals, and one run of the whole core on a tiny dataset of tasks."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -206,8 +207,30 @@ def test_maml_on_a_dataset_of_tasks_registers_a_model_for_its_support_task(tmp_p
     assert r.train.test_rows == [i for i, g in enumerate(test_groups) if g == support_task] and len(r.train.test_rows) == 9
     assert r.evaluation.n_test == 9  # scored on its support task's other rows only
     assert any(p.endswith("mae_vs_shots.png") for p in r.evaluation.plots)
-    pred = Predictor(r.package).predict(ds.inputs("test")[:3])
+    predictor = Predictor(r.package)
+    items = ds.inputs("test")[:3]
+    pred = predictor.predict(items)
     assert all(isinstance(v, float) for v in pred), pred
+    # the registered head is the packaged rule adapted to the registered support rows (stored features and targets)
+    xs, ys = predictor.few_shot.registered_support()
+    assert ys.dtype == np.float64 and len(ys) == 3
+    from tlops.modules.heads import predict_values
+
+    again = predict_values(predictor.few_shot.regression_head(xs, ys), predictor._embed(items))
+    assert np.allclose(again, pred, atol=1e-5)
+    # another task's labelled rows given at predict time adapt the head to that task
+    other = next(g for g in dict.fromkeys(test_groups) if g != support_task)
+    rows = [{"text": t, "label": v} for t, v, g in zip(ds.inputs("test"), ds.targets("test"), test_groups) if g == other][:3]
+    adapted = predictor.predict(items, predictor.support(json.dumps(rows)))
+    assert not np.allclose(adapted, pred)
+    want = predict_values(predictor.few_shot.regression_head(predictor._embed([r["text"] for r in rows]), [r["label"] for r in rows]),
+                          predictor._embed(items))
+    assert np.allclose(adapted, want, atol=1e-5)
+    as_csv = predictor.predict(items, predictor.support([{"text": r["text"], "label": str(r["label"])} for r in rows]))
+    assert np.allclose(as_csv, adapted, atol=1e-6)  # targets as a CSV gives them (strings) read the same
+    for bad in ("abc", "nan", True, None):
+        with pytest.raises(DataError, match=r"support row 1 has label .*; this model predicts numbers"):
+            predictor.support([{"text": "x", "label": bad}])
 
 
 def test_the_train_result_round_trips_as_json_with_its_regression_report(tmp_path):
@@ -229,7 +252,8 @@ import json, sys
 import mlflow
 mlflow.set_tracking_uri(sys.argv[1])
 model = mlflow.pyfunc.load_model(sys.argv[2])
-print(json.dumps([float(v) for v in model.predict(json.loads(sys.argv[3]))]))
+texts, support = json.loads(sys.argv[3])
+print(json.dumps([[float(v) for v in model.predict(texts)], [float(v) for v in model.predict(texts, params={"support": json.dumps(support)})]]))
 """
 
 
@@ -258,8 +282,9 @@ def test_a_flow_run_registers_the_few_shot_regressor_and_a_fresh_process_predict
     plots = {a.path for a in client.list_artifacts(out.run_id, "plots")}
     assert {"plots/mae_vs_shots.png", "plots/predicted_vs_true.png"} <= plots, plots
     texts = TEXTS[:4]
-    proc = subprocess.run([sys.executable, "-c", FRESH, cfg["tracking"]["uri"], "models:/tiny-task-regression@champion", json.dumps(texts)],
-                          capture_output=True, text=True, cwd=REPO, env=dict(os.environ), timeout=300)
+    support = [{"text": t, "label": 3.0 * len(t) + 7} for t in TEXTS[150:153]]  # a new task's few labelled rows
+    proc = subprocess.run([sys.executable, "-c", FRESH, cfg["tracking"]["uri"], "models:/tiny-task-regression@champion",
+                           json.dumps([texts, support])], capture_output=True, text=True, cwd=REPO, env=dict(os.environ), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    values = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(values) == 4 and len(set(values)) > 1
+    values, adapted = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(values) == 4 and len(set(values)) > 1 and len(adapted) == 4 and not np.allclose(values, adapted)

@@ -34,24 +34,28 @@ ADAPTED_FILE = f"{FOLDER}/adapted_backbone.safetensors"
 
 
 def save_meta_state(out_dir: Path, encoder, learner, inner_lr: float, encoder_spec: dict, support_x: np.ndarray, support_y: np.ndarray,
-                    support_labels: list[str], adapted_backbone: dict[str, torch.Tensor] | None = None) -> MetaLearnerState:
+                    support_labels: list[str], adapted_backbone: dict[str, torch.Tensor] | None = None,
+                    target_scaler: tuple[float, float] | None = None) -> MetaLearnerState:
     """Write the encoder + adaptation rule and the support set (features, class indices) beside the head, and the
-    backbone parameters as adapted to that support set when the inner loop adapts some."""
+    backbone parameters as adapted to that support set when the inner loop adapts some. `target_scaler` (mean, std):
+    a few-shot regressor's, whose support y are target values."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()} | {f"learner.{k}": v for k, v in learner.state_dict().items()}
     state, support = out_dir / "meta_learner.safetensors", out_dir / "meta_support.safetensors"
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(state))
     save_file({"x": torch.from_numpy(np.ascontiguousarray(support_x, dtype=np.float32)),
-               "y": torch.from_numpy(np.ascontiguousarray(support_y, dtype=np.int64))}, str(support))
+               "y": torch.from_numpy(np.ascontiguousarray(support_y, dtype=np.float64 if target_scaler else np.int64))}, str(support))
     adapted = None
-    if learner.backbone_names:
+    if getattr(learner, "backbone_names", None):
         adapted = out_dir / "meta_adapted_backbone.safetensors"
         save_file({k: adapted_backbone[k].detach().cpu().contiguous() for k in learner.backbone_names}, str(adapted))
     return MetaLearnerState(algorithm=learner.algorithm, inner_lr=inner_lr,
-                            inner_steps=learner.inner_steps, anil=learner.anil, encoder=encoder_spec, state_path=str(state),
-                            support_path=str(support), support_labels=list(support_labels), backbone_params=learner.backbone_names,
-                            adapted_backbone_path=str(adapted) if adapted else None)
+                            inner_steps=learner.inner_steps, anil=getattr(learner, "anil", True), encoder=encoder_spec, state_path=str(state),
+                            support_path=str(support), support_labels=list(support_labels),
+                            backbone_params=getattr(learner, "backbone_names", []), adapted_backbone_path=str(adapted) if adapted else None,
+                            task="regression" if target_scaler else "classification",
+                            target_scaler=list(target_scaler) if target_scaler else None)
 
 
 def package_files(state: MetaLearnerState) -> tuple[dict[str, Path], dict]:
@@ -86,8 +90,16 @@ class FewShotAdapter:
         if missing:
             raise ValueError(f"{root}: few_shot.backbone_params names {missing[:3]} that the package's backbone does not have; "
                              "the package is damaged or from another backbone: re-register it from its run")
-        self.learner = MetaLearner(self.encoder, meta["algorithm"], meta["inner_lr"], meta["inner_steps"], meta["anil"],
-                                   backbone_shapes={k: shapes[k] for k in names})
+        self.regression = meta.get("task") == "regression"
+        if self.regression:  # a few-shot regressor: the head's meta-learned start, adapted by a normalised step
+            from tlops.training.meta_regression import RegressionMetaLearner
+            from tlops.training.objectives import RegressionTask
+
+            self.learner = RegressionMetaLearner(self.encoder, meta["algorithm"], meta["inner_lr"], meta["inner_steps"])
+            self.target = RegressionTask(*meta["target_scaler"])
+        else:
+            self.learner = MetaLearner(self.encoder, meta["algorithm"], meta["inner_lr"], meta["inner_steps"], meta["anil"],
+                                       backbone_shapes={k: shapes[k] for k in names})
         self.learner.load_state_dict(part["learner"])  # strict: Meta-SGD's alphas must all be there, nothing else
         self.encoder.eval()
         self.support_file = Path(root) / meta["support_file"]
@@ -96,6 +108,13 @@ class FewShotAdapter:
     @property
     def adapts_backbone(self) -> bool:
         return self.backbone is not None
+
+    def regression_head(self, features: np.ndarray, values: np.ndarray) -> ProbeHead:
+        """A few-shot regressor adapted to support rows (features, target values), in the target's unit."""
+        from tlops.training.meta_regression import adapted_regression_head
+
+        return adapted_regression_head(self.learner, self.encoder, torch.from_numpy(np.asarray(features, dtype=np.float32)),
+                                       torch.as_tensor(np.asarray(values, dtype=np.float64)), self.target)
 
     def head(self, features: np.ndarray, targets: np.ndarray, n_classes: int) -> ProbeHead:
         from tlops.training.meta import adapted_head
@@ -117,7 +136,8 @@ class FewShotAdapter:
         return load_file(str(self.adapted_file)) if self.adapted_file else {}
 
     def registered_support(self) -> tuple[np.ndarray, np.ndarray]:
-        """The features and class indices (into the package's labels) of the support set the registered head was adapted to."""
+        """The features and class indices (into the package's labels; a regressor's: target values) of the support set the
+        registered head was adapted to."""
         t = load_file(str(self.support_file))
         return t["x"].numpy(), t["y"].numpy()
 

@@ -130,16 +130,13 @@ class Predictor:
 
         if self.few_shot is None:
             strategy = (self.meta.get("strategy") or {}).get("name", "unknown")
-            if self.task == "regression" and strategy in ("maml", "fomaml", "meta_sgd"):
-                raise DataError(f"this few-shot regression model (strategy {strategy}) was adapted to its support task when it was "
-                                "trained; adapting to another task's rows at predict time is not supported yet: train again with "
-                                "that task's labelled rows as support.csv, or predict without a support set")
             raise DataError(f"this model (strategy {strategy}) was not meta-trained, so it cannot adapt to a "
                             "support set at predict time; train it with strategy protonet, maml, fomaml or meta_sgd, or predict "
                             "without a support set")
+        numeric = self.task == "regression"  # a few-shot regressor: labels are the rows' target values
         if isinstance(rows_or_json, str):
-            return support_from_json(rows_or_json, self.modality)
-        return support_from_rows(rows_or_json, self.modality)
+            return support_from_json(rows_or_json, self.modality, numeric=numeric)
+        return support_from_rows(rows_or_json, self.modality, numeric=numeric)
 
     def classifier(self, support: SupportSet | None = None) -> tuple[ProbeHead, list[str]]:
         """(head, its classes): the registered head, or the meta-learned encoder adapted to `support`."""
@@ -194,9 +191,14 @@ class Predictor:
             from tlops.modules.heads import predict_values
             from tlops.support_set import check_inputs
 
+            head = self.head
             if support is not None:
-                self.support(support)  # refuses: a regression model is never meta-trained
-            return predict_values(self.head, self._embed(check_inputs(list(items))))
+                if self.few_shot is None:
+                    self.support(support)  # refuses, saying why: this regression model was not meta-trained
+                if self._adapted is None or self._adapted[0] != support:  # a few-shot regressor adapted to the support's task
+                    self._adapted = (support, self.few_shot.regression_head(self._embed(list(support.inputs)), support.values()), [], {})
+                head = self._adapted[1]
+            return predict_values(head, self._embed(check_inputs(list(items))))
         classes = self.classes(support)
         return [classes[i] for i in self.predict_proba(items, support).argmax(1)]
 

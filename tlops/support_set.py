@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,6 +33,10 @@ class SupportSet:
     def classes(self) -> list[str]:
         return sorted(set(self.labels))
 
+    def values(self) -> list[float]:
+        """A regression support set's target values (its labels are their numbers)."""
+        return [float(v) for v in self.labels]
+
 
 def check_inputs(items: Sequence[Any], where: str = "input") -> list[str]:
     """The rows to classify as strings; refuses what training refuses (missing, empty or whitespace-only
@@ -52,8 +57,9 @@ def check_value(x: Any, where: str) -> str:
     return x
 
 
-def support_from_rows(rows: Any, modality: str, source: str = "support") -> SupportSet:
-    """A support set from its rows (dicts), checked: layout (one input key + label), values, classes."""
+def support_from_rows(rows: Any, modality: str, source: str = "support", numeric: bool = False) -> SupportSet:
+    """A support set from its rows (dicts), checked: layout (one input key + label), values, classes. `numeric`: a
+    few-shot regressor's support set, whose labels are the rows' target values (finite numbers; one task, no classes)."""
     if not isinstance(rows, list):
         raise DataError(f"{source}: expected {SUPPORT_FORMAT}; got a {type(rows).__name__}")
     if not rows:
@@ -76,10 +82,16 @@ def support_from_rows(rows: Any, modality: str, source: str = "support") -> Supp
             raise DataError(f"{where} gives {given!r} but this is {model}: its support rows need {key!r} "
                             f"({'texts' if key == 'text' else f'{modality} file paths'})")
         label = row["label"]
+        if numeric:
+            inputs.append(check_value(row[key], where))
+            labels.append(repr(_target_value(label, where)))
+            continue
         if not isinstance(label, str) or not label.strip():
             raise DataError(f"{where} has label {label!r}; give every support row a non-empty label")
         inputs.append(check_value(row[key], where))
         labels.append(label.strip())  # like training's labels: " cat " is the class "cat"
+    if numeric:
+        return SupportSet(tuple(inputs), tuple(labels))
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise DataError(f"{source} has one class ({classes[0]!r}); a few-shot prediction chooses among its classes: "
@@ -87,13 +99,25 @@ def support_from_rows(rows: Any, modality: str, source: str = "support") -> Supp
     return SupportSet(tuple(inputs), tuple(labels))
 
 
-def support_from_json(text: str, modality: str, source: str = "support param") -> SupportSet:
+def _target_value(label: Any, where: str) -> float:
+    """A regression support row's target: a finite number (or a string of one, as a CSV gives it)."""
+    try:
+        value = float(label) if not isinstance(label, bool) else None
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not math.isfinite(value):
+        raise DataError(f"{where} has label {label!r}; this model predicts numbers: give each support row its target value, "
+                        "a finite number (e.g. 12.5)")
+    return value
+
+
+def support_from_json(text: str, modality: str, source: str = "support param", numeric: bool = False) -> SupportSet:
     """A support set from the pyfunc's `support` param (a JSON string)."""
     try:
         rows = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{source} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); give {SUPPORT_FORMAT}") from None
-    return support_from_rows(rows, modality, source)
+    return support_from_rows(rows, modality, source, numeric)
 
 
 def support_rows_from_csv(path: Path) -> list[dict[str, str]]:

@@ -3,9 +3,10 @@ meta-train the encoder and the head's initialisation (and Meta-SGD's rates) on t
 episodes of test's new tasks against the baselines, and register the model adapted to the support set (labelled
 rows of one test task), evaluated on that task's other test rows.
 
-The inner loop adapts the head (ANIL) with a normalised step (`tlops.training.meta_regression`). On the cached
-frozen features only, for now: `trainable` / `inner_groups` (backbone groups in the loops) and a support set given
-at predict time are classification-only (the strategy config refuses the first for regression).
+The inner loop adapts the head (ANIL) with a normalised step (`tlops.training.meta_regression`). The package keeps
+the encoder and the adaptation rule, so a support set of another task given at predict time (rows with their target
+values) adapts the head to that task (`tlops.fewshot_predictor`). On the cached frozen features only, for now:
+`trainable` / `inner_groups` (backbone groups in the loops) are classification-only (the config refuses them).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def train_episodic_regression(ctx: TrainContext, algorithm: str) -> HeadResult:
     from torch import nn
 
     from tlops.data.fewshot import SUPPORT
+    from tlops.fewshot_predictor import save_meta_state
     from tlops.strategies._episodic import EpisodeTickets, EncoderRows
     from tlops.strategies.finetune import loop_summary, run_checkpoint_dir
     from tlops.training.loop import LabelledData, Net, fit
@@ -75,7 +77,12 @@ def train_episodic_regression(ctx: TrainContext, algorithm: str) -> HeadResult:
     report = _report(ctx, learner, encoder, target, gt, support_task[0] if support_task else "")
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     path = head.save(ctx.out_dir / "head.safetensors")
+    # what a support set given at predict time is adapted with (another task's labelled rows), packaged with the head
+    state = save_meta_state(ctx.out_dir, encoder, learner, s.inner_lr_for("regression"),
+                            {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
+                            xs, ys, [], target_scaler=(target.mean, target.std))
     return HeadResult(strategy=s.name, head_path=str(path), spec=head.spec, history=history, val_macro_f1=float("nan"),
+                      meta_learner=state,
                       val_metrics={k: val[f"val_{k}"] for k in ("mae", "rmse", "r2", "spearman")}, seconds=seconds,
                       loop=loop_summary(loop, ckpt) if loop else None, few_shot=report,
                       test_rows=[int(i) for i in np.flatnonzero(gt == report.support_task)])
