@@ -177,8 +177,9 @@ def run(modality: str) -> dict:
         "pretrained_ridge_beats": {k: p["mae"] < results[k]["mae"] and p["r2"] > results[k]["r2"] for k in others}})
 
 
+# text: fine-tuning reads the last layer (as recorded), whatever layer the frozen probe's config picked on val
 FINETUNE = ["strategy.name=finetune", "strategy.head=linear", "strategy.epochs=2", "strategy.batch_size=32", "strategy.head_lr=1e-3",
-            "strategy.backbone_lr=5e-5", "strategy.patience=2", "strategy.checkpoint_every_steps=10"]
+            "strategy.backbone_lr=5e-5", "strategy.patience=2", "strategy.checkpoint_every_steps=10", "backbone.layers=[-1]"]
 # images and audio: the shipped classification fine-tune configs' loop settings (configs/<m>_finetune.yaml)
 FINETUNE_BY_MODALITY = {
     "text": FINETUNE,
