@@ -258,7 +258,7 @@ print(json.dumps([[float(v) for v in model.predict(texts)], [float(v) for v in m
 
 
 @pytest.mark.usefixtures("prefect_api")
-def test_a_flow_run_registers_the_few_shot_regressor_and_a_fresh_process_predicts_floats(tmp_path, tiny_bert):
+def test_a_flow_run_registers_the_few_shot_regressor_and_a_fresh_process_predicts_floats(tmp_path, tiny_bert, capsys):
     """`tlops run`'s flow on a dataset of tasks: MLflow gets the episodic metrics and the MAE-vs-shots plot, the gate
     compares the support task's test MAE, and the registered pyfunc returns floats in a fresh process."""
     import json
@@ -278,6 +278,10 @@ def test_a_flow_run_registers_the_few_shot_regressor_and_a_fresh_process_predict
     out = train_flow(cfg, progress=False)
     assert out.version == "1" and "champion" in out.aliases and out.strategy == "fomaml"
     assert out.test_metrics["mae"] > 0 and {"mae_1s", "mae_2s", "pooled_ridge_mae_2s"} <= set(out.test_metrics)
+    from flows.cli import _print_summary
+
+    _print_summary(out)  # what `tlops run` prints: the kept epoch's val MAE (a regression has no macro-F1)
+    assert f"mae={out.val_metrics['mae']:.4f}, kept epoch" in capsys.readouterr().out
     client = mlflow.MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
     plots = {a.path for a in client.list_artifacts(out.run_id, "plots")}
     assert {"plots/mae_vs_shots.png", "plots/predicted_vs_true.png"} <= plots, plots

@@ -334,6 +334,7 @@ class RunOutcome(Record):
     promotion: Gate
     test_metrics: dict[str, float]
     val_macro_f1: float
+    val_metrics: dict[str, float] = Field({}, description="a regression model's validation mae, rmse, r2, spearman")
     cache: CacheTotals
     backbone: str
     strategy: str
