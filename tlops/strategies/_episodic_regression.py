@@ -60,7 +60,8 @@ def train_episodic_regression(ctx: TrainContext, algorithm: str) -> HeadResult:
                                                                             s.meta_batch))
         tickets = LabelledData(EpisodeTickets(), list(range(s.episodes_per_epoch)), np.zeros(s.episodes_per_epoch, dtype=np.int64))
         rows = EncoderRows(encoder)
-        ckpt = run_checkpoint_dir(ctx, {**s.fingerprint(), "task": "regression"}, [x, y, xv, yv])
+        # the step size this run uses (an unset inner_lr means 1 here, 0.01 for classes): two runs share a folder only if equal
+        ckpt = run_checkpoint_dir(ctx, {**s.fingerprint(), "task": "regression", "inner_lr": s.inner_lr_for("regression")}, [x, y, xv, yv])
         loop = fit(Net(rows, nn.Identity()), objective, tickets, LabelledData(rows, list(xv), yv), s.loop_options(), seed=seed,
                    task=val_task, checkpoint_dir=ckpt, callbacks=ctx.callbacks)
         history = loop.state.history
