@@ -27,6 +27,14 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
+def load(source: Path = SOURCE) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train images, train labels, test images, test labels) of the Debian package's files."""
+    if not (source / "train-images-idx3-ubyte.gz").is_file():
+        raise SystemExit(f"Fashion-MNIST not found in {source}: apt-get install -y dataset-fashion-mnist")
+    return (read_idx(source / "train-images-idx3-ubyte.gz"), read_idx(source / "train-labels-idx1-ubyte.gz"),
+            read_idx(source / "t10k-images-idx3-ubyte.gz"), read_idx(source / "t10k-labels-idx1-ubyte.gz"))
+
+
 def _pick(labels: np.ndarray, start: int, n: int) -> list[int]:
     out = []
     for c in range(len(CLASSES)):
@@ -37,10 +45,7 @@ def _pick(labels: np.ndarray, start: int, n: int) -> list[int]:
 def build(out_dir: Path, source: Path = SOURCE) -> dict[str, int]:
     from PIL import Image
 
-    if not (source / "train-images-idx3-ubyte.gz").is_file():
-        raise SystemExit(f"Fashion-MNIST not found in {source}: apt-get install -y dataset-fashion-mnist")
-    train_x, train_y = read_idx(source / "train-images-idx3-ubyte.gz"), read_idx(source / "train-labels-idx1-ubyte.gz")
-    test_x, test_y = read_idx(source / "t10k-images-idx3-ubyte.gz"), read_idx(source / "t10k-labels-idx1-ubyte.gz")
+    train_x, train_y, test_x, test_y = load(source)
     plan = {"train": (train_x, train_y, _pick(train_y, 0, PER_CLASS["train"]), "train"),
             "val": (train_x, train_y, _pick(train_y, PER_CLASS["train"], PER_CLASS["val"]), "train"),
             "test": (test_x, test_y, _pick(test_y, 0, PER_CLASS["test"]), "test")}

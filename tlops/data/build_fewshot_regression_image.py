@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from tlops.data.build_fashion_mnist import CLASSES, SOURCE, read_idx
+from tlops.data.build_fashion_mnist import CLASSES, SOURCE, load
 from tlops.data.build_regression_image import rotated
 from tlops.data.dataset import write_split_csv
 
@@ -45,10 +45,7 @@ def _items(labels: np.ndarray, skip: int, n: int) -> list[int]:
 
 
 def build(out_dir: Path, source: Path = SOURCE) -> dict[str, int]:
-    if not (source / "train-images-idx3-ubyte.gz").is_file():
-        raise SystemExit(f"Fashion-MNIST not found in {source}: apt-get install -y dataset-fashion-mnist")
-    train_x, train_y = read_idx(source / "train-images-idx3-ubyte.gz"), read_idx(source / "train-labels-idx1-ubyte.gz")
-    test_x, test_y = read_idx(source / "t10k-images-idx3-ubyte.gz"), read_idx(source / "t10k-labels-idx1-ubyte.gz")
+    train_x, train_y, test_x, test_y = load(source)
     plan = {"train": (train_x, _items(train_y, 0, ITEMS["train"]), "train"),
             "val": (train_x, _items(train_y, 20, ITEMS["val"]), "train"),  # 20 on: past train's 10 per class
             "test": (test_x, _items(test_y, 0, ITEMS["test"]), "test")}

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from tlops.data.build_fashion_mnist import CLASSES, SOURCE, read_idx
+from tlops.data.build_fashion_mnist import CLASSES, SOURCE, load
 from tlops.data.dataset import write_split_csv
 
 PER_CLASS = {"train": 60, "val": 15, "test": 30}
@@ -56,10 +56,7 @@ def _pick(labels: np.ndarray, start: int, n: int) -> list[int]:
 
 
 def build(out_dir: Path, source: Path = SOURCE) -> dict[str, int]:
-    if not (source / "train-images-idx3-ubyte.gz").is_file():
-        raise SystemExit(f"Fashion-MNIST not found in {source}: apt-get install -y dataset-fashion-mnist")
-    train_x, train_y = read_idx(source / "train-images-idx3-ubyte.gz"), read_idx(source / "train-labels-idx1-ubyte.gz")
-    test_x, test_y = read_idx(source / "t10k-images-idx3-ubyte.gz"), read_idx(source / "t10k-labels-idx1-ubyte.gz")
+    train_x, train_y, test_x, test_y = load(source)
     plan = {"train": (train_x, _pick(train_y, 0, PER_CLASS["train"]), "train"),
             "val": (train_x, _pick(train_y, PER_CLASS["train"], PER_CLASS["val"]), "train"),
             "test": (test_x, _pick(test_y, 0, PER_CLASS["test"]), "test")}
