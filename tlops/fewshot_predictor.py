@@ -47,13 +47,13 @@ def save_meta_state(out_dir: Path, encoder, learner, inner_lr: float, encoder_sp
     save_file({"x": torch.from_numpy(np.ascontiguousarray(support_x, dtype=np.float32)),
                "y": torch.from_numpy(np.ascontiguousarray(support_y, dtype=np.float64 if target_scaler else np.int64))}, str(support))
     adapted = None
-    if getattr(learner, "backbone_names", None):
+    if learner.backbone_names:
         adapted = out_dir / "meta_adapted_backbone.safetensors"
         save_file({k: adapted_backbone[k].detach().cpu().contiguous() for k in learner.backbone_names}, str(adapted))
     return MetaLearnerState(algorithm=learner.algorithm, inner_lr=inner_lr,
-                            inner_steps=learner.inner_steps, anil=getattr(learner, "anil", True), encoder=encoder_spec, state_path=str(state),
+                            inner_steps=learner.inner_steps, anil=learner.anil, encoder=encoder_spec, state_path=str(state),
                             support_path=str(support), support_labels=list(support_labels),
-                            backbone_params=getattr(learner, "backbone_names", []), adapted_backbone_path=str(adapted) if adapted else None,
+                            backbone_params=learner.backbone_names, adapted_backbone_path=str(adapted) if adapted else None,
                             task="regression" if target_scaler else "classification",
                             target_scaler=list(target_scaler) if target_scaler else None)
 

@@ -76,6 +76,11 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers((x - self.mean) / self.std)
 
+    @property
+    def out_dim(self) -> int:
+        """Embedding width: the projection's output, or the features' own with `none`."""
+        return self.layers[-1].out_features if len(self.layers) else self.in_dim
+
     def params(self) -> Params:
         return dict(self.named_parameters())
 
@@ -135,7 +140,37 @@ def backbone_part(fast: Params) -> Params:
     return {k[len(BACKBONE):]: v for k, v in fast.items() if k.startswith(BACKBONE)}
 
 
-class MetaLearner(nn.Module):
+class InnerRule(nn.Module):
+    """The inner loop every MAML-family learner shares (classes: `MetaLearner`; numbers:
+    `tlops.training.meta_regression.RegressionMetaLearner`): a step size per adapted parameter (Meta-SGD's learned
+    alphas, else one fixed rate) and `descend`, the inner updates theta' = theta - lr * grad (FOMAML: gradients
+    detached, so no second-order term reaches the outer loop)."""
+
+    def _init_rule(self, algorithm: str, adapted: dict[str, torch.Size], inner_lr: float, inner_steps: int) -> None:
+        self.algorithm, self.inner_steps = algorithm, inner_steps
+        self.first_order = algorithm == "fomaml"
+        self.adapted = list(adapted)
+        if algorithm == "meta_sgd":
+            self.alpha = nn.ParameterDict({_key(k): nn.Parameter(torch.full(shape, float(inner_lr))) for k, shape in adapted.items()})
+        else:
+            self.register_buffer("inner_lr", torch.tensor(float(inner_lr)), persistent=False)
+
+    def lrs(self) -> Params:
+        if self.algorithm == "meta_sgd":
+            return {k: self.alpha[_key(k)] for k in self.adapted}
+        return {k: self.inner_lr for k in self.adapted}
+
+    def descend(self, loss: Callable[[Params], torch.Tensor], inner: Params, lrs: Params, steps: int | None = None) -> Params:
+        """`steps` (default: inner_steps) inner updates of the parameters `inner` on `loss`."""
+        for _ in range(self.inner_steps if steps is None else steps):
+            g = grad(loss)(inner)
+            if self.first_order:
+                g = {k: v.detach() for k, v in g.items()}
+            inner = inner_update(inner, g, lrs)
+        return inner
+
+
+class MetaLearner(InnerRule):
     """The adaptation rule: `adapt(encoder, support)` -> fast weights, `logits(encoder, fast, x)`. Its own
     parameters are Meta-SGD's alphas (none for the others). The encoder is passed in, not owned, so the
     training loop optimises and checkpoints it as its backbone. `backbone_shapes`: the backbone parameters the
@@ -149,24 +184,13 @@ class MetaLearner(nn.Module):
         if backbone_shapes and (anil or algorithm == "protonet"):
             raise ValueError(f"{'ANIL' if anil else 'protonet'} has no inner loop over the backbone; inner backbone groups need maml, "
                              "fomaml or meta_sgd without anil")
-        self.algorithm, self.inner_steps, self.anil = algorithm, inner_steps, anil
-        self.first_order = algorithm == "fomaml"
+        self.anil = anil
         self.backbone_names = list(backbone_shapes or {})
         adapted = {} if anil else {k: p.shape for k, p in encoder.named_parameters()}
         adapted |= {f"{BACKBONE}{k}": shape for k, shape in (backbone_shapes or {}).items()}
         # classifier alphas are per embedding dimension, shared by the classes (ways are exchangeable; their count varies)
-        out_dim = encoder.layers[-1].out_features if len(encoder.layers) else encoder.in_dim
-        adapted |= {"weight": torch.Size([1, out_dim]), "bias": torch.Size([1])}
-        self.adapted = list(adapted)
-        if algorithm == "meta_sgd":
-            self.alpha = nn.ParameterDict({_key(k): nn.Parameter(torch.full(shape, float(inner_lr))) for k, shape in adapted.items()})
-        else:
-            self.register_buffer("inner_lr", torch.tensor(float(inner_lr)), persistent=False)
-
-    def lrs(self) -> Params:
-        if self.algorithm == "meta_sgd":
-            return {k: self.alpha[_key(k)] for k in self.adapted}
-        return {k: self.inner_lr for k in self.adapted}
+        adapted |= {"weight": torch.Size([1, encoder.out_dim]), "bias": torch.Size([1])}
+        self._init_rule(algorithm, adapted, inner_lr, inner_steps)
 
     def initial(self, encoder: Encoder, backbone: BackboneFunction | None = None) -> Params:
         """The meta-learned starting point of every task: the encoder's parameters, and the inner-loop backbone's."""
@@ -184,17 +208,11 @@ class MetaLearner(nn.Module):
         inner = {k: fast[k] for k in self.adapted}
         fixed = {k: v for k, v in fast.items() if k not in inner}
         targets = onehot.argmax(1)
-        lrs = self.lrs()
 
         def support_loss(p: Params) -> torch.Tensor:
             return F.cross_entropy(self.logits(encoder, {**fixed, **p}, sx, backbone), targets)
 
-        for _ in range(self.inner_steps if steps is None else steps):
-            g = grad(support_loss)(inner)
-            if self.first_order:
-                g = {k: v.detach() for k, v in g.items()}
-            inner = inner_update(inner, g, lrs)
-        return {**fixed, **inner}
+        return {**fixed, **self.descend(support_loss, inner, self.lrs(), steps)}
 
     def embed(self, encoder: Encoder, fast: Params, x, backbone: BackboneFunction | None = None) -> torch.Tensor:
         """Embeddings of x under fast weights: features (or, with inner backbone groups, a raw batch through the backbone)."""

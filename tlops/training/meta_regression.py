@@ -18,12 +18,12 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.func import grad, vmap
+from torch.func import vmap
 from torch.nn import functional as F
 
 from tlops.modules.heads import ProbeHead
 from tlops.training.batching import generator
-from tlops.training.meta import Encoder, Params, _key, inner_update, mean_ci95
+from tlops.training.meta import Encoder, InnerRule, Params, mean_ci95
 from tlops.training.objectives import Batch, Objective, RegressionTask
 
 EPISODE_STREAM = 7927  # separates these episode generators from the classification episodes' and the loop's
@@ -69,7 +69,7 @@ class TaskEpisodeSampler:
         return TaskEpisodes(np.stack([e[0] for e in eps]), np.stack([e[1] for e in eps]), np.array([e[2] for e in eps], dtype=object))
 
 
-class RegressionMetaLearner(nn.Module):
+class RegressionMetaLearner(InnerRule):
     """The adaptation rule for numeric targets: `adapt(encoder, params, sx, sy)` -> fast weights after the inner
     steps on the support MSE, `predict(encoder, fast, x)` -> standardised predictions. Its own parameters are the
     head's meta-learned initialisation and, for Meta-SGD, the alphas; the encoder is passed in (the loop trains it
@@ -79,31 +79,20 @@ class RegressionMetaLearner(nn.Module):
     with its step divided by twice the support embeddings' mean squared norm (+1 for the bias): the normalised LMS
     step of adaptive filtering. The support MSE is quadratic in the head and its curvature is at most that, so a
     step of lr in (0, 2) never increases the error whatever the embedding's scale (lr 1 fits a single support row
-    exactly). Measured without it: plain
-    steps on the MSE diverged (predictions of 1e4-1e29 degrees on the demo) because the outer loop moves the
-    embedding's scale, and with it the largest stable step, while a classifier's cross-entropy gradients stay bounded."""
+    exactly). Measured without it: plain steps on the MSE diverged (predictions of 1e4-1e29 degrees on the demo)
+    because the outer loop moves the embedding's scale, and with it the largest stable step, while a classifier's
+    cross-entropy gradients stay bounded."""
+
+    anil, backbone_names = True, ()  # the head alone is adapted; no backbone parameters in the inner loop
 
     def __init__(self, encoder: Encoder, algorithm: str, inner_lr: float = 0.5, inner_steps: int = 1):
         super().__init__()
         if algorithm not in ALGORITHMS:
             raise ValueError(f"few-shot regression adapts with {', '.join(ALGORITHMS)}; {algorithm!r} has no inner loop for numbers")
-        self.algorithm, self.inner_steps = algorithm, inner_steps
-        self.first_order = algorithm == "fomaml"
-        out_dim = encoder.layers[-1].out_features if len(encoder.layers) else encoder.in_dim
-        self.head = nn.Linear(out_dim, 1)
+        self.head = nn.Linear(encoder.out_dim, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)  # the standardised target's mean: the best guess before any support row
-        self.adapted = list(HEAD)
-        if algorithm == "meta_sgd":
-            self.alpha = nn.ParameterDict({_key(k): nn.Parameter(torch.full(p.shape, float(inner_lr)))
-                                           for k, p in zip(HEAD, (self.head.weight, self.head.bias))})
-        else:
-            self.register_buffer("inner_lr", torch.tensor(float(inner_lr)), persistent=False)
-
-    def lrs(self) -> Params:
-        if self.algorithm == "meta_sgd":
-            return {k: self.alpha[_key(k)] for k in self.adapted}
-        return {k: self.inner_lr for k in self.adapted}
+        self._init_rule(algorithm, {f"head.{k}": p.shape for k, p in self.head.named_parameters()}, inner_lr, inner_steps)
 
     def initial(self, encoder: Encoder) -> Params:
         """Every task's meta-learned starting point: the encoder's parameters and the head's."""
@@ -117,18 +106,12 @@ class RegressionMetaLearner(nn.Module):
         z = encoder.embed(_encoder_part(params), sx)  # the encoder is not adapted: embed the support once
         # NLMS: the MSE's curvature is at most 2 (mean |z|^2 + 1) (+1: the bias), so this step is stable for lr in (0, 2)
         norm = 0.5 / ((z**2).sum(-1).mean() + 1.0)
-        inner = {k: params[k] for k in HEAD}
-        lrs = {k: lr * norm for k, lr in self.lrs().items()}
 
         def support_loss(p: Params) -> torch.Tensor:
             return F.mse_loss(_linear(z, p), sy)
 
-        for _ in range(self.inner_steps if steps is None else steps):
-            g = grad(support_loss)(inner)
-            if self.first_order:
-                g = {k: v.detach() for k, v in g.items()}
-            inner = inner_update(inner, g, lrs)
-        return {**params, **inner}
+        lrs = {k: lr * norm for k, lr in self.lrs().items()}
+        return {**params, **self.descend(support_loss, {k: params[k] for k in HEAD}, lrs, steps)}
 
     def episode_predictions(self, encoder: Encoder, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor) -> torch.Tensor:
         """Standardised query predictions (T, Q) of a batch of episodes, vmapped over tasks."""
