@@ -115,8 +115,8 @@ def inspect_folder(root: str | Path) -> Folder:
         raise DataError(f"{root} is not a folder; pass the folder holding train.csv and test.csv ({LAYOUT_FIX})")
     meta_file = root / "dataset.yaml"
     has_meta = meta_file.is_file()
-    if has_meta and _read_meta(meta_file).get("task") == "regression":  # the starters below are classifiers
-        meta = _read_meta(meta_file)
+    meta = _read_meta(meta_file) if has_meta else {}
+    if meta.get("task") == "regression":  # the starters below are classifiers
         demo = "image_fewshot_regression" if meta.get("group") else f"{meta.get('modality', 'text')}_regression"
         raise DataError(f"{meta_file} says task: regression; `tlops init` writes classification starters only. Copy "
                         f"configs/{demo}.yaml (a regression demo{', the MAML family on its group: tasks' if meta.get('group') else ''}) "
@@ -124,7 +124,7 @@ def inspect_folder(root: str | Path) -> Folder:
     train, test = _csv(root, "train"), _csv(root, "test")
     modality = _modality_of(train, root)
     if has_meta:
-        declared = _read_meta(meta_file).get("modality")
+        declared = meta.get("modality")
         if declared != modality:
             raise DataError(f"{meta_file}: modality {declared!r}, but {root / 'train.csv'} holds {modality} rows "
                             f"(column '{INPUT_COLUMN[modality]}'); write `modality: {modality}` there")

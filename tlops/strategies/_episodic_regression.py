@@ -75,7 +75,7 @@ def train_episodic_regression(ctx: TrainContext, algorithm: str) -> HeadResult:
     support_task = sorted(set(ds.groups(SUPPORT)))
     head = adapted_regression_head(learner, encoder, torch.from_numpy(xs), torch.from_numpy(ys), target)
     gt = ds.groups("test")
-    report = _report(ctx, learner, encoder, target, gt, support_task[0] if support_task else "")
+    report = _report(ctx, learner, encoder, target, gt, support_task[0] if support_task else "", val_task.sampler)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     path = head.save(ctx.out_dir / "head.safetensors")
     # what a support set given at predict time is adapted with (another task's labelled rows), packaged with the head
@@ -89,10 +89,10 @@ def train_episodic_regression(ctx: TrainContext, algorithm: str) -> HeadResult:
                       test_rows=[int(i) for i in np.flatnonzero(gt == report.support_task)])
 
 
-def _report(ctx: TrainContext, learner, encoder, target, gt, support_task: str) -> FewShotRegressionReport:
-    """The model and the baselines on the same test episodes; each ridge baseline picks its strength on val's episodes."""
+def _report(ctx: TrainContext, learner, encoder, target, gt, support_task: str, val_sampler) -> FewShotRegressionReport:
+    """The model and the baselines on the same test episodes; each ridge baseline picks its strength on val's episodes
+    (`val_sampler`: meta-training's validation episodes)."""
     from tlops.training.meta_regression import (
-        TaskEpisodeSampler,
         learner_predict,
         pick_alpha,
         pooled_ridge,
@@ -105,7 +105,6 @@ def _report(ctx: TrainContext, learner, encoder, target, gt, support_task: str) 
     x, y = feats.arrays("train")
     xv, yv = feats.arrays("val")
     xt, yt = feats.arrays("test")
-    val_sampler = TaskEpisodeSampler(ctx.dataset().groups("val"), s.shots, s.queries, seed + 1)
     shots = sorted(set(s.eval_shots))
     predictors = {"model": learner_predict(learner, encoder, target)}
     for name in s.baselines_for("regression"):
