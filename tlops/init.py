@@ -4,21 +4,30 @@ The starter configs ship inside the package (`tlops/starters/<modality>_<kind>.y
 strategy sections, each key commented; they agree with the demo configs of the same name, a test checks it).
 `_frame.yaml` holds what is the same for all of them; `init` fills in the data path, validation limits scaled
 to the folder's class counts, and names derived from the folder.
+
+A regression dataset (dataset.yaml `task: regression`) gets the regression starters: `<modality>_regression`
+(a ridge probe), `<modality>_fewshot_regression` (MAML on the `group:` column's tasks), or the finetune /
+domain_adapt starters with the options that read classes changed. It has no classes to count: the validation
+section says what is checked of the target instead, and few-shot queries are fitted to the rows per task.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import string
+import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
-from tlops.data.dataset import INPUT_COLUMN, _read_csv, _read_meta, carve_val
+from tlops.data.dataset import INPUT_COLUMN, Dataset, _read_csv, _read_meta, carve_val, csv_line
+from tlops.data.fewshot import carve_support_task
 from tlops.errors import ConfigError, DataError
 
 STARTERS = resources.files("tlops").joinpath("starters")  # package data (pyproject: tool.setuptools.package-data)
@@ -26,6 +35,9 @@ COMMENT_COLUMN = 30  # where the starters' comments start
 KINDS = ("linear_probe", "finetune", "domain_adapt", "fewshot")
 SEED, VAL_FRACTION = 0, 0.15  # what the starter's seed and data.val_fraction say: the val carve init previews
 DEMO_MIN_PER_CLASS = 20  # the demo configs' limit: a starter never asks for more
+SUPPORT_SHOTS = 5  # strategy.support_shots' default: test rows per class (a regression: of one task) carved as the support set
+# a regression's starter per kind; the others (finetune, domain_adapt) are the classification ones with overrides
+REGRESSION_STARTERS = {"linear_probe": "{m}_regression", "fewshot": "{m}_fewshot_regression"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}  # what soundfile decodes
 LAYOUT_FIX = ("a dataset folder holds train.csv and test.csv (optional val.csv, unlabeled.csv) with columns text,label "
@@ -39,21 +51,43 @@ class Folder:
     root: Path
     modality: str
     has_meta: bool
-    counts: dict[str, Counter]  # split -> label -> rows (train/val as a run sees them: val carved when val.csv is absent)
+    rows: dict[str, int]  # split -> rows (train/val as a run sees them: val carved when val.csv is absent)
+    counts: dict[str, Counter]  # split -> label -> rows; a regression: task (its `group:` value) -> rows, none without one
     val_carved: bool
     unlabeled_rows: int | None
+    task: str = "classification"  # dataset.yaml `task:`
+    target: str = "label"  # the column a model predicts (a regression's `target:`)
+    group: str | None = None  # a regression's task column (`group:`), what few-shot episodes are drawn from
+    bounds: list | None = None  # a regression's `bounds:` (validation refuses targets outside them)
+    target_range: tuple[float, float] | None = None  # a regression's lowest, highest training target
     text_chars: tuple[int, int] | None = None  # shortest, longest text
     notes: list[str] = field(default_factory=list)
 
     @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
     def classes(self) -> list[str]:
-        return sorted(self.counts["train"])
+        return [] if self.regression else sorted(self.counts["train"])
 
     @property
     def few_shot(self) -> bool:
-        """val/test classes disjoint from train's: the few-shot layout (novel classes)."""
+        """Classes: val/test classes disjoint from train's (novel classes). Numbers: a `group:` column of tasks."""
+        if self.regression:
+            return self.group is not None
         train = set(self.counts["train"])
         return bool(train) and not (set(self.counts["test"]) & train) and (self.val_carved or not (set(self.counts["val"]) & train))
+
+    def summary(self) -> str:
+        """One line: modality, classes (or the target), rows per split."""
+        what = f"{len(self.classes)} classes"
+        if self.regression:
+            lo, hi = self.target_range
+            tasks = f" in {len(self.counts['train'])} tasks ('{self.group}')" if self.group else ""
+            what = f"regression on '{self.target}' (train {lo:g} to {hi:g}){tasks}"
+        return (f"{self.modality}, {what}, rows " + ", ".join(f"{s} {n}" for s, n in self.rows.items())
+                + (f", unlabeled {self.unlabeled_rows}" if self.unlabeled_rows else ""))
 
 
 def starter_names() -> dict[str, str]:
@@ -81,11 +115,13 @@ def _csv(root: Path, split: str) -> "object":
     return _read_csv(f, [])
 
 
-def _modality_of(df, root: Path) -> str:
+def _modality_of(df, target: str, regression: bool) -> str:
     header = list(df.columns)
     src = df.attrs["source"]
-    if "label" not in header:
-        raise DataError(f"{src} line 1: no 'label' column (header: {', '.join(header)}); name the class column 'label'")
+    if target not in header:
+        fix = ("name the class column 'label'" if not regression else f"name the column of numbers '{target}'"
+               + (", or name it in dataset.yaml with `target: <column>`" if target == "label" else " (dataset.yaml `target:`)"))
+        raise DataError(f"{src} line 1: no '{target}' column (header: {', '.join(header)}); {fix}")
     if "text" in header and "path" in header:
         raise DataError(f"{src} line 1: both 'text' and 'path' columns; keep 'text' for a text dataset or 'path' for files")
     if "text" in header:
@@ -115,39 +151,66 @@ def inspect_folder(root: str | Path) -> Folder:
         raise DataError(f"{root} is not a folder; pass the folder holding train.csv and test.csv ({LAYOUT_FIX})")
     meta_file = root / "dataset.yaml"
     has_meta = meta_file.is_file()
-    meta = _read_meta(meta_file) if has_meta else {}
-    if meta.get("task") == "regression":  # the starters below are classifiers
-        demo = "image_fewshot_regression" if meta.get("group") else f"{meta.get('modality', 'text')}_regression"
-        raise DataError(f"{meta_file} says task: regression; `tlops init` writes classification starters only. Copy "
-                        f"configs/{demo}.yaml (a regression demo{', the MAML family on its group: tasks' if meta.get('group') else ''}) "
-                        "and set data.path and registry.model_name")
+    meta = _read_meta(meta_file) if has_meta else {}  # checks task, target, group and bounds as a run does
+    regression = meta.get("task") == "regression"
+    target, group = meta.get("target") or "label", meta.get("group")
     train, test = _csv(root, "train"), _csv(root, "test")
-    modality = _modality_of(train, root)
+    modality = _modality_of(train, target, regression)
     if has_meta:
         declared = meta.get("modality")
         if declared != modality:
             raise DataError(f"{meta_file}: modality {declared!r}, but {root / 'train.csv'} holds {modality} rows "
                             f"(column '{INPUT_COLUMN[modality]}'); write `modality: {modality}` there")
-    col = INPUT_COLUMN[modality]
+    required = [INPUT_COLUMN[modality], target, *([group] if group else [])]
     frames = {"train": train, "test": test}
     val_carved = not (root / "val.csv").is_file()
     if not val_carved:
         frames["val"] = _csv(root, "val")
     for split, df in frames.items():
-        if col not in df.columns or "label" not in df.columns:
-            raise DataError(f"{df.attrs['source']} line 1: columns {list(df.columns)}; the {modality} layout needs {col},label")
+        if any(c not in df.columns for c in required):
+            raise DataError(f"{df.attrs['source']} line 1: columns {list(df.columns)}; the {modality} layout needs {','.join(required)}"
+                            + (f" (dataset.yaml `group: {group}` names the task column)" if group else ""))
         if df.empty:
             raise DataError(f"{df.attrs['source']} has a header but no rows; add labelled rows")
-    if val_carved:  # the rows a run trains on: val carved from train (seeded, stratified), as load_dataset does
-        frames["train"], frames["val"] = carve_val(train, SEED, VAL_FRACTION)
-    counts = {s: Counter(frames[s]["label"]) for s in ("train", "val", "test")}
+        if regression:
+            _check_numbers(df, target)
+    if val_carved:  # the rows a run trains on: val carved from train (seeded; stratified for classes), as load_dataset does
+        frames["train"], frames["val"] = carve_val(train, SEED, VAL_FRACTION, stratify=not regression)
+    by = group if regression else "label"  # a regression without tasks has nothing to count per key
+    counts = {s: Counter(frames[s][by]) if by else Counter() for s in ("train", "val", "test")}
     unl = root / "unlabeled.csv"
-    found = Folder(root=root, modality=modality, has_meta=has_meta, counts=counts, val_carved=val_carved,
-                   unlabeled_rows=len(_read_csv(unl, [])) if unl.is_file() else None)
+    found = Folder(root=root, modality=modality, has_meta=has_meta, rows={s: len(frames[s]) for s in ("train", "val", "test")},
+                   counts=counts, val_carved=val_carved, unlabeled_rows=len(_read_csv(unl, [])) if unl.is_file() else None,
+                   task=meta.get("task") or "classification", target=target, group=group, bounds=meta.get("bounds"))
+    if regression:
+        found.target_range = _varying_range(frames["train"], target, val_carved)
     if modality == "text":
         lengths = [len(t) for df in frames.values() for t in df["text"]]
         found.text_chars = (min(lengths), max(lengths))
     return found
+
+
+def _check_numbers(df, target: str) -> None:
+    """Every row's target a finite number, as validation's target rules ask (its parser): the first bad line named."""
+    from tlops.validation import _parse_target
+
+    for i, v in zip(df.index, df[target]):
+        number = _parse_target(v)
+        if number is None or not math.isfinite(number):
+            raise DataError(f"{df.attrs['source']} line {csv_line(df, i)}: '{target}' is {v!r}, not a finite number; dataset.yaml "
+                            f"says task: regression: write a number (e.g. 3.5) there or drop the row, or remove `task: regression` "
+                            "to train a classifier on the values as classes")
+
+
+def _varying_range(train, target: str, val_carved: bool) -> tuple[float, float]:
+    """(lowest, highest) training target; refused when they are equal, as validation's 'target not constant' rule does."""
+    values = [float(v) for v in train[target]]
+    lo, hi = min(values), max(values)
+    if lo == hi:
+        after = " after the val carve" if val_carved else ""
+        raise DataError(f"{train.attrs['source']}: every training row{after} has '{target}' {lo:g}; a regressor needs targets that "
+                        "vary (a constant is predicted without a model): add rows with other values")
+    return lo, hi
 
 
 def _slug(name: str) -> str:
@@ -159,6 +222,12 @@ def _default_kind(found: Folder) -> str:
     return "fewshot" if found.few_shot else "domain_adapt" if found.unlabeled_rows else "linear_probe"
 
 
+def _starter_name(found: Folder, kind: str) -> str:
+    if found.regression and kind in REGRESSION_STARTERS:
+        return REGRESSION_STARTERS[kind].format(m=found.modality)
+    return f"{found.modality}_{kind}"
+
+
 def _check_kind(found: Folder, kind: str) -> None:
     if kind not in KINDS:
         raise ConfigError(f"--strategy {kind!r}: starters exist for {', '.join(KINDS)}")
@@ -166,6 +235,10 @@ def _check_kind(found: Folder, kind: str) -> None:
     if kind == "domain_adapt" and not found.unlabeled_rows:
         raise DataError(f"{root / 'unlabeled.csv'} is missing or empty; domain adaptation needs unlabelled target-domain rows "
                         f"(column '{INPUT_COLUMN[found.modality]}'), or pick --strategy linear_probe / finetune")
+    if found.regression:  # a ridge or fine-tuned regressor also fits a folder of tasks (no class must be seen in train)
+        if kind == "fewshot":
+            _check_task_layout(found)
+        return
     if kind == "fewshot" and not found.few_shot:
         raise DataError(f"{root / 'test.csv'} shares classes with train.csv; the few-shot layout needs novel classes in val.csv "
                         "and test.csv (none of train's), or pick --strategy linear_probe / finetune")
@@ -177,24 +250,66 @@ def _check_kind(found: Folder, kind: str) -> None:
                         "fewshot, or put rows of the same classes in train and test")
 
 
-def _scaled_limits(found: Folder, kind: str, strategy: dict) -> tuple[dict, dict, list[str]]:
-    """(validation values, strategy values to change, comment lines) fitted to the folder's counts."""
+def _check_task_layout(found: Folder) -> None:
+    """Few-shot regression: a `group:` column of tasks, and val/test tasks none of train's."""
+    root = found.root
+    if found.group is None:
+        raise DataError(f"{root / 'dataset.yaml'} names no `group:` column; few-shot regression learns from tasks: add `group: <column>` "
+                        "(the column saying which task, e.g. which object, each row belongs to), or pick --strategy linear_probe / finetune")
+    if found.val_carved:
+        raise DataError(f"{root / 'val.csv'} is missing; few-shot validation needs its own new tasks (a carve of train would share "
+                        "train's tasks): add val.csv")
+    for split in ("val", "test"):
+        shared = sorted(set(found.counts[split]) & set(found.counts["train"]))
+        if shared:
+            raise DataError(f"{root / f'{split}.csv'} shares {len(shared)} task(s) with train.csv ('{found.group}' {', '.join(shared[:3])}"
+                            f"{' ...' if len(shared) > 3 else ''}); few-shot regression is evaluated on tasks never meta-trained on: "
+                            "move those rows, or pick --strategy linear_probe / finetune")
+
+
+@dataclass
+class Limits:
+    """What `init` fits to the folder: validation keys, the validation section's text, strategy values it changes."""
+
+    validation: dict
+    text: str  # the config's validation section (a comment alone where no key applies)
+    changes: dict = field(default_factory=dict)  # strategy key -> the value replacing the starter's
+    comments: dict = field(default_factory=dict)  # strategy key -> the comment replacing the starter's
+
+
+def _char_limits(found: Folder) -> tuple[dict, list[str]]:
+    """Text length limits that the folder's texts pass (the defaults, widened when needed) and their comment."""
+    if not found.text_chars:
+        return {}, []
+    shortest, longest = found.text_chars
+    limits = {"min_chars": min(3, shortest), "max_chars": max(2000, -(-longest // 1000) * 1000)}
+    return limits, [f"# texts here have {shortest}-{longest} characters", *(f"{k}: {v}" for k, v in limits.items())]
+
+
+def _section(lines: list[str]) -> str:
+    """`validation:` with these lines indented, or the comment lines alone at the top level when no key is set."""
+    if all(line.startswith("#") for line in lines):
+        return "".join(f"{line}\n" for line in lines)
+    return "validation:\n" + "".join(f"  {line}\n" for line in lines)
+
+
+def _scaled_limits(found: Folder, kind: str, strategy: dict) -> Limits:
+    """Validation values and strategy changes fitted to the folder's counts."""
+    return (_regression_limits if found.regression else _class_limits)(found, kind, strategy)
+
+
+def _class_limits(found: Folder, kind: str, strategy: dict) -> Limits:
     label, smallest = min(found.counts["train"].items(), key=lambda kv: (kv[1], kv[0]))
     # half the smallest class (at most the demos' 20): the data passes, and a later version that loses half a class does not
     mpc = max(1, min(DEMO_MIN_PER_CLASS, smallest // 2))
     after = " after the val carve" if found.val_carved else ""
-    validation = {"min_per_class": mpc}
-    notes = {"min_per_class": f"smallest class: {label!r}, {smallest} training rows{after}; half of that (at most "
-                              f"{DEMO_MIN_PER_CLASS}),\n  # so a later data version that loses half a class is refused"}
+    chars, chars_lines = _char_limits(found)
+    lines = [f"# smallest class: {label!r}, {smallest} training rows{after}; half of that (at most {DEMO_MIN_PER_CLASS}),",
+             "# so a later data version that loses half a class is refused", f"min_per_class: {mpc}", *chars_lines]
     changes: dict = {}
-    if found.text_chars:
-        shortest, longest = found.text_chars
-        validation["min_chars"] = min(3, shortest)
-        validation["max_chars"] = max(2000, -(-longest // 1000) * 1000)
-        notes["chars"] = f"texts here have {shortest}-{longest} characters"
     if kind == "fewshot":  # episodes need shots + queries rows per class in every split (test also gives up the support rows)
         shots = strategy["shots"]
-        support = 0 if (found.root / "support.csv").is_file() else 5
+        support = 0 if (found.root / "support.csv").is_file() else SUPPORT_SHOTS
         room = min(min(found.counts["train"].values()) - shots, min(found.counts["val"].values()) - shots,
                    min(found.counts["test"].values()) - support - max(shots, 5))
         ways = min(strategy["ways"], len(found.counts["train"]), len(found.counts["val"]))
@@ -202,15 +317,84 @@ def _scaled_limits(found: Folder, kind: str, strategy: dict) -> tuple[dict, dict
             raise DataError(f"{found.root}: too few rows or classes for few-shot episodes (smallest class leaves {room} query rows "
                             f"after {shots} shots; {len(found.counts['test'])} test classes, 5 needed); add rows or classes")
         changes = {"queries": min(strategy["queries"], room), "ways": ways}
-    return validation, changes, [notes["min_per_class"]] + ([notes["chars"]] if "chars" in notes else [])
+    return Limits({"min_per_class": mpc, **chars}, _section(lines), changes)
 
 
-def _set_value(body: str, key: str, value) -> str:
-    """Change `  key: old   # comment` inside the strategy section, keeping its comment."""
+def _regression_limits(found: Folder, kind: str, strategy: dict) -> Limits:
+    """No classes to count: the section says which target rules validation applies (dataset.yaml's, not this file's);
+    text keeps its length limits. The strategy options that read classes are changed."""
+    lo, hi = found.target_range
+    after = " after the val carve" if found.val_carved else ""
+    within, add = ((f", within dataset.yaml's bounds [{found.bounds[0]:g}, {found.bounds[1]:g}]", "") if found.bounds
+                   else ("", "; add `bounds: [lo, hi]` to dataset.yaml to refuse values outside a known range"))
+    chars, chars_lines = _char_limits(found)
+    rules = (f"{'' if chars else 'validation: the defaults (file checks). '}Regression: no classes to count; every row's "
+             f"'{found.target}' must be a finite number, not the same on every training row{within}. train.csv holds "
+             f"{lo:g} to {hi:g}{after}{add}.")
+    lines = [f"# {line}" for line in textwrap.wrap(rules, 110 - (2 if chars else 0))] + chars_lines
+    changes, comments = _regression_changes(found, kind, strategy)
+    return Limits(chars, _section(lines), changes, comments)
+
+
+def _regression_changes(found: Folder, kind: str, strategy: dict) -> tuple[dict, dict]:
+    """(strategy values, their comments) replacing the starter's where they read classes or could change the number."""
+    from tlops.strategies.domain_adapt import CLASSIFICATION_ONLY_CRITERIA
+
+    if kind == "fewshot":
+        return {"queries": _task_queries(found, strategy)}, {}
+    if kind == "domain_adapt" and strategy.get("selection") in CLASSIFICATION_ONLY_CRITERIA:
+        return {"selection": "dev"}, {"selection": f"picks among them without target labels (DEV: importance-weighted source val "
+                                                   f"error; {strategy['selection']} needs class probabilities)"}
+    if kind == "finetune" and found.modality == "image" and strategy.get("augment"):
+        return {"augment": False}, {"augment": "off: a random crop or a mirror can change a number (a size, a signed angle)"}
+    return {}, {}
+
+
+def _task_queries(found: Folder, strategy: dict) -> int:
+    """Query rows per episode that fit: every split needs one task with shots + queries rows (test: after the support carve)."""
+    shots = strategy["shots"]
+    largest = {"train": max(found.counts["train"].values()), "val": max(found.counts["val"].values()),
+               "test": max(_test_tasks_after_support(found).values(), default=0)}
+    split, rows = min(largest.items(), key=lambda kv: kv[1])
+    if rows <= shots:
+        carve = "" if split != "test" or (found.root / "support.csv").is_file() else \
+            f" once {SUPPORT_SHOTS} rows of one task leave it as the registered model's support set"
+        raise DataError(f"{found.root / f'{split}.csv'}: its largest task has {rows} rows{carve}; an episode needs {shots} shots + at "
+                        f"least 1 query row of one task ('{found.group}'): add rows to its tasks")
+    return min(strategy["queries"], rows - shots)
+
+
+def _test_tasks_after_support(found: Folder) -> Counter:
+    """test's rows per task once the support rows leave it: the run's own carve (carve_support_task) on the task column."""
+    if (found.root / "support.csv").is_file():
+        return found.counts["test"]
+    tasks = pd.DataFrame({found.group: [t for t, n in sorted(found.counts["test"].items()) for _ in range(n)]})
+    rest, _ = carve_support_task(tasks, found.group, SUPPORT_SHOTS, SEED)
+    return Counter(rest[found.group])
+
+
+def _yaml_value(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _set_value(body: str, key: str, value, comment: str | None = None) -> str:
+    """Change `  key: old   # comment` inside the strategy section, keeping its comment unless a new one is given."""
     pattern = re.compile(rf"^  {re.escape(key)}: \S+\s*(#.*)?$", re.M)
     start = body.index("\nstrategy:")
     head, tail = body[:start], body[start:]
-    return head + pattern.sub(lambda m: f"{f'  {key}: {value}':<{COMMENT_COLUMN}}{m.group(1) or ''}".rstrip(), tail, count=1)
+
+    def line(m: re.Match) -> str:
+        note = f"# {comment}" if comment else m.group(1) or ""
+        return f"{f'  {key}: {_yaml_value(value)}':<{COMMENT_COLUMN}}{note}".rstrip()
+
+    return head + pattern.sub(line, tail, count=1)
+
+
+def _gate_metric(found: Folder, kind: str) -> str:
+    """The task's default gate metric; few-shot classes are gated on episode accuracy."""
+    from tlops.task_types import task_type
+
+    return "accuracy" if kind == "fewshot" and not found.regression else task_type(found.task).default_gate_metric
 
 
 @dataclass
@@ -225,28 +409,22 @@ class InitResult:
 
 def render(found: Folder, kind: str, config_path: Path) -> tuple[str, str, dict, dict]:
     """The config text for `found` (and the starter's name, validation values, strategy changes)."""
-    name = f"{found.modality}_{kind}"
+    name = _starter_name(found, kind)
     body = starter_text(name)
     strategy = yaml.safe_load(body)["strategy"]
-    validation, changes, notes = _scaled_limits(found, kind, strategy)
-    for k, v in changes.items():
-        body = _set_value(body, k, v)
+    limits = _scaled_limits(found, kind, strategy)
+    for k, v in limits.changes.items():
+        body = _set_value(body, k, v, limits.comments.get(k))
     title, body = body.split("\n", 1)
-    extra = "".join(f"  {k}: {v}\n" for k, v in validation.items() if k != "min_per_class")
-    if extra:
-        extra = f"  # {notes[1]}\n{extra}"
     slug = _slug(found.root.resolve().name)
-    rows = {s: sum(c.values()) for s, c in found.counts.items()}
-    summary = (f"{found.modality}, {len(found.classes)} classes, rows " + ", ".join(f"{s} {n}" for s, n in rows.items())
-               + (f", unlabeled {found.unlabeled_rows}" if found.unlabeled_rows else ""))
-    metric = "accuracy" if kind == "fewshot" else "macro_f1"
+    metric = _gate_metric(found, kind)
     text = string.Template(STARTERS.joinpath("_frame.yaml").read_text(encoding="utf-8")).substitute(
-        title=title.lstrip("# "), data_dir=found.root, summary=summary, config_name=config_path.name,
+        title=title.lstrip("# "), data_dir=found.root, summary=found.summary(), config_name=config_path.name,
         data_path=os.path.relpath(found.root.resolve(), config_path.resolve().parent),
         val_note="val.csv is absent: this share of train.csv is carved as val" if found.val_carved else "unused: val.csv is given",
-        min_per_class=validation["min_per_class"], min_per_class_note=notes[0], validation_extra=extra, body=body.rstrip("\n"),
-        model_name=slug, metric=metric, metric_pad=" " * max(1, 20 - len(metric)), experiment=slug)
-    return text, name, validation, changes
+        validation=limits.text, body=body.rstrip("\n"), model_name=slug, metric=metric, metric_pad=" " * max(1, 20 - len(metric)),
+        metric_note=" (lower is better)" if metric == "mae" else "", experiment=slug)
+    return text, name, limits.validation, limits.changes
 
 
 def init(data_dir: str | Path, out: str | Path | None = None, kind: str | None = None, force: bool = False) -> InitResult:
@@ -261,8 +439,12 @@ def init(data_dir: str | Path, out: str | Path | None = None, kind: str | None =
     text, name, validation, changes = render(found, kind, config_path)
     yaml.safe_load(text)  # the template and the filled-in values are still one YAML mapping
     from tlops.config import config_from_dict
+    from tlops.task_types import check_config_fits
 
-    config_from_dict(_as_loaded(text, config_path), source=f"starter {name}")  # a starter that does not load is a bug here
+    # a starter that does not load, or does not fit the dataset's task as a run checks it, is a bug here
+    cfg = config_from_dict(_as_loaded(text, config_path), source=f"starter {name}")
+    check_config_fits(cfg, Dataset(root=found.root, modality=found.modality, name=found.root.name, splits={},
+                                   val_carved=found.val_carved, meta={"task": found.task}))
     if not found.has_meta:
         _write_atomic(found.root / "dataset.yaml", f"modality: {found.modality}\n")
     config_path.parent.mkdir(parents=True, exist_ok=True)
