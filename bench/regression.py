@@ -6,6 +6,7 @@ predicting the train mean (R² ~ 0). Every method picks its regularisation on va
   text:  data/text_regression  (WordNet gloss -> noun depth), MiniLM
   image: data/image_regression (Fashion-MNIST item -> tilt in degrees), EfficientNet-Lite0
   audio: data/audio_regression (espeak-ng word -> speaking rate in wpm), speech_embedding
+  pitch: data/audio_pitch      (espeak-ng word -> voice pitch, median F0 in Hz), CREPE tiny (and speech_embedding)
 
 `python -m bench.regression [text image audio]` (default: all); each modality writes bench/out/regression_<m>.json
 (text: bench/out/regression.json, as before). `python -m bench.regression finetune` compares, on the text set,
@@ -56,7 +57,7 @@ def random_backbone(modality: str):
         torch.manual_seed(0)  # after loading, as the recorded runs did: the same random weights
         rand._model = EfficientNet.from_name("efficientnet-lite0", image_size=64).eval()  # same architecture, random init
         return rand
-    rand = load_backbone("packaged:speech-embedding", clip_seconds=1.0)  # configs/audio_regression.yaml
+    rand = load_backbone(*(("packaged:crepe-tiny", CLIP_PITCH) if modality == "pitch" else ("packaged:speech-embedding", 1.0)))
     torch.manual_seed(0)
     for m in rand.model.modules():  # same architecture, random init (as bench/audio.py)
         if hasattr(m, "reset_parameters"):
@@ -159,9 +160,27 @@ def audio(ds, y: dict) -> dict:
             "mfcc_stats_plus_duration_ridge": fit({s: np.hstack([mfcc[s], dur[s]]) for s in SPLITS}, y)}
 
 
+CLIP_PITCH = 0.6  # configs/audio_pitch.yaml
+
+
+def pitch(ds, y: dict) -> dict:
+    from bench.audio import mfcc_stats
+
+    pre = load_backbone("packaged:crepe-tiny", clip_seconds=CLIP_PITCH)
+    feats = embed(pre, ds, batch_size=16)
+    rand = random_backbone("pitch")
+    speech = load_backbone("packaged:speech-embedding", clip_seconds=1.0)  # the speaking-rate demo's backbone, for contrast
+    mfcc = {s: np.stack([mfcc_stats(p) for p in ds.inputs(s)]) for s in SPLITS}
+    return {"pretrained_crepe_tiny_ridge": fit(feats, y), "pretrained_crepe_tiny_mlp": fit(feats, y, head="mlp"),
+            "random_weights_crepe_tiny_ridge": fit(embed(rand, ds, batch_size=16), y),
+            "mfcc_stats_ridge": fit(mfcc, y),
+            "extra_pretrained_speech_embedding_ridge": fit(embed(speech, ds, batch_size=32), y)}
+
+
 MODALITIES = {"text": ("text_regression", "wordnet-noun-depth (text -> hypernym depth)", text),
               "image": ("image_regression", "fashion-mnist-tilt (image -> tilt in degrees)", image),
-              "audio": ("audio_regression", "espeak-speaking-rate (word clip -> words per minute)", audio)}
+              "audio": ("audio_regression", "espeak-speaking-rate (word clip -> words per minute)", audio),
+              "pitch": ("audio_pitch", "espeak-voice-pitch (word clip -> median F0 in Hz)", pitch)}
 CLASSIC = ("tfidf", "raw_pixels", "mfcc")
 
 

@@ -3,7 +3,7 @@ timm's tests/test_models.py checks every model. A new kind fails `test_every_reg
 until it gets a case here.
 
 Models are random-weight code-path fixtures (tiny BERT / ViT / wav2vec2, resnet18 checkpoints written here)
-or the real packaged EfficientNet-Lite0 and speech_embedding, on tiny inputs.
+or the real packaged EfficientNet-Lite0, speech_embedding and CREPE tiny, on tiny inputs.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ CASES = [
     Case("torchvision", "torchvision", "image", lazy=False),
     Case("efficientnet-lite0", "efficientnet-lite0", "image", lazy=True),
     Case("speech-embedding", "speech-embedding", "audio", lazy=True),
+    Case("crepe", "crepe", "audio", lazy=True),
 ]
 IDS = [c.id for c in CASES]
 
@@ -76,6 +77,7 @@ def specs(tmp_path_factory, tiny_bert) -> dict[str, tuple[str, dict, list[str]]]
         "torchvision": (f"torchvision:resnet18@{_resnet18_checkpoint('torchvision', root / 'tv.safetensors')}", {"image_size": 32}, images),
         "efficientnet-lite0": ("packaged:efficientnet-lite0", {"image_size": 32}, images),
         "speech-embedding": ("packaged:speech-embedding", {"clip_seconds": 0.8}, clips),
+        "crepe": ("packaged:crepe-tiny", {"clip_seconds": 0.3}, clips),
     }
 
 

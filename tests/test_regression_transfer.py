@@ -122,17 +122,28 @@ def _tiny_audio_regression(root: Path, monkeypatch) -> Path:
     return root
 
 
+def _tiny_pitch(root: Path, monkeypatch) -> Path:
+    from tlops.data import build_pitch_audio
+
+    monkeypatch.setattr(build_pitch_audio, "VOICES", {"train": 4, "val": 2, "test": 2})
+    build_pitch_audio.build(root)
+    return root
+
+
 @pytest.mark.usefixtures("prefect_api")
 def test_image_and_audio_regression_flows_register_models_whose_pyfunc_returns_floats(tmp_path, monkeypatch):
-    """Tiny sets from the demo builders (image: tilt in degrees, audio: words per minute) through the real flow;
-    both registered pyfuncs, loaded in one fresh process, return floats within the targets' bounds."""
+    """Tiny sets from the demo builders (image: tilt in degrees, audio: words per minute and voice pitch in Hz)
+    through the real flow; the registered pyfuncs, loaded in one fresh process, return floats within the targets'
+    bounds."""
     from flows.train import train_flow
 
     image = _tiny_image_regression(tmp_path / "image", monkeypatch)
     audio = _tiny_audio_regression(tmp_path / "audio", monkeypatch)
+    pitch = _tiny_pitch(tmp_path / "pitch", monkeypatch)
     uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
     runs = {"tilt": (image, {"backbone__name": "packaged:efficientnet-lite0", "backbone__image_size": 32}),
-            "rate": (audio, {"backbone__name": "packaged:speech-embedding", "backbone__clip_seconds": 1.0})}
+            "rate": (audio, {"backbone__name": "packaged:speech-embedding", "backbone__clip_seconds": 1.0}),
+            "pitch": (pitch, {"backbone__name": "packaged:crepe-tiny", "backbone__clip_seconds": 0.6})}
     inputs = {}
     for name, (data, over) in runs.items():
         cfg = tiny_config(tmp_path / name, data, tmp_path, strategy={"name": "linear_probe", "head": "ridge"},
@@ -149,7 +160,7 @@ def test_image_and_audio_regression_flows_register_models_whose_pyfunc_returns_f
     out = subprocess.run([sys.executable, "-c", code, uri, json.dumps(inputs)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    for name, lo, hi in [("tilt", 0, 45), ("rate", 100, 300)]:
+    for name, lo, hi in [("tilt", 0, 45), ("rate", 100, 300), ("pitch", 50, 500)]:
         types, values = got[name]
         assert types == ["float", "float"], got
         assert all(lo - 50 < v < hi + 50 for v in values), (name, values)  # in the target's units, not standardised
