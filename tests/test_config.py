@@ -50,3 +50,20 @@ def test_missing_config_file(tmp_path):
 def test_repeated_layers_rejected():
     with pytest.raises(ConfigError, match="repeat"):
         config_from_dict({**BASE, "backbone": {"name": "hf:x", "layers": [-1, -1]}})
+
+
+def test_every_demo_config_loads_and_fits_its_demo_dataset():
+    """Each configs/*.yaml (the README's demo commands) loads, its data folder is a built demo set, and the config is
+    one for that set's task (strategy, head and gate metric), as a run checks before training."""
+    from pathlib import Path
+
+    from tlops.data import load_dataset
+    from tlops.task_types import check_config_fits
+
+    configs = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+    assert len(configs) >= 17, configs
+    for f in configs:
+        cfg = load_config(f)
+        data = Path(cfg.data.path)
+        assert (data / "train.csv").is_file(), f"{f.name}: {data} is not built; run `make data`"
+        check_config_fits(cfg, load_dataset(data))
