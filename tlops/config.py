@@ -37,7 +37,8 @@ class ValidationConfig(_Strict):
 
 
 class BackboneConfig(_Strict):
-    name: str = Field(description="hf:<hub id or local folder>, packaged:efficientnet-lite0, packaged:speech-embedding")
+    name: str = Field(description="hf:<hub id or local folder>, timm:<model>, torchvision:<model>, packaged:efficientnet-lite0, "
+                                  "packaged:speech-embedding, packaged:crepe-tiny")
     layers: list[int] = Field(default_factory=lambda: [-1], description="hidden-state layers to pool; several are concatenated")
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = Field(128, ge=8, le=4096, description="text: tokens per input")
