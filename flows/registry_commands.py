@@ -266,6 +266,8 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
     reg = connect(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="tlops-predict-") as tmp:  # loading runs the model's code: check its files first
         model = mlflow.pyfunc.load_model(str(verified_model(reg, model_uri, Path(tmp))))
+        if support and getattr(getattr(model.unwrap_python_model(), "predictor", None), "task", None) == "regression":
+            support_rows_from_csv(support, numeric=True)  # a regressor's labels are target values: a bad one named by its CSV line
         labels = list(model.predict(items, params=params or None))
         probs = model.predict(items, params={**params, "proba": True}) if proba else None
     key = "label" if all(isinstance(y, str) for y in labels) else "value"  # a regression model predicts numbers

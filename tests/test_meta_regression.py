@@ -292,3 +292,11 @@ def test_a_flow_run_registers_the_few_shot_regressor_and_a_fresh_process_predict
     assert proc.returncode == 0, proc.stderr[-3000:]
     values, adapted = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(values) == 4 and len(set(values)) > 1 and len(adapted) == 4 and not np.allclose(values, adapted)
+    # `tlops predict --support` on a CSV with a target that is not a number: named by its CSV line, nothing predicted
+    from tests.servers import tlops_cli
+
+    bad = tmp_path / "support.csv"
+    bad.write_text("text,label\n" + "".join(f"{r['text']},{v}\n" for r, v in zip(support, ["12.5", "abc", "3"])))
+    cli = tlops_cli("predict", "models:/tiny-task-regression@champion", texts[0], "--support", str(bad), "--tracking-uri",
+                    cfg["tracking"]["uri"])
+    assert cli.returncode == 1 and f"{bad} line 3 has label 'abc'; this model predicts numbers" in cli.stderr, cli.stderr[-2000:]

@@ -120,9 +120,10 @@ def support_from_json(text: str, modality: str, source: str = "support param", n
     return support_from_rows(rows, modality, source, numeric)
 
 
-def support_rows_from_csv(path: Path) -> list[dict[str, str]]:
+def support_rows_from_csv(path: Path, numeric: bool = False) -> list[dict[str, str]]:
     """The rows of a support CSV (an input column `text` or `path`, and `label`) as the JSON rows the pyfunc
-    takes; relative paths become absolute (relative to the CSV, as in a dataset folder). Errors name the line."""
+    takes; relative paths become absolute (relative to the CSV, as in a dataset folder). Errors name the line.
+    `numeric`: the model is a few-shot regressor, so each label must be a target value (a finite number)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"support file {path} not found; give a CSV with a 'text' (or 'path') and a 'label' column")
@@ -144,6 +145,8 @@ def support_rows_from_csv(path: Path) -> list[dict[str, str]]:
                 value, label = check_value(rec[key], where), rec["label"]
                 if not label.strip():
                     raise DataError(f"{where} has an empty label; give every support row its class")
+                if numeric:
+                    _target_value(label, where)
                 if key == "path" and not Path(value).is_absolute():
                     value = str((path.parent / value).resolve())
                 rows.append({key: value, "label": label.strip()})
