@@ -175,7 +175,7 @@ def test_the_dataset_contract_for_tasks(tmp_path, tiny_bert):
         validate_step(cfg(leaky))
     ok = make_task_dataset(tmp_path / "ok")
     for strategy, why in [({"name": "protonet"}, "strategy protonet does not train regression models yet"),
-                          ({"trainable": 1}, "few-shot regression does not do yet"),
+                          ({"trainable": 1, "inner_groups": 1}, r"inner_groups: 1 asks the inner loop to adapt backbone groups"),
                           ({"baselines": ["protonet0"]}, r"\['protonet0'\] are not regression baselines"),
                           ({"anil": False}, "few-shot regression adapts the head only"),
                           ({"inner_lr": 2.5}, r"inner_lr: 2.5 is outside \(0, 2\)")]:
@@ -231,6 +231,58 @@ def test_maml_on_a_dataset_of_tasks_registers_a_model_for_its_support_task(tmp_p
     for bad in ("abc", "nan", True, None):
         with pytest.raises(DataError, match=r"support row 1 has label .*; this model predicts numbers"):
             predictor.support([{"text": "x", "label": bad}])
+
+
+def test_trainable_top_group_meta_trains_for_tasks_and_the_package_predicts_and_adapts_with_it(tmp_path, tiny_bert):
+    """`trainable: 1` on a dataset of tasks: the top backbone group meta-trains (lower ones stay bit-identical), the
+    train step writes the whole package, the registered model is the one adapted to the support task (scored on that
+    task's other test rows), and a support set given at predict time is embedded by the meta-trained backbone."""
+    from safetensors.torch import load_file
+
+    from tlops.backbones import load_backbone
+    from tlops.data.fewshot import SUPPORT
+    from tlops.features import embed_all
+    from tlops.modules.heads import predict_values
+    from tlops.package import Predictor
+    from tlops.pipeline import run_core
+    from tlops.resolve import open_dataset
+
+    data = make_task_dataset(tmp_path / "data")
+    cfg = config_from_dict(tiny_config(tmp_path, data, tiny_bert, registry__metric="mae", strategy={
+        "name": "maml", "shots": 2, "queries": 3, "projection": "linear", "embedding_dim": 8, "meta_epochs": 2,
+        "episodes_per_epoch": 8, "meta_batch": 4, "val_episodes": 10, "eval_shots": [1, 2], "support_shots": 3, "trainable": 1,
+        "backbone_lr": 1e-3}))
+    r = run_core(cfg, tmp_path / "run")
+    assert r.train.kind == "package" and r.train.history[-1]["trainable_groups"] == 1
+    assert r.train.few_shot.kind == "regression" and [s.shots for s in r.train.few_shot.model] == [1, 2]
+    before, after = load_file(str(tiny_bert / "model.safetensors")), load_file(str(Path(r.package) / "backbone" / "model.safetensors"))
+    top = [k for k in after if k.startswith("encoder.layer.1.")]
+    lower = [k for k in after if k.startswith(("embeddings.", "encoder.layer.0."))]
+    assert top and lower and all(torch.equal(before[k], after[k]) for k in lower), "frozen lower groups must be bit-identical"
+    assert all(not torch.equal(before[k], after[k]) for k in top), "the top group did not meta-train"
+    ds = open_dataset(cfg)
+    support_task = r.train.few_shot.support_task
+    assert r.train.test_rows == [i for i, g in enumerate(ds.groups("test")) if g == support_task] and r.evaluation.n_test == 9
+    # the registered head is the packaged rule adapted to the support rows as the meta-trained backbone embeds them
+    pred = Predictor(r.package)
+    items = ds.inputs("test")[:3]
+    values = pred.predict(items)
+    assert all(isinstance(v, float) for v in values)
+    support_items = ds.inputs(SUPPORT)
+    mine = pred._embed(support_items)
+    pretrained = embed_all(load_backbone(f"hf:{tiny_bert}", layers=[-1], pooling="mean", max_length=32), support_items)
+    assert np.abs(mine - pretrained).max() > 1e-3  # the package embeds with its meta-trained backbone
+    xs, ys = pred.few_shot.registered_support()
+    assert np.allclose(xs, mine, atol=1e-5)
+    assert np.allclose(predict_values(pred.few_shot.regression_head(xs, ys), pred._embed(items)), values, atol=1e-5)
+    # another task's rows at predict time go through the same features
+    test_groups = ds.groups("test")
+    other = next(g for g in dict.fromkeys(test_groups) if g != support_task)
+    rows = [{"text": t, "label": v} for t, v, g in zip(ds.inputs("test"), ds.targets("test"), test_groups) if g == other][:3]
+    adapted = pred.predict(items, pred.support(json.dumps(rows)))
+    want = predict_values(pred.few_shot.regression_head(pred._embed([r["text"] for r in rows]), [r["label"] for r in rows]),
+                          pred._embed(items))
+    assert np.allclose(adapted, want, atol=1e-5) and not np.allclose(adapted, values)
 
 
 def test_the_train_result_round_trips_as_json_with_its_regression_report(tmp_path):

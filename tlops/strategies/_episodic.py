@@ -94,9 +94,6 @@ class EpisodicConfig(Strict):
         if wrong:
             fit = ", ".join(REGRESSION_BASELINES) if task == "regression" else "linear_probe, protonet0, finetune_support"
             return f"strategy.baselines {wrong} are not {task} baselines; use {fit}"
-        if task == "regression" and self.trainable:
-            return (f"strategy.trainable: {self.trainable} meta-trains backbone groups, which few-shot regression does not do yet; "
-                    "set trainable: 0 (the cached frozen features)")
         return None
 
     def fingerprint(self) -> dict:
@@ -156,6 +153,10 @@ class MamlConfig(EpisodicConfig):
         if task == "regression" and self.anil is False:
             return ("anil: false asks the inner loop to adapt the encoder too; few-shot regression adapts the head only (ANIL, "
                     "with a normalised step): remove anil: false")
+        if task == "regression" and self.inner_groups:
+            return (f"strategy.inner_groups: {self.inner_groups} asks the inner loop to adapt backbone groups; few-shot regression "
+                    "adapts the head only (its normalised step is stable for the head alone): set inner_groups: 0 (trainable: N "
+                    "still meta-trains the top N groups in the outer loop)")
         if task == "regression" and not 0 < self.inner_lr_for(task) < 2:
             return (f"strategy.inner_lr: {self.inner_lr_for(task)} is outside (0, 2): few-shot regression's inner step is normalised by the "
                     "support embeddings' squared norm and only shrinks the error below 2 (1 fits one support row exactly)")

@@ -288,13 +288,13 @@ class EpisodeBatches:
         return z[:, : ep.support.shape[1]], z[:, ep.support.shape[1]:], q.expand(len(ep.support), -1)
 
 
-class InputEpisodeBatches(EpisodeBatches):
-    """Episodes over raw inputs (`strategy.trainable` > 0): each step's rows go through the loop's backbone,
-    whose top groups train, so the outer gradient reaches them through the features. The lower, frozen
+class RawRows:
+    """Features of a split's raw rows through the loop's backbone (`strategy.trainable` > 0): each step's rows go
+    through it, whose top groups train, so the outer gradient reaches them through the features. The lower, frozen
     groups run too: the backbone contract has no "features after group k" entry point to cache them at."""
 
-    def __init__(self, backbone, items: list[str], sampler: EpisodeSampler, per_step: int):
-        self.backbone, self.sampler, self.per_step = backbone, sampler, per_step
+    def __init__(self, backbone, items: list[str]):
+        self.backbone = backbone
         self.encoded = backbone.encode(list(items))  # text: token ids once per split; files: their paths
 
     def features(self, net, rows: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -308,6 +308,14 @@ class InputEpisodeBatches(EpisodeBatches):
         from tlops.training.batching import to_device
 
         return to_device(self.backbone.collate([self.encoded[int(i)] for i in rows]), device)
+
+
+class InputEpisodeBatches(RawRows, EpisodeBatches):
+    """Episodes over raw inputs: `EpisodeBatches` whose features come from the loop's backbone (`RawRows`)."""
+
+    def __init__(self, backbone, items: list[str], sampler: EpisodeSampler, per_step: int):
+        RawRows.__init__(self, backbone, items)
+        self.sampler, self.per_step = sampler, per_step
 
 
 class EpisodicObjective(Objective):
@@ -448,10 +456,16 @@ class InputEpisodicValidation(EpisodicValidation):
     def features(self, rows: np.ndarray) -> np.ndarray:
         if self.learner.backbone_names:  # adapted per task: the episodes' rows are read raw
             return row_ids(len(self.items))
-        z = embed_rows(self.backbone, [self.items[i] for i in rows], self.batch_size)
-        out = np.zeros((len(self.items), z.shape[1]), dtype=np.float32)
-        out[rows] = z
-        return out
+        return embed_some_rows(self.backbone, self.items, rows, self.batch_size)
+
+
+def embed_some_rows(backbone, items: list[str], rows: np.ndarray, batch_size: int) -> np.ndarray:
+    """(len(items), D) features with only `rows` embedded (by the backbone as it is now; the rest zeros): what fixed
+    validation episodes read, without embedding the rows none of them uses."""
+    z = embed_rows(backbone, [items[i] for i in rows], batch_size)
+    out = np.zeros((len(items), z.shape[1]), dtype=np.float32)
+    out[rows] = z
+    return out
 
 
 def embed_rows(backbone, items: list[str], batch_size: int) -> np.ndarray:

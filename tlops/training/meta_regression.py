@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from tlops.modules.heads import ProbeHead
 from tlops.training.batching import generator
-from tlops.training.meta import Encoder, InnerRule, Params, mean_ci95
+from tlops.training.meta import Encoder, InnerRule, Params, RawRows, embed_some_rows, mean_ci95
 from tlops.training.objectives import Batch, Objective, RegressionTask
 
 EPISODE_STREAM = 7927  # separates these episode generators from the classification episodes' and the loop's
@@ -150,9 +150,23 @@ class TaskEpisodeBatches:
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(np.asarray(y_std, dtype=np.float32))
         self.sampler, self.per_step = sampler, per_step
 
-    def __call__(self, step: int, count: int, device) -> tuple[torch.Tensor, ...]:
+    def features(self, net, rows: np.ndarray, device) -> torch.Tensor:
+        return self.x[rows].to(device)
+
+    def __call__(self, net, step: int, count: int, device) -> tuple[torch.Tensor, ...]:
         ep = self.sampler.batch(step * self.per_step, count)
-        return tuple(t.to(device) for t in (self.x[ep.support], self.y[ep.support], self.x[ep.query], self.y[ep.query]))
+        z = self.features(net, np.concatenate([ep.support, ep.query], axis=1), torch.device(device))  # one pass for both
+        k = ep.support.shape[1]
+        return z[:, :k], self.y[ep.support].to(device), z[:, k:], self.y[ep.query].to(device)
+
+
+class InputTaskEpisodeBatches(RawRows, TaskEpisodeBatches):
+    """`TaskEpisodeBatches` over raw inputs (`strategy.trainable` > 0): the rows go through the loop's backbone."""
+
+    def __init__(self, backbone, items: list[str], y_std: np.ndarray, sampler: TaskEpisodeSampler, per_step: int):
+        RawRows.__init__(self, backbone, items)
+        self.y = torch.from_numpy(np.asarray(y_std, dtype=np.float32))
+        self.sampler, self.per_step = sampler, per_step
 
 
 class RegressionEpisodicObjective(Objective):
@@ -165,8 +179,9 @@ class RegressionEpisodicObjective(Objective):
         self._monitors: dict[str, float] = {}
 
     def forward(self, net, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        encoder = net.backbone.model
-        sx, sy, qx, qy = self.episodes(step, len(batch.targets), batch.targets.device)
+        # the encoder is the loop's backbone on cached features, its head when the real backbone trains below it
+        encoder = net.head if isinstance(net.head, Encoder) else net.backbone.model
+        sx, sy, qx, qy = self.episodes(net, step, len(batch.targets), batch.targets.device)
         pred = self.learner.episode_predictions(encoder, sx, sy, qx)
         loss = F.mse_loss(pred, qy)
         self._monitors = {"train_episode_mae_std": float((pred - qy).detach().abs().mean())}  # in target std's
@@ -209,12 +224,17 @@ class RegressionEpisodicValidation(RegressionTask):
         super().__init__(target.mean, target.std, selection_metric="val_episode_mae", maximize=False)
         self.learner, self.encoder, self.xv, self.yv, self.sampler, self.episodes = learner, encoder, xv, yv, sampler, episodes
 
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        """Features of val's rows (`rows`: the rows the episodes use; others may be left as zeros)."""
+        return self.xv
+
     def evaluate(self) -> dict[str, float]:
         from tlops.evaluate import regression_metrics
         from tlops.training.objectives import REGRESSION_METRICS
 
         ep = self.sampler.batch(0, self.episodes)
-        xt, yt = torch.from_numpy(self.xv), torch.from_numpy(np.asarray(self.yv, dtype=np.float64))
+        xt = torch.from_numpy(self.features(np.unique(np.concatenate([ep.support.ravel(), ep.query.ravel()]))))
+        yt = torch.from_numpy(np.asarray(self.yv, dtype=np.float64))
         pred = learner_predict(self.learner, self.encoder, self)(xt[ep.support], yt[ep.support], xt[ep.query]).numpy()
         truth = yt[ep.query].numpy()
         if not np.isfinite(pred).all():
@@ -227,6 +247,19 @@ class RegressionEpisodicValidation(RegressionTask):
 
     def metrics(self, outputs: torch.Tensor, targets: np.ndarray) -> dict[str, float]:
         return self.evaluate()
+
+
+class InputRegressionEpisodicValidation(RegressionEpisodicValidation):
+    """`RegressionEpisodicValidation` when the backbone trains: the val rows the fixed episodes use are embedded by the
+    backbone as it is at the end of the epoch (eval mode), not read from the cache."""
+
+    def __init__(self, learner: RegressionMetaLearner, encoder: Encoder, backbone, items: list[str], yv: np.ndarray,
+                 sampler: TaskEpisodeSampler, episodes: int, target: RegressionTask, batch_size: int):
+        super().__init__(learner, encoder, np.zeros((len(items), 0), dtype=np.float32), yv, sampler, episodes, target)
+        self.backbone, self.items, self.batch_size = backbone, list(items), batch_size
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        return embed_some_rows(self.backbone, self.items, rows, self.batch_size)
 
 
 def _ridge_fit(x: torch.Tensor, y: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
