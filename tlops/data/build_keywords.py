@@ -26,10 +26,13 @@ VOICES = {
 }
 
 
-def synthesise(engine: str, voice: str, speed: int, word: str, out: Path, flite_stretch: float | None = None) -> None:
-    """One WAV; `flite_stretch` slows (>1) or speeds up (<1) a flite voice (its `duration_stretch` feature)."""
+def synthesise(engine: str, voice: str, speed: int | None, word: str, out: Path, flite_stretch: float | None = None,
+               pitch: int | None = None) -> None:
+    """One WAV; `flite_stretch` slows (>1) or speeds up (<1) a flite voice (its `duration_stretch` feature); espeak-ng
+    `speed` (-s, words per minute) and `pitch` (-p, 0..99): None keeps the voice's own."""
     if engine == "espeak":
-        cmd = ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(out), word]
+        cmd = ["espeak-ng", "-v", voice, *(["-s", str(speed)] if speed is not None else []),
+               *(["-p", str(pitch)] if pitch is not None else []), "-w", str(out), word]
     else:
         stretch = ["--setf", f"duration_stretch={flite_stretch}"] if flite_stretch is not None else []
         cmd = ["flite", "-voice", voice, *stretch, "-t", word, "-o", str(out)]

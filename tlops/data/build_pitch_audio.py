@@ -20,17 +20,15 @@ clip whose bytes match one already written is dropped, so no split holds a copy 
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import typer
 
 from tlops.data.audio import read_audio, resample
-from tlops.data.build_keywords import WORDS, require_engines
-from tlops.data.build_regression_audio import trim_silence
+from tlops.data.build_keywords import require_engines, synthesise
+from tlops.data.build_regression_audio import build_clips
 from tlops.data.build_voice_shift import ACCENTS, VARIANTS
-from tlops.data.dataset import write_split_csv
 
 LEFT_OUT = ("croak", "klatt2", "m7")  # see the module docstring
 VOICES = {"train": 45, "val": 16, "test": 30}  # espeak-ng accent+variant pairs per split (of 7 x 13 = 91)
@@ -69,29 +67,10 @@ def median_f0(path: Path) -> float | None:
 
 def build(out_dir: Path) -> dict[str, int]:
     require_engines()
-    seen: set[str] = set()
-    counts = {}
-    for split, voices in voices_by_split().items():
-        rows = []
-        for voice in voices:
-            folder = out_dir / "clips" / voice.replace("+", "_")
-            folder.mkdir(parents=True, exist_ok=True)
-            for word in WORDS:
-                rel = f"clips/{folder.name}/{word}-p{setting_of(voice, word)}.wav"
-                subprocess.run(["espeak-ng", "-v", voice, "-p", str(setting_of(voice, word)), "-w", str(out_dir / rel), word],
-                               check=True, capture_output=True, timeout=60)
-                trim_silence(out_dir / rel)
-                digest = hashlib.sha256((out_dir / rel).read_bytes()).hexdigest()
-                f0 = median_f0(out_dir / rel) if digest not in seen else None
-                if f0 is None:  # a copy of another voice's clip, or too little voicing to have a pitch
-                    (out_dir / rel).unlink()
-                    continue
-                seen.add(digest)
-                rows.append((rel, f0))
-            if not any(folder.iterdir()):
-                folder.rmdir()
-        write_split_csv(out_dir / f"{split}.csv", ["path", "f0_hz"], rows)
-        counts[split] = len(rows)
+    # a clip too little voiced to have a pitch is dropped like a repeat (median_f0 gives None)
+    counts = build_clips(out_dir, voices_by_split(), lambda voice, word: f"{word}-p{setting_of(voice, word)}",
+                         lambda voice, word, path: synthesise("espeak", voice, None, word, path, pitch=setting_of(voice, word)),
+                         lambda voice, word, path: median_f0(path), "f0_hz")
     (out_dir / "dataset.yaml").write_text(
         "modality: audio\nname: espeak-voice-pitch\ntask: regression\ntarget: f0_hz\n"
         f"bounds: [{F0_RANGE[0]:g}, {F0_RANGE[1]:g}]\n"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 import typer
 
@@ -63,30 +64,41 @@ def voices_by_split() -> dict[str, list[str]]:
     return out
 
 
-def build(out_dir: Path) -> dict[str, int]:
-    require_engines()
+def build_clips(out_dir: Path, voices: dict[str, list[str]], name: Callable[[str, str], str],
+                speak: Callable[[str, str, Path], None], target: Callable[[str, str, Path], float | None], column: str) -> dict[str, int]:
+    """Each split's CSV (path, `column`) of one clip per (voice, word): `speak` writes it, it is trimmed to its speech,
+    and it is dropped when its bytes repeat an earlier clip's (some variants render alike: keep the first only) or
+    `target` has no value for it. `name(voice, word)`: the clip's file name without .wav. Rows per split."""
     seen: set[str] = set()
     counts = {}
-    for split, voices in voices_by_split().items():
+    for split, split_voices in voices.items():
         rows = []
-        for voice in voices:
+        for voice in split_voices:
             folder = out_dir / "clips" / voice.replace("+", "_")
             folder.mkdir(parents=True, exist_ok=True)
             for word in WORDS:
-                rate = rate_of(voice, word)
-                rel = f"clips/{folder.name}/{word}-{rate}.wav"
-                synthesise("espeak", voice, rate, word, out_dir / rel)
+                rel = f"clips/{folder.name}/{name(voice, word)}.wav"
+                speak(voice, word, out_dir / rel)
                 trim_silence(out_dir / rel)
                 digest = hashlib.sha256((out_dir / rel).read_bytes()).hexdigest()
-                if digest in seen:
-                    (out_dir / rel).unlink()  # a byte-identical clip of another voice: keep the first only
+                value = target(voice, word, out_dir / rel) if digest not in seen else None
+                if value is None:
+                    (out_dir / rel).unlink()
                     continue
                 seen.add(digest)
-                rows.append((rel, rate))
+                rows.append((rel, value))
             if not any(folder.iterdir()):
                 folder.rmdir()
-        write_split_csv(out_dir / f"{split}.csv", ["path", "wpm"], rows)
+        write_split_csv(out_dir / f"{split}.csv", ["path", column], rows)
         counts[split] = len(rows)
+    return counts
+
+
+def build(out_dir: Path) -> dict[str, int]:
+    require_engines()
+    counts = build_clips(out_dir, voices_by_split(), lambda voice, word: f"{word}-{rate_of(voice, word)}",
+                         lambda voice, word, path: synthesise("espeak", voice, rate_of(voice, word), word, path),
+                         lambda voice, word, path: rate_of(voice, word), "wpm")
     (out_dir / "dataset.yaml").write_text(
         "modality: audio\nname: espeak-speaking-rate\ntask: regression\ntarget: wpm\n"
         f"bounds: [{RATE_RANGE[0]}, {RATE_RANGE[1]}]\n"
