@@ -312,9 +312,25 @@ def log_dataset_inputs(client: MlflowClient, run_id: str, ds, data_md5: str) -> 
             tags["carved_from"] = "train.csv"
         inputs.append(DatasetInput(dataset=data._to_mlflow_entity(), tags=[InputTag(k, v) for k, v in tags.items()]))
         sizes[split] = len(df)
-    client.log_inputs(run_id, datasets=inputs)
+    _log_inputs_racing(client, run_id, inputs)
     client.log_batch(run_id, params=[Param(f"data.rows.{k}", str(v)) for k, v in sizes.items()])
     return sizes
+
+
+def _log_inputs_racing(client: MlflowClient, run_id: str, inputs: list) -> None:
+    """`log_inputs`, once more when a concurrent run of the same data won the race to create the dataset rows:
+    MLflow's SQL store looks a dataset up, then inserts it, so two runs logging one dataset at once can fail
+    with a unique-constraint error; on the retry the dataset exists and is reused."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(3):
+        try:
+            _log_inputs_racing(client, run_id, inputs)
+            return
+        except MlflowException as e:
+            if attempt == 2 or not any(s in str(e) for s in ("IntegrityError", "UNIQUE constraint", "unique constraint", "duplicate key")):
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def describe_version(client: MlflowClient, name: str, version: str, *, run_id: str, strategy: str, backbone: str,
