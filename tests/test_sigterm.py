@@ -40,7 +40,7 @@ def test_sigterm_during_training_closes_the_run_and_keeps_the_checkpoint(tmp_pat
         while run.poll() is None and time.time() < deadline and not ready():
             servers = servers or [c for c in psutil.Process(run.pid).children(recursive=True) if "uvicorn" in " ".join(c.cmdline())]
             time.sleep(0.5)
-        assert run.poll() is None, "the run ended before training could be interrupted"
+        assert run.poll() is None, f"the run ended before training could be interrupted:\n{run.communicate()[1][-3000:]}"
         assert servers, "the run's temporary Prefect server was never seen"
         assert list(checkpoints.rglob("step-*/manifest.json")), "no checkpoint written within the deadline"
         run.send_signal(signal.SIGTERM)
