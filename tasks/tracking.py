@@ -325,7 +325,7 @@ def _log_inputs_racing(client: MlflowClient, run_id: str, inputs: list) -> None:
 
     for attempt in range(3):
         try:
-            _log_inputs_racing(client, run_id, inputs)
+            client.log_inputs(run_id, datasets=inputs)
             return
         except MlflowException as e:
             if attempt == 2 or not any(s in str(e) for s in ("IntegrityError", "UNIQUE constraint", "unique constraint", "duplicate key")):
