@@ -50,7 +50,7 @@ demo: data
 	$(VENV)/bin/tlops run configs/text_linear_probe.yaml
 
 test: data
-	$(PY) -m pytest -q -p no:cacheprovider --timeout 900
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 --durations=25   # the slowest tests, in CI's output too
 
 test-fast: data
 	$(PY) -m pytest -q -m "not slow" --timeout 900
