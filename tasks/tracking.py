@@ -318,7 +318,7 @@ def log_dataset_inputs(client: MlflowClient, run_id: str, ds, data_md5: str) -> 
 
 
 def _log_inputs_racing(client: MlflowClient, run_id: str, inputs: list) -> None:
-    """`log_inputs`, once more when a concurrent run of the same data won the race to create the dataset rows:
+    """`log_inputs`, again (3 tries in all) when a concurrent run of the same data won the race to create the dataset rows:
     MLflow's SQL store looks a dataset up, then inserts it, so two runs logging one dataset at once can fail
     with a unique-constraint error; on the retry the dataset exists and is reused."""
     from mlflow.exceptions import MlflowException
