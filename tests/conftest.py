@@ -1,9 +1,22 @@
-"""Shared fixtures. Unit tests use a tiny random-weight BERT saved to a temp folder: it exercises the
-real Hugging Face loading code path and is NOT a pretrained model (the `slow` tests use real MiniLM)."""
+"""The suite's tiers and shared fixtures.
+
+Tiers by folder (a test's marks come from where it lives, so it cannot sit in the wrong tier by a forgotten
+decorator):
+- `tests/unit`: no server, no subprocess, tiny in-memory or temp-folder fixtures; seconds. Starting a process fails
+  the test (move it to tests/system).
+- `tests/flow`: the Prefect + MLflow flow in-process, on tiny random-weight backbones, against the session's one
+  Prefect test harness and SQLite MLflow stores; CLI commands in-process through typer's runner (`tests.cli.cli`).
+- `tests/system`: real servers, subprocesses, signals, the PostgreSQL stack, real pretrained weights, the demo data.
+`make test-fast` runs unit + flow; `make test` (CI) runs all three and prints each tier's time at the end.
+
+Unit tests use a tiny random-weight BERT saved to a temp folder: it exercises the real Hugging Face loading code
+path and is NOT a pretrained model (the system tier uses real MiniLM)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -11,12 +24,100 @@ import pytest
 from tests.helpers import make_text_dataset, make_tiny_bert
 
 # TLOPS_LOCAL_SERVER=temporary: a test's `tlops run` without PREFECT_API_URL gets a server that ends with it (nothing
-# outlives the suite); tests/test_local_server.py covers the kept server, the default.
+# outlives the suite); tests/system/test_local_server.py covers the kept server, the default.
 for _k, _v in {"TLOPS_LOCAL_SERVER": "temporary", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
                "GX_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1",
-               "TOKENIZERS_PARALLELISM": "false"}.items():
+               "TOKENIZERS_PARALLELISM": "false", "DO_NOT_TRACK": "1"}.items():
     os.environ.setdefault(_k, _v)
 
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "flow", "system")
+# fixtures that start servers or orchestration: a unit test may not use them, a flow test may not use the system's
+FLOW_FIXTURES = {"prefect_api", "registered"}
+SYSTEM_FIXTURES = {"servers", "stack"}
+
+
+def _tier(path: Path) -> str | None:
+    try:
+        rel = Path(path).resolve().relative_to(TESTS)
+    except ValueError:
+        return None
+    return rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in TIERS else None
+
+
+def pytest_configure(config):
+    for tier, what in (("unit", "no server, no subprocess; seconds (tests/unit)"),
+                       ("flow", "the flow in-process on tiny random-weight backbones (tests/flow)"),
+                       ("system", "real servers, subprocesses, signals, the stack, real weights, demo data (tests/system)")):
+        config.addinivalue_line("markers", f"{tier}: {what}")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Mark each test by its folder, refuse tests outside the tiers or using a costlier tier's fixtures, and run
+    the tiers in order (unit, flow, system): the cheap failures come first."""
+    problems = []
+    for item in items:
+        tier = _tier(item.path)
+        if tier is None:
+            problems.append(f"{item.nodeid}: tests live in tests/unit, tests/flow or tests/system")
+            continue
+        item.add_marker(getattr(pytest.mark, tier))
+        item.stash[TIER_KEY] = tier
+        used = set(getattr(item, "fixturenames", ()))
+        too_costly = (used & (FLOW_FIXTURES | SYSTEM_FIXTURES)) if tier == "unit" else (used & SYSTEM_FIXTURES) if tier == "flow" else set()
+        if too_costly:
+            problems.append(f"{item.nodeid}: a {tier} test uses {', '.join(sorted(too_costly))}; move it to the tier that starts those")
+    if problems:
+        raise pytest.UsageError("\n".join(problems))
+    items.sort(key=lambda it: TIERS.index(it.stash[TIER_KEY]))
+
+
+TIER_KEY = pytest.StashKey[str]()
+_times: dict[str, float] = defaultdict(float)
+_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+
+
+def pytest_runtest_logreport(report):
+    tier = _tier(Path(report.fspath)) if report.fspath else None
+    if tier is None:
+        return
+    _times[tier] += report.duration
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        _counts[tier]["passed" if report.passed else "skipped" if report.skipped else "failed"] += 1
+    elif report.when == "teardown" and report.failed:
+        _counts[tier]["error"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _times:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "time per tier (setup + call + teardown of its tests)")
+    for tier in TIERS:
+        if tier in _times:
+            c = _counts[tier]
+            tr.write_line(f"{tier:<7} {sum(c.values()):>4} tests  {c['passed']:>4} passed  {c['failed'] + c['error']:>3} failed  "
+                          f"{c['skipped']:>3} skipped  {_times[tier]:8.1f} s  ({_times[tier] / 60:.1f} min)")
+    total = sum(_times.values())
+    tr.write_line(f"{'all':<7} {sum(sum(c.values()) for c in _counts.values()):>4} tests{'':39}{total:8.1f} s  ({total / 60:.1f} min)")
+
+
+# ---- the unit tier starts no process ---------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _unit_tier_starts_no_process(request, monkeypatch):
+    if request.node.stash.get(TIER_KEY, None) != "unit":
+        yield
+        return
+
+    def refuse(self, args, *a, **k):
+        raise AssertionError(f"a unit test started a process ({args!r}): move it to tests/system, or test the code in-process")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    yield
+
+
+# ---- shared fixtures --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
@@ -37,3 +138,16 @@ def prefect_api():
     with prefect_test_harness(server_startup_timeout=120):
         yield PREFECT_API_URL.value()
 
+
+@pytest.fixture
+def image_dataset(tmp_path) -> Path:
+    from tests.helpers import make_image_dataset
+
+    return make_image_dataset(tmp_path / "images")
+
+
+@pytest.fixture
+def audio_dataset(tmp_path) -> Path:
+    from tests.helpers import make_audio_dataset
+
+    return make_audio_dataset(tmp_path / "audio")

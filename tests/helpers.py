@@ -12,7 +12,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from tlops.config import set_dotted
+from tlops.config import RunConfig, set_dotted
+from tlops.records import CacheTotals, FeatureSet
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -161,3 +162,132 @@ def make_tiny_wav2vec2(folder: Path) -> Path:
     return folder
 
 
+# ---- few-shot and regression data (meta, episodic, serving and regression tests) ------------------------------
+
+TEXTS = [t.format(w=w) for temps in CLASSES.values() for t in temps for w in WORDS]  # 192 distinct sentences
+
+
+def make_regression_dataset(root: Path, target=len, meta: str = "", column: str = "label", n=(120, 30, 42), rows=None) -> Path:
+    """Text -> a number (by default its length in characters); `rows` overrides train's rows."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset.yaml").write_text("modality: text\ntask: regression\n" + meta)
+    start = 0
+    for split, size in zip(("train", "val", "test"), n):
+        body = rows if split == "train" and rows is not None else [(t, target(t)) for t in TEXTS[start : start + size]]
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text", column])
+            w.writerows(body)
+        start += size
+    return root
+
+
+FEW_SHOT_WORDS = ["river", "market", "stone", "garden", "station", "hill", "harbor", "bridge", "forest", "village", "mountain", "lake",
+         "city", "field", "road", "castle", "meadow", "island", "valley", "tower", "canyon", "desert", "glacier", "temple",
+         "orchard", "quarry", "lagoon", "summit"]
+TOPICS = ["dog", "cat", "bird", "horse", "cake", "soup", "bread", "salad", "car", "train", "bicycle", "truck", "violin",
+          "drum", "guitar", "piano", "rose", "tulip", "oak", "pine"]
+
+
+def make_few_shot_text(root: Path, train_classes=10, novel=(5, 5), per_class=26, overlap: bool = False) -> Path:
+    """Templated sentences, one topic word per class: train on the first classes, val and test on others."""
+    root.mkdir(parents=True, exist_ok=True)
+    names = iter(TOPICS)
+    splits = {"train": [next(names) for _ in range(train_classes)], "val": [next(names) for _ in range(novel[0])],
+              "test": [next(names) for _ in range(novel[1])]}
+    if overlap:
+        splits["test"][0] = splits["train"][0]
+    for split, classes in splits.items():
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            for c in classes:
+                for i in range(per_class):
+                    w.writerow([f"a {c} seen near the {FEW_SHOT_WORDS[i % len(FEW_SHOT_WORDS)]} {'at dawn' if i >= len(FEW_SHOT_WORDS) else ''} ({split} {i})", c])
+    (root / "dataset.yaml").write_text("modality: text\nname: few-shot-words\n")
+    return root
+
+
+def synthetic_features(root: Path, seed: int = 0, d: int = 24, per_class: int = 30) -> FeatureSet:
+    """Classes are points in a 4-d subspace of a d-d feature space plus isotropic noise in all of it: a
+    projection that finds the subspace helps, as meta-training should discover. 30 train classes, 8 val, 8 test;
+    the support split is 5 rows per test class (disjoint rows)."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(d, 4)))[0]
+    n = {"train": 30, "val": 8, "test": 8}
+    root.mkdir(parents=True, exist_ok=True)
+    labels, first, arrays = [], 0, {}
+    for split, k in n.items():
+        centres = rng.normal(size=(k, 4)) * 1.2
+        y = np.repeat(np.arange(first, first + k), per_class)
+        x = centres[y - first] @ basis.T + rng.normal(size=(len(y), d)) * 0.6
+        arrays[split] = (x.astype(np.float32), y)
+        labels += [f"{split}-{i}" for i in range(k)]
+        first += k
+    xt, yt = arrays["test"]
+    support = np.concatenate([np.flatnonzero(yt == c)[:5] for c in np.unique(yt)])
+    rest = np.setdiff1d(np.arange(len(yt)), support)
+    arrays["support"], arrays["test"] = (xt[support], yt[support]), (xt[rest], yt[rest])
+    for split, (x, y) in arrays.items():
+        np.savez(root / f"{split}.npz", x=x, y=y)
+    return FeatureSet(dir=str(root), splits=list(arrays), labels=labels, num_features=d, identity={"synthetic": seed}, found_via="test",
+                      cache=CacheTotals(), seconds=0.0)
+
+
+def meta_config(tmp_path: Path, **strategy) -> RunConfig:
+    cfg = tiny_config(tmp_path, tmp_path / "unused-data", tmp_path / "unused-backbone",
+                      strategy={"meta_epochs": 3, "episodes_per_epoch": 40, "meta_batch": 4, "hidden": 32, "embedding_dim": 8,
+                                "meta_lr": 3e-3, "eval_shots": [1, 5], "baselines": ["protonet0"], **strategy})
+    return RunConfig.model_validate(cfg)
+
+
+def train_strategy(cfg: RunConfig, feats: FeatureSet, out: Path, callbacks=()):
+    from tlops.strategies import TrainContext, get_strategy
+
+    return get_strategy(cfg.strategy.name).train(TrainContext(cfg, feats, out, callbacks=list(callbacks)))
+
+
+def flow_run(cfg: dict):
+    """The training flow in this process (`flows.train.train_flow`), on the session's Prefect API."""
+    from flows.train import train_flow
+
+    return train_flow(cfg, progress=False)
+
+
+def finetune_strategy(**over) -> dict:
+    """A small fine-tune of the tiny backbone."""
+    return {"name": "finetune", "epochs": 3, "batch_size": 8, "head_lr": 1e-2, "backbone_lr": 1e-3, "warmup_ratio": 0.0, **over}
+
+
+def make_da_text_dataset(root: Path, unlabeled: list[str] | None = None, header: tuple[str, ...] = ("text",)) -> Path:
+    """The tiny text dataset as the source domain, plus target-domain inputs (another phrasing of the same
+    classes) in unlabeled.csv (and `unlabeled=None`: the default target rows; `[]`: header only)."""
+    make_text_dataset(root)
+    if unlabeled is None:
+        unlabeled = [f"photo caption: {t.format(w=w).upper()}" for temps in CLASSES.values() for t in temps for w in WORDS[:6]]
+    with open(root / "unlabeled.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for text in unlabeled:
+            w.writerow([text] + ["animal"] * (len(header) - 1))
+    return root
+
+
+def make_task_dataset(root: Path, tasks=(8, 3, 4), rows=(10, 10, 12), meta: str = "group: task\n", val_tasks_from_train: bool = False) -> Path:
+    """Text -> len(text) * a_t + b_t, with a scale and offset per task (a calibration each task must learn from its support)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset.yaml").write_text("modality: text\ntask: regression\n" + meta)
+    start, t = 0, 0
+    for split, n_tasks, n_rows in zip(("train", "val", "test"), tasks, rows):
+        body = []
+        for k in range(n_tasks):
+            task = t + k if not (split == "val" and val_tasks_from_train) else k
+            a, b = 1 + (task % 3), 10 * (task % 4)
+            body += [(text, f"task{task}", len(text) * a + b) for text in TEXTS[start : start + n_rows]]
+            start += n_rows
+        t += n_tasks
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "task", "label"])
+            w.writerows(body)
+    return root

@@ -1,0 +1,136 @@
+"""Operating the registry on a real MLflow store: the alias history of gate and manual moves, promote,
+rollback, their refusals, predict, `mlflow models serve`, and compare-and-set under concurrency (two
+`tlops promote` processes racing; three overlapping `tlops run`s) against a real `mlflow server`.
+
+Models are trained by the real flow on the tiny random-weight BERT fixture (a code path, not a
+pretrained model)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import flow_run, tiny_config
+from tests.servers import free_port, tlops_cli
+from tlops.errors import AliasMoveRefused, RegistryError
+
+
+
+NAME = "tiny-text"
+
+
+_cli = tlops_cli
+
+
+@pytest.fixture
+def store(tmp_path, text_dataset, tiny_bert):
+    """Three versions by the gate: v1 weak (champion first), v2 good (takes champion), v3 kept out by a margin."""
+    weak = tiny_config(tmp_path, text_dataset, tiny_bert, strategy__C=1e-6)
+    versions = [flow_run(weak), flow_run(tiny_config(tmp_path, text_dataset, tiny_bert)),
+                flow_run(tiny_config(tmp_path, text_dataset, tiny_bert, registry__margin=0.5))]
+    uri = weak["tracking"]["uri"]
+    from tasks.operate import connect
+
+    return connect(uri), uri, versions
+
+
+def test_history_records_every_gate_move_with_both_metrics(store):
+    reg, _, (v1, v2, v3) = store
+    moves = reg.history(NAME)
+    applied = [(m.alias, m.from_version, m.to_version) for m in moves if m.applied]
+    assert applied == [("challenger", None, "1"), ("champion", None, "1"), ("challenger", "1", "2"), ("champion", "1", "2"),
+                       ("challenger", "2", "3")], applied
+    assert all(m.kind == "gate" and "@" in m.actor for m in moves)
+    second = [m for m in moves if m.alias == "champion"][1]
+    assert second.source_run == v2.run_id and second.gate.champion_version == "1"
+    assert second.gate.challenger == v2.test_metrics["macro_f1"] and second.gate.champion_metric == v1.test_metrics["macro_f1"]
+    assert [m.when_ms for m in moves] == sorted(m.when_ms for m in moves)
+
+
+def test_promote_and_rollback_move_champion_and_are_recorded(store):
+    from tasks.operate import promote, rollback
+
+    reg, _, _ = store
+    move = promote(reg, NAME, "3", "manual: v3 reviewed", command="tlops promote tiny-text 3")
+    assert (move.from_version, move.to_version, move.kind) == ("2", "3", "promote") and reg.alias(NAME, "champion") == "3"
+    back = rollback(reg, NAME, "v3 misbehaves in production")
+    assert (back.from_version, back.to_version, back.kind) == ("3", "2", "rollback") and reg.alias(NAME, "champion") == "2"
+    again = rollback(reg, NAME, "go back further")  # before v2 (by the gate) came v1
+    assert again.to_version == "1" and reg.alias(NAME, "champion") == "1"
+    to = rollback(reg, NAME, "pin v3", to="3")
+    assert to.to_version == "3" and reg.alias(NAME, "champion") == "3"
+    kinds = [(m.kind, m.from_version, m.to_version) for m in reg.history(NAME) if m.alias == "champion"]
+    assert kinds[-4:] == [("promote", "2", "3"), ("rollback", "3", "2"), ("rollback", "2", "1"), ("rollback", "1", "3")]
+
+
+def test_refusals_name_the_thing_and_move_nothing(store):
+    from tasks.operate import promote
+
+    reg, uri, _ = store
+    before = reg.alias(NAME, "champion")
+    with pytest.raises(RegistryError, match=r"unknown model 'nope'; registered models: tiny-text"):
+        promote(reg, "nope", "1", "x")
+    with pytest.raises(RegistryError, match=r"model 'tiny-text' has no version '9'; its versions: 1, 2, 3"):
+        promote(reg, NAME, "9", "x")
+    with pytest.raises(RegistryError, match=r"already the champion"):
+        promote(reg, NAME, before, "x")
+    with pytest.raises(RegistryError, match=r"does not beat champion"):  # v1 is weaker than the champion v2
+        promote(reg, NAME, "1", "try", if_better=True)
+    with pytest.raises(AliasMoveRefused, match=r"champion is v2, not v1 as this move expected: it was moved by .* in between"):
+        promote(reg, NAME, "3", "stale view", expected="1")
+    client = MlflowClient(uri, registry_uri=uri)
+    for status, metric in (("FAILED", True), ("FINISHED", False)):  # a failed run's model; an unevaluated one
+        run = client.create_run(client.get_experiment_by_name("tests").experiment_id)
+        if metric is False:
+            client.log_param(run.info.run_id, "registry.metric", "macro_f1")
+        client.set_terminated(run.info.run_id, status)
+        mv = client.create_model_version(NAME, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+        with pytest.raises(RegistryError, match="is FAILED, not FINISHED" if status == "FAILED" else "has no test evaluation"):
+            promote(reg, NAME, mv.version, "x")
+    assert reg.alias(NAME, "champion") == before
+    refused = [m for m in reg.history(NAME) if not m.applied]
+    assert [m.kind for m in refused] == ["promote", "promote"] and "--if-better" in refused[0].reason
+
+
+def test_rollback_without_an_earlier_champion_is_refused(tmp_path, text_dataset, tiny_bert):
+    from tasks.operate import connect, rollback
+
+    cfg = tiny_config(tmp_path, text_dataset, tiny_bert, registry__model_name="solo")
+    flow_run(cfg)
+    reg = connect(cfg["tracking"]["uri"])
+    with pytest.raises(RegistryError, match=r"solo: the history holds no champion before v1; name the version"):
+        rollback(reg, "solo", "nothing to go back to")
+    assert reg.alias("solo", "champion") == "1"
+
+
+def test_cli_commands_print_json_and_one_line_errors(store, text_dataset):
+    _, uri, _ = store
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    ok = _cli("promote", NAME, "3", "--reason", "release 3", "--json", env=env)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert json.loads(ok.stdout.strip().splitlines()[-1])["to"] == "3"
+    hist = json.loads(_cli("history", NAME, "--json", env=env).stdout.strip().splitlines()[-1])
+    assert hist["moves"][-1]["command"] == f"tlops promote {NAME} 3 --reason release 3 --json" and hist["moves"][-1]["kind"] == "promote"
+    listed = json.loads(_cli("models", NAME, "--json", env=env).stdout.strip().splitlines()[-1])
+    assert [v["aliases"] for v in listed["versions"]] == [[], [], ["challenger", "champion"]]
+    assert all(v["strategy"] == "linear_probe" and v["test_metric"] is not None and v["data_md5"] for v in listed["versions"])
+    table = _cli("history", NAME, env=env)
+    assert table.returncode == 0 and "promote" in table.stdout and "release 3" in table.stdout
+    pred = _cli("predict", f"models:/{NAME}@champion", "a small dog that barks at the moon", "a red car parked by the sea",
+                "--proba", "--json", env=env)
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    rows = json.loads(pred.stdout.strip().splitlines()[-1])["predictions"]
+    assert len(rows) == 2 and all(r["label"] in ("animal", "food", "vehicle") for r in rows)
+    assert all(abs(sum(r["proba"].values()) - 1) < 1e-5 and max(r["proba"], key=r["proba"].get) == r["label"] for r in rows)
+    csv_pred = _cli("predict", f"models:/{NAME}/2", "--csv", str(text_dataset / "test.csv"), "--json", env=env)
+    assert len(json.loads(csv_pred.stdout.strip().splitlines()[-1])["predictions"]) == 18
+    for args, message in [(("promote", "nope", "1", "--reason", "x"), "error: unknown model 'nope'"),
+                          (("rollback", NAME, "--to", "7", "--reason", "x"), "has no version '7'"),
+                          (("predict", f"models:/{NAME}@staging", "hi"), "has no alias 'staging'"),
+                          (("history", NAME, "--tracking-uri", f"http://127.0.0.1:{free_port()}"), "is unreachable")]:
+        bad = _cli(*args, env=env, timeout=60)
+        assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr[-1500:])
+        assert len([line for line in bad.stderr.splitlines() if line.strip()]) <= 3, bad.stderr
