@@ -33,7 +33,7 @@ for _k, _v in {"TLOPS_LOCAL_SERVER": "temporary", "HF_HUB_OFFLINE": "1", "HF_HUB
 TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "flow", "system")
 # fixtures that start servers or orchestration: a unit test may not use them, a flow test may not use the system's
-FLOW_FIXTURES = {"prefect_api", "registered"}
+FLOW_FIXTURES = {"prefect_api", "zoo"}
 SYSTEM_FIXTURES = {"servers", "stack"}
 
 
@@ -151,3 +151,17 @@ def audio_dataset(tmp_path) -> Path:
     from tests.helpers import make_audio_dataset
 
     return make_audio_dataset(tmp_path / "audio")
+
+
+@pytest.fixture(scope="session")
+def zoo(tmp_path_factory, tiny_bert, prefect_api):
+    """Registered models trained once per session, each on first use (tests/zoo.py)."""
+    from tests.zoo import Zoo
+
+    return Zoo(tmp_path_factory.mktemp("zoo"), tiny_bert)
+
+
+def pytest_sessionstart(session):
+    import torch
+
+    torch.set_num_threads(1)

@@ -291,3 +291,9 @@ def make_task_dataset(root: Path, tasks=(8, 3, 4), rows=(10, 10, 12), meta: str 
             w.writerow(["text", "task", "label"])
             w.writerows(body)
     return root
+
+
+# meta-training with the top backbone group trainable (tests/unit/test_meta_backbone.py; the zoo's inner-groups model)
+STRATEGY_INNER_GROUPS = {"meta_epochs": 2, "episodes_per_epoch": 8, "meta_batch": 2, "shots": 2, "queries": 3, "hidden": 16,
+                         "embedding_dim": 8, "val_episodes": 10, "eval_shots": [1], "baselines": [], "trainable": 1,
+                         "backbone_lr": 3e-3, "meta_lr": 3e-3}

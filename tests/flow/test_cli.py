@@ -1,4 +1,5 @@
-"""The command line's own surface: --version, and data errors that fail fast."""
+"""The command line in-process (typer's runner): data errors that fail fast, the flow's reuse of the CLI's data check, and
+`tlops evaluate` on a registered model."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import tiny_config
-from tests.servers import tlops_cli
+from tests.cli import cli
 
 
 def test_a_data_error_fails_fast_before_any_server_and_is_recorded(tmp_path, text_dataset, tiny_bert):
@@ -22,7 +23,7 @@ def test_a_data_error_fails_fast_before_any_server_and_is_recorded(tmp_path, tex
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    out = tlops_cli("run", str(tmp_path / "c.yaml"), env=env)
+    out = cli("run", str(tmp_path / "c.yaml"), env=env)
     assert out.returncode == 1, out.stderr
     assert out.stderr.startswith("error:") and "train.csv line 4" in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.splitlines()) < 15, out.stderr
@@ -49,16 +50,10 @@ def test_the_flow_reuses_the_cli_check_only_for_the_same_data(tmp_path, text_dat
     assert changed.dataset != "checked by the CLI" and changed.success and changed.checks  # validated again
 
 
-def test_evaluate_scores_a_registered_model_on_labelled_data(tmp_path, text_dataset, tiny_bert, prefect_api):
-    cfg = tiny_config(tmp_path, text_dataset, tiny_bert)
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    uri = cfg["tracking"]["uri"]
-    run = tlops_cli("run", str(tmp_path / "c.yaml"), "--json", env={**os.environ, "PREFECT_API_URL": prefect_api}, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    logged = json.loads(run.stdout.strip().splitlines()[-1])["test_metrics"]
-
-    out = tlops_cli("evaluate", "models:/tiny-text@champion", "--data", str(text_dataset), "--out", str(tmp_path / "eval"),
-                    "--json", "--tracking-uri", uri)
+def test_evaluate_scores_a_registered_model_on_labelled_data(tmp_path, zoo):
+    reg = zoo.text
+    logged = reg.results[1].test_metrics  # v2, the champion, scored on this test split by its run
+    out = cli("evaluate", reg.model_uri(), "--data", str(reg.data), "--out", str(tmp_path / "eval"), "--json", "--tracking-uri", reg.uri)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["rows"] == 18 and report["metrics"] == logged  # the test split again: the run's own numbers
@@ -67,5 +62,5 @@ def test_evaluate_scores_a_registered_model_on_labelled_data(tmp_path, text_data
 
     no_labels = tmp_path / "texts.csv"
     no_labels.write_text("text\na red car\n")
-    bad = tlops_cli("evaluate", "models:/tiny-text@champion", "--data", str(no_labels), "--tracking-uri", uri)
+    bad = cli("evaluate", reg.model_uri(), "--data", str(no_labels), "--tracking-uri", reg.uri)
     assert bad.returncode == 1 and "has no 'label' column" in bad.stderr

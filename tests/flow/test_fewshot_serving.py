@@ -1,9 +1,9 @@
 """Few-shot serving (issue 12): a registered meta-transfer model adapts to a support set given at predict time
-(new classes, no retraining, no new version), through `mlflow.pyfunc.load_model` in a fresh process and
-through `tlops predict --support`; bad support sets and bad inputs (issue 14: blank, NUL) give one clear line.
+(new classes, no retraining, no new version), through `tlops predict --support` (a fresh process:
+tests/system/test_fresh_process.py); bad support sets and bad inputs (issue 14: blank, NUL) give one clear line.
 
-The model is meta-trained on the tiny random-weight BERT (a code path, NOT a pretrained model) by the core
-pipeline, then logged and registered by the pipeline's own register task (`register_task.fn`, no Prefect)."""
+The model is the zoo's Meta-SGD model (tests/zoo.py), meta-trained on the tiny random-weight BERT (a code path, NOT
+a pretrained model) by the core pipeline, then logged and registered by the pipeline's own register task."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import make_few_shot_text, tiny_config
-from tests.servers import tlops_cli
+from tests.helpers import tiny_config
+from tests.cli import cli
 from tlops.config import RunConfig
 from tlops.errors import DataError
 
@@ -37,35 +37,11 @@ def _support_rows(shots: int = 3) -> list[dict]:
 QUERIES = [(f"a {w} seen near the {p}", label) for label, w in NEW.items() for p in PLACES[3:]]
 
 
-@pytest.fixture(scope="module")
-def registered(tmp_path_factory, tiny_bert):
-    """(config, core result, tracking uri, the work dir) of one meta_sgd model registered as NAME@champion."""
-    from mlflow.tracking import MlflowClient
-
-    from tasks.register import register_task
-    from tasks.tracking import setup
-    from tlops.pipeline import run_core
-
-    tmp = tmp_path_factory.mktemp("fewshot-serving")
-    data = make_few_shot_text(tmp / "data")
-    cfg = RunConfig.model_validate(tiny_config(
-        tmp, data, tiny_bert, registry__model_name=NAME,
-        strategy={"name": "meta_sgd", "meta_epochs": 2, "episodes_per_epoch": 16, "hidden": 16, "embedding_dim": 8, "shots": 2,
-                  "queries": 5, "eval_shots": [1], "inner_lr": 0.05, "inner_steps": 2, "baselines": []}))
-    core = run_core(cfg, tmp / "work")
-    client, exp = setup(cfg)
-    run_id = client.create_run(exp).info.run_id
-    reg = register_task.fn(cfg, run_id, core.features, core.train, core.evaluation.metrics, str(tmp / "work" / "registered"))
-    MlflowClient(cfg.tracking.uri).set_terminated(run_id)
-    assert reg.version == "1" and "champion" in reg.aliases, reg
-    return cfg, core, cfg.tracking.uri, tmp
-
-
-def test_the_package_holds_what_adapting_needs_and_reproduces_the_registered_head(registered):
+def test_the_package_holds_what_adapting_needs_and_reproduces_the_registered_head(zoo):
     """Re-adapting to the packaged support set from the packaged encoder + alphas gives the registered head."""
     from tlops.package import Predictor
 
-    _, core, _, _ = registered
+    core = zoo.fewshot.results[0]
     p = Predictor(core.package)
     few = p.meta["few_shot"]
     assert few["algorithm"] == "meta_sgd" and few["inner_steps"] == 2 and few["support_labels"] == p.labels
@@ -87,18 +63,18 @@ def _write_support_csv(path, rows) -> None:
         w.writerows(rows)
 
 
-def test_tlops_predict_with_a_support_csv(registered):
+def test_tlops_predict_with_a_support_csv(zoo, tmp_path):
     from tlops.support_set import support_rows_from_csv
 
-    _, _, uri, tmp = registered
+    uri, tmp = zoo.fewshot.uri, tmp_path
     good, bad = tmp / "support.csv", tmp / "bad-support.csv"
     _write_support_csv(good, _support_rows())
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    ok = tlops_cli("predict", f"models:/{NAME}@champion", *[q for q, _ in QUERIES[:3]], "--support", str(good), "--proba", "--json", env=env)
+    ok = cli("predict", f"models:/{NAME}@champion", *[q for q, _ in QUERIES[:3]], "--support", str(good), "--proba", "--json", env=env)
     assert ok.returncode == 0, ok.stderr[-2000:]
     rows = json.loads(ok.stdout.strip().splitlines()[-1])["predictions"]
     assert [r["label"] for r in rows] == [label for _, label in QUERIES[:3]] and set(rows[0]["proba"]) == set(NEW)
-    # the command reads the CSV with this function before loading the model (in-process here: a CLI start costs ~10 s)
+    # the command reads the CSV with this function before loading the model 
     _write_support_csv(bad, _support_rows()[:4] + [{"text": "a lantern\nnear the sea", "label": "lantern"}, {"text": "", "label": "lantern"}])
     with pytest.raises(DataError, match=f"{bad} line 8 is empty or only whitespace"):  # the quoted row spans lines 6-7
         support_rows_from_csv(bad)

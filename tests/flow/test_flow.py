@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import html
 import json
-import subprocess
-import sys
+import os
 
 import mlflow
 import pandas as pd
@@ -16,7 +15,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import REPO, flow_run, tiny_config
+from tests.cli import cli
+from tests.helpers import flow_run, tiny_config
 from tlops.errors import BackboneError, ValidationFailed
 
 
@@ -104,13 +104,25 @@ def test_cli_json_and_bad_config(tmp_path, text_dataset, tiny_bert, prefect_api)
 
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(yaml.safe_dump(tiny_config(tmp_path, text_dataset, tiny_bert)))
-    env = {**__import__("os").environ, "PREFECT_API_URL": prefect_api}
-    ok = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg_file), "--set", "strategy.head=mlp", "--set", "strategy.epochs=3", "--json"],
-                        capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    ok = cli("run", str(cfg_file), "--set", "strategy.head=mlp", "--set", "strategy.epochs=3", "--json", env=env)
     assert ok.returncode == 0, ok.stderr[-3000:]
     result = json.loads(ok.stdout.strip().splitlines()[-1])
     assert result["model_name"] == "tiny-text" and result["version"] == "1" and "champion" in result["aliases"]
     assert set(result["test_metrics"]) == {"accuracy", "macro_f1"} and result["cache"]["misses"] == 72
-    bad = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg_file), "--set", "strategy.hed=mlp"],
-                         capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    bad = cli("run", str(cfg_file), "--set", "strategy.hed=mlp", env=env)
     assert bad.returncode == 2 and "strategy.hed" in bad.stderr and "unknown key" in bad.stderr
+
+
+def test_the_registered_model_gives_what_its_run_measured(zoo):
+    """The served model gives what the run measured: the pyfunc's test predictions match the run's metric (the zoo's
+    MLP head, v3; tests/system/test_fresh_process.py loads it in a fresh process)."""
+    from tlops.evaluate import classification_metrics
+
+    reg = zoo.text
+    mlflow.set_tracking_uri(reg.uri)
+    mlflow.set_registry_uri(reg.uri)
+    test = pd.read_csv(reg.data / "test.csv")
+    model = mlflow.pyfunc.load_model(reg.model_uri("3"))
+    got = classification_metrics(test["label"].tolist(), model.predict(test["text"].tolist()), ["animal", "food", "vehicle"])
+    assert got["macro_f1"] == pytest.approx(reg.results[2].test_metrics["macro_f1"], abs=1e-9)

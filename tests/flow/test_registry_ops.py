@@ -1,9 +1,10 @@
 """Operating the registry on a real MLflow store: the alias history of gate and manual moves, promote,
-rollback, their refusals, predict, `mlflow models serve`, and compare-and-set under concurrency (two
-`tlops promote` processes racing; three overlapping `tlops run`s) against a real `mlflow server`.
+rollback, their refusals, and the registry commands' JSON and one-line errors (in-process). Served over HTTP:
+tests/system/test_serving.py; compare-and-set under concurrency against a real `mlflow server`:
+tests/system/test_registry_ops.py.
 
-Models are trained by the real flow on the tiny random-weight BERT fixture (a code path, not a
-pretrained model)."""
+The store is the zoo's tiny-text (v1 weak, v2 good, v3 kept out by a margin; the real flow on the tiny
+random-weight BERT fixture, a code path, not a pretrained model), copied for each test that moves aliases."""
 
 from __future__ import annotations
 
@@ -13,28 +14,22 @@ import os
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.cli import cli
 from tests.helpers import flow_run, tiny_config
-from tests.servers import free_port, tlops_cli
+from tests.servers import free_port
 from tlops.errors import AliasMoveRefused, RegistryError
-
-
 
 NAME = "tiny-text"
 
 
-_cli = tlops_cli
-
-
 @pytest.fixture
-def store(tmp_path, text_dataset, tiny_bert):
-    """Three versions by the gate: v1 weak (champion first), v2 good (takes champion), v3 kept out by a margin."""
-    weak = tiny_config(tmp_path, text_dataset, tiny_bert, strategy__C=1e-6)
-    versions = [flow_run(weak), flow_run(tiny_config(tmp_path, text_dataset, tiny_bert)),
-                flow_run(tiny_config(tmp_path, text_dataset, tiny_bert, registry__margin=0.5))]
-    uri = weak["tracking"]["uri"]
+def store(zoo, tmp_path):
+    """The zoo's three versions by the gate, in a copy of its registry: v1 weak (champion first), v2 good (takes
+    champion), v3 kept out by a margin."""
     from tasks.operate import connect
 
-    return connect(uri), uri, versions
+    uri = zoo.text.copy_store(tmp_path)
+    return connect(uri), uri, zoo.text.results
 
 
 def test_history_records_every_gate_move_with_both_metrics(store):
@@ -106,31 +101,31 @@ def test_rollback_without_an_earlier_champion_is_refused(tmp_path, text_dataset,
     assert reg.alias("solo", "champion") == "1"
 
 
-def test_cli_commands_print_json_and_one_line_errors(store, text_dataset):
+def test_cli_commands_print_json_and_one_line_errors(store, zoo):
     _, uri, _ = store
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    ok = _cli("promote", NAME, "3", "--reason", "release 3", "--json", env=env)
+    ok = cli("promote", NAME, "3", "--reason", "release 3", "--json", env=env)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert json.loads(ok.stdout.strip().splitlines()[-1])["to"] == "3"
-    hist = json.loads(_cli("history", NAME, "--json", env=env).stdout.strip().splitlines()[-1])
+    hist = json.loads(cli("history", NAME, "--json", env=env).stdout.strip().splitlines()[-1])
     assert hist["moves"][-1]["command"] == f"tlops promote {NAME} 3 --reason release 3 --json" and hist["moves"][-1]["kind"] == "promote"
-    listed = json.loads(_cli("models", NAME, "--json", env=env).stdout.strip().splitlines()[-1])
+    listed = json.loads(cli("models", NAME, "--json", env=env).stdout.strip().splitlines()[-1])
     assert [v["aliases"] for v in listed["versions"]] == [[], [], ["challenger", "champion"]]
     assert all(v["strategy"] == "linear_probe" and v["test_metric"] is not None and v["data_md5"] for v in listed["versions"])
-    table = _cli("history", NAME, env=env)
+    table = cli("history", NAME, env=env)
     assert table.returncode == 0 and "promote" in table.stdout and "release 3" in table.stdout
-    pred = _cli("predict", f"models:/{NAME}@champion", "a small dog that barks at the moon", "a red car parked by the sea",
+    pred = cli("predict", f"models:/{NAME}@champion", "a small dog that barks at the moon", "a red car parked by the sea",
                 "--proba", "--json", env=env)
     assert pred.returncode == 0, pred.stderr[-2000:]
     rows = json.loads(pred.stdout.strip().splitlines()[-1])["predictions"]
     assert len(rows) == 2 and all(r["label"] in ("animal", "food", "vehicle") for r in rows)
     assert all(abs(sum(r["proba"].values()) - 1) < 1e-5 and max(r["proba"], key=r["proba"].get) == r["label"] for r in rows)
-    csv_pred = _cli("predict", f"models:/{NAME}/2", "--csv", str(text_dataset / "test.csv"), "--json", env=env)
+    csv_pred = cli("predict", f"models:/{NAME}/2", "--csv", str(zoo.text.data / "test.csv"), "--json", env=env)
     assert len(json.loads(csv_pred.stdout.strip().splitlines()[-1])["predictions"]) == 18
     for args, message in [(("promote", "nope", "1", "--reason", "x"), "error: unknown model 'nope'"),
                           (("rollback", NAME, "--to", "7", "--reason", "x"), "has no version '7'"),
                           (("predict", f"models:/{NAME}@staging", "hi"), "has no alias 'staging'"),
                           (("history", NAME, "--tracking-uri", f"http://127.0.0.1:{free_port()}"), "is unreachable")]:
-        bad = _cli(*args, env=env, timeout=60)
+        bad = cli(*args, env=env)
         assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr[-1500:])
         assert len([line for line in bad.stderr.splitlines() if line.strip()]) <= 3, bad.stderr

@@ -1,6 +1,5 @@
-"""Operating the registry on a real MLflow store: the alias history of gate and manual moves, promote,
-rollback, their refusals, predict, `mlflow models serve`, and compare-and-set under concurrency (two
-`tlops promote` processes racing; three overlapping `tlops run`s) against a real `mlflow server`.
+"""Compare-and-set under concurrency (two `tlops promote` processes racing; three overlapping `tlops run`s) against a
+real `mlflow server` (the registry operations themselves: tests/flow/test_registry_ops.py).
 
 Models are trained by the real flow on the tiny random-weight BERT fixture (a code path, not a
 pretrained model)."""
@@ -17,25 +16,12 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.flow.test_registry_ops import NAME, store  # noqa: F401 (fixtures used by name)
+from tests.flow.test_registry_ops import NAME
 from tests.helpers import REPO, tiny_config
-from tests.servers import Services, invocations, serve_model, start_mlflow_server
+from tests.servers import Services, start_mlflow_server
 from tlops.aliases import as_row
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-
-
-def test_registered_model_serves_over_http(store, tmp_path):
-    _, uri, _ = store
-    svc = Services(tmp_path)
-    try:
-        url = serve_model(svc, f"models:/{NAME}@champion", uri)
-        labels = invocations(url, {"inputs": ["a small dog that barks at the moon", "a sweet cake baked with the river"]})
-        assert labels == ["animal", "food"], labels
-        proba = invocations(url, {"inputs": ["a red car parked by the road"], "params": {"proba": True}})
-        assert set(proba[0]) == {"animal", "food", "vehicle"} and max(proba[0], key=proba[0].get) == "vehicle", proba
-    finally:
-        svc.stop()
 
 
 def test_racing_promotes_one_wins_and_overlapping_runs_keep_the_best_champion(tmp_path, text_dataset, tiny_bert, prefect_api):

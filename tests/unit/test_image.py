@@ -96,10 +96,10 @@ def test_hf_image_code_path_and_package_round_trip(tmp_path, image_dataset):
     assert pred.predict(paths) == expected
 
 
-@pytest.mark.parametrize("zoo", ["timm", "torchvision"])
-def test_timm_and_torchvision_code_paths(tmp_path, image_dataset, zoo):
+@pytest.mark.parametrize("library", ["timm", "torchvision"])
+def test_timm_and_torchvision_code_paths(tmp_path, image_dataset, library):
     """Random-weight resnet18 checkpoints written here (code-path fixtures, not pretrained models),
-    loaded through `<zoo>:resnet18@file`; features, groups, package round trip."""
+    loaded through `<library>:resnet18@file`; features, groups, package round trip."""
     from safetensors.torch import save_file
 
     from tlops.features import embed_all
@@ -107,7 +107,7 @@ def test_timm_and_torchvision_code_paths(tmp_path, image_dataset, zoo):
     from tlops.package import Predictor, save_package
 
     torch.manual_seed(0)
-    if zoo == "timm":
+    if library == "timm":
         import timm
 
         net = timm.create_model("resnet18", pretrained=False)
@@ -115,9 +115,9 @@ def test_timm_and_torchvision_code_paths(tmp_path, image_dataset, zoo):
         import torchvision
 
         net = torchvision.models.resnet18(weights=None)
-    ckpt = tmp_path / f"{zoo}-resnet18.safetensors"
+    ckpt = tmp_path / f"{library}-resnet18.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(ckpt))
-    b = load_backbone(f"{zoo}:resnet18@{ckpt}", image_size=32)
+    b = load_backbone(f"{library}:resnet18@{ckpt}", image_size=32)
     assert b.num_features == 512 and b.identity()["weights_sha256"][ckpt.name]
     paths = load_dataset(image_dataset).inputs("test")[:4]
     x = embed_all(b, paths, batch_size=2)

@@ -16,13 +16,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import TOPICS, make_few_shot_text, tiny_config
+from tests.helpers import STRATEGY_INNER_GROUPS, TOPICS, make_few_shot_text, tiny_config
 from tlops.config import RunConfig
 from tlops.strategies import TrainContext, get_strategy
 
-STRATEGY = {"meta_epochs": 2, "episodes_per_epoch": 8, "meta_batch": 2, "shots": 2, "queries": 3, "hidden": 16,
-            "embedding_dim": 8, "val_episodes": 10, "eval_shots": [1], "baselines": [], "trainable": 1,
-            "backbone_lr": 3e-3, "meta_lr": 3e-3}
+STRATEGY = STRATEGY_INNER_GROUPS
 
 
 TEXTS = ["a dog seen near the river", "a rose seen near the lake", "a piano seen near the city"]
