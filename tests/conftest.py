@@ -78,7 +78,8 @@ _counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
 
 
 def pytest_runtest_logreport(report):
-    tier = _tier(Path(report.fspath)) if report.fspath else None
+    parts = report.nodeid.split("::")[0].split("/")  # rootdir-relative: not moved by a test that changed directory
+    tier = parts[1] if len(parts) > 2 and parts[0] == "tests" and parts[1] in TIERS else None
     if tier is None:
         return
     _times[tier] += report.duration
@@ -162,6 +163,28 @@ def zoo(tmp_path_factory, tiny_bert, prefect_api):
 
 
 def pytest_sessionstart(session):
+    import platform
+
     import torch
 
+    # the tiny models here gain nothing from intra-op threads, and on 2 busy cores their spin-waits cost up to ~7x
+    # (measured on the meta-learning tests); processes the tests start keep torch's default
     torch.set_num_threads(1)
+    platform.processor()  # runs `uname -p` once and caches it (MLflow asks on import): not a process a unit test started
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_stay_the_tests():
+    """MLflow's set_tracking_uri/set_registry_uri (called by the flow and the registry commands in-process) also export
+    MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI for child processes: without this, a later test's subprocess (a fresh
+    process, `mlflow models serve`) would inherit the store of whichever test ran before it."""
+    import mlflow
+
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {k: os.environ.get(k) for k in keys}
+    tracking, registry = mlflow.tracking._tracking_service.utils._tracking_uri, mlflow.tracking._model_registry.utils._registry_uri
+    yield
+    for k, v in saved.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    mlflow.tracking._tracking_service.utils._tracking_uri = tracking
+    mlflow.tracking._model_registry.utils._registry_uri = registry

@@ -1,7 +1,8 @@
 """`tlops audit`: a registered version re-run from its lineage (its commit in a git worktree, its data
 version, its config) and compared. Training runs here come from a scratch git repository holding a
 committed copy of this checkout's code, as a user's project would: the recorded commit is clean and
-real. Models are probes and fine-tunes of the tiny random-weight BERT (code path, not pretrained)."""
+real. Models are probes and fine-tunes of the tiny random-weight BERT (code path, not pretrained). The verdicts on
+recorded evidence (dirty tree, data restored from the DVC cache or gone, tolerances): tests/unit/test_audit.py."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from tests.cli import cli
 from tests.helpers import REPO, tiny_config
-from tests.servers import tlops_cli
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -89,7 +90,7 @@ def test_tampered_weights_fail_the_integrity_check(tmp_path, text_dataset, tiny_
     data[-3] ^= 0xFF
     head.chmod(0o644)
     head.write_bytes(bytes(data))
-    out = tlops_cli("audit", "models:/tampered/1", "--repo", str(project), "--json", "--tracking-uri", cfg["tracking"]["uri"])
+    out = cli("audit", "models:/tampered/1", "--repo", str(project), "--json", "--tracking-uri", cfg["tracking"]["uri"])
     assert out.returncode == 1, out.stderr[-2000:]  # exit 0 only on pass
     report = json.loads(out.stdout.strip().splitlines()[-1])
     failed = [c for c in report["checks"] if c["passed"] is False]
@@ -97,7 +98,7 @@ def test_tampered_weights_fail_the_integrity_check(tmp_path, text_dataset, tiny_
     assert report["checks"][-1]["passed"] is None  # nothing re-run on a tampered model
     assert MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"]).get_model_version("tampered", "1").tags["tlops.audit"] == "failed"
     # loading a pyfunc model runs its code: predict refuses the tampered files before MLflow loads anything
-    refused = tlops_cli("predict", "models:/tampered/1", "a dog", "--tracking-uri", cfg["tracking"]["uri"])
+    refused = cli("predict", "models:/tampered/1", "a dog", "--tracking-uri", cfg["tracking"]["uri"])
     assert refused.returncode == 1 and "refusing to load tampered v1" in refused.stderr, refused.stderr[-2000:]
     assert "head.safetensors" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr[-2000:]
     # the model's own code is what loading runs: with the package restored, an edited pyfunc file is refused too
@@ -106,38 +107,26 @@ def test_tampered_weights_fail_the_integrity_check(tmp_path, text_dataset, tiny_
     (code,) = (tmp_path / "mlruns").rglob("pyfunc_model.py")  # the logged model's own copy, beside MLmodel
     code.chmod(0o644)
     code.write_text(code.read_text() + "\nraise SystemExit('code that was never registered ran')\n")
-    refused = tlops_cli("predict", "models:/tampered/1", "a dog", "--tracking-uri", cfg["tracking"]["uri"])
+    refused = cli("predict", "models:/tampered/1", "a dog", "--tracking-uri", cfg["tracking"]["uri"])
     assert refused.returncode == 1 and "code files differ from what was registered: pyfunc_model.py" in refused.stderr, refused.stderr[-2000:]
     assert "never registered ran" not in refused.stderr + refused.stdout
 
 
-def test_a_dirty_tree_run_is_not_reproducible(tmp_path, text_dataset, tiny_bert, project, prefect_api):
+def test_git_state_is_recorded_clean_or_dirty(project):
+    """What the code check reads: the commit and whether the tree had uncommitted changes (a dirty tree's run is not
+    reproducible: the verdict on that evidence is tests/unit/test_audit.py)."""
+    from tlops.repro import git_commit
+
+    clean = git_commit(project)
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
     marker = project / "tlops" / "__init__.py"
     original = marker.read_text()
     try:
         marker.write_text(original + "# an uncommitted change\n")
-        cfg = tiny_config(tmp_path, text_dataset, tiny_bert, registry__model_name="dirty")
-        _train(project, cfg, prefect_api)
+        assert git_commit(project) == {"commit": clean["commit"], "dirty": True}
     finally:
         marker.write_text(original)
-    report, _ = _audit(project, cfg["tracking"]["uri"], "models:/dirty/1")
-    (code,) = [c for c in report.checks if c.name == "code"]
-    assert not report.passed and code.passed is False and "dirty working tree" in code.detail
-
-
-def test_changed_data_is_restored_from_the_dvc_cache_and_fails_once_that_version_is_gone(tmp_path, text_dataset, tiny_bert, project,
-                                                                                            prefect_api):
-    cfg = tiny_config(tmp_path, text_dataset, tiny_bert, registry__model_name="data")
-    _train(project, cfg, prefect_api)
-    with open(text_dataset / "test.csv", "a") as f:
-        f.write("a new kind of sentence about the harbor,vehicle\n")  # the data moved on after training
-    report, _ = _audit(project, cfg["tracking"]["uri"], "models:/data/1")
-    (data,) = [c for c in report.checks if c.name == "data"]
-    assert report.passed and "restored from the DVC cache" in data.detail, [c.model_dump() for c in report.checks]
-    shutil.rmtree(cfg["data"]["dvc_cache"])
-    report, _ = _audit(project, cfg["tracking"]["uri"], "models:/data/1")
-    (data,) = [c for c in report.checks if c.name == "data"]
-    assert not report.passed and data.passed is False and "not in the DVC cache" in data.detail
+    assert git_commit(project.parent)["commit"] is None  # not a git checkout: no commit to reproduce from
 
 
 def test_stored_data_versions_are_real_dvc_objects(tmp_path, text_dataset):
