@@ -223,21 +223,28 @@ up() {
 }
 
 down() {
-  local i service pid
+  # every service but PostgreSQL is asked to stop at once (the wait is the slowest one's, not the sum: a server busy
+  # with a request can take its 20 s), the worker first; PostgreSQL goes last, once nothing uses it
+  local i service pid stopping=()
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do
     service=${SERVICES[$i]}
+    [ "$service" = postgres ] && continue
     running "$service" || continue
-    if [ "$service" = postgres ]; then
-      as_postgres "$PG_BIN/pg_ctl" -D "$STATE/pgdata" -m fast -w stop >/dev/null
-    else
-      pid=$(cat "$(pid_file "$service")")
-      kill -TERM -- "-$pid" 2>/dev/null || true
-      for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-      kill -KILL -- "-$pid" 2>/dev/null || true
-      rm -f "$(pid_file "$service")"
-    fi
+    pid=$(cat "$(pid_file "$service")")
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    stopping+=("$service:$pid")
+  done
+  for entry in "${stopping[@]}"; do
+    service=${entry%%:*} pid=${entry#*:}
+    for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$(pid_file "$service")"
     echo "$service: stopped"
   done
+  if running postgres; then
+    as_postgres "$PG_BIN/pg_ctl" -D "$STATE/pgdata" -m fast -w stop >/dev/null
+    echo "postgres: stopped"
+  fi
 }
 
 status() {

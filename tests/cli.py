@@ -26,6 +26,26 @@ def _cwd(path: Path):
         os.chdir(old)
 
 
+@contextmanager
+def _prefect_settings(changes: dict):
+    """Prefect reads its settings once per process: PREFECT_* values the command's environment sets or changes (the
+    stack's API URL and auth string) are applied as Prefect settings for the command, as a fresh process would read them."""
+    import prefect.settings
+
+    def setting(key: str):
+        try:
+            return getattr(prefect.settings, key)
+        except AttributeError:  # not a Prefect setting (e.g. PREFECT_HOME's relatives a test invents)
+            return None
+
+    updates = {setting(k): v for k, v in changes.items() if k.startswith("PREFECT_") and v is not None and setting(k) is not None}
+    if not updates:
+        yield
+        return
+    with prefect.settings.temporary_settings(updates=updates):
+        yield
+
+
 def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `tlops ARGS` in-process; `env` is the whole environment of the command (as for a subprocess: variables
     absent from it are unset while it runs). Returns what `subprocess.run(..., capture_output=True, text=True)`
@@ -40,7 +60,7 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
         changes.update({k: None for k in os.environ if k not in env})
     hook, argv = sys.excepthook, sys.argv
     sys.argv = ["tlops", *args]  # what the history records as the command
-    with _cwd(cwd or REPO):
+    with _cwd(cwd or REPO), _prefect_settings(changes or {}):
         try:
             result = CliRunner().invoke(cli_module.app, list(args), env=changes)
         finally:

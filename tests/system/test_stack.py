@@ -22,7 +22,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import REPO, tiny_config
-from tests.servers import BIN, STACK, NativeStack, tlops_cli
+from tests.cli import cli
+from tests.servers import BIN, STACK, NativeStack
 from tlops.secrets import is_secret_name
 
 DOCKER = REPO / "docker"
@@ -201,7 +202,7 @@ def test_gpu_pool_templates_create_pools_that_request_gpus(stack):
     assert container.image == "tlops-worker-gpu"
 
 
-async def _active_train_runs(api: str) -> list:
+async def _active_train_runs(api: str, states: tuple[str, ...] = ("PENDING", "RUNNING")) -> list:
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
@@ -209,7 +210,7 @@ async def _active_train_runs(api: str) -> list:
     async with PrefectClient(api, auth_string=os.environ.get("PREFECT_API_AUTH_STRING")) as client:
         return await client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["tlops-train"])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING]))))
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType[s] for s in states]))))
 
 
 def _versions(client: MlflowClient, name: str) -> list:
@@ -228,34 +229,50 @@ def _wait(predicate, timeout: float, what: str, logs) -> None:
     raise AssertionError(f"timed out waiting for {what}:\n{logs()}")
 
 
+async def _completed_watch_runs(api: str) -> int:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    async with PrefectClient(api, auth_string=os.environ.get("PREFECT_API_AUTH_STRING")) as client:
+        return len(await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["tlops-watch"])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED])))))
+
+
 def test_schedule_runs_on_the_worker_and_a_data_change_retrains_once(stack, tmp_path, text_dataset, tiny_bert):
+    """The commands run in-process (typer's runner; the stack's API URL and auth string applied as Prefect settings):
+    what runs on the stack's worker is the subject here, not the command's process."""
     env, pool = stack.env, "tlops-cpu"
+    api = env["PREFECT_API_URL"]
     cfg = tiny_config(tmp_path, text_dataset, tiny_bert, registry__model_name="sched", tracking__uri=stack.mlflow,
                       tracking__experiment="sched")
     (tmp_path / "sched.yaml").write_text(yaml.safe_dump(cfg))
     client = MlflowClient(stack.mlflow, registry_uri=stack.mlflow)
     logs = lambda: stack.log("worker-cpu")  # noqa: E731
+    watch_ticks = lambda: asyncio.run(_completed_watch_runs(api))  # noqa: E731
 
     # a schedule with a short interval: its first run goes through the stack's worker and registers v1
-    out = tlops_cli("schedule", str(tmp_path / "sched.yaml"), "--interval", "30", "--pool", pool, "--watch-every", "0",
-                    "--name", "every-30s", "--json", env=env)
+    out = cli("schedule", str(tmp_path / "sched.yaml"), "--interval", "10", "--pool", pool, "--watch-every", "0",
+              "--name", "every-10s", "--json", env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert set(json.loads(out.stdout.strip().splitlines()[-1])["deployments"]) == {"train"}
-    # removed once its first run is on the worker (not after it registers: on a slow machine a run outlasts
-    # several 30 s ticks, and the runs they start slow each other down)
-    _wait(lambda: asyncio.run(_active_train_runs(env["PREFECT_API_URL"])), 300, "the first scheduled run to start", logs)
-    assert tlops_cli("schedule", "rm", "every-30s", env=env).returncode == 0
+    # removed once its first run is running on the worker (not after it registers: on a slow machine a run outlasts
+    # several ticks, and the runs they start slow each other down; not while it is only PENDING: removing the
+    # deployment then takes the run with it)
+    _wait(lambda: asyncio.run(_active_train_runs(api, ("RUNNING",))), 300, "the first scheduled run to start", logs)
+    assert cli("schedule", "rm", "every-10s", env=env).returncode == 0
     # a second interval run may have started before the removal: it finishes (rm stops scheduling, not training)
-    _wait(lambda: not asyncio.run(_active_train_runs(env["PREFECT_API_URL"])), 600, "in-flight scheduled runs to end", logs)
+    _wait(lambda: not asyncio.run(_active_train_runs(api)), 600, "in-flight scheduled runs to end", logs)
     scheduled = len(_versions(client, "sched"))
     assert scheduled >= 1, "the scheduled run registered no version"
 
     # retrain on data change only: a yearly cron, the data watch every 8 s
-    out = tlops_cli("schedule", str(tmp_path / "sched.yaml"), "--cron", "0 0 1 1 *", "--pool", pool, "--watch-every", "8",
-                    "--debounce", "3", "--name", "on-data", "--json", env=env)
+    out = cli("schedule", str(tmp_path / "sched.yaml"), "--cron", "0 0 1 1 *", "--pool", pool, "--watch-every", "8",
+              "--debounce", "3", "--name", "on-data", "--json", env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert set(json.loads(out.stdout.strip().splitlines()[-1])["deployments"]) == {"train", "watch"}
-    time.sleep(25)  # watch ticks on unchanged data: no training run
+    _wait(lambda: watch_ticks() >= 2, 300, "two watch ticks on unchanged data", logs)
     assert len(_versions(client, "sched")) == scheduled, "unchanged data must not retrain"
     with open(text_dataset / "train.csv", "a") as f:  # new labelled rows arrive
         for i in range(3):
@@ -263,24 +280,25 @@ def test_schedule_runs_on_the_worker_and_a_data_change_retrains_once(stack, tmp_
     _wait(lambda: len(_versions(client, "sched")) > scheduled, 300, "the triggered retrain to register a version", logs)
     experiment = client.get_experiment_by_name("sched").experiment_id  # its alias moves come after the version: wait for the run
     _wait(lambda: all(r.info.status != "RUNNING" for r in client.search_runs([experiment])), 300, "the triggered run to finish", logs)
-    time.sleep(25)  # more watch ticks: the change was announced once, so one retrain
+    ticks = watch_ticks()
+    _wait(lambda: watch_ticks() >= ticks + 2, 300, "two more watch ticks", logs)  # the change was announced once: one retrain
     versions = _versions(client, "sched")
     assert len(versions) == scheduled + 1, [v.version for v in versions]
     sources = [client.get_run(v.run_id).data.tags["tlops.config_source"] for v in versions]
-    assert sources == ["schedule:every-30s"] * scheduled + ["trigger:tlops.data.changed (on-data)"], sources
+    assert sources == ["schedule:every-10s"] * scheduled + ["trigger:tlops.data.changed (on-data)"], sources
     last = client.get_run(versions[-1].run_id).data.tags
     assert last["data.version_md5"] != client.get_run(versions[0].run_id).data.tags["data.version_md5"]  # the new data
 
-    hist = json.loads(tlops_cli("history", "sched", "--json", "--tracking-uri", stack.mlflow, env=env).stdout.strip().splitlines()[-1])
+    hist = json.loads(cli("history", "sched", "--json", "--tracking-uri", stack.mlflow, env=env).stdout.strip().splitlines()[-1])
     made_by = {m["command"] for m in hist["moves"]}
-    assert {"schedule:every-30s", "trigger:tlops.data.changed (on-data)"} <= made_by, made_by
+    assert {"schedule:every-10s", "trigger:tlops.data.changed (on-data)"} <= made_by, made_by
 
-    listed = json.loads(tlops_cli("schedule", "ls", "--json", env=env).stdout.strip().splitlines()[-1])["schedules"]
+    listed = json.loads(cli("schedule", "ls", "--json", env=env).stdout.strip().splitlines()[-1])["schedules"]
     assert [(r["name"], r["model"], r["data_trigger"], r["pool"]) for r in listed] == [("on-data", "sched", True, pool)]
-    removed = tlops_cli("schedule", "rm", "on-data", "--json", env=env)
+    removed = cli("schedule", "rm", "on-data", "--json", env=env)
     assert json.loads(removed.stdout.strip().splitlines()[-1])["removed"] == ["tlops-train/on-data", "tlops-watch/on-data"]
-    assert json.loads(tlops_cli("schedule", "ls", "--json", env=env).stdout.strip().splitlines()[-1])["schedules"] == []
-    bad = tlops_cli("schedule", "rm", "on-data", env=env)
+    assert json.loads(cli("schedule", "ls", "--json", env=env).stdout.strip().splitlines()[-1])["schedules"] == []
+    bad = cli("schedule", "rm", "on-data", env=env)
     assert bad.returncode == 1 and "no schedule named 'on-data'" in bad.stderr
 
 
