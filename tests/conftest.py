@@ -34,7 +34,7 @@ TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "flow", "system")
 # fixtures that start servers or orchestration: a unit test may not use them, a flow test may not use the system's
 FLOW_FIXTURES = {"prefect_api", "zoo"}
-SYSTEM_FIXTURES = {"servers", "stack"}
+SYSTEM_FIXTURES = {"mlflow_server", "stack"}
 
 
 def _tier(path: Path) -> str | None:
@@ -188,3 +188,17 @@ def _mlflow_uris_stay_the_tests():
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     mlflow.tracking._tracking_service.utils._tracking_uri = tracking
     mlflow.tracking._model_registry.utils._registry_uri = registry
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """One real `mlflow server` (SQLite store, artifacts served) for the system tests that use a tracking server
+    without stopping it; each test registers its own model name. -> (url, the server's folder)."""
+    from tests.servers import Services, start_mlflow_server
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    svc = Services(root)
+    try:
+        yield start_mlflow_server(svc), root
+    finally:
+        svc.stop()

@@ -144,7 +144,8 @@ def serve_model(svc: Services, model_uri: str, tracking_uri: str) -> str:
     """`mlflow models serve` of a registered model on 127.0.0.1 (the venv on PATH: it execs uvicorn); its URL."""
     port = free_port()
     proc = svc.start("serve", [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "-h", "127.0.0.1",
-                               "-p", str(port)], {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{BIN}:{os.environ['PATH']}"})
+                               "-p", str(port)], {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_REGISTRY_URI": tracking_uri,
+                                                     "PATH": f"{BIN}:{os.environ['PATH']}"})
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/ping", proc, svc.log(proc), timeout=180)
     return url
@@ -176,7 +177,7 @@ def demo_data(config: Path, needs: str = "test.csv") -> Path:
 
 
 def run_demo(config: Path, tmp_path: Path, prefect_api: str, **sets) -> tuple[dict, str]:
-    """`tlops run CONFIG --json` on the shared Prefect server, with its own MLflow store, work dir, feature cache and
+    """`tlops run CONFIG --json` (in-process) on the shared Prefect server, with its own MLflow store, work dir, feature cache and
     DVC cache under `tmp_path` (plus `sets`, dotted keys with '__' for '.'): (the JSON result, the tracking URI)."""
     import json
 
@@ -184,6 +185,8 @@ def run_demo(config: Path, tmp_path: Path, prefect_api: str, **sets) -> tuple[di
     overrides = {"tracking.uri": uri, "execution.work_dir": str(tmp_path / "runs"), "features.cache_dir": str(tmp_path / "cache"),
                  "data.dvc_cache": str(tmp_path / "dvc-cache"), **{k.replace("__", "."): v for k, v in sets.items()}}
     args = [a for k, v in overrides.items() for a in ("--set", f"{k}={v}")]
-    out = tlops_cli("run", str(config), "--json", *args, env={**os.environ, "PREFECT_API_URL": prefect_api}, timeout=600)
+    from tests.cli import cli
+
+    out = cli("run", str(config), "--json", *args, env={**os.environ, "PREFECT_API_URL": prefect_api})  # in this process
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1]), uri

@@ -10,13 +10,40 @@ EfficientNet-Lite0, speech_embedding and CREPE tiny (real weights, tiny inputs).
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import (STRATEGY_INNER_GROUPS, flow_run, make_audio_dataset, make_few_shot_text, make_image_dataset, make_task_dataset,
+from tests.helpers import (STRATEGY_INNER_GROUPS, make_audio_dataset, make_few_shot_text, make_image_dataset, make_task_dataset,
                            make_text_dataset, tiny_config)
+
+
+@contextmanager
+def mlflow_uris_kept():
+    """MLflow's process-wide URIs (and the variables it exports for child processes) as they were: a zoo model is built
+    inside whichever test first asks for it, and must not move the store that test's own subprocesses see."""
+    import mlflow
+
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {k: os.environ.get(k) for k in keys}
+    tracking, registry = mlflow.tracking._tracking_service.utils._tracking_uri, mlflow.tracking._model_registry.utils._registry_uri
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        mlflow.tracking._tracking_service.utils._tracking_uri = tracking
+        mlflow.tracking._model_registry.utils._registry_uri = registry
+
+
+def flow_run(cfg: dict):
+    from tests.helpers import flow_run as run
+
+    with mlflow_uris_kept():
+        return run(cfg)
 
 
 @dataclass
@@ -108,10 +135,11 @@ class Zoo:
                                     "shots": 2, "queries": 5, "eval_shots": [1], "inner_lr": 0.05, "inner_steps": 2, "baselines": []})
         cfg = RunConfig.model_validate(raw)
         core = run_core(cfg, tmp / "work")
-        client, exp = setup(cfg)
-        run_id = client.create_run(exp).info.run_id
-        reg = register_task.fn(cfg, run_id, core.features, core.train, core.evaluation.metrics, str(tmp / "work" / "registered"))
-        MlflowClient(cfg.tracking.uri).set_terminated(run_id)
+        with mlflow_uris_kept():
+            client, exp = setup(cfg)
+            run_id = client.create_run(exp).info.run_id
+            reg = register_task.fn(cfg, run_id, core.features, core.train, core.evaluation.metrics, str(tmp / "work" / "registered"))
+            MlflowClient(cfg.tracking.uri).set_terminated(run_id)
         assert reg.version == "1" and "champion" in reg.aliases, reg
         return Registered("tiny-fewshot-serving", cfg.tracking.uri, data, [raw], [core])
 

@@ -27,6 +27,7 @@ SCRIPT = textwrap.dedent("""
     out = {}
     for name, job in json.loads(sys.stdin.read()).items():
         mlflow.set_tracking_uri(job["uri"])
+        mlflow.set_registry_uri(job["uri"])
         model = mlflow.pyfunc.load_model(job["model"])
         answers = []
         for inputs, params in job["calls"]:
@@ -88,8 +89,9 @@ def fresh(zoo) -> dict:
         **{f"media-{name}": {"uri": reg.uri, "model": reg.model_uri(), "calls": [(_media_inputs(reg), None)]}
            for name, reg in zoo.media_regression.items()},
     }
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], input=json.dumps(jobs), capture_output=True, text=True, cwd=REPO,
-                          env=dict(os.environ), timeout=600)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}  # each job names its store
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], input=json.dumps(jobs), capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["_bad_names"] = list(bad)
@@ -136,8 +138,9 @@ def test_a_model_with_inner_backbone_groups_adapts_in_a_fresh_process_as_its_pac
 
     registered, proba = fresh["inner-groups"]
     assert set(registered["values"]) <= set(TOPICS[15:20]) and proba["columns"] == ["car", "cat", "dog"]
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=zoo.inner_groups.model_uri(), dst_path=str(tmp_path / "download"),
-                                                     tracking_uri=zoo.inner_groups.uri))
+    mlflow.set_tracking_uri(zoo.inner_groups.uri)
+    mlflow.set_registry_uri(zoo.inner_groups.uri)
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=zoo.inner_groups.model_uri(), dst_path=str(tmp_path / "download")))
     pred = Predictor(next(local.rglob("tlops_model.json")).parent)
     assert pred.meta["few_shot"]["backbone_params"], "the registered package adapts backbone groups"
     assert np.allclose(proba["values"], pred.predict_proba(INNER_TEXTS, pred.support(INNER_SUPPORT)), atol=1e-5)

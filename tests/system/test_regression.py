@@ -5,35 +5,29 @@ a package (and the pyfunc class) predicting floats; one slow `tlops run` on the 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from tests.cli import cli
 from tests.helpers import REPO
 from tests.servers import demo_data, run_demo
 
 
 def test_tlops_run_on_the_text_regression_demo_beats_the_train_mean(tmp_path, prefect_api):
     """Real MiniLM: the registered model's R² on test > 0 (better than predicting the mean), its gate on MAE,
-    and the registered pyfunc returns floats in a fresh process."""
+    and the registered pyfunc returns floats through `tlops predict` (the commands in-process)."""
     config = REPO / "configs" / "text_regression.yaml"
     data = demo_data(config, needs="train.csv")
     result, uri = run_demo(config, tmp_path, prefect_api)
-    env = {**os.environ, "PREFECT_API_URL": prefect_api}
     assert result["test_metrics"]["r2"] > 0, result["test_metrics"]
     assert result["promotion"]["metric"] == "mae" and "champion" in result["aliases"], result["promotion"]
-    cli = [sys.executable, "-m", "flows.cli"]
-    # the registered pyfunc, loaded in a fresh process by `tlops predict`: floats, printed as values
-    fresh = subprocess.run([*cli, "predict", "models:/wordnet-noun-depth@champion", "a young dog", "a general concept", "--json",
-                            "--tracking-uri", uri], capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False)
+    # the registered pyfunc, loaded by `tlops predict`: floats, printed as values
+    fresh = cli("predict", "models:/wordnet-noun-depth@champion", "a young dog", "a general concept", "--json", "--tracking-uri", uri)
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     values = [r["value"] for r in json.loads(fresh.stdout.strip().splitlines()[-1])["predictions"]]
     # `tlops evaluate` on the test split gives the run's own regression metrics, and its plots
-    ev = subprocess.run([*cli, "evaluate", "models:/wordnet-noun-depth@champion", "--data", str(data), "--json", "--out",
-                         str(tmp_path / "eval"), "--tracking-uri", uri], capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
-                        check=False)
+    ev = cli("evaluate", "models:/wordnet-noun-depth@champion", "--data", str(data), "--json", "--out", str(tmp_path / "eval"),
+             "--tracking-uri", uri)
     assert ev.returncode == 0, ev.stderr[-3000:]
     report = json.loads(ev.stdout.strip().splitlines()[-1])
     assert report["metrics"] == pytest.approx(result["test_metrics"], rel=1e-6), (report["metrics"], result["test_metrics"])
