@@ -2,7 +2,7 @@
 # The team stack of docker/compose.yaml without a Docker engine: PostgreSQL (Debian's package), a Prefect
 # server and an MLflow server on it, and a CPU worker (a GPU worker too where `nvidia-smi` finds a GPU).
 # Each service runs the same command with the same environment keys as in compose.yaml
-# (tests/test_stack.py compares them); only host names, ports and folders differ.
+# (tests/system/test_stack.py compares them); only host names, ports and folders differ.
 #
 #   docker/stack.sh up        start what is not running (PostgreSQL initialised on first use)
 #   docker/stack.sh down      stop everything (data stays in the state folder)

@@ -27,7 +27,7 @@ from tlops.validation import raise_for_report, validate_dataset
 
 # torch (features, backbones) and scikit-learn/matplotlib (evaluate) are imported inside the steps that use them:
 # `validate_step` runs before anything else in `tlops run` and `tlops validate`, and a data error should not wait
-# for them (tests/test_layering.py checks that importing this module and validating pull in neither).
+# for them (tests/system/test_layering.py checks that importing this module and validating pull in neither).
 
 SPLITS = ("train", "val", "test")
 

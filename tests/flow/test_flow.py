@@ -1,6 +1,6 @@
 """The training flow end to end on a real (temporary) Prefect API and a real MLflow SQLite store.
 
-The backbone is the tiny random-weight fixture (code path only); tests/test_real_models.py runs MiniLM.
+The backbone is the tiny random-weight fixture (code path only); tests/system/test_real_models.py runs MiniLM.
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ def test_the_pyfunc_predicts_with_the_meta_trained_backbone(whole_run):
     """The pyfunc class MLflow loads (tasks/pyfunc_model.py), on the package: what the package's `Predictor` gives,
     whose features are the meta-trained backbone's (the test above), for its registered classes and for a support
     set given at predict time. In-process: MLflow's own loading in a fresh process is covered for few-shot packages
-    by tests/test_fewshot_serving.py (registering + a fresh process cost ~70 s here, over this file's budget)."""
+    by tests/flow/test_fewshot_serving.py and tests/system/test_fresh_process.py (registering + a fresh process cost ~70 s here, over this file's budget)."""
     from types import SimpleNamespace
 
     from tasks.pyfunc_model import TlopsModel

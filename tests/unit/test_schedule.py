@@ -1,5 +1,5 @@
 """The data watch's decision. The schedule and trigger themselves run on the native team stack in
-tests/test_stack.py (a real PostgreSQL-backed Prefect server and a real worker)."""
+tests/system/test_stack.py (a real PostgreSQL-backed Prefect server and a real worker)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Callers (feature extraction, the cache, fine-tuning, packaging) use only what `Backbone` lists; nothing
 branches on `modality`: how items are encoded, batched, hashed for the cache and augmented is the
-backbone's business. tests/test_backbone_contract.py checks every registered kind against it.
+backbone's business. tests/unit/test_backbone_contract.py checks every registered kind against it.
 """
 
 from __future__ import annotations
