@@ -42,9 +42,10 @@ demo: setup
 test: data
 	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 --durations=25
 
-# The inner loop: unit + flow tiers, no servers, no demo data.
+# The inner loop: unit + flow tiers, no servers, no demo data; two xdist workers, a file (or an xdist_group of files
+# sharing a zoo model) per worker. `make test` stays serial: its system tier holds timing-sensitive process tests.
 test-fast: setup
-	$(PY) -m pytest -q -p no:cacheprovider --timeout 300 tests/unit tests/flow
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 300 -n 2 --dist loadgroup tests/unit tests/flow
 
 bench: data
 	$(PY) bench/run_all.py

@@ -174,7 +174,7 @@ class Zoo:
                          {"backbone__name": "packaged:efficientnet-lite0", "backbone__image_size": 32}),
                 "rate": (build_regression_audio, "VOICES", {"train": 3, "val": 1, "test": 1},
                          {"backbone__name": "packaged:speech-embedding", "backbone__clip_seconds": 1.0}),
-                "pitch": (build_pitch_audio, "VOICES", {"train": 4, "val": 2, "test": 2},
+                "pitch": (build_pitch_audio, "VOICES", {"train": 3, "val": 1, "test": 1},
                           {"backbone__name": "packaged:crepe-tiny", "backbone__clip_seconds": 0.6})}
         uri = f"sqlite:///{tmp}/mlruns/mlflow.db"
         out = {}

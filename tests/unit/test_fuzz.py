@@ -20,7 +20,7 @@ from tlops.errors import TlopsError
 FUZZ = settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 # YAML-ish text: the characters that steer YAML's parser, some words the loaders know, control and odd characters
-YAML_CHARS = st.sampled_from(list(":-[]{},'\"#&*!|>%@`? \n\t\r\x00\x1b\x85\u2028\ufeffé")) | st.characters()
+YAML_CHARS = st.sampled_from(list(":-[]{},'\"#&*!|>%@`? \n\t\r\x00\x1b\x85\u2028\ufeffé")) | st.characters(codec="utf-8")  # no lone surrogates: a file holds UTF-8
 WORDS = st.sampled_from(["data", "path", "backbone", "name", "strategy", "linear_probe", "finetune", "registry", "model_name",
                          "modality", "text", "image", "labels", "yes", "no", "~", "null", "1e3", "- ", ": ", "!!python/object", "&a", "*a"])
 YAMLISH = st.lists(YAML_CHARS | WORDS, max_size=40).map("".join)

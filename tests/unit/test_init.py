@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.cli import cli
-from tests.helpers import REPO, make_audio_dataset, make_image_dataset, make_text_dataset
+from tests.helpers import REPO, TEXTS, make_audio_dataset, make_image_dataset, make_text_dataset
 from tlops.config import load_config
 from tlops.errors import ConfigError, DataError, ValidationFailed
 from tlops.init import init, starter_names
@@ -156,16 +156,27 @@ def test_config_paths_resolve_against_the_config_file_and_set_against_the_cwd(tm
     assert typed.data.path == str(tmp_path / "elsewhere" / "mine") and typed.data.dvc_cache == "/abs/cache"
 
 
+_DEPTH_YAML = """modality: text
+name: wordnet-noun-depth
+task: regression
+target: depth
+bounds: [1, 30]
+"""
+
+
 def _regression_folder(root: Path, rows=(40, 10, 15), with_val: bool = True) -> Path:
-    """The first rows of the text regression demo (WordNet gloss -> depth), with its dataset.yaml (target: depth, bounds)."""
+    """A folder laid out like the text regression demo (text,depth with dataset.yaml's target and bounds), built here so
+    the unit tier needs no demo data."""
     root.mkdir(parents=True)
-    demo = REPO / "data" / "text_regression"
+    start = 0
     for split, n in zip(("train", "val", "test"), rows):
+        body = [(t, 1 + len(t.split()) % 30) for t in TEXTS[start : start + n]]
+        start += n
         if split == "val" and not with_val:
             continue
-        lines = (demo / f"{split}.csv").read_text(encoding="utf-8").splitlines(keepends=True)
-        (root / f"{split}.csv").write_text("".join(lines[: n + 1]), encoding="utf-8")
-    (root / "dataset.yaml").write_text((demo / "dataset.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+        with open(root / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("text", "depth"), *body])
+    (root / "dataset.yaml").write_text(_DEPTH_YAML, encoding="utf-8")
     return root
 
 
