@@ -143,6 +143,7 @@ def _main(show_version: bool = typer.Option(False, "--version", callback=_print_
     global _verbose
     _verbose = verbose
     sys.excepthook = _masked_excepthook
+    registry_commands.command_started()
 
 
 @app.command()

@@ -33,6 +33,24 @@ def _command() -> str:
     return " ".join(["tlops", *sys.argv[1:]])
 
 
+_started_ms: int | None = None  # when the running command started (set by the CLI's entry, `command_started`)
+_commands_started = 0
+
+
+def command_started() -> None:
+    """Mark a command's start: a `tlops ...` process's first command started when the process did (imports and
+    connecting take seconds, and a promote's "the champion now" means when the user pressed enter); a later
+    command in the same process starts now."""
+    global _started_ms, _commands_started
+    if _commands_started == 0:
+        import psutil
+
+        _started_ms = int(psutil.Process().create_time() * 1000)
+    else:
+        _started_ms = int(time.time() * 1000)
+    _commands_started += 1
+
+
 def _print_json(obj) -> None:
     print(json.dumps(obj, default=str))
 
@@ -81,14 +99,16 @@ def promote(name: str = typer.Argument(..., help="registered model"), version: s
             reason: str = REASON,
             if_better: bool = typer.Option(False, "--if-better", help="only if it beats the champion on its own test split (the training gate)"),
             expect: Optional[str] = typer.Option(None, "--expect", help="the champion version you expect to replace ('none': no champion); "
-                                                                      "refused if it moved meanwhile (default: the champion now)"),
+                                                                      "refused if it moved meanwhile (default: the champion when "
+                                                                      "this command started)"),
             json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
     """Move `champion` to VERSION (compare-and-set; recorded in the history)."""
     from tasks.operate import UNSET, connect
     from tasks.operate import promote as do_promote
 
     expected = UNSET if expect is None else (None if expect.lower() == "none" else expect.lstrip("v"))
-    move = do_promote(connect(tracking_uri), name, version.lstrip("v"), reason, if_better=if_better, expected=expected, command=_command())
+    move = do_promote(connect(tracking_uri), name, version.lstrip("v"), reason, if_better=if_better, expected=expected, command=_command(),
+                      started_ms=_started_ms)
     _print_move(move, json_out)
 
 
@@ -99,7 +119,7 @@ def rollback(name: str = typer.Argument(..., help="registered model"),
     from tasks.operate import connect
     from tasks.operate import rollback as do_rollback
 
-    move = do_rollback(connect(tracking_uri), name, reason, to=to.lstrip("v") if to else None, command=_command())
+    move = do_rollback(connect(tracking_uri), name, reason, to=to.lstrip("v") if to else None, command=_command(), started_ms=_started_ms)
     _print_move(move, json_out)
 
 

@@ -5,6 +5,7 @@ checks and the verdict come from the core (`tlops.audit`, `tlops.reproduce`, `tl
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,11 @@ def _lineage(run, tmp: Path) -> tuple[Check, dict | None]:
         return Check(name="lineage", passed=False, detail="the run has no config.yaml: it was not made by `tlops run`", evidence=evidence), None
     cfg = yaml.safe_load(cfg_file.read_text())
     evidence["config"] = cfg
+    evidence["run_status"] = run.info.status
+    if run.info.status != "FINISHED":  # as `tlops promote` refuses it: a failed or killed run's model was never gated
+        return Check(name="lineage", passed=False, detail=f"its run {run.info.run_id} is {run.info.status}, not FINISHED: the model "
+                     "did not come out of a completed run (training, evaluation or registration did not finish)",
+                     evidence=evidence), cfg
     return Check(name="lineage", passed=True, detail=f"commit {str(evidence['git_commit'])[:10]}, data {evidence['data_version_md5'] or evidence['data_dataset_md5']}, "
                  f"seed {evidence['seed']}", evidence=evidence), cfg
 
@@ -90,9 +96,11 @@ def code_check(actual: dict[str, str], version_tag: str | None, run_id: str, tmp
 
 
 def _integrity(reg: Registry, name: str, version: str, run_id: str, tmp: Path) -> tuple[Check, Path]:
-    pkg = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}/artifacts/package", dst_path=str(tmp / "registered")))
-    tag = reg.client.get_model_version(name, version).tags.get("tlops.package_sha256")
-    return package_check(reg.client, run_id, pkg, tmp, tag), pkg
+    """The registered version's package AND code files (MLmodel, the pyfunc file, the bundled tlops code,
+    requirements) against what registration recorded: the same check `verified_model` makes before loading."""
+    mv = reg.client.get_model_version(name, version)
+    check, local = model_files_check(reg, f"models:/{name}/{version}", run_id, mv.tags, True, tmp)
+    return check, local / _package_path(local)
 
 
 def _package_path(model_dir: Path) -> str:
@@ -105,28 +113,60 @@ def _package_path(model_dir: Path) -> str:
         return "artifacts/package"
 
 
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def model_files_check(reg: Registry, source: str, run_id: str, tags: dict, registered: bool, dst: Path) -> tuple[Check, Path]:
+    """Download the model at `source` and check every file of it: the package against the manifest its run recorded
+    (itself pinned by the version's `tlops.package_sha256` tag), then the code files against `tlops.code_sha256`.
+    One check, passed only when both hold; returns it with the local copy (the checked files)."""
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst / "model")))
+    package = package_check(reg.client, run_id, local / _package_path(local), dst, tags.get("tlops.package_sha256"), registered=registered)
+    if not package.passed:
+        return package, local
+    code = code_check(code_manifest(local), tags.get("tlops.code_sha256"), run_id, dst)
+    if not code.passed or tags.get("tlops.code_sha256") is None:
+        return code, local
+    pkg_files, code_files = package.evidence["files"], code.evidence["files"]
+    return Check(name="integrity", passed=True, detail=f"{len(pkg_files)} package files and {len(code_files)} code files match the "
+                 "sha256 recorded at registration", evidence={"files": pkg_files, "code_files": code_files}), local
+
+
+def _version_of_run(reg: Registry, model_uri: str):
+    """runs:/RUN_ID/PATH -> the registered version made from that run, whose tags pin the files' sha256. A run's own
+    artifacts cannot vouch for themselves (whoever can rewrite the model can rewrite a manifest next to it), so a
+    run with no registered version is refused."""
+    run_id, _, path = model_uri.removeprefix("runs:/").partition("/")
+    if not RUN_ID.fullmatch(run_id) or not path:
+        raise RegistryError(f"{model_uri!r}: expected runs:/RUN_ID/model (a 32-character hex run id)")
+    made = [v for v in reg.client.search_model_versions(f"run_id='{run_id}'") if v.tags.get("tlops.package_sha256")]
+    if not made:
+        raise RegistryError(f"refusing to load {model_uri}: no registered version was made from run {run_id}, so nothing "
+                            "outside the run's own (rewritable) artifacts records its files' sha256; load a registered "
+                            "version instead (models:/NAME/VERSION; `tlops models NAME` lists each version's run)")
+    return max(made, key=lambda v: int(v.version))
+
+
 def verified_model(reg: Registry, model_uri: str, dst: Path) -> Path:
-    """Download a model and check its package against the recorded manifest BEFORE anything loads it: loading
-    an MLflow pyfunc model runs code. Returns the local copy to load (the checked files, not a new download);
+    """Download a model and check its package and code files against the sha256 recorded at registration BEFORE
+    anything loads it: loading an MLflow pyfunc model runs code. Every URI form goes through the same check:
+    models:/NAME@ALIAS and models:/NAME/VERSION against that version's tags, runs:/RUN/model against the tags of
+    the version registered from that run. Returns the local copy to load (the checked files, not a new download);
     a model that fails the check is refused with the files that differ."""
     if model_uri.startswith("models:/"):
         mv = reg.resolve_uri(model_uri)  # a clear error for an unknown model, version or alias
-        label, run_id, tag, registered = f"{mv.name} v{mv.version}", mv.run_id, mv.tags.get("tlops.package_sha256"), True
         source = f"models:/{mv.name}/{mv.version}"
     elif model_uri.startswith("runs:/"):
-        run_id = model_uri.removeprefix("runs:/").split("/", 1)[0]
-        label, tag, registered, source = f"run {run_id}", None, False, model_uri
+        mv, source = _version_of_run(reg, model_uri), model_uri
     else:
         raise RegistryError(f"{model_uri!r}: use models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/model; "
                             "tlops loads only models whose files it can check against their recorded sha256")
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst / "model")))
-    check = package_check(reg.client, run_id, local / _package_path(local), dst, tag, registered=registered)
-    if check.passed and registered:
-        check = code_check(code_manifest(local), mv.tags.get("tlops.code_sha256"), run_id, dst)
+    label = f"{mv.name} v{mv.version}" + (f" (as {model_uri})" if source != f"models:/{mv.name}/{mv.version}" else "")
+    check, local = model_files_check(reg, source, mv.run_id, mv.tags, True, dst)
     if not check.passed:
         raise RegistryError(f"refusing to load {label}: {check.detail}. Loading a model runs its code, so tlops loads only "
                             f"files that match the sha256 manifest recorded at registration; re-register it from a trusted run, "
-                            f"and `tlops audit {model_uri}` for the evidence")
+                            f"and `tlops audit models:/{mv.name}/{mv.version}` for the evidence")
     return local
 
 
@@ -237,4 +277,4 @@ def audit(reg: Registry, model_uri: str, use_cache: bool = False, repo: Path | N
     return report, _log(reg, report, name, version)
 
 
-__all__ = ["AUDIT_EXPERIMENT", "audit", "package_check", "verified_model"]
+__all__ = ["AUDIT_EXPERIMENT", "audit", "model_files_check", "package_check", "verified_model"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from tasks.registry import Registry, lineage
+from tasks.registry import AS_OF, Registry, lineage
 from tasks.tracking import check_reachable, default_tracking_uri
 from tlops.aliases import CHAMPION, AliasMove, previous_champion
 from tlops.data import load_dataset
@@ -66,26 +66,33 @@ def rescore(reg: Registry, name: str, version: str, champion: str | None) -> Gat
 
 
 def promote(reg: Registry, name: str, version: str, reason: str, if_better: bool = False, expected=UNSET,
-            command: str | None = None) -> AliasMove:
-    """Move `champion` to `version` (compare-and-set against `expected`, by default the champion right now)."""
+            command: str | None = None, started_ms: int | None = None) -> AliasMove:
+    """Move `champion` to `version`, compare-and-set against `expected`; by default the champion when the command
+    started (`started_ms`; else the champion now), read under the lock from the history, so of two promotes started
+    together only the first applies and the second is told who moved it."""
     version = str(version)
     servable(reg, name, version)
     current = reg.alias(name, CHAMPION)
-    expected = current if expected is UNSET else expected
-    if current == version and expected == version:
+    if expected is UNSET and current == version:
         raise RegistryError(f"{name} v{version} is already the champion; nothing to do")
+    if expected is not UNSET and current == version and expected == version:
+        raise RegistryError(f"{name} v{version} is already the champion; nothing to do")
+    as_of = expected is UNSET
     gate = None
     if if_better:
-        gate = rescore(reg, name, version, expected)
+        gate = rescore(reg, name, version, current if as_of else expected)
         if not gate.promoted:
-            reg.record_refused(name, CHAMPION, version, expected, "promote", f"{reason} [refused by --if-better: {gate.reason}]",
-                               command=command, gate=gate)
+            reg.record_refused(name, CHAMPION, version, current if as_of else expected, "promote",
+                               f"{reason} [refused by --if-better: {gate.reason}]", command=command, gate=gate)
             raise RegistryError(f"{name}: champion not moved to v{version}: {gate.reason}")
-    return reg.move(name, CHAMPION, version, expected=expected, kind="promote", reason=reason, command=command, gate=gate)
+    return reg.move(name, CHAMPION, version, expected=AS_OF if as_of else expected, kind="promote", reason=reason, command=command,
+                    gate=gate, as_of_ms=started_ms)
 
 
-def rollback(reg: Registry, name: str, reason: str, to: str | None = None, command: str | None = None) -> AliasMove:
-    """`champion` back to the one before it (from the history), or to `to`."""
+def rollback(reg: Registry, name: str, reason: str, to: str | None = None, command: str | None = None,
+             started_ms: int | None = None) -> AliasMove:
+    """`champion` back to the one before it (from the history), or to `to`; compare-and-set against the champion
+    when the command started (`started_ms`), as `promote`."""
     current = reg.alias(name, CHAMPION)
     if to is None:
         to = previous_champion(reg.history(name), current)
@@ -95,4 +102,5 @@ def rollback(reg: Registry, name: str, reason: str, to: str | None = None, comma
     servable(reg, name, str(to))
     if str(to) == current:
         raise RegistryError(f"{name} v{to} is already the champion; nothing to do")
-    return reg.move(name, CHAMPION, str(to), expected=current, kind="rollback", reason=reason, command=command)
+    return reg.move(name, CHAMPION, str(to), expected=AS_OF if started_ms is not None else current, kind="rollback", reason=reason,
+                    command=command, as_of_ms=started_ms)

@@ -27,7 +27,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tlops.aliases import CHAMPION, AliasMove, actor, refusal
+from tlops.aliases import CHAMPION, AliasMove, actor, alias_as_of, refusal
 from tlops.errors import AliasMoveRefused, RegistryError
 from tlops.records import Gate
 
@@ -36,6 +36,7 @@ LOCK_PREFIX = "tlops-lock/"
 MOVE_TAG = "tlops.move"
 LOCK_TIMEOUT_S = 60.0
 STALE_AFTER_S = 120.0
+AS_OF = object()  # Registry.move's `expected`: the alias as it was at `as_of_ms`
 
 
 def _missing(e: MlflowException) -> bool:
@@ -187,13 +188,21 @@ class Registry:
             self.client.rename_experiment(exp_id, f"{LOCK_PREFIX}{name}/released/{uuid.uuid4().hex}")
             self.client.delete_experiment(exp_id)
 
-    def move(self, name: str, alias: str, to_version: str, expected: str | None, kind: str, reason: str,
-             source_run: str | None = None, command: str | None = None, gate: Gate | None = None) -> AliasMove:
+    def move(self, name: str, alias: str, to_version: str, expected: str | None | object, kind: str, reason: str,
+             source_run: str | None = None, command: str | None = None, gate: Gate | None = None,
+             as_of_ms: int | None = None) -> AliasMove:
         """Compare-and-set: point `alias` at `to_version` if it still points at `expected`; record the attempt
-        either way. Raises AliasMoveRefused (with the recorded entry as `.move`) when refused."""
+        either way. Raises AliasMoveRefused (with the recorded entry as `.move`) when refused.
+
+        `expected=AS_OF` with `as_of_ms` (a command's start): the alias as it was at that moment, read under the
+        lock from the history, so a move made by anyone after the command started is never overwritten; the
+        read, the compare and the move are one step under the lock."""
         with self.lock(name):
             current = self.alias(name, alias)
-            last = next((m for m in reversed(self.history(name)) if m.applied and m.alias == alias), None)
+            moves = self.history(name)
+            if expected is AS_OF:
+                expected = alias_as_of(moves, alias, current, as_of_ms)
+            last = next((m for m in reversed(moves) if m.applied and m.alias == alias), None)
             why = refusal(current, expected, last, alias)
             move = AliasMove(model=name, alias=alias, from_version=current, to_version=str(to_version), expected=expected,
                              applied=why is None, kind=kind, reason=reason if why is None else f"{reason} [refused: {why}]",
@@ -239,4 +248,4 @@ def lineage(client: MlflowClient, mv: ModelVersion) -> dict:
             "margin": float(p.get("registry.margin", 0.0)), "val_fraction": float(p.get("data.val_fraction", 0.15))}
 
 
-__all__ = ["CHAMPION", "Registry", "lineage"]
+__all__ = ["AS_OF", "CHAMPION", "Registry", "lineage"]

@@ -53,7 +53,9 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
     from typer.testing import CliRunner
 
     from flows import cli as cli_module
+    from flows import registry_commands
 
+    registry_commands._commands_started += 1  # not this process's first command: it starts now, not when pytest did
     changes = None
     if env is not None:
         changes = {k: v for k, v in env.items() if os.environ.get(k) != v}

@@ -66,6 +66,15 @@ def refusal(current: str | None, expected: str | None, last_applied: AliasMove |
             f"Look at `tlops history` and retry against the current {alias}")
 
 
+def alias_as_of(moves: list[AliasMove], alias: str, current: str | None, as_of_ms: int | None) -> str | None:
+    """Where `alias` pointed at `as_of_ms`, from the recorded moves (oldest first) and where it points now: the
+    version the first applied move after that moment moved it from, else `current` (nothing moved it since)."""
+    if as_of_ms is None:
+        return current
+    later = [m for m in moves if m.applied and m.alias == alias and m.when_ms is not None and m.when_ms > as_of_ms]
+    return later[0].from_version if later else current
+
+
 def previous_champion(moves: list[AliasMove], current: str | None) -> str | None:
     """The champion before the current one, replaying the applied champion moves (oldest first) as a stack:
     a promotion (by hand or by the gate) pushes the champion it replaced, a rollback to the top of the stack

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -61,6 +62,48 @@ def test_promote_and_rollback_move_champion_and_are_recorded(store):
     assert to.to_version == "3" and reg.alias(NAME, "champion") == "3"
     kinds = [(m.kind, m.from_version, m.to_version) for m in reg.history(NAME) if m.alias == "champion"]
     assert kinds[-4:] == [("promote", "2", "3"), ("rollback", "3", "2"), ("rollback", "2", "1"), ("rollback", "1", "3")]
+
+
+def test_a_promote_expects_the_champion_of_when_it_started_so_of_two_started_together_one_applies(store):
+    """Without --expect, a promote compares against the champion as it was when its command started (read under the
+    lock from the history), not when its process got round to reading it: the second of two promotes started
+    together is refused and told who moved the champion, however late it reads."""
+    import threading
+
+    from tasks.operate import connect, promote
+
+    reg, uri, _ = store
+    started = int(time.time() * 1000)  # alice and bob start `tlops promote` now; the champion is v2
+    time.sleep(0.005)
+    first = promote(reg, NAME, "3", "alice: v3 reviewed", started_ms=started)
+    assert (first.from_version, first.to_version) == ("2", "3")
+    with pytest.raises(AliasMoveRefused, match=r"champion is v3, not v2 as this move expected: it was moved by .*alice: v3 reviewed"):
+        promote(reg, NAME, "1", "bob: v1 is safer", started_ms=started)  # bob's process reads only now, after alice's move
+    assert reg.alias(NAME, "champion") == "3"
+
+    # two at once, released by a barrier: exactly one applies, whichever takes the lock first
+    barrier, outcomes = threading.Barrier(2), {}
+
+    def go(version: str) -> None:
+        mine = connect(uri)
+        at = int(time.time() * 1000)
+        barrier.wait()
+        try:
+            outcomes[version] = promote(mine, NAME, version, f"race {version}", started_ms=at).to_version
+        except AliasMoveRefused as e:
+            outcomes[version] = str(e)
+
+    time.sleep(0.005)
+    threads = [threading.Thread(target=go, args=(v,)) for v in ("1", "2")]
+    [t.start() for t in threads]
+    [t.join(120) for t in threads]
+    won = [v for v, o in outcomes.items() if o == v]
+    assert len(won) == 1 and len(outcomes) == 2, outcomes
+    lost = next(o for v, o in outcomes.items() if v not in won)
+    assert f"champion is v{won[0]}, not v3 as this move expected" in lost, outcomes
+    assert reg.alias(NAME, "champion") == won[0]
+    attempts = [m for m in reg.history(NAME) if m.kind == "promote"]
+    assert [m.applied for m in attempts].count(True) == 2 and [m.applied for m in attempts].count(False) == 2
 
 
 def test_refusals_name_the_thing_and_move_nothing(store):

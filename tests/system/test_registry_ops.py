@@ -62,3 +62,16 @@ def test_racing_promotes_one_wins_and_overlapping_runs_keep_the_best_champion(tm
     attempts = [m for m in reg.history(NAME) if m.kind == "promote"]
     assert sorted(m.applied for m in attempts) == [False, True] and {m.to_version for m in attempts} == set(others)
     assert reg.alias(NAME, "champion") == next(m.to_version for m in attempts if m.applied)
+
+    # without --expect each expects the champion of when its process started (not when it got round to reading it,
+    # seconds later): again exactly one of two processes started together applies
+    held = reg.alias(NAME, "champion")
+    rest = sorted(v for v in scores if v != held)
+    procs = [subprocess.Popen([sys.executable, "-m", "flows.cli", "promote", NAME, v, "--reason", f"again {v}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env2) for v in rest]
+    done = [p.communicate(timeout=300) for p in procs]
+    assert sorted(p.returncode for p in procs) == [0, 1], done
+    loser = done[[p.returncode for p in procs].index(1)][1]
+    assert f"not v{held} as this move expected" in loser and "in between" in loser, loser
+    again = [m for m in reg.history(NAME) if m.kind == "promote"][2:]
+    assert sorted(m.applied for m in again) == [False, True] and reg.alias(NAME, "champion") == next(m.to_version for m in again if m.applied)
