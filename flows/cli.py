@@ -355,22 +355,26 @@ def _check_data_first(cfg, source: str) -> dict:
 
 
 def _print_summary(r: RunOutcome) -> None:
+    from rich.markup import escape as e  # names, paths and reasons are user-written: never read as markup
+
     out = Console(soft_wrap=True)  # keep the commands on one line, copy-pastable
     m = r.test_metrics
-    out.print(f"\n[bold]trained[/bold] {r.strategy} on {r.backbone}")
+    out.print(f"\n[bold]trained[/bold] {e(r.strategy)} on {e(r.backbone)}")
     headline = [k for k in ("accuracy", "macro_f1", "mae", "rmse", "r2", "spearman") if k in m]  # classes or numbers
     out.print("[bold]test[/bold]    " + "  ".join(f"{k}={m[k]:.4f}" for k in headline))
     if r.best_epoch is not None:
-        resumed = f"  (resumed from {r.resumed_from['checkpoint']})" if r.resumed_from else ""
+        resumed = f"  (resumed from {e(str(r.resumed_from['checkpoint']))})" if r.resumed_from else ""
         # epochs counted from 1, as the progress lines show them (MLflow's steps count from 0)
         val = f"mae={r.val_metrics['mae']:.4f}" if "mae" in r.val_metrics else f"macro_f1={r.val_macro_f1:.4f}"  # numbers or classes
         out.print(f"[bold]val[/bold]     {val}, kept epoch {r.best_epoch + 1}{resumed}")
     out.print(f"[bold]cache[/bold]   hits={r.cache.hits} misses={r.cache.misses}")
-    out.print(f"[bold]model[/bold]   {r.model_name} version {r.version} aliases={', '.join(r.aliases)}")
-    out.print(f"[bold]gate[/bold]    {r.promotion.reason}")
-    out.print(f"[bold]run[/bold]     {r.run_id} in experiment {r.experiment!r}")
-    out.print(f"\nOpen the MLflow UI:  mlflow ui --backend-store-uri {r.tracking_uri}   (then http://127.0.0.1:5000)")
-    out.print(f"Load the champion:   mlflow.pyfunc.load_model('models:/{r.model_name}@champion').predict([...])")
+    out.print(f"[bold]model[/bold]   {e(r.model_name)} version {r.version} aliases={', '.join(r.aliases)}")
+    out.print(f"[bold]gate[/bold]    {e(r.promotion.reason)}")
+    out.print(f"[bold]run[/bold]     {r.run_id} in experiment {e(repr(r.experiment))}")
+    out.print(f"\nOpen the MLflow UI:  mlflow ui --backend-store-uri {e(r.tracking_uri)}   (then http://127.0.0.1:5000)")
+    out.print(f"Predict (checked):   tlops predict models:/{e(r.model_name)}@champion INPUT ... --tracking-uri {e(r.tracking_uri)}")
+    out.print(f"Load it in Python:   mlflow.set_tracking_uri('{e(r.tracking_uri)}'); "
+              f"mlflow.pyfunc.load_model('models:/{e(r.model_name)}@champion').predict([...])  (loads without tlops's sha256 check)")
 
 
 def _registry_command(fn):

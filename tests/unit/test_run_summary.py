@@ -1,0 +1,27 @@
+"""What `tlops run` prints at the end: user-written names and reasons printed as written (never read as Rich
+markup), and the commands it suggests carry the tracking URI they need when pasted (issues 25/27)."""
+
+from __future__ import annotations
+
+from tlops.records import CacheTotals, Gate, RunOutcome
+
+
+def _outcome(**over) -> RunOutcome:
+    fields = dict(run_id="a" * 32, experiment="exp [/b]", tracking_uri="sqlite:///mlruns/mlflow.db", model_name="close [/bold] tag",
+                  version="1", aliases=["champion"], test_metrics={"accuracy": 0.5, "macro_f1": 0.4}, val_macro_f1=0.4,
+                  promotion=Gate(promoted=True, reason="see [/ops] ticket", metric="macro_f1", challenger=0.4, margin=0.0, version="1"),
+                  cache=CacheTotals(hits=1, misses=2), backbone="hf:/models/[red]x", strategy="linear_probe", flow_pid=1)
+    return RunOutcome(**{**fields, **over})
+
+
+def test_the_summary_prints_user_strings_as_written_and_pastable_commands_name_the_store(capsys):
+    from flows.cli import _print_summary
+
+    _print_summary(_outcome())
+    out = capsys.readouterr().out
+    for written in ("close [/bold] tag", "see [/ops] ticket", "hf:/models/[red]x", "'exp [/b]'"):
+        assert written in out, (written, out)
+    lines = {line.split(":", 1)[0].strip(): line for line in out.splitlines() if ":" in line}
+    assert "--tracking-uri sqlite:///mlruns/mlflow.db" in lines["Predict (checked)"]
+    python = lines["Load it in Python"]
+    assert "mlflow.set_tracking_uri('sqlite:///mlruns/mlflow.db')" in python and "without tlops's sha256 check" in python
