@@ -337,11 +337,12 @@ def schedule(target: str = typer.Argument(..., help="a config YAML to schedule, 
              json_out: bool = JSON) -> None:
     """Retrain on a schedule and when the data changes: `tlops schedule CONFIG --cron EXPR | --interval S`,
     `tlops schedule ls`, `tlops schedule rm NAME` (Prefect deployments; needs PREFECT_API_URL)."""
-    from flows.schedule import list_schedules, remove_schedule
+    from flows.schedule import list_schedules, remove_schedule, require_server
     from flows.schedule import schedule as do_schedule
     from tlops.config import load_config
     from tlops.errors import ConfigError
 
+    require_server()
     if target == "ls":
         rows = list_schedules()
         if json_out:

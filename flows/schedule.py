@@ -23,6 +23,22 @@ from tlops.retrain import DATA_CHANGED_EVENT, check_schedule_name, dataset_resou
 TRAIN_FLOW, WATCH_FLOW = "tlops-train", "tlops-watch"
 
 
+def require_server() -> str:
+    """The Prefect server a schedule lives on (PREFECT_API_URL, from the environment or the Prefect profile). Without
+    one Prefect would start a temporary server that ends with this command, taking the schedule with it: refused in
+    one line instead, before anything starts."""
+    from prefect.settings import PREFECT_API_URL
+
+    from tlops.errors import ConfigError
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        raise ConfigError("tlops schedule needs a Prefect server that outlives this command (a schedule lives on it, and a "
+                          "worker on its work pool runs it): set PREFECT_API_URL, e.g. start the team stack with "
+                          "`docker/stack.sh up && eval \"$(docker/stack.sh env)\"`, or `prefect config set PREFECT_API_URL=...`")
+    return url
+
+
 def _announced_variable(name: str) -> str:
     return f"tlops-watch-{name}".lower().replace(".", "-").replace("_", "-")
 
