@@ -11,11 +11,8 @@ from mlflow.tracking import MlflowClient
 from tasks.registry import AS_OF, Registry, lineage
 from tasks.tracking import check_reachable, default_tracking_uri
 from tlops.aliases import CHAMPION, AliasMove, previous_champion
-from tlops.data import load_dataset
 from tlops.errors import DataError, RegistryError
-from tlops.promotion import decide
 from tlops.records import Gate
-from tlops.scoring import score_package
 
 UNSET = object()  # `expected` not given: the champion as it is when the command starts
 
@@ -49,6 +46,10 @@ def _fetcher(name: str, version: str):
 def rescore(reg: Registry, name: str, version: str, champion: str | None) -> Gate:
     """The training gate, applied again: `version` and the current `champion` both scored on `version`'s test
     split (the data folder its run recorded), with that run's metric and margin."""
+    from tlops.data import load_dataset  # torch, pandas: only re-scoring needs them, not `tlops models`/`history`/`promote`
+    from tlops.promotion import decide
+    from tlops.scoring import score_package
+
     info = servable(reg, name, version)
     data_path = info["data_path"]
     if not data_path or not Path(data_path).is_dir():
