@@ -29,7 +29,8 @@ _option_type, _argument_type = typer.core.TyperOption.display_type_rich, typer.c
 typer.core.TyperOption.display_type_rich = lambda self, ctx: None if self.is_flag else _option_type(self, ctx)
 typer.core.TyperArgument.display_type_rich = lambda self, ctx: re.sub(r"^<list\[(.+)\]>$", r"<\1>", _argument_type(self, ctx))
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+HELP = {"help_option_names": ["-h", "--help"]}  # `tlops -h`, `tlops run -h`, as most command lines take it
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, context_settings=HELP,
                   help="Transfer learning from pretrained models, as a governed pipeline.")
 err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole (copy-pastable)
 
@@ -299,7 +300,7 @@ def init(
     out_console.print(f"next:  tlops validate {r.config}   then   tlops run {r.config}", highlight=False)
 
 
-local_server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server `tlops run` keeps when no PREFECT_API_URL is set "
+local_server_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="The local Prefect server `tlops run` keeps when no PREFECT_API_URL is set "
                                                           "(shared by runs; it exits after TLOPS_LOCAL_SERVER_IDLE seconds without one).")
 app.add_typer(local_server_app, name="local-server")
 

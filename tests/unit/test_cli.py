@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 
 import yaml
@@ -26,13 +27,14 @@ def test_help_shows_no_value_type_for_flags_and_element_types_for_lists():
     group = typer.main.get_command(app)
     commands = [[name] for name in group.commands]
     assert len(commands) >= 11, commands
-    for args in [["--help"]] + [c + ["--help"] for c in commands]:
+    for args in [["--help"], ["-h"]] + [c + ["--help"] for c in commands] + [c + ["-h"] for c in commands]:
         out = CliRunner().invoke(app, args, env={"COLUMNS": "150"})
-        assert out.exit_code == 0, (args, out.output)
+        assert out.exit_code == 0 and "Usage:" in out.output, (args, out.output)
         assert "<bool>" not in out.output and "<list[" not in out.output, (args, out.output)
+    assert CliRunner().invoke(app, ["local-server", "status", "-h"]).exit_code == 0  # a sub-command group's commands too
     predict = CliRunner().invoke(app, ["predict", "--help"], env={"COLUMNS": "150"}).output
     assert "--proba  " in predict and "inputs...      <str>" in predict, predict
-    assert "--set         KEY=VALUE" in CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "150"}).output
+    assert re.search(r"--set +KEY=VALUE", CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "150"}).output)
 
 
 def test_validate_checks_the_data_without_running(tmp_path, text_dataset, tiny_bert):
