@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flows import registry_commands
 from tlops.errors import TlopsError
@@ -113,7 +114,7 @@ def quiet_third_party() -> None:
 
 
 def _print_error(e: Exception) -> None:
-    err.print(f"[red]error:[/red] {mask(str(e))}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(mask(str(e)))}", highlight=False)  # messages quote user text: never markup
 
 
 def _failed(e: Exception, code: int) -> typer.Exit:
@@ -241,9 +242,9 @@ def validate(
         t = Table("split", "rule", "result", "where / fix")
         for c in report.checks:
             where = f"{Path(c.file).name} rows {', '.join(map(str, c.rows[:5]))}: {c.fix}" if not c.success else ""
-            t.add_row(c.split, c.rule, "ok" if c.success else "[red]failed[/red]", mask(where))
+            t.add_row(escape(c.split), escape(c.rule), "ok" if c.success else "[red]failed[/red]", escape(mask(where)))
         Console().print(t)
-        Console().print(f"{report.dataset}: rows {report.rows}")
+        Console().print(escape(f"{report.dataset}: rows {report.rows}"))
     if failed:
         raise _failed(failed, 1)
 

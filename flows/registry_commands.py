@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape as esc  # every user-written string (names, reasons, inputs, labels, paths) before Rich
 from rich.table import Table
 
 from tlops.aliases import as_row
@@ -90,9 +91,9 @@ def models(name: Optional[str] = typer.Argument(None, help="a registered model: 
 def _print_move(move, json_out: bool) -> None:
     if json_out:
         return _print_json(as_row(move))
-    out.print(f"[bold]{move.model}[/bold]: {move.alias} {move.arrow()}  ({move.kind} by {move.actor})")
+    out.print(f"[bold]{esc(move.model)}[/bold]: {esc(move.alias)} {move.arrow()}  ({move.kind} by {esc(move.actor)})")
     if move.gate is not None:
-        out.print(f"gate: {move.gate.reason}")
+        out.print(f"gate: {esc(move.gate.reason)}")
 
 
 def promote(name: str = typer.Argument(..., help="registered model"), version: str = typer.Argument(..., help="version to make champion"),
@@ -133,14 +134,14 @@ def history(name: str = typer.Argument(..., help="registered model"), json_out: 
     moves = reg.history(name)
     if json_out:
         return _print_json({"model": name, "moves": [as_row(m) for m in moves]})
-    t = Table("when", "who", "alias", "move", "", "kind", "why", "by", title=f"{name}: alias history")
+    t = Table("when", "who", "alias", "move", "", "kind", "why", "by", title=f"{esc(name)}: alias history")
     for m in moves:
         why = m.reason if m.gate is None or m.gate.reason in m.reason else f"{m.reason} ({m.gate.reason})"
-        t.add_row(_when(m.when_ms), m.actor, m.alias, m.arrow(), "applied" if m.applied else "[red]refused[/red]", m.kind, why,
-                  f"run {m.source_run[:12]}" if m.source_run else (m.command or "-"))
+        t.add_row(_when(m.when_ms), esc(m.actor), esc(m.alias), m.arrow(), "applied" if m.applied else "[red]refused[/red]", m.kind, esc(why),
+                  f"run {m.source_run[:12]}" if m.source_run else esc(m.command or "-"))
     out.print(t)
     if not moves:
-        out.print(f"no alias moves recorded for {name} yet")
+        out.print(f"no alias moves recorded for {esc(name)} yet")
 
 
 def _items(inputs: list[str], csv: Path | None) -> list[str]:
@@ -202,16 +203,16 @@ def evaluate(model_uri: str = typer.Argument(..., help="models:/NAME@champion, m
     if json_out:
         return _print_json(report)
     m = report["metrics"]
-    out.print(f"{model_uri} on {csv} ({len(truth)} rows): " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
+    out.print(f"{esc(model_uri)} on {esc(str(csv))} ({len(truth)} rows): " + "  ".join(f"{k}={v:.4f}" for k, v in m.items()))
     if not regression:
         t = Table("label", "precision", "recall", "f1", "support")
         for label, r in report["per_class"].items():
-            t.add_row(label, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}", str(int(r["support"])))
+            t.add_row(esc(str(label)), f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1-score']:.3f}", str(int(r["support"])))
         out.print(t)
         if report["labels_unknown_to_the_model"]:
-            out.print(f"[yellow]labels the model does not know (always wrong):[/yellow] {', '.join(report['labels_unknown_to_the_model'])}")
+            out.print(f"[yellow]labels the model does not know (always wrong):[/yellow] {esc(', '.join(report['labels_unknown_to_the_model']))}")
     if out_dir:
-        out.print(f"wrote {', '.join(str(out_dir / f) for f in report.get('plots', []))} and {out_dir / 'report.json'}")
+        out.print(esc(f"wrote {', '.join(str(out_dir / f) for f in report.get('plots', []))} and {out_dir / 'report.json'}"))
 
 
 def _classification_report(truth: list[str], predicted: list[str], known: list[str], csv: Path, model_uri: str,
@@ -299,7 +300,7 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
         return _print_json({"model_uri": model_uri, "predictions": rows, **({"support": str(support)} if support else {})})
     t = Table("input", key, *(["p(label)"] if proba else []))
     for r in rows:
-        t.add_row(r["input"][:80], r["label"] if key == "label" else f"{r['value']:.4g}", *([f"{r['proba'][r['label']]:.3f}"] if proba else []))
+        t.add_row(esc(r["input"][:80]), esc(str(r["label"])) if key == "label" else f"{r['value']:.4g}", *([f"{r['proba'][r['label']]:.3f}"] if proba else []))
     out.print(t)
 
 
@@ -315,10 +316,10 @@ def audit(model_uri: str = typer.Argument(..., help="models:/NAME@champion or mo
     if json_out:
         _print_json({**report.model_dump(mode="json"), "audit_run_id": run_id})
     else:
-        t = Table("check", "result", "detail", title=f"audit of {report.model} v{report.version}: "
+        t = Table("check", "result", "detail", title=f"audit of {esc(report.model)} v{report.version}: "
                   f"{'[green]PASSED[/green]' if report.passed else '[red]FAILED[/red]'}")
         for c in report.checks:
-            t.add_row(c.name, {True: "pass", False: "[red]FAIL[/red]", None: "not run"}[c.passed], c.detail)
+            t.add_row(c.name, {True: "pass", False: "[red]FAIL[/red]", None: "not run"}[c.passed], esc(c.detail))
         out.print(t)
         out.print(f"report: MLflow run {run_id} (experiment tlops-audits), {report.wall_s:.1f} s")
     if not report.passed:
@@ -349,7 +350,8 @@ def schedule(target: str = typer.Argument(..., help="a config YAML to schedule, 
             return _print_json({"schedules": rows})
         t = Table("name", "model", "schedule", "data trigger", "pool", "paused", "data")
         for r in rows:
-            t.add_row(r["name"], str(r["model"]), r["schedule"], "yes" if r["data_trigger"] else "no", str(r["pool"]), str(r["paused"]), str(r["data"]))
+            t.add_row(esc(r["name"]), esc(str(r["model"])), esc(r["schedule"]), "yes" if r["data_trigger"] else "no", esc(str(r["pool"])),
+                      str(r["paused"]), esc(str(r["data"])))
         out.print(t)
         return
     if target == "rm":
@@ -358,7 +360,7 @@ def schedule(target: str = typer.Argument(..., help="a config YAML to schedule, 
         removed = remove_schedule(name)
         if not removed:
             raise ConfigError(f"no schedule named {name!r}; see `tlops schedule ls`")
-        return _print_json({"removed": removed}) if json_out else out.print(f"removed {', '.join(removed)}")
+        return _print_json({"removed": removed}) if json_out else out.print(esc(f"removed {', '.join(removed)}"))
     if cron and interval:
         raise ConfigError("give --cron or --interval, not both")
     cfg = load_config(target, set_ or [])
@@ -370,6 +372,6 @@ def schedule(target: str = typer.Argument(..., help="a config YAML to schedule, 
     if json_out:
         return _print_json({"name": label, "deployments": ids, "pool": pool, "cron": cron, "interval": interval, "watch_every": watch_every})
     when = f"cron '{cron}'" if cron else (f"every {interval:g} s" if interval else "no time schedule")
-    out.print(f"scheduled [bold]{label}[/bold]: tlops-train/{label} ({when}) on pool {pool!r}"
+    out.print(f"scheduled [bold]{esc(label)}[/bold]: tlops-train/{esc(label)} ({esc(when)}) on pool {esc(repr(pool))}"
               + (f"; data watch every {watch_every:g} s retrains on change" if watch_every else ""))
-    out.print(f"start a worker: prefect worker start --pool {pool}")
+    out.print(f"start a worker: prefect worker start --pool {esc(pool)}")

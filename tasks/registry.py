@@ -64,6 +64,9 @@ class Registry:
         try:
             self.client.get_registered_model(name)
         except MlflowException as e:
+            if e.error_code == "INVALID_PARAMETER_VALUE" and "name" in str(e).lower():  # e.g. a '/' in it
+                raise RegistryError(f"{name!r} is not a model name MLflow accepts ({e.message.rstrip('.')}); registered models: "
+                                    f"{', '.join(self.model_names()) or '(none)'}") from None
             if not _missing(e):
                 raise
             known = self.model_names()
