@@ -149,19 +149,30 @@ class RunConfig(_Strict):
         return self
 
 
+MAX_ERRORS_SHOWN = 20  # a config with 700k unknown keys gets 20 lines and a count, not 700k lines
+
+
 def _format_errors(err: ValidationError, source: str) -> str:
     lines = [f"invalid config {source}:"]
-    for e in err.errors():
+    errors = err.errors(include_url=False, include_context=False)
+    for e in errors[:MAX_ERRORS_SHOWN]:
         loc = _without_union_tags(e["loc"])
-        where = ".".join(str(p) for p in loc) or "(top level)"
+        where = ".".join(_shown(str(p)) for p in loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             parent = _model_at(RunConfig, e["loc"][:-1])
             valid = ", ".join(parent.model_fields) if parent else "?"
             lines.append(f"  {where}: unknown key; valid keys here: {valid}")
         elif e["type"] == "missing":
             lines.append(f"  {where}: required key is missing")
+        elif e["type"] == "finite_number":
+            lines.append(f"  {where}: must be a finite number, got {e.get('input')!r}; write a real number (YAML's .inf and "
+                         ".nan are not settings)")
         else:
-            lines.append(f"  {where}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"  {where}: {e['msg']} (got {_shown(repr(e.get('input')), 200)})")
+    if len(errors) > MAX_ERRORS_SHOWN:
+        unknown = sum(e["type"] == "extra_forbidden" for e in errors[MAX_ERRORS_SHOWN:])
+        lines.append(f"  ... and {len(errors) - MAX_ERRORS_SHOWN:,} more" + (f" ({unknown:,} of them unknown keys)" if unknown else "")
+                     + "; fix the ones above and run again")
     return "\n".join(lines)
 
 
@@ -219,10 +230,23 @@ def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
+MAX_CONFIG_BYTES = 256 * 1024  # a run config is a few kB; YAML reads ~250 kB/s here, so a bigger file is refused unread
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     path = Path(path)
+    if path.is_dir():
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.name != "dataset.yaml")[:3]
+        raise ConfigError(f"config {path} is a directory; pass the run config YAML file itself, e.g. "
+                          + (" or ".join(str(path / f) for f in found) if found else "configs/text_linear_probe.yaml")
+                          + (" (a dataset folder is the config's data.path; `tlops init DIR` writes a config for it)"
+                             if (path / "dataset.yaml").is_file() or (path / "train.csv").is_file() else ""))
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; pass a YAML file such as configs/text_linear_probe.yaml")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is {path.stat().st_size / 1024:,.0f} KiB, over the {MAX_CONFIG_BYTES // 1024} KiB a "
+                          "run config may have (one is a few kB, e.g. configs/text_linear_probe.yaml); pass the run config "
+                          "itself, or remove what was appended to it")
     tree = parse_yaml(read_utf8(path, ConfigError), f"config file {path}", ConfigError,
                       "fix the syntax there (indentation, brackets, quotes)")
     if tree is None:

@@ -9,10 +9,10 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import yaml
-
 from tlops.data.dataset import dataset_content_md5
 from tlops.data.versions import dir_entries, dir_md5, store_version
+from tlops.errors import DataError
+from tlops.text_files import parse_yaml, read_utf8
 
 PACKAGES = ("tlops", "torch", "transformers", "safetensors", "scikit-learn", "numpy", "pandas",
             "great_expectations", "prefect", "mlflow", "dvc", "pydantic")
@@ -65,7 +65,10 @@ def data_version(data_path: str | Path, store_in: str | Path | None = None) -> d
     if found is None:
         return info
     dvc_file, tracked = found
-    outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
+    meta = parse_yaml(read_utf8(dvc_file, DataError), str(dvc_file), DataError,  # beside the user's data: read bounded
+                      "fix it, or run `dvc add` on the data folder again")
+    outs = (meta.get("outs") if isinstance(meta, dict) else None) or [{}]
+    outs = outs if isinstance(outs, list) and isinstance(outs[0], dict) else [{}]
     workspace = dir_md5(tracked) if tracked.is_dir() else hashlib.md5(tracked.read_bytes()).hexdigest()
     info.update(dvc_file=str(dvc_file), dvc_md5=outs[0].get("md5"), workspace_md5=workspace,
                 dvc_status="clean" if workspace == outs[0].get("md5") else "modified: data differs from the md5 in " + dvc_file.name)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tlops.errors import DataError
+from tlops.text_files import normal_label
 
 INPUT_KEY = {"text": "text", "image": "path", "audio": "path"}  # the dataset contract's input column per modality
 INPUT_KEYS = ("text", "path")
@@ -89,9 +90,15 @@ def support_from_rows(rows: Any, modality: str, source: str = "support", numeric
         if not isinstance(label, str) or not label.strip():
             raise DataError(f"{where} has label {label!r}; give every support row a non-empty label")
         inputs.append(check_value(row[key], where))
-        labels.append(label.strip())  # like training's labels: " cat " is the class "cat"
+        labels.append(normal_label(label.strip()))  # like training's labels: " cat " is the class "cat", in Unicode NFC
     if numeric:
         return SupportSet(tuple(inputs), tuple(labels))
+    first: dict[str, int] = {}  # casefolded label -> its first row
+    for i, label in enumerate(labels, start=1):
+        j = first.setdefault(label.casefold(), i)
+        if labels[j - 1] != label:
+            raise DataError(f"{source} rows {j} and {i}: labels {labels[j - 1]!r} and {label!r} differ only by case and would be "
+                            f"two classes; spell the class one way (e.g. {labels[j - 1]!r})")
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise DataError(f"{source} has one class ({classes[0]!r}); a few-shot prediction chooses among its classes: "

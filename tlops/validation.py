@@ -1,8 +1,10 @@
 """Data validation with Great Expectations: every rule is a GX expectation; the report names rows.
 
-Rules: schema, non-empty text, sane lengths, labels from the known set and without surrounding whitespace,
-no control characters in text, enough rows per class, at least two classes, not mostly duplicate inputs,
-and no test/val text that also appears in train (leakage). A regression dataset (dataset.yaml `task:
+Rules: at least one data row in train.csv, test.csv and a given val.csv (the other rules of an empty split are
+not asked), schema, non-empty text, sane lengths, labels from the known set and without surrounding whitespace,
+one spelling per class (labels are read in Unicode NFC, so only case can split a class: 'Cat' beside 'cat' is
+refused), no control characters in text, enough rows per class, at least two classes, not mostly duplicate
+inputs, and no test/val text that also appears in train (leakage). A regression dataset (dataset.yaml `task:
 regression`) replaces the label rules with target rules: a number on every row, finite, within optional
 `bounds`, not constant in train. The unlabelled target
 split (`unlabeled.csv`, domain adaptation) when present or required: present, not empty, no label
@@ -17,6 +19,7 @@ import logging
 import math
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import pandas as pd
@@ -59,7 +62,16 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of, few_shot=None) -> list[
     known = ds.labels
     rules: list[Rule] = []
     regression = ds.task == "regression"
+    empty = {split for split in ("train", "val", "test") if len(ds.splits[split]) == 0}
+    variants = {} if regression else _case_variants(ds)  # spellings that differ from a class's kept one only by case
     for split in ("train", "val", "test"):
+        if not (split == "val" and ds.val_carved):  # a carved val is no file of the user's
+            name = os.path.basename(ds.splits[split].attrs.get("source", f"{split}.csv"))
+            rules.append(Rule(split, "rows", gxe.ExpectTableRowCountToBeBetween(min_value=1), "at least one data row",
+                              f"{name} has a header but no data rows; add rows below the header ('{col}' and "
+                              f"'{ds.target_column}' values)" + (", or remove val.csv to carve val from train.csv" if split == "val" else "")))
+        if split in empty:
+            continue  # nothing else to say about rows that are not there
         rules.append(Rule(split, "rows", gxe.ExpectColumnToExist(column=col), "schema", f"add a '{col}' column"))
         rules += _target_rules(ds, split) if regression else [
             Rule(split, "rows", gxe.ExpectColumnToExist(column="label"), "schema", "add a 'label' column"),
@@ -84,35 +96,77 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of, few_shot=None) -> list[
                      f"text length within [{cfg.min_chars}, {cfg.max_chars}] characters",
                      "fix or drop those rows, or change validation.min_chars / validation.max_chars"),
             ]
-        if not regression and (split != "train" or ds.meta.get("labels")) and not (few_shot and split != "train"):  # few-shot: novel classes
-            rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="label", value_set=known),
-                              "labels from the known set",
-                              "use only labels that appear in train (or listed under `labels:` in dataset.yaml)"))
-    rules += [
-        Rule("train", "rows", gxe.ExpectColumnUniqueValueCountToBeBetween(column="target_value", min_value=2),
-             "target not constant", f"every training row has the same '{ds.target_column}'; a regressor needs targets that vary "
-             "(a constant is predicted without a model)"),
-    ] if regression else [
-        Rule("train", "class_counts", gxe.ExpectColumnValuesToBeBetween(column="count", min_value=cfg.min_per_class),
-             f"every class has at least {cfg.min_per_class} training rows",
-             "add training rows for those classes, drop them, or lower validation.min_per_class"),
-        Rule("train", "rows", gxe.ExpectColumnUniqueValueCountToBeBetween(column="label", min_value=2),
-             "at least two classes", "a classifier needs two or more labels in train.csv"),
-    ]
+        if (not regression and known and (split != "train" or ds.meta.get("labels"))
+                and not (few_shot and split != "train")):  # few-shot: novel classes; no known labels: train is empty
+            rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToBeInSet(column="label", value_set=sorted({*known, *(v for v, k in variants.items() if k in known)})),
+                              "labels from the known set",  # a case variant of a known label is the next rule's to name
+                              "use only labels that appear in train (or listed under `labels:` in dataset.yaml), spelled "
+                              "the same, case included (Unicode forms need not match: labels are read as NFC)"))
+    for split in [s for s in ds.splits if s != UNLABELED and s not in empty] if variants else []:
+        rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToNotBeInSet(column="label", value_set=sorted(variants)),
+                          "one spelling per class (labels that differ only by case)", _case_fix(variants)))
+    if "train" not in empty:
+        rules += [
+            Rule("train", "rows", gxe.ExpectColumnUniqueValueCountToBeBetween(column="target_value", min_value=2),
+                 "target not constant", f"every training row has the same '{ds.target_column}'; a regressor needs targets that vary "
+                 "(a constant is predicted without a model)"),
+        ] if regression else [
+            Rule("train", "class_counts", gxe.ExpectColumnValuesToBeBetween(column="count", min_value=cfg.min_per_class),
+                 f"every class has at least {cfg.min_per_class} training rows",
+                 "add training rows for those classes, drop them, or lower validation.min_per_class"),
+            Rule("train", "rows", gxe.ExpectColumnUniqueValueCountToBeBetween(column="label", min_value=2),
+                 "at least two classes", "a classifier needs two or more labels in train.csv"),
+        ]
     if ds.modality != "text":
         for split in ("train", "val", "test"):
-            rules += _file_rules(ds, split, cfg)
+            if split not in empty:
+                rules += _file_rules(ds, split, cfg)
     train_keys = sorted(set(frame_of("train", "rows")["content_key"]) - {""})
     what = "text" if ds.modality == "text" else "file content"
     for split in ("val", "test"):
-        rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToNotBeInSet(column="content_key", value_set=train_keys),
-                          f"no {what} shared with train (leakage)",
-                          f"remove those rows from {split} or from train, so evaluation never sees training data"))
+        if split not in empty:
+            rules.append(Rule(split, "rows", gxe.ExpectColumnValuesToNotBeInSet(column="content_key", value_set=train_keys),
+                              f"no {what} shared with train (leakage)",
+                              f"remove those rows from {split} or from train, so evaluation never sees training data"))
     if UNLABELED in ds.splits:
         rules += _unlabeled_rules(ds, cfg, frame_of)
-    if few_shot is not None:
+    if few_shot is not None and not empty:  # the episodes' rules wait until every split has rows
         rules += _few_shot_task_rules(ds, few_shot, frame_of) if ds.task == "regression" else _few_shot_rules(ds, few_shot, frame_of)
     return rules
+
+
+def _case_variants(ds: Dataset) -> dict[str, str]:
+    """{spelling: the class's kept spelling} for labels that differ from another only by case (after NFC, which
+    the dataset reader applied). The kept spelling is dataset.yaml's `labels:` entry, else the most frequent in
+    train, then in every labelled split, then the first in sorted order."""
+    listed = {str(x).casefold(): str(x) for x in ds.meta.get("labels") or []}
+    in_train, everywhere = Counter(), Counter()
+    for split, df in ds.splits.items():
+        if split != UNLABELED and "label" in df.columns:
+            counts = Counter(df["label"])
+            everywhere.update(counts)
+            if split == "train":
+                in_train.update(counts)
+    spellings: dict[str, set[str]] = {}
+    for label in everywhere:
+        spellings.setdefault(label.casefold(), set()).add(label)
+    out = {}
+    for folded, group in spellings.items():
+        group |= {listed[folded]} if folded in listed else set()
+        if len(group) > 1:
+            kept = listed.get(folded) or min(group, key=lambda l: (-in_train[l], -everywhere[l], l))
+            out.update({l: kept for l in group if l != kept})
+    return out
+
+
+def _case_fix(variants: dict[str, str]) -> str:
+    kept: dict[str, list[str]] = {}
+    for spelling, k in sorted(variants.items()):
+        kept.setdefault(k, []).append(spelling)
+    pairs = [f"{' / '.join(repr(o) for o in others)} and {k!r}" for k, others in sorted(kept.items())]
+    shown = "; ".join(pairs[:5]) + (f"; and {len(pairs) - 5} more" if len(pairs) > 5 else "")
+    return (f"{shown} differ only by case and would train as separate classes; spell the class one way: write "
+            + ", ".join(repr(k) for k in sorted(kept)[:5]) + " on those lines (or fix the other spelling everywhere)")
 
 
 def _target_rules(ds: Dataset, split: str) -> list[Rule]:

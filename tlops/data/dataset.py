@@ -1,4 +1,11 @@
-"""The dataset-directory contract: dataset.yaml + train.csv [+ val.csv] + test.csv [+ unlabeled.csv]."""
+"""The dataset-directory contract: dataset.yaml + train.csv [+ val.csv] + test.csv [+ unlabeled.csv].
+
+Labels are normalised to Unicode NFC when they are read (`tlops.text_files.normal_label`): the `label` column of
+every CSV read here and dataset.yaml's `labels:`. So 'café' written with a precomposed é (NFC) and with e + a
+combining accent (NFD) is one class in train, val, test, the support set and the model's predictions. Labels are
+otherwise kept as written, case included: two spellings that differ only by case ('Noun.Food' / 'noun.food') are
+refused, by `labels:` here and by validation in the CSVs, instead of training as two classes.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from tlops.errors import DataError
-from tlops.text_files import key_line, parse_yaml, read_utf8
+from tlops.text_files import key_line, normal_label, parse_yaml, read_utf8
 
 MODALITIES = ("text", "image", "audio")
 INPUT_COLUMN = {"text": "text", "image": "path", "audio": "path"}
@@ -92,8 +99,9 @@ class Dataset:
 
 
 def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
-    """The CSV as string columns (empty fields stay ""). attrs: `source` (the file) and `lines` (each row's
-    first line in the file, 1-based: a quoted field with newlines or a blank line does not shift later rows)."""
+    """The CSV as string columns (empty fields stay ""; a `label` column's values in Unicode NFC, see the module's
+    docstring). attrs: `source` (the file) and `lines` (each row's first line in the file, 1-based: a quoted field
+    with newlines or a blank line does not shift later rows)."""
     text = read_utf8(path, DataError)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
@@ -111,6 +119,11 @@ def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
                 lines.append(start)
             start = reader.line_num + 1
     except csv.Error as e:
+        if "field larger than field limit" in str(e):
+            raise DataError(f"{path} line {start}: a field is longer than {csv.field_size_limit():,} characters, the CSV "
+                            "reader's limit; shorten that field or split its text over several rows (a text model reads only "
+                            "backbone.max_length tokens of it); if no field should be that long, close the quote opened "
+                            f"on line {start}") from None
         problem = "a quoted field starting here is never closed" if "end of data" in str(e) else str(e)
         raise DataError(f"{path} line {start}: {problem}; quote the whole field and double any quote inside it "
                         '(e.g. "she said ""hi""",label)') from None
@@ -126,6 +139,8 @@ def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:
             f"Rename the columns so the file has {required}."
         )
     df = pd.DataFrame(rows, columns=header, dtype=str) if rows else pd.DataFrame({c: pd.Series([], dtype=str) for c in header})
+    if "label" in df.columns:
+        df["label"] = df["label"].map(normal_label)
     df.attrs["source"] = str(path)
     df.attrs["lines"] = tuple(lines)
     return df
@@ -157,15 +172,24 @@ def _read_meta(meta_file: Path) -> dict:
     if odd:
         raise DataError(f"{meta_file} line {key_line(text, 'labels', odd[0])}: labels {[labels[i] for i in odd]} are not strings "
                         "(YAML reads bare yes/no/on/off as booleans and 1 as a number); quote them, e.g. labels: ['yes', 'no']")
-    seen: set = set()
+    seen: dict[str, int] = {}  # the NFC label -> its index
+    folded: dict[str, int] = {}
     for i, x in enumerate(labels):
         where = f"{meta_file} line {key_line(text, 'labels', i)}"
         if x != x.strip() or not x:
             raise DataError(f"{where}: label {x!r} has surrounding whitespace or is empty; strip it, "
                             f"e.g. {x.strip()!r} (' a' and 'a' would be two different classes)")
-        if x in seen:
-            raise DataError(f"{where}: label {x!r} more than once; list each label once")
-        seen.add(x)
+        n = normal_label(x)
+        if n in seen:
+            same = "" if x == labels[seen[n]] else (f" (as {labels[seen[n]]!r} on line {key_line(text, 'labels', seen[n])}: "
+                                                     "the same letters in another Unicode form; labels are read as NFC)")
+            raise DataError(f"{where}: label {x!r} more than once{same}; list each label once")
+        j = folded.get(n.casefold())
+        if j is not None:
+            raise DataError(f"{where}: labels {labels[j]!r} (line {key_line(text, 'labels', j)}) and {x!r} differ only by case "
+                            f"and would be two classes; spell the class one way (e.g. {labels[j]!r}) in `labels:` and the CSVs")
+        seen[n], folded[n.casefold()] = i, i
+    meta["labels"] = [normal_label(x) for x in labels]
     return meta
 
 
