@@ -174,6 +174,8 @@ def inspect_folder(root: str | Path) -> Folder:
             raise DataError(f"{df.attrs['source']} has a header but no rows; add labelled rows")
         if regression:
             _check_numbers(df, target)
+    if not regression:
+        _check_labels(frames)
     if val_carved:  # the rows a run trains on: val carved from train (seeded; stratified for classes), as load_dataset does
         frames["train"], frames["val"] = carve_val(train, SEED, VAL_FRACTION, stratify=not regression)
     by = group if regression else "label"  # a regression without tasks has nothing to count per key
@@ -188,6 +190,25 @@ def inspect_folder(root: str | Path) -> Folder:
         lengths = [len(t) for df in frames.values() for t in df["text"]]
         found.text_chars = (min(lengths), max(lengths))
     return found
+
+
+def _check_labels(frames: dict) -> None:
+    """The label rules validation applies, before anything is counted: a label with surrounding whitespace (or empty)
+    would be a class of its own ('apache ' beside 'apache'), and so would a case-only variant ('Food' beside 'food');
+    labels are already read as NFC (tlops.text_files.normal_label), so Unicode forms are one class. The first bad
+    line is named, with the fix."""
+    spelled: dict[str, tuple[str, str, int]] = {}  # casefolded label -> (spelling, file, line) first seen
+    for df in frames.values():
+        for i, label in zip(df.index, df["label"]):
+            where = f"{df.attrs['source']} line {csv_line(df, i)}"
+            label = str(label)
+            if label != label.strip() or not label.strip():
+                raise DataError(f"{where}: label {label!r} has surrounding whitespace or is empty, which validation refuses "
+                                f"(it would be a class apart from {label.strip()!r}); strip it" + (f", e.g. {label.strip()!r}" if label.strip() else ""))
+            first = spelled.setdefault(label.casefold(), (label, df.attrs["source"], csv_line(df, i)))
+            if first[0] != label:
+                raise DataError(f"{where}: label {label!r} differs only by case from {first[0]!r} ({first[1]} line {first[2]}), "
+                                f"which validation refuses (they would be two classes); spell the class one way, e.g. {first[0]!r}")
 
 
 def _check_numbers(df, target: str) -> None:

@@ -315,3 +315,17 @@ def test_cli_init_on_a_regression_folder(tmp_path):
     assert made.returncode == 0, made.stderr
     assert "depth: text, regression on 'depth' (train " in made.stdout and "smallest class" not in made.stdout
     assert "wrote depth.yaml from starter text_regression" in made.stdout
+
+
+def test_init_applies_validations_label_rules_before_counting_classes(tmp_path):
+    """'apache ' beside 'apache' used to count as two classes (and set min_per_class from the bogus one)."""
+    for bad, match in ((" noun", r"train\.csv line 2: label 'animal ' has surrounding whitespace or is empty, which validation refuses"),
+                       ("case", r"test\.csv line \d+: label 'ANIMAL' differs only by case from 'animal' \(.*train\.csv line 2\)")):
+        data = make_text_dataset(tmp_path / bad.strip())
+        if bad == "case":
+            (data / "test.csv").write_text((data / "test.csv").read_text().replace(",animal\n", ",ANIMAL\n", 1))
+        else:
+            (data / "train.csv").write_text((data / "train.csv").read_text().replace(",animal\n", ",animal \n", 1))
+        with pytest.raises(DataError, match=match):
+            init(data, tmp_path / "c.yaml")
+        assert not (tmp_path / "c.yaml").exists()
