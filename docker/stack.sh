@@ -13,7 +13,11 @@
 # Both servers require credentials (MLflow's basic-auth app, Prefect's API auth string); `env` prints them for clients.
 # Settings: docker/.env (created from .env.example with random secrets on first `up`); variables already
 # set in the environment win, as with compose. TLOPS_STACK_DIR: state folder (default: .stack in the checkout);
-# TLOPS_STACK_ENV: another settings file. Extra environment (e.g. PREFECT_* settings) reaches every service.
+# TLOPS_STACK_ENV: another settings file. TLOPS_STACK_BIND (in the settings file): the address Prefect and MLflow
+# listen on, 127.0.0.1 unless set (PostgreSQL is always on 127.0.0.1).
+# Each service gets only its own settings and secrets (service_env): no key of the settings file reaches a service
+# under its own name, and no variable of the caller's environment named like a secret (*PASSWORD*, *SECRET*,
+# *TOKEN*, *_API_KEY, *AUTH_STRING*, ...) reaches any; other extra environment (e.g. PREFECT_* settings) reaches every service.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,6 +26,9 @@ STATE=${TLOPS_STACK_DIR:-$ROOT/.stack}
 ENV_FILE=${TLOPS_STACK_ENV:-$HERE/.env}
 [ -x "$ROOT/.venv/bin/prefect" ] && PATH="$ROOT/.venv/bin:$PATH"
 SERVICES=(postgres prefect-server mlflow worker-cpu worker-gpu)
+declare -A FILE_KEY=()  # the keys of the settings file: shell variables here, never exported to a service
+# tlops.secrets.is_secret_name's rule
+SECRET_NAME='(^|_)(TOKEN|SECRET|SECRETS|PASSWD|CREDENTIALS?|AUTH_STRING)(_|$)|PASSWORD|(API|ACCESS|PRIVATE|SECRET|SIGNING|MASTER)_?KEY'
 
 die() { echo "stack.sh: $*" >&2; exit 1; }
 
@@ -54,10 +61,32 @@ load_settings() {
   local key value
   while IFS='=' read -r key value; do
     [[ $key =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
-    [ -n "${!key+x}" ] || export "$key=$value"
+    FILE_KEY[$key]=1
+    [ -n "${!key+x}" ] || printf -v "$key" '%s' "$value"  # a shell variable, not exported: services get service_env's
   done < "$ENV_FILE"
   : "${POSTGRES_USER:?}" "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in $ENV_FILE}" "${POSTGRES_PORT:?}" "${PREFECT_PORT:?}" "${MLFLOW_PORT:?}"
   : "${MLFLOW_ADMIN_USER:=admin}" "${MLFLOW_ADMIN_PASSWORD:?}" "${MLFLOW_FLASK_SECRET_KEY:?}" "${PREFECT_AUTH_STRING:?}"
+  # where the servers listen; clients, health checks and workers on this machine connect to STACK_HOST (loopback for 0.0.0.0)
+  : "${TLOPS_STACK_BIND:=127.0.0.1}"
+  FILE_KEY[TLOPS_STACK_BIND]=1
+  case $TLOPS_STACK_BIND in 0.0.0.0 | :: | "") STACK_HOST=127.0.0.1 ;; *) STACK_HOST=$TLOPS_STACK_BIND ;; esac
+}
+
+is_secret_name() { [[ ${1^^} =~ $SECRET_NAME ]]; }
+
+# `env` options that take from a service's environment what it must not inherit from this script's: every key of
+# the settings file (service_env gives each service the few it needs, under the names it reads) and every variable
+# named like a secret.
+scrub_args() {
+  local name
+  while IFS= read -r name; do
+    if [ -n "${FILE_KEY[$name]:-}" ] || is_secret_name "$name"; then printf '%s\n' -u "$name"; fi
+  done < <(compgen -e)
+}
+
+# MLflow refuses Host headers it does not know (DNS-rebinding protection): the address clients here use is one
+allowed_hosts() {
+  case $STACK_HOST in 127.0.0.1 | localhost) echo "$MLFLOW_ALLOWED_HOSTS" ;; *) echo "$MLFLOW_ALLOWED_HOSTS,$STACK_HOST,$STACK_HOST:*" ;; esac
 }
 
 # The command of each service: word for word compose.yaml's `command:` (postgres: the image's own entrypoint).
@@ -78,9 +107,9 @@ service_env() {
       echo "POSTGRES_USER=$POSTGRES_USER"
       echo "POSTGRES_PASSWORD=$POSTGRES_PASSWORD" ;;
     prefect-server)
-      echo "PREFECT_SERVER_API_HOST=0.0.0.0"
+      echo "PREFECT_SERVER_API_HOST=$TLOPS_STACK_BIND"
       echo "PREFECT_SERVER_API_PORT=$PREFECT_PORT"
-      echo "PREFECT_UI_API_URL=http://localhost:$PREFECT_PORT/api"
+      echo "PREFECT_UI_API_URL=http://$STACK_HOST:$PREFECT_PORT/api"
       echo "PREFECT_SERVER_DATABASE_DRIVER=postgresql+asyncpg"
       echo "PREFECT_SERVER_DATABASE_HOST=127.0.0.1"
       echo "PREFECT_SERVER_DATABASE_PORT=$POSTGRES_PORT"
@@ -90,25 +119,26 @@ service_env() {
       echo "PREFECT_SERVER_ANALYTICS_ENABLED=false"
       echo "PREFECT_SERVER_API_AUTH_STRING=$PREFECT_AUTH_STRING" ;;
     mlflow)
-      echo "MLFLOW_HOST=0.0.0.0"
+      echo "MLFLOW_HOST=$TLOPS_STACK_BIND"
       echo "MLFLOW_PORT=$MLFLOW_PORT"
       echo "MLFLOW_WORKERS=2"
       echo "MLFLOW_BACKEND_STORE_URI=postgresql+psycopg2://$POSTGRES_USER@127.0.0.1:$POSTGRES_PORT/mlflow"
       echo "PGPASSWORD=$POSTGRES_PASSWORD"
       echo "MLFLOW_SERVE_ARTIFACTS=true"
       echo "MLFLOW_ARTIFACTS_DESTINATION=$STATE/mlartifacts"
-      echo "MLFLOW_SERVER_ALLOWED_HOSTS=$MLFLOW_ALLOWED_HOSTS"
+      echo "MLFLOW_SERVER_ALLOWED_HOSTS=$(allowed_hosts)"
       echo "MLFLOW_AUTH_CONFIG_PATH=$STATE/mlflow-auth.ini"
       echo "MLFLOW_AUTH_ADMIN_USERNAME=$MLFLOW_ADMIN_USER"
       echo "MLFLOW_AUTH_ADMIN_PASSWORD=$MLFLOW_ADMIN_PASSWORD"
       echo "MLFLOW_FLASK_SERVER_SECRET_KEY=$MLFLOW_FLASK_SECRET_KEY" ;;
     worker-cpu | worker-gpu)
-      echo "PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api"
-      echo "MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT"
+      echo "PREFECT_API_URL=http://$STACK_HOST:$PREFECT_PORT/api"
+      echo "MLFLOW_TRACKING_URI=http://$STACK_HOST:$MLFLOW_PORT"
       echo "MLFLOW_TRACKING_USERNAME=$MLFLOW_ADMIN_USER"
       echo "MLFLOW_TRACKING_PASSWORD=$MLFLOW_ADMIN_PASSWORD"
       echo "PREFECT_API_AUTH_STRING=$PREFECT_AUTH_STRING"
       echo "PREFECT_WORKER_WEBSERVER_PORT=$(worker_health_port "$1")"
+      echo "PREFECT_WORKER_WEBSERVER_HOST=127.0.0.1"
       echo "HF_HUB_OFFLINE=1" ;;
   esac
 }
@@ -118,8 +148,8 @@ worker_health_port() { [ "$1" = worker-cpu ] && echo "${WORKER_CPU_HEALTH_PORT:-
 
 health_url() {
   case $1 in
-    prefect-server) echo "http://127.0.0.1:$PREFECT_PORT/api/health" ;;
-    mlflow) echo "http://127.0.0.1:$MLFLOW_PORT/health" ;;
+    prefect-server) echo "http://$STACK_HOST:$PREFECT_PORT/api/health" ;;
+    mlflow) echo "http://$STACK_HOST:$MLFLOW_PORT/health" ;;
     worker-*) echo "http://127.0.0.1:$(worker_health_port "$1")/health" ;;
   esac
 }
@@ -181,7 +211,9 @@ start_postgres() {
   fi
   touch "$STATE/logs/postgres.log"
   if [ "$(id -u)" = 0 ]; then chown postgres "$STATE/logs/postgres.log"; fi
-  as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$STATE/logs/postgres.log" -w -t 60 \
+  local scrub=()
+  mapfile -t scrub < <(scrub_args)
+  as_postgres env "${scrub[@]}" "$PG_BIN/pg_ctl" -D "$data" -l "$STATE/logs/postgres.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $POSTGRES_PORT -k $STATE/run" start >/dev/null \
     || die "PostgreSQL did not start: $(tail -5 "$STATE/logs/postgres.log")"
   if [ -n "$fresh" ]; then
@@ -198,11 +230,12 @@ write_auth_config() {
 }
 
 start_service() {
-  local service=$1 vars=()
+  local service=$1 vars=() scrub=()
   mapfile -t vars < <(service_env "$service")
+  mapfile -t scrub < <(scrub_args)
   # own session: `down` stops the service and all its children as one process group
   # shellcheck disable=SC2046
-  setsid env "${vars[@]}" $(service_command "$service") >"$STATE/logs/$service.log" 2>&1 < /dev/null &
+  setsid env "${scrub[@]}" "${vars[@]}" $(service_command "$service") >"$STATE/logs/$service.log" 2>&1 < /dev/null &
   echo $! > "$(pid_file "$service")"
 }
 
@@ -259,8 +292,8 @@ status() {
 }
 
 env_exports() {
-  echo "export PREFECT_API_URL=http://127.0.0.1:$PREFECT_PORT/api"
-  echo "export MLFLOW_TRACKING_URI=http://127.0.0.1:$MLFLOW_PORT"
+  echo "export PREFECT_API_URL=http://$STACK_HOST:$PREFECT_PORT/api"
+  echo "export MLFLOW_TRACKING_URI=http://$STACK_HOST:$MLFLOW_PORT"
   # the credentials travel in the environment (MLflow sends basic auth, Prefect its auth string), never in a URI
   echo "export MLFLOW_TRACKING_USERNAME=$MLFLOW_ADMIN_USER"
   echo "export MLFLOW_TRACKING_PASSWORD=$MLFLOW_ADMIN_PASSWORD"

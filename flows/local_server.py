@@ -6,7 +6,9 @@ exits on its own once no run has used it for TLOPS_LOCAL_SERVER_IDLE seconds (de
 `tlops local-server stop` stops it at once. Which runs use it is a lease file per run (its pid) beside
 Prefect's database; a run killed with `kill -9` leaves a lease whose pid is dead, which does not count. The
 start lock below serialises starting, reusing and the idle exit, so a run never picks a server that is
-about to leave.
+about to leave. It starts with a scrubbed environment (`server_env`): no credential of the run that started it
+stays in the process that later runs share. If it is killed while a run uses it, that run's Prefect clients give up
+at once (`_fail_fast_when_gone`: nobody restarts it on its port) and the error says so (`flows.prefect_outage`).
 
 Temporary (`TemporaryServer`, TLOPS_LOCAL_SERVER=temporary): one server per run, ended with it. Prefect would start one itself (`SubprocessASGIServer`: uvicorn on `prefect.server.api.server:create_app`);
 this runs the same command, with three differences that matter for a command-line run:
@@ -71,12 +73,36 @@ def server_home() -> Path:
     return home
 
 
+# What the server process needs from this process's environment (it imports Prefect and runs uvicorn on SQLite):
+# the interpreter's and the locale's settings and Prefect's own. Nothing else: a kept server outlives the run that
+# started it (up to TLOPS_LOCAL_SERVER_IDLE) and serves later runs, so a run's credentials (MLFLOW_TRACKING_PASSWORD,
+# PGPASSWORD, HF_TOKEN, *_API_KEY, ...) must not sit in its /proc/PID/environ.
+SERVER_ENV_NAMES = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP", "SQLITE_TMPDIR",
+                    "PYTHONPATH", "PYTHONHOME", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "VIRTUAL_ENV",
+                    "SSL_CERT_FILE", "SSL_CERT_DIR", "DO_NOT_TRACK", "NO_COLOR"}
+SERVER_ENV_PREFIXES = ("LC_", "PREFECT_", "COVERAGE_")
+
+
+def _for_server(name: str) -> bool:
+    """Whether the local server gets variable `name`: the allow-list above, and of what is named like a secret only the
+    server's own settings (PREFECT_SERVER_*: its database password, its API auth string) and the client auth string that
+    goes with the latter (with no PREFECT_API_URL, the only server it can be meant for is this one)."""
+    from tlops.secrets import is_secret_name
+
+    if not (name in SERVER_ENV_NAMES or name.startswith(SERVER_ENV_PREFIXES)):
+        return False
+    return not is_secret_name(name) or name.startswith("PREFECT_SERVER_") or name == "PREFECT_API_AUTH_STRING"
+
+
 def server_env() -> dict[str, str]:
-    """What Prefect gives its own temporary server: this process's Prefect settings, no UI."""
+    """What Prefect gives its own temporary server (this process's Prefect settings, no UI), from a scrubbed
+    environment: only what the server needs (`_for_server`), never the run's other credentials."""
     from prefect.settings import get_current_settings
 
-    return {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
-            **get_current_settings().to_environment_variables(exclude_unset=True)}
+    settings = get_current_settings().to_environment_variables(exclude_unset=True)
+    return {**{k: v for k, v in os.environ.items() if _for_server(k)},
+            "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+            **{k: v for k, v in settings.items() if _for_server(k)}}
 
 
 def _alive(pid: int) -> bool:
@@ -164,6 +190,100 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# The local servers this process used, by API URL: (kind, pid); `flows.prefect_outage` names the one that went away.
+USED: dict[str, tuple[str, int]] = {}
+_watched: dict[int, "TemporaryServer"] = {}  # port -> the server this process is using there (until its `stop`)
+_hooked = False
+_GoneError: type | None = None
+
+
+def gone_error() -> type:
+    """The transport error raised when the local server's process has exited (an `httpx.TransportError`, so it reads as
+    a server that stopped answering, but none of those Prefect's client retries)."""
+    global _GoneError
+    if _GoneError is None:
+        import httpx
+
+        class LocalServerGone(httpx.TransportError):
+            """The local Prefect server's process has exited: no retry can reach it (a new one gets a new port)."""
+
+        _GoneError = LocalServerGone
+    return _GoneError
+
+
+def used_server(url: str | None) -> tuple[str, int, str] | None:
+    """(kind, pid, api_url) of the local server this process used at `url`'s host and port; None for any other URL."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return None
+    where = urlsplit(url)
+    for api_url, (kind, pid) in USED.items():
+        mine = urlsplit(api_url)
+        if (where.hostname, where.port) == (mine.hostname, mine.port):
+            return kind, pid, api_url
+    return None
+
+
+def _gone(request):
+    """The error to raise for a failed request to a watched local server whose process has exited; None otherwise."""
+    server = _watched.get(request.url.port) if request.url.host in ("127.0.0.1", "localhost") else None
+    if server is None or server.alive():
+        return None
+    return gone_error()(f"the {server.kind} Prefect server at {server.api_url} (pid {server.pid}) has exited", request=request)
+
+
+def _fail_fast_when_gone() -> None:
+    """Make Prefect's clients give up at once on a local server whose process has exited. Prefect retries a dropped
+    connection PREFECT_CLIENT_MAX_RETRIES times (2 + 4 + ... + 32 s), per request, and a failing run makes several
+    (state reports, logs, events): minutes of waiting for a server nobody restarts on its port. A refused connection to
+    a live process (a server busy shutting down or starting) is still retried as before. Installed once per process."""
+    global _hooked
+    if _hooked:
+        return
+    import functools
+
+    import httpx
+    from prefect.client.base import PrefectHttpxAsyncClient, PrefectHttpxSyncClient
+
+    async_send_with_retry = PrefectHttpxAsyncClient._send_with_retry
+    sync_send_with_retry = PrefectHttpxSyncClient._send_with_retry
+
+    @functools.wraps(async_send_with_retry)
+    async def checked_async(self, *args, **kwargs):
+        send = kwargs.get("send")  # Prefect passes it by keyword
+        if send is not None:
+            async def send_or_give_up(request, *a, **k):
+                try:
+                    return await send(request, *a, **k)
+                except httpx.TransportError as e:
+                    if (gone := _gone(request)) is not None:
+                        raise gone from e
+                    raise
+
+            kwargs["send"] = send_or_give_up
+        return await async_send_with_retry(self, *args, **kwargs)
+
+    @functools.wraps(sync_send_with_retry)
+    def checked_sync(self, *args, **kwargs):
+        send = kwargs.get("send")
+        if send is not None:
+            def send_or_give_up(request, *a, **k):
+                try:
+                    return send(request, *a, **k)
+                except httpx.TransportError as e:
+                    if (gone := _gone(request)) is not None:
+                        raise gone from e
+                    raise
+
+            kwargs["send"] = send_or_give_up
+        return sync_send_with_retry(self, *args, **kwargs)
+
+    PrefectHttpxAsyncClient._send_with_retry = checked_async
+    PrefectHttpxSyncClient._send_with_retry = checked_sync
+    _hooked = True
+
+
 class TemporaryServer:
     kind, why_hint = "temporary", "run `prefect server start` to see why"
 
@@ -175,6 +295,25 @@ class TemporaryServer:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def pid(self) -> int | None:
+        if self.process is not None:
+            return self.process.pid
+        state = getattr(self, "state", None)
+        return int(state["pid"]) if state else None
+
+    def alive(self) -> bool:
+        """Whether the server's process still runs (a child of this process is reaped here, so a dead one is no zombie)."""
+        if self.process is not None:
+            return self.process.poll() is None
+        return self.pid is not None and _alive(self.pid)
+
+    def _watch(self) -> None:
+        """From now until `stop`: this process's Prefect clients give up at once if the server's process exits."""
+        USED[self.api_url] = (self.kind, self.pid)
+        _watched[self.port] = self
+        _fail_fast_when_gone()
 
     def begin(self) -> "TemporaryServer":
         """Take the start lock and launch the server (unless `_reuse` finds one); returns at once (see `wait`)."""
@@ -218,6 +357,7 @@ class TemporaryServer:
                     try:
                         if client.get(f"{self.api_url}/health").status_code == 200:
                             self._ready()
+                            self._watch()
                             return self.api_url
                     except httpx.TransportError:
                         pass
@@ -237,6 +377,8 @@ class TemporaryServer:
 
     def stop(self) -> None:
         self._release()
+        if self.port is not None and _watched.get(self.port) is self:
+            del _watched[self.port]
         if self.process is not None:
             self.process.terminate()
             try:
@@ -280,6 +422,7 @@ class KeptServer(TemporaryServer):
     def wait(self, timeout: float = 180) -> str:
         if self.reused:
             self._release()
+            self._watch()
             return self.api_url
         return super().wait(timeout)
 
@@ -295,6 +438,8 @@ class KeptServer(TemporaryServer):
         """Give the lease back; the server stays for the next run (it exits by itself when idle). One this run
         launched that never answered is ended here: no later run would find it."""
         self._release()
+        if self.port is not None and _watched.get(self.port) is self:
+            del _watched[self.port]
         if not getattr(self, "reused", True) and self.process is not None and getattr(self, "state", None) is None:
             super().stop()
         lease = getattr(self, "_lease", None)

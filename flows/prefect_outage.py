@@ -9,6 +9,10 @@ body runs retry (the flow reaching its body proves the URL is right; PrefectHQ/p
 A longer outage ends the flow with an httpx transport error raised from deep inside Prefect's engine; by then the MLflow
 run is already closed (`tasks.tracking.tracked_run`: FAILED, or FINISHED when only the flow's final state report failed)
 and registration either happened completely or not at all. What is left to say is which server, and what to do.
+
+A local server (`flows.local_server`, used when no PREFECT_API_URL is set) that went away is another case: nobody
+restarts it on its port, so `flows.local_server` makes the clients give up at once once its process has exited, and the
+error says which server it was (kept or temporary) and that a rerun starts a new one.
 """
 
 from __future__ import annotations
@@ -76,16 +80,36 @@ def _silence_prefect_services() -> None:
     sys.stderr.flush()
 
 
+def _request_url(cause) -> str | None:
+    """scheme://host:port of the request that failed, if the error carries it."""
+    try:
+        u = cause.request.url
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when the error carries no request
+        return None
+    return f"{u.scheme}://{u.host}" + (f":{u.port}" if u.port else "")
+
+
 def prefect_server_gone(e: BaseException) -> PrefectServerGone | None:
     """The error to print when `e` comes from a Prefect API that stopped answering; None for anything else."""
+    from flows.local_server import gone_error, used_server
+
     cause = _transport_error(e)
     if cause is None:
         return None
     _silence_prefect_services()
-    api = os.environ.get("PREFECT_API_URL")
-    server = f"the Prefect server at {api}" if api else "this run's temporary Prefect server"
+    after = ("the MLflow run is closed and no version is half-registered (`tlops history` shows what this run registered, "
+             "if anything)")
+    api, url = os.environ.get("PREFECT_API_URL"), _request_url(cause)
+    local = None if api else used_server(url)
+    if local is not None:  # no restart brings it back: a new local server gets a new port
+        kind, pid, local_url = local
+        why = "its process exited" if isinstance(cause, gone_error()) else f"{type(cause).__name__}: {cause}"
+        stopped = "stopped (`tlops local-server stop --force`) or killed" if kind == "kept local" else "killed"
+        return PrefectServerGone(
+            f"the {kind} Prefect server this run used ({local_url}, pid {pid}) went away during the run ({why}; it was {stopped}); "
+            f"{after}: rerun the same command, which starts a new local Prefect server (fine-tuning resumes from its checkpoint)")
+    server = f"the Prefect server at {api or url}" if api or url else "this run's Prefect server"
     retries = os.environ.get("PREFECT_CLIENT_MAX_RETRIES", "5")
     return PrefectServerGone(
         f"{server} stopped answering during the run ({type(cause).__name__}: {cause}) and was not back within the client's "
-        f"{retries} retries; the MLflow run is closed and no version is half-registered (`tlops history` shows what this run "
-        "registered, if anything): start the server again and rerun the same command (fine-tuning resumes from its checkpoint)")
+        f"{retries} retries; {after}: start the server again and rerun the same command (fine-tuning resumes from its checkpoint)")

@@ -41,11 +41,30 @@ def tracking_uri(cfg: RunConfig) -> str:
 
 _reachable: set[str] = set()
 
+# MLflow's SQL stores: what a SQLAlchemy URI of each backend may name as its (synchronous) driver: (SQLAlchemy's driver
+# name, the module it imports, the package that provides it), the one tlops installs first (`tlops[team]`: psycopg2-binary)
+DB_DRIVERS = {
+    "postgresql": (("psycopg2", "psycopg2", "psycopg2-binary"), ("psycopg", "psycopg", "psycopg[binary]"), ("pg8000", "pg8000", "pg8000")),
+    "mysql": (("pymysql", "pymysql", "pymysql"), ("mysqldb", "MySQLdb", "mysqlclient"),
+              ("mysqlconnector", "mysql.connector", "mysql-connector-python")),
+    "mssql": (("pyodbc", "pyodbc", "pyodbc"), ("pymssql", "pymssql", "pymssql")),
+}
+DB_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+FIX_URI = "or point MLFLOW_TRACKING_URI / --tracking-uri / tracking.uri at a running one"
+
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """Fail in seconds, not after MLflow's minutes of retries, when an HTTP tracking server does not answer
-    (checked once per process and URI)."""
-    if urlparse(uri).scheme not in ("http", "https") or uri in _reachable:
+    """Fail in seconds with one line, not after MLflow's minutes of retries and pages of tracebacks, when an HTTP tracking
+    server does not answer, or a database URI names a driver that is not installed or a database that does not answer or
+    refuses the connection (checked once per process and URI)."""
+    scheme = urlparse(uri).scheme
+    if uri in _reachable:
+        return
+    if scheme.split("+", 1)[0] in DB_DRIVERS:
+        _check_database(uri, timeout_s)
+        _reachable.add(uri)
+        return
+    if scheme not in ("http", "https"):
         return
     import requests
 
@@ -55,8 +74,74 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
         requests.get(uri.rstrip("/") + "/health", timeout=timeout_s)
     except requests.RequestException as e:
         raise RegistryError(f"tracking server {mask(uri)} is unreachable ({type(e).__name__}); start it (`mlflow server ...`) "
-                            f"or point MLFLOW_TRACKING_URI / --tracking-uri / tracking.uri at a running one") from None
+                            f"{FIX_URI}") from None
     _reachable.add(uri)
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _check_database(uri: str, timeout_s: float) -> None:
+    """A SQLAlchemy tracking URI (postgresql[+driver]://, mysql..., mssql...): its driver is importable, the database
+    answers within `timeout_s` and accepts the connection (the password comes from the environment: PGPASSWORD)."""
+    import math
+
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.pool import NullPool
+
+    from tlops.errors import RegistryError
+
+    shown = mask(uri)
+    try:
+        url = make_url(uri)
+        dialect = url.get_dialect()
+    except Exception as e:  # ArgumentError (not a URL), NoSuchModuleError (a driver SQLAlchemy does not know)
+        backend = urlparse(uri).scheme.split("+", 1)[0]
+        known = ", ".join(f"{backend}+{d}://" for d, _, _ in DB_DRIVERS[backend])
+        raise RegistryError(f"the tracking URI {shown} is not one SQLAlchemy can use ({type(e).__name__}: "
+                            f"{mask(str(e).splitlines()[0])}); write it {known.split(', ')[0]}... (drivers: {known})") from None
+    backend, driver = url.get_backend_name(), dialect.driver
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        rest = shown.split("://", 1)[1]
+        package = next((pkg for d, _, pkg in DB_DRIVERS[backend] if d == driver), driver)
+        usable = [d for d, module, _ in DB_DRIVERS[backend] if d != driver and _installed(module)]
+        fix = (f"write it {backend}+{usable[0]}://{rest} ({usable[0]} is installed here), or `pip install '{package}'`" if usable
+               else f"`pip install '{package}'`" + (f", or `pip install psycopg2-binary` and write it postgresql+psycopg2://{rest}"
+                                                      if backend == "postgresql" and driver != "psycopg2" else ""))
+        raise RegistryError(f"the tracking URI {shown} needs SQLAlchemy's {driver} driver, whose package is not installed "
+                            f"({e}): {fix}") from None
+    host, port = url.host, url.port or DB_PORTS[backend]
+    if host and not host.startswith("/"):  # TCP first: a refused or silent port is named in seconds, whatever the driver
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except OSError as e:
+            why = ("connection refused" if isinstance(e, ConnectionRefusedError) else
+                   f"no answer within {timeout_s:g} s" if isinstance(e, TimeoutError) else
+                   f"unknown host {host}" if isinstance(e, socket.gaierror) else f"{type(e).__name__}: {e.strerror or e}")
+            raise RegistryError(f"the tracking database {shown} is unreachable ({why} at {host}:{port}); start it, "
+                                f"{FIX_URI}") from None
+    timeouts = {"psycopg2": "connect_timeout", "psycopg": "connect_timeout", "pymysql": "connect_timeout",
+                "mysqldb": "connect_timeout", "pg8000": "timeout", "pymssql": "login_timeout", "pyodbc": "timeout"}
+    connect_args = {timeouts[driver]: max(2, math.ceil(timeout_s))} if driver in timeouts else {}
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    try:
+        with engine.connect():
+            pass
+    except Exception as e:  # OperationalError: wrong password, unknown database or user, a server that hangs up
+        detail = next((line.strip() for line in str(getattr(e, "orig", None) or e).splitlines() if line.strip()), type(e).__name__)
+        raise RegistryError(f"the tracking database {shown} did not accept the connection ({mask(detail)}); check the user, host and "
+                            f"database in the URI and its password (PGPASSWORD for PostgreSQL), {FIX_URI}") from None
+    finally:
+        engine.dispose()
 
 
 _initialised: set[str] = set()

@@ -40,11 +40,30 @@ def space_for(folder: str | Path, what: str, setting: str) -> Iterator[None]:
                        f"(--set {setting}=/path/with/space)") from e
 
 
+def _full_folder(e: BaseException | None) -> Path | None:
+    """The folder a full-disk error failed to write into: a copy's destination (`shutil.copy*` fills in the source as
+    `filename` and the destination as `filename2`; `shutil.copytree` gathers (source, destination, why) triples), else
+    the file the error names; None when it names none."""
+    import os
+    import shutil
+
+    for c in exception_chain(e):
+        if isinstance(c, shutil.Error) and c.args and isinstance(c.args[0], list):
+            for entry in c.args[0]:
+                if isinstance(entry, tuple) and len(entry) == 3 and any(m in str(entry[2]) for m in _MESSAGES):
+                    return Path(os.fsdecode(entry[1])).parent
+        if isinstance(c, OSError) and (c.errno in FULL or any(m in str(c) for m in _MESSAGES)):
+            target = c.filename2 if c.filename2 not in (None, "") else c.filename
+            if isinstance(target, (str, bytes, os.PathLike)) and os.fsdecode(target):
+                return Path(os.fsdecode(target)).parent
+    return None
+
+
 def as_disk_full(e: OSError, fallback: Path) -> DiskFull | None:
-    """A full-disk OSError met outside `space_for` as a DiskFull naming the folder of the file it failed on (else
-    `fallback`, the run's work dir); None for any other OSError."""
+    """A full-disk OSError met outside `space_for` as a DiskFull naming the folder it failed to write into (a copy's
+    destination, never its source; else `fallback`, the run's work dir); None for any other OSError."""
     if not is_disk_full(e):
         return None
-    where = Path(e.filename).parent if e.filename else fallback
+    where = _full_folder(e) or fallback
     return DiskFull(f"no space left on the device of {where}; nothing was registered. Free space there, or point "
                     "execution.work_dir / features.cache_dir at a disk with room (--set execution.work_dir=/path/with/space)")

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -50,6 +51,11 @@ def test_runs_share_one_kept_server_that_exits_when_idle(tmp_path, text_dataset,
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(home), TLOPS_LOCAL_SERVER="keep", TLOPS_LOCAL_SERVER_IDLE="8")
+    # the first run's credentials must not end up in the server it leaves behind for later runs (issue 25)
+    planted = {"MLFLOW_TRACKING_PASSWORD": "planted-mlflow-pass-5d1e", "HF_TOKEN": "hf_planted_token_77aa",
+               "TLOPS_TEST_API_KEY": "planted-api-key-3c9b", "SOME_DB_PASSWORD_FILE_X": "planted-password-0b12",
+               "TLOPS_TEST_SECRET": "planted-secret-91fe", "GITHUB_TOKEN": "planted-gh-token-64d0"}
+    env.update(planted)
     server = None
     try:
         first = tlops_cli("run", str(tmp_path / "c.yaml"), "--json", env=env, timeout=600)
@@ -57,6 +63,10 @@ def test_runs_share_one_kept_server_that_exits_when_idle(tmp_path, text_dataset,
         state = json.loads((home / STATE).read_text())
         server = psutil.Process(state["pid"])
         assert server.is_running() and "local_server.py" in " ".join(server.cmdline()), "the server outlives the run that started it"
+        environ = (Path("/proc") / str(server.pid) / "environ").read_bytes().decode(errors="replace").split("\0")
+        names = {line.split("=", 1)[0] for line in environ if "=" in line}
+        assert not names & set(planted) and not [v for v in planted.values() if any(v in line for line in environ)], sorted(names)
+        assert {"PATH", "PREFECT_HOME"} <= names, sorted(names)
 
         # the 8 s idle time keeps this test short, but on a loaded machine the gap between two CLI runs can pass it (a
         # user's next run within the default 900 s never does): the test holds a lease over the gap, as a run would

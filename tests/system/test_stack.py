@@ -105,15 +105,34 @@ def test_docker_compose_accepts_the_file(tmp_path):
     assert set(out.stdout.split()) == {"postgres", "prefect-server", "mlflow", "worker-cpu", "worker-gpu"}
 
 
+def test_the_servers_listen_on_loopback_unless_the_settings_name_a_team_address(tmp_path):
+    """Issue 25: Prefect and MLflow listened on 0.0.0.0 (PostgreSQL on 127.0.0.1). TLOPS_STACK_BIND (loopback by default)
+    says where; compose publishes their ports there and PostgreSQL's on loopback only."""
+    env = _example_env(tmp_path)
+    exports = subprocess.run([str(STACK), "env"], env=env, capture_output=True, text=True, check=True, timeout=60).stdout
+    assert "export PREFECT_API_URL=http://127.0.0.1:" in exports and "export MLFLOW_TRACKING_URI=http://127.0.0.1:" in exports
+    team = subprocess.run([str(STACK), "env"], env={**env, "TLOPS_STACK_BIND": "10.9.8.7"}, capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+    assert "export PREFECT_API_URL=http://10.9.8.7:" in team and "export MLFLOW_TRACKING_URI=http://10.9.8.7:" in team
+    example = dict(line.split("=", 1) for line in (DOCKER / ".env.example").read_text().splitlines() if line and not line.startswith("#"))
+    assert example["TLOPS_STACK_BIND"] == "127.0.0.1"
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    for name in ("prefect-server", "mlflow"):
+        assert [p.split(":")[0] for p in services[name]["ports"]] == ["${TLOPS_STACK_BIND"], services[name]["ports"]
+    assert [p.split(":")[0] for p in services["postgres"]["ports"]] == ["127.0.0.1"], services["postgres"]["ports"]
+
+
 # ---------------------------------------------------------------- the native stack, up for the tests below
 
 
 CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_AUTH_STRING")
+# in the environment `stack.sh up` runs in: a secret of the caller's shell, which no service may inherit
+PLANTED = ("TLOPS_TEST_PLANTED_TOKEN", "planted-stack-token-6c0e1f")
 
 
 @pytest.fixture(scope="module")
 def stack():
-    stack = NativeStack(PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2", PREFECT_WORKER_QUERY_SECONDS="1")
+    stack = NativeStack(PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2", PREFECT_WORKER_QUERY_SECONDS="1", **dict([PLANTED]))
     saved = {k: os.environ.get(k) for k in CREDENTIALS}
     os.environ.update({k: stack.env[k] for k in CREDENTIALS})  # this process's MlflowClients sign in too
     try:
@@ -161,6 +180,47 @@ def test_the_stack_reports_healthy_services_on_postgresql(stack):
                              capture_output=True, text=True, timeout=30)
         assert out.stdout.strip() == "t", (db, out.stderr)
     assert password not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout  # never on a command line
+
+
+def _environ(pid: int) -> dict[str, str] | None:
+    try:
+        raw = (Path("/proc") / str(pid) / "environ").read_bytes().decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError):  # a child that just ended
+        return None
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def test_each_service_holds_only_its_own_secrets_and_listens_on_loopback(stack):
+    """Issue 25: stack.sh exported every key of its settings file to every service (the worker held PostgreSQL's password
+    and MLflow's Flask key), and the caller's shell secrets too; Prefect and MLflow listened on 0.0.0.0. Each process of
+    each service (MLflow's and the worker's children too) is read from /proc."""
+    import psutil
+
+    settings = dict(re.findall(r"(\w+)=(\S*)", (stack.root / "stack.env").read_text()))
+    secrets = ("POSTGRES_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_FLASK_SECRET_KEY", "PREFECT_AUTH_STRING")
+    own = {"postgres": set(), "prefect-server": {"POSTGRES_PASSWORD", "PREFECT_AUTH_STRING"},
+           "mlflow": {"POSTGRES_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_FLASK_SECRET_KEY"},
+           "worker-cpu": {"MLFLOW_ADMIN_PASSWORD", "PREFECT_AUTH_STRING"}}
+    state = stack.root / "state"
+    for service, allowed in own.items():
+        pid_file = state / "pgdata" / "postmaster.pid" if service == "postgres" else state / "pids" / f"{service}.pid"
+        root = psutil.Process(int(pid_file.read_text().split()[0]))
+        for i, proc in enumerate([root, *root.children(recursive=True)]):
+            environ = _environ(proc.pid)
+            if environ is None:
+                continue
+            text = "\n".join(f"{k}={v}" for k, v in environ.items())
+            held = {k for k in secrets if settings[k] in text}
+            assert held <= allowed, f"{service} (pid {proc.pid}) holds {sorted(held - allowed)}"
+            if i == 0 and service != "postgres":  # (postgres writes its process titles over its environment)
+                assert held == allowed, f"{service} lacks {sorted(allowed - held)}"
+            assert not set(secrets) & set(environ), f"{service} got settings-file keys {sorted(set(secrets) & set(environ))}"
+            assert PLANTED[1] not in text and PLANTED[0] not in environ, f"{service} inherited the caller's secret"
+    ports = {int(stack.env[k]): k for k in ("POSTGRES_PORT", "PREFECT_PORT", "MLFLOW_PORT", "WORKER_CPU_HEALTH_PORT")}
+    listening = [(c.laddr.ip, c.laddr.port) for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN
+                 and c.laddr.port in ports]
+    assert {port for _, port in listening} == set(ports), (listening, ports)
+    assert {ip for ip, _ in listening} <= {"127.0.0.1", "::1"}, [(ip, ports[port]) for ip, port in listening]
 
 
 async def _rendered_jobs(api: str) -> tuple:
