@@ -107,11 +107,14 @@ def input_example(cfg: RunConfig) -> list[str] | None:
 
 def model_signature():
     """Raw inputs (strings: texts or file paths) in; the `proba` param asks for class probabilities; `support`
-    (a JSON list of labelled rows, "" for none) adapts a meta-transfer model to new classes (tasks/pyfunc_model.py)."""
+    (a JSON list of labelled rows, "" for none) adapts a meta-transfer model to new classes (tasks/pyfunc_model.py).
+    The input column is declared `Any`, not `string`: MLflow's server casts a request's values to the declared type
+    before the model sees them, and a string column turned `1` and `null` into the texts "1" and "None", labelled like
+    any other; as sent, the pyfunc refuses what is not a string (issue 25)."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
-    return ModelSignature(inputs=Schema([ColSpec("string")]),
+    return ModelSignature(inputs=Schema([ColSpec(AnyType())]),
                           params=ParamSchema([ParamSpec("proba", "boolean", False), ParamSpec("support", "string", "")]))
 
 
