@@ -56,9 +56,25 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, default=str))
 
 
+REGISTRATION_TAGS = ("tlops.package_sha256", "tlops.code_sha256")  # set last by a registration (tasks/register.py)
+
+
+def _incomplete(tags: dict, run_status: str) -> str | None:
+    """Why a version's registration did not finish, or None: tagged so when its run was found killed, missing the
+    sha256 tags a registration sets last, or its run not FINISHED (killed, failed, or still running)."""
+    if tags.get("tlops.incomplete") == "true":
+        return "its run ended (killed or failed) before its registration and gate finished"
+    missing = [t for t in REGISTRATION_TAGS if t not in tags]
+    if missing:
+        return f"no {' / '.join(missing)} tag: its registration did not finish (or predates these tags)"
+    if run_status != "FINISHED":
+        return f"its run is {run_status}, not FINISHED: registered, but the run did not finish"
+    return None
+
+
 def models(name: Optional[str] = typer.Argument(None, help="a registered model: list its versions"),
            json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
-    """Registered models, or one model's versions with aliases, lineage and audit status."""
+    """Registered models, or one model's versions with aliases, lineage and audit status (and incomplete registrations)."""
     from tasks.operate import connect
     from tasks.registry import lineage
 
@@ -73,19 +89,29 @@ def models(name: Optional[str] = typer.Argument(None, help="a registered model: 
             return _print_json({"models": rows})
         t = Table("model", "versions", "champion", "challenger", "updated")
         for r in rows:
-            t.add_row(r["name"], str(r["versions"]), str(r["champion"] or "-"), str(r["challenger"] or "-"), _when(r["updated_ms"]))
+            t.add_row(esc(r["name"]), str(r["versions"]), str(r["champion"] or "-"), str(r["challenger"] or "-"), _when(r["updated_ms"]))
         out.print(t)
         return
-    rows = [lineage(reg.client, mv) for mv in reg.versions(name)]
+    rows = []
+    for mv in reg.versions(name):
+        row = lineage(reg.client, mv)
+        why = _incomplete(mv.tags, row["status"])
+        rows.append({**row, "incomplete": why is not None, "incomplete_reason": why})
     if json_out:
         return _print_json({"model": name, "versions": rows})
-    t = Table("version", "aliases", "strategy", "backbone", "test metric", "data md5", "git", "run", "created", "audit", title=name)
+    t = Table("version", "aliases", "strategy", "backbone", "test metric", "data md5", "git", "run", "created", "audit", title=esc(name))
     for r in rows:
         metric = f"{r['metric']}={r['test_metric']:.4f}" if r["test_metric"] is not None else f"- ({r['status']})"
-        t.add_row(r["version"], ", ".join(r["aliases"]) or "-", r["strategy"] or "-", r["backbone"] or "-", metric,
-                  (r["data_md5"] or "-")[:12], (r["git_commit"] or "-")[:10] + ("*" if r["git_dirty"] == "True" else ""),
-                  r["run_id"][:12], _when(r["created_ms"]), r["audit"] or "-")
+        version = f"{r['version']} [red]incomplete[/red]" if r["incomplete"] else r["version"]
+        t.add_row(version, esc(", ".join(r["aliases"]) or "-"), esc(r["strategy"] or "-"), esc(r["backbone"] or "-"),
+                  esc(metric), esc((r["data_md5"] or "-")[:12]),
+                  esc((r["git_commit"] or "-")[:10]) + ("*" if r["git_dirty"] == "True" else ""), r["run_id"][:12],
+                  _when(r["created_ms"]), esc(r["audit"] or "-"))
     out.print(t)
+    for r in rows:
+        if r["incomplete"]:
+            out.print(f"[red]v{r['version']} is incomplete[/red]: {esc(r['incomplete_reason'])} (run {r['run_id']}); "
+                      "do not serve or promote it: train and register it again with `tlops run`", soft_wrap=True)
 
 
 def _print_move(move, json_out: bool) -> None:

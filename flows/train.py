@@ -19,7 +19,7 @@ from flows.train_step import RESULT_FILE, train_step_flow
 from tasks.evaluate import evaluate_task
 from tasks.register import register_task
 from tasks.tracking import REPO_ROOT, describe_version, log_dataset_inputs, tracked_run
-from tasks.validate import validate_task
+from tasks.validate import check_registered_kind, validate_task
 from tlops.config import RunConfig, config_from_dict
 from tlops.model_card import card_facts, render_model_card
 from tlops.pipeline import finish
@@ -85,6 +85,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
         tags = client.get_run(run_id).data.tags  # lineage recorded when the run started
         data_md5 = tags.get("data.dataset_md5", "")
         ds = open_dataset(cfg)
+        check_registered_kind(cfg, client, ds.modality, ds.task)  # before features and training, not in the gate at the end
         rows = log_dataset_inputs(client, run_id, ds, data_md5)
         feats = features_of(cfg, run_id, str(work / "features"), progress=progress)
         result = run_train_step(cfg, run_id, feats, str(work / "train"))

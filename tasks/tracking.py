@@ -233,10 +233,33 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str, by_run: str | 
                        f"process {owner['pid']} on {owner['host']} ended without closing this run (killed?); "
                        f"marked KILLED{' by run ' + by_run if by_run else ''}")
         client.set_terminated(run.info.run_id, "KILLED")
+        mark_versions_incomplete(client, run.info.run_id, f"KILLED: process {owner['pid']} on {owner['host']} ended without closing it")
         if work := run.data.params.get("execution.work_dir"):
             shutil.rmtree(Path(work) / run.info.run_id, ignore_errors=True)
         closed.append(run.info.run_id)
     return closed
+
+
+INCOMPLETE_TAG = "tlops.incomplete"
+
+
+def mark_versions_incomplete(client: MlflowClient, run_id: str, why: str) -> list[str]:
+    """Model versions registered from a run that ended before it finished (killed, even by SIGKILL, or failed, while
+    registering or in the gate): tagged `tlops.incomplete=true`, with a description saying so (`tlops models NAME` shows
+    them as incomplete). Returns them as `name/version`; none when the run registered nothing (the usual case)."""
+    try:
+        versions = client.search_model_versions(f"run_id = '{run_id}'")
+    except mlflow.exceptions.MlflowException:
+        return []
+    marked = []
+    for mv in versions:
+        note = (f"**Incomplete**: run `{run_id}` that registered this version ended before it finished ({why}); its "
+                "registration or promotion gate did not complete. Do not serve or promote it: train and register it again "
+                "with `tlops run`.")
+        client.set_model_version_tag(mv.name, mv.version, INCOMPLETE_TAG, "true")
+        client.update_model_version(mv.name, mv.version, description=note + (f"\n\n{mv.description}" if mv.description else ""))
+        marked.append(f"{mv.name}/{mv.version}")
+    return marked
 
 
 def _data_kind(cfg: RunConfig) -> tuple[str | None, str | None]:
@@ -333,7 +356,10 @@ def tracked_run(cfg: RunConfig, source: str) -> Iterator[tuple[MlflowClient, str
     except BaseException as e:
         try:
             client.set_tag(run_id, "tlops.error", mask(_reason(e))[:5000])
-            client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED if _stopped_from_outside(e) else RunStatus.FAILED))
+            status = RunStatus.KILLED if _stopped_from_outside(e) else RunStatus.FAILED
+            client.set_terminated(run_id, RunStatus.to_string(status))
+            with contextlib.suppress(Exception):  # nothing here may hide the error that ended the run
+                mark_versions_incomplete(client, run_id, f"{RunStatus.to_string(status)}: {mask(_reason(e))[:300]}")
         except Exception as closing:  # the tracking server went away mid-run: one clear line, not pages of retries
             _raise_if_server_gone(tracking_uri(cfg), run_id, e, closing)
             raise

@@ -8,7 +8,7 @@ from prefect import task
 from tasks.tracking import log_json, setup, tracked_run
 from tlops.config import RunConfig
 from tlops.data.versions import dir_md5
-from tlops.errors import TlopsError, ValidationFailed
+from tlops.errors import ConfigError, TlopsError, ValidationFailed
 from tlops.pipeline import validate_step
 from tlops.records import ValidationReport
 
@@ -35,6 +35,56 @@ def validate_task(cfg: RunConfig, run_id: str, checked: dict | None = None) -> V
         raise
     record_validation(client, run_id, report)
     return report
+
+
+def _registered_kind(client: MlflowClient, name: str) -> tuple[str, str, str] | None:
+    """(version, modality, task) of the model registered as `name`: its champion, else its newest version, from the
+    package's own metadata (`tlops_model.json`); None when there is none or its package cannot be read."""
+    import json
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from tasks.registry import CHAMPION, Registry
+    from tlops.package import META_FILE
+
+    try:
+        version = Registry(client).alias(name, CHAMPION)
+        if version is None:
+            found = client.search_model_versions(f"name='{name}'")
+            if not found:
+                return None
+            version = str(max(int(v.version) for v in found))
+        with tempfile.TemporaryDirectory(prefix="tlops-kind-") as tmp:
+            # MLflow's URIs are this run's store (`setup`), as for the gate's own download of the champion
+            path = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}/artifacts/package/{META_FILE}", dst_path=tmp)
+            meta = json.loads(Path(path).read_text())
+    except (MlflowException, OSError, ValueError):
+        return None  # not one tlops can read (a half-registered version, another tool's model): the gate will say
+    return version, str(meta.get("modality")), str(meta.get("task") or "classification")
+
+
+def check_registered_kind(cfg: RunConfig, client: MlflowClient, modality: str, task: str) -> None:
+    """Refuse, before any feature or training step, a run under a registered model name that belongs to a model of another
+    modality or task: its gate would score that champion on this run's data (an image model on audio files) after
+    the whole training."""
+    name = cfg.registry.model_name
+    found = _registered_kind(client, name)
+    if found is None:
+        return
+    version, their_modality, their_task = found
+    if (their_modality, their_task) == (modality, task):
+        return
+    suffix = modality if modality != their_modality else task
+    raise ConfigError(f"registry.model_name {name!r} is {_a(their_modality)} {their_task} model (v{version}), and this run trains "
+                      f"{_a(modality)} {task} model on {cfg.data.path}: one registered name holds one kind of model (its gate "
+                      f"compares versions on the same inputs); choose another registry.model_name, e.g. --set "
+                      f"registry.model_name={name}-{suffix}")
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {kind}"
 
 
 def record_failed_check(cfg: RunConfig, source: str, error: TlopsError) -> str:
