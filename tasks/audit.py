@@ -63,6 +63,10 @@ def package_check(client, run_id: str, package: Path, tmp: Path, version_tag: st
     registered version's `tlops.package_sha256` tag (so the manifest itself cannot be swapped)."""
     actual = package_manifest(package) if package.is_dir() else {}
     recorded_file = _run_artifact(run_id, MANIFEST_ARTIFACT, tmp / "lineage")
+    if registered and version_tag is None and recorded_file is not None:
+        return Check(name="integrity", passed=False, detail="its registration did not finish: the run recorded a package manifest, but "
+                     "the version has no tlops.package_sha256 tag (the run was killed or failed while registering it), so its files "
+                     "cannot be checked; train and register it again with `tlops run`", evidence={"files": actual})
     if recorded_file is None or (registered and version_tag is None):
         return Check(name="integrity", passed=False, detail="no package manifest was recorded for this version (registered before "
                      "tlops recorded one), so its files cannot be checked", evidence={"files": actual})
@@ -84,6 +88,10 @@ def code_check(actual: dict[str, str], version_tag: str | None, run_id: str, tmp
     from tasks.register import CODE_MANIFEST_ARTIFACT
 
     if version_tag is None:
+        if _run_artifact(run_id, CODE_MANIFEST_ARTIFACT, tmp / "code-lineage") is not None:  # recorded, then killed before the tag
+            return Check(name="integrity", passed=False, detail="its registration did not finish: the run recorded the model's code "
+                         "manifest, but the version has no tlops.code_sha256 tag (the run was killed or failed while registering it), "
+                         "so its code files cannot be checked; train and register it again with `tlops run`", evidence={"files": actual})
         return Check(name="integrity", passed=True, detail="package files match; the model's code files were not recorded at "
                      "registration (an older version), so they are not checked", evidence={"files": actual})
     if manifest_digest(actual) == version_tag:
@@ -120,6 +128,9 @@ def model_files_check(reg: Registry, source: str, run_id: str, tags: dict, regis
     """Download the model at `source` and check every file of it: the package against the manifest its run recorded
     (itself pinned by the version's `tlops.package_sha256` tag), then the code files against `tlops.code_sha256`.
     One check, passed only when both hold; returns it with the local copy (the checked files)."""
+    if tags.get("tlops.incomplete") == "true":  # tagged by the run that found its registering run killed or failed
+        return Check(name="integrity", passed=False, detail=f"its registration did not finish (its run {run_id} ended before it did); "
+                     "train and register it again with `tlops run`"), dst
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst / "model")))
     package = package_check(reg.client, run_id, local / _package_path(local), dst, tags.get("tlops.package_sha256"), registered=registered)
     if not package.passed:

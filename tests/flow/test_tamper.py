@@ -107,3 +107,26 @@ def test_a_run_with_no_registered_version_is_refused_and_a_failed_run_fails_the_
         assert audit.returncode == 1 and lineage["passed"] is False and "is FAILED, not FINISHED" in lineage["detail"], lineage
     finally:
         client.set_terminated(run_id, "FINISHED")
+
+
+def test_a_version_whose_registration_did_not_finish_is_refused_not_taken_for_an_old_one(registered):
+    """Killed between its two sha256 tags, a version has the package tag but not the code tag: it loaded as an 'older
+    version' whose code files were never recorded. The run's recorded code manifest says otherwise."""
+    uri, _, _, _ = registered
+    client = MlflowClient(uri, registry_uri=uri)
+    tags = client.get_model_version(NAME, "1").tags
+    try:
+        for tag in ("tlops.code_sha256", "tlops.package_sha256"):
+            client.delete_model_version_tag(NAME, "1", tag)
+            out = cli("predict", f"models:/{NAME}/1", "a dog", "--tracking-uri", uri)
+            assert out.returncode == 1 and "its registration did not finish" in out.stderr and tag in out.stderr, out.stderr[-2000:]
+        for tag in ("tlops.code_sha256", "tlops.package_sha256"):
+            client.set_model_version_tag(NAME, "1", tag, tags[tag])
+        client.set_model_version_tag(NAME, "1", "tlops.incomplete", "true")  # as the next run marks a killed run's version
+        out = cli("predict", f"models:/{NAME}/1", "a dog", "--tracking-uri", uri)
+        assert out.returncode == 1 and "its registration did not finish" in out.stderr, out.stderr[-2000:]
+    finally:
+        for tag in ("tlops.code_sha256", "tlops.package_sha256"):
+            client.set_model_version_tag(NAME, "1", tag, tags[tag])
+        client.delete_model_version_tag(NAME, "1", "tlops.incomplete")
+    assert cli("predict", f"models:/{NAME}/1", "a dog", "--tracking-uri", uri).returncode == 0
