@@ -38,12 +38,15 @@ demo: setup
 	$(VENV)/bin/tlops run configs/text_linear_probe.yaml
 
 # Every tier (tests/unit, tests/flow, tests/system: conftest.py marks each test by its folder and prints each tier's
-# time at the end), the 25 slowest tests too, so CI's output shows where its time goes.
+# time at the end), the 25 slowest tests too, so CI's output shows where its time goes. Unit and flow run on two
+# xdist workers (a file, or the files sharing a zoo model, per worker); the system tier runs alone and serial (its
+# tests time real outages and signals). Both parts always run; either failing fails the target.
 test: data
-	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 --durations=25
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 --durations=25 -n 2 --dist loadgroup tests/unit tests/flow; fast=$$?; \
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 --durations=25 tests/system; system=$$?; \
+	exit $$(( fast || system ))
 
-# The inner loop: unit + flow tiers, no servers, no demo data; two xdist workers, a file (or an xdist_group of files
-# sharing a zoo model) per worker. `make test` stays serial: its system tier holds timing-sensitive process tests.
+# The inner loop: unit + flow tiers as `make test` runs them (two xdist workers), no servers, no demo data.
 test-fast: setup
 	$(PY) -m pytest -q -p no:cacheprovider --timeout 300 -n 2 --dist loadgroup tests/unit tests/flow
 
