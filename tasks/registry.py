@@ -8,7 +8,8 @@ have, so a team sharing one tracking server shares them:
   entry is ever lost;
 - the **lock** is an experiment named `tlops-lock/<model>`: creating an experiment whose name exists
   fails atomically in MLflow's database (a unique constraint), so exactly one process holds it; release
-  renames it away and deletes it. A lock older than `STALE_AFTER_S` (its holder died) is broken.
+  renames it away and deletes it. A lock whose holder was a process on this host that no longer runs (killed with
+  SIGKILL while holding it) is broken at once; any other lock older than `STALE_AFTER_S` (its holder died elsewhere) too.
 
 Under the lock a move reads the alias, compares it with what the mover expected (`tlops.aliases.refusal`),
 moves it or refuses, and records the attempt.
@@ -17,6 +18,7 @@ moves it or refuses, and records the attempt.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import time
 import uuid
@@ -37,6 +39,37 @@ MOVE_TAG = "tlops.move"
 LOCK_TIMEOUT_S = 60.0
 STALE_AFTER_S = 120.0
 AS_OF = object()  # Registry.move's `expected`: the alias as it was at `as_of_ms`
+
+
+LOCK_PROCESS_TAG = "tlops.lock.process"  # {"host", "pid", "started"} of the holder
+
+
+def _this_process() -> str:
+    import json
+    import socket
+
+    import psutil
+
+    return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()})
+
+
+def _holder_died_here(process: str | None) -> bool:
+    """Whether the lock's holder was a process on this host that no longer runs (pids are reused: its start time must
+    match): a `tlops run` killed with SIGKILL while it held the lock, whose lock need not wait out STALE_AFTER_S."""
+    import json
+    import socket
+
+    import psutil
+
+    try:
+        holder = json.loads(process or "")
+        if holder["host"] != socket.gethostname():
+            return False  # another machine's process: only the age rule can tell
+        return abs(psutil.Process(int(holder["pid"])).create_time() - float(holder["started"])) > 1e-3
+    except psutil.NoSuchProcess:
+        return True
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _missing(e: MlflowException) -> bool:
@@ -167,14 +200,15 @@ class Registry:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                exp_id = self.client.create_experiment(lock_name, tags={"tlops.lock.owner": actor()})
+                exp_id = self.client.create_experiment(lock_name, tags={"tlops.lock.owner": actor(), LOCK_PROCESS_TAG: _this_process()})
                 break
             except MlflowException as e:
                 if e.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
             held = self.client.get_experiment_by_name(lock_name)
-            if held is not None and time.time() * 1000 - held.creation_time > stale_after_s * 1000:
-                self._release(held.experiment_id, name)  # its holder is gone: break it
+            if held is not None and (time.time() * 1000 - held.creation_time > stale_after_s * 1000
+                                     or _holder_died_here(held.tags.get(LOCK_PROCESS_TAG))):
+                self._release(held.experiment_id, name)  # its holder is gone (killed on this host, or long silent): break it
                 continue
             if time.monotonic() > deadline:
                 owner = held.tags.get("tlops.lock.owner", "?") if held else "?"

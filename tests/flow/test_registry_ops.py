@@ -174,3 +174,27 @@ def test_cli_commands_print_json_and_one_line_errors(store, zoo):
         bad = cli(*args, env=env)
         assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr[-1500:])
         assert len([line for line in bad.stderr.splitlines() if line.strip()]) <= 3, bad.stderr
+
+
+def test_a_lock_left_by_a_process_killed_on_this_host_is_broken_at_once_and_a_live_holders_is_not(store):
+    """SIGKILL while a run held a model's registry lock left it for STALE_AFTER_S (120 s): the next run failed with
+    'the registry lock ... is held' (seen in the orphans test). Its holder's pid and start time say it is gone."""
+    import json
+    import socket
+
+    import psutil
+
+    from tasks.operate import promote
+    from tasks.registry import LOCK_PREFIX, LOCK_PROCESS_TAG, _this_process
+
+    reg, _, _ = store
+    dead = next(p for p in range(4_000_000, 4_100_000) if not psutil.pid_exists(p))
+    reg.client.create_experiment(f"{LOCK_PREFIX}{NAME}", tags={"tlops.lock.owner": "ghost@here", LOCK_PROCESS_TAG: json.dumps(
+        {"host": socket.gethostname(), "pid": dead, "started": 1.0})})
+    move = promote(reg, NAME, "3", "after a killed holder")  # before: RegistryError "lock held" after the 60 s lock timeout
+    assert move.applied and reg.alias(NAME, "champion") == "3"
+    held = reg.client.create_experiment(f"{LOCK_PREFIX}{NAME}", tags={"tlops.lock.owner": "me@here", LOCK_PROCESS_TAG: _this_process()})
+    with pytest.raises(RegistryError, match=r"the registry lock of 'tiny-text' is held by me@here"):
+        with reg.lock(NAME, timeout_s=1.0):
+            pass
+    reg._release(held, NAME)
