@@ -166,6 +166,11 @@ def init_sqlite_store(uri: str) -> None:
     _initialised.add(uri)
 
 
+# MLflow 3's UI opens an experiment by its kind; without this tag it asks, or opens the GenAI view (traces, latency):
+# tlops's runs are model training ("Machine learning" in the UI's switch).
+EXPERIMENT_KIND_TAG, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+
+
 def setup(cfg: RunConfig) -> tuple[MlflowClient, str]:
     """Point MLflow at the configured store; return a client and the experiment id."""
     uri = tracking_uri(cfg)
@@ -177,12 +182,16 @@ def setup(cfg: RunConfig) -> tuple[MlflowClient, str]:
     client = MlflowClient(uri, registry_uri=uri)
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
     if exp is not None:
+        if EXPERIMENT_KIND_TAG not in exp.tags:  # made before tlops set it, or by hand: MLflow 3's UI would ask or guess GenAI
+            with contextlib.suppress(mlflow.exceptions.MlflowException):  # a UI hint: a user who may not edit it still runs
+                client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return client, exp.experiment_id
     location = None
     if uri.startswith("sqlite:///"):  # keep artifacts under mlruns/ next to the database, whatever the cwd
         location = (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     try:
-        return client, client.create_experiment(cfg.tracking.experiment, artifact_location=location)
+        return client, client.create_experiment(cfg.tracking.experiment, artifact_location=location,
+                                                tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
     except mlflow.exceptions.MlflowException:  # created concurrently
         return client, client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
 

@@ -43,6 +43,8 @@ def test_first_run_registers_champion_then_gate_decides(tmp_path, text_dataset, 
 
     run = client.get_run(r1.run_id)
     assert run.info.status == "FINISHED"
+    # MLflow 3's UI opens a model-training experiment on its runs, not in the GenAI view (issue 27 item 9)
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     tags, params = run.data.tags, run.data.params
     assert tags["tlops.validation"] == "passed" and len(tags["git.commit"]) in (4, 40)
     assert tags["data.dataset_md5"] and params["backbone.name"] == f"hf:{tiny_bert}" and tags["tlops.seed"] == "0"
