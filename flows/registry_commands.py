@@ -62,7 +62,9 @@ REGISTRATION_TAGS = ("tlops.package_sha256", "tlops.code_sha256")  # set last by
 def _incomplete(tags: dict, run_status: str) -> str | None:
     """Why a version's registration did not finish, or None: tagged so when its run was found killed, missing the
     sha256 tags a registration sets last, or its run not FINISHED (killed, failed, or still running)."""
-    if tags.get("tlops.incomplete") == "true":
+    from tasks.tracking import INCOMPLETE_TAG
+
+    if tags.get(INCOMPLETE_TAG) == "true":
         return "its run ended (killed or failed) before its registration and gate finished"
     missing = [t for t in REGISTRATION_TAGS if t not in tags]
     if missing:

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from tasks.register import MANIFEST_ARTIFACT
 from tasks.registry import Registry, _artifact_location
-from tasks.tracking import REPO_ROOT, log_json
+from tasks.tracking import INCOMPLETE_TAG, REPO_ROOT, log_json
 from tlops.errors import RegistryError
 from tlops.audit import AuditReport, Check, compare, to_markdown, tolerances_for
 from tlops.data import load_dataset
@@ -128,7 +128,7 @@ def model_files_check(reg: Registry, source: str, run_id: str, tags: dict, regis
     """Download the model at `source` and check every file of it: the package against the manifest its run recorded
     (itself pinned by the version's `tlops.package_sha256` tag), then the code files against `tlops.code_sha256`.
     One check, passed only when both hold; returns it with the local copy (the checked files)."""
-    if tags.get("tlops.incomplete") == "true":  # tagged by the run that found its registering run killed or failed
+    if tags.get(INCOMPLETE_TAG) == "true":  # tagged by the run that found its registering run killed or failed
         return Check(name="integrity", passed=False, detail=f"its registration did not finish (its run {run_id} ended before it did); "
                      "train and register it again with `tlops run`"), dst
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst / "model")))

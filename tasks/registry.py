@@ -18,7 +18,6 @@ moves it or refuses, and records the attempt.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import time
 import uuid
@@ -41,35 +40,21 @@ STALE_AFTER_S = 120.0
 AS_OF = object()  # Registry.move's `expected`: the alias as it was at `as_of_ms`
 
 
-LOCK_PROCESS_TAG = "tlops.lock.process"  # {"host", "pid", "started"} of the holder
-
-
-def _this_process() -> str:
-    import json
-    import socket
-
-    import psutil
-
-    return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()})
+LOCK_PROCESS_TAG = "tlops.lock.process"  # the holder's `tasks.tracking.owner_tag`: host, pid and start time
 
 
 def _holder_died_here(process: str | None) -> bool:
     """Whether the lock's holder was a process on this host that no longer runs (pids are reused: its start time must
     match): a `tlops run` killed with SIGKILL while it held the lock, whose lock need not wait out STALE_AFTER_S."""
     import json
-    import socket
 
-    import psutil
+    from tasks.tracking import process_ended_here
 
     try:
         holder = json.loads(process or "")
-        if holder["host"] != socket.gethostname():
-            return False  # another machine's process: only the age rule can tell
-        return abs(psutil.Process(int(holder["pid"])).create_time() - float(holder["started"])) > 1e-3
-    except psutil.NoSuchProcess:
-        return True
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
         return False
+    return isinstance(holder, dict) and {"host", "pid", "started"} <= holder.keys() and process_ended_here(holder)
 
 
 def _missing(e: MlflowException) -> bool:
@@ -196,11 +181,13 @@ class Registry:
 
     @contextlib.contextmanager
     def lock(self, name: str, timeout_s: float = LOCK_TIMEOUT_S, stale_after_s: float = STALE_AFTER_S) -> Iterator[None]:
+        from tasks.tracking import owner_tag
+
         lock_name = f"{LOCK_PREFIX}{name}"
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                exp_id = self.client.create_experiment(lock_name, tags={"tlops.lock.owner": actor(), LOCK_PROCESS_TAG: _this_process()})
+                exp_id = self.client.create_experiment(lock_name, tags={"tlops.lock.owner": actor(), LOCK_PROCESS_TAG: owner_tag()})
                 break
             except MlflowException as e:
                 if e.error_code != "RESOURCE_ALREADY_EXISTS":

@@ -225,6 +225,11 @@ def _alive(owner: dict) -> bool:
         return False
 
 
+def process_ended_here(owner: dict) -> bool:
+    """Whether `owner` (an `owner_tag`) was a process on this host that no longer runs; another host's is unknown here."""
+    return owner.get("host") == socket.gethostname() and not _alive(owner)
+
+
 def close_orphaned_runs(client: MlflowClient, experiment_id: str, by_run: str | None = None) -> list[str]:
     """Runs still RUNNING whose owning process on this host is gone (killed by SIGKILL, OOM, power loss):
     mark them KILLED with the reason and remove their scratch folder (`<work_dir>/<run id>`; checkpoints live in
@@ -236,7 +241,7 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str, by_run: str | 
         if not raw:
             continue
         owner = json.loads(raw)
-        if owner.get("host") != socket.gethostname() or _alive(owner):
+        if not process_ended_here(owner):
             continue
         client.set_tag(run.info.run_id, "tlops.error",
                        f"process {owner['pid']} on {owner['host']} ended without closing this run (killed?); "

@@ -185,7 +185,8 @@ def test_a_lock_left_by_a_process_killed_on_this_host_is_broken_at_once_and_a_li
     import psutil
 
     from tasks.operate import promote
-    from tasks.registry import LOCK_PREFIX, LOCK_PROCESS_TAG, _this_process
+    from tasks.registry import LOCK_PREFIX, LOCK_PROCESS_TAG
+    from tasks.tracking import owner_tag
 
     reg, _, _ = store
     dead = next(p for p in range(4_000_000, 4_100_000) if not psutil.pid_exists(p))
@@ -193,7 +194,7 @@ def test_a_lock_left_by_a_process_killed_on_this_host_is_broken_at_once_and_a_li
         {"host": socket.gethostname(), "pid": dead, "started": 1.0})})
     move = promote(reg, NAME, "3", "after a killed holder")  # before: RegistryError "lock held" after the 60 s lock timeout
     assert move.applied and reg.alias(NAME, "champion") == "3"
-    held = reg.client.create_experiment(f"{LOCK_PREFIX}{NAME}", tags={"tlops.lock.owner": "me@here", LOCK_PROCESS_TAG: _this_process()})
+    held = reg.client.create_experiment(f"{LOCK_PREFIX}{NAME}", tags={"tlops.lock.owner": "me@here", LOCK_PROCESS_TAG: owner_tag()})
     with pytest.raises(RegistryError, match=r"the registry lock of 'tiny-text' is held by me@here"):
         with reg.lock(NAME, timeout_s=1.0):
             pass
