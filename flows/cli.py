@@ -151,14 +151,20 @@ def _main(show_version: bool = typer.Option(False, "--version", callback=_print_
 @app.command()
 def run(
     config: Path = typer.Argument(..., help="experiment YAML, e.g. configs/text_linear_probe.yaml"),
-    set_: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="override a config key: --set strategy.head=mlp"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="override a config key: --set strategy.head=mlp "
+                                             "(shown in the run's name)"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", metavar="NAME", help="MLflow experiment to log the run in "
+                                             "(default: the config's tracking.experiment, else the model's name)"),
+    run_name: Optional[str] = typer.Option(None, "--run-name", metavar="NAME", help="the run's name in MLflow (default: "
+                                           "<model>-<date>-<time> followed by the --set overrides)"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Run the training flow: validate -> features -> train -> evaluate -> register."""
     from tlops.config import load_config
 
-    try:
-        cfg = load_config(config, set_ or [])
+    named = [f"tracking.{k}={json.dumps(v)}" for k, v in (("experiment", experiment), ("run_name", run_name)) if v is not None]
+    try:  # a name is a string as typed (JSON is YAML): `--experiment 2024` is not the number 2024
+        cfg = load_config(config, [*(set_ or []), *named])
     except TlopsError as e:
         raise _failed(e, 2)
     if cfg.tracking.uri:  # the password travels in the environment, never in the flow's parameters

@@ -19,7 +19,7 @@ import yaml
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from tlops.config import RunConfig
+from tlops.config import RunConfig, default_run_name
 from tlops.repro import data_version, default_dvc_cache, git_commit, package_versions
 from tlops.run_params import applicable_params, flatten  # noqa: F401  (flatten: used by the features task)
 from tlops.secrets import adopt_credentials, mask, mask_obj
@@ -298,7 +298,7 @@ def _strategy_splits(cfg: RunConfig) -> tuple[str, ...]:
 def _start_run(client: MlflowClient, experiment_id: str, cfg: RunConfig, source: str) -> str:
     """Create the run with everything an audit needs up front: resolved config, data md5, git commit,
     seed, package versions. Closes this host's orphaned runs on the way."""
-    run = client.create_run(experiment_id, tags={"mlflow.runName": f"{cfg.registry.model_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+    run = client.create_run(experiment_id, tags={"mlflow.runName": cfg.tracking.run_name or default_run_name(cfg.registry.model_name),
                                                  "tlops.strategy": cfg.strategy.name, "tlops.config_source": source,
                                                  "tlops.owner": owner_tag()})
     run_id = run.info.run_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -116,9 +117,30 @@ class ExecutionConfig(_Strict):
     dask_workers: int = Field(2, ge=1, description="worker processes of that local cluster (one torch thread each)")
 
 
+RUN_NAME_MAX = 250  # MLflow's runs.name column
+
+
+def default_run_name(model_name: str) -> str:
+    """`<model>-<YYYYmmdd-HHMMSS>`: the run's name when neither the config nor the command line gives one."""
+    return f"{model_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def with_overrides(name: str, items: list[str]) -> str:
+    """`name` followed by the --set overrides as typed (masked, cut to MLflow's length): runs that differ only by
+    an override (C=0.1, C=10) tell apart in the run list."""
+    from tlops.secrets import mask
+
+    full = " ".join([name, *(mask(_shown(i, 120)) for i in items)])
+    return full if len(full) <= RUN_NAME_MAX else full[: RUN_NAME_MAX - 3] + "..."
+
+
 class TrackingConfig(_Strict):
     uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
-    experiment: str = "tlops"
+    experiment: str | None = Field(None, max_length=256, description="MLflow experiment of the run; default registry.model_name "
+                                   "(every run of a model in one experiment); `tlops run --experiment NAME`")
+    run_name: str | None = Field(None, max_length=RUN_NAME_MAX, description="the run's name in MLflow; default "
+                                 "<model_name>-<YYYYmmdd-HHMMSS>, followed by the command line's --set overrides; "
+                                 "`tlops run --run-name NAME`")
 
 
 class RunConfig(_Strict):
@@ -131,6 +153,12 @@ class RunConfig(_Strict):
     registry: RegistryConfig
     execution: ExecutionConfig = ExecutionConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _experiment_of_the_model(self) -> RunConfig:
+        if not self.tracking.experiment:  # a copied config logs where the model's other runs are, not in its source's experiment
+            self.tracking.experiment = self.registry.model_name
+        return self
 
     @model_validator(mode="after")
     def _dask_maps_shards(self) -> RunConfig:
@@ -255,11 +283,18 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"config file {path} must hold a mapping of sections (data:, backbone:, ...), "
                           f"got a {type(tree).__name__}; see configs/text_linear_probe.yaml")
     _resolve_inputs(tree, path.parent)
-    for key, value in parse_overrides(overrides or []):
+    parsed = parse_overrides(overrides or [])
+    for key, value in parsed:
         set_dotted(tree, key, value)
         if key in INPUT_PATHS:  # typed on the command line: relative to where the user is
             _resolve_inputs(tree, Path.cwd(), only=key)
-    return config_from_dict(tree, source=str(path))
+    cfg = config_from_dict(tree, source=str(path))
+    # the overrides that change what is trained are shown in the run's name, unless the command line named the run
+    # (where and under which name it is logged are not settings of the model: tracking.* is left out)
+    shown = [f"{key}={item.split('=', 1)[1]}" for (key, _), item in zip(parsed, overrides or []) if not key.startswith("tracking.")]
+    if shown and not any(key == "tracking.run_name" for key, _ in parsed):
+        cfg.tracking.run_name = with_overrides(cfg.tracking.run_name or default_run_name(cfg.registry.model_name), shown)
+    return cfg
 
 
 # Paths in a config that point at inputs: relative ones mean "next to this config file", so a config works from
