@@ -42,6 +42,7 @@ BUILDERS: dict[str, str] = {
     "audio_regression": "tlops.data.build_regression_audio",
     "audio_pitch": "tlops.data.build_pitch_audio",
     "image_fewshot_regression": "tlops.data.build_fewshot_regression_image",
+    "text_qa": "tlops.data.build_qa_wordnet",
 }
 
 
