@@ -180,28 +180,136 @@ class RunConfig(_Strict):
 MAX_ERRORS_SHOWN = 20  # a config with 700k unknown keys gets 20 lines and a count, not 700k lines
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
+class _Origins:
+    """Where each key of a config came from: its line and column in the config file (the YAML composed again, only
+    when the config is wrong), or the --set override that gave it."""
+
+    def __init__(self, text: str | None = None, overrides: list[tuple[str, str]] | None = None):
+        self.root = None
+        if text is not None:
+            import yaml
+
+            try:  # the text already passed the bounded loader: composing it again builds no value and expands no alias
+                self.root = yaml.compose(text, Loader=yaml.SafeLoader)
+            except yaml.YAMLError:
+                self.root = None
+        self.overrides = [(tuple(key.split(".")), item) for key, item in overrides or []]
+
+    def override(self, loc: tuple, kind: str) -> str | None:
+        """The --set item (as typed) that gave the value at `loc`: the last one naming `loc` or a section above it."""
+        parts = tuple(str(p) for p in loc)
+        for path, item in reversed(self.overrides):
+            if parts[: len(path)] == path or (kind == "unknown_strategy" and path == (*parts, "name")):
+                return item
+        return None
+
+    def line(self, loc: tuple, kind: str) -> str | None:
+        """`line L column C` of the key (an unknown key), of the value (a wrong one), or of the section holding `loc`
+        (a missing key, or one the file does not set); None when the file has no part of `loc`."""
+        import yaml
+
+        def child(node, part):
+            if isinstance(node, yaml.MappingNode):
+                return next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+            if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and -len(node.value) <= part < len(node.value):
+                return None, node.value[part]
+            return None
+
+        node, mark, found = self.root, None, 0
+        for part in loc:
+            pair = child(node, part)
+            if pair is None:
+                break
+            key, node = pair
+            found += 1
+            mark = (key or node).start_mark  # the deepest key found so far
+        if mark is None:
+            return None
+        if found == len(loc) and kind != "extra_forbidden":
+            pair = child(node, "name") if kind == "unknown_strategy" else None  # the strategy's name is wrong, not the section
+            mark = (pair[1] if pair else node).start_mark  # the value itself
+        return f"line {mark.line + 1} column {mark.column + 1}"
+
+
+def _closest(word: str, options) -> str | None:
+    """The option a near-miss meant (case first, then spelling), for a 'did you mean' hint."""
+    import difflib
+
+    options = [str(o) for o in options]
+    same_case = [o for o in options if o.lower() == word.lower()]
+    if same_case:
+        return same_case[0]
+    close = difflib.get_close_matches(word.lower(), [o.lower() for o in options], n=1, cutoff=0.6)
+    return next(o for o in options if o.lower() == close[0]) if close else None
+
+
+def _key_elsewhere(key: str, cfg_tree: dict | None) -> str | None:
+    """The section that has `key` (`max_length` under strategy: it is a backbone key), or None."""
+    for section, field in RunConfig.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) and key in field.annotation.model_fields:
+            return section
+    strategy = cfg_tree.get("strategy") if isinstance(cfg_tree, dict) else None
+    config = all_strategies().get(_strategy_name(strategy) if isinstance(strategy, dict) or strategy is None else DEFAULT_STRATEGY)
+    if config is not None and key in config.config.model_fields:
+        return "strategy"
+    return None
+
+
+def _choices(loc: tuple, kind: str) -> list[str]:
+    """The values a field takes when they are a fixed set (a Literal, the strategy names)."""
+    import typing
+
+    if kind == "unknown_strategy":
+        return sorted(all_strategies())
+    parent = _model_at(RunConfig, loc[:-1])
+    field = parent.model_fields.get(str(loc[-1])) if parent and loc else None
+    if field is None:
+        return []
+    args = [field.annotation, *typing.get_args(field.annotation)]
+    return [str(v) for a in args if typing.get_origin(a) is Literal for v in typing.get_args(a)]
+
+
+def _format_errors(err: ValidationError, source: str, origins: _Origins | None = None, tree: dict | None = None) -> str:
+    origins = origins or _Origins()
     errors = err.errors(include_url=False, include_context=False)
+    lines = []
+    from_file = False
     for e in errors[:MAX_ERRORS_SHOWN]:
         loc = _without_union_tags(e["loc"])
         where = ".".join(_shown(str(p)) for p in loc) or "(top level)"
+        item = origins.override(loc, e["type"])
+        at = f"--set {_shown(item, 120)}: " if item else ""
+        if not item and (line := origins.line(loc, e["type"])):
+            at = f"{line}: "
+        from_file |= not item
         if e["type"] == "extra_forbidden":
             parent = _model_at(RunConfig, e["loc"][:-1])
-            valid = ", ".join(parent.model_fields) if parent else "?"
-            lines.append(f"  {where}: unknown key; valid keys here: {valid}")
+            valid = list(parent.model_fields) if parent else []
+            hint = ""
+            if (near := _closest(str(loc[-1]), valid)) is not None:
+                hint = f"; did you mean {near!r}?"
+            elif len(loc) == 2 and (section := _key_elsewhere(str(loc[-1]), tree)) and section != loc[0]:
+                hint = f"; {loc[-1]} is a key of {section}: write it under {section}:"
+            lines.append(f"  {at}{where}: unknown key; valid keys here: {', '.join(valid) or '?'}{hint}")
         elif e["type"] == "missing":
-            lines.append(f"  {where}: required key is missing")
+            lines.append(f"  {at}{where}: required key is missing")
         elif e["type"] == "finite_number":
-            lines.append(f"  {where}: must be a finite number, got {e.get('input')!r}; write a real number (YAML's .inf and "
+            lines.append(f"  {at}{where}: must be a finite number, got {e.get('input')!r}; write a real number (YAML's .inf and "
                          ".nan are not settings)")
         else:
-            lines.append(f"  {where}: {e['msg']} (got {_shown(repr(e.get('input')), 200)})")
+            got = e.get("input")
+            if e["type"] == "unknown_strategy" and isinstance(got, dict):
+                got = got.get("name")
+            hint = ""
+            if isinstance(got, str) and (near := _closest(got, _choices(loc, e["type"]))) is not None and near != got:
+                hint = f"; did you mean {near!r}?"
+            lines.append(f"  {at}{where}: {e['msg']} (got {_shown(repr(got), 200)}){hint}")
     if len(errors) > MAX_ERRORS_SHOWN:
         unknown = sum(e["type"] == "extra_forbidden" for e in errors[MAX_ERRORS_SHOWN:])
         lines.append(f"  ... and {len(errors) - MAX_ERRORS_SHOWN:,} more" + (f" ({unknown:,} of them unknown keys)" if unknown else "")
                      + "; fix the ones above and run again")
-    return "\n".join(lines)
+    head = f"invalid config {source}:" if from_file or not origins.overrides else f"invalid --set value for config {source}:"
+    return "\n".join([head, *lines])
 
 
 def _without_union_tags(loc: tuple) -> tuple:
@@ -275,7 +383,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"config file {path} is {path.stat().st_size / 1024:,.0f} KiB, over the {MAX_CONFIG_BYTES // 1024} KiB a "
                           "run config may have (one is a few kB, e.g. configs/text_linear_probe.yaml); pass the run config "
                           "itself, or remove what was appended to it")
-    tree = parse_yaml(read_utf8(path, ConfigError), f"config file {path}", ConfigError,
+    text = read_utf8(path, ConfigError)
+    tree = parse_yaml(text, f"config file {path}", ConfigError,
                       "fix the syntax there (indentation, brackets, quotes)")
     if tree is None:
         tree = {}
@@ -288,7 +397,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         set_dotted(tree, key, value)
         if key in INPUT_PATHS:  # typed on the command line: relative to where the user is
             _resolve_inputs(tree, Path.cwd(), only=key)
-    cfg = config_from_dict(tree, source=str(path))
+    cfg = config_from_dict(tree, source=str(path), text=text,
+                           overrides=[(key, f"{key}={item.split('=', 1)[1]}") for (key, _), item in zip(parsed, overrides or [])])
     # the overrides that change what is trained are shown in the run's name, unless the command line named the run
     # (where and under which name it is logged are not settings of the model: tracking.* is left out)
     shown = [f"{key}={item.split('=', 1)[1]}" for (key, _), item in zip(parsed, overrides or []) if not key.startswith("tracking.")]
@@ -312,8 +422,11 @@ def _resolve_inputs(tree: dict, base: Path, only: str | None = None) -> None:
             node[key] = str((base / Path(value).expanduser()).resolve())
 
 
-def config_from_dict(tree: dict, source: str = "(dict)") -> RunConfig:
+def config_from_dict(tree: dict, source: str = "(dict)", text: str | None = None,
+                     overrides: list[tuple[str, str]] | None = None) -> RunConfig:
+    """The typed config of `tree`; when it is wrong, one ConfigError naming each problem's line and column in `text`
+    (the config file's YAML) or the --set item (`overrides`: (dotted key, item as typed)) that gave the value."""
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, source)) from None
+        raise ConfigError(_format_errors(e, source, _Origins(text, overrides), tree)) from None
