@@ -124,7 +124,19 @@ def _unit_tier_starts_no_process(request, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> Path:
-    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+    """Under `TLOPS_TEST_ZOO` (make test): one folder for every pytest process of the run, so the zoo's configs, which
+    name it, hold in each of them."""
+    shared = os.environ.get("TLOPS_TEST_ZOO")
+    if not shared:
+        return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+    from filelock import FileLock
+
+    folder = Path(shared) / "tiny-bert"
+    with FileLock(f"{folder}.lock"):
+        if not (folder / "done").exists():
+            make_tiny_bert(folder)
+            (folder / "done").touch()
+    return folder
 
 
 @pytest.fixture
@@ -158,10 +170,14 @@ def audio_dataset(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory, tiny_bert, prefect_api):
-    """Registered models trained once per session, each on first use (tests/zoo.py)."""
-    from tests.zoo import Zoo
+    """Registered models trained once per session, each on first use (tests/zoo.py); under `TLOPS_TEST_ZOO` (make test)
+    once per run of the suite, shared by its pytest processes."""
+    from tests.zoo import SHARED_ENV, Zoo
 
-    return Zoo(tmp_path_factory.mktemp("zoo"), tiny_bert)
+    shared = os.environ.get(SHARED_ENV)
+    root = Path(shared) / "zoo" if shared else tmp_path_factory.mktemp("zoo")
+    root.mkdir(parents=True, exist_ok=True)
+    return Zoo(root, tiny_bert)
 
 
 def pytest_sessionstart(session):

@@ -5,12 +5,18 @@ API (or, for the few-shot serving model, by the core pipeline and the register t
 of its own. A test that moves aliases or adds versions works on `copy_store` (the registry database copied; the
 artifacts stay shared and are only read). A test that tampers with files trains its own model.
 
+With `TLOPS_TEST_ZOO` set to a folder (`make test` sets it to one folder for all its pytest processes: the two xdist
+workers of unit+flow and the serial system session), each model is built once in that folder, under a file lock, and
+every later process loads what the first one registered (`shared`) instead of training it again.
+
 The backbones are the tiny random-weight BERT (a code path, not a pretrained model) and the small packaged
 EfficientNet-Lite0, speech_embedding and CREPE tiny (real weights, tiny inputs)."""
 
 from __future__ import annotations
 
+import functools
 import os
+import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -79,6 +85,30 @@ class Registered:
         return f"sqlite:///{db}"
 
 
+SHARED_ENV = "TLOPS_TEST_ZOO"
+
+
+def shared(build):
+    """A zoo model built once per zoo folder, whichever process asks first: under `<root>/<name>.lock`, a model another
+    process already built is loaded from its pickle (its store and artifacts sit in the same folder and are only read)."""
+
+    @functools.wraps(build)
+    def get(self):
+        from filelock import FileLock
+
+        done = self.root / f"{build.__name__}.pickle"
+        with FileLock(self.root / f"{build.__name__}.lock"):
+            if done.exists():
+                return pickle.loads(done.read_bytes())
+            made = build(self)
+            tmp = done.with_suffix(".part")
+            tmp.write_bytes(pickle.dumps(made))
+            tmp.replace(done)  # whole or absent: a process killed mid-write leaves no half pickle
+            return made
+
+    return get
+
+
 class Zoo:
     def __init__(self, root: Path, tiny_bert: Path):
         self.root, self.tiny_bert = root, tiny_bert
@@ -89,6 +119,7 @@ class Zoo:
         return d
 
     @cached_property
+    @shared
     def text(self) -> Registered:
         """tiny-text by the gate: v1 weak (C=1e-6, champion first), v2 good (takes champion), v3 an MLP head kept out by
         a margin of 0.5 (challenger only)."""
@@ -101,6 +132,7 @@ class Zoo:
         return reg
 
     @cached_property
+    @shared
     def image(self) -> Registered:
         """tiny-image: a probe on packaged EfficientNet-Lite0 features of three visually distinct patterns."""
         tmp = self._dir("image")
@@ -110,6 +142,7 @@ class Zoo:
         return Registered("tiny-image", cfg["tracking"]["uri"], data, [cfg], [flow_run(cfg)])
 
     @cached_property
+    @shared
     def audio(self) -> Registered:
         """tiny-audio: a probe on packaged speech_embedding features of tones, chirps and noise bursts."""
         tmp = self._dir("audio")
@@ -118,6 +151,7 @@ class Zoo:
         return Registered("tiny-audio", cfg["tracking"]["uri"], data, [cfg], [flow_run(cfg)])
 
     @cached_property
+    @shared
     def fewshot(self) -> Registered:
         """tiny-fewshot-serving: Meta-SGD meta-trained by the core pipeline, then logged and registered by the pipeline's
         own register task (`register_task.fn`, no Prefect); `results[0]` is the core's result."""
@@ -144,6 +178,7 @@ class Zoo:
         return Registered("tiny-fewshot-serving", cfg.tracking.uri, data, [raw], [core])
 
     @cached_property
+    @shared
     def inner_groups(self) -> Registered:
         """tiny-inner-groups: MAML with `trainable: 1, inner_groups: 1` (second-order through the top backbone group)."""
         tmp = self._dir("inner-groups")
@@ -153,6 +188,7 @@ class Zoo:
         return Registered("tiny-inner-groups", cfg["tracking"]["uri"], data, [cfg], [flow_run(cfg)])
 
     @cached_property
+    @shared
     def task_regression(self) -> Registered:
         """tiny-task-regression: FOMAML few-shot regression over a dataset's `group:` tasks."""
         tmp = self._dir("task-regression")
@@ -163,6 +199,7 @@ class Zoo:
         return Registered("tiny-task-regression", cfg["tracking"]["uri"], data, [cfg], [flow_run(cfg)])
 
     @cached_property
+    @shared
     def media_regression(self) -> dict[str, Registered]:
         """tiny-tilt (image: tilt of turned items, EfficientNet-Lite0), tiny-rate (audio: words per minute,
         speech_embedding), tiny-pitch (audio: voice pitch in Hz, CREPE tiny): ridge probes in one store, on tiny sets

@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import tiny_config
 from tests.cli import cli
 
-pytestmark = pytest.mark.xdist_group("zoo.text")  # files reading zoo.text share one xdist worker (make test-fast)
 
 
 def test_a_data_error_fails_fast_before_any_server_and_is_recorded(tmp_path, text_dataset, tiny_bert):

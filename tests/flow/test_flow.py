@@ -19,7 +19,6 @@ from tests.cli import cli
 from tests.helpers import flow_run, tiny_config
 from tlops.errors import BackboneError, ValidationFailed
 
-pytestmark = pytest.mark.xdist_group("zoo.text")  # files reading zoo.text share one xdist worker (make test-fast)
 
 
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import os
 
-import pytest
 
 from tests.cli import cli
 
-pytestmark = pytest.mark.xdist_group("zoo.text")  # files reading zoo.text share one xdist worker (make test-fast)
 WIDE = {**os.environ, "COLUMNS": "250"}  # table cells on one line, so the text can be found whole
 
 

@@ -20,7 +20,6 @@ from tests.helpers import flow_run, tiny_config
 from tests.servers import free_port
 from tlops.errors import AliasMoveRefused, RegistryError
 
-pytestmark = pytest.mark.xdist_group("zoo.text")  # files reading zoo.text share one xdist worker (make test-fast)
 
 NAME = "tiny-text"
 

@@ -19,7 +19,6 @@ from tests.cli import cli
 from tests.helpers import flow_run, make_image_dataset, make_regression_dataset, tiny_config
 from tlops.errors import ConfigError
 
-pytestmark = pytest.mark.xdist_group("zoo.text")  # files reading zoo.text share one xdist worker (make test-fast)
 
 NAME = "tiny-text"
 
