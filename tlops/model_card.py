@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from tlops.config import RunConfig
 from tlops.records import Evaluation, FeatureSet, Gate, Record, TrainResult, ValidationReport
+from tlops.task_types import task_type
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TABLE_ROWS = 60  # longer tables (per-epoch history, many checks) show their first rows and say how many were left out
@@ -178,8 +179,8 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
     ref = f"models:/{facts.model_name}/{facts.version}" if facts.version else f"runs:/{facts.run_id}/model"
     sections = []
 
-    task = getattr(features, "task", "classification")  # regression: numbers out, no classes
-    what = f"{len(labels)} classes" if task == "classification" else "a number"
+    task = features.task
+    what = task_type(task).predicts(labels)
     sections.append(_section("task", "What the model does", _kv([
         ("task", f"{_e(facts.modality)} {_e(task)}: predicts {what}"),
         *([("classes", _list(labels))] if labels else []),

@@ -109,7 +109,7 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
     metrics, shots = task.metrics(y_true, y_pred, labels), None
     if result.few_shot is not None:
         metrics |= result.few_shot.metrics()
-        shots = shots_png(result.few_shot, out_dir / ("mae_vs_shots.png" if task.name == "regression" else "accuracy_vs_shots.png"))
+        shots = shots_png(result.few_shot, out_dir / task.few_shot_plot)
     return Evaluation(metrics=metrics, report_path=str(report_path), plots=[str(p) for p in (*plots, curves, shots) if p is not None],
                       n_test=len(y_true))
 

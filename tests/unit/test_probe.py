@@ -21,7 +21,7 @@ def test_heads_learn_separable_features(head):
     res = train_probe(x, y, xv, yv, 3, LinearProbeConfig(head=head, epochs=30), seed=0)
     with torch.inference_mode():
         acc = (res.head(torch.from_numpy(xv)).argmax(1).numpy() == yv).mean()
-    assert acc > 0.9 and res.val_macro_f1 > 0.9
+    assert acc > 0.9 and res.val_metrics["macro_f1"] > 0.9
 
 
 def test_mlp_keeps_best_epoch_and_is_seeded():
@@ -30,7 +30,7 @@ def test_mlp_keeps_best_epoch_and_is_seeded():
     cfg = LinearProbeConfig(head="mlp", epochs=8)
     a = train_probe(x, y, xv, yv, 3, cfg, seed=5)
     b = train_probe(x, y, xv, yv, 3, cfg, seed=5)
-    assert a.val_macro_f1 == max(h["val_macro_f1"] for h in a.history)
+    assert a.val_metrics["macro_f1"] == max(h["val_macro_f1"] for h in a.history)
     for (ka, va), (kb, vb) in zip(a.head.state_dict().items(), b.head.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
 
@@ -63,7 +63,7 @@ def test_closed_form_heads_get_a_learning_curve_over_training_rows(tmp_path):
     res = train_probe(x, y, xv, yv, 3, LinearProbeConfig(head="logreg"), seed=0)
     rows = [p["train_rows"] for p in res.size_curve]
     assert rows == sorted(rows) and rows[-1] == 200 and len(rows) == 4, res.size_curve
-    assert res.size_curve[-1]["val_macro_f1"] == res.val_macro_f1
+    assert res.size_curve[-1]["val_macro_f1"] == res.val_metrics["macro_f1"]
     seen = []  # the rows each refit gets: seeded, growing, every class in each (unbalanced classes too)
     labels = np.array([0] * 150 + [1] * 45 + [2] * 5)
     curve = size_curve(lambda rows: seen.append(rows) or len(rows), labels, seed=0, metric="m", full=-1.0, classes=True)

@@ -121,16 +121,12 @@ class RegressionTask:
         return float("nan"), {k: row[f"val_{k}"] for k in REGRESSION_METRICS}
 
 
-# dataset.yaml `task:` -> how the training loop scores it (tlops.task_types names the same task types)
-TRAINING_TASKS = {"classification": ClassificationTask, "regression": RegressionTask}
-
-
 def training_task(task: str, y: np.ndarray, opts: Any = None) -> ClassificationTask | RegressionTask:
     """The loop's task for a dataset's task type, fitted to the train targets `y` (a regression task's scaler)
     and the strategy options `opts` (its `loss`, `huber_delta`)."""
-    if task not in TRAINING_TASKS:
-        raise ValueError(f"no training task for {task!r}; known: {', '.join(TRAINING_TASKS)}")
-    return TRAINING_TASKS[task].for_targets(y, opts)
+    from tlops.task_types import task_type
+
+    return task_type(task).loop_task(y, opts)
 
 
 class Objective(nn.Module):

@@ -16,6 +16,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 
 from tlops.modules.heads import ProbeHead
+from tlops.task_types import task_type
 
 if TYPE_CHECKING:
     from tlops.strategies.linear_probe import LinearProbeConfig
@@ -24,9 +25,8 @@ if TYPE_CHECKING:
 @dataclass
 class ProbeResult:
     head: ProbeHead
-    val_macro_f1: float  # NaN for a regression head (see val_metrics)
+    val_metrics: dict[str, float]  # the kept head's validation metrics, as its task type names them (macro_f1; mae, rmse, r2, spearman)
     history: list[dict]  # per-epoch metrics (MLP) or one row (logistic regression)
-    val_metrics: dict | None = None  # a regression head's validation metrics (mae, rmse, r2, spearman)
     size_curve: list[dict] = field(default_factory=list)  # closed-form heads: the val metric when fitted on less train data
 
 
@@ -86,7 +86,7 @@ def fit_logreg(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_c
         lin.weight.copy_(torch.from_numpy(w))
         lin.bias.copy_(torch.from_numpy(b))
     f1 = float(f1_score(yv, _predict(head, xv), average="macro")) if len(yv) else float("nan")
-    return ProbeResult(head, f1, [{"epoch": 0, "val_macro_f1": f1, "train_iters": int(np.max(clf.n_iter_))}])
+    return ProbeResult(head, {"macro_f1": f1}, [{"epoch": 0, "val_macro_f1": f1, "train_iters": int(np.max(clf.n_iter_))}])
 
 
 def fit_mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int,
@@ -115,7 +115,7 @@ def fit_mlp(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_clas
         if f1 > best:  # best epoch on validation is the one kept
             best, best_state = f1, copy.deepcopy(head.state_dict())
     head.load_state_dict(best_state)
-    return ProbeResult(head, best, history)
+    return ProbeResult(head, {"macro_f1": best}, history)
 
 
 def _regression_head(x: np.ndarray, y: np.ndarray, kind: str, cfg: LinearProbeConfig,
@@ -157,8 +157,7 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg:
             best = (m, alpha, {k: v.clone() for k, v in head.state_dict().items()})
     head.load_state_dict(best[2])
     # one row, as for logistic regression (a closed-form fit has no epochs); the alpha kept is part of it
-    return ProbeResult(head, float("nan"), [{"epoch": 0, "alpha": best[1], **{f"val_{k}": v for k, v in best[0].items()}}],
-                       val_metrics=best[0])
+    return ProbeResult(head, best[0], [{"epoch": 0, "alpha": best[1], **{f"val_{k}": v for k, v in best[0].items()}}])
 
 
 def fit_mlp_regression(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, cfg: LinearProbeConfig, seed: int,
@@ -187,35 +186,18 @@ def fit_mlp_regression(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndar
         if best is None or m["mae"] < best["mae"]:
             best, best_state = m, copy.deepcopy(head.state_dict())
     head.load_state_dict(best_state)
-    return ProbeResult(head, float("nan"), history, val_metrics=best)
+    return ProbeResult(head, best, history)
 
 
 def train_probe(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int = 0,
                 task: str = "classification", scaler: tuple[torch.Tensor, torch.Tensor] | None = None,
                 curve: bool = True) -> ProbeResult:
-    """The configured head on train, selected on val. `y`: class indices, or float targets for `task="regression"`.
+    """The configured head on train, selected on val, as the task type fits it (`TaskType.fit_probe`). `y`: class
+    indices, or float targets for a regression.
     `scaler`: the features' (mean, std) to standardise with (LP-FT passes `finetune_scaler`), else train's own;
     `curve`: also fit the closed-form heads' learning curve over train rows (LP-FT only wants the head)."""
     x, xv = x.astype(np.float32), xv.astype(np.float32)
-    if task == "regression":
-        y, yv = y.astype(np.float64), yv.astype(np.float64)
-        if cfg.head == "ridge":
-            result = fit_ridge(x, y, xv, yv, cfg, seed, scaler=scaler)
-            if not curve:
-                return result
-            kept = cfg.model_copy(update={"alphas": [result.history[-1]["alpha"]]})  # the subsets refit with the chosen alpha
-            result.size_curve = size_curve(lambda i: fit_ridge(x[i], y[i], xv, yv, kept, seed).val_metrics["mae"], y, seed,
-                                           "val_mae", full=result.val_metrics["mae"])
-            return result
-        return fit_mlp_regression(x, y, xv, yv, cfg, seed, scaler=scaler)
-    if cfg.head == "logreg":
-        result = fit_logreg(x, y, xv, yv, n_classes, cfg, seed, scaler=scaler)
-        if not curve:
-            return result
-        result.size_curve = size_curve(lambda i: fit_logreg(x[i], y[i], xv, yv, n_classes, cfg, seed).val_macro_f1, y, seed,
-                                       "val_macro_f1", classes=True, full=result.val_macro_f1)
-        return result
-    return fit_mlp(x, y, xv, yv, n_classes, cfg, seed, scaler=scaler)
+    return task_type(task).fit_probe(x, y, xv, yv, n_classes, cfg, seed, scaler=scaler, curve=curve)
 
 
 SIZE_FRACTIONS = (0.1, 0.25, 0.5)  # of the train rows; the full fit is the last point
