@@ -14,6 +14,7 @@ from typing import Any, Protocol, Sequence
 import torch
 
 from tlops.backbones.augment import augment_audio, augment_image
+from tlops.errors import BackboneError
 
 SPEC_FILE = "backbone.json"  # in every export: {"kind": ..., what that kind's from_export needs}
 
@@ -62,6 +63,12 @@ class Backbone(Protocol):
     def embed(self, batch: Any) -> torch.Tensor:
         """A collated batch -> (B, num_features) float32 features."""
 
+    def token_states(self, batch: Any) -> torch.Tensor:
+        """Unpooled features (token-level tasks): a collated batch -> (B, T, num_features) float32, one row per
+        position of the model's input, from the same `layers` that `embed` pools (text: position t is sub-word
+        token t of `batch["input_ids"]`; rows where `attention_mask` is 0 are padding). Kinds without per-position
+        features raise BackboneError (the BaseBackbone default)."""
+
     def parameter_groups(self) -> list[list[torch.nn.Parameter]]:
         """Every trainable parameter of `model` exactly once, grouped from input side to output side
         (freezing, discriminative LR)."""
@@ -96,6 +103,11 @@ class BaseBackbone:
 
     def preprocess(self, items: Sequence[str]) -> Any:
         return self.collate(self.encode(items))
+
+    def token_states(self, batch: Any) -> torch.Tensor:
+        raise BackboneError(f"the {self.kind!r} {self.modality} backbone gives no per-token features, so it cannot serve "
+                            "a token-level task (token classification); use a Hugging Face text backbone (hf:<hub id or "
+                            "model folder>)")
 
     def write_spec(self, out_dir: Path, **fields: Any) -> None:
         """backbone.json: the kind and what its `from_export` needs."""

@@ -233,11 +233,15 @@ class HFTextBackbone(TextItems, HFBackbone):
             mask[i, : len(x)] = 1
         return {"input_ids": input_ids, "attention_mask": mask}
 
-    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _layer_states(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The hidden states of `layers`, each (B, T, hidden); one model call (counted in `calls`)."""
         self.calls += 1
         only_last = self.layers == [-1]
         out = self.model(**batch, output_hidden_states=not only_last)
-        states = [out.last_hidden_state] if only_last else [out.hidden_states[l] for l in self.layers]
+        return [out.last_hidden_state] if only_last else [out.hidden_states[l] for l in self.layers]
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        states = self._layer_states(batch)
         mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
         pooled = []
         for h in states:
@@ -246,6 +250,10 @@ class HFTextBackbone(TextItems, HFBackbone):
             else:
                 pooled.append((h * mask).sum(1) / mask.sum(1).clamp(min=1.0))
         return torch.cat(pooled, dim=-1).float()
+
+    def token_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, T, num_features): the same layers as `embed`, concatenated per sub-word token, before pooling."""
+        return torch.cat(self._layer_states(batch), dim=-1).float()
 
     def export_preprocessing(self, out_dir: Path) -> None:
         for name in EXPORT_FILES:

@@ -43,6 +43,7 @@ BUILDERS: dict[str, str] = {
     "audio_pitch": "tlops.data.build_pitch_audio",
     "image_fewshot_regression": "tlops.data.build_fewshot_regression_image",
     "text_qa": "tlops.data.build_qa_wordnet",
+    "text_ner": "tlops.data.build_ner_wordnet",
 }
 
 
