@@ -16,7 +16,9 @@ every refusal (these, a bad support set, a file that does not decode) is `Invali
 INVALID_PARAMETER_VALUE: MLflow answers 400 with its one line (no stack trace, no echo of the request). An unexpected
 error is answered 500 with one line; its traceback goes to the server's log, not to the client. In-process (`tlops
 predict`, `load_model(...).predict`) refusals are tlops DataErrors (InvalidInput is one too), printed by `tlops predict`
-as one `error:` line; the row bound does not apply there.
+as one `error:` line; the row bound does not apply there. A text model trained with `validation.control_characters: strip`
+strips the same control characters from its inputs (and support rows) before embedding them: the package records the rule
+(`tlops.package.Predictor`), so serving sees the text as training did.
 
 Logged as "models from code" (no pickle): MLflow copies this file into the model and runs it at
 load time; it imports only mlflow and tlops (shipped with the model through code_paths). `predict` has

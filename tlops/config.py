@@ -35,6 +35,10 @@ class ValidationConfig(_Strict):
                                           "repeat another row's input (all copies counted); fewer only warn")
     allow_unlabeled_test_overlap: bool = Field(False, description="unlabeled.csv may share inputs with test.csv "
                                                                   "(transductive adaptation to the test inputs, on purpose)")
+    control_characters: Literal["refuse", "strip"] = Field("refuse", description="text holding control characters (backspace, "
+                                                           "escape, form feed...): refuse those rows, or strip the characters "
+                                                           "(in training and, recorded in the package, from the model's inputs at "
+                                                           "predict time); NUL is refused either way")
 
 
 class BackboneConfig(_Strict):

@@ -58,6 +58,22 @@ def save_package(out_dir: Path, backbone, head: ProbeHead, labels: list[str], ex
     return out_dir
 
 
+INPUT_RULES = "inputs"  # the package meta's record of what training did to the texts, applied again at predict time
+
+
+def record_input_rules(package_dir: str | Path, control_characters: str) -> None:
+    """Record in the package what training did to its texts, so predict applies the same to the model's inputs
+    (validation.control_characters: strip). Nothing is written for the default (refuse): such packages stay as before."""
+    if control_characters == "refuse":
+        return
+    path = Path(package_dir) / META_FILE
+    meta = json.loads(path.read_text())
+    if meta.get("modality") != "text":
+        return
+    meta[INPUT_RULES] = {**meta.get(INPUT_RULES, {}), "control_characters": control_characters}
+    path.write_text(json.dumps(meta, indent=1, sort_keys=True))
+
+
 def package_identity(backbone, exported: Path) -> dict:
     """The backbone identity as packaged. A fine-tuned backbone's weights are the exported files, so their
     sha256 replaces the pretrained one (kept as `fine_tuned_from`)."""
@@ -120,6 +136,26 @@ class Predictor:
         return self.meta["modality"]
 
     @property
+    def strips_control_characters(self) -> bool:
+        """Trained with validation.control_characters: strip: the same characters are stripped from every input."""
+        return self.meta.get(INPUT_RULES, {}).get("control_characters") == "strip"
+
+    def _inputs(self, items: Sequence, where: str = "input") -> list[str]:
+        """The rows as the model was trained to see them: checked (missing, empty, NUL refused), and stripped of control
+        characters when its training stripped them (an input of nothing else is refused, as training refuses it)."""
+        from tlops.support_set import check_inputs, strip_control_characters
+
+        rows = check_inputs(list(items), where)
+        if not self.strips_control_characters:
+            return rows
+        out = [strip_control_characters(x) for x in rows]
+        for i, x in enumerate(out, start=1):
+            if not x.strip():
+                raise DataError(f"{where} row {i} holds only control characters and whitespace ({rows[i - 1][:40]!r}), nothing "
+                                "left once they are stripped (as in training); give it text")
+        return out
+
+    @property
     def task(self) -> str:
         """classification (labels out) or regression (numbers out)."""
         return self.meta.get("task", "classification")
@@ -135,8 +171,12 @@ class Predictor:
                             "without a support set")
         numeric = self.task == "regression"  # a few-shot regressor: labels are the rows' target values
         if isinstance(rows_or_json, str):
-            return support_from_json(rows_or_json, self.modality, numeric=numeric)
-        return support_from_rows(rows_or_json, self.modality, numeric=numeric)
+            support = support_from_json(rows_or_json, self.modality, numeric=numeric)
+        else:
+            support = support_from_rows(rows_or_json, self.modality, numeric=numeric)
+        if self.strips_control_characters:  # the support rows are inputs too
+            support = SupportSet(inputs=tuple(self._inputs(support.inputs, "support")), labels=support.labels)
+        return support
 
     def classifier(self, support: SupportSet | None = None) -> tuple[ProbeHead, list[str]]:
         """(head, its classes): the registered head, or the meta-learned encoder adapted to `support`."""
@@ -173,13 +213,11 @@ class Predictor:
 
     def predict_proba(self, items: Sequence[str], support: SupportSet | None = None) -> np.ndarray:
         """(N, classes) probabilities; columns in the order of `classes(support)`."""
-        from tlops.support_set import check_inputs
-
         if self.task == "regression":
             raise DataError("this model predicts numbers (a regression model): it has no class probabilities; "
                             "predict without proba")
         head, _, backbone_params = self._classifier(support)
-        feats = self._embed(check_inputs(list(items)), backbone_params)
+        feats = self._embed(self._inputs(items), backbone_params)
         with torch.inference_mode():
             return torch.softmax(head(torch.from_numpy(feats)), dim=1).numpy()
 
@@ -189,7 +227,6 @@ class Predictor:
             return []
         if self.task == "regression":
             from tlops.modules.heads import predict_values
-            from tlops.support_set import check_inputs
 
             head = self.head
             if support is not None:
@@ -198,7 +235,7 @@ class Predictor:
                 if self._adapted is None or self._adapted[0] != support:  # a few-shot regressor adapted to the support's task
                     self._adapted = (support, self.few_shot.regression_head(self._embed(list(support.inputs)), support.values()), [], {})
                 head = self._adapted[1]
-            return predict_values(head, self._embed(check_inputs(list(items))))
+            return predict_values(head, self._embed(self._inputs(items)))
         classes = self.classes(support)
         return [classes[i] for i in self.predict_proba(items, support).argmax(1)]
 

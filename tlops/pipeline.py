@@ -117,8 +117,12 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
 def package_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out_dir: Path) -> Path:
     """The model package to register: written here for a head on the pretrained backbone, or the one the
     train step already wrote (a trained backbone)."""
-    return result.write_package(lambda: backbone_of(cfg), features.labels, Path(out_dir),
-                                extra={"strategy": cfg.strategy.model_dump(), "seed": cfg.seed})
+    from tlops.package import record_input_rules
+
+    package = result.write_package(lambda: backbone_of(cfg), features.labels, Path(out_dir),
+                                   extra={"strategy": cfg.strategy.model_dump(), "seed": cfg.seed})
+    record_input_rules(package, cfg.validation.control_characters)  # predict strips what training stripped
+    return package
 
 
 def finish(result: TrainResult) -> None:

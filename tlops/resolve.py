@@ -14,11 +14,24 @@ if TYPE_CHECKING:  # the backbones import torch: opening a dataset (validation, 
 
 def open_dataset(cfg: RunConfig) -> Dataset:
     ds = load_dataset(cfg.data.path, seed=cfg.seed, val_fraction=cfg.data.val_fraction)
+    if cfg.validation.control_characters == "strip" and ds.modality == "text":
+        strip_texts(ds)
     if get_strategy(cfg.strategy.name).few_shot:
         from tlops.data.fewshot import as_few_shot
 
         ds = as_few_shot(ds, cfg.strategy.support_shots, cfg.seed)
     return ds
+
+
+def strip_texts(ds: Dataset) -> None:
+    """validation.control_characters: strip: every split's texts without their control characters (NUL kept, for
+    validation to refuse), before anything validates, embeds or fingerprints them."""
+    from tlops.support_set import strip_control_characters
+
+    col = ds.input_column
+    for df in ds.splits.values():
+        if col in df.columns:
+            df[col] = [strip_control_characters(v) if isinstance(v, str) else v for v in df[col]]
 
 
 def backbone_of(cfg: RunConfig) -> Backbone:

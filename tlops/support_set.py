@@ -12,12 +12,27 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from tlops.errors import DataError
 from tlops.text_files import normal_label
+
+# validation.control_characters: strip: C0 controls and DEL except NUL, tab, newline and carriage return are removed from
+# texts, in training data and in the model's inputs alike; a backspace takes the character it overstrikes with it
+# (nroff's underline `_\bX` and bold `X\bX`, as in Debian's fortunes, read `X`). NUL is refused either way.
+STRIPPED_CONTROLS = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+OVERSTRUCK = re.compile(r"[^\x00-\x1f\x7f]\x08")
+
+
+def strip_control_characters(text: str) -> str:
+    """`text` without the control characters validation.control_characters: strip removes (NUL kept: it is refused)."""
+    if not STRIPPED_CONTROLS.search(text):
+        return text
+    return STRIPPED_CONTROLS.sub("", OVERSTRUCK.sub("", text))
+
 
 INPUT_KEY = {"text": "text", "image": "path", "audio": "path"}  # the dataset contract's input column per modality
 INPUT_KEYS = ("text", "path")

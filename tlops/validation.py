@@ -51,6 +51,16 @@ class Rule:
     fix: str
 
 
+def control_fix(cfg: ValidationConfig) -> str:
+    """What to do about control characters in text: with the default, remove them or opt in to stripping; once stripped,
+    only NUL is left to refuse."""
+    nul = "a NUL byte often means a UTF-16 file or binary data: save the file as UTF-8 text"
+    if cfg.control_characters == "strip":
+        return f"remove the NUL characters from those texts ({nul}; validation.control_characters: strip removes the others)"
+    return (f"remove NUL and other control characters from those texts ({nul}), or set validation.control_characters: strip "
+            "to drop all but NUL (the model then strips them from its inputs too)")
+
+
 def normalise_text(s: str) -> str:
     return re.sub(r"\s+", " ", str(s)).strip().lower()
 
@@ -90,8 +100,7 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of, few_shot=None) -> list[
             rules += [
                 Rule(split, "rows", gxe.ExpectColumnValuesToMatchRegex(column=col, regex=r"\S"), "non-empty text", "remove rows whose text is empty or only whitespace"),
                 Rule(split, "rows", gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=CONTROL_IN_TEXT), "no control characters in text",
-                     "remove NUL and other control characters from those texts (a NUL byte often means a UTF-16 file or "
-                     "binary data: save the file as UTF-8 text)"),
+                     control_fix(cfg)),
                 Rule(split, "rows", gxe.ExpectColumnValueLengthsToBeBetween(column=col, min_value=cfg.min_chars, max_value=cfg.max_chars),
                      f"text length within [{cfg.min_chars}, {cfg.max_chars}] characters",
                      "fix or drop those rows, or change validation.min_chars / validation.max_chars"),
@@ -314,8 +323,7 @@ def _unlabeled_rules(ds: Dataset, cfg: ValidationConfig, frame_of) -> list[Rule]
             Rule(u, "rows", gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=MEDIA_SUFFIX), "texts, not media file paths",
                  "this is a text dataset: put target-domain texts in unlabeled.csv, not image or audio files"),
             Rule(u, "rows", gxe.ExpectColumnValuesToNotMatchRegex(column=col, regex=CONTROL_IN_TEXT), "no control characters in text",
-                 "remove NUL and other control characters from those texts (a NUL byte often means a UTF-16 file or "
-                 "binary data: save the file as UTF-8 text)"),
+                 control_fix(cfg)),
         ]
     else:
         rules += _file_rules(ds, u, cfg)
