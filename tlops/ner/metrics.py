@@ -9,6 +9,7 @@ to select and gate on).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 from tlops.ner.tags import check_scheme
@@ -54,8 +55,10 @@ def entity_scores(truth: list[list[str]], predicted: list[list[str]], scheme: st
     n_tokens = sum(len(t) for t in truth)
     accuracy = float(accuracy_score(truth, predicted)) if n_tokens else 0.0
     cls = {"IOB2": IOB2, "IOBES": IOBES}[scheme]
-    report = classification_report(truth, predicted, mode="strict", scheme=cls,
-                                    output_dict=True, zero_division=0) if n_tokens else {}
+    with warnings.catch_warnings():  # seqeval averages over no entities with numpy's empty-mean warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = classification_report(truth, predicted, mode="strict", scheme=cls,
+                                        output_dict=True, zero_division=0) if n_tokens else {}
     per_type = {k: TypeScores(float(v["precision"]), float(v["recall"]), float(v["f1-score"]), int(v["support"]))
                 for k, v in sorted(report.items()) if not k.endswith(" avg")}
     micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})

@@ -188,27 +188,38 @@ class NerModel:
             self._tokenizer = word_tokenizer(self.backbone)
         return self._tokenizer
 
-    def predict_tags(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> TagPrediction:
-        """Tags of pre-split sentences (words as in a CoNLL file)."""
-        sentences = [[normal_token(w) for w in s] for s in sentences]
-        keep = [i for i, s in enumerate(sentences) if s]
-        aligned = align(self.tokenizer, [sentences[i] for i in keep], self.backbone.max_length)
+    def word_features(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> tuple[list[torch.Tensor], Aligned]:
+        """Per sentence, (n_words, num_features) first-sub-token states of the backbone in eval mode (zeros for words
+        cut at max_length), and the alignment; what `decode` takes."""
+        aligned = align(self.tokenizer, [[normal_token(w) for w in s] for s in sentences], self.backbone.max_length)
         self.backbone.model.eval()
         with torch.inference_mode():
-            states = word_states(self.backbone, aligned, batch_size)
-            log_probs = [torch.log_softmax(self.head(s), dim=-1).numpy() for s in states]
-        pred = TagPrediction(tags=[[] for _ in sentences], scores=[[] for _ in sentences],
-                             truncated_sentences=aligned.truncated_sentences, words_cut=aligned.words_cut)
+            return word_states(self.backbone, aligned, batch_size), aligned
+
+    def decode(self, states: Sequence[torch.Tensor], aligned: Aligned) -> TagPrediction:
+        """The head's tag probabilities per word -> the most probable valid sequence per sentence."""
+        pred = TagPrediction(tags=[], scores=[], truncated_sentences=aligned.truncated_sentences, words_cut=aligned.words_cut)
         o = self.tags.index(OUTSIDE)
-        for i, lp, first in zip(keep, log_probs, aligned.first):
-            unseen = np.array(first) < 0
+        with torch.inference_mode():
+            log_probs = [torch.log_softmax(self.head(s), dim=-1).numpy() for s in states]
+        for lp, first in zip(log_probs, aligned.first):
+            unseen = np.array(first, dtype=np.int64) < 0
             lp = lp.copy()
             lp[unseen] = -1e9
             lp[unseen, o] = 0.0  # a word the model did not see is 'O' with certainty
             ids = viterbi(lp, self._masks)
-            pred.tags[i] = [self.tags[k] for k in ids]
-            pred.scores[i] = [float(math.exp(lp[t, k])) for t, k in enumerate(ids)]
+            pred.tags.append([self.tags[k] for k in ids])
+            pred.scores.append([float(math.exp(lp[t, k])) for t, k in enumerate(ids)])
         return pred
+
+    def predict_tags(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> TagPrediction:
+        """Tags of pre-split sentences (words as in a CoNLL file)."""
+        keep = [i for i, s in enumerate(sentences) if s]
+        got = self.decode(*self.word_features([sentences[i] for i in keep], batch_size))
+        tags, scores = [[] for _ in sentences], [[] for _ in sentences]
+        for i, t, sc in zip(keep, got.tags, got.scores):
+            tags[i], scores[i] = t, sc
+        return TagPrediction(tags, scores, got.truncated_sentences, got.words_cut)
 
     def evaluate(self, sentences: Sequence[Sentence], batch_size: int = 32) -> NerScores:
         pred = self.predict_tags([s.tokens for s in sentences], batch_size)
@@ -282,35 +293,62 @@ def _tag_ids(sentences: Sequence[Sentence], tags: Sequence[str]) -> list[list[in
 
 # ---- the frozen probe ----------------------------------------------------------------------------------------------
 
-def fit_probe(backbone: Any, train: Sequence[Sentence], tags: Sequence[str], scheme: str, C: float = 1.0,
-              class_weight: str | None = None, batch_size: int = 32, max_iter: int = 1000) -> NerModel:
+def fit_probe(backbone: Any, train: Sequence[Sentence], tags: Sequence[str], scheme: str,
+              C: float | Sequence[float] = 1.0, val: Sequence[Sentence] | None = None, class_weight: str | None = None,
+              batch_size: int = 32, max_iter: int = 1000) -> NerModel:
     """Linear probe: logistic regression on the frozen backbone's first-sub-token states of train's words
-    (standardised; the scaling is folded into the linear head). The backbone is not changed."""
-    from sklearn.linear_model import LogisticRegression
-
+    (standardised; the scaling is folded into the linear head). The backbone is not changed. Several `C` values:
+    the one with the best `val` entity F1 is kept (states are computed once); `history` lists each C's val F1."""
     tags = list(tags)
+    cs = [float(C)] if isinstance(C, (int, float)) else [float(c) for c in C]
+    if len(cs) > 1 and not val:
+        raise ValueError("several C values need val sentences to choose between them")
     aligned = align(word_tokenizer(backbone), [s.tokens for s in train], backbone.max_length, _tag_ids(train, tags))
     backbone.model.eval()
     with torch.inference_mode():
         states = word_states(backbone, aligned, batch_size)
-    x = torch.cat([s[torch.as_tensor(f) >= 0] for s, f in zip(states, aligned.first)]).double().numpy()
+    x = torch.cat([s[torch.as_tensor(f, dtype=torch.long) >= 0] for s, f in zip(states, aligned.first)]).double().numpy()
     y = np.array([tags.index(t) for s, f in zip(train, aligned.first) for t, j in zip(s.tags, f) if j >= 0])
     mean, std = x.mean(0), x.std(0)
     std = np.where(std < 1e-6, 1.0, std)
+    val_features = None
+    best: tuple[float, NerModel] | None = None
+    history = []
+    for c in cs:
+        model = NerModel(backbone=backbone, head=_logistic_head((x - mean) / std, y, mean, std, len(tags), c, class_weight, max_iter),
+                         tags=tags, scheme=scheme)
+        if val:
+            if val_features is None:
+                val_features = model.word_features([s.tokens for s in val], batch_size)
+            f1 = entity_scores([s.tags for s in val], model.decode(*val_features).tags, scheme).f1
+            history.append({"C": c, "val_entity_f1": f1})
+            if best is None or f1 > best[0]:
+                best = (f1, model)
+        else:
+            best = (0.0, model)
+    best[1].history = history
+    return best[1]
+
+
+def _logistic_head(z: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarray, n_tags: int, C: float,
+                   class_weight: str | None, max_iter: int) -> torch.nn.Linear:
+    """Multinomial logistic regression on standardised features z, as a linear layer on the raw features."""
+    from sklearn.linear_model import LogisticRegression
+
     clf = LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight)
-    clf.fit((x - mean) / std, y)
+    clf.fit(z, y)
     coef, icpt = clf.coef_, clf.intercept_
     if len(clf.classes_) == 2:  # binary: sklearn keeps one row, the second class's logit against the first
         coef, icpt = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], icpt])
-    weight = np.zeros((len(tags), x.shape[1]))
-    bias = np.full(len(tags), -30.0)  # a tag train never shows: never chosen where a seen one is allowed
+    weight = np.zeros((n_tags, z.shape[1]))
+    bias = np.full(n_tags, -30.0)  # a tag train never shows: never chosen where a seen one is allowed
     weight[clf.classes_] = coef / std
     bias[clf.classes_] = icpt - (coef * mean / std).sum(1)
-    head = torch.nn.Linear(x.shape[1], len(tags))
+    head = torch.nn.Linear(z.shape[1], n_tags)
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
         head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
-    return NerModel(backbone=backbone, head=head.eval(), tags=tags, scheme=scheme)
+    return head.eval()
 
 
 # ---- fine-tuning ---------------------------------------------------------------------------------------------------
