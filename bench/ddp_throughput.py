@@ -65,7 +65,7 @@ def main() -> None:
             r = train_step(c, feats, out) if nproc == 1 else train_step_distributed(c, feats, out)
             wall = time.perf_counter() - t
             rows[name] = {"processes": nproc, "threads_per_process": threads, "train_samples_per_s": r.loop.train_samples_per_s,
-                          "step_wall_s": wall, "val_macro_f1": r.val_macro_f1, "train_loss": r.history[-1]["train_loss"],
+                          "step_wall_s": wall, "val_macro_f1": r.val_metrics["macro_f1"], "train_loss": r.history[-1]["train_loss"],
                           "load_avg_1min_after": os.getloadavg()[0]}
         torch.set_num_threads(default_threads)
         base = rows[setups[0][0]]

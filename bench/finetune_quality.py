@@ -31,7 +31,7 @@ def run(cfg, work: Path) -> dict:
     t2 = time.perf_counter()
     ev = evaluate_step(cfg, feats, rec, work / "eval")
     return {**ev.metrics, "train_wall_s": round(t2 - t1, 2), "features_wall_s": round(t1 - t0, 2),
-            "evaluate_wall_s": round(time.perf_counter() - t2, 2), "val_macro_f1": rec.val_macro_f1,
+            "evaluate_wall_s": round(time.perf_counter() - t2, 2), "val_macro_f1": rec.val_metrics["macro_f1"],
             "best_epoch": rec.loop.best_epoch if rec.loop else None, "epochs_run": rec.loop.epochs_run if rec.loop else None,
             "cache_misses": feats.cache.misses}
 

@@ -22,7 +22,7 @@ SIZE = 64
 
 def probe(x: dict, y: dict, labels: list[str]) -> dict:
     best = max((train_probe(x["train"], y["train"], x["val"], y["val"], len(labels), LinearProbeConfig(C=c)) for c in CS),
-               key=lambda r: r.val_macro_f1)
+               key=lambda r: r.val_metrics["macro_f1"])
     with torch.inference_mode():
         pred = best.head(torch.from_numpy(x["test"])).argmax(1).numpy()
     return classification_metrics([labels[i] for i in y["test"]], [labels[i] for i in pred], labels)

@@ -28,7 +28,7 @@ def probe(backbone, ds, labels):
     x = {s: embed_all(backbone, ds.inputs(s)) for s in ("train", "val", "test")}
     y = {s: ds.label_ids(s) for s in x}
     best = max((train_probe(x["train"], y["train"], x["val"], y["val"], len(labels), LinearProbeConfig(C=c)) for c in CS),
-               key=lambda r: r.val_macro_f1)
+               key=lambda r: r.val_metrics["macro_f1"])
     with torch.inference_mode():
         pred = best.head(torch.from_numpy(x["test"])).argmax(1).numpy()
     return classification_metrics(ds.splits["test"]["label"].tolist(), [labels[i] for i in pred], labels)

@@ -373,7 +373,7 @@ def _print_summary(r: RunOutcome) -> None:
     if r.best_epoch is not None:
         resumed = f"  (resumed from {e(str(r.resumed_from['checkpoint']))})" if r.resumed_from else ""
         # epochs counted from 1, as the progress lines show them (MLflow's steps count from 0)
-        val = f"mae={r.val_metrics['mae']:.4f}" if "mae" in r.val_metrics else f"macro_f1={r.val_macro_f1:.4f}"  # numbers or classes
+        val = next((f"{k}={v:.4f}" for k, v in r.val_metrics.items()), "")  # the task type's selection metric comes first
         out.print(f"[bold]val[/bold]     {val}, kept epoch {r.best_epoch + 1}{resumed}")
     out.print(f"[bold]cache[/bold]   hits={r.cache.hits} misses={r.cache.misses}")
     out.print(f"[bold]model[/bold]   {e(r.model_name)} version {r.version} aliases={', '.join(r.aliases)}")

@@ -107,8 +107,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
     execution = result.execution
     return RunOutcome(
         run_id=run_id, experiment=cfg.tracking.experiment, tracking_uri=mask(mlflow.get_tracking_uri()), model_name=reg.model_name,
-        version=reg.version, aliases=reg.aliases, promotion=reg.gate, test_metrics=ev.metrics, val_macro_f1=result.val_macro_f1,
-        val_metrics=result.val_metrics,
+        version=reg.version, aliases=reg.aliases, promotion=reg.gate, test_metrics=ev.metrics, val_metrics=result.val_metrics,
         cache=feats.cache, backbone=cfg.backbone.name, strategy=cfg.strategy.name,
         best_epoch=result.loop.best_epoch if result.loop else None, resumed_from=result.loop.resumed_from if result.loop else None,
         train_executed_by=execution, work_pool=execution.work_pool if execution else None,

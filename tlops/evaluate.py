@@ -118,11 +118,12 @@ def confusion_png(y_true: list[str], y_pred: list[str], labels: list[str], path:
     return path
 
 
-def curves_png(history: list[dict], path: Path, size_curve: Sequence[dict] = ()) -> Path | None:
-    """Learning curves: each validation/training metric per epoch (a 1-epoch run shows its one point), and for a
-    closed-form head, which has no epochs, the validation metric against the number of training rows."""
-    keys = [k for k in ("train_loss", "val_loss", "val_macro_f1", "val_mae") if any(k in h for h in history)]
-    size_key = next((k for k in ("val_macro_f1", "val_mae") if size_curve and k in size_curve[0]), None)
+def curves_png(history: list[dict], path: Path, size_curve: Sequence[dict], selection_key: str) -> Path | None:
+    """Learning curves: the training and validation loss and the validation selection metric (`selection_key`, the task
+    type's: val_macro_f1, val_mae) per epoch (a 1-epoch run shows its one point), and for a closed-form head, which has
+    no epochs, the selection metric against the number of training rows."""
+    keys = [k for k in ("train_loss", "val_loss", selection_key) if any(k in h for h in history)]
+    size_key = selection_key if size_curve and selection_key in size_curve[0] else None
     by_epoch = keys if len({h.get("epoch") for h in history}) > 1 or not size_key else []  # a lone closed-form row: the size panel says it
     panels = [("epoch", k) for k in by_epoch] + ([("train_rows", size_key)] if size_key else [])
     if not panels:

@@ -27,7 +27,7 @@ LIST_ITEMS = 40
 # Per-class report rows that are summaries, not classes (scikit-learn's `classification_report(output_dict=True)`).
 SUMMARY_ROWS = ("accuracy", "macro avg", "weighted avg", "micro avg")
 # Train-record fields the card shows in their own sections (or that only the package needs), not under "Training details".
-HIDDEN_FIELDS = {"history", "strategy", "val_macro_f1", "val_metrics", "seconds", "execution", "kind", "spec", "labels", "package"}
+HIDDEN_FIELDS = {"history", "strategy", "val_metrics", "seconds", "execution", "kind", "spec", "labels", "package"}
 
 
 class CardFacts(Record):
@@ -216,9 +216,7 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
     ])))
 
     metrics = [[k, v] for k, v in evaluation.metrics.items()]
-    val = dict(getattr(train, "val_metrics", None) or {})  # a regression model's; a classifier has its macro-F1
-    if train.val_macro_f1 == train.val_macro_f1:  # not NaN
-        val["macro_f1"] = train.val_macro_f1
+    val = train.val_metrics  # as the task type names them (macro_f1; mae, rmse, r2, spearman)
     sections.append(_section("metrics", "Metrics", _table(["test metric", f"value ({evaluation.n_test} test rows)"], metrics, "numbers")
                              + _table(["validation metric (the model was selected on these)", "value"], list(val.items()), "numbers")))
     sections.append(_section("per-class", "Per-class results (test)", _per_class(report, labels)))

@@ -103,7 +103,7 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
         y_true, y_pred = [y_true[i] for i in result.test_rows], [y_pred[i] for i in result.test_rows]
     out_dir.mkdir(parents=True, exist_ok=True)
     report, report_name, plots = task.report_and_plots(y_true, y_pred, labels, out_dir)
-    curves = curves_png(result.history, out_dir / "learning_curves.png", result.size_curve)
+    curves = curves_png(result.history, out_dir / "learning_curves.png", result.size_curve, task.selection_key)
     report_path = out_dir / report_name
     report_path.write_text(json.dumps(report, indent=1))
     metrics, shots = task.metrics(y_true, y_pred, labels), None

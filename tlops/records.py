@@ -97,10 +97,11 @@ class Candidate(Record):
 
     trade_off: float
     best_epoch: int
-    criterion: float = Field(description="the criterion's value at best_epoch (dev_risk: lower is better; snd, val_macro_f1: higher)")
-    val_macro_f1: float = Field(description="source validation macro-F1 at best_epoch (NaN for a regression)")
+    criterion: float = Field(description="the criterion's value at best_epoch (dev_risk: lower is better; snd, source val "
+                                         "macro-F1: higher)")
+    val_metrics: dict[str, float] = Field(description="source validation metrics at best_epoch, as the task type names them "
+                                                      "(macro_f1; mae, rmse, r2, spearman)")
     oracle_test_macro_f1: float | None = Field(None, description="target test macro-F1 at best_epoch: logged, never used to choose")
-    val_mae: float | None = Field(None, description="regression: source validation MAE at best_epoch")
     oracle_test_mae: float | None = Field(None, description="regression: target test MAE at best_epoch: logged, never used to choose")
 
 
@@ -213,8 +214,8 @@ class MetaLearnerState(Record):
 class _Trained(Record):
     strategy: str
     history: list[dict[str, float]] = Field(description="one row per epoch (or one row for a closed-form fit)")
-    val_macro_f1: float = Field(description="validation macro-F1 of the kept model; NaN for a regression model (see val_metrics)")
-    val_metrics: dict[str, float] = Field({}, description="a regression model's validation mae, rmse, r2, spearman")
+    val_metrics: dict[str, float] = Field(description="validation metrics of the kept model as its task type names them, the "
+                                                      "selection metric first (macro_f1; mae, rmse, r2, spearman)")
     size_curve: list[dict[str, float]] = Field([], description="a closed-form head's learning curve over data: the val metric "
                                                               "when fitted on growing subsets of train (train_rows, val_...)")
     seconds: float
@@ -333,8 +334,8 @@ class RunOutcome(Record):
     aliases: list[str]
     promotion: Gate
     test_metrics: dict[str, float]
-    val_macro_f1: float
-    val_metrics: dict[str, float] = Field({}, description="a regression model's validation mae, rmse, r2, spearman")
+    val_metrics: dict[str, float] = Field(description="the model's validation metrics, the task type's selection metric first "
+                                                      "(macro_f1; mae, rmse, r2, spearman)")
     cache: CacheTotals
     backbone: str
     strategy: str

@@ -55,7 +55,7 @@ def test_the_probe_curve_is_logged_once_named(probe_run):
     metrics = run.data.metrics
     assert "train_iters" in metrics and not any(k.startswith("train_train_") for k in metrics), sorted(metrics)
     curve = client.get_metric_history(out.run_id, "train_val_macro_f1")
-    assert [m.step for m in curve] == [0] and curve[0].value == pytest.approx(out.val_macro_f1)
+    assert [m.step for m in curve] == [0] and curve[0].value == pytest.approx(out.val_metrics["macro_f1"])
     by_rows = client.get_metric_history(out.run_id, "val_macro_f1_by_train_rows")  # its learning curve is over data
     assert sorted(m.step for m in by_rows)[-1] == 36 and len(by_rows) >= 3, by_rows
     assert "plots/learning_curves.png" in [a.path for a in client.list_artifacts(out.run_id, "plots")]

@@ -44,7 +44,7 @@ def train(ctx: TrainContext) -> HeadResult:
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     path = head.save(ctx.out_dir / "head.safetensors")
     return HeadResult(strategy="nearest_centroid", head_path=str(path), spec=head.spec, history=[{"epoch": 0}],
-                      val_macro_f1=0.0, seconds=0.0)
+                      val_metrics={"macro_f1": 0.0}, seconds=0.0)
 '''
 
 

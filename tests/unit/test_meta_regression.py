@@ -269,7 +269,7 @@ def test_the_train_result_round_trips_as_json_with_its_regression_report(tmp_pat
     report = FewShotRegressionReport(split="test", queries=3, model=[ShotError(shots=1, episodes=600, mae=2.0, ci95=0.1)],
                                      baselines={"support_mean": [ShotError(shots=1, episodes=600, mae=3.0, ci95=0.2)]},
                                      support_task="task12")
-    r = HeadResult(strategy="maml", head_path="h", spec={}, history=[], val_macro_f1=float("nan"), seconds=1.0, few_shot=report,
+    r = HeadResult(strategy="maml", head_path="h", spec={}, history=[], val_metrics={}, seconds=1.0, few_shot=report,
                    test_rows=[4, 5])
     # how the train step's result crosses a work pool's process boundary (flows/train_step.py)
     back = TRAIN_RESULT.validate_json(dump_json(r, tmp_path / "result.json").read_text())

@@ -30,7 +30,7 @@ def card_records(tmp_path: Path, *, with_extras: bool = True, epochs: int = 3) -
     cm = confusion_png(y_true, y_pred, labels, ev_dir / "confusion_matrix.png")
     report_path.write_text(json.dumps(per_class_report(y_true, y_pred, labels)))
     history = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1), "val_macro_f1": 0.5 + 0.1 * e} for e in range(epochs)]
-    curves = curves_png(history, ev_dir / "learning_curves.png")
+    curves = curves_png(history, ev_dir / "learning_curves.png", [], "val_macro_f1")
     evaluation = Evaluation(metrics=classification_metrics(y_true, y_pred, labels), report_path=str(report_path),
                             plots=[str(p) for p in (cm, curves) if p is not None], n_test=len(y_true))
     features = FeatureSet(dir=str(tmp_path / "features"), splits=["train", "val", "test"], labels=labels, num_features=32,
@@ -38,7 +38,7 @@ def card_records(tmp_path: Path, *, with_extras: bool = True, epochs: int = 3) -
                           cache=CacheTotals(hits=10, misses=26), seconds=1.25)
     extras = {}
     if with_extras:
-        cand = Candidate(trade_off=0.3, best_epoch=2, criterion=0.41, val_macro_f1=0.8, oracle_test_macro_f1=0.77)
+        cand = Candidate(trade_off=0.3, best_epoch=2, criterion=0.41, val_metrics={"macro_f1": 0.8}, oracle_test_macro_f1=0.77)
         extras = {
             "loop": LoopSummary(best_epoch=2, epochs_run=3, stopped_early=False, device="cpu", precision="fp32",
                                 checkpoint_dir="/tmp/scratch-ckpt", train_samples_per_s=123.4),
@@ -47,7 +47,7 @@ def card_records(tmp_path: Path, *, with_extras: bool = True, epochs: int = 3) -
                                       baselines={"protonet0": [ShotScore(ways=5, shots=1, episodes=200, accuracy=0.5012, ci95=0.012)]},
                                       support_classes=labels),
         }
-    train = HeadResult(strategy="finetune", history=history, val_macro_f1=0.7, seconds=12.5, head_path=str(tmp_path / "head.pt"),
+    train = HeadResult(strategy="finetune", history=history, val_metrics={"macro_f1": 0.7}, seconds=12.5, head_path=str(tmp_path / "head.pt"),
                        spec={"kind": "linear"}, **extras)
     validation = ValidationReport(success=True, dataset=str(tmp_path / "data"), rows={"train": 42, "val": 12, "test": 12}, checks=[
         Check(split="train", file="train.csv", rule="labels_known", expectation="every label known", success=True, observed=NASTY, fix="-"),

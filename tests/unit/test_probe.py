@@ -76,11 +76,11 @@ def test_closed_form_heads_get_a_learning_curve_over_training_rows(tmp_path):
     assert ridge.size_curve[-1]["val_mae"] == ridge.val_metrics["mae"]
     assert train_probe(x, y, xv, yv, 3, LinearProbeConfig(head="mlp", epochs=2), seed=0).size_curve == []  # it has epochs
 
-    png = curves_png(res.history, tmp_path / "size.png", res.size_curve)
+    png = curves_png(res.history, tmp_path / "size.png", res.size_curve, "val_macro_f1")
     assert png is not None and Image.open(png).size[0] == 500  # one panel: metric vs training rows
-    one_epoch = curves_png([{"epoch": 0, "train_loss": 0.7, "val_macro_f1": 0.6}], tmp_path / "one.png")
+    one_epoch = curves_png([{"epoch": 0, "train_loss": 0.7, "val_macro_f1": 0.6}], tmp_path / "one.png", [], "val_macro_f1")
     assert one_epoch is not None and Image.open(one_epoch).size[0] == 1000  # a 1-epoch run still shows its point
-    assert curves_png([], tmp_path / "none.png") is None
+    assert curves_png([], tmp_path / "none.png", [], "val_macro_f1") is None
 
 
 def test_mlp_probe_survives_a_channel_dead_in_train_that_fires_at_test():

@@ -8,7 +8,7 @@ from tlops.records import CacheTotals, Gate, RunOutcome
 
 def _outcome(**over) -> RunOutcome:
     fields = dict(run_id="a" * 32, experiment="exp [/b]", tracking_uri="sqlite:///mlruns/mlflow.db", model_name="close [/bold] tag",
-                  version="1", aliases=["champion"], test_metrics={"accuracy": 0.5, "macro_f1": 0.4}, val_macro_f1=0.4,
+                  version="1", aliases=["champion"], test_metrics={"accuracy": 0.5, "macro_f1": 0.4}, val_metrics={"macro_f1": 0.4},
                   promotion=Gate(promoted=True, reason="see [/ops] ticket", metric="macro_f1", challenger=0.4, margin=0.0, version="1"),
                   cache=CacheTotals(hits=1, misses=2), backbone="hf:/models/[red]x", strategy="linear_probe", flow_pid=1)
     return RunOutcome(**{**fields, **over})

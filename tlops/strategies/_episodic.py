@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 from tlops.config_base import Strict
 from tlops.records import FewShotReport, HeadResult, PackageResult
 from tlops.strategies.registry import TrainContext
+from tlops.task_types import task_type
 from tlops.training.feature_rows import FeatureRows
 
 if TYPE_CHECKING:
@@ -330,7 +331,7 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
                             {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
                             xs, targets, labels)
     return HeadResult(strategy=s.name, head_path=str(path), spec=head.spec, labels=labels, history=history,
-                      val_macro_f1=val["val_macro_f1"], seconds=seconds, loop=loop_summary(loop, ckpt) if loop else None, few_shot=report,
+                      val_metrics=task_type(feats.task).val_metrics(val), seconds=seconds, loop=loop_summary(loop, ckpt) if loop else None, few_shot=report,
                       meta_learner=state)
 
 
@@ -394,5 +395,5 @@ def _train_with_backbone(ctx: TrainContext, encoder: Encoder, algorithm: str, x,
         "strategy": s.model_dump(), "seed": cfg.seed, "few_shot": few_shot,
         "meta_train": {**summary.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device"}),
                        "val_episode_accuracy": val["val_episode_accuracy"]}})
-    return PackageResult(strategy=s.name, package=str(package), labels=labels, history=history, val_macro_f1=val["val_macro_f1"],
-                         seconds=seconds, loop=summary, few_shot=report)
+    return PackageResult(strategy=s.name, package=str(package), labels=labels, history=history,
+                         val_metrics=task_type(ctx.features.task).val_metrics(val), seconds=seconds, loop=summary, few_shot=report)

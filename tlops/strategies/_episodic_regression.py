@@ -16,6 +16,7 @@ import time
 
 from tlops.records import FewShotRegressionReport, HeadResult, PackageResult
 from tlops.strategies.registry import TrainContext
+from tlops.task_types import task_type
 
 
 def train_episodic_regression(ctx: TrainContext, algorithm: str) -> HeadResult | PackageResult:
@@ -100,8 +101,8 @@ def train_episodic_regression(ctx: TrainContext, algorithm: str) -> HeadResult |
     state = save_meta_state(meta_dir, encoder, learner, s.inner_lr_for("regression"),
                             {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
                             xs, ys, [], target_scaler=(target.mean, target.std))
-    common = dict(strategy=s.name, history=history, val_macro_f1=float("nan"), seconds=seconds,
-                  val_metrics={k: val[f"val_{k}"] for k in ("mae", "rmse", "r2", "spearman")},
+    common = dict(strategy=s.name, history=history, seconds=seconds,
+                  val_metrics=task_type(ctx.features.task).val_metrics(val),
                   loop=loop_summary(loop, ckpt) if loop else None, few_shot=report,
                   test_rows=[int(i) for i in np.flatnonzero(gt == report.support_task)])
     if s.trainable:

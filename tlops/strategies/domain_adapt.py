@@ -29,6 +29,7 @@ from pydantic import Field, field_validator, model_validator
 from tlops.records import AdaptationSummary, Candidate, HeadResult, OracleChoice, PackageResult
 from tlops.strategies.finetune import NOT_IN_FINGERPRINT, FinetuneConfig, initial_head, loop_summary, run_checkpoint_dir
 from tlops.strategies.registry import TrainContext, register_strategy
+from tlops.task_types import task_type
 from tlops.training.callbacks import Callback
 from tlops.training.feature_rows import FeatureRows
 
@@ -40,9 +41,8 @@ if TYPE_CHECKING:
     from tlops.training.objectives import ClassificationTask, RegressionTask
 
 METHODS = ("dann", "cdan", "mmd", "coral", "source_only")
-# criterion -> (the epoch row's key, higher is better)
-CRITERIA = {"dev": ("dev_risk", False), "snd": ("snd", True), "source_val": ("val_macro_f1", True), "iwv": ("iwv_risk", False),
-            "im": ("im", True), "bnm": ("bnm", True)}
+# criterion -> (the epoch row's key, higher is better); source_val: the task type's selection metric on source val
+CRITERIA = {"dev": ("dev_risk", False), "snd": ("snd", True), "iwv": ("iwv_risk", False), "im": ("im", True), "bnm": ("bnm", True)}
 
 
 CLASSIFICATION_ONLY_CRITERIA = ("snd", "im", "bnm")
@@ -50,8 +50,9 @@ CLASSIFICATION_ONLY_CRITERIA = ("snd", "im", "bnm")
 
 def criterion(selection: str, task: str) -> tuple[str, bool]:
     """(the epoch row's key the selection reads, higher is better) for a dataset's task type."""
-    if selection == "source_val" and task == "regression":
-        return "val_mae", False
+    if selection == "source_val":
+        kind = task_type(task)
+        return kind.selection_key, kind.selection_higher_is_better
     return CRITERIA[selection]
 
 
@@ -102,15 +103,15 @@ class DomainAdaptConfig(FinetuneConfig):
         return self
 
     def refusal_for_task(self, task: str) -> str | None:
-        """Why these options cannot train a `task` model (None: they can). A regression has no class probabilities,
-        which CDAN's conditioning and the SND / IM / BNM criteria are made of."""
-        if task != "regression":
+        """Why these options cannot train a `task` model (None: they can). A task type without class probabilities
+        (a regression) has nothing for CDAN's conditioning and the SND / IM / BNM criteria to read."""
+        if task_type(task).class_probabilities:
             return None
         if self.method == "cdan":
-            return ("strategy.method: cdan conditions the domain discriminator on class probabilities, which a regression "
+            return (f"strategy.method: cdan conditions the domain discriminator on class probabilities, which a {task} "
                     "has none of; use dann, mmd, coral or source_only")
         if self.selection in CLASSIFICATION_ONLY_CRITERIA:
-            return (f"strategy.selection: {self.selection} reads class probabilities on the target rows; for a regression "
+            return (f"strategy.selection: {self.selection} reads class probabilities on the target rows; for a {task} "
                     "use dev, iwv or source_val")
         return None
 
@@ -195,8 +196,6 @@ class _FeaturesMode:
     augment = False
 
     def __init__(self, ctx: TrainContext):
-        from tlops.task_types import task_type
-
         f = ctx.features
         self.ctx, self.s = ctx, ctx.cfg.strategy
         self.rows = {split: f.arrays(split) for split in ("train", "val", "unlabeled", "test")}
@@ -266,7 +265,6 @@ class _FinetuneMode:
         self.arrays = [self.x["train"], self.labels["train"], self.x["val"], self.labels["val"], f.arrays("unlabeled")[0]]
 
     def net(self) -> tuple[Net, np.ndarray]:
-        from tlops.task_types import task_type
         from tlops.training.feature_groups import FeatureGroups
         from tlops.training.loop import Net
 
@@ -326,6 +324,7 @@ class _Trained:
     loop: LoopResult
     checkpoint_dir: Any
     task: Any  # the ClassificationTask / RegressionTask it was trained and scored with
+    kind: Any  # the dataset's TaskType (names the validation metrics)
 
 
 def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: float, callbacks: list[Callback]) -> _Trained:
@@ -354,14 +353,14 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: 
                          mode.data(net, "test") if s.oracle else None, seed, task)
     ckpt = run_checkpoint_dir(ctx, {**s.model_dump(exclude=NOT_IN_FINGERPRINT | {"oracle"}), "trade_off": trade_off}, mode.arrays)
     r = fit(net, objective, train, val, opts, seed=seed, task=task, checkpoint_dir=ckpt, callbacks=callbacks, epoch_metrics=criteria)
-    return _Trained(trade_off, net, r, ckpt, task)
+    return _Trained(trade_off, net, r, ckpt, task, task_type(ctx.features.task))
 
 
 def _candidate(t: _Trained, key: str) -> Candidate:
     row = t.loop.state.history[t.loop.state.best_epoch]
     return Candidate(trade_off=t.trade_off, best_epoch=t.loop.state.best_epoch, criterion=row[key],
-                     val_macro_f1=row.get("val_macro_f1", math.nan), oracle_test_macro_f1=row.get("oracle_test_macro_f1"),
-                     val_mae=row.get("val_mae"), oracle_test_mae=row.get("oracle_test_mae"))
+                     val_metrics=t.kind.val_metrics(row), oracle_test_macro_f1=row.get("oracle_test_macro_f1"),
+                     oracle_test_mae=row.get("oracle_test_mae"))
 
 
 def _oracle(runs: list[tuple[float, list[dict]]]) -> OracleChoice | None:
@@ -396,7 +395,6 @@ def train(ctx: TrainContext) -> HeadResult | PackageResult:
             best = trained  # keep only the best model so far (a fine-tuned backbone each)
     chosen = _candidate(best, key)
     summary = AdaptationSummary(method=s.method, mode=s.mode, criterion=key, chosen=chosen, candidates=candidates, oracle=_oracle(runs))
-    _, val_metrics = best.task.summary(best.loop.state.history[best.loop.state.best_epoch])  # a regression's val mae/...; none for classes
-    return mode.result(best.net, strategy=s.name, history=best.loop.state.history, val_macro_f1=chosen.val_macro_f1,
-                       val_metrics=val_metrics, seconds=time.perf_counter() - t0, loop=loop_summary(best.loop, best.checkpoint_dir),
+    return mode.result(best.net, strategy=s.name, history=best.loop.state.history, val_metrics=chosen.val_metrics,
+                       seconds=time.perf_counter() - t0, loop=loop_summary(best.loop, best.checkpoint_dir),
                        adaptation=summary)

@@ -148,7 +148,6 @@ def train(ctx: TrainContext) -> PackageResult:
 
     from tlops.package import save_package
     from tlops.task_types import task_type
-    from tlops.training.objectives import training_task
 
     cfg, feats, s = ctx.cfg, ctx.features, ctx.cfg.strategy
     ds = ctx.dataset()
@@ -163,11 +162,9 @@ def train(ctx: TrainContext) -> PackageResult:
     seconds = time.perf_counter() - t0
     backbone.fine_tuned = True  # export writes the trained weights, and the package identity hashes them
     loop = loop_summary(r, ckpt_dir)
-    val_f1, val_metrics = training_task(feats.task, y, s).summary(r.state.history[r.state.best_epoch])
-    val = {"val_macro_f1": val_f1, **{f"val_{k}": v for k, v in val_metrics.items()}}
+    val_metrics = task_type(feats.task).val_metrics(r.state.history[r.state.best_epoch])
     summary = {**loop.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device", "precision"}),
-               **{k: v for k, v in val.items() if not math.isnan(v)}}  # a regression model has no macro-F1
+               **{f"val_{k}": v for k, v in val_metrics.items() if not math.isnan(v)}}
     package = save_package(ctx.out_dir / "package", backbone, head, feats.labels,
                            extra={"strategy": s.model_dump(), "seed": cfg.seed, "fine_tune": summary})
-    return PackageResult(strategy=s.name, package=str(package), history=r.state.history, val_macro_f1=val_f1,
-                         val_metrics=val_metrics, seconds=seconds, loop=loop)
+    return PackageResult(strategy=s.name, package=str(package), history=r.state.history, val_metrics=val_metrics, seconds=seconds, loop=loop)

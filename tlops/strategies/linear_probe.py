@@ -46,4 +46,4 @@ def train(ctx: TrainContext) -> HeadResult:
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     path = result.head.save(ctx.out_dir / "head.safetensors")
     return HeadResult(strategy=cfg.strategy.name, head_path=str(path), spec=result.head.spec, history=result.history,
-                      val_macro_f1=result.val_metrics.get("macro_f1", float("nan")), val_metrics=result.val_metrics, size_curve=result.size_curve, seconds=time.perf_counter() - t0)
+                      val_metrics=result.val_metrics, size_curve=result.size_curve, seconds=time.perf_counter() - t0)

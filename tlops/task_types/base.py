@@ -26,6 +26,7 @@ class TaskType:
     selection_metric: ClassVar[str] = ""  # the validation metric (`val_<name>` in an epoch row) that selects the kept model
     val_metric_names: ClassVar[tuple[str, ...]] = ()  # a trained model's `val_metrics` (selection metric first)
     few_shot_plot: ClassVar[str] = ""  # file name of the few-shot evaluation's metric-vs-shots plot
+    class_probabilities: ClassVar[bool] = False  # the head's outputs are class logits (what CDAN and the SND/IM/BNM criteria read)
 
     @property
     def selection_higher_is_better(self) -> bool:

@@ -17,6 +17,7 @@ class Classification(TaskType):
     selection_metric = "macro_f1"
     val_metric_names = ("macro_f1",)
     few_shot_plot = "accuracy_vs_shots.png"
+    class_probabilities = True
 
     def predicts(self, labels):
         return f"{len(labels)} classes"

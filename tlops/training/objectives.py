@@ -61,11 +61,6 @@ class ClassificationTask:
     def init_head(self, head: nn.Module) -> None:
         """A fresh head needs nothing from the targets (its outputs are the classes)."""
 
-    def summary(self, row: dict[str, float]) -> tuple[float, dict[str, float]]:
-        """(val macro-F1, regression metrics: none) of the kept epoch's row."""
-        return row["val_macro_f1"], {}
-
-
 REGRESSION_METRICS = ("mae", "rmse", "r2", "spearman")
 
 
@@ -115,11 +110,6 @@ class RegressionTask:
         pred = outputs.double()[:, 0].numpy() * self.std + self.mean
         m = regression_metrics(t, pred)
         return {"val_loss": float(self.loss(outputs, torch.as_tensor(t))), **{f"val_{k}": float(m[k]) for k in REGRESSION_METRICS}}
-
-    def summary(self, row: dict[str, float]) -> tuple[float, dict[str, float]]:
-        """(NaN: no macro-F1, the kept epoch's val mae/rmse/r2/spearman)."""
-        return float("nan"), {k: row[f"val_{k}"] for k in REGRESSION_METRICS}
-
 
 def training_task(task: str, y: np.ndarray, opts: Any = None) -> ClassificationTask | RegressionTask:
     """The loop's task for a dataset's task type, fitted to the train targets `y` (a regression task's scaler)
