@@ -108,7 +108,8 @@ def mentions(words: list[str], table: dict[tuple[str, ...], str], longest: int) 
     return out
 
 
-def build(out_dir: Path, wordnet_dir: Path = WORDNET_DIR) -> dict[str, int]:
+def build(out_dir: Path, wordnet_dir: Path = WORDNET_DIR, sizes: dict[str, int] | None = None) -> dict[str, int]:
+    sizes = sizes or SIZES
     names, common, texts = read_wordnet(wordnet_dir)
     table: dict[tuple[str, ...], str] = {}
     ambiguous: set[tuple[str, ...]] = set()
@@ -147,14 +148,21 @@ def build(out_dir: Path, wordnet_dir: Path = WORDNET_DIR) -> dict[str, int]:
         else:
             pools["seen"].append(sentence)
     splits: dict[str, list[Sentence]] = {}
-    seen_iter, none_iter = iter(pools["seen"]), iter(pools["none"])
+    taken = {"seen": 0, "none": 0}
+
+    def take(pool: str, n: int) -> list[Sentence]:
+        rows = pools[pool][taken[pool]:taken[pool] + n]
+        if len(rows) < n:
+            raise SystemExit(f"WordNet gives {len(pools[pool])} '{pool}' sentences, fewer than the sizes {sizes} need")
+        taken[pool] += n
+        return rows
+
     for split in ("test", "val", "train"):
-        n = SIZES[split]
-        n_none = round(n * NO_ENTITY_SHARE)
+        n = sizes[split]
         n_unseen = round(n * UNSEEN_SHARE.get(split, 0.0))
-        rows = pools[split][:n_unseen] if split != "train" else []
-        rows += [next(none_iter) for _ in range(n_none)]
-        rows += [next(seen_iter) for _ in range(n - len(rows))]
+        rows = pools[split][:n_unseen] if split != "train" else []  # fewer when WordNet has fewer
+        rows += take("none", round(n * NO_ENTITY_SHARE))
+        rows += take("seen", n - len(rows))
         splits[split] = sorted(rows, key=lambda s: _rank("order:" + " ".join(s.tokens)))  # not the pools' order
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
