@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-HEAD_ONLY = {"linear_probe"}
+from tlops.strategies.registry import all_strategies
+
 
 
 class Tolerances(BaseModel):
@@ -32,7 +33,8 @@ class Tolerances(BaseModel):
 
 
 def tolerances_for(strategy: str) -> Tolerances:
-    if strategy in HEAD_ONLY:
+    entry = all_strategies().get(strategy)
+    if entry is not None and entry.head_only:  # a head on the frozen backbone: a rerun must give the same weights
         return Tolerances(min_agreement=1.0, max_metric_diff=1e-9, max_weight_diff=1e-6)
     return Tolerances(min_agreement=0.95, max_metric_diff=0.02, max_weight_diff=None)
 

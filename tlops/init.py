@@ -29,15 +29,14 @@ import yaml
 from tlops.data.dataset import INPUT_COLUMN, Dataset, _read_csv, _read_meta, carve_val, csv_line
 from tlops.data.fewshot import carve_support_task
 from tlops.errors import ConfigError, DataError
+from tlops.strategies.registry import starter_kinds
+from tlops.task_types import check_config_fits, task_type
 
 STARTERS = resources.files("tlops").joinpath("starters")  # package data (pyproject: tool.setuptools.package-data)
 COMMENT_COLUMN = 30  # where the starters' comments start
-KINDS = ("linear_probe", "finetune", "domain_adapt", "fewshot")
 SEED, VAL_FRACTION = 0, 0.15  # what the starter's seed and data.val_fraction say: the val carve init previews
 DEMO_MIN_PER_CLASS = 20  # the demo configs' limit: a starter never asks for more
 SUPPORT_SHOTS = 5  # strategy.support_shots' default: test rows per class (a regression: of one task) carved as the support set
-# a regression's starter per kind; the others (finetune, domain_adapt) are the classification ones with overrides
-REGRESSION_STARTERS = {"linear_probe": "{m}_regression", "fewshot": "{m}_fewshot_regression"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}  # what soundfile decodes
 LAYOUT_FIX = ("a dataset folder holds train.csv and test.csv (optional val.csv, unlabeled.csv) with columns text,label "
@@ -244,14 +243,13 @@ def _default_kind(found: Folder) -> str:
 
 
 def _starter_name(found: Folder, kind: str) -> str:
-    if found.regression and kind in REGRESSION_STARTERS:
-        return REGRESSION_STARTERS[kind].format(m=found.modality)
-    return f"{found.modality}_{kind}"
+    return task_type(found.task).starter_name(found.modality, kind)
 
 
 def _check_kind(found: Folder, kind: str) -> None:
-    if kind not in KINDS:
-        raise ConfigError(f"--strategy {kind!r}: starters exist for {', '.join(KINDS)}")
+    kinds = starter_kinds()  # what the strategies' registry entries name
+    if kind not in kinds:
+        raise ConfigError(f"--strategy {kind!r}: starters exist for {', '.join(kinds)}")
     root = found.root
     if kind == "domain_adapt" and not found.unlabeled_rows:
         raise DataError(f"{root / 'unlabeled.csv'} is missing or empty; domain adaptation needs unlabelled target-domain rows "
@@ -413,8 +411,6 @@ def _set_value(body: str, key: str, value, comment: str | None = None) -> str:
 
 def _gate_metric(found: Folder, kind: str) -> str:
     """The task's default gate metric; few-shot classes are gated on episode accuracy."""
-    from tlops.task_types import task_type
-
     return "accuracy" if kind == "fewshot" and not found.regression else task_type(found.task).default_gate_metric
 
 
@@ -460,7 +456,6 @@ def init(data_dir: str | Path, out: str | Path | None = None, kind: str | None =
     text, name, validation, changes = render(found, kind, config_path)
     yaml.safe_load(text)  # the template and the filled-in values are still one YAML mapping
     from tlops.config import config_from_dict
-    from tlops.task_types import check_config_fits
 
     # a starter that does not load, or does not fit the dataset's task as a run checks it, is a bug here
     cfg = config_from_dict(_as_loaded(text, config_path), source=f"starter {name}")

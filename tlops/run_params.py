@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from tlops.strategies.registry import all_strategies
+
 # Settings read only for one modality (the config descriptions say so: "text: tokens per input", ...).
 MODALITY_OF = {
     "backbone.max_length": "text",
@@ -19,16 +21,8 @@ MODALITY_OF = {
     "validation.max_audio_seconds": "audio",
     "validation.min_audio_peak": "audio",
 }
-# Strategy settings read only for one head kind (`strategy.head`); the logistic-regression probe has no epochs.
-HEAD_OF = {
-    ("linear_probe", "C"): "logreg", ("linear_probe", "max_iter"): "logreg",
-    ("linear_probe", "hidden"): "mlp", ("linear_probe", "epochs"): "mlp", ("linear_probe", "lr"): "mlp",
-    ("linear_probe", "weight_decay"): "mlp", ("linear_probe", "dropout"): "mlp", ("linear_probe", "batch_size"): "mlp",
-    ("finetune", "hidden"): "mlp", ("finetune", "dropout"): "mlp",
-    ("linear_probe", "alphas"): "ridge", ("linear_probe", "loss"): "mlp", ("linear_probe", "huber_delta"): "mlp",
-}
-# Strategy settings read only for one task type (dataset.yaml `task:`): the regression loss (MLP probe, fine-tuning).
-TASK_OF = {(strategy, key): "regression" for strategy in ("linear_probe", "finetune", "domain_adapt") for key in ("loss", "huber_delta")}
+# Strategy settings read only for one head kind (`strategy.head`) or one task type (dataset.yaml `task:`) are declared by
+# each strategy where it registers (`StrategyEntry.setting_heads`, `setting_tasks`).
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -51,11 +45,12 @@ def applies(key: str, config: dict, modality: str | None, uses_unlabeled: bool, 
     if key == "validation.allow_unlabeled_test_overlap":
         return uses_unlabeled
     strategy = config.get("strategy", {})
-    if key.startswith("strategy."):
-        setting = (strategy.get("name"), key.removeprefix("strategy."))
-        if task is not None and TASK_OF.get(setting, task) != task:
+    entry = all_strategies().get(strategy.get("name"))
+    if key.startswith("strategy.") and entry is not None:
+        setting = key.removeprefix("strategy.")
+        if task is not None and entry.setting_tasks.get(setting, task) != task:
             return False
-        head = HEAD_OF.get(setting)
+        head = entry.setting_heads.get(setting)
         return head is None or strategy.get("head") == head
     return True
 

@@ -19,7 +19,7 @@ content is a pure function of (seed, episode index), so a resumed run replays th
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
@@ -122,8 +122,6 @@ class EpisodicConfig(Strict):
 
 class MamlConfig(EpisodicConfig):
     """MAML-family inner loop options."""
-
-    TASKS: ClassVar[tuple[str, ...]] = ("classification", "regression")  # regression: a dataset whose `group:` rows are tasks
 
     inner_lr: float | None = Field(None, gt=0, description="inner-loop step size (Meta-SGD: the alphas' starting value); default 0.01; "
                                                            "on a regression dataset the step is normalised by the support embeddings' "

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -59,7 +59,6 @@ def criterion(selection: str, task: str) -> tuple[str, bool]:
 class DomainAdaptConfig(FinetuneConfig):
     """Loop options as `finetune`, plus the adaptation method, its weight, the mode and the selection criterion."""
 
-    TASKS: ClassVar[tuple[str, ...]] = ("classification", "regression")
     name: Literal["domain_adapt"] = "domain_adapt"  # type: ignore[assignment]
     method: Literal["dann", "cdan", "mmd", "coral", "source_only"] = "dann"
     mode: Literal["features", "finetune"] = Field("features", description="features: adapter + head on the cached frozen "
@@ -373,7 +372,9 @@ def _oracle(runs: list[tuple[float, list[dict]]]) -> OracleChoice | None:
     return None
 
 
-@register_strategy("domain_adapt", DomainAdaptConfig, splits=("unlabeled",))
+# `hidden` and `dropout` (inherited from finetune) are logged whatever the head: features mode's adapter reads dropout
+@register_strategy("domain_adapt", DomainAdaptConfig, splits=("unlabeled",), tasks=("classification", "regression"), heads=("linear", "mlp"),
+                   starter="domain_adapt", setting_tasks={"loss": "regression", "huber_delta": "regression"})
 def train(ctx: TrainContext) -> HeadResult | PackageResult:
     """Adapt to the unlabelled target split (DANN, CDAN, MMD, CORAL or source-only); the model is chosen without target labels."""
     s = ctx.cfg.strategy

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 class FinetuneConfig(Strict):
     """Train the backbone (all, the top N groups, or gradually more) together with a new head."""
 
-    TASKS: ClassVar[tuple[str, ...]] = ("classification", "regression")  # dataset.yaml `task:` values it trains
-    HEADS: ClassVar[tuple[str, ...]] = ("linear", "mlp")  # head kinds that fit every task (output width follows the task)
     name: Literal["finetune"] = "finetune"
     head: Literal["linear", "mlp"] = "linear"
     hidden: int = Field(256, ge=1, description="MLP head hidden width")
@@ -141,7 +139,10 @@ def loop_summary(r: LoopResult, checkpoint_dir: Path | None) -> LoopSummary:
                        train_samples_per_s=r.train_samples / r.train_seconds if r.train_seconds else None)
 
 
-@register_strategy("finetune", FinetuneConfig)
+@register_strategy("finetune", FinetuneConfig, tasks=("classification", "regression"),
+                   heads=("linear", "mlp"),  # fit every task (the output width follows the task type)
+                   ddp=True, starter="finetune", setting_heads={"hidden": "mlp", "dropout": "mlp"},
+                   setting_tasks={"loss": "regression", "huber_delta": "regression"})
 def train(ctx: TrainContext) -> PackageResult:
     """Fine-tune backbone + head on the raw inputs; writes the best epoch as a full model package."""
     import math

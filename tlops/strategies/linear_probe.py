@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field, PositiveFloat
 
@@ -13,7 +13,6 @@ from tlops.strategies.registry import TrainContext, register_strategy
 
 
 class LinearProbeConfig(Strict):
-    TASKS: ClassVar[tuple[str, ...]] = ("classification", "regression")  # dataset.yaml `task:` values it trains
     name: Literal["linear_probe"] = "linear_probe"
     head: Literal["logreg", "ridge", "mlp"] = Field("logreg", description="logreg (classes), ridge (numbers) or mlp (either)")
     C: float = Field(1.0, gt=0, description="inverse L2 strength of the logistic-regression head")
@@ -30,7 +29,13 @@ class LinearProbeConfig(Strict):
     batch_size: int = Field(128, ge=1)
 
 
-@register_strategy("linear_probe", LinearProbeConfig)
+# settings one head kind reads (the logistic-regression probe has no epochs), and the regression loss (MLP head)
+HEAD_SETTINGS = {"C": "logreg", "max_iter": "logreg", "alphas": "ridge",
+                 **dict.fromkeys(("hidden", "epochs", "lr", "weight_decay", "dropout", "batch_size", "loss", "huber_delta"), "mlp")}
+
+
+@register_strategy("linear_probe", LinearProbeConfig, tasks=("classification", "regression"), head_only=True, starter="linear_probe",
+                   setting_heads=HEAD_SETTINGS, setting_tasks={"loss": "regression", "huber_delta": "regression"})
 def train(ctx: TrainContext) -> HeadResult:
     """Fit the head on the cached features; writes head.safetensors. No backbone needed."""
     import torch

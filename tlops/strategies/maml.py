@@ -31,19 +31,23 @@ class MetaSgdConfig(MamlConfig):
     name: Literal["meta_sgd"] = "meta_sgd"
 
 
-@register_strategy("maml", MamlStrategyConfig, splits=(SUPPORT,), few_shot=True)
+# regression too: a dataset whose `group:` rows are tasks
+BOTH = ("classification", "regression")
+
+
+@register_strategy("maml", MamlStrategyConfig, splits=(SUPPORT,), few_shot=True, tasks=BOTH, starter="fewshot")  # a regression's
 def train_maml(ctx: TrainContext) -> HeadResult:
     """Second-order MAML on the cached features; registered as the initialisation adapted to the support set."""
     return train_episodic(ctx, "maml")
 
 
-@register_strategy("fomaml", FomamlConfig, splits=(SUPPORT,), few_shot=True)
+@register_strategy("fomaml", FomamlConfig, splits=(SUPPORT,), few_shot=True, tasks=BOTH)
 def train_fomaml(ctx: TrainContext) -> HeadResult:
     """First-order MAML on the cached features; registered as the initialisation adapted to the support set."""
     return train_episodic(ctx, "fomaml")
 
 
-@register_strategy("meta_sgd", MetaSgdConfig, splits=(SUPPORT,), few_shot=True)
+@register_strategy("meta_sgd", MetaSgdConfig, splits=(SUPPORT,), few_shot=True, tasks=BOTH)
 def train_meta_sgd(ctx: TrainContext) -> HeadResult:
     """Meta-SGD (learned per-parameter inner learning rates) on the cached features; adapted to the support set."""
     return train_episodic(ctx, "meta_sgd")

@@ -16,7 +16,7 @@ class ProtoNetConfig(EpisodicConfig):
     name: Literal["protonet"] = "protonet"
 
 
-@register_strategy("protonet", ProtoNetConfig, splits=(SUPPORT,), few_shot=True)
+@register_strategy("protonet", ProtoNetConfig, splits=(SUPPORT,), few_shot=True, starter="fewshot")  # classes only
 def train(ctx: TrainContext) -> HeadResult:
     """Prototypical network on the cached features; registered as the nearest-prototype head of the support set."""
     return train_episodic(ctx, "protonet")

@@ -55,23 +55,37 @@ class TrainContext:
 
 @dataclass(frozen=True)
 class StrategyEntry:
+    """What the rest of tlops may know about a strategy, declared where it registers (no name lists elsewhere)."""
+
     name: str
     config: type[BaseModel]
     train: Callable[[TrainContext], "TrainResult"]
     summary: str  # first line of the train function's docstring
     splits: tuple[str, ...] = ()  # dataset splits it needs besides train/val/test (e.g. "unlabeled"): validated and featurised
     few_shot: bool = False  # episodic: val/test hold novel classes, a support split is carved from test when absent
+    tasks: tuple[str, ...] = ("classification",)  # the task types (dataset.yaml `task:`) it trains
+    heads: tuple[str, ...] | None = None  # `strategy.head` kinds that fit every task; None: the task type's probe heads
+    ddp: bool = False  # its loop shards the global batch over ranks (execution.nproc_per_node > 1; tlops.training.distributed)
+    head_only: bool = False  # trains only a head on the frozen backbone: a reproduction audit expects the same weights
+    starter: str | None = None  # the `tlops init --strategy` starter kind it is the default strategy of (tlops/starters/<modality>_<kind>.yaml)
+    # settings (`strategy.<key>`) read only for one head kind or one task type: the run's params leave them out otherwise
+    setting_heads: dict[str, str] = field(default_factory=dict)
+    setting_tasks: dict[str, str] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, StrategyEntry] = {}
 _discovered = False
 
 
-def register_strategy(name: str, config: type[BaseModel], splits: Sequence[str] = (), few_shot: bool = False) -> Callable:
+def register_strategy(name: str, config: type[BaseModel], splits: Sequence[str] = (), few_shot: bool = False,
+                      tasks: Sequence[str] = ("classification",), heads: Sequence[str] | None = None, ddp: bool = False,
+                      head_only: bool = False, starter: str | None = None, setting_heads: dict[str, str] | None = None,
+                      setting_tasks: dict[str, str] | None = None) -> Callable:
     """Decorator for a strategy's train entry point: `@register_strategy("finetune", FinetuneConfig)`.
     `splits`: the extra dataset splits it trains on (`("unlabeled",)` for domain adaptation); validation
     then requires them and the features step caches them like the others. `few_shot`: the dataset follows the
-    few-shot contract (`tlops.data.fewshot`) and validation checks it with the config's ways/shots/queries."""
+    few-shot contract (`tlops.data.fewshot`) and validation checks it with the config's ways/shots/queries.
+    The other keywords are the `StrategyEntry` facts of the same names."""
     declared = config.model_fields.get("name")
     if declared is None or declared.default != name:
         raise TypeError(f"{config.__name__} must have a field `name` defaulting to {name!r} (the discriminator of `strategy:`)")
@@ -80,7 +94,8 @@ def register_strategy(name: str, config: type[BaseModel], splits: Sequence[str] 
         if name in _REGISTRY and _REGISTRY[name].train is not fn:
             raise ValueError(f"strategy {name!r} is registered twice ({_REGISTRY[name].train.__module__} and {fn.__module__})")
         _REGISTRY[name] = StrategyEntry(name, config, fn, (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
-                                        tuple(splits), few_shot)
+                                        tuple(splits), few_shot, tuple(tasks), tuple(heads) if heads is not None else None, ddp,
+                                        head_only, starter, dict(setting_heads or {}), dict(setting_tasks or {}))
         return fn
 
     return wrap
@@ -102,6 +117,11 @@ def all_strategies() -> dict[str, StrategyEntry]:
     """Every registered strategy, by name (in registration order)."""
     _discover()
     return dict(_REGISTRY)
+
+
+def starter_kinds() -> list[str]:
+    """The `tlops init --strategy` starter kinds, in registration order."""
+    return list(dict.fromkeys(e.starter for e in all_strategies().values() if e.starter))
 
 
 def get_strategy(name: str) -> StrategyEntry:

@@ -26,6 +26,7 @@ class TaskType:
     selection_metric: ClassVar[str] = ""  # the validation metric (`val_<name>` in an epoch row) that selects the kept model
     val_metric_names: ClassVar[tuple[str, ...]] = ()  # a trained model's `val_metrics` (selection metric first)
     few_shot_plot: ClassVar[str] = ""  # file name of the few-shot evaluation's metric-vs-shots plot
+    starters: ClassVar[dict[str, str]] = {}  # `tlops init` starter kind -> its starter's name for this task ({m}: the modality)
     class_probabilities: ClassVar[bool] = False  # the head's outputs are class logits (what CDAN and the SND/IM/BNM criteria read)
 
     @property
@@ -40,6 +41,11 @@ class TaskType:
     def val_metrics(self, row: dict[str, float]) -> dict[str, float]:
         """The kept model's validation metrics from its epoch row (`val_<name>` keys), selection metric first."""
         return {k: float(row[f"val_{k}"]) for k in self.val_metric_names}
+
+    def starter_name(self, modality: str, kind: str) -> str:
+        """The starter config (`tlops/starters/<name>.yaml`) `tlops init --strategy <kind>` writes for this task type; a kind
+        without its own starter here uses the classification one (the init step overrides what differs)."""
+        return self.starters.get(kind, "{m}_" + kind).format(m=modality)
 
     def predicts(self, labels: Sequence[str]) -> str:
         """What the model predicts, in words (the model card's task line)."""

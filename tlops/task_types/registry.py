@@ -13,6 +13,7 @@ import pkgutil
 from typing import TYPE_CHECKING
 
 from tlops.errors import ConfigError
+from tlops.strategies.registry import all_strategies, get_strategy
 
 if TYPE_CHECKING:
     from tlops.config import RunConfig
@@ -77,16 +78,16 @@ def check_config_fits(cfg: RunConfig, ds: Dataset) -> None:
     probe's head and the gate metric belong to it. Raises ConfigError naming the key and the fix."""
     task = task_type(ds.task)
     where = f"{ds.root / 'dataset.yaml'} says task: {task.name}"
-    supported = getattr(type(cfg.strategy), "TASKS", None)  # strategies that train more than classifiers say which
-    if supported is None:
-        supported = ("classification",)
-    elif getattr(cfg.strategy, "head", None) not in (None, *getattr(type(cfg.strategy), "HEADS", task.heads)):  # finetune's fit every task
+    entry = get_strategy(cfg.strategy.name)
+    if task.name in entry.tasks and getattr(cfg.strategy, "head", None) not in (None, *(entry.heads or task.heads)):
         raise ConfigError(f"strategy.head: {cfg.strategy.head} is not a {task.name} head ({where}); set strategy.head to one of "
-                          f"{', '.join(task.heads)}")
-    if task.name not in supported:
+                          f"{', '.join(entry.heads or task.heads)}")
+    if task.name not in entry.tasks:
+        able = [e for e in all_strategies().values() if task.name in e.tasks]
+        plain, episodic = [e.name for e in able if not e.few_shot], [e.name for e in able if e.few_shot]
         raise ConfigError(f"strategy {cfg.strategy.name} does not train {task.name} models yet ({where}); "
-                          f"use a strategy that does (linear_probe, finetune, domain_adapt; maml, fomaml or meta_sgd when dataset.yaml "
-                          f"names a `group:` column of tasks), or a {' / '.join(supported)} dataset")
+                          f"use a strategy that does ({', '.join(plain)}" + (f"; {', '.join(episodic)} on a few-shot dataset" if episodic else "")
+                          + f"), or a {' / '.join(entry.tasks)} dataset")
     refusal = getattr(cfg.strategy, "refusal_for_task", None)  # options of a strategy that only one task type has
     why = refusal(task.name) if refusal is not None else None
     if why:

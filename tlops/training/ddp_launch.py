@@ -24,9 +24,9 @@ import tlops
 from tlops.config import ExecutionConfig, RunConfig
 from tlops.errors import ConfigError, TlopsError
 from tlops.records import TRAIN_RESULT, FeatureSet, TrainResult
+from tlops.strategies.registry import all_strategies, get_strategy
 
 log = logging.getLogger(__name__)
-DDP_STRATEGIES = ("finetune",)  # strategies whose loop shards the global batch over ranks (tlops.training.distributed)
 TAIL_LINES = 15
 
 
@@ -40,10 +40,11 @@ def world_size(execution: ExecutionConfig) -> int:
 
 def check_supported(cfg: RunConfig, devices: bool = True) -> None:
     """ConfigError unless the strategy trains under DDP (and, with `devices`, this machine has a GPU per process)."""
-    if cfg.strategy.name not in DDP_STRATEGIES:
+    if not get_strategy(cfg.strategy.name).ddp:  # the strategy's registry entry says whether its loop shards over ranks
+        able = [name for name, e in all_strategies().items() if e.ddp]
         raise ConfigError(f"execution.nproc_per_node={cfg.execution.nproc_per_node}, nnodes={cfg.execution.nnodes}: "
                           f"strategy {cfg.strategy.name!r} trains in one process; several processes are supported for "
-                          f"{', '.join(DDP_STRATEGIES)}. Set execution.nproc_per_node and nnodes to 1")
+                          f"{', '.join(able)}. Set execution.nproc_per_node and nnodes to 1")
     if devices and cfg.strategy.device != "cpu":
         import torch  # only here: a GPU run needs one GPU per local process
 
