@@ -1,7 +1,7 @@
 """Build the extractive-QA demo set (SQuAD v1.1 JSON) from WordNet 3.0 (Debian `wordnet-base`), deterministically.
 
 Synsets: nouns and verbs of 12 lexicographer files whose first lemma is one or two lower-case words and that have
-a quoted example sentence holding the word. A context is 4-7 such synsets of one lexicographer file (e.g. verb.motion) written as definitions, one
+a quoted example sentence holding the word. A context is 3-5 such synsets of one lexicographer file (e.g. verb.motion) written as definitions, one
 sentence each: "A harbor is a sheltered port where ships can take on or discharge cargo." (nouns; "A cutlery: implements for
 cutting and eating food." when the definition does not start with an article or the like),
 "To stroll is to walk leisurely and with no apparent aim." (verbs). Each synset of a context gets one question,
@@ -32,8 +32,8 @@ from tlops.data.build_wordnet import LEXNAMES, WORDNET_DIR
 
 LEXFILES = ("noun.artifact noun.act noun.person noun.location noun.body noun.communication verb.motion verb.contact verb.communication verb.change verb.body "
             "verb.consumption verb.creation").split()
-SPLITS = {"train": 1200, "val": 200, "test": 400}  # questions per split (one per synset; whole contexts)
-SIZES = (4, 5, 6, 7)  # synsets per context
+SPLITS = {"train": 800, "val": 150, "test": 300}  # questions per split (one per synset; whole contexts)
+SIZES = (3, 4, 5)  # synsets per context
 KINDS = ("blank", "blank", "word", "gloss")  # by hash: half the questions are blanks, a quarter each word / gloss
 VERSION = "tlops-qa-wordnet-v1"
 
@@ -113,7 +113,7 @@ def question(e: dict) -> tuple[str, str]:
 
 
 def contexts(entries: list[dict]) -> list[list[dict]]:
-    """Synsets of one lexicographer file, in hash order, cut into groups of 4-7 with distinct words (a word twice in
+    """Synsets of one lexicographer file, in hash order, cut into groups of 3-5 with distinct words (a word twice in
     one context would make its answer ambiguous); groups in hash order across files."""
     groups = []
     for lex in LEXFILES:
@@ -171,7 +171,7 @@ def build(out_dir: Path, wordnet_dir: Path = WORDNET_DIR) -> dict[str, int]:
         "task: extractive_qa\n"
         "name: wordnet-qa\n"
         "format: squad-v1.1\n"
-        "source: WordNet 3.0 (Debian wordnet-base); context = 4-7 definitions of one lexicographer file, question = "
+        "source: WordNet 3.0 (Debian wordnet-base); context = 3-5 definitions of one lexicographer file, question = "
         "a blanked example sentence, a definition (which word?) or a word (what is it?), answer = the span\n",
         encoding="utf-8",
     )
