@@ -36,19 +36,27 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 err = Console(stderr=True, soft_wrap=True)  # paths in messages stay whole (copy-pastable)
 
 
-QUIET_ENV = {
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+QUIET_ENV = {  # always: telemetry and URLs on stdout (where `--json` prints its one object)
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # "🏃 View run ... at: http://..." after each run against a server
     "GX_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "DO_NOT_TRACK": "1",  # Prefect's client telemetry and its first-run notice (PREFECT_SERVER_ANALYTICS_ENABLED is the server's)
 }
+# unless `tlops -v`: third-party progress bars ("Downloading artifacts", "Loading weights") and MLflow's INFO lines ("Waiting
+# up to 300 seconds for model version to finish creation" against a tracking server). Read when each library is imported
+# (transformers takes the hub's setting), so set before any of them is.
+BARS_AND_INFO_ENV = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
 # Without -v, Prefect's console handler shows warnings and errors only; the run's INFO logs still reach the
 # Prefect server (its UI), whose handler this does not touch. Read when Prefect configures logging at import.
 PREFECT_CONSOLE_LEVEL_ENV = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
 _verbose = False  # `tlops -v`: third-party logs (Prefect, Great Expectations, MLflow) shown
+_quiet = False  # `tlops -q`: no progress and no status lines; errors, warnings and the result only
 
 
 @contextlib.contextmanager
@@ -67,8 +75,8 @@ def local_prefect_server(server=None):
     try:
         api_url = server.wait(timeout=180)
         if getattr(server, "reused", True) is False:  # a kept server this run started: say it stays, and how to stop it
-            err.print(f"[dim]started a local Prefect server at {api_url} (pid {server.process.pid}); later runs reuse it, and it exits "
-                      f"after {server.idle:.0f} s without runs (`tlops local-server stop` stops it now)[/dim]", highlight=False)
+            status(f"[dim]started a local Prefect server at {api_url} (pid {server.process.pid}); later runs reuse it, and it exits "
+                   f"after {server.idle:.0f} s without runs (`tlops local-server stop` stops it now)[/dim]")
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             yield
     finally:
@@ -89,8 +97,8 @@ def _drain_prefect_services() -> None:
 
 def quiet_third_party() -> None:
     """No telemetry, no nested progress bars, no third-party INFO lines (`tlops -v` shows them): the run's own
-    output stays readable."""
-    for k, v in QUIET_ENV.items():
+    output stays readable. Cheap (no library imported): every command calls it first."""
+    for k, v in {**QUIET_ENV, **({} if _verbose else BARS_AND_INFO_ENV)}.items():
         os.environ.setdefault(k, v)
     import logging
 
@@ -99,18 +107,19 @@ def quiet_third_party() -> None:
         for name in ("great_expectations", "mlflow", "tlops"):  # until Prefect's logging config takes over the root handler
             logging.getLogger(name).setLevel(logging.INFO)
         logging.getLogger("great_expectations._docs_decorators").setLevel(logging.WARNING)  # 100s of lines about its own API docs
-    else:
-        os.environ.setdefault(PREFECT_CONSOLE_LEVEL_ENV, "WARNING")
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)  # "Created temporary directory ..." and friends
-    # Hugging Face Hub's switch, not transformers' (its import alone costs ~1 s on the fail-fast path): transformers
-    # reads the hub's setting when it is imported; `hf_logging` is only needed if it already was.
-    from huggingface_hub.utils import disable_progress_bars
-
-    disable_progress_bars()
+        return
+    os.environ.setdefault(PREFECT_CONSOLE_LEVEL_ENV, "WARNING")
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # "Created temporary directory ..." and friends
+    # the hub and transformers read HF_HUB_DISABLE_PROGRESS_BARS when imported; one already imported (a second command in
+    # this process, or a caller's import) is switched off here. Neither is imported for it: the hub alone costs ~0.3 s
+    if "huggingface_hub.utils" in sys.modules:
+        sys.modules["huggingface_hub.utils"].disable_progress_bars()
     if "transformers.utils.logging" in sys.modules:
         sys.modules["transformers.utils.logging"].disable_progress_bar()
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
-    logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)  # "Validating input example against model signature" at every run
+    for name in ("mlflow.store.db.utils",  # "Creating initial MLflow database tables..."
+                 "mlflow.pyfunc",  # "Validating input example against model signature" at every run
+                 "mlflow.store.model_registry.abstract_store"):  # "Waiting up to 300 seconds ..." (MLflow imported already)
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _print_error(e: Exception) -> None:
@@ -140,12 +149,25 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _main(show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                             help="print the version and exit"),
-          verbose: bool = typer.Option(False, "--verbose", "-v", help="also show Prefect, Great Expectations and MLflow logs")) -> None:
+          verbose: bool = typer.Option(False, "--verbose", "-v", help="also show Prefect, Great Expectations and MLflow logs, "
+                                       "and the download and weight-loading bars of MLflow and Hugging Face"),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars or status lines: errors, warnings and the "
+                                     "result only")) -> None:
     """tlops: build custom models from pretrained ones; tracked in MLflow, orchestrated by Prefect."""
-    global _verbose
-    _verbose = verbose
+    global _verbose, _quiet
+    if verbose and quiet:
+        raise _failed(TlopsError("give -v (more output) or -q (less), not both"), 2)
+    _verbose, _quiet = verbose, quiet
     sys.excepthook = _masked_excepthook
+    quiet_third_party()  # before any command imports MLflow, Hugging Face or transformers
     registry_commands.command_started()
+
+
+def status(text: str) -> None:
+    """A status line on stderr for people (stdout stays the result, or the one JSON object); none with `tlops -q`.
+    `text` is markup: user-written parts are escaped by the caller."""
+    if not _quiet:
+        err.print(text, highlight=False)
 
 
 @app.command()
@@ -160,6 +182,7 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Run the training flow: validate -> features -> train -> evaluate -> register."""
+    status(f"[dim]tlops run {escape(str(config))}: checking the config and the data[/dim]")  # at once: the imports below take seconds
     from tlops.config import load_config
 
     named = [f"tracking.{k}={json.dumps(v)}" for k, v in (("experiment", experiment), ("run_name", run_name)) if v is not None]
@@ -173,6 +196,13 @@ def run(
         os.environ["MLFLOW_TRACKING_URI"] = adopt_credentials(os.environ["MLFLOW_TRACKING_URI"])
     quiet_third_party()
     checked = _check_data_first(cfg, str(config))
+    from tlops.config import default_run_name
+
+    cfg.tracking.run_name = cfg.tracking.run_name or default_run_name(cfg.registry.model_name)  # named now: the line below says it
+    rows = checked["report"]["rows"]
+    status(f"[dim]data ok ({', '.join(f'{k} {v}' for k, v in rows.items())} rows); training {escape(cfg.registry.model_name)} "
+           f"({escape(cfg.strategy.name)} on {escape(cfg.backbone.name)}) as run {escape(repr(cfg.tracking.run_name))} "
+           f"in experiment {escape(repr(cfg.tracking.experiment))}[/dim]")
     server = None
     if not os.environ.get("PREFECT_API_URL"):  # a local server boots in its own process while we import the flow
         from flows.local_server import begin_local_server
@@ -193,7 +223,7 @@ def run(
         from tlops.progress import Display, use
 
         try:  # progress on stderr (bars on a terminal, epoch lines anywhere): stdout stays the summary or the JSON alone
-            with local_prefect_server(server), use(Display(err)):
+            with local_prefect_server(server), use(None if _quiet else Display(err)):
                 result = train_flow(cfg.model_dump(mode="json"), source=str(config), progress=sys.stderr.isatty(), checked=checked)
         except TlopsError as e:
             raise _failed(e, 1)

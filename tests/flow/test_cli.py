@@ -26,7 +26,7 @@ def test_a_data_error_fails_fast_before_any_server_and_is_recorded(tmp_path, tex
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
     out = cli("run", str(tmp_path / "c.yaml"), env=env)
     assert out.returncode == 1, out.stderr
-    assert out.stderr.startswith("error:") and "train.csv line 4" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.splitlines()[1].startswith("error:") and "train.csv line 4" in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert len(out.stderr.splitlines()) < 15, out.stderr
     assert not (tmp_path / "prefect-home" / "prefect.db").exists(), "a Prefect server was started for a data error"
     client = MlflowClient(cfg["tracking"]["uri"])
