@@ -236,12 +236,13 @@ class _FeaturesMode:
         import torch
 
         from tlops.modules.heads import ProbeHead
+        from tlops.training.objectives import training_task
 
         adapter = net.backbone.model
         head = ProbeHead(adapter[1].in_features, self.outputs, kind="mlp", hidden=self.s.bottleneck, dropout=self.s.dropout,
                          task=self.ctx.features.task)
-        if head.task == "regression":
-            head.set_target_scaler(float(net.head.target_mean), float(net.head.target_std))
+        # as `net` did for the trained head: a regression head maps back to the target's units with the train targets' scaler
+        training_task(self.ctx.features.task, self.rows["train"][1], self.s).init_head(head)
         with torch.no_grad():  # standardise -> adapter Linear -> GELU -> dropout -> classifier is exactly ProbeHead's MLP
             head.set_scaler(adapter[0].mean, adapter[0].std)
             head.net[0].load_state_dict(adapter[1].state_dict())

@@ -1,0 +1,103 @@
+"""The task-type contract (tlops/task_types/base.py), checked the same way for every registered task type and every
+strategy whose registry entry declares it (`StrategyEntry.tasks`), as tests/unit/test_backbone_contract.py does for
+backbones: the core run's steps (features, train, evaluate, package; the data validation is not the task type's yet)
+on a tiny dataset of the task with the tiny random-weights BERT, then what the task type promises: its gate metrics
+among the test metrics, the model's val_metrics named as the task type names them with the selection metric first,
+its report and plots written, and a package whose predictions are what the task predicts. A new task type fails
+`test_every_task_type_has_a_dataset` until it gets a dataset builder here; a new strategy fails
+`test_every_strategy_has_a_small_config`. Seconds per case (the tiny BERT is built once per session).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import make_da_text_dataset, make_few_shot_text, make_regression_dataset, make_task_dataset, tiny_config
+from tlops.config import config_from_dict
+from tlops.strategies import all_strategies
+from tlops.task_types import all_task_types, task_type
+
+
+def _regression_with_target_rows(root: Path) -> Path:
+    data = make_regression_dataset(root, n=(40, 12, 12))
+    with open(data / "unlabeled.csv", "w", newline="") as f:  # domain adaptation's target rows; the others ignore them
+        w = csv.writer(f)
+        w.writerow(["text"])
+        w.writerows([[f"target phrasing {i}: a much shorter text"] for i in range(24)])
+    return data
+
+
+# (task type, few-shot layout) -> a tiny dataset folder of that task
+DATASETS = {
+    ("classification", False): lambda root: make_da_text_dataset(root),
+    ("classification", True): lambda root: make_few_shot_text(root, per_class=12),
+    ("regression", False): _regression_with_target_rows,
+    ("regression", True): lambda root: make_task_dataset(root),
+}
+
+EPISODIC = {"shots": 2, "queries": 3, "projection": "linear", "embedding_dim": 8, "meta_epochs": 1, "episodes_per_epoch": 4,
+            "meta_batch": 2, "val_episodes": 4, "eval_shots": [1], "support_shots": 2, "baselines": []}
+MAML = {**EPISODIC, "inner_steps": 1}
+# strategy -> its smallest config for a task type (a function of the TaskType: the probe's head is the task's)
+SMALL = {
+    "linear_probe": lambda t: {"name": "linear_probe", "head": t.heads[0]},
+    "finetune": lambda t: {"name": "finetune", "epochs": 1, "batch_size": 8, "warmup_ratio": 0.0},
+    "domain_adapt": lambda t: {"name": "domain_adapt", "method": "dann", "epochs": 1, "batch_size": 8, "selection_rows": 16},
+    "protonet": lambda t: {"name": "protonet", **EPISODIC},
+    "maml": lambda t: {"name": "maml", **MAML},
+    "fomaml": lambda t: {"name": "fomaml", **MAML},
+    "meta_sgd": lambda t: {"name": "meta_sgd", **MAML},
+}
+
+CASES = [(t, s) for t in all_task_types() for s, entry in all_strategies().items() if t in entry.tasks]
+
+
+def test_every_task_type_has_a_dataset():
+    for name in all_task_types():
+        few_shot = {e.few_shot for e in all_strategies().values() if name in e.tasks}
+        missing = [fs for fs in few_shot if (name, fs) not in DATASETS]
+        assert not missing, f"task type {name!r} has no tiny dataset here for few_shot={missing}: add a builder to DATASETS"
+
+
+def test_every_strategy_has_a_small_config():
+    assert set(all_strategies()) <= set(SMALL), f"no small config for {set(all_strategies()) - set(SMALL)}: add one to SMALL"
+
+
+@pytest.mark.parametrize(("task", "strategy"), CASES, ids=[f"{t}-{s}" for t, s in CASES])
+def test_the_task_type_contract(tmp_path, tiny_bert, task, strategy):
+    from tlops.package import Predictor
+    from tlops.pipeline import evaluate_step, features_step, package_step, train_step
+    from tlops.resolve import open_dataset
+
+    kind, entry = task_type(task), all_strategies()[strategy]
+    data = DATASETS[(task, entry.few_shot)](tmp_path / "data")
+    cfg = config_from_dict(tiny_config(tmp_path, data, tiny_bert, registry__metric=kind.default_gate_metric,
+                                       strategy=SMALL[strategy](kind)))
+    features = features_step(cfg, tmp_path / "features")  # run_core without the data validation (not the task type's yet)
+    result = train_step(cfg, features, tmp_path / "train")
+    evaluation = evaluate_step(cfg, features, result, tmp_path / "eval")
+    package = package_step(cfg, features, result, tmp_path / "package")
+
+    assert features.task == task
+    assert set(kind.gate_metrics) <= set(evaluation.metrics), evaluation.metrics  # the promotion gate can read any of them
+    assert list(result.val_metrics) == list(kind.val_metric_names), result.val_metrics  # the selection metric first
+    assert list(result.val_metrics)[0] == kind.selection_metric and not math.isnan(result.val_metrics[kind.selection_metric])
+    report = Path(evaluation.report_path)
+    assert report.is_file() and isinstance(json.loads(report.read_text()), dict)
+    assert evaluation.plots and all(Path(p).is_file() for p in evaluation.plots)
+    if result.loop is not None and not entry.few_shot:  # a loop strategy logs the selection metric per epoch, under its MLflow name
+        assert all(kind.selection_key in row for row in result.history), result.history[0]
+
+    inputs = open_dataset(cfg).inputs("test")[:3]
+    predicted = Predictor(package).predict(inputs)
+    assert len(predicted) == len(inputs)
+    labels = getattr(result, "labels", None) or features.labels
+    if kind.class_probabilities:
+        assert all(p in labels for p in predicted), (predicted, labels)  # classes it knows
+    else:
+        assert all(isinstance(p, float) and math.isfinite(p) for p in predicted), predicted  # numbers in the target's unit
