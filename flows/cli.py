@@ -179,13 +179,16 @@ def run(
                                              "(default: the config's tracking.experiment, else the model's name)"),
     run_name: Optional[str] = typer.Option(None, "--run-name", metavar="NAME", help="the run's name in MLflow (default: "
                                            "<model>-<date>-<time> followed by the --set overrides)"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the config's "
+                                               "tracking.uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)"),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
 ) -> None:
     """Run the training flow: validate -> features -> train -> evaluate -> register."""
     status(f"[dim]tlops run {escape(str(config))}: checking the config and the data[/dim]")  # at once: the imports below take seconds
     from tlops.config import load_config
 
-    named = [f"tracking.{k}={json.dumps(v)}" for k, v in (("experiment", experiment), ("run_name", run_name)) if v is not None]
+    named = [f"tracking.{k}={json.dumps(v)}" for k, v in (("experiment", experiment), ("run_name", run_name), ("uri", tracking_uri))
+             if v is not None]
     try:  # a name is a string as typed (JSON is YAML): `--experiment 2024` is not the number 2024
         cfg = load_config(config, [*(set_ or []), *named])
     except TlopsError as e:

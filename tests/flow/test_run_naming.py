@@ -1,4 +1,4 @@
-"""`tlops run --experiment NAME --run-name NAME` and the --set overrides in the run's name, through the command line
+"""`tlops run --experiment NAME --run-name NAME --tracking-uri URI` and the --set overrides in the run's name, through the command line
 in-process (issue 27 item 4). A data error ends the command before any flow starts but still records its FAILED run,
 named and placed as a trained one would be: the cheap way to see where `tlops run` logs."""
 
@@ -39,8 +39,11 @@ def test_run_logs_in_the_model_s_experiment_with_the_overrides_in_its_name(tmp_p
 def test_experiment_and_run_name_options(tmp_path, text_dataset, tiny_bert):
     path, client = _failing_config(tmp_path, text_dataset, tiny_bert, experiment="from-the-file")
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    out = cli("run", path, "--experiment", "2024", "--run-name", "C small [/b]", "--set", "strategy.C=0.1", env=env)
+    other = f"sqlite:///{tmp_path}/other/mlflow.db"  # --tracking-uri, as the registry commands take it (issue 27 item 11)
+    out = cli("run", path, "--experiment", "2024", "--run-name", "C small [/b]", "--set", "strategy.C=0.1", "--tracking-uri", other,
+              env=env)
     assert out.returncode == 1 and "FAILED MLflow run" in out.stderr, out.stderr
-    (run,) = _runs(client, "2024")  # a name, as typed (not the number 2024)
+    (run,) = _runs(MlflowClient(other), "2024")  # a name, as typed (not the number 2024)
     assert run.info.run_name == "C small [/b]"
-    assert client.get_experiment_by_name("from-the-file") is None
+    assert MlflowClient(other).get_experiment_by_name("from-the-file") is None
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists() or client.get_experiment_by_name("2024") is None
