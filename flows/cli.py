@@ -432,8 +432,27 @@ def _registry_command(fn):
     return wrapped
 
 
-for _name in ("models", "promote", "rollback", "history", "predict", "evaluate", "audit", "schedule"):
+for _name in ("models", "promote", "rollback", "history", "predict", "evaluate", "audit"):
     app.command(_name)(_registry_command(getattr(registry_commands, _name)))
+
+
+class _AddByDefault(typer.core.TyperGroup):
+    """`tlops schedule CONFIG ...` is `tlops schedule add CONFIG ...`: a first argument that names no subcommand is a config."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["add", *args]
+        return super().resolve_command(ctx, args)
+
+
+schedule_app = typer.Typer(cls=_AddByDefault, no_args_is_help=True, context_settings=HELP,
+                           help="Retrain on a schedule and when the data changes: `tlops schedule add CONFIG --cron EXPR | --interval S` "
+                                "(or `tlops schedule CONFIG ...`), `tlops schedule ls`, `tlops schedule rm NAME` (Prefect deployments; "
+                                "needs PREFECT_API_URL).")
+app.add_typer(schedule_app, name="schedule")
+schedule_app.command("add")(_registry_command(registry_commands.schedule))
+schedule_app.command("ls")(_registry_command(registry_commands.schedule_ls))
+schedule_app.command("rm")(_registry_command(registry_commands.schedule_rm))
 
 
 if __name__ == "__main__":

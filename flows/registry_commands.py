@@ -354,8 +354,34 @@ def audit(model_uri: str = typer.Argument(..., help="models:/NAME@champion or mo
         raise typer.Exit(1)
 
 
-def schedule(target: str = typer.Argument(..., help="a config YAML to schedule, or `ls`, or `rm`"),
-             name: Optional[str] = typer.Argument(None, help="with rm: the schedule to remove"),
+def schedule_ls(json_out: bool = JSON) -> None:
+    """The schedules: name, model, time schedule, data trigger, pool, paused, data folder."""
+    from flows.schedule import list_schedules, require_server
+
+    require_server()
+    rows = list_schedules()
+    if json_out:
+        return _print_json({"schedules": rows})
+    t = Table("name", "model", "schedule", "data trigger", "pool", "paused", "data")
+    for r in rows:
+        t.add_row(esc(r["name"]), esc(str(r["model"])), esc(r["schedule"]), "yes" if r["data_trigger"] else "no", esc(str(r["pool"])),
+                  str(r["paused"]), esc(str(r["data"])))
+    out.print(t)
+
+
+def schedule_rm(name: str = typer.Argument(..., help="the schedule to remove (see `tlops schedule ls`)"), json_out: bool = JSON) -> None:
+    """Remove a schedule (its time schedule and its data trigger)."""
+    from flows.schedule import remove_schedule, require_server
+    from tlops.errors import ConfigError
+
+    require_server()
+    removed = remove_schedule(name)
+    if not removed:
+        raise ConfigError(f"no schedule named {name!r}; see `tlops schedule ls`")
+    return _print_json({"removed": removed}) if json_out else out.print(esc(f"removed {', '.join(removed)}"))
+
+
+def schedule(target: str = typer.Argument(..., metavar="CONFIG", help="the config YAML to schedule"),
              cron: Optional[str] = typer.Option(None, "--cron", help="cron expression, e.g. '0 3 * * *' (03:00 daily)"),
              interval: Optional[float] = typer.Option(None, "--interval", help="seconds between runs"),
              pool: str = typer.Option("tlops-cpu", "--pool", help="work pool whose worker runs it (the stack's CPU worker: tlops-cpu)"),
@@ -364,31 +390,13 @@ def schedule(target: str = typer.Argument(..., help="a config YAML to schedule, 
              debounce: float = typer.Option(60, "--debounce", help="data changes within this many seconds give one run"),
              set_: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="override a config key, as for `tlops run`"),
              json_out: bool = JSON) -> None:
-    """Retrain on a schedule and when the data changes: `tlops schedule CONFIG --cron EXPR | --interval S`,
-    `tlops schedule ls`, `tlops schedule rm NAME` (Prefect deployments; needs PREFECT_API_URL)."""
-    from flows.schedule import list_schedules, remove_schedule, require_server
+    """Retrain CONFIG on a schedule and when its data changes (`tlops schedule CONFIG ...` is the same command)."""
+    from flows.schedule import require_server
     from flows.schedule import schedule as do_schedule
     from tlops.config import load_config
     from tlops.errors import ConfigError
 
     require_server()
-    if target == "ls":
-        rows = list_schedules()
-        if json_out:
-            return _print_json({"schedules": rows})
-        t = Table("name", "model", "schedule", "data trigger", "pool", "paused", "data")
-        for r in rows:
-            t.add_row(esc(r["name"]), esc(str(r["model"])), esc(r["schedule"]), "yes" if r["data_trigger"] else "no", esc(str(r["pool"])),
-                      str(r["paused"]), esc(str(r["data"])))
-        out.print(t)
-        return
-    if target == "rm":
-        if not name:
-            raise ConfigError("tlops schedule rm NAME: name the schedule to remove (see `tlops schedule ls`)")
-        removed = remove_schedule(name)
-        if not removed:
-            raise ConfigError(f"no schedule named {name!r}; see `tlops schedule ls`")
-        return _print_json({"removed": removed}) if json_out else out.print(esc(f"removed {', '.join(removed)}"))
     if cron and interval:
         raise ConfigError("give --cron or --interval, not both")
     cfg = load_config(target, set_ or [])
