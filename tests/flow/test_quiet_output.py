@@ -18,12 +18,14 @@ QUIETING = ("HF_HUB_DISABLE_PROGRESS_BARS", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BA
 
 
 @pytest.fixture
-def bars_on():
+def bars_on(monkeypatch):
     """The bars as a fresh process has them (nothing set in the environment, the libraries' bars on)."""
     import huggingface_hub.utils
     import transformers.utils.logging
 
     def reset() -> dict:
+        for k in QUIETING:  # a command before set them in this process's environment
+            monkeypatch.delenv(k, raising=False)
         huggingface_hub.utils.enable_progress_bars()
         transformers.utils.logging.enable_progress_bar()
         return {k: v for k, v in os.environ.items() if k not in QUIETING}
