@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from tlops.backbones import backbone_from_export
 from tlops.errors import BackboneError, DataError
 from tlops.ner.files import Sentence
 from tlops.ner.metrics import NerScores, entity_scores
@@ -269,8 +270,6 @@ class NerModel:
         if spec.get("format") != FORMAT:
             raise DataError(f"{folder / SPEC_FILE}: format {spec.get('format')!r}, this tlops reads format {FORMAT}")
         if backbone is None:
-            from tlops.backbones import backbone_from_export
-
             backbone = backbone_from_export(folder / BACKBONE_DIR, {})
         if backbone.num_features != spec["num_features"]:
             raise BackboneError(f"{folder}: the head takes {spec['num_features']} features, the backbone gives "
