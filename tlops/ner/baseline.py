@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Sequence
 
 from tlops.ner.files import Sentence
 from tlops.ner.metrics import NerScores, entity_scores
@@ -29,7 +29,7 @@ class Gazetteer:
         self.longest = max((len(k) for k in self.entries), default=0)
 
     @classmethod
-    def fit(cls, train: Sequence[Sentence], scheme: str = "IOB2") -> "Gazetteer":
+    def fit(cls, train: Sequence[Sentence], scheme: str = "IOB2") -> Gazetteer:
         counts: dict[tuple[str, ...], Counter] = {}
         for s in train:
             for sp in spans(s.tags):

@@ -213,7 +213,7 @@ def find_split_file(root: Path, split: str) -> tuple[Path | None, str | None]:
 
 def carve_val(train: list[Sentence], seed: int, fraction: float) -> tuple[list[Sentence], list[Sentence]]:
     """(train, val): a seeded `fraction` of train's sentences (at least one) held out, both in file order."""
-    n_val = max(1, int(round(len(train) * fraction)))
+    n_val = max(1, round(len(train) * fraction))
     held = set(np.random.default_rng(seed).permutation(len(train))[:n_val].tolist())
     return [s for i, s in enumerate(train) if i not in held], [s for i, s in enumerate(train) if i in held]
 
@@ -272,8 +272,8 @@ def read_ner_dataset(root: str | Path, scheme: str | None = None, seed: int = 0,
     carved = "val" not in splits
     if carved:
         if len(splits["train"]) < 2:
-            raise NerDataError([f"{sources['train']}: {len(splits['train'])} sentence(s), too few to carve a val split from; "
-                                "add sentences or a val file"])
+            raise NerDataError([(f"{sources['train']}: {len(splits['train'])} sentence(s), too few to carve a val split "
+                                 "from; add sentences or a val file")])
         splits["train"], splits["val"] = carve_val(splits["train"], seed, val_fraction)
     return NerDataset(root=root, splits={k: splits[k] for k in SPLITS}, scheme=used, val_carved=carved,
                       sources=sources, meta=meta)
@@ -282,7 +282,4 @@ def read_ner_dataset(root: str | Path, scheme: str | None = None, seed: int = 0,
 def write_conll(path: Path, sentences: list[Sentence]) -> None:
     """CoNLL columns `token tag`, a blank line after each sentence; UTF-8 with "\\n" line ends (byte-identical rebuilds)."""
     with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for s in sentences:
-            for tok, tag in zip(s.tokens, s.tags):
-                f.write(f"{tok} {tag}\n")
-            f.write("\n")
+        f.writelines("".join(f"{tok} {tag}\n" for tok, tag in zip(s.tokens, s.tags)) + "\n" for s in sentences)

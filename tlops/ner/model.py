@@ -20,7 +20,8 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -258,7 +259,7 @@ class NerModel:
             self.backbone.export(folder / BACKBONE_DIR)
 
     @classmethod
-    def load(cls, folder: Path, backbone: Any = None) -> "NerModel":
+    def load(cls, folder: Path, backbone: Any = None) -> NerModel:
         """Rebuild a saved model offline: the given backbone, else the one exported under backbone/."""
         from safetensors.torch import load_file
 

@@ -7,7 +7,8 @@ every `I-`/`E-` continues an entity of the same type and (IOBES) every `B-`/`I-`
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 SCHEMES = ("IOB2", "IOBES")
 OUTSIDE = "O"
@@ -54,23 +55,23 @@ def sequence_problems(tags: list[str], scheme: str) -> list[tuple[int, str]]:
     """(token index, what is wrong and how to fix it) for each break of the scheme's rules in one sentence.
     Tags are assumed well-formed (`is_tag`)."""
     out = []
-    prev_prefix, prev_type = OUTSIDE, ""
+    prev_type = ""
     open_entity = False  # the previous tag leaves an entity that may be continued (B/I)
     for i, tag in enumerate(tags):
         prefix, kind = split_tag(tag)
         if prefix in ("I", "E") and not (open_entity and prev_type == kind):
             after = "the sentence start" if i == 0 else f"{tags[i - 1]!r}"
             begin = "B-" + kind
-            out.append((i, f"tag {tag!r} continues an entity, but it follows {after}; start the entity with {begin!r}"
-                           + (" (or, if the whole file uses I- to start entities, it is IOB1: convert it to IOB2)" if scheme == "IOB2" else "")))
+            iob1 = " (or, if the whole file uses I- to start entities, it is IOB1: convert it to IOB2)" if scheme == "IOB2" else ""
+            out.append((i, f"tag {tag!r} continues an entity, but it follows {after}; start the entity with {begin!r}{iob1}"))
         if scheme == "IOBES" and open_entity and prefix not in ("I", "E"):
-            out.append((i - 1, f"tag {tags[i - 1]!r} opens an entity that the next tag ({tag!r}) does not continue; "
-                               f"in IOBES an entity ends with 'E-{prev_type}' (or is one token: 'S-{prev_type}')"))
-        prev_prefix, prev_type = prefix, kind
+            out.append((i - 1, (f"tag {tags[i - 1]!r} opens an entity that the next tag ({tag!r}) does not continue; "
+                                f"in IOBES an entity ends with 'E-{prev_type}' (or is one token: 'S-{prev_type}')")))
+        prev_type = kind
         open_entity = prefix in ("B", "I")
     if scheme == "IOBES" and open_entity:
-        out.append((len(tags) - 1, f"tag {tags[-1]!r} leaves an entity open at the end of the sentence; end it with "
-                                   f"'E-{prev_type}' (or 'S-{prev_type}' for a one-token entity)"))
+        out.append((len(tags) - 1, (f"tag {tags[-1]!r} leaves an entity open at the end of the sentence; end it with "
+                                    f"'E-{prev_type}' (or 'S-{prev_type}' for a one-token entity)")))
     return out
 
 
