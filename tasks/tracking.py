@@ -23,6 +23,7 @@ from tlops.config import RunConfig, default_run_name
 from tlops.repro import data_version, default_dvc_cache, git_commit, package_versions
 from tlops.run_params import applicable_params, flatten  # noqa: F401  (flatten: used by the features task)
 from tlops.secrets import adopt_credentials, mask, mask_obj
+from tlops.task_types import all_task_types
 from tlops.training.callbacks import Callback
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -286,7 +287,7 @@ def _data_kind(cfg: RunConfig) -> tuple[str | None, str | None]:
         return None, None
     modality = meta.get("modality") if meta.get("modality") in ("text", "image", "audio") else None
     task = meta.get("task") or "classification"
-    return modality, task if task in ("classification", "regression") else None
+    return modality, task if task in all_task_types() else None  # a registered task type (tlops.task_types)
 
 
 def _strategy_splits(cfg: RunConfig) -> tuple[str, ...]:
