@@ -6,8 +6,8 @@
 each also broken down by question kind (blank / word / gloss; see tlops/data/build_qa_wordnet.py).
 Every model trains on train.json, keeps its best epoch by val F1, and is scored once on test.json.
 
-Run: `python -m bench.qa [--methods baseline probe finetune random] [--epochs 2] [--lr 1e-4]` (results in
-bench/out/qa.json). Build the data first: `python -m tlops.data.build_qa_wordnet data/text_qa`.
+Run: `python -m bench.qa [--methods baseline probe finetune random] [--epochs 2] [--lr 1e-4] [--batch-size 16]
+[--out qa]` (results in bench/out/OUT.json). Build the data first: `python -m tlops.data.build_qa_wordnet data/text_qa`.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--stride", type=int, default=48)
     ap.add_argument("--layers", type=int, nargs="+", default=[-1])
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--out", default="qa", help="results file bench/out/OUT.json")
     ap.add_argument("--limit-train", type=int, default=0, help="use only the first N train questions (smoke runs)")
     args = ap.parse_args()
 
@@ -82,7 +84,7 @@ def main() -> None:
     if args.limit_train:
         train = train[: args.limit_train]
     cfg = dict(max_length=args.max_length, stride=args.stride, epochs=args.epochs, lr=args.lr,
-               probe_epochs=args.probe_epochs, layers=tuple(args.layers), seed=0)
+               probe_epochs=args.probe_epochs, layers=tuple(args.layers), batch_size=args.batch_size, seed=0)
     result = {"data": {"train": len(train), "val": len(val), "test": len(test)}, "config": cfg, "methods": {}}
     for method in args.methods:
         t0 = time.perf_counter()
@@ -114,7 +116,7 @@ def main() -> None:
         print(f"== {method}: test EM {s['exact']:.3f} F1 {s['f1']:.3f} "
               + " ".join(f"{k} {rec['test'][k]['exact']:.2f}/{rec['test'][k]['f1']:.2f}" for k in KINDS if k in rec["test"])
               + f" (train {train_s:.0f} s)", flush=True)
-    save("qa", result)
+    save(args.out, result)
 
 
 if __name__ == "__main__":

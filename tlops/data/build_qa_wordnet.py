@@ -89,9 +89,12 @@ def sentence(e: dict) -> tuple[str, int, int]:
 def blanked(e: dict) -> str | None:
     """The first example sentence holding the word (or an inflected form of it) with every such form blanked;
     None when no example holds it."""
+    plain = e["word"][:-1] if e["word"].endswith(("e", "y")) else e["word"]
+    if not any(plain in ex.lower() for ex in e["examples"]):
+        return None  # the pattern below needs this text: skip compiling it (most synsets)
     forms = r"(?:s|es|ed|d|ing|ning|ping|ting|ged|ned|ped|ted|ies|ied)?"
     base = re.escape(e["word"])
-    stem = re.escape(e["word"][:-1]) if e["word"].endswith("e") or e["word"].endswith("y") else base
+    stem = re.escape(plain)
     pattern = re.compile(rf"\b(?:{base}|{stem}){forms}\b", re.IGNORECASE)
     for ex in e["examples"]:
         if pattern.search(ex) and len(ex.split()) >= 4:
