@@ -18,7 +18,7 @@ from tlops.data import load_dataset
 from tlops.evaluate import classification_metrics
 from tlops.features import embed_all
 from tlops.strategies.linear_probe import LinearProbeConfig
-from tlops.training.probe import train_probe
+from tlops.task_types import train_probe
 
 CS = (0.03, 0.1, 0.3, 1.0, 3.0)
 

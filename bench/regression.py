@@ -32,7 +32,7 @@ from tlops.evaluate import regression_metrics
 from tlops.features import embed_all
 from tlops.modules.heads import predict_values
 from tlops.strategies.linear_probe import LinearProbeConfig
-from tlops.training.probe import train_probe
+from tlops.task_types import train_probe
 
 ALPHAS = [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
 SPLITS = ("train", "val", "test")

@@ -77,7 +77,7 @@ def test_pretrained_probe_beats_random_weights_of_the_same_architecture(tmp_path
 
     from tlops.evaluate import classification_metrics
     from tlops.strategies.linear_probe import LinearProbeConfig
-    from tlops.training.probe import train_probe
+    from tlops.task_types import train_probe
 
     data = build(tmp_path / "wn") and tmp_path / "wn"
     train = pd.read_csv(data / "train.csv").groupby("label").head(40)

@@ -4,7 +4,8 @@ import torch
 
 from tlops.promotion import decide
 from tlops.strategies.linear_probe import LinearProbeConfig
-from tlops.training.probe import size_curve, train_probe
+from tlops.task_types import train_probe
+from tlops.training.probe import size_curve
 
 
 def _blobs(n=60, d=16, k=3, seed=0):

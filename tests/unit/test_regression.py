@@ -95,7 +95,7 @@ def test_gate_compares_in_the_metric_direction():
 def test_head_maps_standardised_outputs_back_to_target_units(head):
     from tlops.modules.heads import ProbeHead, predict_values
     from tlops.strategies.linear_probe import LinearProbeConfig
-    from tlops.training.probe import train_probe
+    from tlops.task_types import train_probe
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 8)).astype(np.float32)

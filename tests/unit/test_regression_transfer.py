@@ -16,7 +16,8 @@ import torch
 from tests.helpers import TEXTS, make_regression_dataset, tiny_config
 from tlops.config import config_from_dict
 from tlops.errors import ConfigError
-from tlops.training.objectives import ClassificationTask, RegressionTask, training_task
+from tlops.task_types import training_task
+from tlops.training.objectives import ClassificationTask, RegressionTask
 
 
 def test_regression_task_scores_the_standardised_target_and_selects_the_lowest_mae():
@@ -109,7 +110,7 @@ def test_a_feature_constant_on_train_does_not_blow_up_test_predictions():
     keeps predictions in range. (Ridge gives a column of zeros no weight, so only the MLP shows it.)"""
     from tlops.modules.heads import predict_values
     from tlops.strategies.linear_probe import LinearProbeConfig
-    from tlops.training.probe import train_probe
+    from tlops.task_types import train_probe
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 8)).astype(np.float32)

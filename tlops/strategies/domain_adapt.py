@@ -29,7 +29,7 @@ from pydantic import Field, field_validator, model_validator
 from tlops.records import AdaptationSummary, Candidate, HeadResult, OracleChoice, PackageResult
 from tlops.strategies.finetune import NOT_IN_FINGERPRINT, FinetuneConfig, initial_head, loop_summary, run_checkpoint_dir
 from tlops.strategies.registry import TrainContext, register_strategy
-from tlops.task_types import task_type
+from tlops.task_types import task_type, training_task
 from tlops.training.callbacks import Callback
 from tlops.training.feature_rows import FeatureRows
 
@@ -206,7 +206,6 @@ class _FeaturesMode:
 
         from tlops.modules.heads import ProbeHead
         from tlops.training.loop import Net
-        from tlops.training.objectives import training_task
         from tlops.training.probe import finetune_scaler
 
         x, y = self.rows["train"]
@@ -236,7 +235,6 @@ class _FeaturesMode:
         import torch
 
         from tlops.modules.heads import ProbeHead
-        from tlops.training.objectives import training_task
 
         adapter = net.backbone.model
         head = ProbeHead(adapter[1].in_features, self.outputs, kind="mlp", hidden=self.s.bottleneck, dropout=self.s.dropout,
@@ -332,7 +330,7 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: 
 
     from tlops.training.adaptation import Standardize, TargetBatches
     from tlops.training.loop import fit
-    from tlops.training.objectives import DomainAdaptationObjective, training_task
+    from tlops.training.objectives import DomainAdaptationObjective
     from tlops.training.probe import finetune_scaler
 
     s, seed = ctx.cfg.strategy, ctx.cfg.seed

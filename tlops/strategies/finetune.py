@@ -86,9 +86,8 @@ def initial_head(cfg: FinetuneConfig, seed: int, x: np.ndarray, y: np.ndarray, x
 
     from tlops.modules.heads import ProbeHead
     from tlops.strategies.linear_probe import LinearProbeConfig
-    from tlops.task_types import task_type
-    from tlops.training.objectives import training_task
-    from tlops.training.probe import finetune_scaler, train_probe
+    from tlops.task_types import task_type, train_probe, training_task
+    from tlops.training.probe import finetune_scaler
 
     scaler = finetune_scaler(x)
     torch.manual_seed(seed)
@@ -109,9 +108,10 @@ def finetune(backbone: Backbone, train_items: Sequence[str], y_train: np.ndarray
     """Fine-tune `backbone` + `head` (already initialised) on the shared loop: the task's loss (cross-entropy,
     or MSE/Huber on the standardised target), plus L2-SP toward the starting weights when `cfg.l2sp` > 0;
     the best epoch by the task's selection metric. Returns with the best epoch loaded into both, on the CPU."""
+    from tlops.task_types import training_task
     from tlops.training.feature_groups import FeatureGroups
     from tlops.training.loop import LabelledData, Net, fit
-    from tlops.training.objectives import SupervisedObjective, training_task
+    from tlops.training.objectives import SupervisedObjective
     from tlops.training.parts import L2SP
 
     scored = training_task(task, y_train, cfg)

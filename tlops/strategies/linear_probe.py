@@ -40,7 +40,7 @@ def train(ctx: TrainContext) -> HeadResult:
     """Fit the head on the cached features; writes head.safetensors. No backbone needed."""
     import torch
 
-    from tlops.training.probe import train_probe
+    from tlops.task_types import train_probe
 
     cfg, feats = ctx.cfg, ctx.features
     torch.manual_seed(cfg.seed)

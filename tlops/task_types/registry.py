@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from tlops.errors import ConfigError
 from tlops.strategies.registry import all_strategies, get_strategy
@@ -44,11 +47,9 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    import tlops.task_types as package
-
-    for module in pkgutil.iter_modules(package.__path__):
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):  # this package's folder (no import of the package: no cycle)
         if module.name not in _NOT_TASK_TYPES and not module.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{module.name}")
+            importlib.import_module(f"{__package__}.{module.name}")
     _discovered = True
 
 
@@ -63,6 +64,22 @@ def task_type(name: str) -> TaskType:
     if name not in entries:
         raise ConfigError(f"unknown task {name!r}; valid: {', '.join(entries)}")
     return entries[name]
+
+
+def training_task(task: str, y: np.ndarray, opts: Any = None):
+    """The training loop's task (`tlops.training.objectives`: loss, validation metrics, selection metric) for a dataset's
+    task type, fitted to the train targets `y` (a regression task's scaler) and the strategy options `opts` (`loss`,
+    `huber_delta`)."""
+    return task_type(task).loop_task(y, opts)
+
+
+def train_probe(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: Any, seed: int = 0,
+                task: str = "classification", scaler=None, curve: bool = True):
+    """The configured linear_probe head on train, selected on val, as the task type fits it (`TaskType.fit_probe`, with
+    `tlops.training.probe`'s fitters). `y`: class indices, or float targets for a regression. `scaler`: the features'
+    (mean, std) to standardise with (LP-FT passes `finetune_scaler`), else train's own; `curve`: also fit the closed-form
+    heads' learning curve over train rows (LP-FT only wants the head)."""
+    return task_type(task).fit_probe(x.astype(np.float32), y, xv.astype(np.float32), yv, n_classes, cfg, seed, scaler=scaler, curve=curve)
 
 
 def higher_is_better(metric: str) -> bool:
@@ -85,9 +102,9 @@ def check_config_fits(cfg: RunConfig, ds: Dataset) -> None:
     if task.name not in entry.tasks:
         able = [e for e in all_strategies().values() if task.name in e.tasks]
         plain, episodic = [e.name for e in able if not e.few_shot], [e.name for e in able if e.few_shot]
+        few_shot = f"; {', '.join(episodic)} on a few-shot dataset" if episodic else ""
         raise ConfigError(f"strategy {cfg.strategy.name} does not train {task.name} models yet ({where}); "
-                          f"use a strategy that does ({', '.join(plain)}" + (f"; {', '.join(episodic)} on a few-shot dataset" if episodic else "")
-                          + f"), or a {' / '.join(entry.tasks)} dataset")
+                          f"use a strategy that does ({', '.join(plain)}{few_shot}), or a {' / '.join(entry.tasks)} dataset")
     refusal = getattr(cfg.strategy, "refusal_for_task", None)  # options of a strategy that only one task type has
     why = refusal(task.name) if refusal is not None else None
     if why:

@@ -111,14 +111,6 @@ class RegressionTask:
         m = regression_metrics(t, pred)
         return {"val_loss": float(self.loss(outputs, torch.as_tensor(t))), **{f"val_{k}": float(m[k]) for k in REGRESSION_METRICS}}
 
-def training_task(task: str, y: np.ndarray, opts: Any = None) -> ClassificationTask | RegressionTask:
-    """The loop's task for a dataset's task type, fitted to the train targets `y` (a regression task's scaler)
-    and the strategy options `opts` (its `loss`, `huber_delta`)."""
-    from tlops.task_types import task_type
-
-    return task_type(task).loop_task(y, opts)
-
-
 class Objective(nn.Module):
     """Named loss terms for one batch. `net(inputs)` gives the head's outputs; `step` is the global optimizer
     step (schedules such as a GRL warm-up derive from it, so a resumed run continues them exactly)."""

@@ -16,7 +16,6 @@ from sklearn.metrics import f1_score
 from torch import nn
 
 from tlops.modules.heads import ProbeHead
-from tlops.task_types import task_type
 
 if TYPE_CHECKING:
     from tlops.strategies.linear_probe import LinearProbeConfig
@@ -187,17 +186,6 @@ def fit_mlp_regression(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndar
             best, best_state = m, copy.deepcopy(head.state_dict())
     head.load_state_dict(best_state)
     return ProbeResult(head, best, history)
-
-
-def train_probe(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int, cfg: LinearProbeConfig, seed: int = 0,
-                task: str = "classification", scaler: tuple[torch.Tensor, torch.Tensor] | None = None,
-                curve: bool = True) -> ProbeResult:
-    """The configured head on train, selected on val, as the task type fits it (`TaskType.fit_probe`). `y`: class
-    indices, or float targets for a regression.
-    `scaler`: the features' (mean, std) to standardise with (LP-FT passes `finetune_scaler`), else train's own;
-    `curve`: also fit the closed-form heads' learning curve over train rows (LP-FT only wants the head)."""
-    x, xv = x.astype(np.float32), xv.astype(np.float32)
-    return task_type(task).fit_probe(x, y, xv, yv, n_classes, cfg, seed, scaler=scaler, curve=curve)
 
 
 SIZE_FRACTIONS = (0.1, 0.25, 0.5)  # of the train rows; the full fit is the last point
