@@ -401,7 +401,10 @@ def _print_summary(r: RunOutcome) -> None:
     out = Console(soft_wrap=True)  # keep the commands on one line, copy-pastable
     m = r.test_metrics
     out.print(f"\n[bold]trained[/bold] {e(r.strategy)} on {e(r.backbone)}")
+    from tlops.task_types import all_task_types
+
     headline = [k for k in ("accuracy", "macro_f1", "mae", "rmse", "r2", "spearman") if k in m]  # classes or numbers
+    headline += list(dict.fromkeys(k for t in all_task_types().values() for k in t.gate_metrics if k in m and k not in headline))
     out.print("[bold]test[/bold]    " + "  ".join(f"{k}={m[k]:.4f}" for k in headline))
     if r.best_epoch is not None:
         resumed = f"  (resumed from {e(str(r.resumed_from['checkpoint']))})" if r.resumed_from else ""

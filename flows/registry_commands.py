@@ -302,7 +302,8 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
             support: Optional[Path] = typer.Option(None, "--support", help="a CSV of labelled rows ('text' or 'path', and "
                                                    "'label'): a meta-transfer model adapts to these classes on the spot"),
             json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
-    """Predict labels (and probabilities) with a registered model; with --support, over the support set's classes."""
+    """Predict labels (and probabilities), numbers, or entity spans with a registered model; with --support, over the
+    support set's classes."""
     import mlflow
 
     from tasks.audit import verified_model
@@ -319,6 +320,8 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
             support_rows_from_csv(support, numeric=True)  # a regressor's labels are target values: a bad one named by its CSV line
         labels = list(model.predict(items, params=params or None))
         probs = model.predict(items, params={**params, "proba": True}) if proba else None
+    if labels and all(isinstance(y, list) for y in labels):  # a list of entity spans per input (token classification)
+        return _print_spans(model_uri, items, labels, json_out)
     key = "label" if all(isinstance(y, str) for y in labels) else "value"  # a regression model predicts numbers
     rows = [{"input": x, key: y if key == "label" else float(y)} for x, y in zip(items, labels)]
     if probs is not None:
@@ -329,6 +332,19 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
     t = Table("input", key, *(["p(label)"] if proba else []))
     for r in rows:
         t.add_row(esc(r["input"][:80]), esc(str(r["label"])) if key == "label" else f"{r['value']:.4g}", *([f"{r['proba'][r['label']]:.3f}"] if proba else []))
+    out.print(t)
+
+
+def _print_spans(model_uri: str, items: list, spans: list, json_out: bool) -> None:
+    """Entity spans per input: JSON as the model returns them, or a table with each entity's text, type, character
+    offsets and score (the user's text escaped: Rich markup in it prints as written)."""
+    rows = [{"input": x, "entities": [dict(e) for e in ents]} for x, ents in zip(items, spans)]
+    if json_out:
+        return _print_json({"model_uri": model_uri, "predictions": rows})
+    t = Table("input", "entities (type start-end score)")
+    for r in rows:
+        found = "; ".join(f"{e['text']} ({e['type']} {e['start']}-{e['end']} {float(e['score']):.2f})" for e in r["entities"])
+        t.add_row(esc(r["input"][:80]), esc(found) if found else "-")
     out.print(t)
 
 

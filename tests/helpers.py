@@ -297,3 +297,30 @@ def make_task_dataset(root: Path, tasks=(8, 3, 4), rows=(10, 10, 12), meta: str 
 STRATEGY_INNER_GROUPS = {"meta_epochs": 2, "episodes_per_epoch": 8, "meta_batch": 2, "shots": 2, "queries": 3, "hidden": 16,
                          "embedding_dim": 8, "val_episodes": 10, "eval_shots": [1], "baselines": [], "trainable": 1,
                          "backbone_lr": 3e-3, "meta_lr": 3e-3}
+
+
+NER_SENTENCES = [
+    ("Ada Lovelace lived in London .", "B-PER I-PER O O B-LOC O"),
+    ("Paris is a city", "B-LOC O O O"),
+    ("they met Alan Turing in Paris", "O O B-PER I-PER O B-LOC"),
+    ("the river flows", "O O O"),
+    ("Grace Hopper visited Rome", "B-PER I-PER O B-LOC"),
+    ("London and Rome are old", "B-LOC O B-LOC O O"),
+]
+
+
+def make_ner_dataset(root: Path, repeat: tuple[int, int, int] = (4, 1, 1), fmt: str = "conll") -> Path:
+    """A tiny token-classification folder (dataset.yaml task: token_classification; CoNLL or JSON lines per split):
+    six sentences with PER and LOC entities, repeated `repeat` times per split."""
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset.yaml").write_text("modality: text\ntask: token_classification\nscheme: IOB2\n")
+    for split, n in zip(("train", "val", "test"), repeat):
+        sentences = [(t.split(), g.split()) for t, g in NER_SENTENCES] * n
+        if fmt == "jsonl":
+            text = "".join(json.dumps({"tokens": t, "tags": g}) + "\n" for t, g in sentences)
+        else:
+            text = "-DOCSTART- O\n\n" + "".join("".join(f"{w} {g}\n" for w, g in zip(t, gs)) + "\n" for t, gs in sentences)
+        (root / f"{split}.{fmt}").write_text(text)
+    return root

@@ -216,15 +216,27 @@ class Predictor:
         if self.task == "regression":
             raise DataError("this model predicts numbers (a regression model): it has no class probabilities; "
                             "predict without proba")
+        from tlops.task_types import task_type
+
+        kind = task_type(self.task)
+        if not kind.class_probabilities:
+            raise DataError(f"this model predicts {kind.predicts(self.labels)} (a {kind.name} model): it has no class "
+                            "probabilities per input; predict without proba")
         head, _, backbone_params = self._classifier(support)
         feats = self._embed(self._inputs(items), backbone_params)
         with torch.inference_mode():
             return torch.softmax(head(torch.from_numpy(feats)), dim=1).numpy()
 
     def predict(self, items: Sequence[str], support: SupportSet | None = None) -> list:
-        """Labels, or floats (in the target's units) for a regression model."""
+        """Labels, or floats (in the target's units) for a regression model; what the task type returns when it owns
+        the outputs (token classification: per input, its entity spans with character offsets)."""
         if len(items) == 0:
             return []
+        from tlops.task_types import task_type
+
+        owned = task_type(self.task).predict(self, self._inputs(items)) if support is None else None
+        if owned is not None:
+            return owned
         if self.task == "regression":
             from tlops.modules.heads import predict_values
 

@@ -58,27 +58,28 @@ def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> Feat
     as `<split>.npz` (x, y; y = -1 for unlabelled rows) in `out_dir`. With `features.shard_rows`, in shards
     (`tlops.feature_shards`), one after another here."""
     from tlops.cache import FeatureCache
-    from tlops.features import cached_features, stats_dict
+    from tlops.features import stats_dict
 
     if cfg.features.shard_rows:
         from tlops.feature_shards import run_sharded
 
         return run_sharded(cfg, Path(out_dir), progress=progress)
     ds, backbone, splits = feature_inputs(cfg)
+    task = task_type(ds.task)
     cache = FeatureCache(cfg.features.cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     totals = CacheTotals()
     t0 = time.perf_counter()
-    identity = backbone.identity()  # once: the same for every split
-    for split in splits:
-        x, stats = cached_features(backbone, ds.inputs(split), cache, batch_size=cfg.backbone.batch_size, progress=progress,
-                                   identity=identity, label=f"features {split}")
-        np.savez(out_dir / f"{split}.npz", x=x, y=ds.y(split))
+    identity = task.feature_identity(backbone.identity())  # once: the same for every split (keyed by the feature level too)
+    for split in splits:  # the task type's features: pooled per input (cached_features), or per word (token classification)
+        x, y, extra, stats = task.split_features(backbone, ds, split, cache, batch_size=cfg.backbone.batch_size, progress=progress,
+                                                 identity=identity, label=f"features {split}")
+        np.savez(out_dir / f"{split}.npz", x=x, y=y, **extra)
         for k, v in stats_dict(stats).items():
             setattr(totals, k, getattr(totals, k) + v)
     totals.backbone_calls = backbone.calls
     return FeatureSet(dir=str(out_dir), splits=list(splits), labels=ds.labels, task=ds.task, num_features=backbone.num_features, identity=identity,
-                      found_via=backbone.found_via, cache=totals, seconds=time.perf_counter() - t0)
+                      found_via=backbone.found_via, cache=totals, seconds=time.perf_counter() - t0, task_meta=task.feature_meta(ds))
 
 
 def train_step(cfg: RunConfig, features: FeatureSet, out_dir: Path, callbacks: Sequence[Callback] = ()) -> TrainResult:
@@ -96,11 +97,7 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
 
     task = task_type(features.task)
     labels = getattr(result, "labels", None) or features.labels  # a few-shot head knows only its support set's classes
-    _, y = features.arrays("test")
-    y_true = task.truth(y, features.labels)
-    y_pred = result.test_predictions(features, lambda: open_dataset(cfg).inputs("test"))
-    if result.test_rows is not None:  # a model for some test rows only (a few-shot regression model: its support task's)
-        y_true, y_pred = [y_true[i] for i in result.test_rows], [y_pred[i] for i in result.test_rows]
+    y_true, y_pred = task.test_outputs(features, result, lambda: open_dataset(cfg))
     out_dir.mkdir(parents=True, exist_ok=True)
     report, report_name, plots = task.report_and_plots(y_true, y_pred, labels, out_dir)
     curves = curves_png(result.history, out_dir / "learning_curves.png", result.size_curve, task.selection_key)
@@ -120,7 +117,8 @@ def package_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out_
     from tlops.package import record_input_rules
 
     package = result.write_package(lambda: backbone_of(cfg), features.labels, Path(out_dir),
-                                   extra={"strategy": cfg.strategy.model_dump(), "seed": cfg.seed})
+                                   extra={"strategy": cfg.strategy.model_dump(), "seed": cfg.seed,
+                                          **task_type(features.task).package_meta(features)})
     record_input_rules(package, cfg.validation.control_characters)  # predict strips what training stripped
     return package
 

@@ -47,6 +47,8 @@ class FeatureSet(Record):
     found_via: str
     cache: CacheTotals
     seconds: float
+    task_meta: dict[str, Any] = Field({}, description="what the task type recorded about the data (token classification: its "
+                                                       "tag scheme and feature level)")
     _arrays: dict[str, tuple[Any, Any]] = PrivateAttr(default_factory=dict)
 
     def path(self, split: str) -> Path:
@@ -63,6 +65,14 @@ class FeatureSet(Record):
             with np.load(self.path(split)) as z:
                 self._arrays[split] = (z["x"], z["y"])
         return self._arrays[split]
+
+    def extras(self, split: str) -> dict[str, Any]:
+        """The arrays a task type saved beside x and y in `<split>.npz` (token classification: per-sentence `offsets`
+        into the word rows, and `seen`); {} for a pooled task."""
+        import numpy as np
+
+        with np.load(self.path(split)) as z:
+            return {k: z[k] for k in z.files if k not in ("x", "y")}
 
 
 # ---- training ----------------------------------------------------------------------------------------

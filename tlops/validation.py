@@ -440,13 +440,21 @@ def validate_dataset(ds: Dataset, cfg: ValidationConfig, required: tuple[str, ..
     source = ctx.data_sources.add_pandas("tlops")
     frames: dict[tuple[str, str], pd.DataFrame] = {}
 
+    from tlops.task_types import task_type
+
+    task = task_type(ds.task)
+    owned = task.validation_rules(ds, cfg, lambda split, kind: frame_of(split, kind))  # a task type's own files and rules
+
     def frame_of(split: str, kind: str) -> pd.DataFrame:  # each file is probed once per validation
         if (split, kind) not in frames:
-            frames[split, kind] = _frame(ds, split, kind)
+            frames[split, kind] = _frame(ds, split, kind) if owned is None else task.validation_frame(ds, split, kind)
         return frames[split, kind]
 
-    rules = _rules(ds, cfg, frame_of, few_shot)
-    checks = [_missing_split(ds, split) for split in required if split not in ds.splits]
+    def where(split: str, kind: str, frame: pd.DataFrame, idx: list) -> tuple[str, list]:
+        return _where(ds, split, kind, frame, idx) if owned is None else task.validation_where(ds, split, kind, frame, idx)
+
+    rules = _rules(ds, cfg, frame_of, few_shot) if owned is None else owned
+    checks = [*task.reader_checks(ds), *(_missing_split(ds, split) for split in required if split not in ds.splits)]
     for (split, kind) in dict.fromkeys((r.split, r.frame) for r in rules):
         frame = frame_of(split, kind)
         asset = source.add_dataframe_asset(f"{split}_{kind}")
@@ -462,12 +470,12 @@ def validate_dataset(ds: Dataset, cfg: ValidationConfig, required: tuple[str, ..
             er = by_rule[i]
             res = er.result or {}
             idx = res.get("unexpected_index_list") or []
-            file, rows = _where(ds, split, kind, frame, idx[:MAX_ROWS_IN_REPORT])
+            file, rows = where(split, kind, frame, idx[:MAX_ROWS_IN_REPORT])
             values = res.get("partial_unexpected_list") or []
             column = getattr(r.expectation, "column", "")
             if kind == "rows" and idx and column.startswith("target_"):  # a derived fact of the target: show the value as written
                 values = frame.loc[idx[:MAX_ROWS_IN_REPORT], ds.target_column].tolist()
-            elif kind == "rows" and idx and column != "label" and (ds.modality != "text" or column.endswith("_key")):
+            elif owned is None and kind == "rows" and idx and column != "label" and (ds.modality != "text" or column.endswith("_key")):
                 # a rule on a derived fact (decodes, seconds, a content key): show the offending inputs, not the facts
                 values = frame.loc[idx[:MAX_ROWS_IN_REPORT], ds.input_column].tolist()
             checks.append(Check(

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_da_text_dataset, make_few_shot_text, make_regression_dataset, make_task_dataset, tiny_config
+from tests.helpers import (
+    make_da_text_dataset,
+    make_few_shot_text,
+    make_ner_dataset,
+    make_regression_dataset,
+    make_task_dataset,
+    tiny_config,
+)
 from tlops.config import config_from_dict
 from tlops.strategies import all_strategies
 from tlops.task_types import all_task_types, task_type
@@ -38,6 +45,7 @@ DATASETS = {
     ("classification", True): lambda root: make_few_shot_text(root, per_class=12),
     ("regression", False): _regression_with_target_rows,
     ("regression", True): lambda root: make_task_dataset(root),
+    ("token_classification", False): lambda root: make_ner_dataset(root, repeat=(2, 1, 1)),
 }
 
 EPISODIC = {"shots": 2, "queries": 3, "projection": "linear", "embedding_dim": 8, "meta_epochs": 1, "episodes_per_epoch": 4,
@@ -99,5 +107,12 @@ def test_the_task_type_contract(tmp_path, tiny_bert, task, strategy):
     labels = getattr(result, "labels", None) or features.labels
     if kind.class_probabilities:
         assert all(p in labels for p in predicted), (predicted, labels)  # classes it knows
+    elif kind.feature_level == "word":  # entity spans with character offsets into each input, types it knows
+        types = {t[2:] for t in labels if t != "O"}
+        assert all(isinstance(p, list) for p in predicted), predicted
+        for text, spans in zip(inputs, predicted):
+            for e in spans:
+                assert text[e["start"]:e["end"]] == e["text"] and e["type"] in types and 0 < e["score"] <= 1, (text, e)
+        json.dumps(predicted)  # JSON-able, as a server returns it
     else:
         assert all(isinstance(p, float) and math.isfinite(p) for p in predicted), predicted  # numbers in the target's unit

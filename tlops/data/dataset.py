@@ -197,8 +197,12 @@ def _check_task(meta: dict, meta_file: Path, text: str) -> None:
     """`task`, `target` and `bounds`: the regression part of dataset.yaml."""
     task = meta.get("task")
     if task is not None and task not in TASKS:
-        raise DataError(f"{meta_file} line {key_line(text, 'task')}: task {task!r} is not one of {list(TASKS)}; "
-                        "write `task: regression` for numeric targets, or leave it out for classes")
+        from tlops.task_types import all_task_types  # task types with their own files (token_classification)
+
+        known = list(all_task_types())
+        if task not in known:
+            raise DataError(f"{meta_file} line {key_line(text, 'task')}: task {task!r} is not one of {known}; "
+                            "write `task: regression` for numeric targets, or leave it out for classes")
     regression = task == "regression"
     for key in ("target", "bounds", "group"):
         if key in meta and not regression:
@@ -238,6 +242,11 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) ->
     name = root.name if name is None else name
     if not isinstance(name, str):
         raise DataError(f"{meta_file}: name {name!r} is not a string; quote it, e.g. name: '{name}'")
+    from tlops.task_types import task_type
+
+    owned = task_type(meta.get("task") or "classification").read_dataset(root, meta, modality, name, seed, val_fraction)
+    if owned is not None:  # a task type that reads its own files (token_classification: CoNLL / JSON lines)
+        return owned
     col = INPUT_COLUMN[modality]
     target = meta.get("target") or "label"
     required = [col, target, *([meta["group"]] if meta.get("group") else [])]

@@ -139,7 +139,7 @@ def loop_summary(r: LoopResult, checkpoint_dir: Path | None) -> LoopSummary:
                        train_samples_per_s=r.train_samples / r.train_seconds if r.train_seconds else None)
 
 
-@register_strategy("finetune", FinetuneConfig, tasks=("classification", "regression"),
+@register_strategy("finetune", FinetuneConfig, tasks=("classification", "regression", "token_classification"),
                    heads=("linear", "mlp"),  # fit every task (the output width follows the task type)
                    ddp=True, starter="finetune", setting_heads={"hidden": "mlp", "dropout": "mlp"},
                    setting_tasks={"loss": "regression", "huber_delta": "regression"})
@@ -151,6 +151,9 @@ def train(ctx: TrainContext) -> PackageResult:
     from tlops.task_types import task_type
 
     cfg, feats, s = ctx.cfg, ctx.features, ctx.cfg.strategy
+    owned = task_type(feats.task).finetune_trainer(ctx)  # a task type with its own loss and decoding (token classification)
+    if owned is not None:
+        return owned
     ds = ctx.dataset()
     x, y = feats.arrays("train")  # label indices (or regression targets) come from the features step too
     xv, yv = feats.arrays("val")

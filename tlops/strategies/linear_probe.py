@@ -34,20 +34,18 @@ HEAD_SETTINGS = {"C": "logreg", "max_iter": "logreg", "alphas": "ridge",
                  **dict.fromkeys(("hidden", "epochs", "lr", "weight_decay", "dropout", "batch_size", "loss", "huber_delta"), "mlp")}
 
 
-@register_strategy("linear_probe", LinearProbeConfig, tasks=("classification", "regression"), head_only=True, starter="linear_probe",
+@register_strategy("linear_probe", LinearProbeConfig, tasks=("classification", "regression", "token_classification"), head_only=True, starter="linear_probe",
                    setting_heads=HEAD_SETTINGS, setting_tasks={"loss": "regression", "huber_delta": "regression"})
 def train(ctx: TrainContext) -> HeadResult:
     """Fit the head on the cached features; writes head.safetensors. No backbone needed."""
     import torch
 
-    from tlops.task_types import train_probe
+    from tlops.task_types import task_type
 
     cfg, feats = ctx.cfg, ctx.features
     torch.manual_seed(cfg.seed)
-    x, y = feats.arrays("train")
-    xv, yv = feats.arrays("val")
     t0 = time.perf_counter()
-    result = train_probe(x, y, xv, yv, len(feats.labels), cfg.strategy, seed=cfg.seed, task=feats.task)
+    result = task_type(feats.task).probe(feats, cfg.strategy, cfg.seed)  # the task type's arrays (items, or words)
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     path = result.head.save(ctx.out_dir / "head.safetensors")
     return HeadResult(strategy=cfg.strategy.name, head_path=str(path), spec=result.head.spec, history=result.history,

@@ -28,6 +28,7 @@ class TaskType:
     few_shot_plot: ClassVar[str] = ""  # file name of the few-shot evaluation's metric-vs-shots plot
     starters: ClassVar[dict[str, str]] = {}  # `tlops init` starter kind -> its starter's name for this task ({m}: the modality)
     class_probabilities: ClassVar[bool] = False  # the head's outputs are class logits (what CDAN and the SND/IM/BNM criteria read)
+    feature_level: ClassVar[str] = "item"  # what one cached feature row is: an input ("item", pooled) or a word ("word")
 
     @property
     def selection_higher_is_better(self) -> bool:
@@ -78,6 +79,86 @@ class TaskType:
     def report_and_plots(self, y_true: list, y_pred: list, labels: Sequence[str], out_dir: Path) -> tuple[dict, str, list[Path]]:
         """(report, its file name, plots) of the test split."""
         raise NotImplementedError
+
+    # ---- hooks with defaults: the CSV contract, one pooled vector and one target per row (classification, regression) ----
+    # A task type with other files or another feature level (token_classification) overrides them; the pipeline
+    # calls them and never branches on the task's name.
+
+    def read_dataset(self, root: Path, meta: dict, modality: str, name: str, seed: int, val_fraction: float) -> Dataset | None:
+        """The dataset folder read as this task's files (`tlops.data.dataset.load_dataset` calls it once dataset.yaml
+        is read); None: the CSV contract (train.csv, [val.csv], test.csv)."""
+        return None
+
+    def reader_checks(self, ds: Dataset) -> list:
+        """Failed `Check`s for what reading the files found (file and line), put first in the validation report."""
+        return []
+
+    def validation_rules(self, ds: Dataset, cfg: Any, frame_of) -> list | None:
+        """This task's GX rules (`tlops.validation.Rule`), on frames from `validation_frame`; None: the CSV rules."""
+        return None
+
+    def validation_frame(self, ds: Dataset, split: str, kind: str):
+        """The DataFrame a rule of `kind` checks (only asked when `validation_rules` gives rules)."""
+        raise NotImplementedError
+
+    def validation_where(self, ds: Dataset, split: str, kind: str, frame, idx: list) -> tuple[str, list]:
+        """(file, the file lines or names of the failing rows `idx` of `frame`) for the report."""
+        raise NotImplementedError
+
+    def feature_identity(self, identity: dict) -> dict:
+        """The cache identity of this task's features: the backbone's, plus the feature level when it is not the item."""
+        return identity
+
+    def feature_meta(self, ds: Dataset) -> dict:
+        """What the features step records about the data for later steps (`FeatureSet.task_meta`)."""
+        return {}
+
+    def split_features(self, backbone, ds: Dataset, split: str, cache, batch_size: int = 64, progress: bool = False,
+                       identity: dict | None = None, label: str = "features"):
+        """(x, y, extra arrays saved beside them in `<split>.npz`, CacheStats) of one split: pooled features of every
+        input through the cache, and the split's targets."""
+        from tlops.features import cached_features
+
+        x, stats = cached_features(backbone, ds.inputs(split), cache, batch_size=batch_size, progress=progress,
+                                   identity=identity, label=label)
+        return x, ds.y(split), {}, stats
+
+    def probe(self, feats, cfg: Any, seed: int) -> ProbeResult:
+        """linear_probe's head on the cached train features, selected on val."""
+        from tlops.task_types.registry import train_probe
+
+        x, y = feats.arrays("train")
+        xv, yv = feats.arrays("val")
+        return train_probe(x, y, xv, yv, len(feats.labels), cfg, seed=seed, task=feats.task)
+
+    def finetune_trainer(self, ctx) -> Any:
+        """A whole `finetune` run of this task's own (its own loss and decoding), returning the TrainResult; None: the
+        finetune strategy's shared loop with `loop_task`."""
+        return None
+
+    def test_outputs(self, features, result, dataset) -> tuple[list, list]:
+        """(truth, predictions) on the test split; `dataset`: a function returning the run's Dataset."""
+        _, y = features.arrays("test")
+        y_true = self.truth(y, features.labels)
+        y_pred = result.test_predictions(features, lambda: dataset().inputs("test"))
+        if result.test_rows is not None:  # a model for some test rows only (a few-shot regression model: its support task's)
+            y_true, y_pred = [y_true[i] for i in result.test_rows], [y_pred[i] for i in result.test_rows]
+        return y_true, y_pred
+
+    def score_package(self, meta: dict, fetch, features, dataset) -> tuple[list, list, str] | None:
+        """(truth, predictions, how) of a registered package (the champion, for the gate) on `dataset`'s test split;
+        `fetch(relpath)` gives a package file. None: the package's head on this run's cached features when they are
+        its backbone's, else the package on the raw test inputs, against `dataset_truth`."""
+        return None
+
+    def package_meta(self, features) -> dict:
+        """More keys for the package's meta (tlops_model.json) that predict reads."""
+        return {}
+
+    def predict(self, predictor, items: list) -> list | None:
+        """What `tlops.package.Predictor.predict` returns for raw inputs when this task's outputs are not a label or a
+        number per row; None: the predictor's own (labels, numbers)."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
