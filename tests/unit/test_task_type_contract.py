@@ -116,3 +116,13 @@ def test_the_task_type_contract(tmp_path, tiny_bert, task, strategy):
         json.dumps(predicted)  # JSON-able, as a server returns it
     else:
         assert all(isinstance(p, float) and math.isfinite(p) for p in predicted), predicted  # numbers in the target's unit
+
+
+def test_token_classification_refuses_finetune_settings_its_trainer_does_not_apply():
+    from tlops.errors import ConfigError
+    from tlops.strategies.finetune import FinetuneConfig
+    from tlops.task_types.token_classification import check_finetune_settings
+
+    check_finetune_settings(FinetuneConfig())  # the defaults are what it does
+    with pytest.raises(ConfigError, match=r"strategy.lp_ft: True.*strategy.trainable: 2|strategy.trainable: 2.*strategy.lp_ft: True"):
+        check_finetune_settings(FinetuneConfig(lp_ft=True, trainable=2))

@@ -370,6 +370,7 @@ class TokenClassification(TaskType):
         from tlops.records import PackageResult
 
         cfg, feats, s = ctx.cfg, ctx.features, ctx.cfg.strategy
+        check_finetune_settings(s)
         ds = ctx.dataset()
         tags, scheme = list(feats.labels), self._scheme(feats)
         backbone = ctx.backbone()
@@ -462,6 +463,23 @@ class TokenClassification(TaskType):
         if getattr(predictor, "_ner", None) is None:
             predictor._ner = self.load_predictor(predictor)
         return predictor._ner.predict(list(items))
+
+
+# finetune settings the token trainer does not apply yet, with the value that it does apply
+UNSUPPORTED_FINETUNE = {"head": "linear", "trainable": "all", "unfreeze_every": 0, "lp_ft": False, "l2sp": 0.0, "layer_decay": 1.0,
+                        "grad_accum_steps": 1}
+
+
+def check_finetune_settings(s) -> None:
+    """Refuse finetune settings the token trainer would otherwise ignore (it trains every backbone group at
+    backbone_lr with a linear head; cross-entropy, linear warm-up then decay, on the CPU)."""
+    from tlops.errors import ConfigError
+
+    odd = {k: getattr(s, k) for k, v in UNSUPPORTED_FINETUNE.items() if getattr(s, k, v) != v}
+    if odd:
+        raise ConfigError(f"finetune on token_classification data does not apply {', '.join(f'strategy.{k}: {v}' for k, v in odd.items())} "
+                          f"yet (it trains the whole backbone with a linear token head); remove them or set "
+                          f"{', '.join(f'{k}: {UNSUPPORTED_FINETUNE[k]}' for k in odd)}")
 
 
 def _split_of(file: str) -> str:
