@@ -15,5 +15,5 @@ def test_every_demo_config_loads_and_fits_its_demo_dataset():
     for f in configs:
         cfg = load_config(f)
         data = Path(cfg.data.path)
-        assert (data / "train.csv").is_file(), f"{f.name}: {data} is not built; run `make data`"
+        assert (data / "dataset.yaml").is_file(), f"{f.name}: {data} is not built; run `make data`"  # every task type's set has one
         check_config_fits(cfg, load_dataset(data))
