@@ -48,7 +48,7 @@ def test_sigterm_during_training_closes_the_run_and_keeps_the_checkpoint(tmp_pat
         assert not alive, "the temporary Prefect server outlived the terminated run"
         client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
         (mlflow_run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
-        assert mlflow_run.info.status == "KILLED", mlflow_run.info.status  # stopped from outside, not failed
+        assert mlflow_run.info.status == "KILLED", (mlflow_run.info.status, err[-3000:])  # stopped from outside, not failed
         assert "stopped by signal 15 (SIGTERM)" in mlflow_run.data.tags.get("tlops.error", ""), mlflow_run.data.tags
         assert not client.search_model_versions("name='tiny-text'"), "a terminated run registered a version"
         assert list(checkpoints.rglob("step-*/manifest.json")), "the checkpoint was not kept for a resume"
