@@ -190,3 +190,22 @@ def run_demo(config: Path, tmp_path: Path, prefect_api: str, **sets) -> tuple[di
     out = cli("run", str(config), "--json", *args, env={**os.environ, "PREFECT_API_URL": prefect_api})  # in this process
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1]), uri
+
+
+def uvicorn_children(pid: int) -> list:
+    """The uvicorn (Prefect or MLflow server) processes below `pid`; a child that ends while we look (a zombie, or gone:
+    a short-lived git or uname) is skipped rather than failing the caller."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    found = []
+    for c in children:
+        try:
+            if "uvicorn" in " ".join(c.cmdline()):
+                found.append(c)
+        except psutil.Error:
+            continue
+    return found

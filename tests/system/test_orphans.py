@@ -14,13 +14,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import REPO, tiny_config
-
-
-def _uvicorn_children(pid: int) -> list[psutil.Process]:
-    try:
-        return [c for c in psutil.Process(pid).children(recursive=True) if "uvicorn" in " ".join(c.cmdline())]
-    except psutil.NoSuchProcess:
-        return []
+from tests.servers import uvicorn_children
 
 
 def _registered(client: MlflowClient) -> bool:
@@ -40,7 +34,7 @@ def test_a_killed_run_leaves_no_server_and_the_next_run_clears_its_folder(tmp_pa
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 300
-        while not (servers := _uvicorn_children(run.pid)) and time.time() < deadline and run.poll() is None:
+        while not (servers := uvicorn_children(run.pid)) and time.time() < deadline and run.poll() is None:
             time.sleep(0.5)
         assert servers, "the run never started its temporary server"
         client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])  # not a registry URI another test set

@@ -16,6 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import REPO, tiny_config
+from tests.servers import uvicorn_children
 
 
 @pytest.mark.parametrize("where", ["training", "inside torch.save"])
@@ -36,7 +37,7 @@ def test_sigterm_during_training_closes_the_run_and_keeps_the_checkpoint(tmp_pat
     try:
         deadline = time.time() + 400
         while run.poll() is None and time.time() < deadline and not ready():
-            servers = servers or [c for c in psutil.Process(run.pid).children(recursive=True) if "uvicorn" in " ".join(c.cmdline())]
+            servers = servers or uvicorn_children(run.pid)
             time.sleep(0.5)
         assert run.poll() is None, f"the run ended before training could be interrupted:\n{run.communicate()[1][-3000:]}"
         assert servers, "the run's temporary Prefect server was never seen"
