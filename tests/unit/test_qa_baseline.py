@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import pytest
 
 from tlops.qa.baseline import SlidingWindowBaseline, sentences
 
@@ -39,8 +36,6 @@ def test_sentences():
 
 
 def test_demo_builder_is_valid_squad_with_no_context_across_splits(tmp_path):
-    if not Path("/usr/share/wordnet/data.noun").is_file():
-        pytest.skip("WordNet (Debian wordnet-base) is not installed")
     from tlops.data.build_qa_wordnet import build
     from tlops.qa.files import read_qa_dataset
 
