@@ -23,7 +23,7 @@ from pathlib import Path
 
 import typer
 
-from tlops.data.build_wordnet import LEXNAMES, WORDNET_DIR
+from tlops.data.build_wordnet import LEXNAMES, WORDNET_DIR, synset_lines
 from tlops.ner.files import Sentence, write_conll
 from tlops.ner.tags import Span, to_tags
 from tlops.ner.words import split_words
@@ -62,34 +62,26 @@ def read_wordnet(wordnet_dir: Path = WORDNET_DIR):
     names: dict[str, set[tuple[str, str]]] = {}
     common: set[str] = set()
     texts: list[str] = []
-    for pos in ("noun", "verb", "adj", "adv"):
-        path = wordnet_dir / f"data.{pos}"
-        if not path.is_file():
-            raise SystemExit(f"{path} not found: install WordNet with `apt-get install -y wordnet-base`")
-        for line in path.read_text(encoding="latin-1").splitlines():
-            if line.startswith("  ") or "|" not in line:
-                continue  # licence header
-            head, gloss = line.split("|", 1)
-            f = head.split()
-            for part in gloss.split(";"):
-                part = re.sub(r"\s+", " ", part.replace('"', "")).strip()
-                if part:
-                    texts.append(part)
-            lex = LEXNAMES[int(f[1])]
-            n = int(f[3], 16)
-            lemmas = [re.sub(r"\([a-z]+\)$", "", f[4 + 2 * i]).replace("_", " ") for i in range(n)]
-            rest = f[4 + 2 * n:]
-            symbols = {rest[1 + 4 * i] for i in range(int(rest[0]))}
-            if pos == "noun" and "@i" in symbols:
-                kind = TYPE_OF.get(lex, OTHER)
-            elif pos == "noun" and lex == "noun.group":
-                kind = "ORG"
-            else:
-                common.update(l for l in lemmas if l[:1].isupper())
-                continue
-            for lemma in lemmas:
-                if name_like(lemma):
-                    names.setdefault(lemma, set()).add((f"n:{f[0]}", kind))
+    for pos, f, gloss in synset_lines(wordnet_dir):
+        for part in gloss.split(";"):
+            part = re.sub(r"\s+", " ", part.replace('"', "")).strip()
+            if part:
+                texts.append(part)
+        lex = LEXNAMES[int(f[1])]
+        n = int(f[3], 16)
+        lemmas = [re.sub(r"\([a-z]+\)$", "", f[4 + 2 * i]).replace("_", " ") for i in range(n)]
+        rest = f[4 + 2 * n:]
+        symbols = {rest[1 + 4 * i] for i in range(int(rest[0]))}
+        if pos == "noun" and "@i" in symbols:
+            kind = TYPE_OF.get(lex, OTHER)
+        elif pos == "noun" and lex == "noun.group":
+            kind = "ORG"
+        else:
+            common.update(l for l in lemmas if l[:1].isupper())
+            continue
+        for lemma in lemmas:
+            if name_like(lemma):
+                names.setdefault(lemma, set()).add((f"n:{f[0]}", kind))
     return names, common, texts
 
 

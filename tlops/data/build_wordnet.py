@@ -31,9 +31,9 @@ DEMO_CLASSES = (
 PER_CLASS = {"train": 150, "val": 30, "test": 50}
 
 
-def read_synsets(wordnet_dir: Path = WORDNET_DIR, parts_of_speech: tuple[str, ...] = ("noun", "verb", "adj", "adv")):
-    """(synset id, lexname, definition, quoted example sentences) for every synset, in file order."""
-    out = []
+def synset_lines(wordnet_dir: Path = WORDNET_DIR, parts_of_speech: tuple[str, ...] = ("noun", "verb", "adj", "adv")):
+    """(part of speech, the fields before `|`, the gloss after it) of every synset line, in file order (the licence
+    header skipped); a missing file stops the build with the package to install."""
     for pos in parts_of_speech:
         path = wordnet_dir / f"data.{pos}"
         if not path.is_file():
@@ -42,11 +42,17 @@ def read_synsets(wordnet_dir: Path = WORDNET_DIR, parts_of_speech: tuple[str, ..
             if line.startswith("  ") or "|" not in line:
                 continue  # licence header
             head, gloss = line.split("|", 1)
-            fields = head.split()
-            definition = gloss.split(";")[0].strip()
-            definition = re.sub(r"\s+", " ", definition.replace('"', "")).strip()
-            examples = [re.sub(r"\s+", " ", e).strip() for e in re.findall(r'"([^"]+)"', gloss)]
-            out.append((f"{pos}:{fields[0]}", LEXNAMES[int(fields[1])], definition, examples))
+            yield pos, head.split(), gloss
+
+
+def read_synsets(wordnet_dir: Path = WORDNET_DIR, parts_of_speech: tuple[str, ...] = ("noun", "verb", "adj", "adv")):
+    """(synset id, lexname, definition, quoted example sentences) for every synset, in file order."""
+    out = []
+    for pos, fields, gloss in synset_lines(wordnet_dir, parts_of_speech):
+        definition = gloss.split(";")[0].strip()
+        definition = re.sub(r"\s+", " ", definition.replace('"', "")).strip()
+        examples = [re.sub(r"\s+", " ", e).strip() for e in re.findall(r'"([^"]+)"', gloss)]
+        out.append((f"{pos}:{fields[0]}", LEXNAMES[int(fields[1])], definition, examples))
     return out
 
 
