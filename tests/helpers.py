@@ -242,7 +242,8 @@ def meta_config(tmp_path: Path, **strategy) -> RunConfig:
 
 
 def train_strategy(cfg: RunConfig, feats: FeatureSet, out: Path, callbacks=()):
-    from tlops.strategies import TrainContext, get_strategy
+    from tlops.strategies import get_strategy
+    from tlops.strategies.context import TrainContext
 
     return get_strategy(cfg.strategy.name).train(TrainContext(cfg, feats, out, callbacks=list(callbacks)))
 

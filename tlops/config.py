@@ -11,7 +11,7 @@ from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, fiel
 
 from tlops.config_base import Strict as _Strict
 from tlops.errors import ConfigError
-from tlops.strategies.registry import all_strategies
+from tlops.strategies.registry import all_strategies, check_ddp
 from tlops.text_files import parse_yaml, read_utf8
 
 
@@ -176,9 +176,7 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _ddp_strategy(self) -> RunConfig:
         if self.execution.nproc_per_node * self.execution.nnodes > 1:  # refused here, not after the features step
-            from tlops.training.ddp_launch import check_supported
-
-            check_supported(self, devices=False)
+            check_ddp(self.strategy.name, self.execution)
         return self
 
 

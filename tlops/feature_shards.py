@@ -62,7 +62,7 @@ def _keys_file(out_dir: Path, split: str) -> Path:
 
 def plan_shards(cfg: RunConfig, out_dir: Path, progress: bool = False) -> ShardPlan:
     """Hash every input, look the distinct ones up in the cache, write the misses as shards of `features.shard_rows`."""
-    from tlops.pipeline import feature_inputs
+    from tlops.resolve import feature_inputs
 
     started = time.time()
     rows = cfg.features.shard_rows

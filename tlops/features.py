@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
-from tlops.backbones.base import Backbone
 from tlops.cache import CacheStats, FeatureCache, item_hash, namespace_of
 from tlops.progress import item_bar, note
+
+if TYPE_CHECKING:
+    from tlops.backbones.base import Backbone
 
 
 def embed_all(backbone: Backbone, items: Sequence[str], batch_size: int = 64, progress: bool = False,

@@ -29,7 +29,7 @@ import yaml
 from tlops.data.dataset import INPUT_COLUMN, Dataset, _read_csv, _read_meta, carve_val, csv_line
 from tlops.data.fewshot import carve_support_task
 from tlops.errors import ConfigError, DataError
-from tlops.strategies.registry import starter_kinds
+from tlops.strategies.registry import get_strategy, starter_kinds
 from tlops.task_types import check_config_fits, task_type
 
 STARTERS = resources.files("tlops").joinpath("starters")  # package data (pyproject: tool.setuptools.package-data)
@@ -356,17 +356,13 @@ def _regression_limits(found: Folder, kind: str, strategy: dict) -> Limits:
 
 
 def _regression_changes(found: Folder, kind: str, strategy: dict) -> tuple[dict, dict]:
-    """(strategy values, their comments) replacing the starter's where they read classes or could change the number."""
-    from tlops.strategies.domain_adapt import CLASSIFICATION_ONLY_CRITERIA
-
+    """(strategy values, their comments) replacing the starter's where they read classes or could change the number: the
+    few-shot queries fitted to the rows per task here, the rest as the starter's strategy says (its config's
+    `starter_changes`)."""
     if kind == "fewshot":
         return {"queries": _task_queries(found, strategy)}, {}
-    if kind == "domain_adapt" and strategy.get("selection") in CLASSIFICATION_ONLY_CRITERIA:
-        return {"selection": "dev"}, {"selection": f"picks among them without target labels (DEV: importance-weighted source val "
-                                                   f"error; {strategy['selection']} needs class probabilities)"}
-    if kind == "finetune" and found.modality == "image" and strategy.get("augment"):
-        return {"augment": False}, {"augment": "off: a random crop or a mirror can change a number (a size, a signed angle)"}
-    return {}, {}
+    changes = getattr(get_strategy(strategy["name"]).config, "starter_changes", None)
+    return changes(strategy, found.task, found.modality) if changes is not None else ({}, {})
 
 
 def _task_queries(found: Folder, strategy: dict) -> int:

@@ -253,6 +253,32 @@ class Predictor:
 
 
 def as_items(model_input) -> list:
+def write_package(result, backbone, labels: list[str], out_dir: Path, extra: dict) -> Path:
+    """The model package of a train step's result (`tlops.records`): a head's, written here with `backbone()` (the
+    pretrained one) and its few-shot adaptation files if it has them; a package the train step wrote itself, as is."""
+    if result.kind == "package":
+        return Path(result.package)
+    from tlops.modules.heads import load_head
+
+    if result.meta_learner is not None:
+        from tlops.fewshot_predictor import package_files
+
+        files, meta = package_files(result.meta_learner)
+        return save_package(out_dir, backbone(), load_head(result), result.labels or labels, extra={**extra, "few_shot": meta}, files=files)
+    return save_package(out_dir, backbone(), load_head(result), result.labels or labels, extra=extra)
+
+
+def result_predictions(result, features, test_inputs) -> list:
+    """A train step's result on the test split: a head on the cached test features (they are its backbone's): labels,
+    or numbers for a regression head; a whole package (its own trained backbone) on the raw test inputs `test_inputs()`."""
+    if result.kind == "package":
+        return Predictor(result.package).predict(test_inputs())
+    from tlops.modules.heads import load_head, predict_outputs
+
+    x, _ = features.arrays("test")
+    return predict_outputs(load_head(result), x, result.labels or features.labels)
+
+
     """Whatever a pyfunc or a server hands over (a list, a pandas Series or DataFrame, a numpy array, one
     string) as a list of raw inputs: a DataFrame's `text` or `path` column, else its first column. Values
     are kept as given (a missing cell stays None/NaN), so `Predictor` can refuse them by row."""

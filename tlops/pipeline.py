@@ -17,10 +17,10 @@ from typing import Sequence
 import numpy as np
 
 from tlops.config import RunConfig
-from tlops.errors import DataError
 from tlops.records import CacheTotals, CoreResult, Evaluation, FeatureSet, TrainResult, ValidationReport
-from tlops.resolve import backbone_of, open_dataset
-from tlops.strategies import TrainContext, get_strategy
+from tlops.resolve import backbone_of, feature_inputs, open_dataset
+from tlops.strategies.context import TrainContext
+from tlops.strategies.registry import get_strategy
 from tlops.task_types import check_config_fits, task_type
 from tlops.training.callbacks import Callback, faults_from_env
 from tlops.validation import raise_for_report, validate_dataset
@@ -28,8 +28,6 @@ from tlops.validation import raise_for_report, validate_dataset
 # torch (features, backbones) and scikit-learn/matplotlib (evaluate) are imported inside the steps that use them:
 # `validate_step` runs before anything else in `tlops run` and `tlops validate`, and a data error should not wait
 # for them (tests/system/test_layering.py checks that importing this module and validating pull in neither).
-
-SPLITS = ("train", "val", "test")
 
 
 def validate_step(cfg: RunConfig) -> ValidationReport:
@@ -41,16 +39,6 @@ def validate_step(cfg: RunConfig) -> ValidationReport:
     report = validate_dataset(ds, cfg.validation, required=entry.splits, few_shot=cfg.strategy if entry.few_shot else None)
     raise_for_report(report)
     return report
-
-
-def feature_inputs(cfg: RunConfig):
-    """(dataset, backbone (weights not loaded yet), the splits to embed: the usual ones and those the strategy needs)."""
-    ds = open_dataset(cfg)
-    backbone = backbone_of(cfg)
-    if backbone.modality != ds.modality:
-        raise DataError(f"{cfg.data.path} holds {ds.modality} data but backbone {cfg.backbone.name} takes {backbone.modality}; "
-                        f"pick a {ds.modality} backbone")
-    return ds, backbone, (*SPLITS, *get_strategy(cfg.strategy.name).splits)
 
 
 def features_step(cfg: RunConfig, out_dir: Path, progress: bool = False) -> FeatureSet:
@@ -114,11 +102,11 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
 def package_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out_dir: Path) -> Path:
     """The model package to register: written here for a head on the pretrained backbone, or the one the
     train step already wrote (a trained backbone)."""
-    from tlops.package import record_input_rules
+    from tlops.package import record_input_rules, write_package
 
-    package = result.write_package(lambda: backbone_of(cfg), features.labels, Path(out_dir),
-                                   extra={"strategy": cfg.strategy.model_dump(), "seed": cfg.seed,
-                                          **task_type(features.task).package_meta(features)})
+    package = write_package(result, lambda: backbone_of(cfg), features.labels, Path(out_dir),
+                            extra={"strategy": cfg.strategy.model_dump(), "seed": cfg.seed,
+                                   **task_type(features.task).package_meta(features)})
     record_input_rules(package, cfg.validation.control_characters)  # predict strips what training stripped
     return package
 

@@ -4,21 +4,22 @@ JSON only at process boundaries (Prefect task/flow parameters, the work pool's r
 
 Records hold paths, hashes and small numbers, never large tensors: the feature arrays stay on disk in
 the features folder and are loaded (once per process) by `FeatureSet.arrays`.
+
+Records are data: what is done with one lives in the module that owns it (a trained head loaded by
+`tlops.modules.heads.load_head`, a train result's test predictions and model package by `tlops.package`), so this
+module imports no other part of tlops.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from tlops.backbones.base import Backbone
-    from tlops.modules.heads import ProbeHead
 
 
 class Record(BaseModel):
@@ -248,28 +249,6 @@ class HeadResult(_Trained):
     meta_learner: MetaLearnerState | None = Field(None, description="a meta-transfer head: what re-adapting to a new support "
                                                                   "set at predict time needs (packaged with the head)")
 
-    def load_head(self) -> ProbeHead:
-        from tlops.modules.heads import ProbeHead
-
-        return ProbeHead.load(self.spec, self.head_path)
-
-    def test_predictions(self, features: FeatureSet, test_inputs: Callable[[], list[str]]) -> list:
-        """The head on the cached test features (they are this backbone's): labels, or numbers for a regression head."""
-        from tlops.modules.heads import predict_outputs
-
-        x, _ = features.arrays("test")
-        return predict_outputs(self.load_head(), x, self.labels or features.labels)
-
-    def write_package(self, backbone: Callable[[], Backbone], labels: list[str], out_dir: Path, extra: dict) -> Path:
-        from tlops.package import save_package
-
-        if self.meta_learner is not None:
-            from tlops.fewshot_predictor import package_files
-
-            files, meta = package_files(self.meta_learner)
-            return save_package(out_dir, backbone(), self.load_head(), self.labels or labels, extra={**extra, "few_shot": meta}, files=files)
-        return save_package(out_dir, backbone(), self.load_head(), self.labels or labels, extra=extra)
-
 
 class PackageResult(_Trained):
     """A whole model package (trained backbone + head) written by the train step itself."""
@@ -278,15 +257,6 @@ class PackageResult(_Trained):
     package: str
     labels: list[str] | None = Field(None, description="the package's classes when they are not the features' label list "
                                                        "(a few-shot package with a meta-trained backbone: its support set's classes)")
-
-    def test_predictions(self, features: FeatureSet, test_inputs: Callable[[], list[str]]) -> list:
-        """The cached features are the pretrained backbone's, so run the package on the raw test inputs."""
-        from tlops.package import Predictor
-
-        return Predictor(self.package).predict(test_inputs())
-
-    def write_package(self, backbone: Callable[[], Backbone], labels: list[str], out_dir: Path, extra: dict) -> Path:
-        return Path(self.package)
 
 
 TrainResult = Annotated[Union[HeadResult, PackageResult], Field(discriminator="kind")]

@@ -1,4 +1,4 @@
-"""The objects a run config names: its dataset and its backbone."""
+"""The objects a run config names: its dataset and its backbone (and the splits a run embeds with it)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from typing import TYPE_CHECKING
 
 from tlops.config import RunConfig
 from tlops.data import Dataset, load_dataset
-from tlops.strategies import get_strategy
+from tlops.errors import DataError
+from tlops.strategies.registry import get_strategy
+
+SPLITS = ("train", "val", "test")  # every run embeds these, and the extra splits its strategy needs
 
 if TYPE_CHECKING:  # the backbones import torch: opening a dataset (validation, the fail-fast path) does not need it
     from tlops.backbones import Backbone
@@ -40,3 +43,13 @@ def backbone_of(cfg: RunConfig) -> Backbone:
     b = cfg.backbone
     return load_backbone(b.name, layers=b.layers, pooling=b.pooling, max_length=b.max_length, image_size=b.image_size,
                          clip_seconds=b.clip_seconds)
+
+
+def feature_inputs(cfg: RunConfig):
+    """(dataset, backbone (weights not loaded yet), the splits to embed: the usual ones and those the strategy needs)."""
+    ds = open_dataset(cfg)
+    backbone = backbone_of(cfg)
+    if backbone.modality != ds.modality:
+        raise DataError(f"{cfg.data.path} holds {ds.modality} data but backbone {cfg.backbone.name} takes {backbone.modality}; "
+                        f"pick a {ds.modality} backbone")
+    return ds, backbone, (*SPLITS, *get_strategy(cfg.strategy.name).splits)

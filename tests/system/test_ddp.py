@@ -32,6 +32,7 @@ from tests.helpers import make_text_dataset, tiny_config
 from tlops.checkpoint import latest_checkpoint
 from tlops.config import config_from_dict
 from tlops.errors import ConfigError
+from tlops.package import result_predictions
 from tlops.pipeline import features_step, train_step
 from tlops.resolve import open_dataset
 from tlops.training.callbacks import RAISE_ENV
@@ -100,7 +101,7 @@ def test_two_gloo_processes_match_one_and_resume_after_a_failed_rank(setup, monk
     def test_inputs():
         return open_dataset(two_cfg).inputs("test")
 
-    p1, p2 = one.test_predictions(feats, test_inputs), two.test_predictions(feats, test_inputs)
+    p1, p2 = result_predictions(one, feats, test_inputs), result_predictions(two, feats, test_inputs)
     assert p1 == p2, "the same test predictions, so the same test metrics"
 
 

@@ -19,7 +19,8 @@ from typing import Literal
 
 from tlops.config_base import Strict
 from tlops.records import HeadResult
-from tlops.strategies.registry import TrainContext, register_strategy
+from tlops.strategies.context import TrainContext
+from tlops.strategies.registry import register_strategy
 
 
 class NearestCentroidConfig(Strict):

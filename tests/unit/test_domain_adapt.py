@@ -14,8 +14,10 @@ import torch
 from tests.helpers import make_da_text_dataset, make_text_dataset, tiny_config
 from tlops.config import RunConfig, config_from_dict
 from tlops.errors import ConfigError
+from tlops.modules.heads import load_head
 from tlops.records import CacheTotals, FeatureSet
-from tlops.strategies import TrainContext, get_strategy
+from tlops.strategies import get_strategy
+from tlops.strategies.context import TrainContext
 from tlops.training import adaptation as da
 from tlops.training.callbacks import RAISE_ENV, InjectedFault
 from tlops.training.selection import batch_nuclear_norm, dev_risk, information_maximization, iwv_risk, soft_neighborhood_density
@@ -144,7 +146,7 @@ def _domain_probe_accuracy(result, data) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
 
-    head = result.load_head()
+    head = load_head(result)
     with torch.no_grad():
         z = [head.net[:2](head.standardize(torch.from_numpy(data[s][0]))).numpy() for s in ("train", "unlabeled")]
     return float(cross_val_score(LogisticRegression(max_iter=2000), np.vstack(z), np.r_[np.zeros(len(z[0])), np.ones(len(z[1]))], cv=4).mean())
@@ -197,7 +199,7 @@ def test_a_run_stopped_by_a_fault_resumes_exactly(tmp_path, monkeypatch):
     drop = {"epoch_train_seconds"}
     for a, b in zip(reference.history, resumed.history, strict=True):
         assert {k: v for k, v in a.items() if k not in drop} == pytest.approx({k: v for k, v in b.items() if k not in drop}, abs=1e-6)
-    ra, rb = reference.load_head().state_dict(), resumed.load_head().state_dict()
+    ra, rb = load_head(reference).state_dict(), load_head(resumed).state_dict()
     assert all(torch.allclose(ra[k], rb[k], atol=1e-6) for k in ra)
 
 
@@ -236,7 +238,7 @@ def test_regression_adapts_through_the_same_objective_and_is_chosen_without_targ
     a = mmd.adaptation
     assert a.chosen.criterion == min(r["dev_risk"] for r in rows) and a.oracle.test_mae == min(r["oracle_test_mae"] for r in rows)
     assert mmd.val_metrics["mae"] == a.chosen.val_metrics["mae"] and "macro_f1" not in mmd.val_metrics  # no classes
-    head = mmd.load_head()  # the packaged head predicts in the target's units
+    head = load_head(mmd)  # the packaged head predicts in the target's units
     x, y = data["test"]
     mae = float(np.mean(np.abs(np.asarray(predict_values(head, x)) - y)))
     assert mae == pytest.approx(a.chosen.oracle_test_mae, rel=1e-4)

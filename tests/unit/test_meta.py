@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from tests.helpers import make_few_shot_text, meta_config, synthetic_features, tiny_config, train_strategy
 from tlops.config import RunConfig
+from tlops.modules.heads import load_head
 from tlops.training.episodes import EpisodeSampler, way_targets
 from tlops.training.meta import Encoder, MetaLearner, inner_update, proto_classifier, proto_logits, prototypes
 
@@ -207,7 +208,7 @@ def test_protonet_without_meta_training_is_the_frozen_baseline_and_its_head_is_t
     assert m["accuracy_5w1s"] == pytest.approx(m["protonet0_accuracy_5w1s"]) and r.loop is None
     xs, ys = feats.arrays("support")
     xt, yt = feats.arrays("test")
-    head = r.load_head()
+    head = load_head(r)
     with torch.no_grad():
         pred = head(torch.from_numpy(xt)).argmax(1).numpy()
     scaled = (torch.from_numpy(xt) - head.mean) / head.std

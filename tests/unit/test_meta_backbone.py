@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 
 from tests.helpers import STRATEGY_INNER_GROUPS, TOPICS, make_few_shot_text, tiny_config
 from tlops.config import RunConfig
-from tlops.strategies import TrainContext, get_strategy
+from tlops.strategies import get_strategy
+from tlops.strategies.context import TrainContext
 
 STRATEGY = STRATEGY_INNER_GROUPS
 

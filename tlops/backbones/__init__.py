@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 # each registers its kinds; this order is the order error messages list the name forms in
-from tlops.backbones import hf, vision_zoo, efficientnet_lite, speech_embedding, crepe  # noqa: F401, I001
+from tlops.backbones import hf_kind, vision_zoo, efficientnet_lite, speech_embedding, crepe  # noqa: F401, I001
 from tlops.backbones.base import SPEC_FILE, Backbone
 from tlops.backbones.registry import LoadOptions, find_kind, get_kind, is_kind, list_kinds, name_forms, register_backbone
 from tlops.errors import BackboneError

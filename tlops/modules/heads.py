@@ -85,6 +85,11 @@ def predict_values(head: ProbeHead, x: np.ndarray) -> list[float]:
         return head.to_target(head(torch.from_numpy(x))).double().tolist()
 
 
+def load_head(result) -> ProbeHead:
+    """The head a train step saved (`tlops.records.HeadResult`: its spec and safetensors file), in eval mode."""
+    return ProbeHead.load(result.spec, result.head_path)
+
+
 def predict_outputs(head: ProbeHead, x: np.ndarray, labels: Sequence[str]) -> list:
     """What the head predicts: labels for a classifier, numbers for a regressor."""
     return predict_values(head, x) if head.task == "regression" else predict_labels(head, x, labels)

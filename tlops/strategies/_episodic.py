@@ -25,7 +25,7 @@ from pydantic import Field, model_validator
 
 from tlops.config_base import Strict
 from tlops.records import FewShotReport, HeadResult, PackageResult
-from tlops.strategies.registry import TrainContext
+from tlops.strategies.context import TrainContext
 from tlops.task_types import task_type
 from tlops.training.feature_rows import FeatureRows
 
@@ -291,10 +291,9 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
     from tlops.training.probe import finetune_scaler
 
     s, feats, seed = ctx.cfg.strategy, ctx.features, ctx.cfg.seed
-    if feats.task == "regression":  # tasks are groups of rows with numeric targets
-        from tlops.strategies._episodic_regression import train_episodic_regression
-
-        return train_episodic_regression(ctx, algorithm)
+    own = task_type(feats.task).episodic_trainer(ctx, algorithm)  # a task type's own episodes (regression: tasks of rows)
+    if own is not None:
+        return own
     x, y = feats.arrays("train")
     xv, yv = feats.arrays("val")
     torch.manual_seed(seed)

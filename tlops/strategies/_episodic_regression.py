@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 
 from tlops.records import FewShotRegressionReport, HeadResult, PackageResult
-from tlops.strategies.registry import TrainContext
+from tlops.strategies.context import TrainContext
 from tlops.task_types import task_type
 
 

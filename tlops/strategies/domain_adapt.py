@@ -28,7 +28,8 @@ from pydantic import Field, field_validator, model_validator
 
 from tlops.records import AdaptationSummary, Candidate, HeadResult, OracleChoice, PackageResult
 from tlops.strategies.finetune import NOT_IN_FINGERPRINT, FinetuneConfig, initial_head, loop_summary, run_checkpoint_dir
-from tlops.strategies.registry import TrainContext, register_strategy
+from tlops.strategies.context import TrainContext
+from tlops.strategies.registry import register_strategy
 from tlops.task_types import task_type, training_task
 from tlops.training.callbacks import Callback
 from tlops.training.feature_rows import FeatureRows
@@ -100,6 +101,14 @@ class DomainAdaptConfig(FinetuneConfig):
                 raise ValueError(f"{bad} only apply to mode: finetune (features mode trains a bottleneck adapter + a linear "
                                  "classifier on the cached features); remove them or set mode: finetune")
         return self
+
+    @classmethod
+    def starter_changes(cls, strategy: dict, task: str, modality: str) -> tuple[dict, dict]:
+        """`tlops init` on a dataset without class probabilities: a selection criterion that reads them becomes DEV."""
+        if not task_type(task).class_probabilities and strategy.get("selection") in CLASSIFICATION_ONLY_CRITERIA:
+            return {"selection": "dev"}, {"selection": f"picks among them without target labels (DEV: importance-weighted source "
+                                                       f"val error; {strategy['selection']} needs class probabilities)"}
+        return {}, {}
 
     def refusal_for_task(self, task: str) -> str | None:
         """Why these options cannot train a `task` model (None: they can). A task type without class probabilities

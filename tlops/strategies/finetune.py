@@ -13,7 +13,8 @@ from pydantic import Field, field_validator, model_validator
 
 from tlops.config_base import Strict
 from tlops.records import LoopSummary, PackageResult
-from tlops.strategies.registry import TrainContext, register_strategy
+from tlops.strategies.context import TrainContext
+from tlops.strategies.registry import register_strategy
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,6 +59,16 @@ class FinetuneConfig(Strict):
     checkpoint_every_steps: int = Field(0, ge=0, description="also checkpoint inside an epoch every N optimizer steps (0: end of epoch only)")
     resume: bool = Field(True, description="a rerun of the same config + data resumes from the last complete checkpoint")
     eval_batch_size: int = Field(64, ge=1)
+
+    @classmethod
+    def starter_changes(cls, strategy: dict, task: str, modality: str) -> tuple[dict, dict]:
+        """(values, their comments) `tlops init` changes in this strategy's starter section for a dataset of `task` (one
+        without classes): image augmentation goes off, since a crop or a mirror can change a number."""
+        from tlops.task_types import task_type
+
+        if cls is FinetuneConfig and modality == "image" and strategy.get("augment") and not task_type(task).class_probabilities:
+            return {"augment": False}, {"augment": "off: a random crop or a mirror can change a number (a size, a signed angle)"}
+        return {}, {}
 
     @field_validator("trainable")
     @classmethod

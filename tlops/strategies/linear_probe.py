@@ -9,7 +9,8 @@ from pydantic import Field, PositiveFloat
 
 from tlops.config_base import Strict
 from tlops.records import HeadResult
-from tlops.strategies.registry import TrainContext, register_strategy
+from tlops.strategies.context import TrainContext
+from tlops.strategies.registry import register_strategy
 
 
 class LinearProbeConfig(Strict):

@@ -16,7 +16,8 @@ from typing import Literal
 from tlops.data.fewshot import SUPPORT
 from tlops.records import HeadResult
 from tlops.strategies._episodic import MamlConfig, train_episodic
-from tlops.strategies.registry import TrainContext, register_strategy
+from tlops.strategies.context import TrainContext
+from tlops.strategies.registry import register_strategy
 
 
 class MamlStrategyConfig(MamlConfig):

@@ -8,7 +8,8 @@ from typing import Literal
 
 from tlops.records import HeadResult
 from tlops.strategies._episodic import EpisodicConfig, train_episodic
-from tlops.strategies.registry import TrainContext, register_strategy
+from tlops.strategies.context import TrainContext
+from tlops.strategies.registry import register_strategy
 from tlops.data.fewshot import SUPPORT
 
 

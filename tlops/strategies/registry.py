@@ -15,42 +15,14 @@ import importlib
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from tlops.backbones.base import Backbone
-    from tlops.config import RunConfig
-    from tlops.data import Dataset
-    from tlops.records import FeatureSet, TrainResult
-    from tlops.training.callbacks import Callback
-
-
-@dataclass
-class TrainContext:
-    """What a strategy's train entry point gets: the run config, the features step's record, a folder
-    for its outputs, and the loop callbacks (epoch logging, fault injection)."""
-
-    cfg: RunConfig
-    features: FeatureSet
-    out_dir: Path
-    callbacks: Sequence[Callback] = ()
-    _dataset: Any = field(default=None, repr=False)
-
-    def dataset(self) -> Dataset:
-        """The raw dataset (loaded once), for strategies that train on inputs rather than cached features."""
-        if self._dataset is None:
-            from tlops.resolve import open_dataset
-
-            self._dataset = open_dataset(self.cfg)
-        return self._dataset
-
-    def backbone(self) -> Backbone:
-        """A freshly loaded backbone (its weights are the pretrained ones)."""
-        from tlops.resolve import backbone_of
-
-        return backbone_of(self.cfg)
+    from tlops.config import ExecutionConfig
+    from tlops.records import TrainResult
+    from tlops.strategies.context import TrainContext
 
 
 @dataclass(frozen=True)
@@ -101,15 +73,16 @@ def register_strategy(name: str, config: type[BaseModel], splits: Sequence[str] 
     return wrap
 
 
+_NOT_STRATEGIES = ("registry", "context")
+
+
 def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    import tlops.strategies as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        if module.name != "registry" and not module.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{module.name}")
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):  # this package's folder (no import of the package: no cycle)
+        if module.name not in _NOT_STRATEGIES and not module.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{module.name}")
     _discovered = True
 
 
@@ -129,3 +102,15 @@ def get_strategy(name: str) -> StrategyEntry:
     if name not in entries:
         raise KeyError(f"unknown strategy {name!r}; valid: {', '.join(entries)}")
     return entries[name]
+
+
+def check_ddp(strategy: str, execution: ExecutionConfig) -> None:
+    """ConfigError unless the strategy's registry entry says its loop shards over ranks (asked when the run config
+    asks for several processes: `execution.nproc_per_node * execution.nnodes > 1`)."""
+    if not get_strategy(strategy).ddp:
+        from tlops.errors import ConfigError
+
+        able = [name for name, e in all_strategies().items() if e.ddp]
+        raise ConfigError(f"execution.nproc_per_node={execution.nproc_per_node}, nnodes={execution.nnodes}: "
+                          f"strategy {strategy!r} trains in one process; several processes are supported for "
+                          f"{', '.join(able)}. Set execution.nproc_per_node and nnodes to 1")

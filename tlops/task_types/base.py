@@ -136,11 +136,18 @@ class TaskType:
         finetune strategy's shared loop with `loop_task`."""
         return None
 
+    def episodic_trainer(self, ctx, algorithm: str) -> Any:
+        """A whole few-shot (episodic) run of this task's own for the meta-learner `algorithm` (maml, fomaml, meta_sgd,
+        protonet), returning the TrainResult; None: episodes of novel classes (`tlops.strategies._episodic`)."""
+        return None
+
     def test_outputs(self, features, result, dataset) -> tuple[list, list]:
         """(truth, predictions) on the test split; `dataset`: a function returning the run's Dataset."""
         _, y = features.arrays("test")
         y_true = self.truth(y, features.labels)
-        y_pred = result.test_predictions(features, lambda: dataset().inputs("test"))
+        from tlops.package import result_predictions
+
+        y_pred = result_predictions(result, features, lambda: dataset().inputs("test"))
         if result.test_rows is not None:  # a model for some test rows only (a few-shot regression model: its support task's)
             y_true, y_pred = [y_true[i] for i in result.test_rows], [y_pred[i] for i in result.test_rows]
         return y_true, y_pred

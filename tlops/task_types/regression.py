@@ -30,6 +30,12 @@ class Regression(TaskType):
     def outputs(self, labels):
         return 1
 
+    def episodic_trainer(self, ctx, algorithm):
+        """Episodes are tasks: the `group:` column's groups of rows with numeric targets."""
+        from tlops.strategies._episodic_regression import train_episodic_regression
+
+        return train_episodic_regression(ctx, algorithm)
+
     def loop_task(self, y, opts=None):
         from tlops.training.objectives import RegressionTask
 

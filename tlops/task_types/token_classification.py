@@ -404,6 +404,7 @@ class TokenClassification(TaskType):
     def test_outputs(self, features, result, dataset):
         """(true tag sequences, predicted ones) of the test sentences: the head on the cached word vectors, or the
         fine-tuned package on the test sentences' words."""
+        from tlops.modules.heads import load_head
         from tlops.records import HeadResult
 
         tags = list(features.labels)
@@ -412,7 +413,7 @@ class TokenClassification(TaskType):
         truth = regroup([tags[i] for i in y], extra["offsets"])
         if isinstance(result, HeadResult):
             x, _ = features.arrays("test")
-            pred, _ = decode(_log_probs(result.load_head(), x), extra["offsets"], extra.get("seen"), tags, self._scheme(features))
+            pred, _ = decode(_log_probs(load_head(result), x), extra["offsets"], extra.get("seen"), tags, self._scheme(features))
         else:
             from tlops.package import Predictor
 

@@ -24,7 +24,7 @@ import tlops
 from tlops.config import ExecutionConfig, RunConfig
 from tlops.errors import ConfigError, TlopsError
 from tlops.records import TRAIN_RESULT, FeatureSet, TrainResult
-from tlops.strategies.registry import all_strategies, get_strategy
+from tlops.strategies.registry import check_ddp
 
 log = logging.getLogger(__name__)
 TAIL_LINES = 15
@@ -40,11 +40,7 @@ def world_size(execution: ExecutionConfig) -> int:
 
 def check_supported(cfg: RunConfig, devices: bool = True) -> None:
     """ConfigError unless the strategy trains under DDP (and, with `devices`, this machine has a GPU per process)."""
-    if not get_strategy(cfg.strategy.name).ddp:  # the strategy's registry entry says whether its loop shards over ranks
-        able = [name for name, e in all_strategies().items() if e.ddp]
-        raise ConfigError(f"execution.nproc_per_node={cfg.execution.nproc_per_node}, nnodes={cfg.execution.nnodes}: "
-                          f"strategy {cfg.strategy.name!r} trains in one process; several processes are supported for "
-                          f"{', '.join(able)}. Set execution.nproc_per_node and nnodes to 1")
+    check_ddp(cfg.strategy.name, cfg.execution)  # the strategy's registry entry says whether its loop shards over ranks
     if devices and cfg.strategy.device != "cpu":
         import torch  # only here: a GPU run needs one GPU per local process
 
