@@ -8,6 +8,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
+from tlops.records import FewShotRegressionReport
+
 
 def classification_metrics(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict:
     return {
@@ -162,7 +164,7 @@ def shots_png(report, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    regression = getattr(report, "kind", None) == "regression"
+    regression = isinstance(report, FewShotRegressionReport)  # query MAE per shot count, not accuracy
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, scores in [("model", report.model), *report.baselines.items()]:
         ax.errorbar([s.shots for s in scores], [s.mae if regression else s.accuracy for s in scores], yerr=[s.ci95 for s in scores],

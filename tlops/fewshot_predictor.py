@@ -90,7 +90,9 @@ class FewShotAdapter:
         if missing:
             raise ValueError(f"{root}: few_shot.backbone_params names {missing[:3]} that the package's backbone does not have; "
                              "the package is damaged or from another backbone: re-register it from its run")
-        self.regression = meta.get("task") == "regression"
+        from tlops.task_types import task_type
+
+        self.regression = task_type(meta.get("task") or "classification").numeric_target  # a few-shot regressor
         if self.regression:  # a few-shot regressor: the head's meta-learned start, adapted by a normalised step
             from tlops.training.meta_regression import RegressionMetaLearner
             from tlops.training.objectives import RegressionTask

@@ -26,10 +26,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from tlops.data.dataset import INPUT_COLUMN, Dataset, _read_csv, _read_meta, carve_val, csv_line
+from tlops.config import DEFAULT_STRATEGY
+from tlops.data.dataset import INPUT_COLUMN, UNLABELED, Dataset, _read_csv, _read_meta, carve_val, csv_line
 from tlops.data.fewshot import carve_support_task
 from tlops.errors import ConfigError, DataError
-from tlops.strategies.registry import get_strategy, starter_kinds
+from tlops.strategies.registry import StrategyEntry, all_strategies, get_strategy, starter_kinds
 from tlops.task_types import check_config_fits, task_type
 
 STARTERS = resources.files("tlops").joinpath("starters")  # package data (pyproject: tool.setuptools.package-data)
@@ -64,7 +65,8 @@ class Folder:
 
     @property
     def regression(self) -> bool:
-        return self.task == "regression"
+        """Its task type predicts numbers (a target column, no classes to count)."""
+        return task_type(self.task).numeric_target
 
     @property
     def classes(self) -> list[str]:
@@ -151,7 +153,7 @@ def inspect_folder(root: str | Path) -> Folder:
     meta_file = root / "dataset.yaml"
     has_meta = meta_file.is_file()
     meta = _read_meta(meta_file) if has_meta else {}  # checks task, target, group and bounds as a run does
-    regression = meta.get("task") == "regression"
+    regression = task_type(meta.get("task") or "classification").numeric_target
     target, group = meta.get("target") or "label", meta.get("group")
     train, test = _csv(root, "train"), _csv(root, "test")
     modality = _modality_of(train, target, regression)
@@ -238,8 +240,24 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "tlops-model"
 
 
+def _kind_entry(kind: str) -> StrategyEntry:
+    """The first strategy registered with this `tlops init --strategy` starter kind: what it needs of the folder."""
+    return next(e for e in all_strategies().values() if e.starter == kind)
+
+
+def _few_shot_kind(kind: str) -> bool:
+    return _kind_entry(kind).few_shot
+
+
 def _default_kind(found: Folder) -> str:
-    return "fewshot" if found.few_shot else "domain_adapt" if found.unlabeled_rows else "linear_probe"
+    """The few-shot starter for a folder of novel classes (or tasks), the one that reads unlabeled.csv when the folder has
+    unlabelled rows, else the default strategy's."""
+    kinds = starter_kinds()
+    if found.few_shot:
+        return next(k for k in kinds if _few_shot_kind(k))
+    if found.unlabeled_rows:
+        return next(k for k in kinds if UNLABELED in _kind_entry(k).splits)
+    return get_strategy(DEFAULT_STRATEGY).starter
 
 
 def _starter_name(found: Folder, kind: str) -> str:
@@ -251,20 +269,20 @@ def _check_kind(found: Folder, kind: str) -> None:
     if kind not in kinds:
         raise ConfigError(f"--strategy {kind!r}: starters exist for {', '.join(kinds)}")
     root = found.root
-    if kind == "domain_adapt" and not found.unlabeled_rows:
+    if UNLABELED in _kind_entry(kind).splits and not found.unlabeled_rows:
         raise DataError(f"{root / 'unlabeled.csv'} is missing or empty; domain adaptation needs unlabelled target-domain rows "
                         f"(column '{INPUT_COLUMN[found.modality]}'), or pick --strategy linear_probe / finetune")
     if found.regression:  # a ridge or fine-tuned regressor also fits a folder of tasks (no class must be seen in train)
-        if kind == "fewshot":
+        if _few_shot_kind(kind):
             _check_task_layout(found)
         return
-    if kind == "fewshot" and not found.few_shot:
+    if _few_shot_kind(kind) and not found.few_shot:
         raise DataError(f"{root / 'test.csv'} shares classes with train.csv; the few-shot layout needs novel classes in val.csv "
                         "and test.csv (none of train's), or pick --strategy linear_probe / finetune")
-    if kind == "fewshot" and found.val_carved:
+    if _few_shot_kind(kind) and found.val_carved:
         raise DataError(f"{root / 'val.csv'} is missing; few-shot validation needs its own novel classes (a carve of train "
                         "would share train's classes): add val.csv")
-    if kind != "fewshot" and found.few_shot:
+    if not _few_shot_kind(kind) and found.few_shot:
         raise DataError(f"{root / 'test.csv'} has none of train.csv's classes: that is the few-shot layout; use --strategy "
                         "fewshot, or put rows of the same classes in train and test")
 
@@ -326,7 +344,7 @@ def _class_limits(found: Folder, kind: str, strategy: dict) -> Limits:
     lines = [f"# smallest class: {label!r}, {smallest} training rows{after}; half of that (at most {DEMO_MIN_PER_CLASS}),",
              "# so a later data version that loses half a class is refused", f"min_per_class: {mpc}", *chars_lines]
     changes: dict = {}
-    if kind == "fewshot":  # episodes need shots + queries rows per class in every split (test also gives up the support rows)
+    if _few_shot_kind(kind):  # episodes need shots + queries rows per class in every split (test also gives up the support rows)
         shots = strategy["shots"]
         support = 0 if (found.root / "support.csv").is_file() else SUPPORT_SHOTS
         room = min(min(found.counts["train"].values()) - shots, min(found.counts["val"].values()) - shots,
@@ -359,7 +377,7 @@ def _regression_changes(found: Folder, kind: str, strategy: dict) -> tuple[dict,
     """(strategy values, their comments) replacing the starter's where they read classes or could change the number: the
     few-shot queries fitted to the rows per task here, the rest as the starter's strategy says (its config's
     `starter_changes`)."""
-    if kind == "fewshot":
+    if _few_shot_kind(kind):
         return {"queries": _task_queries(found, strategy)}, {}
     changes = getattr(get_strategy(strategy["name"]).config, "starter_changes", None)
     return changes(strategy, found.task, found.modality) if changes is not None else ({}, {})
@@ -407,7 +425,7 @@ def _set_value(body: str, key: str, value, comment: str | None = None) -> str:
 
 def _gate_metric(found: Folder, kind: str) -> str:
     """The task's default gate metric; few-shot classes are gated on episode accuracy."""
-    return "accuracy" if kind == "fewshot" and not found.regression else task_type(found.task).default_gate_metric
+    return "accuracy" if _few_shot_kind(kind) and not found.regression else task_type(found.task).default_gate_metric
 
 
 @dataclass

@@ -160,6 +160,12 @@ class Predictor:
         """classification (labels out) or regression (numbers out)."""
         return self.meta.get("task", "classification")
 
+    @property
+    def _task_type(self):
+        from tlops.task_types import task_type
+
+        return task_type(self.task)
+
     def support(self, rows_or_json) -> SupportSet:
         """A support set for this model from a JSON string or a list of {"text"|"path": ..., "label": ...} rows, checked."""
         from tlops.support_set import support_from_json, support_from_rows
@@ -169,7 +175,7 @@ class Predictor:
             raise DataError(f"this model (strategy {strategy}) was not meta-trained, so it cannot adapt to a "
                             "support set at predict time; train it with strategy protonet, maml, fomaml or meta_sgd, or predict "
                             "without a support set")
-        numeric = self.task == "regression"  # a few-shot regressor: labels are the rows' target values
+        numeric = self._task_type.numeric_target  # a few-shot regressor: labels are the rows' target values
         if isinstance(rows_or_json, str):
             support = support_from_json(rows_or_json, self.modality, numeric=numeric)
         else:
@@ -213,12 +219,10 @@ class Predictor:
 
     def predict_proba(self, items: Sequence[str], support: SupportSet | None = None) -> np.ndarray:
         """(N, classes) probabilities; columns in the order of `classes(support)`."""
-        if self.task == "regression":
-            raise DataError("this model predicts numbers (a regression model): it has no class probabilities; "
+        kind = self._task_type
+        if kind.numeric_target:
+            raise DataError(f"this model predicts numbers (a {kind.name} model): it has no class probabilities; "
                             "predict without proba")
-        from tlops.task_types import task_type
-
-        kind = task_type(self.task)
         if not kind.class_probabilities:
             raise DataError(f"this model predicts {kind.predicts(self.labels)} (a {kind.name} model): it has no class "
                             "probabilities per input; predict without proba")
@@ -237,7 +241,7 @@ class Predictor:
         owned = task_type(self.task).predict(self, self._inputs(items)) if support is None else None
         if owned is not None:
             return owned
-        if self.task == "regression":
+        if self._task_type.numeric_target:
             from tlops.modules.heads import predict_values
 
             head = self.head
@@ -252,7 +256,6 @@ class Predictor:
         return [classes[i] for i in self.predict_proba(items, support).argmax(1)]
 
 
-def as_items(model_input) -> list:
 def write_package(result, backbone, labels: list[str], out_dir: Path, extra: dict) -> Path:
     """The model package of a train step's result (`tlops.records`): a head's, written here with `backbone()` (the
     pretrained one) and its few-shot adaptation files if it has them; a package the train step wrote itself, as is."""
@@ -280,6 +283,7 @@ def result_predictions(result, features, test_inputs) -> list:
 
 
     """Whatever a pyfunc or a server hands over (a list, a pandas Series or DataFrame, a numpy array, one
+def as_items(model_input) -> list:
     string) as a list of raw inputs: a DataFrame's `text` or `path` column, else its first column. Values
     are kept as given (a missing cell stays None/NaN), so `Predictor` can refuse them by row."""
     import pandas as pd

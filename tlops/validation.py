@@ -71,7 +71,7 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of, few_shot=None) -> list[
     col = ds.input_column
     known = ds.labels
     rules: list[Rule] = []
-    regression = ds.task == "regression"
+    regression = ds.numeric_target
     empty = {split for split in ("train", "val", "test") if len(ds.splits[split]) == 0}
     variants = {} if regression else _case_variants(ds)  # spellings that differ from a class's kept one only by case
     for split in ("train", "val", "test"):
@@ -140,7 +140,7 @@ def _rules(ds: Dataset, cfg: ValidationConfig, frame_of, few_shot=None) -> list[
     if UNLABELED in ds.splits:
         rules += _unlabeled_rules(ds, cfg, frame_of)
     if few_shot is not None and not empty:  # the episodes' rules wait until every split has rows
-        rules += _few_shot_task_rules(ds, few_shot, frame_of) if ds.task == "regression" else _few_shot_rules(ds, few_shot, frame_of)
+        rules += _few_shot_task_rules(ds, few_shot, frame_of) if ds.numeric_target else _few_shot_rules(ds, few_shot, frame_of)
     return rules
 
 
@@ -402,7 +402,7 @@ def _frame(ds: Dataset, split: str, kind: str) -> pd.DataFrame:
             df["min_side"] = df[["width", "height"]].min(axis=1, skipna=False)
         df["content_key"] = [f.get("content_key", "") for f in facts]
     df["duplicate_key"] = df["content_key"].where(df["content_key"] != "", None)  # a missing file is no duplicate
-    if ds.task == "regression" and split != UNLABELED and ds.target_column in df.columns:
+    if ds.numeric_target and split != UNLABELED and ds.target_column in df.columns:
         parsed = [_parse_target(v) for v in df[ds.target_column]]
         finite = [None if v is None else bool(math.isfinite(v)) for v in parsed]
         df["target_parses"] = [v is not None for v in parsed]

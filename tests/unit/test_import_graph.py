@@ -173,3 +173,88 @@ def test_no_layer_imports_one_above_it_even_inside_a_function():
                 if target.split(".")[0] in blocked:
                     wrong.append(f"{path.relative_to(REPO)}:{line} imports {target}")
     assert not wrong, "\n".join(wrong)
+
+
+def _task_name_comparisons(path: Path, names: set[str]) -> list[int]:
+    """Lines comparing something with a task type's name (`== "regression"`, `!= "classification"`, `in (...)`)."""
+
+    def names_in(node: ast.AST) -> bool:
+        if isinstance(node, ast.Constant):
+            return node.value in names
+        return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and any(names_in(e) for e in node.elts)
+
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return sorted({n.lineno for n in ast.walk(tree) if isinstance(n, ast.Compare) and any(names_in(x) for x in (n.left, *n.comparators))})
+
+
+def task_name_branches(root: Path, names: set[str]) -> dict[str, list[int]]:
+    """file (relative to root) -> its lines comparing with a task name, for tlops/ outside tlops/task_types/."""
+    found = {}
+    for path in sorted((root / "tlops").rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if not rel.startswith("tlops/task_types/"):
+            lines = _task_name_comparisons(path, names)
+            if lines:
+                found[rel] = lines
+    return found
+
+
+def test_no_branch_on_a_task_name_outside_the_task_types():
+    """What differs by task is a hook or an attribute of its `TaskType` (tlops/task_types/), never an `if task ==`
+    elsewhere: a new task type is one module, not an edit of every place that asks."""
+    from tlops.task_types import all_task_types
+
+    found = task_name_branches(REPO, set(all_task_types()))
+    assert not found, "compare with a task name outside tlops/task_types/ (make it a TaskType hook):\n" + "\n".join(
+        f"  {f}:{','.join(map(str, lines))}" for f, lines in found.items())
+
+
+def test_a_branch_on_a_task_name_is_found(tmp_path):
+    (tmp_path / "tlops" / "task_types").mkdir(parents=True)
+    (tmp_path / "tlops" / "task_types" / "regression.py").write_text('name = "regression"\nok = name == "regression"\n')
+    (tmp_path / "tlops" / "core.py").write_text('def f(ds, task="regression"):\n    if ds.task == "regression":\n        return 1\n'
+                                               '    return task in ("classification", "other")\n')
+    (tmp_path / "tlops" / "fine.py").write_text('TASK = "regression"\nx = TASK == "something"\n')
+    assert task_name_branches(tmp_path, {"classification", "regression"}) == {"tlops/core.py": [2, 4]}
+
+
+def strategy_name_lists(root: Path, names: set[str]) -> dict[str, list[int]]:
+    """file -> lines of a tuple/list/set literal or dict of two or more strategy names, in tlops/ (outside
+    tlops/strategies/), flows/ and tasks/."""
+    found = {}
+    for package in ("tlops", "flows", "tasks"):
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel.startswith("tlops/strategies/"):
+                continue
+            lines = set()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+                elts = node.keys if isinstance(node, ast.Dict) else node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else []
+                if sum(isinstance(e, ast.Constant) and e.value in names for e in elts) >= 2:
+                    lines.add(node.lineno)
+            if lines:
+                found[rel] = sorted(lines)
+    return found
+
+
+# The meta-learners' own algorithm tables (tlops.training.meta / meta_regression implement protonet, MAML, FOMAML,
+# Meta-SGD: names the strategies that use them share), not lists of strategies
+ALGORITHM_TABLES = {"tlops/training/meta.py", "tlops/training/meta_regression.py"}
+
+
+def test_no_strategy_name_list_outside_the_strategies():
+    """What a strategy supports (tasks, heads, DDP, head-only, its starter, its settings) is declared on its registry
+    entry; a list of strategy names elsewhere goes stale when one is added."""
+    from tlops.strategies import all_strategies
+
+    found = {f: lines for f, lines in strategy_name_lists(REPO, set(all_strategies())).items() if f not in ALGORITHM_TABLES}
+    assert not found, "lists of strategy names outside tlops/strategies/ (declare it on StrategyEntry):\n" + "\n".join(
+        f"  {f}:{','.join(map(str, lines))}" for f, lines in found.items())
+
+
+def test_a_strategy_name_list_is_found(tmp_path):
+    (tmp_path / "tlops" / "strategies").mkdir(parents=True)
+    (tmp_path / "tlops" / "strategies" / "x.py").write_text('OWN = ("a", "b")\n')
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "f.py").write_text('ONE = ["a"]\nHEADS = {"a": 1,\n "b": 2}\nx = 1 if n in {"b", "a"} else 2\n')
+    assert strategy_name_lists(tmp_path, {"a", "b"}) == {"flows/f.py": [2, 4]}

@@ -23,7 +23,6 @@ from tlops.text_files import key_line, normal_label, parse_yaml, read_utf8
 MODALITIES = ("text", "image", "audio")
 INPUT_COLUMN = {"text": "text", "image": "path", "audio": "path"}
 UNLABELED = "unlabeled"  # target-domain inputs without labels (domain adaptation); unlabeled.csv
-TASKS = ("classification", "regression")  # dataset.yaml `task:`; regression: the label (or `target:`) column holds numbers
 
 
 @dataclass
@@ -45,6 +44,16 @@ class Dataset:
         """dataset.yaml `task:`: classification (default) or regression."""
         return self.meta.get("task") or "classification"
 
+    def _task_type(self):
+        from tlops.task_types import task_type
+
+        return task_type(self.task)
+
+    @property
+    def numeric_target(self) -> bool:
+        """Its task type predicts numbers (a regression): a target column of numbers, no classes."""
+        return self._task_type().numeric_target
+
     @property
     def target_column(self) -> str:
         """The column holding what the model predicts: `label`, or a regression dataset's `target:` column."""
@@ -65,8 +74,8 @@ class Dataset:
     @property
     def labels(self) -> list[str]:
         """Known label set: dataset.yaml `labels` if given, else the labels seen in `label_splits` (train; sorted).
-        A regression dataset has no classes: []."""
-        if self.task == "regression":
+        A dataset of numbers (a regression) has no classes: []."""
+        if self.numeric_target:
             return []
         if self.meta.get("labels"):
             return [str(x) for x in self.meta["labels"]]
@@ -88,7 +97,7 @@ class Dataset:
 
     def y(self, split: str) -> np.ndarray:
         """What the features step stores as `y`: class indices, or a regression dataset's numeric targets."""
-        return self.targets(split) if self.task == "regression" else self.label_ids(split)
+        return self.targets(split) if self.numeric_target else self.label_ids(split)
 
     def inputs(self, split: str) -> list[str]:
         """Texts, or file paths resolved against the dataset folder (validation checks they stay inside it)."""
@@ -195,15 +204,14 @@ def _read_meta(meta_file: Path) -> dict:
 
 def _check_task(meta: dict, meta_file: Path, text: str) -> None:
     """`task`, `target` and `bounds`: the regression part of dataset.yaml."""
-    task = meta.get("task")
-    if task is not None and task not in TASKS:
-        from tlops.task_types import all_task_types  # task types with their own files (token_classification)
+    from tlops.task_types import all_task_types
 
-        known = list(all_task_types())
-        if task not in known:
-            raise DataError(f"{meta_file} line {key_line(text, 'task')}: task {task!r} is not one of {known}; "
-                            "write `task: regression` for numeric targets, or leave it out for classes")
-    regression = task == "regression"
+    task = meta.get("task")
+    known = all_task_types()
+    if task is not None and task not in list(known):
+        raise DataError(f"{meta_file} line {key_line(text, 'task')}: task {task!r} is not one of {list(known)}; "
+                        "write `task: regression` for numeric targets, or leave it out for classes")
+    regression = task is not None and known[task].numeric_target  # the target column holds numbers
     for key in ("target", "bounds", "group"):
         if key in meta and not regression:
             raise DataError(f"{meta_file} line {key_line(text, key)}: `{key}:` only applies to a regression dataset; "
@@ -244,7 +252,8 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) ->
         raise DataError(f"{meta_file}: name {name!r} is not a string; quote it, e.g. name: '{name}'")
     from tlops.task_types import task_type
 
-    owned = task_type(meta.get("task") or "classification").read_dataset(root, meta, modality, name, seed, val_fraction)
+    kind = task_type(meta.get("task") or "classification")
+    owned = kind.read_dataset(root, meta, modality, name, seed, val_fraction)
     if owned is not None:  # a task type that reads its own files (token_classification: CoNLL / JSON lines)
         return owned
     col = INPUT_COLUMN[modality]
@@ -260,7 +269,7 @@ def load_dataset(path: str | Path, seed: int = 0, val_fraction: float = 0.15) ->
     carved = not val_file.is_file()
     if carved:
         # numeric targets have no classes to stratify by: a plain seeded sample
-        splits["train"], splits["val"] = carve_val(splits["train"], seed, val_fraction, stratify=meta.get("task") != "regression")
+        splits["train"], splits["val"] = carve_val(splits["train"], seed, val_fraction, stratify=not kind.numeric_target)
     else:
         splits["val"] = _read_csv(val_file, required)
     unl = root / f"{UNLABELED}.csv"

@@ -24,7 +24,7 @@ def as_few_shot(ds: Dataset, support_shots: int, seed: int) -> Dataset:
     """The dataset with labels drawn from every labelled split and a support split (read or carved)."""
     ds.label_splits = LABELLED
     file = ds.root / f"{SUPPORT}.csv"
-    group = ds.group_column if ds.task == "regression" else None
+    group = ds.group_column  # only a dataset of numbers may name one (dataset.yaml `group:`): its rows' tasks
     if file.is_file():
         ds.splits[SUPPORT] = _read_csv(file, [ds.input_column, ds.target_column, *([group] if group else [])])
     elif group:

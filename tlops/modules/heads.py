@@ -17,18 +17,19 @@ class ProbeHead(nn.Module):
 
     def __init__(self, in_dim: int, n_classes: int, kind: str = "linear", hidden: int = 256, dropout: float = 0.0,
                  task: str = "classification"):
+        from tlops.task_types import task_type
+
         super().__init__()
         self.spec = {"in_dim": in_dim, "n_classes": n_classes, "kind": kind, "hidden": hidden, "dropout": dropout}
-        if task != "classification":  # a classifier's spec stays as it was: packages written before regression still load
+        self.numeric = task_type(task).numeric_target  # outputs a number (a regression), not class logits
+        if self.numeric:  # a classifier's spec stays as it was: packages written before regression still load
             self.spec["task"] = task
         self.task = task
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))
-        if task == "regression":  # the training target was (y - target_mean) / target_std
+        if self.numeric:  # the training target was (y - target_mean) / target_std
             self.register_buffer("target_mean", torch.zeros(()))
             self.register_buffer("target_std", torch.ones(()))
-        elif task != "classification":
-            raise ValueError(f"unknown head task {task!r}; use 'classification' or 'regression'")
         if kind == "linear":
             self.net = nn.Sequential(nn.Linear(in_dim, n_classes))
         elif kind == "mlp":
@@ -92,4 +93,4 @@ def load_head(result) -> ProbeHead:
 
 def predict_outputs(head: ProbeHead, x: np.ndarray, labels: Sequence[str]) -> list:
     """What the head predicts: labels for a classifier, numbers for a regressor."""
-    return predict_values(head, x) if head.task == "regression" else predict_labels(head, x, labels)
+    return predict_values(head, x) if head.numeric else predict_labels(head, x, labels)

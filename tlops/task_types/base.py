@@ -28,6 +28,8 @@ class TaskType:
     few_shot_plot: ClassVar[str] = ""  # file name of the few-shot evaluation's metric-vs-shots plot
     starters: ClassVar[dict[str, str]] = {}  # `tlops init` starter kind -> its starter's name for this task ({m}: the modality)
     class_probabilities: ClassVar[bool] = False  # the head's outputs are class logits (what CDAN and the SND/IM/BNM criteria read)
+    numeric_target: ClassVar[bool] = False  # the target column holds numbers: no class list, y is float targets, dataset.yaml
+    # may name target/bounds/group (regression)
     feature_level: ClassVar[str] = "item"  # what one cached feature row is: an input ("item", pooled) or a word ("word")
 
     @property

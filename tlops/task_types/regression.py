@@ -21,6 +21,7 @@ class Regression(TaskType):
     selection_metric = "mae"
     val_metric_names = ("mae", "rmse", "r2", "spearman")
     few_shot_plot = "mae_vs_shots.png"
+    numeric_target = True
     # a ridge probe; MAML on the `group:` column's tasks (finetune, domain_adapt: the classification starters with overrides)
     starters = {"linear_probe": "{m}_regression", "fewshot": "{m}_fewshot_regression"}
 
