@@ -154,6 +154,22 @@ def curves_png(history: list[dict], path: Path, size_curve: Sequence[dict], sele
     return path
 
 
+def few_shot_metrics(report) -> dict[str, float]:
+    """The metrics of a few-shot evaluation report, the same keys prefixed `<baseline>_` for each baseline: episodic
+    accuracy `accuracy_5w1s`, `ci95_5w1s`, ... (a `FewShotReport`), or query error `mae_1s`, `ci95_mae_1s`, ... (a
+    `FewShotRegressionReport`)."""
+    out: dict[str, float] = {}
+    for prefix, scores in [("", report.model), *((f"{k}_", v) for k, v in report.baselines.items())]:
+        for s in scores:
+            if isinstance(report, FewShotRegressionReport):
+                out[f"{prefix}mae_{s.shots}s"] = s.mae
+                out[f"{prefix}ci95_mae_{s.shots}s"] = s.ci95
+            else:
+                out[f"{prefix}accuracy_{s.ways}w{s.shots}s"] = s.accuracy
+                out[f"{prefix}ci95_{s.ways}w{s.shots}s"] = s.ci95
+    return out
+
+
 def shots_png(report, path: Path) -> Path | None:
     """Episodic accuracy (with 95% CI bars) vs shots for the model and each baseline (a `FewShotReport`), or the
     query MAE for few-shot regression (a `FewShotRegressionReport`)."""

@@ -81,7 +81,7 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
     report and confusion matrix; numbers: MAE/RMSE/R²/Spearman, predicted-vs-true and residual plots), plus
     learning curves; for a few-shot model also its episodic metrics (accuracy_5w1s, ...; regression: mae_5s, ...) and the
     accuracy- (or MAE-) vs-shots plot."""
-    from tlops.evaluate import curves_png, shots_png
+    from tlops.evaluate import curves_png, few_shot_metrics, shots_png
 
     task = task_type(features.task)
     labels = getattr(result, "labels", None) or features.labels  # a few-shot head knows only its support set's classes
@@ -93,7 +93,7 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
     report_path.write_text(json.dumps(report, indent=1))
     metrics, shots = task.metrics(y_true, y_pred, labels), None
     if result.few_shot is not None:
-        metrics |= result.few_shot.metrics()
+        metrics |= few_shot_metrics(result.few_shot)
         shots = shots_png(result.few_shot, out_dir / task.few_shot_plot)
     return Evaluation(metrics=metrics, report_path=str(report_path), plots=[str(p) for p in (*plots, curves, shots) if p is not None],
                       n_test=len(y_true))

@@ -6,8 +6,9 @@ Records hold paths, hashes and small numbers, never large tensors: the feature a
 the features folder and are loaded (once per process) by `FeatureSet.arrays`.
 
 Records are data: what is done with one lives in the module that owns it (a trained head loaded by
-`tlops.modules.heads.load_head`, a train result's test predictions and model package by `tlops.package`), so this
-module imports no other part of tlops.
+`tlops.modules.heads.load_head`, a train result's test predictions and model package by `tlops.package`, a few-shot
+report's metrics by `tlops.evaluate.few_shot_metrics`), so this module imports no other part of tlops. What is left
+reads the record's own fields or files: `FeatureSet.arrays` / `extras` (its npz files), `ValidationReport.failed`.
 """
 
 from __future__ import annotations
@@ -158,15 +159,6 @@ class FewShotReport(Record):
     skipped_shots: list[int] = Field([], description="shot counts with too few classes of >= shots + queries rows")
     support_classes: list[str] = Field(description="the registered model's classes (those of its support set)")
 
-    def metrics(self) -> dict[str, float]:
-        """`accuracy_5w1s`, `ci95_5w1s`, ... for the model; the same keys prefixed `<baseline>_` for the baselines."""
-        out: dict[str, float] = {}
-        for prefix, scores in [("", self.model), *((f"{k}_", v) for k, v in self.baselines.items())]:
-            for s in scores:
-                out[f"{prefix}accuracy_{s.ways}w{s.shots}s"] = s.accuracy
-                out[f"{prefix}ci95_{s.ways}w{s.shots}s"] = s.ci95
-        return out
-
 
 class ShotError(Record):
     """Mean query absolute error (in the target's unit) over few-shot regression episodes of one K-shot setting,
@@ -191,15 +183,6 @@ class FewShotRegressionReport(Record):
     baselines: dict[str, list[ShotError]]
     skipped_shots: list[int] = Field([], description="shot counts no task of the split has shots + queries rows for")
     support_task: str = Field(description="the task (group) the registered model was adapted to and is evaluated on")
-
-    def metrics(self) -> dict[str, float]:
-        """`mae_1s`, `ci95_mae_1s`, ... for the model; the same keys prefixed `<baseline>_` for the baselines."""
-        out: dict[str, float] = {}
-        for prefix, scores in [("", self.model), *((f"{k}_", v) for k, v in self.baselines.items())]:
-            for s in scores:
-                out[f"{prefix}mae_{s.shots}s"] = s.mae
-                out[f"{prefix}ci95_mae_{s.shots}s"] = s.ci95
-        return out
 
 
 class MetaLearnerState(Record):

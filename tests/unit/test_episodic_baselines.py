@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from tests.helpers import meta_config, synthetic_features, train_strategy
+from tlops.evaluate import few_shot_metrics
 from tlops.training.episodes import way_targets
 from tlops.training.episodic_eval import finetune_support, support_heads
 
@@ -42,7 +43,7 @@ def test_a_few_shot_run_reports_the_finetune_baseline_on_the_same_episodes(tmp_p
     feats = synthetic_features(tmp_path / "feats")
     cfg = meta_config(tmp_path, name="protonet", meta_epochs=0, projection="none", eval_shots=[5],  # one shot count: 600 episodes
                baselines=["protonet0", "finetune_support"])
-    m = train_strategy(cfg, feats, tmp_path / "out").few_shot.metrics()
+    m = few_shot_metrics(train_strategy(cfg, feats, tmp_path / "out").few_shot)
     assert {"finetune_support_accuracy_5w5s", "finetune_support_ci95_5w5s"} <= set(m), sorted(m)
     # a real classifier of these novel classes: far above chance (0.2)
     assert m["finetune_support_accuracy_5w5s"] > 0.5 and 0 < m["finetune_support_ci95_5w5s"] < 0.05, m

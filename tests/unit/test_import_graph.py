@@ -258,3 +258,14 @@ def test_a_strategy_name_list_is_found(tmp_path):
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "f.py").write_text('ONE = ["a"]\nHEADS = {"a": 1,\n "b": 2}\nx = 1 if n in {"b", "a"} else 2\n')
     assert strategy_name_lists(tmp_path, {"a", "b"}) == {"flows/f.py": [2, 4]}
+
+
+def test_the_records_are_data():
+    """tlops/records.py holds the typed records steps hand each other: it imports no other part of tlops at run time
+    (what is done with a record lives in the module that owns it), and a record's methods only read its own fields
+    or files."""
+    path = REPO / "tlops" / "records.py"
+    assert [t for t, _ in _imports(path, "tlops.records", set()) if t.split(".")[0] == "tlops"] == []
+    methods = {f"{c.name}.{f.name}" for c in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(c, ast.ClassDef)
+               for f in c.body if isinstance(f, ast.FunctionDef)}
+    assert methods == {"FeatureSet.path", "FeatureSet.arrays", "FeatureSet.extras", "ValidationReport.failed"}, methods

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from tests.helpers import make_few_shot_text, meta_config, synthetic_features, tiny_config, train_strategy
 from tlops.config import RunConfig
+from tlops.evaluate import few_shot_metrics
 from tlops.modules.heads import load_head
 from tlops.training.episodes import EpisodeSampler, way_targets
 from tlops.training.meta import Encoder, MetaLearner, inner_update, proto_classifier, proto_logits, prototypes
@@ -191,7 +192,7 @@ def test_meta_training_beats_the_frozen_feature_baselines_on_novel_classes(tmp_p
     feats = synthetic_features(tmp_path / "feats")
     extra = {"inner_lr": 0.05} if name != "protonet" else {}
     r = train_strategy(meta_config(tmp_path, name=name, **extra), feats, tmp_path / "out")
-    m = r.few_shot.metrics()
+    m = few_shot_metrics(r.few_shot)
     assert r.few_shot.model[0].episodes == 600 and set(r.labels) == {f"test-{i}" for i in range(8)}
     assert m["accuracy_5w5s"] > m["accuracy_5w1s"] > 0.3, m
     assert 0 < m["ci95_5w1s"] < 0.05
@@ -204,7 +205,7 @@ def test_meta_training_beats_the_frozen_feature_baselines_on_novel_classes(tmp_p
 def test_protonet_without_meta_training_is_the_frozen_baseline_and_its_head_is_the_nearest_prototype(tmp_path):
     feats = synthetic_features(tmp_path / "feats")
     r = train_strategy(meta_config(tmp_path, name="protonet", meta_epochs=0, projection="none"), feats, tmp_path / "out")
-    m = r.few_shot.metrics()
+    m = few_shot_metrics(r.few_shot)
     assert m["accuracy_5w1s"] == pytest.approx(m["protonet0_accuracy_5w1s"]) and r.loop is None
     xs, ys = feats.arrays("support")
     xt, yt = feats.arrays("test")
