@@ -35,7 +35,8 @@ def main() -> dict:
 
     from distributed import LocalCluster
 
-    from flows.cli import local_prefect_server, quiet_third_party
+    from flows.commands.run import local_prefect_server
+    from flows.console import quiet_third_party
     from flows.features import sharded_features_flow, task_runner_of
 
     quiet_third_party()

@@ -53,9 +53,10 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
     from typer.testing import CliRunner
 
     from flows import cli as cli_module
-    from flows import registry_commands
+    from flows import console
+    from flows.commands import _common
 
-    registry_commands._commands_started += 1  # not this process's first command: it starts now, not when pytest did
+    _common._commands_started += 1  # not this process's first command: it starts now, not when pytest did
     changes = None
     if env is not None:
         changes = {k: v for k, v in env.items() if os.environ.get(k) != v}
@@ -67,7 +68,7 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
             result = CliRunner().invoke(cli_module.app, list(args), env=changes)
         finally:
             sys.excepthook, sys.argv = hook, argv  # the CLI installs a masking excepthook for its own process
-            cli_module._verbose = False
+            console.set_verbosity(False, False)
             gc.unfreeze()  # `run` freezes the heap for a fast process exit; the test session goes on
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):

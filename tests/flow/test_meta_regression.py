@@ -16,7 +16,7 @@ def test_a_flow_run_registers_the_few_shot_regressor_with_its_episodic_metrics(z
     out = reg.results[0]
     assert out.version == "1" and "champion" in out.aliases and out.strategy == "fomaml"
     assert out.test_metrics["mae"] > 0 and {"mae_1s", "mae_2s", "pooled_ridge_mae_2s"} <= set(out.test_metrics)
-    from flows.cli import _print_summary
+    from flows.commands.run import print_summary as _print_summary
 
     _print_summary(out)  # what `tlops run` prints: the kept epoch's val MAE (a regression has no macro-F1)
     assert f"mae={out.val_metrics['mae']:.4f}, kept epoch" in capsys.readouterr().out

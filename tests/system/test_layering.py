@@ -57,7 +57,9 @@ def test_config_parsing_does_not_import_torch():
 
 DATA_CHECK_PATH = """
 import sys
-from flows.cli import _check_data_first, app, quiet_third_party
+from flows.cli import app
+from flows.commands.run import check_data_first as _check_data_first
+from flows.console import quiet_third_party
 from tlops.config import load_config
 good, bad = sys.argv[1:3]
 cfg = load_config(good, [])

@@ -119,7 +119,7 @@ def test_non_utf8_byte_is_reported_by_line_and_column(text_dataset):
 
 
 def test_predict_csv_is_read_like_a_dataset_split(tmp_path):
-    from flows.registry_commands import _items
+    from flows.commands.predict import items_from as _items
 
     csv = tmp_path / "inputs.csv"
     csv.write_bytes(b'text\n"two\nlines"\nok\na caf\xe9\n')

@@ -15,7 +15,7 @@ def _outcome(**over) -> RunOutcome:
 
 
 def test_the_summary_prints_user_strings_as_written_and_pastable_commands_name_the_store(capsys):
-    from flows.cli import _print_summary
+    from flows.commands.run import print_summary as _print_summary
 
     _print_summary(_outcome())
     out = capsys.readouterr().out
