@@ -140,6 +140,40 @@ def checked_rows(model_input, modality: str, limit: int | None) -> list[str]:
     return rows
 
 
+def checked_records(model_input, columns: tuple[str, ...], limit: int | None) -> list[dict]:
+    """The request's rows as {column: string} records for a model whose input row has named fields (`columns`): a
+    DataFrame with those columns (what MLflow makes of a list of records under the model's signature), a list of
+    mappings, or one mapping; an error naming the first bad row (counted from 1), its field and the fix."""
+    import pandas as pd
+
+    from tlops.support_set import check_value
+
+    example = "{" + ", ".join(f'"{c}": "..."' for c in columns) + "}"
+    if limit is not None and hasattr(model_input, "__len__") and not isinstance(model_input, (str, dict)) and len(model_input) > limit:
+        raise _too_many(len(model_input), limit)
+    if isinstance(model_input, dict):
+        model_input = [model_input]
+    if isinstance(model_input, pd.DataFrame):
+        missing = [c for c in columns if c not in model_input.columns]
+        if missing:
+            raise InvalidInput(f"input has columns {', '.join(_short(c) for c in list(model_input.columns)[:5])}, not "
+                               f"{', '.join(missing)}; send rows such as {{\"dataframe_records\": [{example}]}}")
+        model_input = model_input[list(columns)].to_dict("records")
+    if not isinstance(model_input, (list, tuple)):
+        raise InvalidInput(f"input is a {type(model_input).__name__}; send a list of rows such as [{example}]")
+    rows = []
+    for i, r in enumerate(model_input, start=1):
+        if not isinstance(r, dict):
+            raise InvalidInput(f"input row {i} is {_short(r)} (type {type(r).__name__}); send rows such as {example}")
+        for c in columns:
+            x = r.get(c)
+            if not (x is None or (isinstance(x, float) and math.isnan(x)) or isinstance(x, str)):
+                raise InvalidInput(f"input row {i} {c} is {_short(x)} (type {type(x).__name__}), not a string; send rows such as {example}")
+            check_value(x, f"input row {i} {c}")
+        rows.append({c: r[c] for c in columns})
+    return rows
+
+
 class TlopsModel(mlflow.pyfunc.PythonModel):
     # The untyped `predict` is deliberate (see above). Without this MLflow wraps it in a pass-through and prints
     # advice about type hints at every load and log, through a warnings filter of its own that no caller's
@@ -166,7 +200,10 @@ class TlopsModel(mlflow.pyfunc.PythonModel):
             raise OneLine(f"prediction failed ({type(e).__name__}); the server's log has the details", error_code=INTERNAL_ERROR) from None
 
     def _predict(self, model_input, params: dict, limit: int | None):
-        items = checked_rows(model_input, self.predictor.modality, limit)
+        from tlops.task_types import task_type
+
+        columns = task_type(self.predictor.task).input_columns  # a row of named fields (extractive QA: question, context)
+        items = checked_records(model_input, columns, limit) if columns else checked_rows(model_input, self.predictor.modality, limit)
         # "" is the signature's default (MLflow params need one): no support set, the registered classes
         support = self.predictor.support(params["support"]) if params.get("support") else None
         if support is not None and limit is not None and len(support.inputs) > limit:

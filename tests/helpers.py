@@ -325,3 +325,34 @@ def make_ner_dataset(root: Path, repeat: tuple[int, int, int] = (4, 1, 1), fmt: 
             text = "-DOCSTART- O\n\n" + "".join("".join(f"{w} {g}\n" for w, g in zip(t, gs)) + "\n" for t, gs in sentences)
         (root / f"{split}.{fmt}").write_text(text)
     return root
+
+
+QA_PEOPLE = ["Ada", "Grace", "Alan", "Marie", "Emmy", "Niels", "Lise", "Carl", "Rosalind", "Max", "Sofia", "Kurt", "Hedy",
+             "Enrico", "Dorothy", "Paul"]
+QA_FACTS = [("built the bridge", "Who built the bridge?"), ("painted the tower", "Who painted the tower?"),
+            ("found the river", "Who found the river?"), ("wrote the letter", "Who wrote the letter?")]
+
+
+def make_qa_dataset(root: Path, contexts: tuple[int, int, int] = (8, 3, 4), impossible: bool = False) -> Path:
+    """A tiny extractive-QA folder (dataset.yaml task: extractive_qa; SQuAD v1.1 JSON per split, or v2.0 with one
+    unanswerable question per test context when `impossible`): per split `contexts` articles of one short paragraph,
+    'NAME <fact>. Then OTHER <fact>.', with two questions each whose answer is a name; no context in two splits."""
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset.yaml").write_text("modality: text\ntask: extractive_qa\n")
+    k = 0
+    for split, n in zip(("train", "val", "test"), contexts):
+        articles = []
+        for _ in range(n):
+            a, b = QA_PEOPLE[k % len(QA_PEOPLE)], QA_PEOPLE[(k + 5) % len(QA_PEOPLE)]
+            (f1, q1), (f2, q2) = QA_FACTS[k % 4], QA_FACTS[(k + 1) % 4]
+            context = f"{a} {f1} in the year {1800 + k}. Then {b} {f2}."
+            qas = [{"id": f"{split}-{k}-a", "question": q1, "answers": [{"text": a, "answer_start": 0}]},
+                   {"id": f"{split}-{k}-b", "question": q2, "answers": [{"text": b, "answer_start": context.index(f"Then {b}") + 5}]}]
+            if impossible and split == "test":
+                qas.append({"id": f"{split}-{k}-none", "question": "Who sold the horse?", "answers": [], "is_impossible": True})
+            articles.append({"title": f"{split} article {k}", "paragraphs": [{"context": context, "qas": qas}]})
+            k += 1
+        (root / f"{split}.json").write_text(json.dumps({"version": "2.0" if impossible else "1.1", "data": articles}, indent=1))
+    return root

@@ -238,7 +238,8 @@ class Predictor:
             return []
         from tlops.task_types import task_type
 
-        owned = task_type(self.task).predict(self, self._inputs(items)) if support is None else None
+        kind = task_type(self.task)
+        owned = kind.predict(self, kind.prediction_inputs(self, items)) if support is None else None
         if owned is not None:
             return owned
         if self._task_type.numeric_target:

@@ -21,6 +21,7 @@ from tests.helpers import (
     make_da_text_dataset,
     make_few_shot_text,
     make_ner_dataset,
+    make_qa_dataset,
     make_regression_dataset,
     make_task_dataset,
     tiny_config,
@@ -46,6 +47,7 @@ DATASETS = {
     ("regression", False): _regression_with_target_rows,
     ("regression", True): lambda root: make_task_dataset(root),
     ("token_classification", False): lambda root: make_ner_dataset(root, repeat=(2, 1, 1)),
+    ("extractive_qa", False): lambda root: make_qa_dataset(root, contexts=(6, 2, 3), impossible=True),  # SQuAD v2.0: can abstain
 }
 
 EPISODIC = {"shots": 2, "queries": 3, "projection": "linear", "embedding_dim": 8, "meta_epochs": 1, "episodes_per_epoch": 4,
@@ -101,6 +103,12 @@ def test_the_task_type_contract(tmp_path, tiny_bert, task, strategy):
     if result.loop is not None and not entry.few_shot:  # a loop strategy logs the selection metric per epoch, under its MLflow name
         assert all(kind.selection_key in row for row in result.history), result.history[0]
 
+    if not entry.few_shot:  # the promotion gate scores a registered package on the test split as evaluate scored the model
+        from tlops.scoring import score_package
+
+        champion = score_package("1", lambda rel: Path(package) / rel, features, open_dataset(cfg), kind.default_gate_metric)
+        assert champion.value == pytest.approx(evaluation.metrics[kind.default_gate_metric]), (champion, evaluation.metrics)
+
     inputs = open_dataset(cfg).inputs("test")[:3]
     predicted = Predictor(package).predict(inputs)
     assert len(predicted) == len(inputs)
@@ -114,6 +122,11 @@ def test_the_task_type_contract(tmp_path, tiny_bert, task, strategy):
             for e in spans:
                 assert text[e["start"]:e["end"]] == e["text"] and e["type"] in types and 0 < e["score"] <= 1, (text, e)
         json.dumps(predicted)  # JSON-able, as a server returns it
+    elif kind.input_columns:  # rows of named fields (extractive QA: question, context) -> an answer span of each context
+        assert all(set(p) == {"answer", "start", "end", "score"} for p in predicted), predicted
+        for row, p in zip(inputs, predicted):  # an abstention is "" at -1, -1
+            assert row["context"][p["start"]:p["end"]] == p["answer"] and 0 <= p["score"] <= 1, (row, p)
+        json.dumps(predicted)
     else:
         assert all(isinstance(p, float) and math.isfinite(p) for p in predicted), predicted  # numbers in the target's unit
 

@@ -284,6 +284,17 @@ def read_qa_dataset(root: Path, seed: int = 0, val_fraction: float = 0.1) -> QAD
         meta = parse_yaml(read_utf8(meta_file, DataError), str(meta_file), DataError, "fix the syntax there") or {}
         if not isinstance(meta, dict):
             raise DataError(f"{meta_file} must be a mapping such as `task: extractive_qa`, got a {type(meta).__name__}")
+    splits, val_carved, problems = check_qa_splits(root, seed, val_fraction)
+    _raise(problems)
+    return QADataset(root=root, splits=splits, val_carved=val_carved, meta=meta)
+
+
+def check_qa_splits(root: Path, seed: int = 0, val_fraction: float = 0.1) -> tuple[dict[str, list[QAExample]], bool, list[str]]:
+    """(splits, val carved from train, problems): every split file read and checked, val carved from train when
+    there is no val.json, then the checks across splits; nothing raised (`read_qa_dataset` raises the problems,
+    the extractive_qa task type reports each as a failed validation check). With problems in a file the splits
+    hold what could be read."""
+    root = Path(root)
     problems: list[str] = []
     splits: dict[str, list[QAExample]] = {}
     for split, fname in SPLIT_FILES.items():
@@ -294,7 +305,8 @@ def read_qa_dataset(root: Path, seed: int = 0, val_fraction: float = 0.1) -> QAD
             continue
         splits[split], found = check_squad(f, split)
         problems += found
-    _raise(problems)
+    if problems:
+        return {s: splits.get(s, []) for s in SPLIT_FILES}, "val" not in splits, problems
     val_carved = "val" not in splits
     if val_carved:
         splits["train"], splits["val"] = carve_val(splits["train"], val_fraction, seed)
@@ -315,5 +327,4 @@ def read_qa_dataset(root: Path, seed: int = 0, val_fraction: float = 0.1) -> QAD
                                     "keep each paragraph in one split")
         if leaked > 3:
             problems.append(f"{root / SPLIT_FILES[split]}: {leaked} questions in all have a context that train.json also holds")
-    _raise(problems)
-    return QADataset(root=root, splits=splits, val_carved=val_carved, meta=meta)
+    return splits, val_carved, problems

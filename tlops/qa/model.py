@@ -56,6 +56,7 @@ class QAConfig:
     probe_lr: float = 3e-3
     weight_decay: float = 0.01
     warmup: float = 0.1  # fraction of fine-tuning steps with a linear LR warm-up
+    schedule: str = "linear"  # after the warm-up: linear decay to 0, cosine decay to 0, or constant
     seed: int = 0
 
     def __post_init__(self):
@@ -68,6 +69,8 @@ class QAConfig:
                              f"({self.max_length - self.max_query_length - 3} tokens); lower it")
         if self.max_answer_length < 1:
             raise ValueError(f"max_answer_length {self.max_answer_length} must be >= 1")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
 
 
 @dataclass
@@ -151,9 +154,23 @@ def _pad(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.T
     return batch
 
 
-def _lr_lambda(total: int, warmup: float) -> Callable[[int], float]:
+SCHEDULES = ("linear", "cosine", "constant")
+
+
+def _lr_lambda(total: int, warmup: float, schedule: str = "linear") -> Callable[[int], float]:
+    """The LR factor of a step: a linear warm-up over the first `warmup` fraction of steps, then linear or cosine
+    decay to 0 at the last step, or constant."""
     w = max(1, int(warmup * total))
-    return lambda step: (step + 1) / w if step < w else max(0.0, (total - step) / max(1, total - w))
+
+    def factor(step: int) -> float:
+        if step < w:
+            return (step + 1) / w
+        if schedule == "constant":
+            return 1.0
+        done = (step - w) / max(1, total - w)
+        return max(0.0, 1.0 - done) if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
+
+    return factor
 
 
 def _decays(name: str) -> bool:
@@ -342,7 +359,7 @@ class QAModel:
         ]
         opt = torch.optim.AdamW(groups)
         steps = self.cfg.epochs * math.ceil(len(w) / self.cfg.batch_size)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, self.cfg.warmup))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, self.cfg.warmup, self.cfg.schedule))
         gen = torch.Generator().manual_seed(self.cfg.seed)
         history, best, best_state = [], -1.0, None
         for epoch in range(1, self.cfg.epochs + 1):

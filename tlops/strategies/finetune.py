@@ -150,7 +150,7 @@ def loop_summary(r: LoopResult, checkpoint_dir: Path | None) -> LoopSummary:
                        train_samples_per_s=r.train_samples / r.train_seconds if r.train_seconds else None)
 
 
-@register_strategy("finetune", FinetuneConfig, tasks=("classification", "regression", "token_classification"),
+@register_strategy("finetune", FinetuneConfig, tasks=("classification", "regression", "token_classification", "extractive_qa"),
                    heads=("linear", "mlp"),  # fit every task (the output width follows the task type)
                    ddp=True, starter="finetune", setting_heads={"hidden": "mlp", "dropout": "mlp"},
                    setting_tasks={"loss": "regression", "huber_delta": "regression"})

@@ -35,7 +35,7 @@ HEAD_SETTINGS = {"C": "logreg", "max_iter": "logreg", "alphas": "ridge",
                  **dict.fromkeys(("hidden", "epochs", "lr", "weight_decay", "dropout", "batch_size", "loss", "huber_delta"), "mlp")}
 
 
-@register_strategy("linear_probe", LinearProbeConfig, tasks=("classification", "regression", "token_classification"), head_only=True, starter="linear_probe",
+@register_strategy("linear_probe", LinearProbeConfig, tasks=("classification", "regression", "token_classification", "extractive_qa"), head_only=True, starter="linear_probe",
                    setting_heads=HEAD_SETTINGS, setting_tasks={"loss": "regression", "huber_delta": "regression"})
 def train(ctx: TrainContext) -> HeadResult:
     """Fit the head on the cached features; writes head.safetensors. No backbone needed."""
@@ -44,6 +44,9 @@ def train(ctx: TrainContext) -> HeadResult:
     from tlops.task_types import task_type
 
     cfg, feats = ctx.cfg, ctx.features
+    owned = task_type(feats.task).probe_trainer(ctx)  # a task type whose head needs the backbone on raw inputs (extractive QA)
+    if owned is not None:
+        return owned
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     result = task_type(feats.task).probe(feats, cfg.strategy, cfg.seed)  # the task type's arrays (items, or words)

@@ -169,5 +169,19 @@ class TaskType:
         number per row; None: the predictor's own (labels, numbers)."""
         return None
 
+    # ---- hooks for a task whose input row is not one raw value (extractive QA: a question and a context) ----
+
+    input_columns: ClassVar[tuple[str, ...]] = ()  # the named fields of one model input ({question, context}); (): one raw value
+
+    def probe_trainer(self, ctx) -> Any:
+        """A whole `linear_probe` run of this task's own (a head that needs the backbone on raw inputs, not cached
+        vectors), returning the TrainResult; None: the probe on the cached features (`probe`)."""
+        return None
+
+    def prediction_inputs(self, predictor, items: list) -> list:
+        """The rows `Predictor.predict` hands to `predict`, checked: by default raw strings (texts or file paths),
+        none missing, empty or holding NUL, stripped as training stripped them."""
+        return predictor._inputs(items)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
