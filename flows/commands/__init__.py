@@ -12,8 +12,8 @@ import importlib
 
 import typer
 
-COMMANDS = ("run", "validate", "init", "local_server", "models", "promote", "rollback", "history", "predict", "evaluate", "audit",
-            "schedule")
+COMMANDS = ("run", "validate", "init", "local_server", "models", "promote", "rollback", "history", "predict", "serve", "evaluate",
+            "audit", "schedule")
 
 
 def register_all(app: typer.Typer) -> None:
