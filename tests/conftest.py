@@ -63,8 +63,6 @@ def pytest_collection_modifyitems(session, config, items):
             continue
         item.add_marker(getattr(pytest.mark, tier))
         item.stash[TIER_KEY] = tier
-        if item.get_closest_marker("xdist_group") is None:  # `-n 2 --dist loadgroup` (make test-fast): a file stays on
-            item.add_marker(pytest.mark.xdist_group(str(item.path)))  # one worker, with its module fixtures
         used = set(getattr(item, "fixturenames", ()))
         too_costly = (used & (FLOW_FIXTURES | SYSTEM_FIXTURES)) if tier == "unit" else (used & SYSTEM_FIXTURES) if tier == "flow" else set()
         if too_costly:

@@ -11,7 +11,6 @@ import pytest
 
 from tests.cli import cli
 
-pytestmark = pytest.mark.xdist_group("zoo.text")  # files reading zoo.text share one xdist worker (make test-fast)
 
 BARS = ("Downloading artifacts", "Loading weights")
 QUIETING = ("HF_HUB_DISABLE_PROGRESS_BARS", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_LOGGING_LEVEL")
