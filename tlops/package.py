@@ -283,8 +283,8 @@ def result_predictions(result, features, test_inputs) -> list:
     return predict_outputs(load_head(result), x, result.labels or features.labels)
 
 
-    """Whatever a pyfunc or a server hands over (a list, a pandas Series or DataFrame, a numpy array, one
 def as_items(model_input) -> list:
+    """Whatever a pyfunc or a server hands over (a list, a pandas Series or DataFrame, a numpy array, one
     string) as a list of raw inputs: a DataFrame's `text` or `path` column, else its first column. Values
     are kept as given (a missing cell stays None/NaN), so `Predictor` can refuse them by row."""
     import pandas as pd
