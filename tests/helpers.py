@@ -335,7 +335,7 @@ QA_FACTS = [("built the bridge", "Who built the bridge?"), ("painted the tower",
 
 def make_qa_dataset(root: Path, contexts: tuple[int, int, int] = (8, 3, 4), impossible: bool = False) -> Path:
     """A tiny extractive-QA folder (dataset.yaml task: extractive_qa; SQuAD v1.1 JSON per split, or v2.0 with one
-    unanswerable question per test context when `impossible`): per split `contexts` articles of one short paragraph,
+    unanswerable question per context when `impossible`): per split `contexts` articles of one short paragraph,
     'NAME <fact>. Then OTHER <fact>.', with two questions each whose answer is a name; no context in two splits."""
     import json
 
@@ -350,7 +350,7 @@ def make_qa_dataset(root: Path, contexts: tuple[int, int, int] = (8, 3, 4), impo
             context = f"{a} {f1} in the year {1800 + k}. Then {b} {f2}."
             qas = [{"id": f"{split}-{k}-a", "question": q1, "answers": [{"text": a, "answer_start": 0}]},
                    {"id": f"{split}-{k}-b", "question": q2, "answers": [{"text": b, "answer_start": context.index(f"Then {b}") + 5}]}]
-            if impossible and split == "test":
+            if impossible:
                 qas.append({"id": f"{split}-{k}-none", "question": "Who sold the horse?", "answers": [], "is_impossible": True})
             articles.append({"title": f"{split} article {k}", "paragraphs": [{"context": context, "qas": qas}]})
             k += 1
