@@ -35,10 +35,10 @@ ADAPTED_FILE = f"{FOLDER}/adapted_backbone.safetensors"
 
 def save_meta_state(out_dir: Path, encoder, learner, inner_lr: float, encoder_spec: dict, support_x: np.ndarray, support_y: np.ndarray,
                     support_labels: list[str], adapted_backbone: dict[str, torch.Tensor] | None = None,
-                    target_scaler: tuple[float, float] | None = None) -> MetaLearnerState:
+                    target_scaler: tuple[float, float] | None = None, *, task: str) -> MetaLearnerState:
     """Write the encoder + adaptation rule and the support set (features, class indices) beside the head, and the
     backbone parameters as adapted to that support set when the inner loop adapts some. `target_scaler` (mean, std):
-    a few-shot regressor's, whose support y are target values."""
+    a few-shot regressor's, whose support y are target values. `task`: the dataset's task type (what predict adapts)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {f"encoder.{k}": v for k, v in encoder.state_dict().items()} | {f"learner.{k}": v for k, v in learner.state_dict().items()}
@@ -54,7 +54,7 @@ def save_meta_state(out_dir: Path, encoder, learner, inner_lr: float, encoder_sp
                             inner_steps=learner.inner_steps, anil=learner.anil, encoder=encoder_spec, state_path=str(state),
                             support_path=str(support), support_labels=list(support_labels),
                             backbone_params=learner.backbone_names, adapted_backbone_path=str(adapted) if adapted else None,
-                            task="regression" if target_scaler else "classification",
+                            task=task,
                             target_scaler=list(target_scaler) if target_scaler else None)
 
 

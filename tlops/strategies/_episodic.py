@@ -332,7 +332,7 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
     # what a support set given at predict time is adapted with (few-shot serving), packaged with the head
     state = save_meta_state(ctx.out_dir, encoder, learner, _inner_lr(s),
                             {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
-                            xs, targets, labels)
+                            xs, targets, labels, task=feats.task)
     return HeadResult(strategy=s.name, head_path=str(path), spec=head.spec, labels=labels, history=history,
                       val_metrics=task_type(feats.task).val_metrics(val), seconds=seconds, loop=loop_summary(loop, ckpt) if loop else None, few_shot=report,
                       meta_learner=state)
@@ -389,7 +389,7 @@ def _train_with_backbone(ctx: TrainContext, encoder: Encoder, algorithm: str, x,
     report = _few_shot_report(ctx, encoder, learner, labels, model=model)
     state = save_meta_state(ctx.out_dir / "meta", encoder, learner, _inner_lr(s),
                             {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
-                            xs, targets, labels, adapted_backbone=adapted)
+                            xs, targets, labels, adapted_backbone=adapted, task=feats.task)
     files, few_shot = package_files(state)
     history = loop.state.history
     val = history[loop.state.best_epoch]

@@ -100,7 +100,7 @@ def train_episodic_regression(ctx: TrainContext, algorithm: str) -> HeadResult |
     # what a support set given at predict time is adapted with (another task's labelled rows), packaged with the head
     state = save_meta_state(meta_dir, encoder, learner, s.inner_lr_for("regression"),
                             {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
-                            xs, ys, [], target_scaler=(target.mean, target.std))
+                            xs, ys, [], target_scaler=(target.mean, target.std), task=feats.task)
     common = dict(strategy=s.name, history=history, seconds=seconds,
                   val_metrics=task_type(ctx.features.task).val_metrics(val),
                   loop=loop_summary(loop, ckpt) if loop else None, few_shot=report,
