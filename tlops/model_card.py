@@ -184,7 +184,8 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
     sections.append(_section("task", "What the model does", _kv([
         ("task", f"{_e(facts.modality)} {_e(task)}: predicts {what}"),
         *([("classes", _list(labels))] if labels else []),
-        ("input", {"text": "a text string", "image": "an image file path", "audio": "an audio file path"}.get(facts.modality, _e(facts.modality))),
+        ("input", f"a row of text fields: {_e(', '.join(task_type(task).input_columns))}" if task_type(task).input_columns else
+         {"text": "a text string", "image": "an image file path", "audio": "an audio file path"}.get(facts.modality, _e(facts.modality))),
         ("registered as", f"<code>{_e(ref)}</code>"),
     ])))
 
