@@ -36,5 +36,7 @@ def started_ms() -> int | None:
 
 
 def command_line() -> str:
-    """The command as typed (recorded in the alias history)."""
-    return " ".join(["tlops", *sys.argv[1:]])
+    """The command as typed, quoted so that it pastes back (recorded in the alias history: its "by" column)."""
+    import shlex
+
+    return shlex.join(["tlops", *sys.argv[1:]])

