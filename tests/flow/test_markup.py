@@ -38,3 +38,13 @@ def test_init_prints_a_markup_looking_folder_and_label_as_written(tmp_path):
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
     for written in (f"{data}: text, 2 classes", "smallest class '[/b]'", f"wrote {tmp_path / 'c [red].yaml'} from starter"):
         assert written in out.stdout, (written, out.stdout)
+
+
+def test_evaluate_prints_a_markup_looking_label_as_written(zoo, tmp_path):
+    """A true label the model does not know, written like markup, in evaluate's per-class table and its warning line."""
+    csv = tmp_path / "labelled [b].csv"
+    csv.write_text("text,label\na small dog that barks at the moon,animal\na sweet cake baked with the river,[/b]\n")
+    out = cli("evaluate", zoo.text.model_uri(), "--data", str(csv), "--tracking-uri", zoo.text.uri, env=WIDE)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "labels the model does not know (always wrong): [/b]" in out.stdout and f"on {csv} (2 rows)" in out.stdout, out.stdout
+    assert any(line.split("│")[1].strip() == "[/b]" for line in out.stdout.splitlines() if line.count("│") > 2), out.stdout
