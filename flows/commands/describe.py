@@ -1,6 +1,7 @@
 """`tlops describe DATA_DIR`: a preview of a dataset folder before any run: rows per split and class (or the target's
 range, for numbers), input lengths (text characters, image sizes, audio seconds), duplicates within and across splits
-(and inputs given two labels), and a few examples per class. Every value read from the files (labels, texts, paths)
+(and inputs given two labels), and a few examples per class; for token classification (CoNLL or JSON lines) sentences,
+tokens and entities per type, for extractive QA (SQuAD JSON) questions, unanswerable ones and lengths. Every value read from the files (labels, texts, paths)
 is escaped before it reaches a table. It describes what is there; `tlops validate` says whether a run accepts it."""
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ def describe_folder(root: Path, examples: int = 3) -> dict:
         raise DataError(f"{root} is not a folder; pass a dataset folder (train.csv and test.csv, optional val.csv, unlabeled.csv)")
     meta = _read_meta(root / "dataset.yaml") if (root / "dataset.yaml").is_file() else {}
     task = meta.get("task") or "classification"
+    if task == "token_classification":
+        return _describe_tokens(root, examples)
+    if task == "extractive_qa":
+        return _describe_qa(root, examples)
     target = meta.get("target") or "label"
     frames = {s: _read_csv(root / f"{s}.csv", []) for s in SPLITS if (root / f"{s}.csv").is_file()}
     if "train" not in frames:
@@ -146,13 +151,147 @@ def describe_folder(root: Path, examples: int = 3) -> dict:
     return report
 
 
+def _report(root: Path, task: str, input_: str) -> dict:
+    return {"folder": str(root), "task": task, "target": None, "input": input_, "modality": "text", "splits": {}, "classes": {},
+            "duplicates": {}, "conflicting_labels": [], "examples": {}, "unreadable": []}
+
+
+def _shared(keys: dict[str, list]) -> dict[str, int]:
+    """Inputs found in two splits, per pair of splits."""
+    names = list(keys)
+    return {f"{a}&{b}": n for i, a in enumerate(names) for b in names[i + 1:] if (n := len(set(keys[a]) & set(keys[b])))}
+
+
+def _sentences(path: Path) -> list[tuple[list[str], list[str]]]:
+    """(tokens, tags) per sentence of a CoNLL column file (token first, tag last, blank lines between sentences,
+    -DOCSTART- skipped) or a JSON-lines file ({"tokens": [...], "tags": [...]}); as written, not validated."""
+    import json
+
+    from tlops.text_files import read_utf8
+    from tlops.errors import DataError
+
+    text = read_utf8(path, DataError)
+    if path.suffix == ".jsonl":
+        out = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                    out.append((list(map(str, row["tokens"])), list(map(str, row["tags"]))))
+                except (ValueError, KeyError, TypeError) as e:
+                    raise DataError(f"{path} line {n}: not a {{\"tokens\": [...], \"tags\": [...]}} object ({e}); "
+                                    f"`tlops validate` says what a run needs") from None
+        return out
+    out, tokens, tags = [], [], []
+    for line in text.splitlines() + [""]:
+        cols = line.split()
+        if not cols or cols[0] == "-DOCSTART-":
+            if tokens:
+                out.append((tokens, tags))
+            tokens, tags = [], []
+            continue
+        tokens.append(cols[0])
+        tags.append(cols[-1])
+    return out
+
+
+def _entities(tokens: list[str], tags: list[str]) -> list[tuple[str, str]]:
+    """(type, text) of each entity: a B-/S- tag starts one, I-/E- tags of its type continue it (IOB2, IOBES)."""
+    found, current = [], None
+    for token, tag in zip(tokens, tags):
+        prefix, _, kind = tag.partition("-")
+        if prefix in ("B", "S") or (prefix in ("I", "E") and (current is None or current[0] != kind)):
+            current = [kind, [token]]
+            found.append(current)
+        elif prefix in ("I", "E"):
+            current[1].append(token)
+        else:
+            current = None
+        if prefix in ("S", "E"):
+            current = None
+    return [(k, " ".join(ts)) for k, ts in found]
+
+
+def _describe_tokens(root: Path, examples: int) -> dict:
+    """Token classification: sentences, tokens per sentence, entities per split and type, repeated sentences, and
+    example entities per type."""
+    from tlops.errors import DataError
+
+    report = _report(root, "token_classification", "tokens")
+    keys: dict[str, list] = {}
+    for split in ("train", "val", "test"):
+        path = next((root / f"{split}{ext}" for ext in (".conll", ".jsonl") if (root / f"{split}{ext}").is_file()), None)
+        if path is None:
+            continue
+        sentences = _sentences(path)
+        keys[split] = [" ".join(tokens) for tokens, _ in sentences]
+        counted = Counter(keys[split])
+        report["splits"][split] = {"rows": len(sentences), "tokens": sum(len(t) for t, _ in sentences),
+                                   "tokens_per_sentence": _stats([len(t) for t, _ in sentences]),
+                                   "duplicate_rows": sum(n - 1 for n in counted.values() if n > 1)}
+        for tokens, tags in sentences:
+            for kind, text in _entities(tokens, tags):
+                report["classes"].setdefault(kind, {}).setdefault(split, 0)
+                report["classes"][kind][split] += 1
+                if split == "train" and len(shown := report["examples"].setdefault(kind, [])) < examples and text not in shown:
+                    shown.append(text)
+    if "train" not in keys:
+        raise DataError(f"{root}: no train.conll or train.jsonl; a token-classification folder holds train and test as CoNLL "
+                        "column files or JSON lines")
+    report["duplicates"] = _shared(keys)
+    report["classes"] = {k: report["classes"][k] for k in sorted(report["classes"])}
+    report["examples"] = {k: report["examples"].get(k, []) for k in report["classes"]}
+    return report
+
+
+def _describe_qa(root: Path, examples: int) -> dict:
+    """Extractive QA (SQuAD JSON): questions, unanswerable ones, context and question lengths, questions or contexts
+    found in two splits, and example questions with their first answer."""
+    import json
+
+    from tlops.errors import DataError
+    from tlops.text_files import read_utf8
+
+    report = _report(root, "extractive_qa", "question, context")
+    questions: dict[str, list] = {}
+    for split in ("train", "val", "test"):
+        path = root / f"{split}.json"
+        if not path.is_file():
+            continue
+        try:
+            doc = json.loads(read_utf8(path, DataError))
+            paragraphs = [p for article in doc["data"] for p in article["paragraphs"]]
+            qas = [(p["context"], q) for p in paragraphs for q in p["qas"]]
+        except (ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{path}: not SQuAD JSON (data[].paragraphs[].context, qas[]): {type(e).__name__} {e}; "
+                            "`tlops validate` names the record") from None
+        impossible = sum(bool(q.get("is_impossible")) for _, q in qas)
+        questions[split] = [(q.get("question", ""), c) for c, q in qas]
+        counted = Counter(questions[split])
+        report["splits"][split] = {"rows": len(qas), "unanswerable": impossible, "contexts": len(paragraphs),
+                                   "context_chars": _stats([len(p["context"]) for p in paragraphs]),
+                                   "question_chars": _stats([len(q.get("question", "")) for _, q in qas]),
+                                   "duplicate_rows": sum(n - 1 for n in counted.values() if n > 1)}
+        report["classes"].setdefault("answerable", {})[split] = len(qas) - impossible
+        report["classes"].setdefault("unanswerable", {})[split] = impossible
+        if split == "train":
+            report["examples"]["questions"] = [{"question": q.get("question", ""), "answer": (q.get("answers") or [{}])[0].get("text")}
+                                               for _, q in qas[:examples]]
+    if "train" not in questions:
+        raise DataError(f"{root}: no train.json; an extractive-QA folder holds train.json and test.json in SQuAD's format")
+    report["duplicates"] = _shared({s: [f"{q}\n{c}" for q, c in v] for s, v in questions.items()})
+    if not any(report["classes"]["unanswerable"].values()):
+        del report["classes"]["unanswerable"]
+    return report
+
+
 def _fmt(stats: dict | None, spec: str = "g") -> str:
     if not stats:
         return "-"
     return " / ".join(format(stats[k], spec) for k in ("min", "median", "max"))
 
 
-def describe(data_dir: Path = typer.Argument(..., help="a dataset folder: train.csv, test.csv (optional val.csv, unlabeled.csv)"),
+def describe(data_dir: Path = typer.Argument(..., help="a dataset folder: train.csv, test.csv (optional val.csv, unlabeled.csv); NER: train.conll ...; QA: train.json ..."),
              examples: int = typer.Option(3, "--examples", help="examples shown per class"),
              json_out: bool = JSON) -> None:
     """Preview a dataset folder: rows per split and class, text lengths / image sizes / audio seconds, duplicates
@@ -163,19 +302,27 @@ def describe(data_dir: Path = typer.Argument(..., help="a dataset folder: train.
     if json_out:
         return print_json(r)
     splits = list(r["splits"])
-    out.print(esc(f"{r['folder']}: {r['modality']} {r['task']}, rows " + ", ".join(f"{s} {e['rows']}" for s, e in r["splits"].items())),
+    rows, key, classes_title, examples_title = {
+        "token_classification": ("sentences", "entity type", "entities per split and type", "example entities (train)"),
+        "extractive_qa": ("questions", "questions", "questions per split", ""),
+    }.get(r["task"], ("rows", "class", "rows per split and class", "examples (train)"))
+    out.print(esc(f"{r['folder']}: {r['modality']} {r['task']}, {rows} " + ", ".join(f"{s} {e['rows']}" for s, e in r["splits"].items())),
               highlight=False)
     if r["classes"]:
-        t = Table("class", *[s for s in splits if s != "unlabeled"], title="rows per split and class")
+        t = Table(key, *[s for s in splits if s != "unlabeled"], title=classes_title)
         for label, per in r["classes"].items():
             t.add_row(esc(label), *[str(per.get(s, 0)) for s in splits if s != "unlabeled"])
         out.print(t)
-    what = {"text": ("characters min / median / max", lambda e: _fmt(e.get("chars"))),
+    what = {"token_classification": ("tokens per sentence min / median / max", lambda e: _fmt(e["tokens_per_sentence"])),
+            "extractive_qa": ("contexts; context / question characters (median)",
+                              lambda e: f"{e['contexts']}; {e['context_chars']['median']:g} / {e['question_chars']['median']:g}"),
+            "text": ("characters min / median / max", lambda e: _fmt(e.get("chars"))),
             "image": ("sizes (width x height: rows)", lambda e: ", ".join(f"{k}: {v}" for k, v in list(e["sizes"].items())[:4])
                       + (" ..." if len(e["sizes"]) > 4 else "")),
             "audio": ("seconds min / median / max (sample rates)",
-                      lambda e: f"{_fmt(e['seconds'], '.2f')} ({', '.join(f'{k} Hz' for k in e['sample_rates'])})")}[r["modality"]]
-    t = Table("split", "rows", what[0], *(["target min / median / max"] if r["task"] == "regression" else []), "repeated inputs",
+                      lambda e: f"{_fmt(e['seconds'], '.2f')} ({', '.join(f'{k} Hz' for k in e['sample_rates'])})")}
+    what = what.get(r["task"]) or what[r["modality"]]
+    t = Table("split", rows, what[0], *(["target min / median / max"] if r["task"] == "regression" else []), "repeated inputs",
               title="inputs")
     for s, e in r["splits"].items():
         t.add_row(s, str(e["rows"]), esc(what[1](e)), *([_fmt(e.get("target"))] if r["task"] == "regression" else []),
@@ -191,8 +338,13 @@ def describe(data_dir: Path = typer.Argument(..., help="a dataset folder: train.
         out.print(f"... and {len(r['conflicting_labels']) - 5} more inputs with two or more labels (--json lists them)", highlight=False)
     for p in r["unreadable"][:5]:
         out.print(f"[yellow]does not open:[/yellow] {esc(p)}", highlight=False)
-    if r["examples"]:
-        t = Table("class", "examples (train)", title="examples per class")
+    if r["task"] == "extractive_qa":
+        t = Table("question (train)", "first answer", title="examples")
+        for x in r["examples"].get("questions", []):
+            t.add_row(esc(x["question"]), esc(x["answer"]) if x["answer"] is not None else "(none: unanswerable)")
+        out.print(t)
+    elif r["examples"]:
+        t = Table(key, examples_title, title=f"examples per {key}")
         for label, xs in r["examples"].items():
             t.add_row(esc(label), esc(" | ".join(x if len(x) <= EXAMPLE_CHARS else x[:EXAMPLE_CHARS - 3] + "..." for x in xs)))
         out.print(t)

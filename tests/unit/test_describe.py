@@ -73,3 +73,42 @@ def test_describe_reads_image_sizes_and_audio_seconds_and_finds_a_copied_file(tm
     assert got["duplicates"] == {"train&test": 1} and got["unreadable"] == []  # the same bytes under another name
     audio = json.loads(cli("describe", str(make_audio_dataset(tmp_path / "audio")), "--json").stdout.strip().splitlines()[-1])
     assert audio["modality"] == "audio" and audio["splits"]["train"]["seconds"]["min"] > 0 and audio["splits"]["train"]["sample_rates"]
+
+
+def test_describe_counts_entities_of_a_token_classification_folder(tmp_path):
+    d = tmp_path / "ner"
+    d.mkdir()
+    (d / "dataset.yaml").write_text("modality: text\ntask: token_classification\n")
+    (d / "train.conll").write_text("-DOCSTART- O\n\nAna B-PER\nvisited O\nNew B-LOC\nYork I-LOC\n\n"
+                                   "[/b] B-ORG\nhired O\nAna B-PER\n\nAna B-PER\nvisited O\nNew B-LOC\nYork I-LOC\n")
+    (d / "test.jsonl").write_text('{"tokens": ["Rome", "is", "old"], "tags": ["S-LOC", "O", "O"]}\n'
+                                  '{"tokens": ["[/b]", "hired", "Ana"], "tags": ["B-ORG", "O", "B-PER"]}\n')
+    got = json.loads(cli("describe", str(d), "--json").stdout.strip().splitlines()[-1])
+    assert got["task"] == "token_classification" and got["splits"]["train"]["rows"] == 3 and got["splits"]["train"]["tokens"] == 11
+    assert got["splits"]["train"]["duplicate_rows"] == 1 and got["duplicates"] == {"train&test": 1}
+    assert got["classes"] == {"LOC": {"train": 2, "test": 1}, "ORG": {"train": 1, "test": 1}, "PER": {"train": 3, "test": 1}}
+    assert got["examples"] == {"LOC": ["New York"], "ORG": ["[/b]"], "PER": ["Ana"]}
+    table = cli("describe", str(d), env=WIDE)
+    assert table.returncode == 0 and "[/b]" in table.stdout and "sentences train 3, test 2" in table.stdout, table.stdout + table.stderr
+
+
+def test_describe_counts_questions_of_an_extractive_qa_folder(tmp_path):
+    d = tmp_path / "qa"
+    d.mkdir()
+    (d / "dataset.yaml").write_text("modality: text\ntask: extractive_qa\n")
+    squad = {"version": "v2.0", "data": [{"title": "t", "paragraphs": [{"context": "Ana lives in [red] Rome.", "qas": [
+        {"id": "1", "question": "Where does [/b] Ana live?", "answers": [{"text": "[red] Rome", "answer_start": 13}]},
+        {"id": "2", "question": "Who is Bob?", "answers": [], "is_impossible": True}]}]}]}
+    (d / "train.json").write_text(json.dumps(squad))
+    (d / "test.json").write_text(json.dumps(squad))
+    got = json.loads(cli("describe", str(d), "--json").stdout.strip().splitlines()[-1])
+    assert got["splits"]["train"] == {"rows": 2, "unanswerable": 1, "contexts": 1, "context_chars": {"min": 24, "median": 24, "max": 24},
+                                      "question_chars": {"min": 11, "median": 18.0, "max": 25}, "duplicate_rows": 0}
+    assert got["classes"] == {"answerable": {"train": 1, "test": 1}, "unanswerable": {"train": 1, "test": 1}}
+    assert got["duplicates"] == {"train&test": 2}
+    assert got["examples"]["questions"][0] == {"question": "Where does [/b] Ana live?", "answer": "[red] Rome"}
+    table = cli("describe", str(d), env=WIDE)
+    assert table.returncode == 0 and "Where does [/b] Ana live?" in table.stdout and "[red] Rome" in table.stdout, table.stdout
+    (d / "train.json").write_text('{"data": [{"title": "t"}]}')
+    bad = cli("describe", str(d))
+    assert bad.returncode == 1 and "train.json: not SQuAD JSON" in bad.stderr, bad.stderr
