@@ -46,6 +46,17 @@ def _prefect_settings(changes: dict):
         yield
 
 
+@contextmanager
+def no_prefect_api():
+    """No Prefect server configured, as in a fresh shell without PREFECT_API_URL: in a test process that has also run
+    flow tests (xdist hands a worker whole files in any order), the session's test harness is the API URL, as a
+    Prefect setting that leaving the variable out of `cli(env=...)` does not unset."""
+    import prefect.settings
+
+    with prefect.settings.temporary_settings(restore_defaults=[prefect.settings.PREFECT_API_URL]):
+        yield
+
+
 def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run `tlops ARGS` in-process; `env` is the whole environment of the command (as for a subprocess: variables
     absent from it are unset while it runs). Returns what `subprocess.run(..., capture_output=True, text=True)`
