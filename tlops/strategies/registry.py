@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from pydantic import BaseModel
@@ -80,7 +80,8 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):  # this package's folder (no import of the package: no cycle)
+    package = sys.modules[__package__]  # imported before this module, its parent: looked up, not imported (no cycle)
+    for module in pkgutil.iter_modules(package.__path__):  # __path__: a folder added to it is searched too
         if module.name not in _NOT_STRATEGIES and not module.name.startswith("_"):
             importlib.import_module(f"{__package__}.{module.name}")
     _discovered = True
