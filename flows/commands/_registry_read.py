@@ -209,3 +209,27 @@ def read(tracking_uri: str | None, what: str, *args):
             reader.db.close()
     except Fallback:
         return getattr(MlflowReader(tracking_uri), what)(*args)
+
+
+def check_model_uri(tracking_uri: str | None, model_uri: str) -> None:
+    """An unknown model in a `models:/NAME...` URI on a SQLite store, said in under a second, before the seconds of
+    imports that loading a model needs (predict, evaluate, serve, audit): the same error as `Registry.require_model`.
+    Anything else (versions, aliases, other stores, other URIs) is left to the full check that follows."""
+    if not model_uri.startswith("models:/"):
+        return
+    ref = model_uri.removeprefix("models:/")
+    name, sep, _ = ref.partition("@")
+    if not sep:
+        name, _, _ = ref.rpartition("/")
+    if not name:
+        return
+    try:
+        reader = SqliteReader(default_tracking_uri(tracking_uri))
+    except Fallback:
+        return
+    try:
+        reader.require_model(name)
+    except Fallback:
+        return
+    finally:
+        reader.db.close()

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from flows.commands._common import JSON, TRACKING
+from flows.commands._registry_read import check_model_uri
 from flows.console import esc, out, print_json, user_errors
 
 
@@ -17,6 +18,7 @@ def audit(model_uri: str = typer.Argument(..., help="models:/NAME@champion or mo
           repo: Optional[Path] = typer.Option(None, "--repo", help="git repository holding the recorded commit (default: this checkout)"),
           json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
     """Reproduce a registered version from its lineage and check it is the same model (exit 0 only on pass)."""
+    check_model_uri(tracking_uri, model_uri)  # an unknown model in a second, not after the imports below
     from tasks.audit import audit as do_audit
     from tasks.operate import connect
 

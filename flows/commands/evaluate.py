@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from flows.commands._common import JSON, TRACKING
+from flows.commands._registry_read import check_model_uri
 from flows.commands.predict import items_from
 from flows.console import esc, out, print_json, quiet_third_party, user_errors
 
@@ -23,10 +24,6 @@ def evaluate(model_uri: str = typer.Argument(..., help="models:/NAME@champion, m
              json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
     """Metrics of a registered model on any labelled data: per-class table and confusion matrix for a classifier,
     MAE/RMSE/R2/Spearman and predicted-vs-true plots for a regression model."""
-    import mlflow
-
-    from tasks.audit import verified_model
-    from tasks.operate import connect
     from tlops.data.dataset import _read_csv
     from tlops.errors import DataError
 
@@ -41,6 +38,12 @@ def evaluate(model_uri: str = typer.Argument(..., help="models:/NAME@champion, m
     df = _read_csv(csv, [])
     if column not in df.columns:
         raise DataError(f"{csv} has no {column!r} column; evaluate needs the true labels (use `tlops predict` without them)")
+    check_model_uri(tracking_uri, model_uri)  # an unknown model in a second, not after the imports below
+    import mlflow
+
+    from tasks.audit import verified_model
+    from tasks.operate import connect
+
     reg = connect(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="tlops-evaluate-") as tmp:  # loading runs the model's code: check its files first
         model = mlflow.pyfunc.load_model(str(verified_model(reg, model_uri, Path(tmp))))

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from flows.commands._common import JSON, TRACKING
+from flows.commands._registry_read import check_model_uri
 from flows.console import esc, out, print_json, quiet_third_party, user_errors
 
 
@@ -43,15 +44,17 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
             json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
     """Predict labels (and probabilities), numbers, or entity spans with a registered model; with --support, over the
     support set's classes."""
-    import mlflow
-
-    from tasks.audit import verified_model
-    from tasks.operate import connect
     from tlops.support_set import support_rows_from_csv
 
     quiet_third_party()  # no download or weight-loading bars while the model loads (`tlops -v` keeps them)
     items = items_from(inputs or [], csv)
     params = {"support": json.dumps(support_rows_from_csv(support))} if support else {}  # checked before loading the model
+    check_model_uri(tracking_uri, model_uri)  # an unknown model in a second, not after the imports below
+    import mlflow
+
+    from tasks.audit import verified_model
+    from tasks.operate import connect
+
     reg = connect(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="tlops-predict-") as tmp:  # loading runs the model's code: check its files first
         model = mlflow.pyfunc.load_model(str(verified_model(reg, model_uri, Path(tmp))))

@@ -19,6 +19,7 @@ from typing import Optional
 import typer
 
 from flows.commands._common import TRACKING
+from flows.commands._registry_read import check_model_uri
 from flows.console import esc, quiet_third_party, status, user_errors
 from tlops.errors import TlopsError
 
@@ -59,6 +60,7 @@ def serve(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mode
     after checking its files against the sha256 recorded at registration. Ctrl-C stops it."""
     quiet_third_party()
     _check_port(host, port)
+    check_model_uri(tracking_uri, model_uri)  # an unknown model in a second, not after the imports below
     from mlflow.pyfunc import scoring_server
 
     from tasks.audit import verified_model
