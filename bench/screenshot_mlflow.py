@@ -1,5 +1,6 @@
-"""What a person sees, checked in a real browser: headless Chromium screenshots the MLflow run page, the run's
-model card in MLflow's artifact viewer, and the model card on its own.
+"""What a person sees, checked in a real browser: headless Chromium screenshots the MLflow experiment page, the
+run page, the run's model card in MLflow's artifact viewer, and the model card on its own, and checks that the
+experiment opens on its runs (the model-training view that lists the run), not on MLflow 3's GenAI view.
 
     .venv/bin/python -m bench.screenshot_mlflow [CONFIG] [--out bench/out/screenshots]
 
@@ -48,6 +49,23 @@ def screenshot(url: str, out: Path, size: tuple[int, int], budget_ms: int = 0) -
     return out
 
 
+def dom(url: str, out_dir: Path, budget_ms: int) -> str:
+    """The page's DOM after its scripts ran (Chromium's --dump-dom, with the same virtual-time budget)."""
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={out_dir / '.chromium-profile'}",
+           "--dump-dom", f"--virtual-time-budget={budget_ms}", url]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"chromium --dump-dom failed on {url} ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+# MLflow 3's GenAI view of an experiment and its popup. The UI's GenAI / Model training switch is the link's
+# `workflowType` parameter, else the browser's localStorage (default GenAI): the experiment's
+# mlflow.experimentKind tag does not choose it (MLflow 3.17), so the links tlops prints carry the parameter.
+GENAI_VIEW = ("Detect issues", "Latency")  # its popup and an Overview panel ("Traces" is a tab of both views)
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
 def ink(png: Path) -> float:
     """Standard deviation of the grey levels: near 0 for a blank (or single-colour) page."""
     import numpy as np
@@ -80,6 +98,8 @@ def main() -> int:
         exp = client.get_run(run_id).info.experiment_id
         card = Path(client.download_artifacts(run_id, "model_card.html", str(root)))
         shots = {
+            "mlflow_experiment_page.png": (f"{url}/#/experiments/{exp}?{MODEL_TRAINING_VIEW}", (1400, 1000), SPA_BUDGET_MS),
+            "mlflow_experiment_page_no_view_parameter.png": (f"{url}/#/experiments/{exp}", (1400, 1000), SPA_BUDGET_MS),
             "mlflow_run_page.png": (f"{url}/#/experiments/{exp}/runs/{run_id}", (1400, 1400), SPA_BUDGET_MS),
             "mlflow_model_card_artifact.png": (f"{url}/#/experiments/{exp}/runs/{run_id}/artifacts/"
                                                f"{urllib.parse.quote('model_card.html')}", (1400, 1400), SPA_BUDGET_MS),
@@ -91,11 +111,26 @@ def main() -> int:
             report[name] = {"url": page, "size": list(size), "grey_std": round(ink(png), 1)}
             print(f"{png}  grey std {report[name]['grey_std']}  <- {page}")
         shutil.copy2(card, out / "model_card.html")
+        # issue 27 item 9: the experiment opens on its runs (the model-training view), not on MLflow's GenAI view
+        run_name = client.get_run(run_id).info.run_name
+        page = dom(f"{url}/#/experiments/{exp}?{MODEL_TRAINING_VIEW}", out, SPA_BUDGET_MS)
+        (out / "mlflow_experiment_page.html").write_text(page)
+        genai = [w for w in GENAI_VIEW if w in page]
+        opens_on_runs = run_name in page and not genai
+        print(f"experiment page (?{MODEL_TRAINING_VIEW}) lists run {run_name!r}: {run_name in page}; GenAI view words present: "
+              f"{genai or 'none'}")
+        plain = dom(f"{url}/#/experiments/{exp}", out, SPA_BUDGET_MS)
+        print(f"  without the parameter (a fresh browser): lists the run: {run_name in plain}; GenAI view words present: "
+              f"{[w for w in GENAI_VIEW if w in plain] or 'none'}")
         (out / "screenshots.json").write_text(json.dumps({"run_id": run_id, "model": f"{outcome['model_name']}/{outcome['version']}",
-                                                          "shots": report}, indent=1))
+                                                          "experiment_opens_on_runs": opens_on_runs, "shots": report}, indent=1))
         blank = [n for n, r in report.items() if r["grey_std"] < 10]
         if blank:
             print(f"error: nearly blank screenshot(s): {blank}", file=sys.stderr)
+            return 1
+        if not opens_on_runs:
+            print(f"error: the experiment page does not open on its runs (run {run_name!r} listed: {run_name in page}; "
+                  f"GenAI view words: {genai})", file=sys.stderr)
             return 1
         return 0
     finally:

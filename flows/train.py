@@ -82,7 +82,8 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
     with ride_out_restarts(), tracked_run(cfg, source) as (client, run_id):
         work = Path(cfg.execution.work_dir) / run_id
         checks = validate_task(cfg, run_id, checked)
-        tags = client.get_run(run_id).data.tags  # lineage recorded when the run started
+        started = client.get_run(run_id)
+        tags = started.data.tags  # lineage recorded when the run started
         data_md5 = tags.get("data.dataset_md5", "")
         ds = open_dataset(cfg)
         check_registered_kind(cfg, client, ds.modality, ds.task)  # before features and training, not in the gate at the end
@@ -106,7 +107,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
     log.info("registered %s version %s aliases=%s: %s", reg.model_name, reg.version, reg.aliases, reg.gate.reason)
     execution = result.execution
     return RunOutcome(
-        run_id=run_id, experiment=cfg.tracking.experiment, tracking_uri=mask(mlflow.get_tracking_uri()), model_name=reg.model_name,
+        run_id=run_id, experiment=cfg.tracking.experiment, experiment_id=started.info.experiment_id, tracking_uri=mask(mlflow.get_tracking_uri()), model_name=reg.model_name,
         version=reg.version, aliases=reg.aliases, promotion=reg.gate, test_metrics=ev.metrics, val_metrics=result.val_metrics,
         cache=feats.cache, backbone=cfg.backbone.name, strategy=cfg.strategy.name,
         best_epoch=result.loop.best_epoch if result.loop else None, resumed_from=result.loop.resumed_from if result.loop else None,

@@ -291,6 +291,7 @@ class RunOutcome(Record):
 
     run_id: str
     experiment: str
+    experiment_id: str | None = Field(None, description="the experiment's MLflow id (its UI page: #/experiments/<id>)")
     tracking_uri: str
     model_name: str
     version: str

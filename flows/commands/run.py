@@ -182,7 +182,10 @@ def print_summary(r) -> None:
     out.print(f"[bold]model[/bold]   {e(r.model_name)} version {r.version} aliases={', '.join(r.aliases)}")
     out.print(f"[bold]gate[/bold]    {e(r.promotion.reason)}")
     out.print(f"[bold]run[/bold]     {r.run_id} in experiment {e(repr(r.experiment))}")
-    out.print(f"\nOpen the MLflow UI:  mlflow ui --backend-store-uri {e(r.tracking_uri)}   (then http://127.0.0.1:5000)")
+    # `workflowType=machine_learning`: MLflow 3's UI otherwise opens in its GenAI view in a fresh browser (the experiment's
+    # kind tag does not switch it; bench/screenshot_mlflow.py checks the link lists the run)
+    page = f"http://127.0.0.1:5000/#/experiments/{r.experiment_id}?workflowType=machine_learning" if r.experiment_id else "http://127.0.0.1:5000"
+    out.print(f"\nOpen the MLflow UI:  mlflow ui --backend-store-uri {e(r.tracking_uri)}   (then {page})")
     out.print(f"Predict (checked):   tlops predict models:/{e(r.model_name)}@champion INPUT ... --tracking-uri {e(r.tracking_uri)}")
     out.print(f"Load it in Python:   mlflow.set_tracking_uri('{e(r.tracking_uri)}'); "
               f"mlflow.pyfunc.load_model('models:/{e(r.model_name)}@champion').predict([...])  (loads without tlops's sha256 check)")

@@ -7,7 +7,7 @@ from tlops.records import CacheTotals, Gate, RunOutcome
 
 
 def _outcome(**over) -> RunOutcome:
-    fields = dict(run_id="a" * 32, experiment="exp [/b]", tracking_uri="sqlite:///mlruns/mlflow.db", model_name="close [/bold] tag",
+    fields = dict(run_id="a" * 32, experiment="exp [/b]", experiment_id="7", tracking_uri="sqlite:///mlruns/mlflow.db", model_name="close [/bold] tag",
                   version="1", aliases=["champion"], test_metrics={"accuracy": 0.5, "macro_f1": 0.4}, val_metrics={"macro_f1": 0.4},
                   promotion=Gate(promoted=True, reason="see [/ops] ticket", metric="macro_f1", challenger=0.4, margin=0.0, version="1"),
                   cache=CacheTotals(hits=1, misses=2), backbone="hf:/models/[red]x", strategy="linear_probe", flow_pid=1)
@@ -23,5 +23,7 @@ def test_the_summary_prints_user_strings_as_written_and_pastable_commands_name_t
         assert written in out, (written, out)
     lines = {line.split(":", 1)[0].strip(): line for line in out.splitlines() if ":" in line}
     assert "--tracking-uri sqlite:///mlruns/mlflow.db" in lines["Predict (checked)"]
+    ui = lines["Open the MLflow UI"]  # the experiment's runs in the Model training view, not MLflow 3's GenAI view
+    assert "--backend-store-uri sqlite:///mlruns/mlflow.db" in ui and "/#/experiments/7?workflowType=machine_learning" in ui, ui
     python = lines["Load it in Python"]
     assert "mlflow.set_tracking_uri('sqlite:///mlruns/mlflow.db')" in python and "without tlops's sha256 check" in python
