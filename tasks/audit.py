@@ -14,8 +14,7 @@ import mlflow
 import yaml
 from mlflow.exceptions import MlflowException
 
-from tasks.register import MANIFEST_ARTIFACT
-from tasks.registry import Registry, _artifact_location
+from tasks.registry import CODE_MANIFEST_ARTIFACT, MANIFEST_ARTIFACT, Registry, _artifact_location
 from tasks.tracking import INCOMPLETE_TAG, REPO_ROOT, log_json
 from tlops.errors import RegistryError
 from tlops.audit import AuditReport, Check, compare, to_markdown, tolerances_for
@@ -85,7 +84,6 @@ def code_check(actual: dict[str, str], version_tag: str | None, run_id: str, tmp
     """A downloaded model's code files (MLmodel, the pyfunc file, the bundled tlops code) against the manifest
     recorded at registration and the version's `tlops.code_sha256` tag. Versions registered before tlops recorded
     it pass on the package check alone, and say so."""
-    from tasks.register import CODE_MANIFEST_ARTIFACT
 
     if version_tag is None:
         if _run_artifact(run_id, CODE_MANIFEST_ARTIFACT, tmp / "code-lineage") is not None:  # recorded, then killed before the tag

@@ -13,7 +13,7 @@ import mlflow
 from prefect import task
 
 import tlops
-from tasks.registry import Registry
+from tasks.registry import CODE_MANIFEST_ARTIFACT, MANIFEST_ARTIFACT, Registry  # noqa: F401  (re-exported; the audit reads them there)
 from tasks.tracking import log_json, setup
 from tlops.aliases import CHALLENGER, CHAMPION, challenger_may_move
 from tlops.config import RunConfig
@@ -25,9 +25,6 @@ from tlops.records import ChampionScore, FeatureSet, Gate, Registration, TrainRe
 from tlops.resolve import open_dataset
 from tlops.scoring import score_package
 from tlops.task_types import task_type
-
-MANIFEST_ARTIFACT = "registry/package_manifest.json"
-CODE_MANIFEST_ARTIFACT = "registry/code_manifest.json"  # the model's own code files (what loading it runs)
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")  # logged as code, never imported here
 # What the pyfunc needs at load time; pinned to this environment's versions (the audit trail).
 MODEL_REQUIREMENTS = ("torch", "transformers", "safetensors", "numpy", "rich", "huggingface_hub", "pyyaml", "pandas")

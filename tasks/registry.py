@@ -33,6 +33,8 @@ from tlops.errors import AliasMoveRefused, RegistryError
 from tlops.records import Gate
 
 HISTORY_EXPERIMENT = "tlops-alias-history"
+MANIFEST_ARTIFACT = "registry/package_manifest.json"  # a registered version's package files and their sha256
+CODE_MANIFEST_ARTIFACT = "registry/code_manifest.json"  # the model's own code files (what loading it runs)
 LOCK_PREFIX = "tlops-lock/"
 MOVE_TAG = "tlops.move"
 LOCK_TIMEOUT_S = 60.0
