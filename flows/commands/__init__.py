@@ -12,7 +12,7 @@ import importlib
 
 import typer
 
-COMMANDS = ("run", "validate", "describe", "init", "local_server", "models", "promote", "rollback", "history", "predict", "serve", "evaluate",
+COMMANDS = ("run", "validate", "describe", "init", "local_server", "models", "promote", "rollback", "history", "predict", "serve", "evaluate", "compare",
             "audit", "schedule")
 
 
