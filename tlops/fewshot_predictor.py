@@ -94,7 +94,7 @@ class FewShotAdapter:
 
         self.regression = task_type(meta.get("task") or "classification").numeric_target  # a few-shot regressor
         if self.regression:  # a few-shot regressor: the head's meta-learned start, adapted by a normalised step
-            from tlops.training.meta_regression import RegressionMetaLearner
+            from tlops.training.meta import RegressionMetaLearner
             from tlops.training.objectives import RegressionTask
 
             self.learner = RegressionMetaLearner(self.encoder, meta["algorithm"], meta["inner_lr"], meta["inner_steps"])
@@ -113,7 +113,7 @@ class FewShotAdapter:
 
     def regression_head(self, features: np.ndarray, values: np.ndarray) -> ProbeHead:
         """A few-shot regressor adapted to support rows (features, target values), in the target's unit."""
-        from tlops.training.meta_regression import adapted_regression_head
+        from tlops.training.meta import adapted_regression_head
 
         return adapted_regression_head(self.learner, self.encoder, torch.from_numpy(np.asarray(features, dtype=np.float32)),
                                        torch.as_tensor(np.asarray(values, dtype=np.float64)), self.target)

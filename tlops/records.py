@@ -201,7 +201,7 @@ class MetaLearnerState(Record):
     backbone_params: list[str] = Field([], description="backbone parameters the inner loop adapts per support set (inner_groups)")
     adapted_backbone_path: str | None = Field(None, description="safetensors: those parameters adapted to the registered support set")
     task: str = Field("classification", description="regression: y holds the support rows' targets, adapted by the regression "
-                                                    "learner (tlops.training.meta_regression) with the target scaler below")
+                                                    "learner (tlops.training.meta.RegressionMetaLearner) with the target scaler below")
     target_scaler: list[float] | None = Field(None, description="regression: the train targets' mean and std")
 
 

@@ -237,9 +237,9 @@ def strategy_name_lists(root: Path, names: set[str]) -> dict[str, list[int]]:
     return found
 
 
-# The meta-learners' own algorithm tables (tlops.training.meta / meta_regression implement protonet, MAML, FOMAML,
-# Meta-SGD: names the strategies that use them share), not lists of strategies
-ALGORITHM_TABLES = {"tlops/training/meta.py", "tlops/training/meta_regression.py"}
+# The meta-learners' own algorithm tables (tlops.training.meta implements protonet, MAML, FOMAML, Meta-SGD: names the
+# strategies that use them share), not lists of strategies
+ALGORITHM_TABLES = {"tlops/training/meta.py"}
 
 
 def test_no_strategy_name_list_outside_the_strategies():

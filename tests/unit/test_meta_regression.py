@@ -17,7 +17,9 @@ from tlops.config import config_from_dict
 from tlops.errors import ConfigError, DataError, ValidationFailed
 from tlops.evaluate import few_shot_metrics
 from tlops.training.meta import Encoder
-from tlops.training.meta_regression import RegressionMetaLearner, TaskEpisodeSampler, _ridge_fit, adapted_regression_head, support_mean
+from tlops.training.episodes import TaskEpisodeSampler
+from tlops.training.episodic_eval import _ridge_fit, support_mean
+from tlops.training.meta import RegressionMetaLearner, adapted_regression_head
 from tlops.training.objectives import RegressionTask
 
 
@@ -86,7 +88,7 @@ def test_adaptation_lowers_the_support_loss_and_maml_differs_from_fomaml_only_in
 
     def outer_grad(algorithm):
         e, lr, _ = _learner(algorithm, steps=2)
-        pred = lr.episode_predictions(e, sx[None], sy[None], qx[None])
+        pred = lr.episode_outputs(e, sx[None], sy[None], qx[None])
         F.mse_loss(pred, qy[None]).backward()
         return e.layers[0].weight.grad.clone(), lr.head.weight.grad.clone()
 

@@ -202,16 +202,13 @@ def _meta_train(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, x, y,
     from tlops.strategies.finetune import run_checkpoint_dir
     from tlops.training.episodes import EpisodeSampler
     from tlops.training.loop import LabelledData, Net, fit
-    from tlops.training.meta import (
-        EpisodeBatches,
-        EpisodicObjective,
-        EpisodicValidation,
-    )
+    from tlops.training.meta import ClassEpisodeScoring, EpisodeBatches, EpisodicObjective, EpisodicValidation
 
     s, seed = ctx.cfg.strategy, ctx.cfg.seed
     rows = EncoderRows(encoder)
     objective = EpisodicObjective(learner, EpisodeBatches(x, EpisodeSampler(y, s.ways, s.shots, s.queries, seed), s.meta_batch))
-    task = EpisodicValidation(learner, encoder, xv, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1), s.val_episodes)
+    task = EpisodicValidation(learner, encoder, xv, yv, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1), s.val_episodes,
+                              ClassEpisodeScoring())
     tickets = LabelledData(EpisodeTickets(), list(range(s.episodes_per_epoch)), np.zeros(s.episodes_per_epoch, dtype=np.int64))
     ckpt = run_checkpoint_dir(ctx, s.fingerprint(), [x, y, xv, yv])
     return fit(Net(rows, nn.Identity()), objective, tickets, LabelledData(rows, list(xv), yv), s.loop_options(), seed=seed, task=task,
@@ -239,13 +236,13 @@ def _meta_train_inputs(ctx: TrainContext, backbone, encoder: Encoder, learner: M
     from tlops.strategies.finetune import run_checkpoint_dir
     from tlops.training.episodes import EpisodeSampler
     from tlops.training.loop import LabelledData, Net, fit
-    from tlops.training.meta import EpisodicObjective, InputEpisodeBatches, InputEpisodicValidation
+    from tlops.training.meta import ClassEpisodeScoring, EpisodicObjective, InputEpisodeBatches, InputEpisodicValidation
 
     s, seed = ctx.cfg.strategy, ctx.cfg.seed
     objective = EpisodicObjective(learner, InputEpisodeBatches(backbone, train_items, EpisodeSampler(y, s.ways, s.shots, s.queries, seed),
                                                                s.meta_batch))
-    task = InputEpisodicValidation(learner, encoder, backbone, val_items, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1),
-                                   s.val_episodes, ctx.cfg.backbone.batch_size)
+    task = InputEpisodicValidation(learner, encoder, backbone, val_items, yv, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1),
+                                   s.val_episodes, ClassEpisodeScoring(), ctx.cfg.backbone.batch_size)
     tickets = LabelledData(EpisodeTickets(), list(range(s.episodes_per_epoch)), np.zeros(s.episodes_per_epoch, dtype=np.int64))
     # the loop's own pass over val feeds nothing (episodes need support sets; the task embeds what they use): one row keeps it cheap
     one_val_row = LabelledData(backbone, val_items[:1], yv[:1])
@@ -315,9 +312,10 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
         val = history[loop.state.best_epoch]
     else:
         from tlops.training.episodes import EpisodeSampler
-        from tlops.training.meta import EpisodicValidation
+        from tlops.training.meta import ClassEpisodeScoring, EpisodicValidation
 
-        val = EpisodicValidation(learner, encoder, xv, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1), s.val_episodes).evaluate()
+        val = EpisodicValidation(learner, encoder, xv, yv, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1), s.val_episodes,
+                                 ClassEpisodeScoring()).evaluate()
         history = [{"epoch": 0, **val}]
     seconds = time.perf_counter() - t0
 

@@ -3,7 +3,7 @@ meta-train the encoder and the head's initialisation (and Meta-SGD's rates) on t
 episodes of test's new tasks against the baselines, and register the model adapted to the support set (labelled
 rows of one test task), evaluated on that task's other test rows.
 
-The inner loop adapts the head (ANIL) with a normalised step (`tlops.training.meta_regression`). The package keeps
+The inner loop adapts the head (ANIL) with a normalised step (`tlops.training.meta.RegressionMetaLearner`). The package keeps
 the encoder and the adaptation rule, so a support set of another task given at predict time (rows with their target
 values) adapts the head to that task (`tlops.fewshot_predictor`). With `trainable: N` the backbone's top N groups
 meta-train too (outer loop, on the raw inputs, as for classes) and the train step writes the full package holding
@@ -30,16 +30,18 @@ def train_episodic_regression(ctx: TrainContext, algorithm: str) -> HeadResult |
     from tlops.strategies._episodic import EpisodeTickets, EncoderRows, _split_inputs
     from tlops.strategies.finetune import loop_summary, run_checkpoint_dir
     from tlops.training.loop import LabelledData, Net, fit
-    from tlops.training.meta import Encoder, embed_rows
-    from tlops.training.meta_regression import (
-        InputRegressionEpisodicValidation,
-        InputTaskEpisodeBatches,
-        RegressionEpisodicObjective,
-        RegressionEpisodicValidation,
+    from tlops.training.episodes import TaskEpisodeSampler
+    from tlops.training.meta import (
+        Encoder,
+        EpisodeBatches,
+        EpisodicObjective,
+        EpisodicValidation,
+        InputEpisodeBatches,
+        InputEpisodicValidation,
+        NumberEpisodeScoring,
         RegressionMetaLearner,
-        TaskEpisodeBatches,
-        TaskEpisodeSampler,
         adapted_regression_head,
+        embed_rows,
     )
     from tlops.training.objectives import RegressionTask
     from tlops.training.probe import finetune_scaler
@@ -61,19 +63,20 @@ def train_episodic_regression(ctx: TrainContext, algorithm: str) -> HeadResult |
 
         train_items, val_items = _split_inputs(ds, "train", y), _split_inputs(ds, "val", yv)
         backbone = FeatureGroups(ctx.backbone(), train_items)
-        val_task = InputRegressionEpisodicValidation(learner, encoder, backbone, val_items, yv, val_sampler, s.val_episodes, target, batch)
-        episodes = InputTaskEpisodeBatches(backbone, train_items, y_std, TaskEpisodeSampler(g, s.shots, s.queries, seed), s.meta_batch)
+        val_task = InputEpisodicValidation(learner, encoder, backbone, val_items, yv, val_sampler, s.val_episodes,
+                                           NumberEpisodeScoring(target), batch)
+        episodes = InputEpisodeBatches(backbone, train_items, TaskEpisodeSampler(g, s.shots, s.queries, seed), s.meta_batch, y_std)
         # the loop's own pass over val feeds nothing (episodes need support sets; the task embeds what they use): one row keeps it cheap
         net, val_rows = Net(backbone, encoder), LabelledData(backbone, val_items[:1], yv[:1])
     else:
-        val_task = RegressionEpisodicValidation(learner, encoder, xv, yv, val_sampler, s.val_episodes, target)
-        episodes = TaskEpisodeBatches(x, y_std, TaskEpisodeSampler(g, s.shots, s.queries, seed), s.meta_batch)
+        val_task = EpisodicValidation(learner, encoder, xv, yv, val_sampler, s.val_episodes, NumberEpisodeScoring(target))
+        episodes = EpisodeBatches(x, TaskEpisodeSampler(g, s.shots, s.queries, seed), s.meta_batch, y_std)
         rows = EncoderRows(encoder)
         net, val_rows = Net(rows, nn.Identity()), LabelledData(rows, list(xv), yv)
     t0 = time.perf_counter()
     loop, ckpt = None, None
     if s.meta_epochs > 0:
-        objective = RegressionEpisodicObjective(learner, episodes)
+        objective = EpisodicObjective(learner, episodes)
         tickets = LabelledData(EpisodeTickets(), list(range(s.episodes_per_epoch)), np.zeros(s.episodes_per_epoch, dtype=np.int64))
         # the step size this run uses (an unset inner_lr means 1 here, 0.01 for classes): two runs share a folder only if equal
         ckpt = run_checkpoint_dir(ctx, {**s.fingerprint(), "task": "regression", "inner_lr": s.inner_lr_for("regression")}, [x, y, xv, yv])
@@ -123,14 +126,8 @@ def _report(ctx: TrainContext, learner, encoder, target, gt, support_task: str, 
     """The model and the baselines on the same test episodes; each ridge baseline picks its strength on val's episodes
     (`val_sampler`: meta-training's validation episodes). `model_x`: the model's test features when its backbone
     meta-trained (the baselines keep the pretrained backbone's cached features)."""
-    from tlops.training.meta_regression import (
-        learner_predict,
-        pick_alpha,
-        pooled_ridge,
-        shot_errors,
-        support_mean,
-        support_ridge,
-    )
+    from tlops.training.episodic_eval import pick_alpha, pooled_ridge, shot_errors, support_mean, support_ridge
+    from tlops.training.meta import regression_learner_predict
 
     s, feats, seed = ctx.cfg.strategy, ctx.features, ctx.cfg.seed
     x, y = feats.arrays("train")
@@ -149,7 +146,7 @@ def _report(ctx: TrainContext, learner, encoder, target, gt, support_task: str, 
             predictors[name] = pooled_ridge(x, y, alpha)
     # the episodes are a function of (groups, seed, shots) only, so the two calls score the very same episodes
     scores, skipped = shot_errors(predictors, xt, yt, gt, shots, s.queries, s.eval_episodes, seed)
-    model = shot_errors({"model": learner_predict(learner, encoder, target)}, xt if model_x is None else model_x, yt, gt, shots,
+    model = shot_errors({"model": regression_learner_predict(learner, encoder, target)}, xt if model_x is None else model_x, yt, gt, shots,
                         s.queries, s.eval_episodes, seed)[0]["model"]
     return FewShotRegressionReport(split="test", queries=s.queries, model=model, baselines=scores, skipped_shots=skipped,
                                    support_task=support_task)

@@ -15,6 +15,13 @@ W = 2c, b = -|c|^2, i.e. ProtoNet's logits -|z - c|^2 up to a per-row constant, 
 works (the registered model adapts to however many classes its support set has) and zero inner steps
 is ProtoNet. Encoder + adapted classifier fold exactly into a `ProbeHead` (see `Encoder.fold`), so a
 meta-learned model packages and serves like any other head.
+
+Numbers (few-shot regression: a dataset's `group:` tasks of rows) use the same encoder, inner update, episode
+batches, objective and validation with their own adaptation rule, `RegressionMetaLearner`: a meta-learned head start
+(a number has no prototype), the MSE on the standardised target, and a normalised inner step on the head alone.
+What differs by task is carried by small objects, not a second loop: the episode sampler says what an episode's
+targets are (`tlops.training.episodes`), the learner gives the query outputs, loss and monitors, and the validation's
+scoring gives the per-episode metric and its direction (`ClassEpisodeScoring`, `NumberEpisodeScoring`).
 """
 
 from __future__ import annotations
@@ -28,11 +35,12 @@ from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from tlops.modules.heads import ProbeHead
-from tlops.training.episodes import EpisodeSampler, way_targets
-from tlops.training.objectives import Batch, ClassificationTask, Objective
+from tlops.training.episodes import EpisodeSampler, TaskEpisodeSampler, way_targets
+from tlops.training.objectives import Batch, Objective, RegressionTask
 
 Params = dict[str, torch.Tensor]
 ALGORITHMS = ("protonet", "maml", "fomaml", "meta_sgd")
+REGRESSION_ALGORITHMS = ("maml", "fomaml", "meta_sgd")
 BACKBONE = "backbone."  # fast-weight keys of the backbone parameters the inner loop adapts
 CLASSIFIER = ("weight", "bias")
 
@@ -141,8 +149,8 @@ def backbone_part(fast: Params) -> Params:
 
 
 class InnerRule(nn.Module):
-    """The inner loop every MAML-family learner shares (classes: `MetaLearner`; numbers:
-    `tlops.training.meta_regression.RegressionMetaLearner`): a step size per adapted parameter (Meta-SGD's learned
+    """The inner loop every MAML-family learner shares (classes: `MetaLearner`; numbers: `RegressionMetaLearner`):
+    a step size per adapted parameter (Meta-SGD's learned
     alphas, else one fixed rate) and `descend`, the inner updates theta' = theta - lr * grad (FOMAML: gradients
     detached, so no second-order term reaches the outer loop)."""
 
@@ -236,15 +244,24 @@ class MetaLearner(InnerRule):
             fast = self.adapt(encoder, self.initial(encoder, backbone), support, onehot, backbone=backbone)
             return self.logits(encoder, fast, query, backbone)
 
-    def episode_logits(self, encoder: Encoder, sx: torch.Tensor, qx: torch.Tensor, ways: int, shots: int) -> torch.Tensor:
-        """Query logits (T, N*Q, N) of a batch of episodes (sx: (T, N*K, D), qx: (T, N*Q, D)), vmapped over tasks."""
-        onehot = F.one_hot(way_targets(ways, shots), ways).to(sx)
+    def episode_outputs(self, encoder: Encoder, sx: torch.Tensor, onehot: torch.Tensor, qx: torch.Tensor) -> torch.Tensor:
+        """Query logits (T, N*Q, N) of a batch of episodes (sx: (T, N*K, D), qx: (T, N*Q, D); `onehot`: the support's way
+        assignment (N*K, N), the same for every episode), vmapped over tasks."""
         params = encoder.params()
 
         def one(s: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
             return self.logits(encoder, self.adapt(encoder, params, s, onehot), q)
 
         return vmap(one)(sx, qx)
+
+    def episode_logits(self, encoder: Encoder, sx: torch.Tensor, qx: torch.Tensor, ways: int, shots: int) -> torch.Tensor:
+        """`episode_outputs` of N-way K-shot episodes with class-major support rows."""
+        return self.episode_outputs(encoder, sx, F.one_hot(way_targets(ways, shots), ways).to(sx), qx)
+
+    def episode_loss(self, logits: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The query cross-entropy over a step's episodes, and the train monitors (query accuracy)."""
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), qy.reshape(-1))
+        return loss, {"train_episode_accuracy": float((logits.argmax(-1) == qy).float().mean())}
 
 
 def adapted_head(learner: MetaLearner, encoder: Encoder, sx, targets: torch.Tensor, n_classes: int,
@@ -260,16 +277,101 @@ def adapted_head(learner: MetaLearner, encoder: Encoder, sx, targets: torch.Tens
     return encoder.fold(enc, fast), {k: v.detach() for k, v in backbone_part(fast).items()}
 
 
+HEAD = ("head.weight", "head.bias")
+
+
+class RegressionMetaLearner(InnerRule):
+    """The adaptation rule for numeric targets: `adapt(encoder, params, sx, sy)` -> fast weights after the inner
+    steps on the support MSE, `predict(encoder, fast, x)` -> standardised predictions. Its own parameters are the
+    head's meta-learned initialisation and, for Meta-SGD, the alphas; the encoder is passed in (the loop trains it
+    as its backbone).
+
+    The inner loop adapts the head only (ANIL, Raghu et al. 2020; the encoder is meta-learned in the outer loop),
+    with its step divided by twice the support embeddings' mean squared norm (+1 for the bias): the normalised LMS
+    step of adaptive filtering. The support MSE is quadratic in the head and its curvature is at most that, so a
+    step of lr in (0, 2) never increases the error whatever the embedding's scale (lr 1 fits a single support row
+    exactly). Measured without it: plain steps on the MSE diverged (predictions of 1e4-1e29 degrees on the demo)
+    because the outer loop moves the embedding's scale, and with it the largest stable step, while a classifier's
+    cross-entropy gradients stay bounded."""
+
+    anil, backbone_names = True, ()  # the head alone is adapted; no backbone parameters in the inner loop
+
+    def __init__(self, encoder: Encoder, algorithm: str, inner_lr: float = 0.5, inner_steps: int = 1):
+        super().__init__()
+        if algorithm not in REGRESSION_ALGORITHMS:
+            raise ValueError(f"few-shot regression adapts with {', '.join(REGRESSION_ALGORITHMS)}; {algorithm!r} has no inner loop "
+                             "for numbers")
+        self.head = nn.Linear(encoder.out_dim, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)  # the standardised target's mean: the best guess before any support row
+        self._init_rule(algorithm, {f"head.{k}": p.shape for k, p in self.head.named_parameters()}, inner_lr, inner_steps)
+
+    def initial(self, encoder: Encoder) -> Params:
+        """Every task's meta-learned starting point: the encoder's parameters and the head's."""
+        return encoder.params() | {"head.weight": self.head.weight, "head.bias": self.head.bias}
+
+    def predict(self, encoder: Encoder, fast: Params, x: torch.Tensor) -> torch.Tensor:
+        return _linear(encoder.embed(_encoder_part(fast), x), fast)
+
+    def adapt(self, encoder: Encoder, params: Params, sx: torch.Tensor, sy: torch.Tensor, steps: int | None = None) -> Params:
+        """Fast weights for one support set (features sx (K, D), standardised targets sy (K,))."""
+        z = encoder.embed(_encoder_part(params), sx)  # the encoder is not adapted: embed the support once
+        # NLMS: the MSE's curvature is at most 2 (mean |z|^2 + 1) (+1: the bias), so this step is stable for lr in (0, 2)
+        norm = 0.5 / ((z**2).sum(-1).mean() + 1.0)
+
+        def support_loss(p: Params) -> torch.Tensor:
+            return F.mse_loss(_linear(z, p), sy)
+
+        lrs = {k: lr * norm for k, lr in self.lrs().items()}
+        return {**params, **self.descend(support_loss, {k: params[k] for k in HEAD}, lrs, steps)}
+
+    def episode_outputs(self, encoder: Encoder, sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor) -> torch.Tensor:
+        """Standardised query predictions (T, Q) of a batch of episodes (sy: the support's standardised targets (T, K)),
+        vmapped over tasks."""
+        params = self.initial(encoder)
+
+        def one(s: torch.Tensor, y: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+            return self.predict(encoder, self.adapt(encoder, params, s, y), q)
+
+        return vmap(one)(sx, sy, qx)
+
+    def episode_loss(self, pred: torch.Tensor, qy: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """The query MSE (standardised target) over a step's episodes, and the train monitors (MAE in target std's)."""
+        return F.mse_loss(pred, qy), {"train_episode_mae_std": float((pred - qy).detach().abs().mean())}
+
+
+def _encoder_part(fast: Params) -> Params:
+    return {k: v for k, v in fast.items() if k not in HEAD}
+
+
+def _linear(z: torch.Tensor, head: Params) -> torch.Tensor:
+    return (z @ head["head.weight"].T + head["head.bias"])[..., 0]
+
+
+def adapted_regression_head(learner: RegressionMetaLearner, encoder: Encoder, sx: torch.Tensor, sy: torch.Tensor,
+                            target: RegressionTask) -> ProbeHead:
+    """The encoder and head adapted to one support set (features sx, targets sy in the target's unit), folded into a
+    regression `ProbeHead` that maps back to that unit: the registered model."""
+    with torch.no_grad():  # the inner loop's gradients still flow (torch.func.grad ignores an outer no_grad)
+        fast = learner.adapt(encoder, learner.initial(encoder), sx.float(), target.standardise(sy))
+    folded = encoder.fold(_encoder_part(fast), {"weight": fast["head.weight"], "bias": fast["head.bias"]})
+    head = ProbeHead(folded.spec["in_dim"], 1, kind=folded.spec["kind"], hidden=folded.spec["hidden"], task="regression")
+    head.load_state_dict({**folded.state_dict(), "target_mean": torch.tensor(target.mean), "target_std": torch.tensor(target.std)})
+    return head.eval()
+
+
 def _key(name: str) -> str:
     return name.replace(".", "__")  # ParameterDict keys may not contain dots
 
 
 class EpisodeBatches:
-    """The episodes of optimizer step s: episodes s*T .. s*T+T-1 of the sampler, as feature tensors. A pure
-    function of the step, like the loop's own batch order, so a resumed run sees the same episodes."""
+    """The episodes of optimizer step s: episodes s*T .. s*T+T-1 of the sampler, as feature tensors and the targets
+    the sampler gives them (`y`: the split's standardised numeric targets for task episodes; unused for classes). A
+    pure function of the step, like the loop's own batch order, so a resumed run sees the same episodes."""
 
-    def __init__(self, x: np.ndarray, sampler: EpisodeSampler, per_step: int):
+    def __init__(self, x: np.ndarray, sampler: EpisodeSampler | TaskEpisodeSampler, per_step: int, y: np.ndarray | None = None):
         self.x, self.sampler, self.per_step = torch.from_numpy(x), sampler, per_step
+        self.y = None if y is None else torch.from_numpy(np.asarray(y, dtype=np.float32))
 
     def features(self, net, rows: np.ndarray, device: torch.device) -> torch.Tensor:
         """(..., D) features of the split's rows `rows` (any shape of row indices): the cached ones."""
@@ -279,13 +381,19 @@ class EpisodeBatches:
         """Row indices of step `step`'s episodes."""
         return self.sampler.batch(step * self.per_step, count or self.per_step)
 
+    def targets(self, ep, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(support targets, query targets) of episodes `ep`, on `device` (what they are: the sampler's `targets`)."""
+        sy, qy = self.sampler.targets(ep, self.y)
+        return sy.to(device), qy.to(device)
+
     def __call__(self, net, step: int, count: int | None = None,
-                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        s = self.sampler
+                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(support features, support targets, query features, query targets) of step `step`'s episodes."""
         ep = self.episodes(step, count)
         z = self.features(net, np.concatenate([ep.support, ep.query], axis=1), torch.device(device))  # one pass for both
-        q = way_targets(s.ways, s.queries).to(device)
-        return z[:, : ep.support.shape[1]], z[:, ep.support.shape[1]:], q.expand(len(ep.support), -1)
+        k = ep.support.shape[1]
+        sy, qy = self.targets(ep, device)
+        return z[:, :k], sy, z[:, k:], qy
 
 
 class RawRows:
@@ -313,37 +421,37 @@ class RawRows:
 class InputEpisodeBatches(RawRows, EpisodeBatches):
     """Episodes over raw inputs: `EpisodeBatches` whose features come from the loop's backbone (`RawRows`)."""
 
-    def __init__(self, backbone, items: list[str], sampler: EpisodeSampler, per_step: int):
+    def __init__(self, backbone, items: list[str], sampler: EpisodeSampler | TaskEpisodeSampler | None, per_step: int,
+                 y: np.ndarray | None = None):
         RawRows.__init__(self, backbone, items)
         self.sampler, self.per_step = sampler, per_step
+        self.y = None if y is None else torch.from_numpy(np.asarray(y, dtype=np.float32))
 
 
 class EpisodicObjective(Objective):
-    """Query cross-entropy after adaptation, averaged over the step's episodes. The loop's own batch only
-    says how many episodes (its rows are episode tickets); the episodes come from `EpisodeBatches(step)`."""
+    """The learner's query loss after adaptation (classes: cross-entropy; numbers: MSE on the standardised target),
+    averaged over the step's episodes. The loop's own batch only says how many episodes (its rows are episode
+    tickets); the episodes come from `EpisodeBatches(step)`."""
 
-    def __init__(self, learner: MetaLearner, episodes: EpisodeBatches):
+    def __init__(self, learner: MetaLearner | RegressionMetaLearner, episodes: EpisodeBatches):
         super().__init__()
         self.learner, self.episodes = learner, episodes
         self._monitors: dict[str, float] = {}
 
     def forward(self, net, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        s = self.episodes.sampler
         # the encoder is the loop's backbone on cached features, its head when the real backbone trains below it
         encoder = net.head if isinstance(net.head, Encoder) else net.backbone.model
         if self.learner.backbone_names:  # the inner loop adapts backbone groups: raw batches, one task at a time
             device = batch.targets.device
             ep = self.episodes.episodes(step, len(batch.targets))
-            onehot = F.one_hot(way_targets(s.ways, s.shots), s.ways).float().to(device)
+            onehot, qy = self.episodes.targets(ep, device)
             fn = BackboneFunction(net.backbone)
-            logits = torch.stack([self.learner.task_logits(encoder, fn, self.episodes.batch(sr, device), self.episodes.batch(qr, device),
-                                                           onehot) for sr, qr in zip(ep.support, ep.query)])
-            qy = way_targets(s.ways, s.queries).to(device).expand(len(ep.support), -1)
+            out = torch.stack([self.learner.task_logits(encoder, fn, self.episodes.batch(sr, device), self.episodes.batch(qr, device),
+                                                        onehot) for sr, qr in zip(ep.support, ep.query)])
         else:
-            sx, qx, qy = self.episodes(net, step, len(batch.targets), batch.targets.device)
-            logits = self.learner.episode_logits(encoder, sx, qx, s.ways, s.shots)
-        loss = F.cross_entropy(logits.reshape(-1, s.ways), qy.reshape(-1))
-        self._monitors = {"train_episode_accuracy": float((logits.argmax(-1) == qy).float().mean())}
+            sx, sy, qx, qy = self.episodes(net, step, len(batch.targets), batch.targets.device)
+            out = self.learner.episode_outputs(encoder, sx, sy, qx)
+        loss, self._monitors = self.learner.episode_loss(out, qy)
         return {"task": loss}
 
     def monitors(self) -> dict[str, float]:
@@ -407,26 +515,27 @@ def input_learner_predict(learner: MetaLearner, encoder: Encoder, backbone, item
     return predict
 
 
-class EpisodicValidation(ClassificationTask):
-    """The loop's validation for meta-training: accuracy and macro-F1 over fixed episodes of val's novel classes
-    (the loop's own pass over val is not used: episodes need support sets). Selects on `val_episode_accuracy`."""
+def regression_learner_predict(learner: RegressionMetaLearner, encoder: Encoder, target: RegressionTask):
+    """A meta-learned regressor as an episode predictor in the target's unit: predict(support features (T, K, D),
+    support targets (T, K), query features (T, Q, D)) -> query predictions (T, Q)."""
 
-    def __init__(self, learner: MetaLearner, encoder: Encoder, xv: np.ndarray, sampler: EpisodeSampler, episodes: int):
-        super().__init__("val_episode_accuracy", maximize=True)
-        self.learner, self.encoder, self.xv, self.sampler, self.episodes = learner, encoder, xv, sampler, episodes
+    def predict(sx: torch.Tensor, sy: torch.Tensor, qx: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            pred = learner.episode_outputs(encoder, sx.float(), target.standardise(sy), qx.float())
+        return pred.double() * target.std + target.mean
 
-    def features(self, rows: np.ndarray) -> np.ndarray:
-        """Features of val's rows (`rows`: the rows the episodes use; others may be left as zeros)."""
-        return self.xv
+    return predict
 
-    def predictor(self) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
-        return learner_predict(self.learner, self.encoder)
 
-    def evaluate(self) -> dict[str, float]:
-        predict = self.predictor()
-        s = self.sampler
-        ep = s.batch(0, self.episodes)
-        xt = torch.from_numpy(self.features(np.unique(np.concatenate([ep.support.ravel(), ep.query.ravel()]))))
+class ClassEpisodeScoring:
+    """Validation episodes of classes: query accuracy (selects, higher is better) and per-episode macro-F1."""
+
+    selection_metric, maximize = "val_episode_accuracy", True
+
+    def predictor(self, learner: MetaLearner, encoder: Encoder):
+        return learner_predict(learner, encoder)
+
+    def score(self, predict, xt: torch.Tensor, yv: np.ndarray, ep, s: EpisodeSampler) -> dict[str, float]:
         pred = predict(xt[ep.support], xt[ep.query], s.ways)
         truth = way_targets(s.ways, s.queries).expand_as(pred)
         p, t = F.one_hot(pred, s.ways).float(), F.one_hot(truth, s.ways).float()
@@ -434,7 +543,64 @@ class EpisodicValidation(ClassificationTask):
         f1 = (2 * tp / (p.sum(1) + t.sum(1)).clamp(min=1)).mean(1)  # per-episode macro-F1 (0 for a class never predicted nor true)
         return {"val_episode_accuracy": float((pred == truth).float().mean()), "val_macro_f1": float(f1.mean())}
 
-    def metrics(self, logits: torch.Tensor, targets: np.ndarray) -> dict[str, float]:
+
+class NumberEpisodeScoring:
+    """Validation episodes of a regression's tasks: their mean query MAE (`val_episode_mae`, selects, lower is better)
+    and the usual val_mae/rmse/r2/spearman over all their query rows, in the target's unit (`target`)."""
+
+    selection_metric, maximize = "val_episode_mae", False
+
+    def __init__(self, target: RegressionTask):
+        self.target = target
+
+    def predictor(self, learner: RegressionMetaLearner, encoder: Encoder):
+        return regression_learner_predict(learner, encoder, self.target)
+
+    def score(self, predict, xt: torch.Tensor, yv: np.ndarray, ep, s: TaskEpisodeSampler) -> dict[str, float]:
+        from tlops.evaluate import regression_metrics
+        from tlops.training.objectives import REGRESSION_METRICS
+
+        yt = torch.from_numpy(np.asarray(yv, dtype=np.float64))
+        pred = predict(xt[ep.support], yt[ep.support], xt[ep.query]).numpy()
+        truth = yt[ep.query].numpy()
+        if not np.isfinite(pred).all():
+            from tlops.errors import ConfigError
+
+            raise ConfigError("few-shot regression diverged: the adapted model predicts non-finite values on val's episodes; "
+                              "lower strategy.inner_lr (or inner_steps), or strategy.meta_lr")
+        m = regression_metrics(truth.ravel(), pred.ravel())
+        return {"val_episode_mae": float(np.abs(pred - truth).mean(1).mean()), **{f"val_{k}": float(m[k]) for k in REGRESSION_METRICS}}
+
+
+class EpisodicValidation:
+    """The loop's validation task for meta-training: fixed episodes of val (`sampler`), scored after each epoch by
+    `scoring` (`ClassEpisodeScoring`, `NumberEpisodeScoring`: the per-episode metrics, the selection metric and its
+    direction). The loop's own pass over val is not used: episodes need support sets."""
+
+    def __init__(self, learner: MetaLearner | RegressionMetaLearner, encoder: Encoder, xv: np.ndarray, yv: np.ndarray,
+                 sampler: EpisodeSampler | TaskEpisodeSampler, episodes: int, scoring: ClassEpisodeScoring | NumberEpisodeScoring):
+        self.learner, self.encoder, self.xv, self.yv, self.sampler, self.episodes = learner, encoder, xv, yv, sampler, episodes
+        self.scoring = scoring
+        self.selection_metric, self.maximize = scoring.selection_metric, scoring.maximize
+
+    def oriented(self, value: float) -> float:
+        """The selection score with higher = better."""
+        return value if self.maximize else -value
+
+    def features(self, rows: np.ndarray) -> np.ndarray:
+        """Features of val's rows (`rows`: the rows the episodes use; others may be left as zeros)."""
+        return self.xv
+
+    def predictor(self):
+        return self.scoring.predictor(self.learner, self.encoder)
+
+    def evaluate(self) -> dict[str, float]:
+        predict = self.predictor()
+        ep = self.sampler.batch(0, self.episodes)
+        xt = torch.from_numpy(self.features(np.unique(np.concatenate([ep.support.ravel(), ep.query.ravel()]))))
+        return self.scoring.score(predict, xt, self.yv, ep, self.sampler)
+
+    def metrics(self, outputs: torch.Tensor, targets: np.ndarray) -> dict[str, float]:
         return self.evaluate()
 
 
@@ -443,12 +609,13 @@ class InputEpisodicValidation(EpisodicValidation):
     the backbone as it is at the end of the epoch (eval mode), not read from the cache; with inner backbone
     groups, each episode's raw rows go through the backbone adapted to its support set."""
 
-    def __init__(self, learner: MetaLearner, encoder: Encoder, backbone, items: list[str], sampler: EpisodeSampler, episodes: int,
+    def __init__(self, learner: MetaLearner | RegressionMetaLearner, encoder: Encoder, backbone, items: list[str], yv: np.ndarray,
+                 sampler: EpisodeSampler | TaskEpisodeSampler, episodes: int, scoring: ClassEpisodeScoring | NumberEpisodeScoring,
                  batch_size: int):
-        super().__init__(learner, encoder, np.zeros((len(items), 0), dtype=np.float32), sampler, episodes)
+        super().__init__(learner, encoder, np.zeros((len(items), 0), dtype=np.float32), yv, sampler, episodes, scoring)
         self.backbone, self.items, self.batch_size = backbone, list(items), batch_size
 
-    def predictor(self) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
+    def predictor(self):
         if self.learner.backbone_names:
             return input_learner_predict(self.learner, self.encoder, self.backbone, self.items)
         return super().predictor()
