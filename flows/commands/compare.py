@@ -25,7 +25,10 @@ from flows.commands._common import JSON, TRACKING
 from flows.console import esc, out, print_json, quiet_third_party, status, user_errors
 
 RUN_ID = re.compile(r"[0-9a-f]{8,32}")  # MLflow run ids are 32 hex digits; tables show their first 12
-HIDDEN_PARAMS = {"tracking.run_name"}  # differs by design (shown as the run's name)
+# not shown among the settings that differ (--json has every param): the run's name (its own row), where files are
+# kept (not what was trained), and the backbone's identity, derived from backbone.name (its row) and its weights
+HIDDEN_PARAMS = {"tracking.run_name", "execution.work_dir", "features.cache_dir", "data.dvc_cache"}
+HIDDEN_PREFIXES = ("backbone.identity.",)
 SETTING_CHARS = 48  # a long setting (a path, a JSON list) in the table; JSON and the page have it whole
 PLOTS = "plots"  # the run's logged plots (tasks/evaluate.py): learning_curves.png, confusion_matrix.png, ...
 PLOT_ORDER = ("learning_curves.png", "confusion_matrix.png")  # first, in this order; the others by name
@@ -100,6 +103,64 @@ def _runs_starting(client, prefix: str) -> list[str]:
     return found
 
 
+def check_fast(tracking_uri: str | None, refs: list[str]) -> None:
+    """An unknown model, version, alias or run said in about a second on the default SQLite store, read directly
+    (`flows.commands._registry_read`), before the seconds of MLflow's import: the same error lines as the MLflow
+    path below. Anything this reader cannot answer (another store, an odd name, a prefix of several runs) is left
+    to that path."""
+    from flows.commands._registry_read import Fallback, SqliteReader, default_tracking_uri
+
+    try:
+        reader = SqliteReader(default_tracking_uri(tracking_uri))
+    except Fallback:
+        return
+    try:
+        names = reader.model_names()
+        for ref in refs:
+            _check_one(reader, ref, names)
+    except Fallback:
+        return
+    finally:
+        reader.db.close()
+
+
+def _check_one(reader, ref: str, names: list[str]) -> None:
+    from flows.commands._registry_read import DELETED_STAGE, WORKSPACE, Fallback
+    from tlops.errors import RegistryError
+
+    if ref.startswith("models:/"):
+        rest = ref.removeprefix("models:/")
+        name, at, part = rest.partition("@")
+        if not at:
+            name, slash, part = rest.rpartition("/")
+            if not slash:
+                name, part = rest, None
+        if not name or part == "":
+            raise Fallback(ref)  # MLflow's path says what is wrong with it
+        reader.require_model(name)
+        if part is None:
+            return
+        if at or not part.isdigit():  # models:/NAME@ALIAS (or models:/NAME/ALIAS, as Registry.resolve reads it)
+            aliases = sorted({a for a, _ in reader._aliases(name)})
+            if part.lstrip("@") not in aliases:
+                raise RegistryError(f"model {name!r} has no alias {part.lstrip('@')!r}; its aliases: {', '.join(aliases) or '(none)'}")
+            return
+        versions = sorted((str(v) for (v,) in reader._all("SELECT version FROM model_versions WHERE workspace = ? AND name = ? AND "
+                                                           "current_stage != ?", WORKSPACE, name, DELETED_STAGE)), key=int)
+        if part not in versions:
+            raise RegistryError(f"model {name!r} has no version {part!r}; its versions: {', '.join(versions) or '(none)'}")
+        return
+    if ref in names:
+        return
+    run_id = ref.removeprefix("runs:/").split("/", 1)[0] if ref.startswith("runs:/") else ref
+    if not RUN_ID.fullmatch(run_id) or (ref.startswith("runs:/") and len(run_id) != 32):
+        if ref.startswith("runs:/"):
+            raise Fallback(ref)
+        raise RegistryError(_unknown(ref, names))
+    if not reader._all("SELECT 1 FROM runs WHERE run_uuid LIKE ? LIMIT 1", run_id + "%"):
+        raise RegistryError(_unknown(ref, names))
+
+
 # ---- what each run logged ----------------------------------------------------------------------------------------
 
 def _data_version(tags: dict) -> str | None:
@@ -138,7 +199,7 @@ def _read_run(client, row: dict) -> dict:
 
 def _differing(runs: list[dict]) -> list[str]:
     """The settings (params) whose values are not the same in every run (one a run does not have counts as different)."""
-    keys = sorted(set().union(*(r["params"] for r in runs)) - HIDDEN_PARAMS)
+    keys = sorted(k for k in set().union(*(r["params"] for r in runs)) - HIDDEN_PARAMS if not k.startswith(HIDDEN_PREFIXES))
     return [k for k in keys if len({r["params"].get(k) for r in runs}) > 1] if len(runs) > 1 else []
 
 
@@ -182,8 +243,9 @@ def _label(r: dict) -> str:
 
 
 def _cut(s: str | None, n: int = SETTING_CHARS) -> str:
+    """A long value's start and end (paths differ at their end: .../tilt-data, .../rate-data)."""
     s = "-" if s is None else str(s)
-    return s if len(s) <= n else s[: n - 1] + "…"
+    return s if len(s) <= n else s[: n // 2 - 1] + "…" + s[-(n - n // 2):]
 
 
 def _table(runs: list[dict], differing: list[str], metrics: list[str]) -> Table:
@@ -323,7 +385,8 @@ def _page(runs: list[dict], differing: list[str], metrics: list[str], logged: di
     rows.append(row("seconds (run)", [f"<td>{_fmt(r['seconds'])}</td>" for r in runs]))
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tlops compare</title><style>{CSS}</style></head><body>",
              "<h1>tlops compare</h1>", f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>",
-             "<p>Settings shown: those that differ between the runs" + ("" if differing else " (none differ)") + ".</p>"]
+             "<p>Settings shown: those that differ between the runs" + ("" if differing else " (none differ)") + "; where files are "
+             "kept and the backbone's derived identity are left out (<code>tlops compare --json</code> has every param).</p>"]
     bars = _metric_bars(runs, metrics)
     if bars:
         parts.append(f"<h2>Test metrics</h2><img src='{_png_uri(bars)}' alt='test metrics per run'>")
@@ -371,6 +434,7 @@ def compare(refs: list[str] = typer.Argument(..., help="run ids, NAME (every ver
             json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
     """Runs or registered versions side by side: strategy, settings that differ, data version, test/val metrics and
     seconds, from what each run logged; --html PATH also writes their learning curves and confusion matrices."""
+    check_fast(tracking_uri, refs)  # an unknown name in about a second, not after MLflow's import
     quiet_third_party()
     from tasks.operate import connect
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+
+import pytest
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -66,11 +68,17 @@ def test_json_and_html_page_embed_every_versions_curves_and_confusion_matrix(zoo
     assert "Learning curves, overlaid" in html and "Test metrics" in html
 
 
-def test_unknown_run_version_and_markup_looking_names_are_one_line_each(zoo):
+@pytest.mark.parametrize("reader", ["sqlite", "mlflow"])
+def test_unknown_run_version_and_markup_looking_names_are_one_line_each(zoo, reader, monkeypatch):
+    """The same line from the direct SQLite check (before MLflow's import) and from MLflow's path (any other store)."""
+    if reader == "mlflow":
+        monkeypatch.setattr("flows.commands.compare.check_fast", lambda uri, refs: None)
     text = zoo.text
     cases = {"0123456789abcdef0123456789abcdef": "unknown run or model '0123456789abcdef0123456789abcdef'",
              text.model_uri("9"): "model 'tiny-text' has no version '9'; its versions: 1, 2, 3",
-             text.model_uri("@nope"): "model 'tiny-text' has no alias 'nope'",
+             text.model_uri("@nope"): "model 'tiny-text' has no alias 'nope'; its aliases: challenger, champion",
+             "models:/not-a-model@champion": "unknown model 'not-a-model'; registered models: tiny-text",
+             "0000000000": "unknown run or model '0000000000'",  # a run id prefix (none of the store's random ids has it)
              "[bold]not-a-model[/bold]": "unknown run or model '[bold]not-a-model[/bold]'"}
     for ref, expected in cases.items():
         r = cli("compare", text.name, ref, "--tracking-uri", text.uri)
