@@ -39,7 +39,6 @@ PLOT_ORDER = ("learning_curves.png", "confusion_matrix.png")  # first, in this o
 def _runs_of(reg, ref: str, names: list[str]) -> list[dict]:
     """The runs `ref` names, each {"ref", "run_id", "model", "version", "aliases"}; a RegistryError naming `ref` and
     the fix when it names nothing."""
-    from mlflow.exceptions import MlflowException
 
     from tlops.errors import RegistryError
 
@@ -188,7 +187,7 @@ def _read_run(client, row: dict) -> dict:
             curves[key] = sorted((h.step, h.value) for h in history)
     try:
         plots = sorted(Path(a.path).name for a in client.list_artifacts(row["run_id"], PLOTS) if a.path.endswith(".png"))
-    except Exception:  # noqa: BLE001 - an artifact store that cannot be listed: the table still compares the run
+    except Exception:
         plots = []
     return {**row, "run_name": t.get("mlflow.runName"), "experiment_id": info.experiment_id, "status": info.status,
             "strategy": t.get("tlops.strategy") or p.get("strategy.name"), "backbone": p.get("backbone.name"),
@@ -236,6 +235,10 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _secs(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
 def _label(r: dict) -> str:
     if r["model"]:
         return f"{r['model']} v{r['version']}" + (f" ({', '.join(r['aliases'])})" if r["aliases"] else "")
@@ -268,7 +271,7 @@ def _table(runs: list[dict], differing: list[str], metrics: list[str]) -> Table:
         if higher is not None and finite and len(set(finite)) > 1:
             best = max(finite) if higher else min(finite)
         t.add_row(esc(k), *(f"[bold green]{_fmt(v)}[/bold green]" if v is not None and v == best else _fmt(v) for v in values))
-    t.add_row("seconds (run)", *(_fmt(r["seconds"]) if r["seconds"] is None else f"{r['seconds']:.1f}" for r in runs))
+    t.add_row("seconds (run)", *(_secs(r["seconds"]) for r in runs))
     return t
 
 
@@ -330,7 +333,7 @@ def _overlaid_curves(runs: list[dict]) -> bytes | None:
         return None
 
     def draw(plt):
-        from matplotlib.ticker import MaxNLocator, ScalarFormatter
+        from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
         cols = min(3, len(keys))
         rows = math.ceil(len(keys) / cols)
@@ -342,7 +345,9 @@ def _overlaid_curves(runs: list[dict]) -> bytes | None:
                     ax.plot(steps, values, marker="o", color=f"C{i % 10}", label=_label(r))
             if k.endswith("_by_train_rows"):
                 ax.set_xscale("log")
+                ax.set_xticks(sorted({s for r in runs for s, _ in r["curves"].get(k, [])}))  # the sizes trained on
                 ax.xaxis.set_major_formatter(ScalarFormatter())  # 6, 12, 21, 42: not 2x10^1
+                ax.xaxis.set_minor_formatter(NullFormatter())
                 ax.set_xlabel("training rows (log scale)")
             else:
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
@@ -358,11 +363,11 @@ def _overlaid_curves(runs: list[dict]) -> bytes | None:
 
 CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top;font-size:.9em}th{background:#f4f4f4}
-td.best{font-weight:bold;color:#176117}img{max-width:100%}.plots td{width:auto}code{font-size:.85em}.none{color:#888}"""
+td.best{font-weight:bold;color:#176117}img{max-width:100%}table.plots{table-layout:fixed;width:100%}table.plots tr:first-child th:first-child{width:9em}code{font-size:.85em}.none{color:#888}"""
 
 
 def _page(runs: list[dict], differing: list[str], metrics: list[str], logged: dict[tuple[str, str], bytes]) -> str:
-    e = lambda x: html.escape("-" if x is None else str(x), quote=True)  # noqa: E731
+    e = lambda x: html.escape("-" if x is None else str(x), quote=True)
     head = "".join(f"<th>{e(_label(r))}</th>" for r in runs)
 
     def row(name: str, cells: list[str]) -> str:
@@ -382,7 +387,7 @@ def _page(runs: list[dict], differing: list[str], metrics: list[str], logged: di
         finite = [v for v in values if v is not None and not math.isnan(v)]
         best = (max(finite) if higher else min(finite)) if higher is not None and len(set(finite)) > 1 else None
         rows.append(row(k, [f"<td class='best'>{_fmt(v)}</td>" if v is not None and v == best else f"<td>{_fmt(v)}</td>" for v in values]))
-    rows.append(row("seconds (run)", [f"<td>{_fmt(r['seconds'])}</td>" for r in runs]))
+    rows.append(row("seconds (run)", [f"<td>{_secs(r['seconds'])}</td>" for r in runs]))
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tlops compare</title><style>{CSS}</style></head><body>",
              "<h1>tlops compare</h1>", f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>",
              "<p>Settings shown: those that differ between the runs" + ("" if differing else " (none differ)") + "; where files are "
@@ -401,7 +406,7 @@ def _page(runs: list[dict], differing: list[str], metrics: list[str], logged: di
             for r in runs:
                 data = logged.get((r["run_id"], n))
                 cells.append(f"<td><img src='{_png_uri(data)}' alt='{e(n)} of {e(_label(r))}'></td>" if data
-                             else f"<td class='none'>not logged by this run</td>")
+                             else "<td class='none'>not logged by this run</td>")
             parts.append(row(n.removesuffix(".png").replace("_", " "), cells))
         parts.append("</table>")
     parts.append("</body></html>")
@@ -427,7 +432,7 @@ def _html_path(path: Path) -> Path:
 # ---- the command -------------------------------------------------------------------------------------------------
 
 def compare(refs: list[str] = typer.Argument(..., help="run ids, NAME (every version), models:/NAME/VERSION or models:/NAME@ALIAS",
-                                             metavar="RUN_OR_MODEL..."),
+                                             metavar="RUN_OR_MODEL"),
             html_path: Optional[Path] = typer.Option(None, "--html", help="also write a page with the runs' metrics, learning curves "
                                                      "and logged plots (confusion matrices...) side by side here (a file, or a "
                                                      "folder: compare.html in it); none is written without it"),
@@ -450,9 +455,15 @@ def compare(refs: list[str] = typer.Argument(..., help="run ids, NAME (every ver
     differing, metrics = _differing(runs), _shown_metrics(runs)
     written = None
     if html_path is not None:
+        from tlops.errors import TlopsError
+
         written = _html_path(html_path)
-        written.parent.mkdir(parents=True, exist_ok=True)
-        written.write_text(_page(runs, differing, metrics, _logged_plots(reg.client, runs)), encoding="utf-8")
+        page = _page(runs, differing, metrics, _logged_plots(reg.client, runs))
+        try:
+            written.parent.mkdir(parents=True, exist_ok=True)
+            written.write_text(page, encoding="utf-8")
+        except OSError as e:
+            raise TlopsError(f"cannot write the page to {written} ({e.strerror or e}); give --html a path you can write to") from None
     if json_out:
         return print_json({"runs": runs, "differing": differing, "metrics": metrics, "html": str(written) if written else None})
     out.print(_table(runs, differing, metrics))

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import base64
 import json
-
-import pytest
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.cli import cli
