@@ -92,10 +92,15 @@ def test_a_markup_looking_model_name_prints_as_written(zoo, tmp_path):
     uri = text.copy_store(tmp_path)
     client = MlflowClient(uri, registry_uri=uri)
     name = "[bold red]tiny[b]"  # MLflow refuses '/' in a name: no closing tags
+    run_name = "[/bold] <i>run</i> [b]"
     v1 = _versions(client, text.name)[0]
     client.create_registered_model(name)
     client.create_model_version(name, f"runs:/{v1.run_id}/model", run_id=v1.run_id)
-    r = cli("compare", name, "--tracking-uri", uri)
+    client.set_tag(v1.run_id, "mlflow.runName", run_name)  # in the copy only
+    page = tmp_path / "page.html"
+    r = cli("compare", name, "--tracking-uri", uri, "--html", str(page))
     assert r.returncode == 0, r.stderr
-    assert f"{name} v1" in r.stdout, r.stdout
+    assert f"{name} v1" in r.stdout and run_name in r.stdout, r.stdout
     assert "one run: no settings to compare it with" in r.stdout
+    html = page.read_text(encoding="utf-8")
+    assert "[/bold] &lt;i&gt;run&lt;/i&gt; [b]" in html and "<i>run</i>" not in html  # escaped for HTML too
