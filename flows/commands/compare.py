@@ -39,7 +39,6 @@ PLOT_ORDER = ("learning_curves.png", "confusion_matrix.png")  # first, in this o
 def _runs_of(reg, ref: str, names: list[str]) -> list[dict]:
     """The runs `ref` names, each {"ref", "run_id", "model", "version", "aliases"}; a RegistryError naming `ref` and
     the fix when it names nothing."""
-
     from tlops.errors import RegistryError
 
     def version_row(mv) -> dict:
@@ -52,11 +51,11 @@ def _runs_of(reg, ref: str, names: list[str]) -> list[dict]:
         return [version_row(reg.resolve_uri(ref))]
     if ref.startswith("runs:/"):
         run_id = ref.removeprefix("runs:/").split("/", 1)[0]
-        return [_run_row(reg, ref, run_id, names, strict=True)]
+        return [_run_row(reg, ref, run_id, names)]
     if ref in names:
         return [version_row(mv) for mv in reg.versions(ref)]
     if RUN_ID.fullmatch(ref):
-        return [_run_row(reg, ref, ref, names, strict=False)]
+        return [_run_row(reg, ref, ref, names)]
     raise RegistryError(_unknown(ref, names))
 
 
@@ -66,7 +65,7 @@ def _unknown(ref: str, names: list[str]) -> str:
             "models:/NAME/VERSION or models:/NAME@ALIAS, and --tracking-uri for another store")
 
 
-def _run_row(reg, ref: str, run_id: str, names: list[str], strict: bool) -> dict:
+def _run_row(reg, ref: str, run_id: str, names: list[str]) -> dict:
     """A run by its id, or by the first 8+ characters of it (unique in this store)."""
     from mlflow.exceptions import MlflowException
 
@@ -236,7 +235,7 @@ def _fmt(v) -> str:
 
 
 def _secs(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f}"
+    return "-" if v is None else f"{v:.2f}" if v < 10 else f"{v:.1f}"
 
 
 def _label(r: dict) -> str:
@@ -270,7 +269,8 @@ def _table(runs: list[dict], differing: list[str], metrics: list[str]) -> Table:
         finite = [v for v in values if v is not None and not math.isnan(v)]
         if higher is not None and finite and len(set(finite)) > 1:
             best = max(finite) if higher else min(finite)
-        t.add_row(esc(k), *(f"[bold green]{_fmt(v)}[/bold green]" if v is not None and v == best else _fmt(v) for v in values))
+        show = _secs if k.endswith("_seconds") else _fmt
+        t.add_row(esc(k), *(f"[bold green]{show(v)}[/bold green]" if v is not None and v == best else show(v) for v in values))
     t.add_row("seconds (run)", *(_secs(r["seconds"]) for r in runs))
     return t
 
@@ -386,7 +386,8 @@ def _page(runs: list[dict], differing: list[str], metrics: list[str], logged: di
         higher = _better(k) if k.startswith("test_") and len(runs) > 1 else None
         finite = [v for v in values if v is not None and not math.isnan(v)]
         best = (max(finite) if higher else min(finite)) if higher is not None and len(set(finite)) > 1 else None
-        rows.append(row(k, [f"<td class='best'>{_fmt(v)}</td>" if v is not None and v == best else f"<td>{_fmt(v)}</td>" for v in values]))
+        show = _secs if k.endswith("_seconds") else _fmt
+        rows.append(row(k, [f"<td class='best'>{show(v)}</td>" if v is not None and v == best else f"<td>{show(v)}</td>" for v in values]))
     rows.append(row("seconds (run)", [f"<td>{_secs(r['seconds'])}</td>" for r in runs]))
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tlops compare</title><style>{CSS}</style></head><body>",
              "<h1>tlops compare</h1>", f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>",
