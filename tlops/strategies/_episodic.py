@@ -14,6 +14,14 @@ package keeps the adapted weights of the registered support set beside the meta-
 The loop sees the encoder as its backbone (optimised, checkpointed, resumed) and the adaptation rule's own
 parameters (Meta-SGD's alphas) through the objective; an "epoch" is `episodes_per_epoch` episodes whose
 content is a pure function of (seed, episode index), so a resumed run replays the same episodes.
+
+One run serves every task that has few-shot strategies: what differs by task comes from the task type's `few_shot(ctx)`,
+an object with (classification: N-way episodes of novel classes; regression: the `group:` column's tasks of rows)
+`episode_targets` (the train split's targets the episodes carry, or None), `sampler(split, seed)`,
+`learner(encoder, algorithm, inner_lr, backbone_shapes)`, `scoring()` (validation's per-episode metrics and the
+selection metric's direction), `fingerprint()` (the checkpoint folder's key), `adapt(learner, encoder, support, ys,
+backbone)` -> (head, adapted backbone parameters, labels, support targets as saved), `report(learner, encoder, labels,
+predict, x)` (the model and the task's baselines on the same test episodes), `state_options()` and `test_rows(report)`.
 """
 
 from __future__ import annotations
@@ -24,13 +32,13 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from tlops.config_base import Strict
-from tlops.records import FewShotReport, HeadResult, PackageResult
+from tlops.records import HeadResult, PackageResult
 from tlops.strategies.context import TrainContext
 from tlops.task_types import task_type
 from tlops.training.feature_rows import FeatureRows
 
 if TYPE_CHECKING:
-    from tlops.training.meta import Encoder, MetaLearner
+    from tlops.training.meta import Encoder
 
 
 REGRESSION_BASELINES = ("support_mean", "support_ridge", "pooled_ridge")
@@ -195,62 +203,6 @@ class EpisodeTickets(EncoderRows):
         return torch.as_tensor(rows)
 
 
-def _meta_train(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, x, y, xv, yv):
-    import numpy as np
-    from torch import nn
-
-    from tlops.strategies.finetune import run_checkpoint_dir
-    from tlops.training.episodes import EpisodeSampler
-    from tlops.training.loop import LabelledData, Net, fit
-    from tlops.training.meta import ClassEpisodeScoring, EpisodeBatches, EpisodicObjective, EpisodicValidation
-
-    s, seed = ctx.cfg.strategy, ctx.cfg.seed
-    rows = EncoderRows(encoder)
-    objective = EpisodicObjective(learner, EpisodeBatches(x, EpisodeSampler(y, s.ways, s.shots, s.queries, seed), s.meta_batch))
-    task = EpisodicValidation(learner, encoder, xv, yv, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1), s.val_episodes,
-                              ClassEpisodeScoring())
-    tickets = LabelledData(EpisodeTickets(), list(range(s.episodes_per_epoch)), np.zeros(s.episodes_per_epoch, dtype=np.int64))
-    ckpt = run_checkpoint_dir(ctx, s.fingerprint(), [x, y, xv, yv])
-    return fit(Net(rows, nn.Identity()), objective, tickets, LabelledData(rows, list(xv), yv), s.loop_options(), seed=seed, task=task,
-               checkpoint_dir=ckpt, callbacks=ctx.callbacks), ckpt
-
-
-def _learner(s, encoder: Encoder, algorithm: str, backbone_shapes=None) -> MetaLearner:
-    from tlops.training.meta import MetaLearner
-
-    return MetaLearner(encoder, algorithm, _inner_lr(s), getattr(s, "inner_steps", 0), bool(getattr(s, "anil", False)),
-                       backbone_shapes=backbone_shapes)
-
-
-def _inner_lr(s) -> float:
-    """A classification run's inner step size (ProtoNet has no inner loop: 0)."""
-    return s.inner_lr_for("classification") if hasattr(s, "inner_lr_for") else 0.0
-
-
-def _meta_train_inputs(ctx: TrainContext, backbone, encoder: Encoder, learner: MetaLearner, x, y, xv, yv, train_items, val_items):
-    """`_meta_train` with the backbone's top `trainable` groups training below the encoder (the loop's head):
-    episodes over the raw train inputs, validation episodes over val's raw inputs embedded after each epoch.
-    `backbone`: narrowed to the groups the features use (`FeatureGroups`)."""
-    import numpy as np
-
-    from tlops.strategies.finetune import run_checkpoint_dir
-    from tlops.training.episodes import EpisodeSampler
-    from tlops.training.loop import LabelledData, Net, fit
-    from tlops.training.meta import ClassEpisodeScoring, EpisodicObjective, InputEpisodeBatches, InputEpisodicValidation
-
-    s, seed = ctx.cfg.strategy, ctx.cfg.seed
-    objective = EpisodicObjective(learner, InputEpisodeBatches(backbone, train_items, EpisodeSampler(y, s.ways, s.shots, s.queries, seed),
-                                                               s.meta_batch))
-    task = InputEpisodicValidation(learner, encoder, backbone, val_items, yv, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1),
-                                   s.val_episodes, ClassEpisodeScoring(), ctx.cfg.backbone.batch_size)
-    tickets = LabelledData(EpisodeTickets(), list(range(s.episodes_per_epoch)), np.zeros(s.episodes_per_epoch, dtype=np.int64))
-    # the loop's own pass over val feeds nothing (episodes need support sets; the task embeds what they use): one row keeps it cheap
-    one_val_row = LabelledData(backbone, val_items[:1], yv[:1])
-    ckpt = run_checkpoint_dir(ctx, s.fingerprint(), [x, y, xv, yv])
-    return fit(Net(backbone, encoder), objective, tickets, one_val_row, s.loop_options(), seed=seed, task=task,
-               checkpoint_dir=ckpt, callbacks=ctx.callbacks), ckpt
-
-
 def _split_inputs(ds, split: str, y) -> list[str]:
     """The raw inputs of a split, row-aligned with its cached features (both come from the same loaded dataset)."""
     items = ds.inputs(split)
@@ -259,142 +211,111 @@ def _split_inputs(ds, split: str, y) -> list[str]:
     return items
 
 
-def _few_shot_report(ctx: TrainContext, encoder: Encoder, learner: MetaLearner, support_classes: list[str],
-                     model=None) -> FewShotReport:
-    """The model and the baselines on the same test episodes. `model`: (predict, its test "features") when its
-    backbone was meta-trained (the baselines keep the pretrained backbone's cached features)."""
-    from tlops.training.episodic_eval import BASELINES, shot_scores
-    from tlops.training.meta import learner_predict
-    from tlops.validation import EVAL_WAYS
-
-    s = ctx.cfg.strategy
-    xt, yt = ctx.features.arrays("test")
-    shots, seed = sorted(set(s.eval_shots)), ctx.cfg.seed
-    model_predict, model_x = model or (learner_predict(learner, encoder), xt)
-    # the episodes are a function of (labels, seed, shots) only, so two calls score the very same episodes
-    model_scores, skipped = shot_scores({"model": model_predict}, model_x, yt, EVAL_WAYS, shots, s.queries,
-                                        s.eval_episodes, seed)
-    predictors = {name: BASELINES[name](encoder.mean, encoder.std) for name in s.baselines_for("classification")}
-    scores, _ = shot_scores(predictors, xt, yt, EVAL_WAYS, shots, s.queries, s.eval_episodes, seed)
-    model = model_scores["model"]
-    return FewShotReport(split="test", queries=s.queries, model=model, baselines=scores, skipped_shots=skipped,
-                         support_classes=support_classes)
-
-
 def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageResult:
-    """Meta-train (unless meta_epochs is 0), evaluate episodically on test's novel classes, adapt to the support set.
-    With `trainable` > 0 the backbone's top groups meta-train too, and the result is a full package."""
+    """Meta-train (unless meta_epochs is 0), evaluate episodically on test's novel classes (or new tasks), adapt to the
+    support set. With `trainable` > 0 the backbone's top groups meta-train too, and the result is a full package."""
     import numpy as np
     import torch
-
-    from tlops.data.fewshot import SUPPORT
-    from tlops.fewshot_predictor import save_meta_state
-    from tlops.strategies.finetune import loop_summary
-    from tlops.training.meta import Encoder, adapted_head
-    from tlops.training.probe import finetune_scaler
-
-    s, feats, seed = ctx.cfg.strategy, ctx.features, ctx.cfg.seed
-    own = task_type(feats.task).episodic_trainer(ctx, algorithm)  # a task type's own episodes (regression: tasks of rows)
-    if own is not None:
-        return own
-    x, y = feats.arrays("train")
-    xv, yv = feats.arrays("val")
-    torch.manual_seed(seed)
-    encoder = Encoder(x.shape[1], s.projection, s.hidden, s.embedding_dim, *finetune_scaler(x))
-    if s.trainable:
-        return _train_with_backbone(ctx, encoder, algorithm, x, y, xv, yv)
-    learner = _learner(s, encoder, algorithm)
-    t0 = time.perf_counter()
-    loop, ckpt = None, None
-    if s.meta_epochs > 0:
-        loop, ckpt = _meta_train(ctx, encoder, learner, x, y, xv, yv)
-        history = loop.state.history
-        val = history[loop.state.best_epoch]
-    else:
-        from tlops.training.episodes import EpisodeSampler
-        from tlops.training.meta import ClassEpisodeScoring, EpisodicValidation
-
-        val = EpisodicValidation(learner, encoder, xv, yv, EpisodeSampler(yv, s.ways, s.shots, s.queries, seed + 1), s.val_episodes,
-                                 ClassEpisodeScoring()).evaluate()
-        history = [{"epoch": 0, **val}]
-    seconds = time.perf_counter() - t0
-
-    xs, ys = feats.arrays(SUPPORT)
-    classes = np.unique(ys)
-    targets = np.searchsorted(classes, ys)
-    head, _ = adapted_head(learner, encoder, torch.from_numpy(xs), torch.from_numpy(targets), len(classes))
-    labels = [feats.labels[int(c)] for c in classes]
-    report = _few_shot_report(ctx, encoder, learner, labels)
-    ctx.out_dir.mkdir(parents=True, exist_ok=True)
-    path = head.save(ctx.out_dir / "head.safetensors")
-    # what a support set given at predict time is adapted with (few-shot serving), packaged with the head
-    state = save_meta_state(ctx.out_dir, encoder, learner, _inner_lr(s),
-                            {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
-                            xs, targets, labels, task=feats.task)
-    return HeadResult(strategy=s.name, head_path=str(path), spec=head.spec, labels=labels, history=history,
-                      val_metrics=task_type(feats.task).val_metrics(val), seconds=seconds, loop=loop_summary(loop, ckpt) if loop else None, few_shot=report,
-                      meta_learner=state)
-
-
-def _train_with_backbone(ctx: TrainContext, encoder: Encoder, algorithm: str, x, y, xv, yv) -> PackageResult:
-    """`train_episodic` for `trainable` > 0: meta-train the backbone's top groups with the encoder (and adapt the top
-    `inner_groups` per task), evaluate with the meta-trained backbone, write the full package (backbone, adapted
-    head, few_shot/)."""
-    import numpy as np
-    import torch
+    from torch import nn
 
     from tlops.data.fewshot import SUPPORT
     from tlops.fewshot_predictor import package_files, save_meta_state
     from tlops.package import save_package
-    from tlops.strategies.finetune import loop_summary
-    from tlops.training.feature_groups import FeatureGroups
+    from tlops.strategies.finetune import loop_summary, run_checkpoint_dir
+    from tlops.training.loop import LabelledData, Net, fit
     from tlops.training.meta import (
         BackboneFunction,
+        Encoder,
+        EpisodeBatches,
+        EpisodicObjective,
+        EpisodicValidation,
         InputEpisodeBatches,
-        adapted_head,
+        InputEpisodicValidation,
         embed_rows,
         input_learner_predict,
-        learner_predict,
         row_ids,
     )
+    from tlops.training.probe import finetune_scaler
 
-    s, feats, cfg, ds = ctx.cfg.strategy, ctx.features, ctx.cfg, ctx.dataset()
-    train_items, val_items = _split_inputs(ds, "train", y), _split_inputs(ds, "val", yv)
-    backbone = FeatureGroups(ctx.backbone(), train_items)
-    fn, inner = BackboneFunction(backbone), getattr(s, "inner_groups", 0)
-    names = fn.top_group_names(backbone.parameter_groups(), inner) if inner else []
-    learner = _learner(s, encoder, algorithm, {k: p.shape for k, p in fn.model.named_parameters() if k in set(names)})
-    t0 = time.perf_counter()
-    loop, ckpt = _meta_train_inputs(ctx, backbone, encoder, learner, x, y, xv, yv, train_items, val_items)
-    seconds = time.perf_counter() - t0
-    backbone.fine_tuned = True  # export writes the meta-trained weights, and the package identity hashes them
-    batch = cfg.backbone.batch_size
-    _, yt = feats.arrays("test")
-    _, ys = feats.arrays(SUPPORT)
-    test_items, support_items = _split_inputs(ds, "test", yt), _split_inputs(ds, SUPPORT, ys)
-    xs = embed_rows(backbone, support_items, batch)
-    classes = np.unique(ys)
-    targets = np.searchsorted(classes, ys)
-    labels = [feats.labels[int(c)] for c in classes]
-    if inner:  # the support's raw rows adapt the backbone's top groups too; test episodes run through it per task
-        fn.model.eval()
-        support_batch = InputEpisodeBatches(backbone, support_items, None, 1).batch(np.arange(len(support_items)), encoder.mean.device)
-        head, adapted = adapted_head(learner, encoder, support_batch, torch.from_numpy(targets), len(classes), fn)
-        model = (input_learner_predict(learner, encoder, backbone, test_items), row_ids(len(test_items)))
+    s, feats, cfg, seed = ctx.cfg.strategy, ctx.features, ctx.cfg, ctx.cfg.seed
+    own = task_type(feats.task).episodic_trainer(ctx, algorithm)  # a task type's whole run of its own
+    if own is not None:
+        return own
+    few = task_type(feats.task).few_shot(ctx)
+    if few is None:
+        raise RuntimeError(f"the {feats.task} task type has no few-shot episodes; strategy {s.name} cannot train it")
+    x, y = feats.arrays("train")
+    xv, yv = feats.arrays("val")
+    torch.manual_seed(seed)
+    encoder = Encoder(x.shape[1], s.projection, s.hidden, s.embedding_dim, *finetune_scaler(x))
+    inner_lr = s.inner_lr_for(feats.task) if hasattr(s, "inner_lr_for") else 0.0  # ProtoNet has no inner loop: 0
+    inner, batch = getattr(s, "inner_groups", 0), cfg.backbone.batch_size
+    scoring, val_sampler = few.scoring(), few.sampler("val", seed + 1)
+    if s.trainable:  # the backbone's top groups meta-train below the encoder (the loop's head), on the raw inputs
+        from tlops.training.feature_groups import FeatureGroups
+
+        ds = ctx.dataset()
+        train_items, val_items = _split_inputs(ds, "train", y), _split_inputs(ds, "val", yv)
+        learner = None if inner else few.learner(encoder, algorithm, inner_lr, {})  # made before the backbone loads, as ever
+        backbone = FeatureGroups(ctx.backbone(), train_items)  # narrowed to the groups the features use
+        if inner:  # the inner loop adapts the backbone's top `inner` groups too
+            fn = BackboneFunction(backbone)
+            names = set(fn.top_group_names(backbone.parameter_groups(), inner))
+            learner = few.learner(encoder, algorithm, inner_lr, {k: p.shape for k, p in fn.model.named_parameters() if k in names})
+        val_task = InputEpisodicValidation(learner, encoder, backbone, val_items, yv, val_sampler, s.val_episodes, scoring, batch)
+        # the loop's own pass over val feeds nothing (episodes need support sets; the task embeds what they use): one row keeps it cheap
+        net, val_rows = Net(backbone, encoder), LabelledData(backbone, val_items[:1], yv[:1])
     else:
-        head, adapted = adapted_head(learner, encoder, torch.from_numpy(xs), torch.from_numpy(targets), len(classes))
-        model = (learner_predict(learner, encoder), embed_rows(backbone, test_items, batch))
-    report = _few_shot_report(ctx, encoder, learner, labels, model=model)
-    state = save_meta_state(ctx.out_dir / "meta", encoder, learner, _inner_lr(s),
+        learner = few.learner(encoder, algorithm, inner_lr, None)
+        val_task = EpisodicValidation(learner, encoder, xv, yv, val_sampler, s.val_episodes, scoring)
+        rows = EncoderRows(encoder)
+        net, val_rows = Net(rows, nn.Identity()), LabelledData(rows, list(xv), yv)
+    t0 = time.perf_counter()
+    loop, ckpt = None, None
+    if s.meta_epochs > 0:
+        train_sampler = few.sampler("train", seed)
+        episodes = InputEpisodeBatches(backbone, train_items, train_sampler, s.meta_batch, few.episode_targets) if s.trainable \
+            else EpisodeBatches(x, train_sampler, s.meta_batch, few.episode_targets)
+        tickets = LabelledData(EpisodeTickets(), list(range(s.episodes_per_epoch)), np.zeros(s.episodes_per_epoch, dtype=np.int64))
+        ckpt = run_checkpoint_dir(ctx, few.fingerprint(), [x, y, xv, yv])
+        loop = fit(net, EpisodicObjective(learner, episodes), tickets, val_rows, s.loop_options(), seed=seed, task=val_task,
+                   checkpoint_dir=ckpt, callbacks=ctx.callbacks)
+        history = loop.state.history
+        val = history[loop.state.best_epoch]
+    else:
+        val = val_task.evaluate()
+        history = [{"epoch": 0, **val}]
+    seconds = time.perf_counter() - t0
+
+    xs, ys = feats.arrays(SUPPORT)
+    support, predict, model_x = torch.from_numpy(xs), None, None  # the model's test predictor and features: the task's own on the
+    # cached ones, unless its backbone meta-trained (the baselines keep the pretrained backbone's cached features)
+    if s.trainable:
+        backbone.fine_tuned = True  # export writes the meta-trained weights, and the package identity hashes them
+        test_items, support_items = _split_inputs(ds, "test", feats.arrays("test")[1]), _split_inputs(ds, SUPPORT, ys)
+        xs = embed_rows(backbone, support_items, batch)
+        if inner:  # the support's raw rows adapt the backbone's top groups too; test episodes run through it per task
+            fn.model.eval()
+            support = InputEpisodeBatches(backbone, support_items, None, 1).batch(np.arange(len(support_items)), encoder.mean.device)
+            predict, model_x = input_learner_predict(learner, encoder, backbone, test_items), row_ids(len(test_items))
+        else:
+            support, model_x = torch.from_numpy(xs), embed_rows(backbone, test_items, batch)
+    head, adapted, labels, support_y = few.adapt(learner, encoder, support, ys, fn if inner else None)
+    report = few.report(learner, encoder, labels, predict, model_x)
+    meta_dir = ctx.out_dir / "meta" if s.trainable else ctx.out_dir
+    meta_dir.mkdir(parents=True, exist_ok=True)
+    # what a support set given at predict time is adapted with (few-shot serving), packaged with the head
+    state = save_meta_state(meta_dir, encoder, learner, inner_lr,
                             {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
-                            xs, targets, labels, adapted_backbone=adapted, task=feats.task)
-    files, few_shot = package_files(state)
-    history = loop.state.history
-    val = history[loop.state.best_epoch]
-    summary = loop_summary(loop, ckpt)
-    package = save_package(ctx.out_dir / "package", backbone, head, labels, files=files, extra={
-        "strategy": s.model_dump(), "seed": cfg.seed, "few_shot": few_shot,
-        "meta_train": {**summary.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device"}),
-                       "val_episode_accuracy": val["val_episode_accuracy"]}})
-    return PackageResult(strategy=s.name, package=str(package), labels=labels, history=history,
-                         val_metrics=task_type(ctx.features.task).val_metrics(val), seconds=seconds, loop=summary, few_shot=report)
+                            xs, support_y, labels, adapted_backbone=adapted, task=feats.task, **few.state_options())
+    common = dict(strategy=s.name, labels=labels, history=history, seconds=seconds, val_metrics=task_type(feats.task).val_metrics(val),
+                  loop=loop_summary(loop, ckpt) if loop else None, few_shot=report, test_rows=few.test_rows(report))
+    if s.trainable:
+        files, few_shot = package_files(state)
+        package = save_package(ctx.out_dir / "package", backbone, head, labels, files=files, extra={
+            "strategy": s.model_dump(), "seed": cfg.seed, "few_shot": few_shot,
+            "meta_train": {**common["loop"].model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device"}),
+                           scoring.selection_metric: val[scoring.selection_metric]}})
+        return PackageResult(package=str(package), **common)
+    path = head.save(ctx.out_dir / "head.safetensors")
+    return HeadResult(head_path=str(path), spec=head.spec, meta_learner=state, **common)

@@ -140,7 +140,13 @@ class TaskType:
 
     def episodic_trainer(self, ctx, algorithm: str) -> Any:
         """A whole few-shot (episodic) run of this task's own for the meta-learner `algorithm` (maml, fomaml, meta_sgd,
-        protonet), returning the TrainResult; None: episodes of novel classes (`tlops.strategies._episodic`)."""
+        protonet), returning the TrainResult; None: the shared episodic run (`tlops.strategies._episodic`) with `few_shot`."""
+        return None
+
+    def few_shot(self, ctx) -> Any:
+        """What the shared few-shot (episodic) run needs from this task (`tlops.strategies._episodic` lists it): the episode
+        sampler and targets, the meta-learner, the validation scoring (per-episode metrics and the selection direction), the
+        registered model's adaptation to the support set, the test report with the task's baselines. None: no few-shot."""
         return None
 
     def test_outputs(self, features, result, dataset) -> tuple[list, list]:

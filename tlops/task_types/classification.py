@@ -57,3 +57,77 @@ class Classification(TaskType):
 
         return (ev.per_class_report(y_true, y_pred, list(labels)), "classification_report.json",
                 [ev.confusion_png(y_true, y_pred, list(labels), out_dir / "confusion_matrix.png")])
+
+    def few_shot(self, ctx):
+        return FewShotClasses(ctx)
+
+
+class FewShotClasses:
+    """Few-shot classification's part of the shared episodic run (`tlops.strategies._episodic`): N-way K-shot episodes
+    of a split's classes (an episode's targets are its ways), the prototype-initialised `MetaLearner`, validation on
+    query accuracy, the registered head adapted to the support set's classes, and accuracy vs shots on test's novel
+    classes against the classification baselines (linear_probe, protonet0, finetune_support)."""
+
+    episode_targets = None  # the sampler's ways, not the rows' labels
+
+    def __init__(self, ctx):
+        self.ctx, self.s = ctx, ctx.cfg.strategy
+
+    def sampler(self, split, seed):
+        from tlops.training.episodes import EpisodeSampler
+
+        s = self.s
+        return EpisodeSampler(self.ctx.features.arrays(split)[1], s.ways, s.shots, s.queries, seed)
+
+    def learner(self, encoder, algorithm, inner_lr, backbone_shapes=None):
+        from tlops.training.meta import MetaLearner
+
+        s = self.s
+        return MetaLearner(encoder, algorithm, inner_lr, getattr(s, "inner_steps", 0), bool(getattr(s, "anil", False)),
+                           backbone_shapes=backbone_shapes)
+
+    def scoring(self):
+        from tlops.training.meta import ClassEpisodeScoring
+
+        return ClassEpisodeScoring()
+
+    def fingerprint(self):
+        return self.s.fingerprint()
+
+    def adapt(self, learner, encoder, support, ys, backbone=None):
+        """(head, adapted backbone parameters, support labels, support class indices) for the support set (`support`:
+        its features, or its model-ready batch when `backbone` adapts too)."""
+        import numpy as np
+        import torch
+
+        from tlops.training.meta import adapted_head
+
+        classes = np.unique(ys)
+        targets = np.searchsorted(classes, ys)
+        head, adapted = adapted_head(learner, encoder, support, torch.from_numpy(targets), len(classes), backbone)
+        return head, adapted, [self.ctx.features.labels[int(c)] for c in classes], targets
+
+    def report(self, learner, encoder, labels, predict=None, x=None):
+        """The model and the baselines on the same test episodes. `predict`, `x`: the model's predictor and its test
+        "features" when its backbone was meta-trained (the baselines keep the pretrained backbone's cached features)."""
+        from tlops.records import FewShotReport
+        from tlops.training.episodic_eval import BASELINES, shot_scores
+        from tlops.training.meta import learner_predict
+        from tlops.validation import EVAL_WAYS
+
+        s, seed = self.s, self.ctx.cfg.seed
+        xt, yt = self.ctx.features.arrays("test")
+        shots = sorted(set(s.eval_shots))
+        # the episodes are a function of (labels, seed, shots) only, so two calls score the very same episodes
+        model_scores, skipped = shot_scores({"model": predict or learner_predict(learner, encoder)}, xt if x is None else x, yt,
+                                            EVAL_WAYS, shots, s.queries, s.eval_episodes, seed)
+        predictors = {name: BASELINES[name](encoder.mean, encoder.std) for name in s.baselines_for(self.ctx.features.task)}
+        scores, _ = shot_scores(predictors, xt, yt, EVAL_WAYS, shots, s.queries, s.eval_episodes, seed)
+        return FewShotReport(split="test", queries=s.queries, model=model_scores["model"], baselines=scores, skipped_shots=skipped,
+                             support_classes=labels)
+
+    def state_options(self):
+        return {}
+
+    def test_rows(self, report):
+        return None  # the model is scored on every test row

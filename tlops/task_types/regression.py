@@ -31,11 +31,9 @@ class Regression(TaskType):
     def outputs(self, labels):
         return 1
 
-    def episodic_trainer(self, ctx, algorithm):
+    def few_shot(self, ctx):
         """Episodes are tasks: the `group:` column's groups of rows with numeric targets."""
-        from tlops.strategies._episodic_regression import train_episodic_regression
-
-        return train_episodic_regression(ctx, algorithm)
+        return FewShotTasks(ctx)
 
     def loop_task(self, y, opts=None):
         from tlops.training.objectives import RegressionTask
@@ -72,3 +70,101 @@ class Regression(TaskType):
         t, p = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
         return (ev.regression_report(t, p), "regression_report.json",
                 [ev.scatter_png(t, p, out_dir / "predicted_vs_true.png"), ev.residuals_png(t, p, out_dir / "residuals.png")])
+
+
+class FewShotTasks:
+    """Few-shot regression's part of the shared episodic run (`tlops.strategies._episodic`): a dataset whose `group:`
+    column makes its rows tasks; an episode is one task's K support rows (targets known) and Q query rows, its targets
+    the rows' own, standardised with train's mean and std. The MAML family's `RegressionMetaLearner` (a meta-learned
+    head start, adapted alone by a normalised step), validation on the episodes' mean query MAE, the registered model
+    adapted to the support set (labelled rows of one test task) and scored on that task's other test rows, and MAE vs
+    shots on test's new tasks against support_mean, support_ridge and pooled_ridge. A support set of another task given
+    at predict time (rows with their target values) adapts the head to that task (`tlops.fewshot_predictor`)."""
+
+    def __init__(self, ctx):
+        from tlops.training.objectives import RegressionTask
+
+        self.ctx, self.s = ctx, ctx.cfg.strategy
+        ds, feats = ctx.dataset(), ctx.features
+        _, y = feats.arrays("train")
+        _, yv = feats.arrays("val")
+        self.groups = {"train": ds.groups("train"), "val": ds.groups("val")}
+        if len(self.groups["train"]) != len(y) or len(self.groups["val"]) != len(yv):
+            raise RuntimeError("the dataset's rows and the cached features differ in number; rerun the features step")
+        self.target = RegressionTask.for_targets(y)
+        self.episode_targets = (y - self.target.mean) / self.target.std
+
+    def sampler(self, split, seed):
+        from tlops.training.episodes import TaskEpisodeSampler
+
+        return TaskEpisodeSampler(self.groups[split], self.s.shots, self.s.queries, seed)
+
+    def learner(self, encoder, algorithm, inner_lr, backbone_shapes=None):
+        from tlops.training.meta import RegressionMetaLearner
+
+        return RegressionMetaLearner(encoder, algorithm, inner_lr, self.s.inner_steps)  # no backbone groups (the config refuses them)
+
+    def scoring(self):
+        from tlops.training.meta import NumberEpisodeScoring
+
+        return NumberEpisodeScoring(self.target)
+
+    def fingerprint(self):
+        # the step size this run uses (an unset inner_lr means 1 here, 0.01 for classes): two runs share a folder only if equal
+        return {**self.s.fingerprint(), "task": "regression", "inner_lr": self.s.inner_lr_for("regression")}
+
+    def adapt(self, learner, encoder, support, ys, backbone=None):
+        """(head in the target's unit, no adapted backbone parameters, no labels, the support targets) for support rows."""
+        import torch
+
+        from tlops.training.meta import adapted_regression_head
+
+        return adapted_regression_head(learner, encoder, support, torch.from_numpy(ys), self.target), {}, [], ys
+
+    def report(self, learner, encoder, labels, predict=None, x=None):
+        """The model and the baselines on the same test episodes; each ridge baseline picks its strength on val's episodes
+        (meta-training's validation episodes). `x`: the model's test features when its backbone meta-trained (the
+        baselines keep the pretrained backbone's cached features)."""
+        from tlops.data.fewshot import SUPPORT
+        from tlops.records import FewShotRegressionReport
+        from tlops.training.episodic_eval import (
+            pick_alpha,
+            pooled_ridge,
+            shot_errors,
+            support_mean,
+            support_ridge,
+        )
+        from tlops.training.meta import regression_learner_predict
+
+        s, feats, seed, ds = self.s, self.ctx.features, self.ctx.cfg.seed, self.ctx.dataset()
+        x_train, y = feats.arrays("train")
+        xv, yv = feats.arrays("val")
+        xt, yt = feats.arrays("test")
+        gt, val_sampler = ds.groups("test"), self.sampler("val", seed + 1)
+        shots = sorted(set(s.eval_shots))
+        predictors = {}
+        for name in s.baselines_for(feats.task):
+            if name == "support_mean":
+                predictors[name] = support_mean()
+            elif name == "support_ridge":
+                alpha = pick_alpha(lambda a: support_ridge(encoder.mean, encoder.std, a), xv, yv, val_sampler, s.val_episodes)
+                predictors[name] = support_ridge(encoder.mean, encoder.std, alpha)
+            elif name == "pooled_ridge":
+                alpha = pick_alpha(lambda a: pooled_ridge(x_train, y, a), xv, yv, val_sampler, s.val_episodes)
+                predictors[name] = pooled_ridge(x_train, y, alpha)
+        # the episodes are a function of (groups, seed, shots) only, so the two calls score the very same episodes
+        scores, skipped = shot_errors(predictors, xt, yt, gt, shots, s.queries, s.eval_episodes, seed)
+        model = shot_errors({"model": predict or regression_learner_predict(learner, encoder, self.target)}, xt if x is None else x,
+                            yt, gt, shots, s.queries, s.eval_episodes, seed)[0]["model"]
+        support_task = sorted(set(ds.groups(SUPPORT)))
+        return FewShotRegressionReport(split="test", queries=s.queries, model=model, baselines=scores, skipped_shots=skipped,
+                                       support_task=support_task[0] if support_task else "")
+
+    def state_options(self):
+        return {"target_scaler": (self.target.mean, self.target.std)}
+
+    def test_rows(self, report):
+        """The registered model is its support task's: scored on that task's other test rows."""
+        import numpy as np
+
+        return [int(i) for i in np.flatnonzero(self.ctx.dataset().groups("test") == report.support_task)]

@@ -12,7 +12,7 @@ import torch
 
 from tlops.records import ShotScore
 from tlops.training.episodes import EpisodeSampler, TaskEpisodeSampler
-from tlops.training.meta import episodic_accuracies, mean_ci95, prototypes, proto_logits
+from tlops.training.meta import episodic_accuracies, mean_ci95, proto_logits, prototypes
 
 Predict = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 # a regressor's: predict(support features (T, K, D), support targets (T, K), query features (T, Q, D)) -> query predictions (T, Q)
