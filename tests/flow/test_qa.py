@@ -20,7 +20,12 @@ from tests.cli import cli
 from tests.helpers import make_qa_dataset, tiny_config
 from tlops.errors import DataError
 
-WIDE = {**os.environ, "COLUMNS": "250"}
+
+def _env(prefect_api: str) -> dict:
+    """Wide tables, and the session harness's API named in the command's environment: the harness sets it as a Prefect
+    setting only, and a run without PREFECT_API_URL in its environment starts a local Prefect server of its own (~14 s
+    on a loaded 2-core machine)."""
+    return {**os.environ, "COLUMNS": "250", "PREFECT_API_URL": prefect_api}
 
 
 def _config(tmp_path, data, tiny_bert) -> tuple[str, str]:
@@ -29,10 +34,10 @@ def _config(tmp_path, data, tiny_bert) -> tuple[str, str]:
     return str(tmp_path / "qa.yaml"), cfg["tracking"]["uri"]
 
 
-def test_qa_run_registers_a_span_answering_model_gated_on_f1(tmp_path, tiny_bert):
+def test_qa_run_registers_a_span_answering_model_gated_on_f1(tmp_path, tiny_bert, prefect_api):
     data = make_qa_dataset(tmp_path / "data")  # 16 / 6 / 8 questions
     path, uri = _config(tmp_path, data, tiny_bert)
-    out = cli("run", path, "--json", env=WIDE)
+    out = cli("run", path, "--json", env=_env(prefect_api))
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout)
     assert result["promotion"]["metric"] == "f1" and result["promotion"]["promoted"], result["promotion"]
@@ -54,13 +59,13 @@ def test_qa_run_registers_a_span_answering_model_gated_on_f1(tmp_path, tiny_bert
         model.predict([rows[0], {"question": "Who?", "context": "  "}])
 
 
-def test_a_squad_answer_off_its_offset_fails_validation_with_file_and_question_id(tmp_path, tiny_bert):
+def test_a_squad_answer_off_its_offset_fails_validation_with_file_and_question_id(tmp_path, tiny_bert, prefect_api):
     data = make_qa_dataset(tmp_path / "data")
     doc = json.loads((data / "test.json").read_text())
     doc["data"][1]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 3  # the name starts at 0
     (data / "test.json").write_text(json.dumps(doc))
     path, _ = _config(tmp_path, data, tiny_bert)
-    out = cli("validate", path, env=WIDE)
+    out = cli("validate", path, env=_env(prefect_api))
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
     text = out.stdout + out.stderr
     qid = doc["data"][1]["paragraphs"][0]["qas"][0]["id"]
