@@ -29,7 +29,7 @@ def test_a_registered_qa_model_answers_in_a_fresh_process(tmp_path, tiny_bert, p
     data = make_qa_dataset(tmp_path / "data")
     cfg = tiny_config(tmp_path, data, tiny_bert, registry__metric="f1", registry__model_name="tiny-qa-fresh")
     (tmp_path / "qa.yaml").write_text(yaml.safe_dump(cfg))
-    out = cli("run", str(tmp_path / "qa.yaml"), "--json")
+    out = cli("run", str(tmp_path / "qa.yaml"), "--json", env={**os.environ, "PREFECT_API_URL": prefect_api})  # the harness's API
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [{"question": "Who built the bridge?", "context": "Zora built the bridge in the year 1900. Then Ada wrote the letter."},
             {"question": "Who wrote the letter?", "context": "Kurt wrote the letter."}]
