@@ -41,13 +41,13 @@ if TYPE_CHECKING:
     from tlops.training.meta import Encoder
 
 
-REGRESSION_BASELINES = ("support_mean", "support_ridge", "pooled_ridge")
-
-
-def _numbers(task: str) -> bool:
-    """Whether a dataset of `task` predicts numbers (a regression): its episodes are tasks of rows (the `group:` column),
-    with their own baselines and a normalised inner step."""
-    return task_type(task).numeric_target
+def _few_shot(task: str):
+    """What the few-shot options depend on for a dataset of `task` (`TaskType.few_shot_options`): its baselines and their
+    defaults, the default inner step, and the options it refuses."""
+    opts = task_type(task).few_shot_options()
+    if opts is None:
+        raise ValueError(f"the {task} task type has no few-shot episodes")
+    return opts
 
 
 class EpisodicConfig(Strict):
@@ -101,14 +101,14 @@ class EpisodicConfig(Strict):
         """The baselines scored for a dataset's task: the ones named, or that task's defaults."""
         if self.baselines is not None:
             return list(self.baselines)
-        return list(REGRESSION_BASELINES) if _numbers(task) else ["linear_probe", "protonet0"]
+        return list(_few_shot(task).default_baselines)
 
     def refusal_for_task(self, task: str) -> str | None:
         """Why these options cannot train a model for `task` (None: they can)."""
-        wrong = [b for b in self.baselines_for(task) if (b in REGRESSION_BASELINES) != _numbers(task)]
+        fit = _few_shot(task).baselines
+        wrong = [b for b in self.baselines_for(task) if b not in fit]
         if wrong:
-            fit = ", ".join(REGRESSION_BASELINES) if _numbers(task) else "linear_probe, protonet0, finetune_support"
-            return f"strategy.baselines {wrong} are not {task} baselines; use {fit}"
+            return f"strategy.baselines {wrong} are not {task} baselines; use {', '.join(fit)}"
         return None
 
     def fingerprint(self) -> dict:
@@ -160,20 +160,10 @@ class MamlConfig(EpisodicConfig):
         """The inner step size: the one set, or the task's default (regression's step is normalised: 1 fits one row)."""
         if self.inner_lr is not None:
             return self.inner_lr
-        return 1.0 if _numbers(task) else 0.01
+        return _few_shot(task).default_inner_lr
 
     def refusal_for_task(self, task: str) -> str | None:
-        if _numbers(task) and self.anil is False:
-            return ("anil: false asks the inner loop to adapt the encoder too; few-shot regression adapts the head only (ANIL, "
-                    "with a normalised step): remove anil: false")
-        if _numbers(task) and self.inner_groups:
-            return (f"strategy.inner_groups: {self.inner_groups} asks the inner loop to adapt backbone groups; few-shot regression "
-                    "adapts the head only (its normalised step is stable for the head alone): set inner_groups: 0 (trainable: N "
-                    "still meta-trains the top N groups in the outer loop)")
-        if _numbers(task) and not 0 < self.inner_lr_for(task) < 2:
-            return (f"strategy.inner_lr: {self.inner_lr_for(task)} is outside (0, 2): few-shot regression's inner step is normalised by the "
-                    "support embeddings' squared norm and only shrinks the error below 2 (1 fits one support row exactly)")
-        return super().refusal_for_task(task)
+        return _few_shot(task).refusal(self, task) or super().refusal_for_task(task)
 
     def fingerprint(self) -> dict:
         out = super().fingerprint()

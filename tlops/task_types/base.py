@@ -149,6 +149,12 @@ class TaskType:
         registered model's adaptation to the support set, the test report with the task's baselines. None: no few-shot."""
         return None
 
+    def few_shot_options(self) -> Any:
+        """What the few-shot strategies' config reads for this task before any run (the class of what `few_shot` returns):
+        `baselines` (the valid names), `default_baselines`, `default_inner_lr` and `refusal(strategy_config, task)` (why
+        those options cannot train this task, or None). None: no few-shot."""
+        return None
+
     def test_outputs(self, features, result, dataset) -> tuple[list, list]:
         """(truth, predictions) on the test split; `dataset`: a function returning the run's Dataset."""
         _, y = features.arrays("test")

@@ -61,6 +61,9 @@ class Classification(TaskType):
     def few_shot(self, ctx):
         return FewShotClasses(ctx)
 
+    def few_shot_options(self):
+        return FewShotClasses
+
 
 class FewShotClasses:
     """Few-shot classification's part of the shared episodic run (`tlops.strategies._episodic`): N-way K-shot episodes
@@ -69,9 +72,16 @@ class FewShotClasses:
     classes against the classification baselines (linear_probe, protonet0, finetune_support)."""
 
     episode_targets = None  # the sampler's ways, not the rows' labels
+    baselines = ("linear_probe", "protonet0", "finetune_support")
+    default_baselines = ("linear_probe", "protonet0")  # finetune_support is slower (100 AdamW steps per episode)
+    default_inner_lr = 0.01
 
     def __init__(self, ctx):
         self.ctx, self.s = ctx, ctx.cfg.strategy
+
+    @staticmethod
+    def refusal(s, task):
+        return None  # every option of the few-shot strategies trains classes
 
     def sampler(self, split, seed):
         from tlops.training.episodes import EpisodeSampler

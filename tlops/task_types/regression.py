@@ -35,6 +35,9 @@ class Regression(TaskType):
         """Episodes are tasks: the `group:` column's groups of rows with numeric targets."""
         return FewShotTasks(ctx)
 
+    def few_shot_options(self):
+        return FewShotTasks
+
     def loop_task(self, y, opts=None):
         from tlops.training.objectives import RegressionTask
 
@@ -80,6 +83,24 @@ class FewShotTasks:
     adapted to the support set (labelled rows of one test task) and scored on that task's other test rows, and MAE vs
     shots on test's new tasks against support_mean, support_ridge and pooled_ridge. A support set of another task given
     at predict time (rows with their target values) adapts the head to that task (`tlops.fewshot_predictor`)."""
+
+    baselines = default_baselines = ("support_mean", "support_ridge", "pooled_ridge")
+    default_inner_lr = 1.0  # the step is normalised: 1 fits one support row exactly
+
+    @staticmethod
+    def refusal(s, task):
+        """The MAML family's options few-shot regression cannot train with (it adapts the head alone, by a normalised step)."""
+        if s.anil is False:
+            return ("anil: false asks the inner loop to adapt the encoder too; few-shot regression adapts the head only (ANIL, "
+                    "with a normalised step): remove anil: false")
+        if s.inner_groups:
+            return (f"strategy.inner_groups: {s.inner_groups} asks the inner loop to adapt backbone groups; few-shot regression "
+                    "adapts the head only (its normalised step is stable for the head alone): set inner_groups: 0 (trainable: N "
+                    "still meta-trains the top N groups in the outer loop)")
+        if not 0 < s.inner_lr_for(task) < 2:
+            return (f"strategy.inner_lr: {s.inner_lr_for(task)} is outside (0, 2): few-shot regression's inner step is normalised by the "
+                    "support embeddings' squared norm and only shrinks the error below 2 (1 fits one support row exactly)")
+        return None
 
     def __init__(self, ctx):
         from tlops.training.objectives import RegressionTask
