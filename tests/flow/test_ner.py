@@ -24,17 +24,20 @@ def _config(tmp_path, data, tiny_bert) -> tuple[str, str]:
     return str(tmp_path / "ner.yaml"), cfg["tracking"]["uri"]
 
 
-def test_ner_run_registers_a_span_predicting_model_gated_on_f1(tmp_path, tiny_bert):
+def test_ner_run_registers_a_span_predicting_model_gated_on_f1(tmp_path, tiny_bert, prefect_api):
     data = make_ner_dataset(tmp_path / "data", repeat=(3, 1, 1))
     path, uri = _config(tmp_path, data, tiny_bert)
-    out = cli("run", path, "--json", env=WIDE)
+    # the session harness's API named in the runs' environment: it is a Prefect setting only, and a run without
+    # PREFECT_API_URL in its environment starts a local Prefect server of its own (the system tier tests that path)
+    on_harness = {**WIDE, "PREFECT_API_URL": prefect_api}
+    out = cli("run", path, "--json", env=on_harness)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout)
     assert result["promotion"]["metric"] == "f1", result["promotion"]
     assert {"f1", "precision", "recall", "token_accuracy"} <= set(result["test_metrics"]), result["test_metrics"]
     assert result["test_metrics"]["f1"] > 0.5, result["test_metrics"]  # the six sentences are memorised
     assert next(iter(result["val_metrics"])) == "f1"
-    again = cli("run", path, "--json", "--set", "strategy.C=0.5", env=WIDE)  # the gate scores the champion on entity F1
+    again = cli("run", path, "--json", "--set", "strategy.C=0.5", env=on_harness)  # the gate scores the champion on entity F1
     assert again.returncode == 0, again.stderr[-3000:]
     gate = json.loads(again.stdout)["promotion"]
     assert gate["metric"] == "f1" and gate["champion_version"] == "1" and gate["champion_metric"] > 0.5, gate
