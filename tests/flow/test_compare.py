@@ -20,7 +20,7 @@ def _versions(client: MlflowClient, name: str) -> list:
 
 def test_table_shows_both_versions_with_the_settings_that_differ_and_their_metrics(zoo):
     text = zoo.text
-    client = MlflowClient(text.uri)
+    client = MlflowClient(text.uri, registry_uri=text.uri)  # not the process-wide registry URI an earlier test set
     v1, v2 = _versions(client, text.name)[:2]
     r = cli("compare", text.model_uri("1"), text.model_uri("@champion"), "--tracking-uri", text.uri)
     assert r.returncode == 0, r.stderr
@@ -40,7 +40,7 @@ def test_table_shows_both_versions_with_the_settings_that_differ_and_their_metri
 
 def test_json_and_html_page_embed_every_versions_curves_and_confusion_matrix(zoo, tmp_path):
     text = zoo.text
-    client = MlflowClient(text.uri)
+    client = MlflowClient(text.uri, registry_uri=text.uri)  # not the process-wide registry URI an earlier test set
     versions = _versions(client, text.name)
     page = tmp_path / "out" / "compare.html"
     r = cli("compare", text.name, "--html", str(page), "--json", "--tracking-uri", text.uri)
