@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.helpers import make_text_dataset, tiny_config
+from tests.zoo import mlflow_uris_kept
 
 
 
@@ -19,7 +20,8 @@ def probe_run(tmp_path_factory, tiny_bert, prefect_api):
     tmp = tmp_path_factory.mktemp("explains")
     data = make_text_dataset(tmp / "data", with_val=False)  # val carved from train: its input says so
     cfg = tiny_config(tmp, data, tiny_bert, registry__model_name="explained")
-    out = train_flow(cfg, progress=False)
+    with mlflow_uris_kept():  # a module fixture runs outside the per-test restore: leave no process-wide store behind
+        out = train_flow(cfg, progress=False)
     client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
     return out, client, client.get_run(out.run_id), data
 

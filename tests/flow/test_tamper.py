@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.cli import cli
 from tests.helpers import flow_run, tiny_config
+from tests.zoo import mlflow_uris_kept
 
 NAME = "tamper-target"
 
@@ -38,7 +39,8 @@ def registered(tmp_path_factory, tiny_bert):
     tmp = tmp_path_factory.mktemp("tamper")
     data = make_text_dataset(tmp / "data")
     cfg = tiny_config(tmp, data, tiny_bert, registry__model_name=NAME)
-    r = flow_run(cfg)
+    with mlflow_uris_kept():  # a module fixture runs outside the per-test restore: leave no process-wide store behind
+        r = flow_run(cfg)
     model_dirs = {p.parent for p in (tmp / "mlruns").rglob("MLmodel")}
     assert len(model_dirs) == 1, model_dirs  # the logged model's own files, which every URI form reads
     return cfg["tracking"]["uri"], next(iter(model_dirs)), r.run_id, data
