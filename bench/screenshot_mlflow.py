@@ -38,12 +38,19 @@ def chromium() -> str:
     return exe
 
 
-def screenshot(url: str, out: Path, size: tuple[int, int], budget_ms: int = 0) -> Path:
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-           f"--user-data-dir={out.parent / '.chromium-profile'}", f"--screenshot={out}", f"--window-size={size[0]},{size[1]}"]
+def headless(url: str, profile_dir: Path, *flags: str, budget_ms: int = 0) -> subprocess.CompletedProcess:
+    """Headless Chromium on `url` with `flags` (a screenshot, a DOM dump), its profile under `profile_dir`; `budget_ms`:
+    virtual time for the page's scripts."""
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           f"--user-data-dir={profile_dir / '.chromium-profile'}", *flags]
     if budget_ms:
         cmd.append(f"--virtual-time-budget={budget_ms}")
-    proc = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=120)
+    return subprocess.run([*cmd, url], capture_output=True, text=True, timeout=120)
+
+
+def screenshot(url: str, out: Path, size: tuple[int, int], budget_ms: int = 0) -> Path:
+    proc = headless(url, out.parent, "--hide-scrollbars", f"--screenshot={out}", f"--window-size={size[0]},{size[1]}",
+                    budget_ms=budget_ms)
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"chromium failed on {url} ({proc.returncode}): {proc.stderr[-2000:]}")
     return out
@@ -51,9 +58,7 @@ def screenshot(url: str, out: Path, size: tuple[int, int], budget_ms: int = 0) -
 
 def dom(url: str, out_dir: Path, budget_ms: int) -> str:
     """The page's DOM after its scripts ran (Chromium's --dump-dom, with the same virtual-time budget)."""
-    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={out_dir / '.chromium-profile'}",
-           "--dump-dom", f"--virtual-time-budget={budget_ms}", url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    proc = headless(url, out_dir, "--dump-dom", budget_ms=budget_ms)
     if proc.returncode != 0:
         raise RuntimeError(f"chromium --dump-dom failed on {url} ({proc.returncode}): {proc.stderr[-2000:]}")
     return proc.stdout
