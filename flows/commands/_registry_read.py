@@ -211,17 +211,26 @@ def read(tracking_uri: str | None, what: str, *args):
         return getattr(MlflowReader(tracking_uri), what)(*args)
 
 
+def split_model_uri(model_uri: str) -> tuple[str, str, str | None]:
+    """`models:/NAME/VERSION` -> (NAME, '', VERSION); `models:/NAME@ALIAS` -> (NAME, '@', ALIAS); `models:/NAME` ->
+    (NAME, '', None). The URI must start with `models:/`."""
+    rest = model_uri.removeprefix("models:/")
+    name, at, part = rest.partition("@")
+    if not at:
+        name, slash, part = rest.rpartition("/")
+        if not slash:
+            return rest, "", None
+    return name, at, part
+
+
 def check_model_uri(tracking_uri: str | None, model_uri: str) -> None:
     """An unknown model in a `models:/NAME...` URI on a SQLite store, said in under a second, before the seconds of
     imports that loading a model needs (predict, evaluate, serve, audit): the same error as `Registry.require_model`.
     Anything else (versions, aliases, other stores, other URIs) is left to the full check that follows."""
     if not model_uri.startswith("models:/"):
         return
-    ref = model_uri.removeprefix("models:/")
-    name, sep, _ = ref.partition("@")
-    if not sep:
-        name, _, _ = ref.rpartition("/")
-    if not name:
+    name, _, part = split_model_uri(model_uri)
+    if not name or part is None:  # a bare models:/NAME is left to the full check
         return
     try:
         reader = SqliteReader(default_tracking_uri(tracking_uri))

@@ -123,16 +123,11 @@ def check_fast(tracking_uri: str | None, refs: list[str]) -> None:
 
 
 def _check_one(reader, ref: str, names: list[str]) -> None:
-    from flows.commands._registry_read import DELETED_STAGE, WORKSPACE, Fallback
+    from flows.commands._registry_read import DELETED_STAGE, WORKSPACE, Fallback, split_model_uri
     from tlops.errors import RegistryError
 
     if ref.startswith("models:/"):
-        rest = ref.removeprefix("models:/")
-        name, at, part = rest.partition("@")
-        if not at:
-            name, slash, part = rest.rpartition("/")
-            if not slash:
-                name, part = rest, None
+        name, at, part = split_model_uri(ref)
         if not name or part == "":
             raise Fallback(ref)  # MLflow's path says what is wrong with it
         reader.require_model(name)
