@@ -195,5 +195,21 @@ class TaskType:
         none missing, empty or holding NUL, stripped as training stripped them."""
         return predictor._inputs(items)
 
+    # ---- hooks for `tlops init` on a folder of this task's own files (not the CSV contract) ----
+
+    default_starter: ClassVar[str | None] = None  # the `tlops init` kind without --strategy; None: the default strategy's
+
+    def recognise(self, root: Path) -> str | None:
+        """`tlops init` on a folder with no dataset.yaml: the modality when the folder holds this task's own files (e.g.
+        train.conll), else None. The CSV contract (classification) is what init reads when no task type recognises it."""
+        return None
+
+    def init_summary(self, ds: Dataset) -> tuple[dict, str]:
+        """(per split: what `tlops init` counts (a Counter), the summary's words for it) of a dataset read by
+        `read_dataset`: e.g. entities per type, 'entities of 4 types (LOC, MISC, ORG, PER)'."""
+        from collections import Counter
+
+        return {s: Counter() for s in ds.splits}, self.name.replace("_", " ")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

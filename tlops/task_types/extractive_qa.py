@@ -163,6 +163,32 @@ class ExtractiveQA(TaskType):
     class_probabilities = False
     feature_level = LEVEL
     input_columns = COLUMNS
+    starters = {"linear_probe": "text_qa_probe", "finetune": "text_qa_finetune"}  # `tlops init --strategy` kinds
+    # a frozen start/end probe trails the sliding-window lexical baseline on the demo (bench/RESULTS.md): init
+    # writes the fine-tuning starter unless --strategy linear_probe is asked for
+    default_starter = "finetune"
+
+    def recognise(self, root):
+        """A folder whose train.json is SQuAD's shape (a top-level `data` list; COCO's has `images`) is a QA folder."""
+        f = Path(root) / "train.json"
+        if not f.is_file():
+            return None
+        try:
+            with open(f, encoding="utf-8") as fh:
+                head = fh.read(1 << 16)
+        except (OSError, UnicodeDecodeError):
+            return None
+        import re
+
+        return "text" if re.match(r'\s*\{\s*(?:"version"\s*:\s*"[^"]*"\s*,\s*)?"data"\s*:', head) else None
+
+    def init_summary(self, ds):
+        """Questions per split, answerable and not (SQuAD v2.0's is_impossible)."""
+        from collections import Counter
+
+        counts = {s: Counter("unanswerable" if bool(v) else "answerable" for v in df["is_impossible"]) for s, df in ds.splits.items()}
+        contexts = len(set(ds.splits["train"]["context"])) if "context" in ds.splits["train"] else 0
+        return counts, f"questions over {contexts} training contexts (SQuAD JSON)"
 
     # ---- data ------------------------------------------------------------------------------------------------
 

@@ -183,6 +183,19 @@ class TokenClassification(TaskType):
     few_shot_plot = "f1_vs_shots.png"
     class_probabilities = False
     feature_level = LEVEL
+    starters = {"linear_probe": "text_ner_probe", "finetune": "text_ner_finetune"}  # `tlops init --strategy` kinds
+
+    def recognise(self, root):
+        """A folder with train.conll or train.jsonl (and no dataset.yaml) is a token-classification folder of texts."""
+        return "text" if any((Path(root) / f).is_file() for f in ("train.conll", "train.jsonl")) else None
+
+    def init_summary(self, ds):
+        """Entities per type in each split (a B-/S- tag starts one), and their types."""
+        from collections import Counter
+
+        counts = {s: Counter(t[2:] for tags in df["tags"] for t in tags if t[:2] in ("B-", "S-")) for s, df in ds.splits.items()}
+        types = sorted(counts["train"])
+        return counts, f"entities of {len(types)} types ({', '.join(types)}; {getattr(ds, 'scheme', 'IOB2')} tags)"
 
     # ---- data ------------------------------------------------------------------------------------------------
 
