@@ -173,14 +173,13 @@ class ExtractiveQA(TaskType):
         f = Path(root) / "train.json"
         if not f.is_file():
             return None
-        try:
-            with open(f, encoding="utf-8") as fh:
-                head = fh.read(1 << 16)
-        except (OSError, UnicodeDecodeError):
-            return None
-        import re
+        import json
 
-        return "text" if re.match(r'\s*\{\s*(?:"version"\s*:\s*"[^"]*"\s*,\s*)?"data"\s*:', head) else None
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None  # not readable as JSON: init falls back to the CSV contract and names what is missing
+        return "text" if isinstance(doc, dict) and isinstance(doc.get("data"), list) else None
 
     def init_summary(self, ds):
         """Questions per split, answerable and not (SQuAD v2.0's is_impossible)."""
