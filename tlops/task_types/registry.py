@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from pathlib import Path
+import sys
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,7 +47,8 @@ def _discover() -> None:
     global _discovered
     if _discovered:
         return
-    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):  # this package's folder (no import of the package: no cycle)
+    package = sys.modules[__package__]  # imported before this module, its parent: looked up, not imported (no cycle)
+    for module in pkgutil.iter_modules(package.__path__):  # __path__: a folder added to it is searched too
         if module.name not in _NOT_TASK_TYPES and not module.name.startswith("_"):
             importlib.import_module(f"{__package__}.{module.name}")
     _discovered = True
