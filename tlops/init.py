@@ -9,6 +9,11 @@ A regression dataset (dataset.yaml `task: regression`) gets the regression start
 (a ridge probe), `<modality>_fewshot_regression` (MAML on the `group:` column's tasks), or the finetune /
 domain_adapt starters with the options that read classes changed. It has no classes to count: the validation
 section says what is checked of the target instead, and few-shot queries are fitted to the rows per task.
+
+A task type that reads its own files (token classification: `train.conll`/`train.jsonl`; extractive QA: a SQuAD
+`train.json`) says so through its `recognise` hook when the folder has no dataset.yaml; init then reads the folder
+with that task type's reader (its first problem raised with file and line), counts what `init_summary` counts
+(entities per type; questions) and writes the task type's starters (`starters`, `default_starter`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from tlops.data.dataset import INPUT_COLUMN, UNLABELED, Dataset, _read_csv, _rea
 from tlops.data.fewshot import carve_support_task
 from tlops.errors import ConfigError, DataError
 from tlops.strategies.registry import StrategyEntry, all_strategies, get_strategy, starter_kinds
-from tlops.task_types import check_config_fits, task_type
+from tlops.task_types import all_task_types, check_config_fits, task_type
 
 STARTERS = resources.files("tlops").joinpath("starters")  # package data (pyproject: tool.setuptools.package-data)
 COMMENT_COLUMN = 30  # where the starters' comments start
@@ -62,6 +67,7 @@ class Folder:
     target_range: tuple[float, float] | None = None  # a regression's lowest, highest training target
     text_chars: tuple[int, int] | None = None  # shortest, longest text
     notes: list[str] = field(default_factory=list)
+    own_files: str | None = None  # what a task type with its own files (not the CSV contract) counts, e.g. 'entities of 4 types'
 
     @property
     def regression(self) -> bool:
@@ -70,19 +76,21 @@ class Folder:
 
     @property
     def classes(self) -> list[str]:
-        return [] if self.regression else sorted(self.counts["train"])
+        return [] if self.regression or self.own_files else sorted(self.counts["train"])
 
     @property
     def few_shot(self) -> bool:
         """Classes: val/test classes disjoint from train's (novel classes). Numbers: a `group:` column of tasks."""
         if self.regression:
             return self.group is not None
+        if self.own_files:
+            return False
         train = set(self.counts["train"])
         return bool(train) and not (set(self.counts["test"]) & train) and (self.val_carved or not (set(self.counts["val"]) & train))
 
     def summary(self) -> str:
         """One line: modality, classes (or the target), rows per split."""
-        what = f"{len(self.classes)} classes"
+        what = self.own_files or f"{len(self.classes)} classes"
         if self.regression:
             lo, hi = self.target_range
             tasks = f" in {len(self.counts['train'])} tasks ('{self.group}')" if self.group else ""
@@ -153,6 +161,13 @@ def inspect_folder(root: str | Path) -> Folder:
     meta_file = root / "dataset.yaml"
     has_meta = meta_file.is_file()
     meta = _read_meta(meta_file) if has_meta else {}  # checks task, target, group and bounds as a run does
+    if not has_meta:  # a folder of a task type's own files (train.conll, a SQuAD train.json) says its task
+        recognised = next(((name, m) for name, tt in all_task_types().items() if (m := tt.recognise(root))), None)
+        if recognised:
+            meta = {"task": recognised[0], "modality": recognised[1]}
+    own = _own_files_folder(root, meta, has_meta)
+    if own is not None:
+        return own
     regression = task_type(meta.get("task") or "classification").numeric_target
     target, group = meta.get("target") or "label", meta.get("group")
     train, test = _csv(root, "train"), _csv(root, "test")
@@ -190,6 +205,33 @@ def inspect_folder(root: str | Path) -> Folder:
     if modality == "text":
         lengths = [len(t) for df in frames.values() for t in df["text"]]
         found.text_chars = (min(lengths), max(lengths))
+    return found
+
+
+def _own_files_folder(root: Path, meta: dict, has_meta: bool) -> Folder | None:
+    """The Folder of a task type that reads its own files (token classification, extractive QA): read as a run reads
+    it, its reader's first problem raised with its file, line and fix; None for the CSV contract."""
+    tt = task_type(meta.get("task") or "classification")
+    modality = meta.get("modality") or "text"
+    ds = tt.read_dataset(root, meta, modality, root.name, SEED, VAL_FRACTION)
+    if ds is None:
+        return None
+    failed = [c for c in tt.reader_checks(ds) if not c.success]
+    if failed:
+        c = failed[0]
+        at = f" line {c.rows[0]}" if c.rows else ""
+        more = f" (and {len(failed) - 1} more problem(s): `tlops validate` lists them)" if len(failed) > 1 else ""
+        raise DataError(f"{c.file}{at}: {c.rule}; {c.fix}{more}")
+    for split, df in ds.splits.items():
+        if df.empty and not (split == "val" and ds.val_carved):
+            raise DataError(f"{df.attrs.get('source', root)} has no {tt.name.replace('_', ' ')} rows; add some")
+    counts, words = tt.init_summary(ds)
+    if ds.val_carved and ds.splits["val"].empty:
+        raise DataError(f"{root}: carving val from train left no val rows (train has {len(ds.splits['train'])}); add a val file "
+                        "or more training rows")
+    found = Folder(root=root, modality=modality, has_meta=has_meta, rows={s: len(ds.splits[s]) for s in ("train", "val", "test")},
+                   counts={s: counts.get(s, Counter()) for s in ("train", "val", "test")}, val_carved=ds.val_carved,
+                   unlabeled_rows=None, task=tt.name, own_files=words)
     return found
 
 
@@ -253,6 +295,8 @@ def _default_kind(found: Folder) -> str:
     """The few-shot starter for a folder of novel classes (or tasks), the one that reads unlabeled.csv when the folder has
     unlabelled rows, else the default strategy's."""
     kinds = starter_kinds()
+    if task_type(found.task).default_starter:
+        return task_type(found.task).default_starter
     if found.few_shot:
         return next(k for k in kinds if _few_shot_kind(k))
     if found.unlabeled_rows:
@@ -269,6 +313,11 @@ def _check_kind(found: Folder, kind: str) -> None:
     if kind not in kinds:
         raise ConfigError(f"--strategy {kind!r}: starters exist for {', '.join(kinds)}")
     root = found.root
+    if found.task not in _kind_entry(kind).tasks:
+        fits = [k for k in kinds if found.task in _kind_entry(k).tasks]
+        raise ConfigError(f"--strategy {kind!r} does not train {found.task.replace('_', ' ')}; starters for it: {', '.join(fits)}")
+    if found.own_files:
+        return
     if UNLABELED in _kind_entry(kind).splits and not found.unlabeled_rows:
         raise DataError(f"{root / 'unlabeled.csv'} is missing or empty; domain adaptation needs unlabelled target-domain rows "
                         f"(column '{INPUT_COLUMN[found.modality]}'), or pick --strategy linear_probe / finetune")
@@ -332,7 +381,17 @@ def _section(lines: list[str]) -> str:
 
 def _scaled_limits(found: Folder, kind: str, strategy: dict) -> Limits:
     """Validation values and strategy changes fitted to the folder's counts."""
+    if found.own_files:
+        return _own_files_limits(found)
     return (_regression_limits if found.regression else _class_limits)(found, kind, strategy)
+
+
+def _own_files_limits(found: Folder) -> Limits:
+    """A task type reading its own files checks them line by line as it reads them; the CSV keys do not apply."""
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(found.counts["train"].items()))
+    return Limits({}, _section([f"# train: {counts}" if counts else "# train: nothing counted",
+                                f"# validation: the {found.task.replace('_', ' ')} reader checks every file as it reads it",
+                                "# (`tlops validate` lists each problem with its file and line)"]))
 
 
 def _class_limits(found: Folder, kind: str, strategy: dict) -> Limits:
@@ -423,6 +482,12 @@ def _set_value(body: str, key: str, value, comment: str | None = None) -> str:
     return head + pattern.sub(line, tail, count=1)
 
 
+def _val_note(found: Folder) -> str:
+    if found.own_files:
+        return "no val file: this share of train is carved as val" if found.val_carved else "unused: a val file is given"
+    return "val.csv is absent: this share of train.csv is carved as val" if found.val_carved else "unused: val.csv is given"
+
+
 def _gate_metric(found: Folder, kind: str) -> str:
     """The task's default gate metric; few-shot classes are gated on episode accuracy."""
     return "accuracy" if _few_shot_kind(kind) and not found.regression else task_type(found.task).default_gate_metric
@@ -452,7 +517,7 @@ def render(found: Folder, kind: str, config_path: Path) -> tuple[str, str, dict,
     text = string.Template(STARTERS.joinpath("_frame.yaml").read_text(encoding="utf-8")).substitute(
         title=title.lstrip("# "), data_dir=found.root, summary=found.summary(), config_name=config_path.name,
         data_path=os.path.relpath(found.root.resolve(), config_path.resolve().parent),
-        val_note="val.csv is absent: this share of train.csv is carved as val" if found.val_carved else "unused: val.csv is given",
+        val_note=_val_note(found),
         validation=limits.text, body=body.rstrip("\n"), model_name=slug, metric=metric, metric_pad=" " * max(1, 20 - len(metric)),
         metric_note=" (lower is better)" if metric == "mae" else "", experiment=slug)
     return text, name, limits.validation, limits.changes
@@ -476,7 +541,8 @@ def init(data_dir: str | Path, out: str | Path | None = None, kind: str | None =
     check_config_fits(cfg, Dataset(root=found.root, modality=found.modality, name=found.root.name, splits={},
                                    val_carved=found.val_carved, meta={"task": found.task}))
     if not found.has_meta:
-        _write_atomic(found.root / "dataset.yaml", f"modality: {found.modality}\n")
+        task = f"task: {found.task}\n" if found.task != "classification" else ""
+        _write_atomic(found.root / "dataset.yaml", f"modality: {found.modality}\n{task}")
     config_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(config_path, text)
     return InitResult(config=config_path, starter=name, folder=found, wrote_dataset_yaml=not found.has_meta,

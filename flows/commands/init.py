@@ -51,7 +51,7 @@ def init(
                                  "strategy_changes": r.strategy_changes, "wrote_dataset_yaml": r.wrote_dataset_yaml}))
     carved = " (val carved from train)" if f.val_carved else ""
     out_console.print(f"[bold]{esc(str(f.root))}[/bold]: {esc(f.summary())}{carved}", highlight=False)
-    if not f.regression:  # a regression has no classes to count: its target rules are dataset.yaml's
+    if f.classes:  # a regression has no classes to count (its target rules are dataset.yaml's), nor do NER/QA files
         smallest = min(f.counts["train"].items(), key=lambda kv: (kv[1], kv[0]))
         out_console.print(esc(f"  smallest class {smallest[0]!r}: {smallest[1]} training rows -> validation.min_per_class "
                               f"{r.validation['min_per_class']}"), highlight=False)
@@ -60,7 +60,8 @@ def init(
             "fitted to the rows per class" if k in ("queries", "ways") else "for numbers; see its comment"
         out_console.print(esc(f"  strategy.{k} {v} ({why})"), highlight=False)
     if r.wrote_dataset_yaml:
-        out_console.print(esc(f"wrote {f.root / 'dataset.yaml'} (modality: {f.modality})"), highlight=False)
+        task = f", task: {f.task}" if f.task != "classification" else ""
+        out_console.print(esc(f"wrote {f.root / 'dataset.yaml'} (modality: {f.modality}{task})"), highlight=False)
     out_console.print(esc(f"wrote {r.config} from starter {r.starter}"), highlight=False)
     out_console.print(esc(f"next:  tlops validate {r.config}   then   tlops run {r.config}"), highlight=False)
 

@@ -113,7 +113,8 @@ def test_refusals_name_the_file_and_the_fix_and_write_nothing(tmp_path):
 def test_starters_ship_in_the_package_and_agree_with_the_demo_configs():
     names = starter_names()
     kinds = ("linear_probe", "finetune", "domain_adapt", "fewshot", "regression", "fewshot_regression")
-    assert set(names) == {f"{m}_{k}" for m in ("text", "image", "audio") for k in kinds}
+    own = {"text_ner_probe", "text_ner_finetune", "text_qa_probe", "text_qa_finetune"}  # task types with their own files
+    assert set(names) == {f"{m}_{k}" for m in ("text", "image", "audio") for k in kinds} | own
     from tlops.init import STARTERS
 
     for name in names:
@@ -329,3 +330,70 @@ def test_init_applies_validations_label_rules_before_counting_classes(tmp_path):
         with pytest.raises(DataError, match=match):
             init(data, tmp_path / "c.yaml")
         assert not (tmp_path / "c.yaml").exists()
+
+
+# ---- task types with their own files: CoNLL/JSON lines (token classification), SQuAD JSON (extractive QA) ----
+
+NER_TRAIN = [(["Alan", "Turing", "visited", "Rome", "."], ["B-PER", "I-PER", "O", "B-LOC", "O"]),
+             (["Ada", "Lovelace", "wrote", "in", "London"], ["B-PER", "I-PER", "O", "O", "B-LOC"])] * 6
+NER_TEST = [(["Grace", "Hopper", "left", "Paris"], ["B-PER", "I-PER", "O", "B-LOC"])]
+
+
+def _ner_folder(root: Path) -> Path:
+    root.mkdir()
+    (root / "train.conll").write_text("".join(f"{t} {g}\n" for tokens, tags in NER_TRAIN for t, g in zip(tokens, tags))
+                                      .replace(". O\n", ". O\n\n").replace("London B-LOC\n", "London B-LOC\n\n"))
+    (root / "test.conll").write_text("".join(f"{t} {g}\n" for t, g in zip(*NER_TEST[0])) + "\n")
+    return root
+
+
+def _qa_folder(root: Path, n_articles: int = 6) -> Path:
+    root.mkdir()
+
+    def doc(arts):
+        return json.dumps({"version": "1.1", "data": [{"title": t, "paragraphs": [{"context": c, "qas": [
+            {"id": f"{t}-q", "question": "Which number?", "answers": [{"text": a, "answer_start": c.index(a)}]}]}]}
+            for t, c, a in arts]})
+
+    (root / "train.json").write_text(doc([(f"T{i}", f"Context number {i} is here.", str(i)) for i in range(n_articles)]))
+    (root / "test.json").write_text(doc([("Rome", "Rome is a city in Italy.", "Rome")]))
+    return root
+
+
+def test_init_recognises_a_conll_folder_and_writes_the_ner_starter_with_its_task(tmp_path):
+    data = _ner_folder(tmp_path / "people")
+    r = init(data, tmp_path / "people.yaml")
+    assert r.starter == "text_ner_probe" and r.wrote_dataset_yaml and r.folder.task == "token_classification"
+    assert yaml.safe_load((data / "dataset.yaml").read_text()) == {"modality": "text", "task": "token_classification"}
+    assert r.folder.counts["train"] == {"PER": 10, "LOC": 10}  # the val carve took 2 of 12 sentences
+    assert r.folder.rows == {"train": 10, "val": 2, "test": 1} and r.folder.classes == []
+    assert "entities of 2 types (LOC, PER; IOB2 tags)" in r.folder.summary()
+    cfg = load_config(tmp_path / "people.yaml")
+    assert cfg.strategy.name == "linear_probe" and cfg.registry.metric == "f1"
+    assert cfg.strategy == load_config(REPO / "configs" / "text_ner_probe.yaml").strategy
+    assert init(data, tmp_path / "ft.yaml", kind="finetune").starter == "text_ner_finetune"
+    with pytest.raises(ConfigError, match="'fewshot' does not train token classification; starters for it: finetune, linear_probe"):
+        init(data, tmp_path / "few.yaml", kind="fewshot")
+    assert not (tmp_path / "few.yaml").exists()
+
+
+def test_init_recognises_a_squad_folder_and_defaults_to_fine_tuning(tmp_path):
+    data = _qa_folder(tmp_path / "faq")
+    r = init(data, tmp_path / "faq.yaml")
+    assert r.starter == "text_qa_finetune" and r.folder.task == "extractive_qa"  # the frozen probe trails the lexical baseline
+    assert yaml.safe_load((data / "dataset.yaml").read_text())["task"] == "extractive_qa"
+    assert r.folder.rows["test"] == 1 and r.folder.val_carved and r.folder.counts["test"] == {"answerable": 1}
+    cfg = load_config(tmp_path / "faq.yaml")
+    assert cfg.strategy == load_config(REPO / "configs" / "text_qa_finetune.yaml").strategy
+    assert init(data, tmp_path / "probe.yaml", kind="linear_probe").starter == "text_qa_probe"
+
+
+def test_init_on_a_bad_conll_file_names_the_file_line_and_fix_and_writes_nothing(tmp_path):
+    data = tmp_path / "bad"
+    data.mkdir()
+    (data / "train.conll").write_text("John B-PER\nlives I-LOC\n\n")
+    (data / "test.conll").write_text("a O\n")
+    with pytest.raises(DataError, match=r"train\.conll line 2: .*'I-LOC' continues an entity, but it follows 'B-PER'; start the entity "
+                                        r"with 'B-LOC'"):
+        init(data, tmp_path / "bad.yaml")
+    assert sorted(p.name for p in data.iterdir()) == ["test.conll", "train.conll"] and not (tmp_path / "bad.yaml").exists()
