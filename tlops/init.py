@@ -541,7 +541,7 @@ def init(data_dir: str | Path, out: str | Path | None = None, kind: str | None =
     check_config_fits(cfg, Dataset(root=found.root, modality=found.modality, name=found.root.name, splits={},
                                    val_carved=found.val_carved, meta={"task": found.task}))
     if not found.has_meta:
-        task = f"task: {found.task}\n" if found.task != "classification" else ""
+        task = f"task: {found.task}\n" if found.own_files else ""  # a CSV folder with no dataset.yaml: classification
         _write_atomic(found.root / "dataset.yaml", f"modality: {found.modality}\n{task}")
     config_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(config_path, text)

@@ -60,7 +60,7 @@ def init(
             "fitted to the rows per class" if k in ("queries", "ways") else "for numbers; see its comment"
         out_console.print(esc(f"  strategy.{k} {v} ({why})"), highlight=False)
     if r.wrote_dataset_yaml:
-        task = f", task: {f.task}" if f.task != "classification" else ""
+        task = f", task: {f.task}" if f.own_files else ""
         out_console.print(esc(f"wrote {f.root / 'dataset.yaml'} (modality: {f.modality}{task})"), highlight=False)
     out_console.print(esc(f"wrote {r.config} from starter {r.starter}"), highlight=False)
     out_console.print(esc(f"next:  tlops validate {r.config}   then   tlops run {r.config}"), highlight=False)

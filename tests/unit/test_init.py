@@ -113,7 +113,7 @@ def test_refusals_name_the_file_and_the_fix_and_write_nothing(tmp_path):
 def test_starters_ship_in_the_package_and_agree_with_the_demo_configs():
     names = starter_names()
     kinds = ("linear_probe", "finetune", "domain_adapt", "fewshot", "regression", "fewshot_regression")
-    own = {"text_ner_probe", "text_ner_finetune", "text_qa_probe", "text_qa_finetune"}  # task types with their own files
+    own = {"text_ner_linear_probe", "text_ner_finetune", "text_qa_linear_probe", "text_qa_finetune"}  # task types' own files
     assert set(names) == {f"{m}_{k}" for m in ("text", "image", "audio") for k in kinds} | own
     from tlops.init import STARTERS
 
@@ -123,6 +123,8 @@ def test_starters_ship_in_the_package_and_agree_with_the_demo_configs():
         # few-shot regression has one demo (image): the others pair its strategy with their modality's regression backbone
         demos = {"backbone": f"{modality}_regression", "strategy": "image_fewshot_regression"} if kind == "fewshot_regression" \
             and not (REPO / "configs" / f"{name}.yaml").is_file() else {"backbone": name, "strategy": name}
+        if name.endswith("_linear_probe") and not (REPO / "configs" / f"{name}.yaml").is_file():  # text_ner_probe's starter
+            demos = {k: name.replace("_linear_probe", "_probe") for k in demos}
         for section, demo_name in demos.items():
             demo = yaml.safe_load((REPO / "configs" / f"{demo_name}.yaml").read_text())
             assert starter[section] == demo[section], f"starter {name} and configs/{demo_name}.yaml differ in {section}: change both"
@@ -363,7 +365,7 @@ def _qa_folder(root: Path, n_articles: int = 6) -> Path:
 def test_init_recognises_a_conll_folder_and_writes_the_ner_starter_with_its_task(tmp_path):
     data = _ner_folder(tmp_path / "people")
     r = init(data, tmp_path / "people.yaml")
-    assert r.starter == "text_ner_probe" and r.wrote_dataset_yaml and r.folder.task == "token_classification"
+    assert r.starter == "text_ner_linear_probe" and r.wrote_dataset_yaml and r.folder.task == "token_classification"
     assert yaml.safe_load((data / "dataset.yaml").read_text()) == {"modality": "text", "task": "token_classification"}
     assert r.folder.counts["train"] == {"PER": 10, "LOC": 10}  # the val carve took 2 of 12 sentences
     assert r.folder.rows == {"train": 10, "val": 2, "test": 1} and r.folder.classes == []
@@ -385,7 +387,7 @@ def test_init_recognises_a_squad_folder_and_defaults_to_fine_tuning(tmp_path):
     assert r.folder.rows["test"] == 1 and r.folder.val_carved and r.folder.counts["test"] == {"answerable": 1}
     cfg = load_config(tmp_path / "faq.yaml")
     assert cfg.strategy == load_config(REPO / "configs" / "text_qa_finetune.yaml").strategy
-    assert init(data, tmp_path / "probe.yaml", kind="linear_probe").starter == "text_qa_probe"
+    assert init(data, tmp_path / "probe.yaml", kind="linear_probe").starter == "text_qa_linear_probe"
 
 
 def test_init_on_a_bad_conll_file_names_the_file_line_and_fix_and_writes_nothing(tmp_path):

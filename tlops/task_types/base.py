@@ -27,6 +27,7 @@ class TaskType:
     val_metric_names: ClassVar[tuple[str, ...]] = ()  # a trained model's `val_metrics` (selection metric first)
     few_shot_plot: ClassVar[str] = ""  # file name of the few-shot evaluation's metric-vs-shots plot
     starters: ClassVar[dict[str, str]] = {}  # `tlops init` starter kind -> its starter's name for this task ({m}: the modality)
+    starter_prefix: ClassVar[str] = ""  # starters named `<modality>_<prefix>_<kind>` (a task type with its own starter set)
     class_probabilities: ClassVar[bool] = False  # the head's outputs are class logits (what CDAN and the SND/IM/BNM criteria read)
     numeric_target: ClassVar[bool] = False  # the target column holds numbers: no class list, y is float targets, dataset.yaml
     # may name target/bounds/group (regression)
@@ -48,7 +49,8 @@ class TaskType:
     def starter_name(self, modality: str, kind: str) -> str:
         """The starter config (`tlops/starters/<name>.yaml`) `tlops init --strategy <kind>` writes for this task type; a kind
         without its own starter here uses the classification one (the init step overrides what differs)."""
-        return self.starters.get(kind, "{m}_" + kind).format(m=modality)
+        prefix = f"{self.starter_prefix}_" if self.starter_prefix else ""
+        return self.starters.get(kind, "{m}_" + prefix + kind).format(m=modality)
 
     def predicts(self, labels: Sequence[str]) -> str:
         """What the model predicts, in words (the model card's task line)."""

@@ -163,7 +163,7 @@ class ExtractiveQA(TaskType):
     class_probabilities = False
     feature_level = LEVEL
     input_columns = COLUMNS
-    starters = {"linear_probe": "text_qa_probe", "finetune": "text_qa_finetune"}  # `tlops init --strategy` kinds
+    starter_prefix = "qa"  # `tlops init` starters: text_qa_linear_probe, text_qa_finetune
     # a frozen start/end probe trails the sliding-window lexical baseline on the demo (bench/RESULTS.md): init
     # writes the fine-tuning starter unless --strategy linear_probe is asked for
     default_starter = "finetune"

@@ -183,7 +183,7 @@ class TokenClassification(TaskType):
     few_shot_plot = "f1_vs_shots.png"
     class_probabilities = False
     feature_level = LEVEL
-    starters = {"linear_probe": "text_ner_probe", "finetune": "text_ner_finetune"}  # `tlops init --strategy` kinds
+    starter_prefix = "ner"  # `tlops init` starters: text_ner_linear_probe, text_ner_finetune
 
     def recognise(self, root):
         """A folder with train.conll or train.jsonl (and no dataset.yaml) is a token-classification folder of texts."""
