@@ -114,6 +114,7 @@ class Predictor:
         from tlops.backbones import backbone_from_export
 
         root = Path(package_dir)
+        self.root = root  # the package folder (a task type that packs more files reads them from here)
         self.meta = json.loads((root / META_FILE).read_text())
         self.backbone = backbone_from_export(root / "backbone", self.meta)
         self.head = ProbeHead.from_spec(self.meta["head"])  # a regression head's spec says so (task), with its target scaler
