@@ -21,6 +21,7 @@ from tasks.register import register_task
 from tasks.tracking import REPO_ROOT, describe_version, log_dataset_inputs, tracked_run
 from tasks.validate import check_registered_kind, validate_task
 from tlops.config import RunConfig, config_from_dict
+from tlops.data_version import recorded_data_version
 from tlops.model_card import card_facts, render_model_card
 from tlops.pipeline import finish
 from tlops.records import TRAIN_RESULT, FeatureSet, RunOutcome, TrainResult
@@ -84,10 +85,10 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
         checks = validate_task(cfg, run_id, checked)
         started = client.get_run(run_id)
         tags = started.data.tags  # lineage recorded when the run started
-        data_md5 = tags.get("data.dataset_md5", "")
+        data_ver = recorded_data_version(tags) or ""  # the one form tables, card and audit show (tlops/data_version.py)
         ds = open_dataset(cfg)
         check_registered_kind(cfg, client, ds.modality, ds.task)  # before features and training, not in the gate at the end
-        rows = log_dataset_inputs(client, run_id, ds, data_md5)
+        rows = log_dataset_inputs(client, run_id, ds, data_ver)
         feats = features_of(cfg, run_id, str(work / "features"), progress=progress)
         result = run_train_step(cfg, run_id, feats, str(work / "train"))
         ev = evaluate_task(cfg, run_id, feats, result, str(work / "eval"))
@@ -99,7 +100,7 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
         client.log_text(run_id, card(), MODEL_CARD)  # before registering: a card that cannot render fails the run before any version exists
         reg = register_task(cfg, run_id, feats, result, ev.metrics, str(work / "package"), source=source)
         describe_version(client, reg.model_name, reg.version, run_id=run_id, strategy=cfg.strategy.name, backbone=cfg.backbone.name,
-                         data_path=cfg.data.path, data_md5=data_md5, rows=rows, metrics=ev.metrics, gate=reg.gate.reason,
+                         data_path=cfg.data.path, data_ver=data_ver, rows=rows, metrics=ev.metrics, gate=reg.gate.reason,
                          card=MODEL_CARD)
         client.log_text(run_id, card(reg), MODEL_CARD)  # again, now with the version and the gate's decision
     shutil.rmtree(work, ignore_errors=True)  # everything worth keeping is in MLflow now

@@ -20,6 +20,7 @@ from tlops.errors import RegistryError
 from tlops.audit import AuditReport, Check, compare, to_markdown, tolerances_for
 from tlops.data import load_dataset
 from tlops.data.dataset import dataset_content_md5
+from tlops.data_version import recorded_data_version, short_data_version
 from tlops.data.versions import dir_md5, has_version, restore_version
 from tlops.package import code_manifest, manifest_digest, package_manifest
 from tlops.reproduce import NotReproducible, checkout, rerun
@@ -53,7 +54,7 @@ def _lineage(run, tmp: Path) -> tuple[Check, dict | None]:
         return Check(name="lineage", passed=False, detail=f"its run {run.info.run_id} is {run.info.status}, not FINISHED: the model "
                      "did not come out of a completed run (training, evaluation or registration did not finish)",
                      evidence=evidence), cfg
-    return Check(name="lineage", passed=True, detail=f"commit {str(evidence['git_commit'])[:10]}, data {evidence['data_version_md5'] or evidence['data_dataset_md5']}, "
+    return Check(name="lineage", passed=True, detail=f"commit {str(evidence['git_commit'])[:10]}, data {short_data_version(recorded_data_version(t))}, "
                  f"seed {evidence['seed']}", evidence=evidence), cfg
 
 
@@ -195,18 +196,18 @@ def _data(lineage: dict, tmp: Path) -> tuple[Check, Path | None]:
     folder = Path(path) if path else None
     if folder is not None and folder.is_dir():
         if version and version != "none" and dir_md5(folder) == version:
-            return Check(name="data", passed=True, detail=f"{folder} still holds version {version}"), folder
+            return Check(name="data", passed=True, detail=f"{folder} still holds data version {short_data_version(version)}"), folder
         if (not version or version == "none") and content and dataset_content_md5(folder) == content:
-            return Check(name="data", passed=True, detail=f"{folder} still holds the recorded content (md5 {content})"), folder
+            return Check(name="data", passed=True, detail=f"{folder} still holds data version {short_data_version(content)}"), folder
     recorded_store = lineage.get("data_version_store")
     store = (recorded_store if recorded_store not in (None, "none") else None) or lineage["config"].get("data", {}).get("dvc_cache") \
         or (str(REPO_ROOT / ".dvc" / "cache") if (REPO_ROOT / ".dvc").is_dir() else None)
     if version and version != "none" and store and has_version(version, Path(store)):
         restored = restore_version(version, Path(store), tmp / "data")
-        return Check(name="data", passed=True, detail=f"{folder} changed or is gone; version {version} restored from the DVC cache {store}",
+        return Check(name="data", passed=True, detail=f"{folder} changed or is gone; data version {short_data_version(version)} restored from the DVC cache {store}",
                      evidence={"restored_to": str(restored)}), restored
     why = "changed" if folder is not None and folder.is_dir() else "is gone"
-    return Check(name="data", passed=False, detail=f"not reproducible: {path} {why} and data version {version or '(not recorded)'} is not in "
+    return Check(name="data", passed=False, detail=f"not reproducible: {path} {why} and data version {short_data_version(version) if version else '(not recorded)'} is not in "
                  f"the DVC cache {store or '(none)'}; `dvc pull` it or point data.dvc_cache at the cache it was stored in"), None
 
 

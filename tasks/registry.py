@@ -28,6 +28,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tlops.data_version import recorded_data_version
 from tlops.aliases import CHAMPION, AliasMove, actor, alias_as_of, refusal
 from tlops.errors import AliasMoveRefused, RegistryError
 from tlops.records import Gate
@@ -262,13 +263,13 @@ def _artifact_location(client: MlflowClient) -> str | None:
 
 
 def lineage(client: MlflowClient, mv: ModelVersion) -> dict:
-    """What a version's run recorded: status, strategy, backbone, metrics, data md5, git commit, config."""
+    """What a version's run recorded: status, strategy, backbone, metrics, data version, git commit, config."""
     run = client.get_run(mv.run_id)
     p, t, m = run.data.params, run.data.tags, run.data.metrics
     metric = p.get("registry.metric", "macro_f1")
     return {"version": str(mv.version), "aliases": sorted(mv.aliases), "run_id": mv.run_id, "status": run.info.status,
             "strategy": t.get("tlops.strategy"), "backbone": p.get("backbone.name"), "metric": metric,
-            "test_metric": m.get(f"test_{metric}"), "data_md5": t.get("data.dvc_md5") if t.get("data.dvc_md5") not in (None, "none") else t.get("data.dataset_md5"),
+            "test_metric": m.get(f"test_{metric}"), "data_version": recorded_data_version(t),
             "git_commit": t.get("git.commit"), "git_dirty": t.get("git.dirty"), "created_ms": mv.creation_timestamp,
             "audit": mv.tags.get("tlops.audit"), "data_path": p.get("data.path"), "seed": p.get("seed"),
             "margin": float(p.get("registry.margin", 0.0)), "val_fraction": float(p.get("data.val_fraction", 0.15))}

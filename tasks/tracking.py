@@ -20,6 +20,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from tlops.config import RunConfig, default_run_name
+from tlops.data_version import short_data_version
 from tlops.repro import data_version, default_dvc_cache, git_commit, package_versions
 from tlops.run_params import applicable_params, flatten  # noqa: F401  (flatten: used by the features task)
 from tlops.secrets import adopt_credentials, mask, mask_obj
@@ -310,7 +311,8 @@ def _start_run(client: MlflowClient, experiment_id: str, cfg: RunConfig, source:
     data = data_version(cfg.data.path, store_in=cfg.data.dvc_cache or default_dvc_cache(REPO_ROOT))  # kept for `tlops audit`
     modality, task = _data_kind(cfg)
     params = applicable_params(mask_obj(cfg.model_dump()), modality, uses_unlabeled="unlabeled" in _strategy_splits(cfg), task=task)
-    tags = {"git.commit": git["commit"] or "none", "git.dirty": str(git["dirty"]), "data.dvc_md5": data["dvc_md5"] or "none",
+    tags = {"git.commit": git["commit"] or "none", "git.dirty": str(git["dirty"]),
+            **({"data.dvc_md5": data["dvc_md5"]} if data["dvc_md5"] else {}),  # absent, not "none", when no .dvc file tracks it
             "data.dataset_md5": data["dataset_md5"], "data.dvc_status": data["dvc_status"][:5000],
             "data.version_md5": data["version_md5"], "data.version_store": data["version_store"] or "none",
             "mlflow.source.git.commit": git["commit"] or "none", "tlops.seed": str(cfg.seed)}
@@ -359,11 +361,16 @@ def _raise_if_server_gone(uri: str, run_id: str, error: BaseException, closing: 
                         f"command to resume") from closing
 
 
+OUTCOME_TAG = "tlops.outcome"  # finished | invalid_data | invalid_config | failed | killed
+
+
 @contextlib.contextmanager
 def tracked_run(cfg: RunConfig, source: str) -> Iterator[tuple[MlflowClient, str]]:
     """The MLflow run of one `tlops run`, start to end: FINISHED when the body returns, FAILED when it raises
-    (the error kept in the tag `tlops.error`), KILLED on Ctrl-C or SIGTERM. (A SIGKILLed process cannot close its run:
-    `close_orphaned_runs` marks it KILLED at the next run on this host.)"""
+    (the error kept in the tag `tlops.error`), KILLED on Ctrl-C or SIGTERM; the tag `tlops.outcome` says which in one
+    word a run list can filter on (finished, invalid_data, invalid_config, failed, killed; README, "What the MLflow run
+    records"). (A SIGKILLed process cannot close its run: `close_orphaned_runs` marks it KILLED at the next run on this
+    host.)"""
     client, experiment_id = setup(cfg)
     run_id = _start_run(client, experiment_id, cfg, source)
     try:
@@ -372,6 +379,7 @@ def tracked_run(cfg: RunConfig, source: str) -> Iterator[tuple[MlflowClient, str
         try:
             client.set_tag(run_id, "tlops.error", mask(_reason(e))[:5000])
             status = RunStatus.KILLED if _stopped_from_outside(e) else RunStatus.FAILED
+            client.set_tag(run_id, OUTCOME_TAG, outcome_of(e, status))
             client.set_terminated(run_id, RunStatus.to_string(status))
             with contextlib.suppress(Exception):  # nothing here may hide the error that ended the run
                 mark_versions_incomplete(client, run_id, f"{RunStatus.to_string(status)}: {mask(_reason(e))[:300]}")
@@ -379,7 +387,18 @@ def tracked_run(cfg: RunConfig, source: str) -> Iterator[tuple[MlflowClient, str
             _raise_if_server_gone(tracking_uri(cfg), run_id, e, closing)
             raise
         raise
+    client.set_tag(run_id, OUTCOME_TAG, "finished")
     client.set_terminated(run_id, "FINISHED")
+
+
+def outcome_of(e: BaseException, status: int) -> str:
+    """A run's `tlops.outcome` when it raised: `invalid_data` (its data or their validation refused, before training),
+    `invalid_config`, `killed` or `failed`."""
+    from tlops.errors import ConfigError, DataError, ValidationFailed
+
+    if status == RunStatus.KILLED:
+        return "killed"
+    return "invalid_data" if isinstance(e, (DataError, ValidationFailed)) else "invalid_config" if isinstance(e, ConfigError) else "failed"
 
 
 def epoch_metric_name(key: str) -> str:
@@ -409,13 +428,14 @@ class EpochLogger(Callback):
         log_metrics(self.client, self.run_id, [m for row in history if int(row["epoch"]) not in self.logged for m in epoch_metrics(row, now)])
 
 
+
 SPLIT_CONTEXT = {"train": "training", "val": "validation", "test": "testing", "unlabeled": "unlabeled", "support": "support"}
 
 
-def log_dataset_inputs(client: MlflowClient, run_id: str, ds, data_md5: str) -> dict[str, int]:
-    """Each split as an MLflow dataset input of the run (name `<dataset>-<split>`, digest = the dataset folder's
-    content md5, source = the split's CSV, its schema and row count; context and size as input tags) and the
-    split sizes as params `data.rows.<split>`. Returns the sizes."""
+def log_dataset_inputs(client: MlflowClient, run_id: str, ds, data_ver: str) -> dict[str, int]:
+    """Each split as an MLflow dataset input of the run (name `<dataset>-<split>`, digest = the run's data
+    version (`tlops.data_version`), source = the split's CSV, its schema and row count; context and size as input tags)
+    and the split sizes as params `data.rows.<split>`. Returns the sizes."""
     import warnings
 
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -430,10 +450,10 @@ def log_dataset_inputs(client: MlflowClient, run_id: str, ds, data_md5: str) -> 
         with warnings.catch_warnings():  # MLflow registers two equal local-file source classes and warns it picked one
             warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
             source = resolve_dataset_source(str(csv))
-        data = from_pandas(df, source=source, name=f"{ds.name}-{split}", digest=data_md5[:32],
+        data = from_pandas(df, source=source, name=f"{ds.name}-{split}", digest=data_ver[:32],
                            targets="label" if "label" in df.columns else None)
         tags = {MLFLOW_DATASET_CONTEXT: SPLIT_CONTEXT.get(split, split), "split": split, "rows": str(len(df)),
-                "dataset_md5": data_md5}
+                "data_version": data_ver}
         if carved:
             tags["carved_from"] = "train.csv"
         inputs.append(DatasetInput(dataset=data._to_mlflow_entity(), tags=[InputTag(k, v) for k, v in tags.items()]))
@@ -460,7 +480,7 @@ def _log_inputs_racing(client: MlflowClient, run_id: str, inputs: list) -> None:
 
 
 def describe_version(client: MlflowClient, name: str, version: str, *, run_id: str, strategy: str, backbone: str,
-                     data_path: str, data_md5: str, rows: dict[str, int], metrics: dict[str, float], gate: str,
+                     data_path: str, data_ver: str, rows: dict[str, int], metrics: dict[str, float], gate: str,
                      card: str | None = None) -> str:
     """The registered version explains itself in the registry: a Markdown description (what was trained on what,
     how it scored, what the gate decided) and its test metrics as version tags (`test_<metric>`). The run's
@@ -468,7 +488,7 @@ def describe_version(client: MlflowClient, name: str, version: str, *, run_id: s
     scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     sizes = ", ".join(f"{k} {v}" for k, v in rows.items())
     text = (f"**{strategy}** on `{backbone}`\n\n"
-            f"- data: `{data_path}` (md5 `{data_md5}`; rows: {sizes})\n"
+            f"- data: `{data_path}` (data version `{short_data_version(data_ver)}`; rows: {sizes})\n"
             f"- test: {scores}\n"
             f"- gate: {gate}\n"
             f"- run: `{run_id}`")
@@ -476,6 +496,6 @@ def describe_version(client: MlflowClient, name: str, version: str, *, run_id: s
     card_line = f"\n\nModel card: `{card}` under this run's Artifacts" if card else ""
     client.set_tag(run_id, "mlflow.note.content", f"Registered as **{name}** version {version}: {text}{card_line}")
     for k, v in {**{f"test_{k}": f"{v:.6g}" for k, v in metrics.items()}, "tlops.strategy": strategy, "tlops.backbone": backbone,
-                 "data.dataset_md5": data_md5}.items():
+                 "data.version_md5": data_ver}.items():
         client.set_model_version_tag(name, version, k, v)
     return text

@@ -134,7 +134,7 @@ def curves_png(history: list[dict], path: Path, size_curve: Sequence[dict], sele
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator, NullFormatter
 
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.5))
     for ax, (x_key, k) in zip(np.atleast_1d(axes), panels):
@@ -146,6 +146,8 @@ def curves_png(history: list[dict], path: Path, size_curve: Sequence[dict], sele
             ax.set_title(k)
         else:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks (3x10^1 4x10^1 ...) ran into each other
+            ax.set_xticks(sorted({h[x_key] for h in rows}), [str(int(h)) for h in sorted({h[x_key] for h in rows})])
             ax.set_xlabel("training rows (log scale)")
             ax.set_title(f"{k} vs training data")
     fig.tight_layout()

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from tlops.config import RunConfig
+from tlops.data_version import recorded_data_version, short_data_version
 from tlops.records import Evaluation, FeatureSet, Gate, Record, TrainResult, ValidationReport
 from tlops.task_types import task_type
 
@@ -39,7 +40,7 @@ class CardFacts(Record):
     experiment: str
     modality: str
     dataset: str
-    dataset_md5: str
+    data_version: str = Field(description="the run's data version (tlops.data_version): the DVC md5 of the data folder")
     rows: dict[str, int]
     git_commit: str
     git_dirty: bool | None = None
@@ -101,6 +102,35 @@ def _value_html(v: Any) -> str:
     if isinstance(v, (dict, list)):
         return f"<code>{_e(json.dumps(v, default=str))}</code>"
     return "—" if v is None else _num(v)
+
+
+# Columns of the per-epoch history that count (epochs, steps): shown as whole numbers even when stored as floats
+# (`epoch 0.0000` read like a score).
+COUNT_COLUMNS = ("epoch", "step", "steps", "episode", "episodes", "iteration", "train_rows")
+
+
+def _whole(column: str, v: Any) -> Any:
+    return int(v) if column in COUNT_COLUMNS and isinstance(v, float) and v.is_integer() else v
+
+
+def _identity_lines(identity: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """A backbone identity flattened to (dotted key, value) pairs: nested mappings become `outer.inner`."""
+    if not isinstance(identity, dict):
+        return [(prefix or "identity", identity)]
+    pairs: list[tuple[str, Any]] = []
+    for k, v in identity.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        pairs += _identity_lines(v, key) if isinstance(v, dict) and v else [(key, v)]
+    return pairs
+
+
+def _identity_html(identity: Any) -> str:
+    """The backbone identity as one readable `key: value` line per field (it was a raw JSON blob); lists joined."""
+    lines = []
+    for k, v in _identity_lines(identity):
+        text = ", ".join(str(i) for i in v) if isinstance(v, list) else ("—" if v is None or v == {} else str(v))
+        lines.append(f"<code>{_e(k)}</code>: {_e(text)}")
+    return "<br>".join(lines) or "—"
 
 
 def _is_row_list(v: Any) -> bool:
@@ -193,7 +223,8 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
     passed = sum(c.success for c in checks)
     lineage = _kv([
         ("dataset", f"<code>{_e(facts.dataset)}</code>"),
-        ("dataset md5", f"<code>{_e(facts.dataset_md5)}</code>"),
+        ("data version", f"<code>{_e(short_data_version(facts.data_version))}</code>"
+                         f' <span class="note">(DVC md5 of the folder: <code>{_e(facts.data_version)}</code>)</span>'),
         ("rows per split", _e(", ".join(f"{k} {v}" for k, v in facts.rows.items()))),
         ("git commit", f"<code>{_e(facts.git_commit)}</code>" + (" (uncommitted changes)" if facts.git_dirty else "")),
         ("validation", f"{passed}/{len(checks)} checks passed" if validation else "no report"),
@@ -207,7 +238,7 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
     sections.append(_section("training", "Training", _kv([
         ("strategy", f"<b>{_e(train.strategy)}</b>"),
         ("backbone", f"<code>{_e(facts.backbone)}</code>"),
-        ("backbone identity", f"<code>{_e(json.dumps(features.identity, default=str))}</code>"),
+        ("backbone identity", _identity_html(features.identity)),
         ("settings", _e(", ".join(f"{k}={v}" for k, v in facts.settings.items())) or "—"),
         *([("ran on", _e(f"{train.execution.host}" + (f", work pool {train.execution.work_pool}" if train.execution.work_pool else "")))]
           if train.execution else []),
@@ -232,7 +263,8 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
     body = (_img(curves, "learning curves") if curves else
             f'<p class="note">no curve was drawn ({len(history)} history row(s))</p>')
     if history:
-        body += "<details><summary>per-epoch history</summary>" + _table(cols, [[r.get(c, "") for c in cols] for r in history], "numbers") + "</details>"
+        rows = [[_whole(c, r.get(c, "")) for c in cols] for r in history]
+        body += "<details><summary>per-epoch history</summary>" + _table(cols, rows, "numbers") + "</details>"
     sections.append(_section("curves", "Learning curves", body))
 
     # Strategy-specific parts of the train record (loop summary, episodic accuracies, domain adaptation, ...), generically.
@@ -291,7 +323,7 @@ details{margin:6px 0}summary{cursor:pointer;color:#2f6fb0;font-size:13px}
 def card_facts(cfg: RunConfig, *, run_id: str, modality: str, task: str, rows: dict[str, int], tags: dict[str, str],
                version: str | None = None) -> CardFacts:
     """The card's facts from the run's config, its split sizes and the lineage tags recorded when it started
-    (`data.dataset_md5`, `git.commit`, `git.dirty`). Settings: only those that apply, as in the run's params."""
+    (the data version's tags, `git.commit`, `git.dirty`). Settings: only those that apply, as in the run's params."""
     from tlops.run_params import applicable_params
     from tlops.strategies import get_strategy
 
@@ -299,6 +331,6 @@ def card_facts(cfg: RunConfig, *, run_id: str, modality: str, task: str, rows: d
                                task=task)
     settings = {k: v for k, v in params.items() if k.startswith(("strategy.", "backbone.")) and k not in ("strategy.name", "backbone.name")}
     return CardFacts(model_name=cfg.registry.model_name, version=version, run_id=run_id, experiment=cfg.tracking.experiment,
-                     modality=modality, dataset=cfg.data.path, dataset_md5=tags.get("data.dataset_md5", "unknown"), rows=rows,
+                     modality=modality, dataset=cfg.data.path, data_version=recorded_data_version(tags) or "unknown", rows=rows,
                      git_commit=tags.get("git.commit", "none"), git_dirty=tags.get("git.dirty") == "True" if "git.dirty" in tags else None,
                      backbone=cfg.backbone.name, settings=settings, seed=cfg.seed)

@@ -18,6 +18,7 @@ import posixpath
 import sqlite3
 from pathlib import Path
 
+from tlops.data_version import recorded_data_version
 from tlops.errors import RegistryError
 from tlops.secrets import adopt_credentials
 
@@ -60,7 +61,7 @@ def lineage_row(version, aliases, run_id: str, run_status: str, params: dict, ta
     metric = p.get("registry.metric", "macro_f1")
     return {"version": str(version), "aliases": sorted(aliases), "run_id": run_id, "status": run_status,
             "strategy": t.get("tlops.strategy"), "backbone": p.get("backbone.name"), "metric": metric,
-            "test_metric": m.get(f"test_{metric}"), "data_md5": t.get("data.dvc_md5") if t.get("data.dvc_md5") not in (None, "none") else t.get("data.dataset_md5"),
+            "test_metric": m.get(f"test_{metric}"), "data_version": recorded_data_version(t),
             "git_commit": t.get("git.commit"), "git_dirty": t.get("git.dirty"), "created_ms": created_ms,
             "audit": version_tags.get("tlops.audit"), "data_path": p.get("data.path"), "seed": p.get("seed"),
             "margin": float(p.get("registry.margin", 0.0)), "val_fraction": float(p.get("data.val_fraction", 0.15))}

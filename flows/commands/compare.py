@@ -23,6 +23,7 @@ from rich.table import Table
 
 from flows.commands._common import JSON, TRACKING
 from flows.console import esc, out, print_json, quiet_third_party, status, user_errors
+from tlops.data_version import recorded_data_version, short_data_version
 
 RUN_ID = re.compile(r"[0-9a-f]{8,32}")  # MLflow run ids are 32 hex digits; tables show their first 12
 # not shown among the settings that differ (--json has every param): the run's name (its own row), where files are
@@ -156,10 +157,6 @@ def _check_one(reader, ref: str, names: list[str]) -> None:
 
 # ---- what each run logged ----------------------------------------------------------------------------------------
 
-def _data_version(tags: dict) -> str | None:
-    """As `tlops models` shows it: the DVC md5 of the data folder when it is tracked, else its content md5."""
-    dvc = tags.get("data.dvc_md5")
-    return dvc if dvc not in (None, "none") else tags.get("data.dataset_md5")
 
 
 def _read_run(client, row: dict) -> dict:
@@ -185,7 +182,7 @@ def _read_run(client, row: dict) -> dict:
         plots = []
     return {**row, "run_name": t.get("mlflow.runName"), "experiment_id": info.experiment_id, "status": info.status,
             "strategy": t.get("tlops.strategy") or p.get("strategy.name"), "backbone": p.get("backbone.name"),
-            "registry_metric": p.get("registry.metric"), "data_version": _data_version(t), "data_path": p.get("data.path"),
+            "registry_metric": p.get("registry.metric"), "data_version": recorded_data_version(t), "data_path": p.get("data.path"),
             "git_commit": t.get("git.commit"), "started_ms": info.start_time, "seconds": seconds, "params": dict(p),
             "metrics": dict(m), "curves": curves, "plots": plots, "error": t.get("tlops.error")}
 
@@ -252,7 +249,7 @@ def _table(runs: list[dict], differing: list[str], metrics: list[str]) -> Table:
     t.add_row("status", *(r["status"] if r["status"] == "FINISHED" else f"[red]{r['status']}[/red]" for r in runs))
     t.add_row("strategy", *(esc(r["strategy"] or "-") for r in runs))
     t.add_row("backbone", *(esc(_cut(r["backbone"])) for r in runs))
-    t.add_row("data version", *(esc((r["data_version"] or "-")[:12]) for r in runs), end_section=True)
+    t.add_row("data version", *(esc(short_data_version(r["data_version"])) for r in runs), end_section=True)
     for k in differing:
         t.add_row(esc(k), *(esc(_cut(r["params"].get(k))) for r in runs))
     if differing:

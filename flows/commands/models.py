@@ -11,6 +11,7 @@ from rich.table import Table
 from flows.commands._common import JSON, TRACKING
 from flows.commands._registry_read import read
 from flows.console import esc, out, print_json, user_errors, when
+from tlops.data_version import short_data_version
 
 
 def models(name: Optional[str] = typer.Argument(None, help="a registered model: list its versions"),
@@ -28,12 +29,12 @@ def models(name: Optional[str] = typer.Argument(None, help="a registered model: 
     rows = read(tracking_uri, "versions", name)
     if json_out:
         return print_json({"model": name, "versions": rows})
-    t = Table("version", "aliases", "strategy", "backbone", "test metric", "data md5", "git", "run", "created", "audit", title=esc(name))
+    t = Table("version", "aliases", "strategy", "backbone", "test metric", "data version", "git", "run", "created", "audit", title=esc(name))
     for r in rows:
         metric = f"{r['metric']}={r['test_metric']:.4f}" if r["test_metric"] is not None else f"- ({r['status']})"
         version = f"{r['version']} [red]incomplete[/red]" if r["incomplete"] else r["version"]
         t.add_row(version, esc(", ".join(r["aliases"]) or "-"), esc(r["strategy"] or "-"), esc(r["backbone"] or "-"),
-                  esc(metric), esc((r["data_md5"] or "-")[:12]),
+                  esc(metric), esc(short_data_version(r["data_version"])),
                   esc((r["git_commit"] or "-")[:10]) + ("*" if r["git_dirty"] == "True" else ""), r["run_id"][:12],
                   when(r["created_ms"]), esc(r["audit"] or "-"))
     out.print(t)

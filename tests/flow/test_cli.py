@@ -33,6 +33,11 @@ def test_a_data_error_fails_fast_before_any_server_and_is_recorded(tmp_path, tex
     (run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     assert run.info.status == "FAILED" and run.data.tags["tlops.validation"] == "failed" and run.info.run_id in out.stderr
     assert "ValidationFailed" in run.data.tags["tlops.error"]
+    # the filters README's "Filtering runs" gives for the MLflow UI's search box (the same syntax as search_runs)
+    exp = [run.info.experiment_id]
+    assert run.data.tags["tlops.outcome"] == "invalid_data"
+    assert [r.info.run_id for r in client.search_runs(exp, "tags.tlops.outcome = 'invalid_data'")] == [run.info.run_id]
+    assert client.search_runs(exp, "attributes.status = 'FINISHED'") == client.search_runs(exp, "tags.tlops.outcome = 'finished'") == []
 
 
 def test_the_flow_reuses_the_cli_check_only_for_the_same_data(tmp_path, text_dataset, tiny_bert):

@@ -33,7 +33,7 @@ def test_table_shows_both_versions_with_the_settings_that_differ_and_their_metri
     assert "strategy.head" not in rows and "strategy.max_iter" not in rows  # the same in both: not shown
     for key in ("test_macro_f1", "test_accuracy", "train_val_macro_f1"):
         assert rows[key] == [f"{run.data.metrics[key]:.4f}" for run in runs], (key, rows[key])
-    assert rows["data version"] == [run.data.tags["data.dataset_md5"][:12] for run in runs]  # not DVC-tracked: content md5
+    assert rows["data version"] == [run.data.tags["data.version_md5"][:12] for run in runs]  # the DVC md5 of the folder, as `tlops models` shows it
     assert rows["strategy"] == [run.data.tags["tlops.strategy"] for run in runs]
     assert all(float(s) > 0 for s in rows["seconds (run)"])
 

@@ -155,7 +155,7 @@ def test_cli_commands_print_json_and_one_line_errors(store, zoo):
     assert hist["moves"][-1]["command"] == f"tlops promote {NAME} 3 --reason 'release 3' --json"  # as typed and hist["moves"][-1]["kind"] == "promote"
     listed = json.loads(cli("models", NAME, "--json", env=env).stdout.strip().splitlines()[-1])
     assert [v["aliases"] for v in listed["versions"]] == [[], [], ["challenger", "champion"]]
-    assert all(v["strategy"] == "linear_probe" and v["test_metric"] is not None and v["data_md5"] for v in listed["versions"])
+    assert all(v["strategy"] == "linear_probe" and v["test_metric"] is not None and v["data_version"].endswith(".dir") for v in listed["versions"])
     table = cli("history", NAME, env=env)
     assert table.returncode == 0 and "promote" in table.stdout and "release 3" in table.stdout
     pred = cli("predict", f"models:/{NAME}@champion", "a small dog that barks at the moon", "a red car parked by the sea",

@@ -40,7 +40,7 @@ def test_a_text_probe_logs_only_the_params_that_apply(probe_run):
 
 def test_each_split_is_a_dataset_input_with_digest_source_and_size(probe_run):
     _, _, run, data = probe_run
-    md5 = run.data.tags["data.dataset_md5"]
+    md5 = run.data.tags["data.version_md5"]  # the run's data version (tlops.data_version)
     inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
     assert set(inputs) == {"tiny-train", "tiny-val", "tiny-test"}, set(inputs)
     for split, context, rows, csv in (("train", "training", 36, "train.csv"), ("val", "validation", 6, "train.csv"),
@@ -66,12 +66,12 @@ def test_the_probe_curve_is_logged_once_named(probe_run):
 def test_the_version_has_a_description_and_its_test_metrics_as_tags(probe_run):
     out, client, run, data = probe_run
     mv = client.get_model_version("explained", out.version)
-    for expected in ("linear_probe", run.data.tags["data.dataset_md5"], f"macro_f1 {out.test_metrics['macro_f1']:.4f}",
+    for expected in ("linear_probe", f"data version `{run.data.tags['data.version_md5'][:12]}`", f"macro_f1 {out.test_metrics['macro_f1']:.4f}",
                      out.promotion.reason, out.run_id, "train 36"):
         assert expected in mv.description, (expected, mv.description)
     for k, v in out.test_metrics.items():
         assert float(mv.tags[f"test_{k}"]) == pytest.approx(v, rel=1e-5) == pytest.approx(run.data.metrics[f"test_{k}"], rel=1e-5)
-    assert mv.tags["tlops.strategy"] == "linear_probe" and mv.tags["data.dataset_md5"] == run.data.tags["data.dataset_md5"]
+    assert mv.tags["tlops.strategy"] == "linear_probe" and mv.tags["data.version_md5"] == run.data.tags["data.version_md5"]
     import mlflow
 
     model = mlflow.pyfunc.load_model(client.get_model_version_download_uri("explained", out.version))  # an input example, in what serving accepts

@@ -46,7 +46,7 @@ def test_the_data_check_restores_changed_data_from_the_dvc_cache_and_fails_once_
     lineage = _lineage(text_dataset, version, store)
 
     same, folder = _data(lineage, tmp_path / "a")
-    assert same.passed and folder == text_dataset and f"still holds version {version}" in same.detail
+    assert same.passed and folder == text_dataset and f"still holds data version {version[:12]}" in same.detail
 
     with open(text_dataset / "test.csv", "a") as f:
         f.write("a new kind of sentence about the harbor,vehicle\n")  # the data moved on after training

@@ -56,7 +56,7 @@ def card_records(tmp_path: Path, *, with_extras: bool = True, epochs: int = 3) -
                 metric="macro_f1", challenger=evaluation.metrics["macro_f1"], champion_version="3", champion_metric=0.8,
                 champion_scored_via="package on this run's test split", margin=0.0, version="4")
     facts = CardFacts(model_name="tiny-<text>", version="4", run_id="abc123", experiment="tests", modality="text",
-                      dataset=str(tmp_path / "data"), dataset_md5="0123456789abcdef", rows={"train": 42, "val": 12, "test": 12},
+                      dataset=str(tmp_path / "data"), data_version="0123456789abcdef0123456789abcdef.dir", rows={"train": 42, "val": 12, "test": 12},
                       git_commit="deadbeef", git_dirty=False, backbone="hf:tiny-bert",
                       settings={"strategy.epochs": "3", "strategy.lr": "2e-05"}, seed=0)
     return {"facts": facts, "features": features, "train": train, "evaluation": evaluation, "validation": validation, "gate": gate}
@@ -76,7 +76,7 @@ def test_card_has_every_section_and_the_numbers(tmp_path):
     text = _text(page)
     ev, gate = r["evaluation"], r["gate"]
     assert f"{ev.metrics['macro_f1']:.4f}" in text and f"{ev.metrics['accuracy']:.4f}" in text
-    assert "0123456789abcdef" in text and "deadbeef" in text and "train 42, val 12, test 12" in text
+    assert "data version 0123456789ab (DVC md5 of the folder: 0123456789abcdef0123456789abcdef.dir )" in text and "deadbeef" in text and "train 42, val 12, test 12" in text
     assert "2/2 checks passed" in text
     assert "not promoted" in text and gate.reason in text and "version 3: 0.8000" in text
     assert "tlops predict models:/tiny-<text>/4" in text
@@ -132,14 +132,53 @@ def test_card_facts_show_only_settings_that_apply(tmp_path, text_dataset):
     from tlops.config import config_from_dict
 
     cfg = config_from_dict(tiny_config(tmp_path, text_dataset, tmp_path / "bert"), "test")
-    tags = {"data.dataset_md5": "m", "git.commit": "c", "git.dirty": "False"}
+    tags = {"data.dataset_md5": "m", "data.version_md5": "v.dir", "git.commit": "c", "git.dirty": "False"}
     facts = card_facts(cfg, run_id="r1", modality="text", task="classification", rows={"train": 42}, tags=tags)
     assert facts.settings["strategy.C"] == "1.0" and facts.settings["backbone.max_length"] == "32"
     assert not {"strategy.epochs", "strategy.hidden", "backbone.image_size", "backbone.clip_seconds"} & set(facts.settings)
     cfg.strategy.head = "mlp"  # an MLP probe on classes: no regression loss in its settings; on numbers: its loss
     mlp = lambda task: card_facts(cfg, run_id="r1", modality="text", task=task, rows={"train": 42}, tags=tags).settings  # noqa: E731
     assert "strategy.loss" not in mlp("classification") and mlp("regression")["strategy.loss"] == "mse"
-    assert (facts.dataset_md5, facts.git_commit, facts.git_dirty, facts.version) == ("m", "c", False, None)
+    assert (facts.data_version, facts.git_commit, facts.git_dirty, facts.version) == ("v.dir", "c", False, None)
+
+
+def test_card_shows_identity_as_lines_and_epochs_as_whole_numbers(tmp_path):
+    """Issue 27 item 10: the backbone identity as `key: value` lines (not a JSON blob), nested keys dotted; an epoch
+    stored as a float (0.0) shown as 0, not 0.0000; scores keep their 4 decimals."""
+    r = card_records(tmp_path, with_extras=False)
+    r["features"] = r["features"].model_copy(update={"identity": {"kind": "hf", "name": "tiny-<bert>", "files": {"model.safetensors": "ab12"},
+                                                                  "layers": [1, 2]}})
+    r["train"] = r["train"].model_copy(update={"history": [{"epoch": float(e), "train_loss": 0.5, "val_macro_f1": 0.25} for e in range(3)]})
+    page = render_model_card(**r)
+    training = page[page.index('<section id="training">'):page.index('<section id="metrics">')]
+    assert "{" not in training and "&quot;kind&quot;" not in training  # no JSON
+    assert "<code>kind</code>: hf<br><code>name</code>: tiny-&lt;bert&gt;<br><code>files.model.safetensors</code>: ab12" in training
+    assert "<code>layers</code>: 1, 2" in training
+    epochs = page[page.index("per-epoch history"):page.index('<section id="gate">')]
+    assert "<td>0</td><td>0.5000</td><td>0.2500</td>" in epochs and "<td>2</td>" in epochs and "0.0000" not in epochs
+
+
+def test_learning_curve_size_ticks_do_not_run_together(tmp_path, monkeypatch):
+    """Issue 27 item 10: the log-scale training-rows panel labels the measured sizes (12, 25, ...), and no minor tick
+    (3x10^1, 4x10^1, ...: they ran into each other); epoch panels keep whole-number ticks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = []
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig))
+    history = [{"epoch": float(e), "train_loss": 1 / (e + 1), "val_macro_f1": 0.5} for e in range(12)]
+    sizes = [{"train_rows": n, "val_macro_f1": 0.5} for n in (12, 25, 50, 101, 203)]
+    assert curves_png(history, tmp_path / "c.png", sizes, "val_macro_f1") is not None
+    fig = figs[-1]
+    fig.canvas.draw()
+    *epoch_axes, size_ax = fig.axes
+    assert [t.get_text() for t in size_ax.get_xticklabels()] == ["12", "25", "50", "101", "203"]
+    assert not [t.get_text() for t in size_ax.xaxis.get_minorticklabels() if t.get_text()]
+    for ax in epoch_axes:
+        assert all(float(x).is_integer() for x in ax.get_xticks())
+    plt.close("all")
 
 
 def test_png_data_uri_refuses_other_files(tmp_path):
