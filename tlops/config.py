@@ -150,6 +150,15 @@ class TrackingConfig(_Strict):
                                  "`tlops run --run-name NAME`")
 
 
+class _SectionError(ConfigError):
+    """A cross-key check of a config section (raised as is, not as a ValueError: pydantic would echo the whole config):
+    `config_from_dict` puts the file line (or --set item) of the key its message names first in front of it."""
+
+    def __init__(self, message: str, section: tuple[str, ...]):
+        super().__init__(message)
+        self.section = section
+
+
 class RunConfig(_Strict):
     seed: int = 0
     data: DataConfig
@@ -170,15 +179,17 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _dask_maps_shards(self) -> RunConfig:
         if self.execution.task_runner == "dask" and not self.features.shard_rows:
-            # raised as is (not a ValueError): pydantic would echo the whole config as the "input"
-            raise ConfigError("execution.task_runner: dask sends feature shards to Dask workers, but features.shard_rows is 0 "
-                              "(no shards); set it too, e.g. --set features.shard_rows=5000")
+            raise _SectionError("execution.task_runner: dask sends feature shards to Dask workers, but features.shard_rows is 0 "
+                              "(no shards); set it too, e.g. --set features.shard_rows=5000", ("execution",))
         return self
 
     @model_validator(mode="after")
     def _ddp_strategy(self) -> RunConfig:
         if self.execution.nproc_per_node * self.execution.nnodes > 1:  # refused here, not after the features step
-            check_ddp(self.strategy.name, self.execution)
+            try:
+                check_ddp(self.strategy.name, self.execution)
+            except ConfigError as e:
+                raise _SectionError(str(e), ("execution",)) from None
         return self
 
 
@@ -281,6 +292,7 @@ def _format_errors(err: ValidationError, source: str, origins: _Origins | None =
     from_file = False
     for e in errors[:MAX_ERRORS_SHOWN]:
         loc = _without_union_tags(e["loc"])
+        refined = e["type"] == "value_error" and (loc := _named_key(loc, e["msg"], tree)) != _without_union_tags(e["loc"])
         where = ".".join(_shown(str(p)) for p in loc) or "(top level)"
         item = origins.override(loc, e["type"])
         at = f"--set {_shown(item, 120)}: " if item else ""
@@ -308,13 +320,53 @@ def _format_errors(err: ValidationError, source: str, origins: _Origins | None =
             hint = ""
             if isinstance(got, str) and (near := _closest(got, _choices(loc, e["type"]))) is not None and near != got:
                 hint = f"; did you mean {near!r}?"
-            lines.append(f"  {at}{where}: {e['msg']} (got {_shown(repr(got), 200)}){hint}")
+            msg = e["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own message
+            # a check across keys names their values itself: no echo of the whole section (or of an unset key's None)
+            shown = "" if refined or isinstance(got, dict) else f" (got {_shown(repr(got), 200)})"
+            lines.append(f"  {at}{where}: {msg}{shown}{hint}")
     if len(errors) > MAX_ERRORS_SHOWN:
         unknown = sum(e["type"] == "extra_forbidden" for e in errors[MAX_ERRORS_SHOWN:])
         lines.append(f"  ... and {len(errors) - MAX_ERRORS_SHOWN:,} more" + (f" ({unknown:,} of them unknown keys)" if unknown else "")
                      + "; fix the ones above and run again")
     head = f"invalid config {source}:" if from_file or not origins.overrides else f"invalid --set value for config {source}:"
     return "\n".join([head, *lines])
+
+
+def _section_at(tree: Any, loc: tuple) -> Any:
+    for part in loc:
+        tree = tree.get(str(part)) if isinstance(tree, dict) else None
+    return tree
+
+
+def _named_key(loc: tuple, msg: str, tree: dict | None) -> tuple:
+    """Where a validator's error about a whole section (a model validator), or about a key the config does not set
+    (`rdzv_endpoint` when nnodes > 1), really points: the key of that section its message names first among those the
+    config sets (`unfreeze_every needs ...` -> strategy.unfreeze_every; `nnodes > 1 needs ...` -> execution.nnodes).
+    Else `loc` unchanged."""
+    node = _section_at(tree, loc)
+    if isinstance(node, dict) and node:
+        section, keys = loc, node
+    elif node is None and loc and isinstance(parent := _section_at(tree, loc[:-1]), dict):
+        section, keys = loc[:-1], parent
+    else:
+        return loc
+    found = []
+    for key in keys:
+        if isinstance(key, str) and (m := re.search(rf"(?<!\w){re.escape(key)}(?!\w)", msg)):
+            found.append((key == "name", m.start(), key))  # `name` is also a word of prose: only when nothing else is named
+    return (*section, min(found)[2]) if found else loc
+
+
+def _format_section_error(err: _SectionError, source: str, origins: _Origins, tree: dict | None) -> str:
+    """A cross-key check's refusal with the line and column (or --set item) of the key it names, as `_format_errors`."""
+    message = str(err)
+    loc = _named_key(err.section, message, tree)
+    where = ".".join(loc)
+    item = origins.override(loc, "value_error")
+    at = f"--set {_shown(item, 120)}: " if item else (f"{line}: " if (line := origins.line(loc, "value_error")) else "")
+    text = message if message.startswith(where) else f"{where}: {message}"
+    head = f"invalid --set value for config {source}:" if item else f"invalid config {source}:"
+    return f"{head}\n  {at}{text}"
 
 
 def _without_union_tags(loc: tuple) -> tuple:
@@ -435,3 +487,5 @@ def config_from_dict(tree: dict, source: str = "(dict)", text: str | None = None
         return RunConfig.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, source, _Origins(text, overrides), tree)) from None
+    except _SectionError as e:
+        raise ConfigError(_format_section_error(e, source, _Origins(text, overrides), tree)) from None

@@ -80,3 +80,37 @@ def test_errors_of_a_config_built_in_code_name_no_line():
     with pytest.raises(ConfigError) as e:
         config_from_dict({"data": {"path": "d"}, "backbone": {"name": "hf:x"}, "registry": {"model_name": "m"}, "strategy": {"hed": 1}})
     assert str(e.value).splitlines()[1].startswith("  strategy.hed: unknown key")
+
+
+GOOD = "data:\n  path: d\nbackbone:\n  name: hf:x\nregistry:\n  model_name: m\n"
+
+
+@pytest.mark.parametrize("section, expected", [
+    # a model validator's check across a strategy's keys (pydantic locates it at the whole section): the key it names
+    ("strategy:\n  name: finetune\n  trainable: all\n  unfreeze_every: 2\n",
+     "  line 10 column 19: strategy.unfreeze_every: unfreeze_every needs a starting number of groups"),
+    ("strategy:\n  name: maml\n  trainable: 0\n  inner_groups: 2\n", "  line 10 column 17: strategy.inner_groups: inner_groups: 2 > trainable: 0"),
+    ("strategy:\n  name: domain_adapt\n  mode: features\n  trainable: 2\n",
+     "  line 10 column 14: strategy.trainable: {'trainable': 2} only apply to mode: finetune"),
+    # a field validator on a key the file does not set (rdzv_endpoint): the key whose value made it needed
+    ("execution:\n  nnodes: 2\n", "  line 8 column 11: execution.nnodes: nnodes > 1 needs the rendezvous address"),
+    # checks raised as ConfigError by RunConfig's own validators (they named no file before)
+    ("execution:\n  task_runner: dask\n", "  line 8 column 16: execution.task_runner: dask sends feature shards to Dask workers"),
+    ("execution:\n  nproc_per_node: 2\n", "  line 8 column 19: execution.nproc_per_node=2, nnodes=1: strategy 'linear_probe' trains in one"),
+])
+def test_a_validator_error_names_the_line_of_the_key_it_is_about(tmp_path, section, expected):
+    """Issue 27: config errors raised by validators (not the key checks) name the file and the line and column of the
+    offending key, and do not echo the whole section as the 'got' value."""
+    lines = _error(tmp_path, GOOD + section)
+    assert lines == [f"invalid config {tmp_path / 'c.yaml'}:", lines[1]], lines
+    assert lines[1].startswith(expected), lines[1]
+    assert "Value error" not in lines[1] and "(got {" not in lines[1] and "(got None)" not in lines[1], lines[1]
+
+
+def test_a_validator_error_from_a_set_value_is_blamed_on_the_set(tmp_path):
+    lines = _error(tmp_path, GOOD, ["execution.task_runner=dask"])
+    assert lines == [f"invalid --set value for config {tmp_path / 'c.yaml'}:",
+                     "  --set execution.task_runner=dask: execution.task_runner: dask sends feature shards to Dask workers, but "
+                     "features.shard_rows is 0 (no shards); set it too, e.g. --set features.shard_rows=5000"]
+    (line,) = _error(tmp_path, GOOD + "strategy:\n  name: finetune\n  trainable: all\n", ["strategy.unfreeze_every=3"])[1:]
+    assert line.startswith("  --set strategy.unfreeze_every=3: strategy.unfreeze_every: unfreeze_every needs"), line
