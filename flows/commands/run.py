@@ -100,7 +100,7 @@ def run(
     if json_out:
         print(json.dumps(result.model_dump(mode="json", exclude=HUMAN_ONLY)))
         return
-    print_summary(result)
+    print_summary(result, _input_example(cfg))
 
 
 @contextlib.contextmanager
@@ -160,8 +160,23 @@ def check_data_first(cfg, source: str) -> dict:
     return {"report": report.model_dump(mode="json"), "data_md5": data_md5}
 
 
-def print_summary(r) -> None:
-    """The run's result for people (`r`: a `tlops.records.RunOutcome`); names, paths and reasons escaped."""
+def _input_example(cfg) -> str | None:
+    """A row of the task's named fields as JSON (extractive QA: '{"question": "...", "context": "..."}'), for the predict
+    hints; None for a model of plain inputs (texts, file paths)."""
+    from tlops.data.dataset import _read_meta
+    from tlops.task_types import task_type
+
+    try:
+        task = _read_meta(Path(cfg.data.path) / "dataset.yaml").get("task") or "classification"
+        columns = task_type(task).input_columns
+    except TlopsError:
+        return None
+    return json.dumps({c: "..." for c in columns}) if columns else None
+
+
+def print_summary(r, row: str | None = None) -> None:
+    """The run's result for people (`r`: a `tlops.records.RunOutcome`; `row`: a JSON input row when the model takes
+    rows of named fields); names, paths and reasons escaped."""
     from rich.console import Console
 
     e = esc
@@ -186,9 +201,11 @@ def print_summary(r) -> None:
     # kind tag does not switch it; bench/screenshot_mlflow.py checks the link lists the run)
     page = f"http://127.0.0.1:5000/#/experiments/{r.experiment_id}?workflowType=machine_learning" if r.experiment_id else "http://127.0.0.1:5000"
     out.print(f"\nOpen the MLflow UI:  mlflow ui --backend-store-uri {e(r.tracking_uri)}   (then {page})")
-    out.print(f"Predict (checked):   tlops predict models:/{e(r.model_name)}@champion INPUT ... --tracking-uri {e(r.tracking_uri)}")
+    given = f"'{e(row)}'" if row else "INPUT ..."
+    out.print(f"Predict (checked):   tlops predict models:/{e(r.model_name)}@champion {given} --tracking-uri {e(r.tracking_uri)}")
     out.print(f"Load it in Python:   mlflow.set_tracking_uri('{e(r.tracking_uri)}'); "
-              f"mlflow.pyfunc.load_model('models:/{e(r.model_name)}@champion').predict([...])  (loads without tlops's sha256 check)")
+              f"mlflow.pyfunc.load_model('models:/{e(r.model_name)}@champion').predict([{e(row) if row else '...'}])  "
+              "(loads without tlops's sha256 check)")
 
 
 def register(app: typer.Typer) -> None:

@@ -57,6 +57,19 @@ def test_qa_run_registers_a_span_answering_model_gated_on_f1(tmp_path, tiny_bert
     json.dumps(answers)  # JSON-able, as a server returns it
     with pytest.raises(DataError, match="input row 2 context is empty"):
         model.predict([rows[0], {"question": "Who?", "context": "  "}])
+    # tlops predict sends rows: a JSON object per input, or a CSV with question and context columns; the same answers
+    env = _env(prefect_api)
+    got = cli("predict", "models:/tiny-qa/1", json.dumps(rows[0]), json.dumps(rows[1]), "--tracking-uri", uri, "--json", env=env)
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert [p["prediction"] for p in json.loads(got.stdout)["predictions"]] == answers
+    pd.DataFrame([{**rows[1], "question": "Who [b]wrote[/b] it?"}]).to_csv(tmp_path / "ask.csv", index=False)
+    table = cli("predict", "models:/tiny-qa/1", "--csv", str(tmp_path / "ask.csv"), "--tracking-uri", uri, env=env)
+    assert table.returncode == 0, table.stderr[-2000:]
+    assert "Who [b]wrote[/b] it?" in table.stdout and "answer" in table.stdout, table.stdout  # user text as written
+    plain = cli("predict", "models:/tiny-qa/1", "Who built the bridge?", "--tracking-uri", uri, env=env)
+    assert plain.returncode != 0 and plain.stderr.count("error:") == 1, plain.stderr[-2000:]
+    assert 'is not a JSON object with question, context; this model takes rows such as \'{"question": "...", "context": "..."}\'' \
+        in plain.stderr, plain.stderr
 
 
 def test_a_squad_answer_off_its_offset_fails_validation_with_file_and_question_id(tmp_path, tiny_bert, prefect_api):

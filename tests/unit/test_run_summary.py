@@ -27,3 +27,20 @@ def test_the_summary_prints_user_strings_as_written_and_pastable_commands_name_t
     assert "--backend-store-uri sqlite:///mlruns/mlflow.db" in ui and "/#/experiments/7?workflowType=machine_learning" in ui, ui
     python = lines["Load it in Python"]
     assert "mlflow.set_tracking_uri('sqlite:///mlruns/mlflow.db')" in python and "without tlops's sha256 check" in python
+
+
+def test_the_predict_hints_of_a_model_of_named_fields_show_a_json_row(capsys, tmp_path):
+    """Extractive QA takes {question, context} rows: the pasted predict command and the Python hint show one."""
+    from types import SimpleNamespace
+
+    from flows.commands.run import _input_example, print_summary
+
+    (tmp_path / "dataset.yaml").write_text("modality: text\ntask: extractive_qa\n")
+    row = _input_example(SimpleNamespace(data=SimpleNamespace(path=str(tmp_path))))
+    assert row == '{"question": "...", "context": "..."}'
+    print_summary(_outcome(), row)
+    lines = {line.split(":", 1)[0].strip(): line for line in capsys.readouterr().out.splitlines() if ":" in line}
+    assert f"@champion '{row}' --tracking-uri" in lines["Predict (checked)"]
+    assert f".predict([{row}])" in lines["Load it in Python"]
+    (tmp_path / "dataset.yaml").write_text("modality: text\n")  # plain texts: INPUT ...
+    assert _input_example(SimpleNamespace(data=SimpleNamespace(path=str(tmp_path)))) is None
