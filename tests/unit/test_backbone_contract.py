@@ -216,6 +216,27 @@ def test_export_round_trip_gives_the_same_kind_and_features(case, shared, tmp_pa
                                err_msg=f"{case.id}: the exported backbone embeds differently")
 
 
+FRAMES = {"hf-audio", "speech-embedding"}  # kinds with frame-level features (`frame_states`, speech recognition)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.modality == "audio"], ids=[c.id for c in CASES if c.modality == "audio"])
+def test_frame_states_are_what_embed_pools_or_a_refusal(case, shared):
+    from tlops.errors import BackboneError
+
+    b, items = shared(case)
+    batch = b.preprocess(items)
+    if case.id not in FRAMES:
+        with pytest.raises(BackboneError, match="no per-frame features"):
+            b.frame_states(batch)
+        return
+    with torch.inference_mode():
+        frames, pooled = b.frame_states(batch), b.embed(batch)
+    assert frames.dtype == torch.float32 and frames.shape[0] == len(items) and frames.shape[2] == b.num_features, frames.shape
+    clip = b.clip_seconds
+    assert frames.shape[1] == 1 + int((clip - b.frame_window) / b.frame_hop + 1e-6), (case.id, frames.shape, b.frame_hop)
+    assert torch.allclose(frames.mean(1), pooled, atol=1e-5), f"{case.id}: the pooled features must be the frames' mean"
+
+
 def test_every_registered_kind_has_a_case():
     missing = sorted(set(list_kinds()) - {c.kind for c in CASES})
     assert not missing, f"backbone kinds without a contract case: {missing}; add a Case (and its spec) above"

@@ -69,6 +69,12 @@ class Backbone(Protocol):
         token t of `batch["input_ids"]`; rows where `attention_mask` is 0 are padding). Kinds without per-position
         features raise BackboneError (the BaseBackbone default)."""
 
+    def frame_states(self, batch: Any) -> torch.Tensor:
+        """Unpooled features of an audio backbone (frame-level tasks: speech recognition): a collated batch ->
+        (B, T, num_features) float32, the frames that `embed` mean-pools (so `embed(b) == frame_states(b).mean(1)`), frame t
+        covering the audio from `t * frame_hop` seconds for `frame_window` seconds (both attributes of a kind that has
+        frames). Kinds without frames raise BackboneError (the BaseBackbone default)."""
+
     def parameter_groups(self) -> list[list[torch.nn.Parameter]]:
         """Every trainable parameter of `model` exactly once, grouped from input side to output side
         (freezing, discriminative LR)."""
@@ -108,6 +114,11 @@ class BaseBackbone:
         raise BackboneError(f"the {self.kind!r} {self.modality} backbone gives no per-token features, so it cannot serve "
                             "a token-level task (token classification); use a Hugging Face text backbone (hf:<hub id or "
                             "model folder>)")
+
+    def frame_states(self, batch: Any) -> torch.Tensor:
+        raise BackboneError(f"the {self.kind!r} {self.modality} backbone gives no per-frame features, so it cannot serve a "
+                            "frame-level task (speech recognition); use packaged:speech-embedding or a Hugging Face "
+                            "wav2vec2/HuBERT folder (hf:<model folder>)")
 
     def write_spec(self, out_dir: Path, **fields: Any) -> None:
         """backbone.json: the kind and what its `from_export` needs."""

@@ -48,6 +48,35 @@ class HFAudioBackbone(AudioFiles, HFBackbone):
         self.calls += 1
         return self.model(**batch).last_hidden_state.mean(dim=1).float()  # mean over time frames
 
+    @property
+    def frame_hop(self) -> float:
+        """Seconds between frames: the product of the convolutional feature encoder's strides (wav2vec2/HuBERT: 20 ms)."""
+        return self._conv_frames()[0]
+
+    @property
+    def frame_window(self) -> float:
+        """Seconds of audio one frame of the convolutional encoder sees (wav2vec2/HuBERT: 400 samples, 25 ms)."""
+        return self._conv_frames()[1]
+
+    def _conv_frames(self) -> tuple[float, float]:
+        from tlops.errors import BackboneError
+
+        strides, kernels = getattr(self.config, "conv_stride", None), getattr(self.config, "conv_kernel", None)
+        if not strides or not kernels or "input_values" not in getattr(self.processor, "model_input_names", ["input_values"]):
+            raise BackboneError(f"hf:{self.name} ({type(self.config).__name__}) has no convolutional frame encoder on raw audio, "
+                                "so it gives no per-frame features; use a wav2vec2/HuBERT-class folder or packaged:speech-embedding")
+        hop, window = 1, 1
+        for s, k in zip(strides, kernels):
+            window += (k - 1) * hop
+            hop *= s
+        return hop / self.sample_rate, window / self.sample_rate
+
+    def frame_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, frames, hidden): the last hidden state before the mean over time (one frame per `frame_hop` seconds)."""
+        self._conv_frames()  # refuses a model without a frame encoder (AST, Whisper's encoder), naming it
+        self.calls += 1
+        return self.model(**batch).last_hidden_state.float()
+
     def export_preprocessing(self, out_dir: Path) -> None:
         shutil.copy2(self.folder / "preprocessor_config.json", out_dir / "preprocessor_config.json")
         (out_dir / AUDIO_FILE).write_text(json.dumps({"clip_seconds": self.clip_seconds}))

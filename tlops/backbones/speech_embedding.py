@@ -211,6 +211,13 @@ class SpeechEmbeddingBackbone(AudioFiles, BaseBackbone):
         self.calls += 1
         return self.model(batch).mean(dim=1).float()  # mean over the 80 ms steps
 
+    frame_hop, frame_window = 0.08, 0.775  # one CNN step per 8 log-mel frames (10 ms), each seeing 76 of them
+
+    def frame_states(self, batch: torch.Tensor) -> torch.Tensor:
+        """(B, steps, 96): the CNN's 80 ms steps before the mean (step t: the audio from 0.08 t s to 0.08 t + 0.775 s)."""
+        self.calls += 1
+        return self.model(batch).float()
+
     def parameter_groups(self) -> list[list[nn.Parameter]]:
         groups, current = [], []
         for layer in self.model.layers:  # one group per conv (with the BN/activations after it)

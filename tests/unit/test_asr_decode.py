@@ -1,0 +1,82 @@
+"""CTC decoding on hand-made log-probabilities (greedy, the prefix beam search, the word LM) and WER/CER values on tiny
+cases (jiwer's definitions)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tlops.asr.decode import BeamSettings, WordLM, beam_search, decode, greedy
+from tlops.asr.metrics import error_rates
+from tlops.asr.text import alphabet_of, ctc_slots_needed, encode, normalise, outside
+
+ALPHA = [" ", "a", "b"]  # blank 0, " " 1, "a" 2, "b" 3
+
+
+def _lp(rows) -> np.ndarray:
+    """Probabilities per slot (blank, space, a, b) -> log-probabilities."""
+    p = np.asarray(rows, dtype=np.float64) + 1e-12
+    return np.log(p / p.sum(1, keepdims=True))
+
+
+def test_greedy_merges_repeats_and_drops_blanks():
+    lp = _lp([[.1, 0, .9, 0], [.1, 0, .9, 0], [.9, 0, .1, 0], [.1, 0, .9, 0], [.1, .8, .1, 0], [.1, 0, 0, .9]])
+    assert greedy(lp, ALPHA) == "aa b"  # a a _ a -> "aa", then space, then b
+
+
+def test_beam_search_sums_the_paths_that_collapse_to_one_text():
+    # per slot: blank .4, a .35, b .25. The single best path is blank-blank ("" at .16), but "a" is reached by 3 paths
+    # (a_, _a, aa: .14 + .14 + .1225 = .4025) and wins once paths are summed.
+    lp = _lp([[.4, 0, .35, .25], [.4, 0, .35, .25]])
+    assert greedy(lp, ALPHA) == ""
+    assert beam_search(lp, ALPHA, BeamSettings(beam=8, prune=-50)) == "a"
+
+
+def test_beam_search_needs_a_blank_between_repeated_characters():
+    lp = _lp([[0.01, 0, .98, .01], [.98, 0, .01, .01], [0.01, 0, .98, .01]])
+    assert beam_search(lp, ALPHA, BeamSettings(beam=4, prune=-50)) == "aa"
+    no_blank = _lp([[0.01, 0, .98, .01], [0.01, 0, .98, .01]])
+    assert beam_search(no_blank, ALPHA, BeamSettings(beam=4, prune=-50)) == "a"
+
+
+def test_the_word_lm_turns_an_ambiguous_word_into_one_it_knows():
+    lm = WordLM.fit(["ab ab", "ab", "ab ab ab"])
+    assert lm.log_prob("ab", ()) > lm.log_prob("bb", ())  # an unseen word keeps a small, finite probability
+    assert math.isfinite(lm.log_prob("bb", ("ab",)))
+    # slot 1: a .45 / b .55 (greedy writes "bb"), then b
+    lp = _lp([[.0001, 0, .45, .55], [.0001, 0, .0001, .9998], [.9, 0, .05, .05]])
+    assert greedy(lp, ALPHA) == "b"  # b b merged
+    assert beam_search(lp, ALPHA, BeamSettings(beam=8, prune=-50)) == "b"
+    assert beam_search(lp, ALPHA, BeamSettings(beam=8, alpha=1.0, prune=-50), lm) == "ab"
+    assert decode(lp, ALPHA, {"kind": "beam", "beam": 8, "alpha": 1.0, "beta": 0.0}, lm) == "ab"
+    again = WordLM.from_json(lm.to_json())
+    assert again.log_prob("ab", ("ab",)) == pytest.approx(lm.log_prob("ab", ("ab",)))
+
+
+def test_the_lm_probabilities_sum_to_one_over_the_vocabulary_and_the_unknown_word():
+    lm = WordLM.fit(["one two", "two two three", "one"])
+    for ctx in ((), ("one",), ("two",), ("never",)):
+        seen = sum(math.exp(lm.log_prob(w, ctx)) for w in [*lm.vocab, "</s>"])
+        unknown = math.exp(lm.log_prob("unseen-word", ctx))
+        assert seen + unknown == pytest.approx(1.0, abs=1e-9), ctx
+
+
+def test_error_rates_are_jiwers_corpus_rates():
+    assert error_rates(["one two three"], ["one two three"]) == {"wer": 0.0, "cer": 0.0}
+    r = error_rates(["one two three", "four"], ["one too three", ""])  # 1 substitution + 1 deletion over 4 words
+    assert r["wer"] == pytest.approx(2 / 4)
+    assert error_rates(["ab"], ["abc"])["cer"] == pytest.approx(1 / 2)  # one insertion over 2 characters
+    assert error_rates(["a"], ["a b c"])["wer"] == pytest.approx(2.0)  # insertions can take WER above 1
+    with pytest.raises(ValueError):
+        error_rates(["a"], [])
+
+
+def test_normalisation_alphabet_and_ctc_length():
+    assert normalise("  Four\tONE\n seven ") == "four one seven"
+    assert normalise("Cafe\u0301") == "caf\u00e9"  # NFC
+    assert alphabet_of(["ab a", "ba"]) == [" ", "a", "b"]
+    assert encode("ab a", [" ", "a", "b"]) == [2, 3, 1, 2]
+    assert outside("a-b!", [" ", "a", "b"]) == ["-", "!"]
+    assert ctc_slots_needed("three") == 6 and ctc_slots_needed("abc") == 3 and ctc_slots_needed("aaa") == 5

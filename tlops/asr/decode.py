@@ -1,0 +1,197 @@
+"""CTC decoding: greedy, and a prefix beam search with an optional word n-gram language model.
+
+Greedy: the most probable symbol of every slot, repeats merged, blanks dropped.
+
+Beam search (the CTC prefix beam search of Hannun et al. 2014, "First-pass large vocabulary continuous speech recognition
+using bi-directional recurrent DNNs", in log space): every prefix keeps the probability of the paths that end in a blank
+and of those that end in its last character, so paths that collapse to the same text are summed, not competing. At each
+slot only symbols with log-probability above `prune` (natural log) are tried, then the `beam` best prefixes are kept by
+
+    score = log P_ctc(prefix) + alpha * log P_lm(complete words of prefix) + beta * (number of words)
+
+A word is complete when a space follows it, and at the end (where the end-of-sentence probability is added too). Without
+a language model alpha is 0 and beta does nothing.
+
+Language model (`WordLM`): a word n-gram model of the training transcripts with interpolated absolute discounting
+(discount 0.75) down to a unigram that is itself interpolated with a uniform distribution over the vocabulary plus one
+unknown word, so a word never seen in train (a misspelling) gets a small, finite probability.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from tlops.asr.text import BLANK
+
+BOS, EOS = "<s>", "</s>"
+NEG = -1e30
+
+
+def greedy(log_probs: np.ndarray, alphabet: Sequence[str]) -> str:
+    """(slots, 1 + len(alphabet)) log-probabilities -> text: argmax per slot, repeats merged, blanks dropped."""
+    ids = np.asarray(log_probs).argmax(axis=1)
+    out, prev = [], BLANK
+    for i in ids:
+        if i != prev and i != BLANK:
+            out.append(alphabet[i - 1])
+        prev = i
+    return "".join(out)
+
+
+def _logsumexp(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    if b <= NEG:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+class WordLM:
+    """A word n-gram model (`order` words; 2: bigrams) with interpolated absolute discounting; see the module's docstring."""
+
+    def __init__(self, counts: dict[int, dict[tuple, int]], order: int, discount: float = 0.75):
+        self.order, self.d = order, discount
+        self.counts = counts  # n -> {ngram tuple: count}
+        self.vocab = sorted({w for (w,) in counts.get(1, {}) if w not in (BOS, EOS)})
+        self._ctx: dict[int, dict[tuple, tuple[int, int]]] = {}
+        for n in range(2, order + 1):  # context -> (total count, distinct followers)
+            agg: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+            for g, c in counts.get(n, {}).items():
+                agg[g[:-1]][0] += c
+                agg[g[:-1]][1] += 1
+            self._ctx[n] = {k: (v[0], v[1]) for k, v in agg.items()}
+        uni = counts.get(1, {})
+        self._uni_total = sum(uni.values())
+        self._uni_types = len(uni)
+        self._cache: dict[tuple, float] = {}
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], order: int = 2, discount: float = 0.75) -> "WordLM":
+        counts: dict[int, Counter] = {n: Counter() for n in range(1, order + 1)}
+        for t in texts:
+            words = [BOS] * (order - 1) + t.split() + [EOS]
+            for i in range(order - 1, len(words)):
+                for n in range(1, order + 1):
+                    counts[n][tuple(words[i - n + 1:i + 1])] += 1
+        return cls({n: dict(c) for n, c in counts.items()}, order, discount)
+
+    def to_json(self) -> dict:
+        return {"order": self.order, "discount": self.d,
+                "ngrams": {str(n): [[*g, c] for g, c in sorted(cs.items())] for n, cs in self.counts.items()}}
+
+    @classmethod
+    def from_json(cls, spec: dict) -> "WordLM":
+        counts = {int(n): {tuple(r[:-1]): int(r[-1]) for r in rows} for n, rows in spec["ngrams"].items()}
+        return cls(counts, int(spec["order"]), float(spec["discount"]))
+
+    def _p(self, word: str, context: tuple) -> float:
+        if not context:
+            uni = self.counts.get(1, {})
+            base = 1.0 / (len(self.vocab) + 2)  # the vocabulary, </s> and one unknown word
+            if not self._uni_total:
+                return base
+            lam = self.d * self._uni_types / self._uni_total
+            return max(uni.get((word,), 0) - self.d, 0) / self._uni_total + lam * base
+        n = len(context) + 1
+        lower = self._p(word, context[1:])
+        total, types = self._ctx.get(n, {}).get(context, (0, 0))
+        if not total:
+            return lower
+        c = self.counts.get(n, {}).get(context + (word,), 0)
+        return max(c - self.d, 0) / total + self.d * types / total * lower
+
+    def log_prob(self, word: str, history: tuple) -> float:
+        """ln P(word | the last order-1 words of `history`, <s>-padded)."""
+        ctx = ((BOS,) * (self.order - 1) + tuple(history))[-(self.order - 1):] if self.order > 1 else ()
+        key = ctx + (word,)
+        if key not in self._cache:
+            self._cache[key] = math.log(self._p(word, ctx))
+        return self._cache[key]
+
+    def sentence_log_prob(self, words: Sequence[str], end: bool = True) -> float:
+        lp = sum(self.log_prob(w, tuple(words[:i])) for i, w in enumerate(words))
+        return lp + (self.log_prob(EOS, tuple(words)) if end else 0.0)
+
+
+@dataclass(frozen=True)
+class BeamSettings:
+    beam: int = 16
+    alpha: float = 0.0  # LM weight (0: no LM)
+    beta: float = 0.0  # per-word bonus
+    prune: float = -8.0  # symbols below this log-probability at a slot are not tried
+
+
+def beam_search(log_probs: np.ndarray, alphabet: Sequence[str], settings: BeamSettings = BeamSettings(),
+                lm: WordLM | None = None) -> str:
+    """The best transcript of one utterance's (slots, 1 + len(alphabet)) log-probabilities (see the module's docstring)."""
+    lp = np.asarray(log_probs, dtype=np.float64)
+    space = alphabet.index(" ") + 1 if " " in alphabet else -1
+    use_lm = lm is not None and settings.alpha != 0.0
+    lm_cache: dict[tuple, tuple[float, int]] = {(): (0.0, 0)}
+
+    def words_score(prefix: tuple) -> tuple[float, int]:
+        """(LM log-prob of the complete words of `prefix`, their number): words followed by a space."""
+        if prefix in lm_cache:
+            return lm_cache[prefix]
+        text = "".join(alphabet[i - 1] for i in prefix)
+        complete = text.split(" ")[:-1] if text.endswith(" ") or " " in text else []
+        complete = [w for w in complete if w]
+        score = lm.sentence_log_prob(complete, end=False) if use_lm else 0.0
+        lm_cache[prefix] = (score, len(complete))
+        return lm_cache[prefix]
+
+    def total(prefix: tuple, pb: float, pnb: float) -> float:
+        s, n = words_score(prefix)
+        return _logsumexp(pb, pnb) + settings.alpha * s + settings.beta * n
+
+    beams: dict[tuple, tuple[float, float]] = {(): (0.0, NEG)}
+    for t in range(lp.shape[0]):
+        row = lp[t]
+        cands = [int(c) for c in np.nonzero(row > settings.prune)[0]] or [int(row.argmax())]
+        nxt: dict[tuple, list[float]] = defaultdict(lambda: [NEG, NEG])
+        for prefix, (pb, pnb) in beams.items():
+            whole = _logsumexp(pb, pnb)
+            last = prefix[-1] if prefix else None
+            for c in cands:
+                p = row[c]
+                if c == BLANK:
+                    e = nxt[prefix]
+                    e[0] = _logsumexp(e[0], whole + p)
+                    continue
+                if c == space and (not prefix or last == space):
+                    e = nxt[prefix]  # no leading or doubled spaces: the space is absorbed
+                    e[1] = _logsumexp(e[1], whole + p)
+                    continue
+                ext = prefix + (c,)
+                e = nxt[ext]
+                if c == last:
+                    e[1] = _logsumexp(e[1], pb + p)  # a repeat needs a blank between
+                    same = nxt[prefix]
+                    same[1] = _logsumexp(same[1], pnb + p)  # merged into the last character
+                else:
+                    e[1] = _logsumexp(e[1], whole + p)
+        ranked = sorted(nxt.items(), key=lambda kv: total(kv[0], kv[1][0], kv[1][1]), reverse=True)[:settings.beam]
+        beams = {k: (v[0], v[1]) for k, v in ranked}
+
+    def final(prefix: tuple, pb: float, pnb: float) -> float:
+        text = "".join(alphabet[i - 1] for i in prefix).strip()
+        words = text.split()
+        lm_score = lm.sentence_log_prob(words) if use_lm else 0.0
+        return _logsumexp(pb, pnb) + settings.alpha * lm_score + settings.beta * len(words)
+
+    best = max(beams.items(), key=lambda kv: final(kv[0], *kv[1]))[0]
+    return "".join(alphabet[i - 1] for i in best).strip()
+
+
+def decode(log_probs: np.ndarray, alphabet: Sequence[str], how: dict | None = None, lm: WordLM | None = None) -> str:
+    """One utterance by the decoder a package records: {"kind": "greedy"} or {"kind": "beam", beam, alpha, beta}."""
+    how = how or {"kind": "greedy"}
+    if how.get("kind", "greedy") == "greedy":
+        return greedy(log_probs, alphabet)
+    settings = BeamSettings(beam=int(how.get("beam", 16)), alpha=float(how.get("alpha", 0.0)), beta=float(how.get("beta", 0.0)))
+    return beam_search(log_probs, alphabet, settings, lm if settings.alpha else None)

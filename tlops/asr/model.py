@@ -1,0 +1,250 @@
+"""The CTC transcriber: a backbone's frame features (`Backbone.frame_states`) -> a per-frame head -> characters.
+
+Adapter (`FrameAdapter`): the frames standardised (train's mean and std), then with `strategy.head: mlp` a one-layer
+bidirectional GRU of `hidden` units per direction over the clip's frames (the recurrent adapter: each frame's output sees
+the whole clip), with `logreg` nothing more (a linear CTC head on each frame alone). The adapter's weights travel in the
+package as `asr/adapter.safetensors`.
+
+Slots: a frame of `frame_hop` seconds emits `k = ceil(frame_hop * SLOTS_PER_SECOND)` CTC symbols (speech_embedding's
+80 ms frames: 4; wav2vec2's 20 ms frames: 1), so the head is a `ProbeHead` with `k * (1 + len(alphabet))` outputs on the adapter's output whose
+output row is read as k consecutive slots: at least 50 symbols a second whatever the backbone. A clip's frames are the
+ones that start inside its audio (`ceil(seconds / frame_hop)`, at most what the padded clip gives); the rest is padding.
+
+Training (frozen backbone, `train_head`): frame features of every clip computed once; the head (standardised input,
+linear or MLP) trained with `torch.nn.CTCLoss` (blank 0, `zero_infinity`) by AdamW; after every epoch the greedy WER on
+val, the epoch with the lowest kept. Then `select_decoder` picks on val, by WER, among greedy decoding and the beam search
+with and without the train transcripts' word LM (`tlops.asr.decode`); the choice and the LM go into the package.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tlops.asr.text import SLOTS_PER_SECOND, encode
+
+
+def slots_per_frame(backbone) -> int:
+    return max(1, math.ceil(float(backbone.frame_hop) * SLOTS_PER_SECOND - 1e-9))
+
+
+def clip_frames(backbone, paths: Sequence[str], seconds: Sequence[float], batch_size: int = 16,
+                progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+    """Per clip, its frames' features (frames, D) float32: `frame_states` of the collated batch, cut to the frames that
+    start inside the audio."""
+    import torch
+
+    hop = float(backbone.frame_hop)
+    out: list[np.ndarray] = []
+    backbone.model.eval()
+    with torch.inference_mode():
+        for i in range(0, len(paths), batch_size):
+            states = backbone.frame_states(backbone.collate(list(paths[i:i + batch_size]))).numpy()
+            for j, s in enumerate(seconds[i:i + batch_size]):
+                n = max(1, min(states.shape[1], math.ceil(float(s) / hop)))
+                out.append(np.ascontiguousarray(states[j, :n], dtype=np.float32))
+            if progress:
+                progress(min(i + batch_size, len(paths)), len(paths))
+    return out
+
+
+def _adapter_class():
+    import torch
+    from torch import nn
+
+    class FrameAdapter(nn.Module):
+        """(B, T, D) frames and their lengths -> (B, T, out_dim): standardised, then a bidirectional GRU (kind "bigru")
+        or nothing more (kind "none")."""
+
+        def __init__(self, in_dim: int, kind: str = "bigru", hidden: int = 256):
+            super().__init__()
+            self.spec = {"in_dim": int(in_dim), "kind": kind, "hidden": int(hidden)}
+            self.register_buffer("mean", torch.zeros(in_dim))
+            self.register_buffer("std", torch.ones(in_dim))
+            self.rnn = nn.GRU(in_dim, hidden, batch_first=True, bidirectional=True) if kind == "bigru" else None
+            self.out_dim = 2 * hidden if kind == "bigru" else in_dim
+
+        def forward(self, x, lengths):
+            x = (x - self.mean) / self.std
+            if self.rnn is None:
+                return x
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            y, _ = self.rnn(packed)
+            return nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])[0]
+
+    return FrameAdapter
+
+
+def make_adapter(spec: dict):
+    return _adapter_class()(spec["in_dim"], spec["kind"], spec["hidden"])
+
+
+def slot_log_probs(adapter, head, frames, lengths, k: int, n_symbols: int):
+    """(B, T, D) frames -> (B, T * k, n_symbols) log-probabilities (torch)."""
+    import torch
+
+    out = head(adapter(frames, lengths))  # (B, T, k * V)
+    b, t, _ = out.shape
+    return torch.log_softmax(out.reshape(b, t * k, n_symbols), dim=-1)
+
+
+def _pad(batch: list[np.ndarray]):
+    import torch
+
+    t = max(len(x) for x in batch)
+    d = batch[0].shape[1]
+    x = np.zeros((len(batch), t, d), np.float32)
+    for i, f in enumerate(batch):
+        x[i, :len(f)] = f
+    return torch.from_numpy(x), torch.tensor([len(f) for f in batch], dtype=torch.long)
+
+
+def log_probs_of(adapter, head, frames: list[np.ndarray], k: int, n_symbols: int, batch_size: int = 64) -> list[np.ndarray]:
+    """Per clip its (slots, n_symbols) log-probabilities as numpy."""
+    import torch
+
+    head.eval()
+    adapter.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(frames), batch_size):
+            x, n = _pad(frames[i:i + batch_size])
+            lp = slot_log_probs(adapter, head, x, n, k, n_symbols).numpy()
+            out += [lp[j, :int(n[j]) * k] for j in range(len(n))]
+    return out
+
+
+@dataclass
+class HeadSettings:
+    adapter: str = "bigru"  # "bigru" | "none"
+    hidden: int = 256
+    dropout: float = 0.1
+    epochs: int = 60
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    seed: int = 0
+
+
+@dataclass
+class Trained:
+    adapter: object
+    head: object
+    k: int
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    val_wer: float = math.nan
+    val_cer: float = math.nan
+    seconds: float = 0.0
+
+
+def train_head(train_frames: list[np.ndarray], train_texts: Sequence[str], val_frames: list[np.ndarray], val_texts: Sequence[str],
+               alphabet: list[str], k: int, s: HeadSettings, log: Callable[[str], None] | None = None) -> Trained:
+    """A CTC head on frozen frame features (see the module's docstring); the epoch with the lowest val greedy WER kept."""
+    import copy
+
+    import torch
+
+    from tlops.asr.decode import greedy
+    from tlops.asr.metrics import error_rates
+    from tlops.modules.heads import ProbeHead
+
+    t0 = time.perf_counter()
+    torch.manual_seed(s.seed)
+    g = np.random.default_rng(s.seed)
+    v = len(alphabet) + 1
+    d = train_frames[0].shape[1]
+    adapter = make_adapter({"in_dim": d, "kind": s.adapter, "hidden": s.hidden})
+    allf = np.concatenate(train_frames)
+    with torch.no_grad():
+        adapter.mean.copy_(torch.from_numpy(allf.mean(0)))
+        adapter.std.copy_(torch.from_numpy(allf.std(0)).clamp(min=1e-6))
+    head = ProbeHead(adapter.out_dim, k * v, kind="linear")  # its own scaler stays the identity: the adapter standardises
+    drop = torch.nn.Dropout(s.dropout)
+    targets = [torch.tensor(encode(t, alphabet), dtype=torch.long) for t in train_texts]
+    opt = torch.optim.AdamW([*adapter.parameters(), *head.parameters()], lr=s.lr, weight_decay=s.weight_decay)
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    best, history, best_state, best_epoch = (math.inf, math.inf), [], None, 0
+    for epoch in range(1, s.epochs + 1):
+        head.train()
+        adapter.train()
+        order = g.permutation(len(train_frames))
+        losses = []
+        for i in range(0, len(order), s.batch_size):
+            idx = order[i:i + s.batch_size]
+            x, n = _pad([train_frames[j] for j in idx])
+            lp = torch.log_softmax(head(drop(adapter(x, n))).reshape(len(idx), -1, v), dim=-1).transpose(0, 1)  # (S, B, V)
+            y = [targets[j] for j in idx]
+            loss = ctc(lp, torch.cat(y), n * k, torch.tensor([len(t) for t in y], dtype=torch.long))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        hyp = [greedy(p, alphabet) for p in log_probs_of(adapter, head, val_frames, k, v)]
+        rates = error_rates(list(val_texts), hyp)
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_wer": rates["wer"], "val_cer": rates["cer"]})
+        if log:
+            log(f"{epoch}: loss {np.mean(losses):.3f} val WER {rates['wer']:.3f} CER {rates['cer']:.3f}")
+        if (rates["wer"], rates["cer"]) < best:
+            best, best_epoch = (rates["wer"], rates["cer"]), epoch
+            best_state = (copy.deepcopy(adapter.state_dict()), copy.deepcopy(head.state_dict()))
+    adapter.load_state_dict(best_state[0])
+    head.load_state_dict(best_state[1])
+    adapter.eval()
+    head.eval()
+    return Trained(adapter, head, k, history, best_epoch, best[0], best[1], time.perf_counter() - t0)
+
+
+# decoders tried on val (select_decoder): greedy, beam without LM, beam with the train transcripts' LM at a few weights
+DECODERS = [{"kind": "greedy"}, {"kind": "beam", "beam": 16, "alpha": 0.0, "beta": 0.0}] + [
+    {"kind": "beam", "beam": 16, "alpha": a, "beta": b} for a in (0.3, 0.7, 1.5) for b in (0.0, 1.0, 2.5)]
+
+
+def select_decoder(val_log_probs: list[np.ndarray], val_texts: Sequence[str], alphabet: list[str], lm) -> tuple[dict, list[dict]]:
+    """(the decoder with the lowest val WER (ties: the earlier, simpler one), every decoder's val WER/CER)."""
+    from tlops.asr.decode import decode
+    from tlops.asr.metrics import error_rates
+
+    rows = []
+    for how in DECODERS:
+        hyp = [decode(p, alphabet, how, lm) for p in val_log_probs]
+        rows.append({**how, **error_rates(list(val_texts), hyp)})
+    best = min(range(len(rows)), key=lambda i: (rows[i]["wer"], rows[i]["cer"], i))
+    return dict(DECODERS[best]), rows
+
+
+class Transcriber:
+    """A backbone with frame features, a trained head, the alphabet and the chosen decoder: audio paths -> transcripts."""
+
+    def __init__(self, backbone, adapter, head, alphabet: list[str], k: int, decoder: dict, lm=None, batch_size: int = 16):
+        self.backbone, self.adapter, self.head, self.alphabet, self.k = backbone, adapter, head, list(alphabet), int(k)
+        self.decoder, self.lm, self.batch_size = decoder, lm, batch_size
+
+    def log_probs(self, paths: Sequence[str]) -> list[np.ndarray]:
+        from tlops.asr.files import audio_seconds
+        from tlops.errors import DataError
+
+        seconds = []
+        for p in paths:
+            try:
+                seconds.append(audio_seconds(p))
+            except Exception as e:
+                raise DataError(f"audio {p} could not be read ({str(e)[:80]}); give a WAV/FLAC/OGG file path") from None
+        clip = float(self.backbone.clip_seconds)
+        longest = max(seconds, default=0.0)
+        if longest > clip:  # a longer clip than training's: padded to the longest of the call instead of cut
+            self.backbone.clip_seconds = math.ceil(longest + float(self.backbone.frame_window))
+        try:
+            frames = clip_frames(self.backbone, list(paths), seconds, self.batch_size)
+        finally:
+            self.backbone.clip_seconds = clip
+        return log_probs_of(self.adapter, self.head, frames, self.k, len(self.alphabet) + 1)
+
+    def transcribe(self, paths: Sequence[str]) -> list[str]:
+        from tlops.asr.decode import decode
+
+        return [decode(lp, self.alphabet, self.decoder, self.lm) for lp in self.log_probs(paths)]

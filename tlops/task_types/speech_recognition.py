@@ -1,0 +1,330 @@
+"""Speech recognition: an audio clip -> its transcript, by a CTC head over characters on a pretrained speech backbone.
+
+Data: dataset.yaml `modality: audio`, `task: speech_recognition` and per split a CSV `path,text` (`train.csv`, optional
+`val.csv` (else a seeded 15% of train), `test.csv`), read and checked by `tlops.asr.files`: transcripts normalised by
+the documented rule (`tlops.asr.text`: NFC, lower case, whitespace runs -> one space); each row's problem is a failed
+check naming the file and line, the value and the fix (an empty transcript; a missing, undecodable or outside-the-folder
+audio file; a val/test transcript with characters train never shows; audio too short for its transcript at CTC's 50
+symbols a second). GX then checks that every split has rows.
+
+Features: nothing is cached (feature level `frame`: the features step stores one empty row per clip). The trainer reads
+each clip's frame features (`Backbone.frame_states`: speech_embedding's 80 ms steps, a wav2vec2/HuBERT folder's 20 ms
+frames) once, padding every clip to `backbone.clip_seconds` or, when a clip is longer, to the longest clip plus one frame
+window (no clip is ever cut).
+
+Training: `linear_probe` (`probe_trainer`, frozen backbone): a CTC head on the frames (`tlops.asr.model`): with
+`strategy.head: logreg` a linear layer on each standardised frame alone; with `mlp`, a recurrent adapter first (one
+bidirectional GRU layer of `hidden` units a direction over the clip's frames, `dropout` on its output) then the linear
+layer; k CTC symbols per frame; trained with `torch.nn.CTCLoss` by AdamW
+(`lr`, `weight_decay`, `epochs`, `batch_size`), the epoch with the lowest val WER (greedy decoding) kept; then the decoder
+(greedy, or the CTC prefix beam search with or without a word bigram LM of the train transcripts at a few weights) is
+chosen on val by WER.
+
+Metrics: WER and CER (jiwer); WER on val selects and on test gates (lower is better); CER is a gate metric too. The
+package: the backbone export, the head (a linear `ProbeHead` with k * (1 + alphabet) outputs), the adapter
+(`asr/adapter.safetensors`), and under `speech_recognition` in
+its meta the alphabet, k, the chosen decoder, the LM's n-gram counts and every decoder's val scores. Predict: audio file
+paths -> transcripts (strings).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tlops.task_types.base import TaskType
+from tlops.task_types.registry import register_task_type
+
+NAME = "speech_recognition"
+LEVEL = "frame"
+META_KEY = NAME
+SPLITS = ("train", "val", "test")
+ADAPTER_FILE = "asr/adapter.safetensors"  # in the package: the frame adapter (standardisation, and the GRU if any)
+
+
+def _asr_dataset_class():
+    from tlops.data.dataset import Dataset
+
+    @dataclass
+    class SpeechDataset(Dataset):
+        """Clips and transcripts: per split a frame with `path`, `text` (normalised), `seconds`, `line` (in its CSV)."""
+
+        alphabet: list = field(default_factory=list)
+        problems: list = field(default_factory=list)  # the reader's row problems (validation reports them)
+
+        @property
+        def labels(self) -> list[str]:
+            return []
+
+        def texts(self, split: str) -> list[str]:
+            return self.splits[split]["text"].tolist()
+
+        def seconds(self, split: str) -> list[float]:
+            return [float(s) for s in self.splits[split]["seconds"]]
+
+        def y(self, split: str) -> np.ndarray:
+            return np.arange(len(self.splits[split]), dtype=np.int64)
+
+    return SpeechDataset
+
+
+class _Model:
+    """A package's backbone, head, alphabet and decoder as a `Transcriber`."""
+
+    def __init__(self, predictor):
+        from tlops.asr.decode import WordLM
+        from tlops.asr.model import Transcriber
+
+        from safetensors.torch import load_file
+
+        from tlops.asr.model import make_adapter
+
+        spec = predictor.meta[META_KEY]
+        lm = WordLM.from_json(spec["lm"]) if spec.get("lm") else None
+        adapter = make_adapter(spec["adapter"])
+        adapter.load_state_dict(load_file(str(Path(predictor.root) / ADAPTER_FILE)))
+        predictor.backbone.model.eval()
+        self.transcriber = Transcriber(predictor.backbone, adapter.eval(), predictor.head, spec["alphabet"], spec["slots_per_frame"],
+                                       spec["decoder"], lm, batch_size=min(predictor.batch_size, 16))
+
+
+@register_task_type
+class SpeechRecognition(TaskType):
+    name = NAME
+    gate_metrics = ("wer", "cer")
+    default_gate_metric = "wer"
+    higher_is_better = {"wer": False, "cer": False}
+    heads = ("logreg", "mlp")  # the CTC head per frame: logreg -> linear, mlp -> MLP
+    selection_metric = "wer"
+    val_metric_names = ("wer", "cer")
+    few_shot_plot = "wer_vs_shots.png"
+    class_probabilities = False
+    feature_level = LEVEL
+
+    # ---- data ------------------------------------------------------------------------------------------------
+
+    def read_dataset(self, root, meta, modality, name, seed, val_fraction):
+        from tlops.asr.files import read_splits
+        from tlops.errors import DataError
+
+        root = Path(root)
+        if modality != "audio":
+            raise DataError(f"{root / 'dataset.yaml'}: task: speech_recognition needs `modality: audio` (found {modality!r}); "
+                            "set modality: audio")
+        frames, carved, alphabet, problems = read_splits(root, seed=seed, val_fraction=val_fraction)
+        return _asr_dataset_class()(root=root, modality=modality, name=name, splits=frames, val_carved=carved, meta=meta,
+                                    alphabet=alphabet, problems=problems)
+
+    def feature_meta(self, ds) -> dict:
+        return {"level": LEVEL, "alphabet": list(getattr(ds, "alphabet", []))}
+
+    # ---- validation ------------------------------------------------------------------------------------------
+
+    def reader_checks(self, ds) -> list:
+        """The reader's row problems as failed checks, one per (file, rule): the lines, the values, the fix."""
+        from tlops.records import Check
+
+        grouped: dict[tuple, list] = {}
+        for p in getattr(ds, "problems", []):
+            grouped.setdefault((p.split, p.file, p.rule), []).append(p)
+        return [Check(split=split, file=file, rule=f"speech CSV: {rule}", expectation="tlops_asr_reader", success=False,
+                      unexpected_count=len(ps), rows=[p.line for p in ps][:20], values=[p.value[:300] for p in ps][:20],
+                      observed=None, fix=ps[0].fix)
+                for (split, file, rule), ps in grouped.items()]
+
+    def validation_rules(self, ds, cfg, frame_of) -> list:
+        import great_expectations.expectations as gxe
+
+        from tlops.validation import Rule
+
+        if getattr(ds, "problems", None):
+            return []  # the reader's checks already failed
+        return [Rule(split, "rows", gxe.ExpectTableRowCountToBeBetween(min_value=1), "at least one clip",
+                     f"add rows path,text to {Path(ds.splits[split].attrs.get('source', split + '.csv')).name}"
+                     if not (split == "val" and ds.val_carved) else "val is carved from train: add a val.csv or more train rows")
+                for split in SPLITS]
+
+    def validation_frame(self, ds, split, kind):
+        import pandas as pd
+
+        df = ds.splits[split]
+        return pd.DataFrame({"text": list(df["text"]), "seconds": list(df["seconds"])})
+
+    def validation_where(self, ds, split, kind, frame, idx):
+        df = ds.splits[split]
+        return df.attrs.get("source", f"{split}.csv"), [int(df["line"].iloc[i]) for i in idx]
+
+    # ---- features --------------------------------------------------------------------------------------------
+
+    def feature_identity(self, identity: dict) -> dict:
+        return {**identity, "level": LEVEL}
+
+    def split_features(self, backbone, ds, split, cache, batch_size=64, progress=False, identity=None, label="features"):
+        """(x (clips, 0), y (clip rows), {}, CacheStats): nothing is embedded here; the trainer reads frame features."""
+        from tlops.cache import CacheStats
+
+        n = len(ds.splits[split])
+        return np.zeros((n, 0), np.float32), ds.y(split), {}, CacheStats()
+
+    # ---- training --------------------------------------------------------------------------------------------
+
+    def predicts(self, labels):
+        return "the transcript of an audio clip (normalised text in the training alphabet)"
+
+    def outputs(self, labels):
+        raise NotImplementedError("a speech-recognition head's width is k * (1 + alphabet), set by its trainer")
+
+    def loop_task(self, y, opts=None):
+        from tlops.errors import ConfigError
+
+        raise ConfigError("speech recognition trains through its own CTC trainer (linear_probe); the shared loop's item-level "
+                          "tasks do not apply")
+
+    def probe_trainer(self, ctx):
+        """linear_probe: a CTC head on the frozen backbone's frame features (`tlops.asr.model.train_head`)."""
+        from tlops.asr.decode import WordLM
+        from tlops.asr.model import HeadSettings, clip_frames, log_probs_of, select_decoder, slots_per_frame, train_head
+        from tlops.progress import note
+
+        s = ctx.cfg.strategy
+        check_probe_settings(s)
+        ds, backbone = ctx.dataset(), ctx.backbone()
+        fit_clips(backbone, ds)
+        k = slots_per_frame(backbone)
+        t0 = time.perf_counter()
+        frames = {split: clip_frames(backbone, ds.inputs(split), ds.seconds(split), batch_size=ctx.cfg.backbone.batch_size)
+                  for split in ("train", "val")}
+        feature_seconds = time.perf_counter() - t0
+        settings = HeadSettings(adapter="none" if s.head == "logreg" else "bigru", hidden=s.hidden, dropout=s.dropout, epochs=s.epochs,
+                                lr=s.lr, weight_decay=s.weight_decay, batch_size=s.batch_size, seed=ctx.cfg.seed)
+        trained = train_head(frames["train"], ds.texts("train"), frames["val"], ds.texts("val"), ds.alphabet, k, settings,
+                             log=lambda line: note(f"ctc epoch {line}"))
+        lm = WordLM.fit(ds.texts("train"), order=2)
+        val_lp = log_probs_of(trained.adapter, trained.head, frames["val"], k, len(ds.alphabet) + 1)
+        decoder, tried = select_decoder(val_lp, ds.texts("val"), ds.alphabet, lm)
+        chosen = next(r for r in tried if all(r[key] == v for key, v in decoder.items()))
+        rows = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_wer": h["val_wer"], "val_cer": h["val_cer"]}
+                for h in trained.history]
+        val_metrics = {"wer": float(chosen["wer"]), "cer": float(chosen["cer"])}
+        return self._package(ctx, backbone, trained, decoder, tried, lm, rows, val_metrics,
+                             trained.seconds + feature_seconds, "probe")
+
+    def _package(self, ctx, backbone, trained, decoder, tried, lm, rows, val_metrics, seconds, mode):
+        from safetensors.torch import save_file
+
+        from tlops.package import save_package
+        from tlops.records import PackageResult
+
+        s = ctx.cfg.strategy
+        ds = ctx.dataset()
+        ctx.out_dir.mkdir(parents=True, exist_ok=True)
+        adapter_file = ctx.out_dir / "adapter.safetensors"
+        save_file({k: v.contiguous() for k, v in trained.adapter.state_dict().items()}, str(adapter_file))
+        spec = {"alphabet": list(ds.alphabet), "slots_per_frame": int(trained.k), "decoder": decoder, "val_decoders": tried,
+                "adapter": trained.adapter.spec,
+                "lm": lm.to_json() if decoder.get("alpha") else None, "level": LEVEL,
+                "normalisation": "NFC, lower case, whitespace runs -> one space, stripped"}
+        summary = {"best_epoch": trained.best_epoch, "epochs_run": len(rows), "val_greedy_wer": trained.val_wer,
+                   **{f"val_{k}": v for k, v in val_metrics.items()}}
+        package = save_package(ctx.out_dir / "package", backbone, trained.head, [],
+                               extra={"strategy": s.model_dump(), "seed": ctx.cfg.seed, **self.package_meta(ctx.features),
+                                      META_KEY: spec, mode: summary}, files={ADAPTER_FILE: adapter_file})
+        return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds)
+
+    # ---- evaluation --------------------------------------------------------------------------------------------
+
+    def dataset_truth(self, ds, split):
+        return ds.texts(split)
+
+    def truth(self, y, labels):
+        raise NotImplementedError("speech recognition's truth is the dataset's transcripts (dataset_truth)")
+
+    def test_outputs(self, features, result, dataset):
+        from tlops.package import Predictor
+
+        ds = dataset()
+        return self.dataset_truth(ds, "test"), self.predict(Predictor(result.package), ds.inputs("test"))
+
+    def metrics(self, y_true, y_pred, labels):
+        from tlops.asr.metrics import error_rates
+
+        return error_rates(y_true, y_pred)
+
+    def report_and_plots(self, y_true, y_pred, labels, out_dir):
+        from tlops.asr.metrics import error_rates
+
+        buckets: dict[int, list] = {}
+        for t, p in zip(y_true, y_pred):
+            buckets.setdefault(len(t.split()), []).append((t, p))
+        by_words = {f"{n} words": {"utterances": len(v), **error_rates([t for t, _ in v], [p for _, p in v])}
+                    for n, v in sorted(buckets.items())}
+        wrong = [{"truth": t, "predicted": p} for t, p in zip(y_true, y_pred) if t != p][:25]
+        report = {"overall": {**self.metrics(y_true, y_pred, labels), "utterances": len(y_true),
+                              "sentence_error_rate": float(np.mean([t != p for t, p in zip(y_true, y_pred)])) if y_true else float("nan")},
+                  "by_reference_words": by_words, "errors": wrong}
+        return report, "asr_report.json", [_by_words_png(by_words, Path(out_dir) / "wer_by_words.png")]
+
+    # ---- package and predict -----------------------------------------------------------------------------------
+
+    def score_package(self, meta, fetch, features, dataset):
+        from tlops.package import Predictor
+
+        return (self.dataset_truth(dataset, "test"), self.predict(Predictor(fetch("")), dataset.inputs("test")),
+                "champion package on the test clips")
+
+    def package_meta(self, features) -> dict:
+        return {"task": NAME}
+
+    def predict(self, predictor, items) -> list[str]:
+        """Per audio file path, its transcript."""
+        if getattr(predictor, "_asr", None) is None:
+            predictor._asr = _Model(predictor)
+        return predictor._asr.transcriber.transcribe(list(items))
+
+
+def fit_clips(backbone, ds) -> None:
+    """Pad every clip to `backbone.clip_seconds`, or to the longest clip plus one frame window when that is longer: a
+    transcript is never cut."""
+    import math
+
+    longest = max((s for split in SPLITS for s in ds.seconds(split)), default=0.0)
+    need = longest + float(backbone.frame_window)
+    if need > float(backbone.clip_seconds):
+        backbone.clip_seconds = float(math.ceil(need * 10) / 10)
+
+
+UNSUPPORTED_PROBE = {"C": 1.0, "max_iter": 1000, "loss": "mse", "huber_delta": 1.0}
+
+
+def check_probe_settings(s) -> None:
+    """Refuse linear_probe settings the CTC probe would otherwise ignore (and the ridge head, which fits no CTC)."""
+    from tlops.errors import ConfigError
+
+    if s.head == "ridge":
+        raise ConfigError("strategy.head: ridge fits numbers, not a CTC head; set strategy.head: logreg (a linear CTC head) or mlp")
+    odd = {k: getattr(s, k) for k, v in UNSUPPORTED_PROBE.items() if getattr(s, k, v) != v}
+    if odd:
+        raise ConfigError(f"linear_probe on speech_recognition data does not apply {', '.join(f'strategy.{k}: {v}' for k, v in odd.items())} "
+                          "(its CTC head trains by AdamW with lr, weight_decay, epochs, batch_size); remove them")
+
+
+def _by_words_png(by_words: dict, path: Path) -> Path:
+    from tlops.evaluate import _plt
+
+    plt = _plt()
+    keys = list(by_words) or ["(none)"]
+    wer = [by_words[k]["wer"] if k in by_words else 0.0 for k in keys]
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(keys) + 2), 3.5))
+    ax.bar(keys, wer, color="#c44e52")
+    for i, k in enumerate(keys):
+        if k in by_words:
+            ax.text(i, wer[i] + 0.01, f"{wer[i]:.2f}\n({by_words[k]['utterances']})", ha="center", fontsize=8)
+    ax.set_ylabel("WER (test, lower is better)")
+    ax.set_xlabel("reference length")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
