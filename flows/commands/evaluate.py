@@ -18,7 +18,8 @@ from flows.console import esc, out, print_json, quiet_third_party, user_errors
 
 def evaluate(model_uri: str = typer.Argument(..., help="models:/NAME@champion, models:/NAME/VERSION, or runs:/RUN/model"),
              data: Path = typer.Option(..., "--data", help="a labelled CSV ('text' or 'path' column, and 'label'), or a dataset "
-                                                         "folder (its --split CSV)"),
+                                                         "folder (its --split CSV, or its --split file of a task with its own "
+                                                         "files: CoNLL, SQuAD JSON)"),
              split: str = typer.Option("test", "--split", help="with a dataset folder: which split's CSV"),
              out_dir: Optional[Path] = typer.Option(None, "--out", help="also write the plots and report.json here"),
              json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
@@ -28,6 +29,8 @@ def evaluate(model_uri: str = typer.Argument(..., help="models:/NAME@champion, m
     from tlops.errors import DataError
 
     quiet_third_party()  # no download or weight-loading bars while the model loads (`tlops -v` keeps them)
+    if data.is_dir() and (data / "dataset.yaml").is_file() and not (data / f"{split}.csv").is_file():
+        return _evaluate_own_files(model_uri, data, split, out_dir, json_out, tracking_uri)
     csv = data / f"{split}.csv" if data.is_dir() else data
     column = "label"  # a dataset folder names its own: a regression dataset's `target:` column
     if data.is_dir() and (data / "dataset.yaml").is_file():
@@ -67,6 +70,59 @@ def evaluate(model_uri: str = typer.Argument(..., help="models:/NAME@champion, m
         out.print(t)
         if report["labels_unknown_to_the_model"]:
             out.print(f"[yellow]labels the model does not know (always wrong):[/yellow] {esc(', '.join(report['labels_unknown_to_the_model']))}")
+    if out_dir:
+        out.print(esc(f"wrote {', '.join(str(out_dir / f) for f in report.get('plots', []))} and {out_dir / 'report.json'}"))
+
+
+def _evaluate_own_files(model_uri: str, data: Path, split: str, out_dir: Path | None, json_out: bool, tracking_uri: str | None) -> None:
+    """A dataset folder of a task type's own files (CoNLL, SQuAD JSON): read and checked as a run reads it, the model
+    package scored on `split` the way the promotion gate scores a champion (`TaskType.score_package`), the task's
+    metrics, and with --out its report and plots."""
+    import dataclasses
+
+    import mlflow
+
+    from tasks.audit import verified_model
+    from tasks.operate import connect
+    from tlops.data.dataset import load_dataset
+    from tlops.errors import DataError
+    from tlops.package import META_FILE
+    from tlops.task_types import task_type
+
+    ds = load_dataset(data)
+    tt = task_type(ds.task)
+    failed = [c for c in tt.reader_checks(ds) if not c.success]
+    if failed:
+        c = failed[0]
+        raise DataError(f"{c.file}{f' line {c.rows[0]}' if c.rows else ''}: {c.rule}; {c.fix}"
+                        + (f" (and {len(failed) - 1} more: `tlops validate` lists them)" if len(failed) > 1 else ""))
+    if split not in ds.splits or ds.splits[split].empty:
+        raise DataError(f"{data} has no {split!r} rows; pass --split train, val or test")
+    check_model_uri(tracking_uri, model_uri)
+    ds = dataclasses.replace(ds, splits={**ds.splits, "test": ds.splits[split]})  # what score_package reads
+    reg = connect(tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="tlops-evaluate-") as tmp:  # loading runs the model's code: check its files first
+        model = mlflow.pyfunc.load_model(str(verified_model(reg, model_uri, Path(tmp))))
+        root = model.unwrap_python_model().predictor.root
+        meta = json.loads((root / META_FILE).read_text())
+        if meta.get("task", "classification") != ds.task:
+            raise DataError(f"{data} is a {ds.task.replace('_', ' ')} dataset; {model_uri} is a "
+                            f"{str(meta.get('task', 'classification')).replace('_', ' ')} model")
+        owned = tt.score_package(meta, lambda rel: root / rel, None, ds)
+    if owned is None:
+        raise DataError(f"{data}: a {ds.task.replace('_', ' ')} dataset is evaluated from CSV files; pass --data {data / 'test.csv'}")
+    truth, pred, _ = owned
+    report = {"model_uri": model_uri, "data": str(data), "split": split, "rows": len(truth), "metrics": tt.metrics(truth, pred, ds.labels)}
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        detail, name, plots = tt.report_and_plots(truth, pred, ds.labels, out_dir)
+        (out_dir / name).write_text(json.dumps(detail, indent=1, default=str))
+        report["plots"] = [Path(p).name for p in plots]
+        (out_dir / "report.json").write_text(json.dumps(report, indent=1))
+    if json_out:
+        return print_json(report)
+    out.print(f"{esc(model_uri)} on {esc(str(data))} {esc(split)} ({len(truth)} rows): "
+              + "  ".join(f"{k}={v:.4f}" for k, v in report["metrics"].items()))
     if out_dir:
         out.print(esc(f"wrote {', '.join(str(out_dir / f) for f in report.get('plots', []))} and {out_dir / 'report.json'}"))
 

@@ -9,6 +9,7 @@ import json
 import os
 
 import mlflow
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -64,6 +65,10 @@ def test_ner_run_registers_a_span_predicting_model_gated_on_f1(tmp_path, tiny_be
     assert as_json.returncode == 0, as_json.stderr[-2000:]
     (row,) = json.loads(as_json.stdout)["predictions"]
     assert {(e["text"], e["type"], e["start"]) for e in row["entities"]} >= {("Grace Hopper", "PER", 0)}, row
+    # tlops evaluate on the CoNLL folder: the second run's test metrics again (its model on the same test sentences)
+    ev = cli("evaluate", f"models:/tiny-ner/{version.version}", "--data", str(data), "--json", "--tracking-uri", uri, env=WIDE)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert json.loads(ev.stdout)["metrics"] == pytest.approx(json.loads(again.stdout)["test_metrics"]), ev.stdout
 
 
 def test_a_malformed_conll_file_fails_validation_with_its_file_and_line(tmp_path, tiny_bert):

@@ -66,6 +66,11 @@ def test_qa_run_registers_a_span_answering_model_gated_on_f1(tmp_path, tiny_bert
     table = cli("predict", "models:/tiny-qa/1", "--csv", str(tmp_path / "ask.csv"), "--tracking-uri", uri, env=env)
     assert table.returncode == 0, table.stderr[-2000:]
     assert "Who [b]wrote[/b] it?" in table.stdout and "answer" in table.stdout, table.stdout  # user text as written
+    # tlops evaluate on the dataset folder (SQuAD JSON): the run's test metrics again, and the QA report with --out
+    ev = cli("evaluate", "models:/tiny-qa/1", "--data", str(data), "--out", str(tmp_path / "ev"), "--json", "--tracking-uri", uri, env=env)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert json.loads(ev.stdout)["metrics"] == pytest.approx(metrics), ev.stdout
+    assert (tmp_path / "ev" / "qa_report.json").is_file() and (tmp_path / "ev" / "report.json").is_file()
     plain = cli("predict", "models:/tiny-qa/1", "Who built the bridge?", "--tracking-uri", uri, env=env)
     assert plain.returncode != 0 and plain.stderr.count("error:") == 1, plain.stderr[-2000:]
     assert 'is not a JSON object with question, context; this model takes rows such as \'{"question": "...", "context": "..."}\'' \
