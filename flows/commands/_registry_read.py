@@ -3,13 +3,17 @@
 On a SQLite tracking store (the default, `sqlite:///mlruns/mlflow.db`) the few tables these commands show are read
 with the standard library's `sqlite3`, read-only: no MLflow import (about 1 s), no SQLAlchemy store (0.8 s more) and
 no schema-migration check per call, so the commands answer in well under 2 s (bench/readonly_commands.py). Any other
-store (an HTTP server, PostgreSQL, MySQL), a database file that does not exist yet, a model name MLflow would refuse,
+store (an HTTP server, PostgreSQL, MySQL), a model name MLflow would refuse,
 a workspace other than MLflow's default, or anything this reader does not recognise goes through MLflow itself
 (`tasks.operate.connect`, `tasks.registry`), as before. Both readers return the same rows:
 tests/flow/test_readonly_commands.py compares them on registered stores.
 
 The SQLite reader follows MLflow 3's registry semantics: prompts are not models, versions in stage
-`Deleted_Internal` are gone, deleted runs are not history, and runs are ordered by start time then id."""
+`Deleted_Internal` are gone, deleted runs are not history, and runs are ordered by start time then id.
+
+A SQLite file that does not exist is refused (`require_store`) by every command that only reads (models, history,
+compare, and predict, evaluate, serve and audit of a `models:/` or `runs:/` URI): MLflow would create an empty store
+there and answer that nothing is registered."""
 
 from __future__ import annotations
 
@@ -136,6 +140,23 @@ class SqliteReader:
     def _aliases(self, name: str) -> list[tuple[str, int]]:
         return self._all("SELECT alias, version FROM registered_model_aliases WHERE workspace = ? AND name = ?", WORKSPACE, name)
 
+    def alias_names(self, name: str) -> list[str]:
+        """The aliases of model `name`, sorted (none for an unknown name: `require_model` says that)."""
+        return sorted({alias for alias, _ in self._aliases(name)})
+
+    def version_numbers(self, name: str) -> list[str]:
+        """The versions of model `name` that are not deleted, in numeric order."""
+        rows = self._all("SELECT version FROM model_versions WHERE workspace = ? AND name = ? AND current_stage != ?",
+                         WORKSPACE, name, DELETED_STAGE)
+        return sorted((str(v) for (v,) in rows), key=int)
+
+    def has_run(self, run_id_prefix: str) -> bool:
+        """Whether a run's id starts with `run_id_prefix` (compared as text: no LIKE wildcards)."""
+        return bool(self._all("SELECT 1 FROM runs WHERE substr(run_uuid, 1, ?) = ? LIMIT 1", len(run_id_prefix), run_id_prefix))
+
+    def close(self) -> None:
+        self.db.close()
+
     def models(self) -> list[dict]:
         rows = []
         for n in self.model_names():
@@ -198,16 +219,38 @@ def sqlite_path(uri: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def missing_store(uri: str) -> Path | None:
+    """The database file a plain `sqlite:///PATH` URI names when that file does not exist, else None."""
+    if not uri.startswith("sqlite:///") or "?" in uri:
+        return None
+    path = Path(uri.removeprefix("sqlite:///"))
+    return None if path.is_file() else path
+
+
+def require_store(tracking_uri: str | None) -> str:
+    """The tracking URI a read-only command uses (as `default_tracking_uri`), refused when it is a SQLite file that does
+    not exist: one line naming the path and the fix, instead of an empty store created there."""
+    uri = default_tracking_uri(tracking_uri)
+    path = missing_store(uri)
+    if path is not None:
+        given = "--tracking-uri" if tracking_uri else "MLFLOW_TRACKING_URI" if os.environ.get("MLFLOW_TRACKING_URI") else None
+        raise RegistryError(f"no MLflow store at {path.absolute()}: that SQLite file does not exist"
+                            + (f" (from {given})" if given else " (the default store, under the current folder)")
+                            + "; a command that only reads does not create one. Run it from the project folder that holds "
+                            "mlruns/, or name the store your runs were logged in: --tracking-uri sqlite:///PATH/mlruns/mlflow.db")
+    return uri
+
+
 def read(tracking_uri: str | None, what: str, *args):
     """`what` ('models', 'versions' or 'history') of the registry at `tracking_uri` (default: as every command's):
-    from the SQLite file directly when it can, else through MLflow."""
-    uri = default_tracking_uri(tracking_uri)
+    from the SQLite file directly when it can, else through MLflow. A SQLite file that does not exist is refused."""
+    uri = require_store(tracking_uri)
     try:
         reader = SqliteReader(uri)
         try:
             return getattr(reader, what)(*args)
         finally:
-            reader.db.close()
+            reader.close()
     except Fallback:
         return getattr(MlflowReader(tracking_uri), what)(*args)
 
@@ -227,7 +270,10 @@ def split_model_uri(model_uri: str) -> tuple[str, str, str | None]:
 def check_model_uri(tracking_uri: str | None, model_uri: str) -> None:
     """An unknown model in a `models:/NAME...` URI on a SQLite store, said in under a second, before the seconds of
     imports that loading a model needs (predict, evaluate, serve, audit): the same error as `Registry.require_model`.
-    Anything else (versions, aliases, other stores, other URIs) is left to the full check that follows."""
+    Anything else (versions, aliases, other stores, other URIs) is left to the full check that follows. A `models:/` or
+    `runs:/` URI on a SQLite file that does not exist is refused (`require_store`)."""
+    if model_uri.startswith(("models:/", "runs:/")):
+        require_store(tracking_uri)
     if not model_uri.startswith("models:/"):
         return
     name, _, part = split_model_uri(model_uri)
@@ -242,4 +288,4 @@ def check_model_uri(tracking_uri: str | None, model_uri: str) -> None:
     except Fallback:
         return
     finally:
-        reader.db.close()
+        reader.close()

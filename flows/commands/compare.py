@@ -107,10 +107,11 @@ def check_fast(tracking_uri: str | None, refs: list[str]) -> None:
     (`flows.commands._registry_read`), before the seconds of MLflow's import: the same error lines as the MLflow
     path below. Anything this reader cannot answer (another store, an odd name, a prefix of several runs) is left
     to that path."""
-    from flows.commands._registry_read import Fallback, SqliteReader, default_tracking_uri
+    from flows.commands._registry_read import Fallback, SqliteReader, require_store
 
+    uri = require_store(tracking_uri)  # a SQLite file that does not exist: refused, not created empty
     try:
-        reader = SqliteReader(default_tracking_uri(tracking_uri))
+        reader = SqliteReader(uri)
     except Fallback:
         return
     try:
@@ -120,11 +121,11 @@ def check_fast(tracking_uri: str | None, refs: list[str]) -> None:
     except Fallback:
         return
     finally:
-        reader.db.close()
+        reader.close()
 
 
 def _check_one(reader, ref: str, names: list[str]) -> None:
-    from flows.commands._registry_read import DELETED_STAGE, WORKSPACE, Fallback, split_model_uri
+    from flows.commands._registry_read import Fallback, split_model_uri
     from tlops.errors import RegistryError
 
     if ref.startswith("models:/"):
@@ -135,12 +136,11 @@ def _check_one(reader, ref: str, names: list[str]) -> None:
         if part is None:
             return
         if at or not part.isdigit():  # models:/NAME@ALIAS (or models:/NAME/ALIAS, as Registry.resolve reads it)
-            aliases = sorted({a for a, _ in reader._aliases(name)})
+            aliases = reader.alias_names(name)
             if part.lstrip("@") not in aliases:
                 raise RegistryError(f"model {name!r} has no alias {part.lstrip('@')!r}; its aliases: {', '.join(aliases) or '(none)'}")
             return
-        versions = sorted((str(v) for (v,) in reader._all("SELECT version FROM model_versions WHERE workspace = ? AND name = ? AND "
-                                                           "current_stage != ?", WORKSPACE, name, DELETED_STAGE)), key=int)
+        versions = reader.version_numbers(name)
         if part not in versions:
             raise RegistryError(f"model {name!r} has no version {part!r}; its versions: {', '.join(versions) or '(none)'}")
         return
@@ -151,7 +151,7 @@ def _check_one(reader, ref: str, names: list[str]) -> None:
         if ref.startswith("runs:/"):
             raise Fallback(ref)
         raise RegistryError(_unknown(ref, names))
-    if not reader._all("SELECT 1 FROM runs WHERE run_uuid LIKE ? LIMIT 1", run_id + "%"):
+    if not reader.has_run(run_id):
         raise RegistryError(_unknown(ref, names))
 
 

@@ -58,8 +58,9 @@ def test_the_direct_reader_leaves_other_stores_and_refused_names_to_mlflow(zoo, 
         read(uri, "history", "a/b")
     missing = tmp_path / "elsewhere" / "mlruns" / "mlflow.db"
     missing.parent.mkdir(parents=True)
-    assert read(f"sqlite:///{missing}", "models") == []  # no file yet: MLflow creates the store, as before
-    assert missing.is_file()
+    with pytest.raises(RegistryError, match=f"no MLflow store at {missing}: that SQLite file does not exist"):
+        read(f"sqlite:///{missing}", "models")  # refused, not created empty (tests/unit/test_missing_store.py)
+    assert not missing.exists()
 
 
 IMPORTS = """
@@ -85,3 +86,22 @@ def test_models_and_history_import_no_mlflow_prefect_or_torch(zoo, tmp_path):
         result = json.loads(out.stdout.strip().splitlines()[-1])
         assert result == {"code": 1 if any("nope" in a for a in args) else 0, "loaded": []}, (args, result, out.stderr[-2000:])
         assert ("unknown model 'nope'" in out.stderr) == any("nope" in a for a in args), out.stderr
+
+
+def test_the_direct_readers_public_lookups_answer_as_mlflow(zoo, tmp_path):
+    """What `tlops compare`'s fast check asks the reader (aliases, versions, a run id prefix) through its public methods."""
+    from mlflow.tracking import MlflowClient
+
+    uri = zoo.text.copy_store(tmp_path)
+    client = MlflowClient(uri)
+    versions = client.search_model_versions("name='tiny-text'")
+    reader = SqliteReader(uri)
+    try:
+        assert reader.alias_names("tiny-text") == sorted(client.get_registered_model("tiny-text").aliases)
+        assert reader.version_numbers("tiny-text") == sorted((str(v.version) for v in versions), key=int)
+        run_id = versions[0].run_id
+        assert reader.has_run(run_id) and reader.has_run(run_id[:8]) and not reader.has_run("0" * 32)
+        assert not reader.has_run("%") and not reader.has_run("_")  # compared as text, not as LIKE patterns
+        assert reader.alias_names("nope") == [] and reader.version_numbers("nope") == []
+    finally:
+        reader.close()
