@@ -194,6 +194,10 @@ def inspect_folder(root: str | Path) -> Folder:
         _check_labels(frames)
     if val_carved:  # the rows a run trains on: val carved from train (seeded; stratified for classes), as load_dataset does
         frames["train"], frames["val"] = carve_val(train, SEED, VAL_FRACTION, stratify=not regression)
+        if frames["val"].empty:  # a run would select its model on nothing
+            raise DataError(f"{root / 'train.csv'}: carving val from its {len(train)} rows left no val rows ({VAL_FRACTION:.0%} of "
+                            + ("each class" if not regression else "them") + " rounds to 0); add a val.csv with the same "
+                            "columns, or more training rows")
     by = group if regression else "label"  # a regression without tasks has nothing to count per key
     counts = {s: Counter(frames[s][by]) if by else Counter() for s in ("train", "val", "test")}
     unl = root / "unlabeled.csv"
