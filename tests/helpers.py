@@ -162,6 +162,24 @@ def make_tiny_wav2vec2(folder: Path) -> Path:
     return folder
 
 
+def make_asr_dataset(root: Path, n=(12, 4, 4), seconds: float = 0.75) -> Path:
+    """Speech recognition (CSV path,text): noise clips with made-up transcripts over the letters a, b and space: a code-path
+    fixture (nothing in the audio says the text), every file distinct."""
+    (root / "wav").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    texts = ["ab", "ba", "a b", "b a", "aab", "bba"]
+    for split, size in zip(("train", "val", "test"), n):
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "text"])
+            for i in range(size):
+                rel = f"wav/{split}{i}.wav"
+                sf.write(root / rel, (0.1 * rng.standard_normal(int(SR * seconds))).astype(np.float32), SR)
+                w.writerow([rel, texts[i % len(texts)]])
+    (root / "dataset.yaml").write_text("modality: audio\ntask: speech_recognition\n")
+    return root
+
+
 # ---- few-shot and regression data (meta, episodic, serving and regression tests) ------------------------------
 
 TEXTS = [t.format(w=w) for temps in CLASSES.values() for t in temps for w in WORDS]  # 192 distinct sentences

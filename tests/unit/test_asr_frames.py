@@ -10,7 +10,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from tlops.asr.model import HeadSettings, clip_frames, log_probs_of, slots_per_frame, train_head
+from tlops.asr.model import (
+    HeadSettings,
+    clip_frames,
+    log_probs_of,
+    slots_per_frame,
+    train_head,
+)
 from tlops.backbones import load_backbone
 from tlops.errors import BackboneError
 

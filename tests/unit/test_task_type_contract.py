@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import (
+    make_asr_dataset,
     make_da_text_dataset,
     make_few_shot_text,
     make_ner_dataset,
@@ -48,7 +49,10 @@ DATASETS = {
     ("regression", True): lambda root: make_task_dataset(root),
     ("token_classification", False): lambda root: make_ner_dataset(root, repeat=(2, 1, 1)),
     ("extractive_qa", False): lambda root: make_qa_dataset(root, contexts=(6, 2, 3), impossible=True),  # SQuAD v2.0: can abstain
+    ("speech_recognition", False): lambda root: make_asr_dataset(root),
 }
+# task type -> the backbone its tiny dataset needs instead of the tiny BERT (tiny_config overrides)
+BACKBONES = {"speech_recognition": {"backbone__name": "packaged:speech-embedding", "backbone__clip_seconds": 1.5}}
 
 EPISODIC = {"shots": 2, "queries": 3, "projection": "linear", "embedding_dim": 8, "meta_epochs": 1, "episodes_per_epoch": 4,
             "meta_batch": 2, "val_episodes": 4, "eval_shots": [1], "support_shots": 2, "baselines": []}
@@ -87,7 +91,7 @@ def test_the_task_type_contract(tmp_path, tiny_bert, task, strategy):
     kind, entry = task_type(task), all_strategies()[strategy]
     data = DATASETS[(task, entry.few_shot)](tmp_path / "data")
     cfg = config_from_dict(tiny_config(tmp_path, data, tiny_bert, registry__metric=kind.default_gate_metric,
-                                       strategy=SMALL[strategy](kind)))
+                                       strategy=SMALL[strategy](kind), **BACKBONES.get(task, {})))
     features = features_step(cfg, tmp_path / "features")  # run_core without the data validation (not the task type's yet)
     result = train_step(cfg, features, tmp_path / "train")
     evaluation = evaluate_step(cfg, features, result, tmp_path / "eval")
@@ -127,6 +131,9 @@ def test_the_task_type_contract(tmp_path, tiny_bert, task, strategy):
         for row, p in zip(inputs, predicted):  # an abstention is "" at -1, -1
             assert row["context"][p["start"]:p["end"]] == p["answer"] and 0 <= p["score"] <= 1, (row, p)
         json.dumps(predicted)
+    elif kind.feature_level == "frame":  # audio paths -> transcripts in train's alphabet
+        alphabet = set(open_dataset(cfg).alphabet)
+        assert all(isinstance(p, str) and set(p) <= alphabet for p in predicted), predicted
     else:
         assert all(isinstance(p, float) and math.isfinite(p) for p in predicted), predicted  # numbers in the target's unit
 

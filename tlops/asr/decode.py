@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class WordLM:
         self._cache: dict[tuple, float] = {}
 
     @classmethod
-    def fit(cls, texts: Sequence[str], order: int = 2, discount: float = 0.75) -> "WordLM":
+    def fit(cls, texts: Sequence[str], order: int = 2, discount: float = 0.75) -> WordLM:
         counts: dict[int, Counter] = {n: Counter() for n in range(1, order + 1)}
         for t in texts:
             words = [BOS] * (order - 1) + t.split() + [EOS]
@@ -85,7 +85,7 @@ class WordLM:
                 "ngrams": {str(n): [[*g, c] for g, c in sorted(cs.items())] for n, cs in self.counts.items()}}
 
     @classmethod
-    def from_json(cls, spec: dict) -> "WordLM":
+    def from_json(cls, spec: dict) -> WordLM:
         counts = {int(n): {tuple(r[:-1]): int(r[-1]) for r in rows} for n, rows in spec["ngrams"].items()}
         return cls(counts, int(spec["order"]), float(spec["discount"]))
 

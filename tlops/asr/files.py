@@ -12,10 +12,17 @@ least, one per character plus a blank between equal neighbours).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlops.asr.text import SLOTS_PER_SECOND, alphabet_of, ctc_slots_needed, normalise, outside
+from tlops.asr.text import (
+    SLOTS_PER_SECOND,
+    alphabet_of,
+    ctc_slots_needed,
+    normalise,
+    outside,
+)
 
 SPLITS = ("train", "val", "test")
 COLUMNS = ["path", "text"]
@@ -123,7 +130,7 @@ def _row(split: str, file: str, line: int, root: Path, path: str, text: str, pro
         except Exception as e:  # libsndfile's reason, named
             problems.append(Problem(split, file, line, "audio file could not be decoded", f"{path!r}: {str(e)[:80]}",
                                     "replace it with a WAV/FLAC/OGG file or remove the row"))
-    if norm and seconds == seconds:
+    if norm and math.isfinite(seconds):
         need, have = ctc_slots_needed(norm), int(SLOTS_PER_SECOND * seconds)
         if need > have:
             problems.append(Problem(split, file, line, "audio too short for its transcript",

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def error_rates(truth: Sequence[str], predicted: Sequence[str]) -> dict[str, float]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterable
+from collections.abc import Iterable
 
 SLOTS_PER_SECOND = 50  # the CTC head's least output rate (one symbol every 20 ms)
 BLANK = 0

@@ -75,12 +75,10 @@ class _Model:
     """A package's backbone, head, alphabet and decoder as a `Transcriber`."""
 
     def __init__(self, predictor):
-        from tlops.asr.decode import WordLM
-        from tlops.asr.model import Transcriber
-
         from safetensors.torch import load_file
 
-        from tlops.asr.model import make_adapter
+        from tlops.asr.decode import WordLM
+        from tlops.asr.model import Transcriber, make_adapter
 
         spec = predictor.meta[META_KEY]
         lm = WordLM.from_json(spec["lm"]) if spec.get("lm") else None
@@ -97,7 +95,7 @@ class SpeechRecognition(TaskType):
     gate_metrics = ("wer", "cer")
     default_gate_metric = "wer"
     higher_is_better = {"wer": False, "cer": False}
-    heads = ("logreg", "mlp")  # the CTC head per frame: logreg -> linear, mlp -> MLP
+    heads = ("logreg", "mlp")  # the CTC head: logreg -> a linear layer on each frame, mlp -> a BiGRU adapter then the linear layer
     selection_metric = "wer"
     val_metric_names = ("wer", "cer")
     few_shot_plot = "wer_vs_shots.png"
@@ -186,7 +184,14 @@ class SpeechRecognition(TaskType):
     def probe_trainer(self, ctx):
         """linear_probe: a CTC head on the frozen backbone's frame features (`tlops.asr.model.train_head`)."""
         from tlops.asr.decode import WordLM
-        from tlops.asr.model import HeadSettings, clip_frames, log_probs_of, select_decoder, slots_per_frame, train_head
+        from tlops.asr.model import (
+            HeadSettings,
+            clip_frames,
+            log_probs_of,
+            select_decoder,
+            slots_per_frame,
+            train_head,
+        )
         from tlops.progress import note
 
         s = ctx.cfg.strategy
