@@ -87,6 +87,24 @@ class EfficientNetLiteBackbone(ImageFiles, BaseBackbone):
         self.calls += 1
         return self.model.extract_features(batch).mean(dim=(2, 3)).float()
 
+    # ---- multi-scale feature maps for dense heads (detection, segmentation); embed() does not use them ----
+    feature_strides = (8, 16, 32)  # of the maps `feature_maps` returns, relative to the input
+    feature_channels = (40, 112, 320)
+    _FEATURE_BLOCKS = (4, 10, 15)  # the last block of each stride's stage
+
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Unpooled maps at strides 8, 16 and 32 (channels 40, 112, 320) of RGB images in [0, 1] (B, 3, H, W): the
+        weights' normalisation, the stem, and the blocks as `extract_features` runs them (drop-connect included)."""
+        m = self.model
+        x = m._swish(m._bn0(m._conv_stem((images * 255.0 - 127.0) / 128.0)))
+        out = []
+        rate = m._global_params.drop_connect_rate
+        for idx, block in enumerate(m._blocks[: self._FEATURE_BLOCKS[-1] + 1]):
+            x = block(x, drop_connect_rate=rate * float(idx) / len(m._blocks) if rate else rate)
+            if idx in self._FEATURE_BLOCKS:
+                out.append(x)
+        return out
+
     def parameter_groups(self) -> list[list[torch.nn.Parameter]]:
         m = self.model
         groups = [list(m._conv_stem.parameters()) + list(m._bn0.parameters())]
