@@ -80,3 +80,13 @@ def test_normalisation_alphabet_and_ctc_length():
     assert encode("ab a", [" ", "a", "b"]) == [2, 3, 1, 2]
     assert outside("a-b!", [" ", "a", "b"]) == ["-", "!"]
     assert ctc_slots_needed("three") == 6 and ctc_slots_needed("abc") == 3 and ctc_slots_needed("aaa") == 5
+
+
+def test_a_lexicon_keeps_only_words_of_the_vocabulary():
+    lm = WordLM.fit(["ab ba", "ba"])
+    # b, blank, then b .6 / a .39: greedy and the plain beam spell "bb" (not a word); with the lexicon "ba" wins
+    lp = _lp([[.05, 0, .05, .9], [.9, 0, .05, .05], [.01, 0, .39, .6]])
+    assert greedy(lp, ALPHA) == "bb"
+    assert beam_search(lp, ALPHA, BeamSettings(beam=8, prune=-50)) == "bb"
+    assert beam_search(lp, ALPHA, BeamSettings(beam=8, prune=-50, lexicon=True), lm) == "ba"
+    assert decode(lp, ALPHA, {"kind": "beam", "beam": 8, "alpha": 0.0, "beta": 0.0, "lexicon": True}, lm) == "ba"

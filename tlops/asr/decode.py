@@ -10,7 +10,10 @@ slot only symbols with log-probability above `prune` (natural log) are tried, th
     score = log P_ctc(prefix) + alpha * log P_lm(complete words of prefix) + beta * (number of words)
 
 A word is complete when a space follows it, and at the end (where the end-of-sentence probability is added too). Without
-a language model alpha is 0 and beta does nothing.
+a language model alpha is 0 and beta does nothing. With `lexicon` (a closed vocabulary: the LM's words), a prefix may only
+grow into a word of the vocabulary: a character is tried only when the word so far stays a prefix of a vocabulary word,
+a space only after a whole vocabulary word, and the transcript must end on one (as a lexicon decoder such as
+pocketsphinx's or flashlight's does); with no such path left the unconstrained best is returned.
 
 Language model (`WordLM`): a word n-gram model of the training transcripts with interpolated absolute discounting
 (discount 0.75) down to a unigram that is itself interpolated with a uniform distribution over the vocabulary plus one
@@ -124,6 +127,7 @@ class BeamSettings:
     alpha: float = 0.0  # LM weight (0: no LM)
     beta: float = 0.0  # per-word bonus
     prune: float = -8.0  # symbols below this log-probability at a slot are not tried
+    lexicon: bool = False  # words only from the LM's vocabulary (needs an LM)
 
 
 def beam_search(log_probs: np.ndarray, alphabet: Sequence[str], settings: BeamSettings = BeamSettings(),
@@ -133,6 +137,12 @@ def beam_search(log_probs: np.ndarray, alphabet: Sequence[str], settings: BeamSe
     space = alphabet.index(" ") + 1 if " " in alphabet else -1
     use_lm = lm is not None and settings.alpha != 0.0
     lm_cache: dict[tuple, tuple[float, int]] = {(): (0.0, 0)}
+    words = set(lm.vocab) if (settings.lexicon and lm is not None) else None
+    stems = {w[:i] for w in words for i in range(len(w) + 1)} if words is not None else None
+
+    def partial(prefix: tuple) -> str:
+        """The word being spelled at the end of `prefix` ("" right after a space)."""
+        return "".join(alphabet[i - 1] for i in prefix).rsplit(" ", 1)[-1]
 
     def words_score(prefix: tuple) -> tuple[float, int]:
         """(LM log-prob of the complete words of `prefix`, their number): words followed by a space."""
@@ -167,6 +177,14 @@ def beam_search(log_probs: np.ndarray, alphabet: Sequence[str], settings: BeamSe
                     e = nxt[prefix]  # no leading or doubled spaces: the space is absorbed
                     e[1] = _logsumexp(e[1], whole + p)
                     continue
+                if words is not None:
+                    word = partial(prefix)
+                    if (c == space and word not in words) or (c != space and c != last and word + alphabet[c - 1] not in stems):
+                        continue
+                    if c == last and c != space and word + alphabet[c - 1] not in stems:  # only the merge is allowed
+                        same = nxt[prefix]
+                        same[1] = _logsumexp(same[1], pnb + p)
+                        continue
                 ext = prefix + (c,)
                 e = nxt[ext]
                 if c == last:
@@ -184,14 +202,16 @@ def beam_search(log_probs: np.ndarray, alphabet: Sequence[str], settings: BeamSe
         lm_score = lm.sentence_log_prob(words) if use_lm else 0.0
         return _logsumexp(pb, pnb) + settings.alpha * lm_score + settings.beta * len(words)
 
-    best = max(beams.items(), key=lambda kv: final(kv[0], *kv[1]))[0]
+    ended = {k: v for k, v in beams.items() if words is None or partial(k) in words or not partial(k)}
+    best = max((ended or beams).items(), key=lambda kv: final(kv[0], *kv[1]))[0]
     return "".join(alphabet[i - 1] for i in best).strip()
 
 
 def decode(log_probs: np.ndarray, alphabet: Sequence[str], how: dict | None = None, lm: WordLM | None = None) -> str:
-    """One utterance by the decoder a package records: {"kind": "greedy"} or {"kind": "beam", beam, alpha, beta}."""
+    """One utterance by the decoder a package records: {"kind": "greedy"} or {"kind": "beam", beam, alpha, beta, lexicon}."""
     how = how or {"kind": "greedy"}
     if how.get("kind", "greedy") == "greedy":
         return greedy(log_probs, alphabet)
-    settings = BeamSettings(beam=int(how.get("beam", 16)), alpha=float(how.get("alpha", 0.0)), beta=float(how.get("beta", 0.0)))
-    return beam_search(log_probs, alphabet, settings, lm if settings.alpha else None)
+    settings = BeamSettings(beam=int(how.get("beam", 16)), alpha=float(how.get("alpha", 0.0)), beta=float(how.get("beta", 0.0)),
+                            lexicon=bool(how.get("lexicon", False)))
+    return beam_search(log_probs, alphabet, settings, lm if (settings.alpha or settings.lexicon) else None)

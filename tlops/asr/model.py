@@ -13,7 +13,8 @@ ones that start inside its audio (`ceil(seconds / frame_hop)`, at most what the 
 Training (frozen backbone, `train_head`): frame features of every clip computed once; the head (standardised input,
 linear or MLP) trained with `torch.nn.CTCLoss` (blank 0, `zero_infinity`) by AdamW; after every epoch the greedy WER on
 val, the epoch with the lowest kept. Then `select_decoder` picks on val, by WER, among greedy decoding and the beam search
-with and without the train transcripts' word LM (`tlops.asr.decode`); the choice and the LM go into the package.
+with and without the train transcripts' word LM, and with the LM's words as a closed lexicon (`tlops.asr.decode`); the
+choice and the LM go into the package.
 """
 
 from __future__ import annotations
@@ -201,7 +202,8 @@ def train_head(train_frames: list[np.ndarray], train_texts: Sequence[str], val_f
 
 # decoders tried on val (select_decoder): greedy, beam without LM, beam with the train transcripts' LM at a few weights
 DECODERS = [{"kind": "greedy"}, {"kind": "beam", "beam": 16, "alpha": 0.0, "beta": 0.0}] + [
-    {"kind": "beam", "beam": 16, "alpha": a, "beta": b} for a in (0.3, 0.7, 1.5) for b in (0.0, 1.0, 2.5)]
+    {"kind": "beam", "beam": 16, "alpha": a, "beta": b} for a in (0.3, 0.7, 1.5) for b in (0.0, 1.0, 2.5, 4.0)] + [
+    {"kind": "beam", "beam": 16, "alpha": a, "beta": b, "lexicon": True} for a in (0.3, 0.7) for b in (0.0, 1.0, 2.5)]
 
 
 def select_decoder(val_log_probs: list[np.ndarray], val_texts: Sequence[str], alphabet: list[str], lm) -> tuple[dict, list[dict]]:

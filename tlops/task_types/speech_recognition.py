@@ -230,7 +230,7 @@ class SpeechRecognition(TaskType):
         save_file({k: v.contiguous() for k, v in trained.adapter.state_dict().items()}, str(adapter_file))
         spec = {"alphabet": list(ds.alphabet), "slots_per_frame": int(trained.k), "decoder": decoder, "val_decoders": tried,
                 "adapter": trained.adapter.spec,
-                "lm": lm.to_json() if decoder.get("alpha") else None, "level": LEVEL,
+                "lm": lm.to_json() if (decoder.get("alpha") or decoder.get("lexicon")) else None, "level": LEVEL,
                 "normalisation": "NFC, lower case, whitespace runs -> one space, stripped"}
         summary = {"best_epoch": trained.best_epoch, "epochs_run": len(rows), "val_greedy_wer": trained.val_wer,
                    **{f"val_{k}": v for k, v in val_metrics.items()}}
