@@ -25,7 +25,8 @@ from tlops.backbones import load_backbone
 from tlops.ner.baseline import Gazetteer
 from tlops.ner.files import read_ner_dataset
 from tlops.ner.metrics import entity_scores
-from tlops.ner.model import finetune, fit_probe
+from tlops.ner.model import fit_probe
+from tlops.ner.training import finetune
 from tlops.ner.tags import spans
 
 CS = (0.1, 0.3, 1.0, 3.0)

@@ -11,7 +11,8 @@ from tlops.backbones import load_backbone
 from tlops.errors import BackboneError
 from tlops.ner.baseline import Gazetteer
 from tlops.ner.files import Sentence
-from tlops.ner.model import IGNORE, NerModel, align, finetune, fit_probe, word_tokenizer
+from tlops.ner.model import IGNORE, NerModel, align, fit_probe, word_tokenizer
+from tlops.ner.training import finetune
 from tlops.ner.tags import sequence_problems, tag_set
 from tlops.ner.words import split_words
 

@@ -1,5 +1,5 @@
 """Token classification on a Hugging Face text backbone: word -> sub-word alignment, a linear token head (frozen
-probe or fine-tuned with the backbone), decoding that always yields a valid tag sequence, entity spans on raw text,
+probe here; fine-tuned with the backbone on the shared loop in `tlops.ner.training`), decoding that always yields a valid tag sequence, entity spans on raw text,
 and save/load of the head.
 
 Alignment: the words go through the backbone's fast tokenizer as pre-split words (`is_split_into_words`); each
@@ -15,12 +15,11 @@ probability of its words' chosen tags.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -152,6 +151,23 @@ def viterbi(log_probs: np.ndarray, masks: tuple[np.ndarray, np.ndarray, np.ndarr
     return best[::-1]
 
 
+def decode_words(log_probs: Sequence[np.ndarray], aligned: Aligned, tags: Sequence[str],
+                 masks: tuple[np.ndarray, np.ndarray, np.ndarray]) -> TagPrediction:
+    """Per sentence (n_words, K) tag log probabilities -> the most probable valid sequence of each; a word the model
+    did not see (cut at max_length) is 'O' with certainty."""
+    pred = TagPrediction(tags=[], scores=[], truncated_sentences=aligned.truncated_sentences, words_cut=aligned.words_cut)
+    o = list(tags).index(OUTSIDE)
+    for lp, first in zip(log_probs, aligned.first):
+        unseen = np.array(first, dtype=np.int64) < 0
+        lp = lp.copy()
+        lp[unseen] = -1e9
+        lp[unseen, o] = 0.0
+        ids = viterbi(lp, masks)
+        pred.tags.append([tags[k] for k in ids])
+        pred.scores.append([float(math.exp(lp[t, k])) for t, k in enumerate(ids)])
+    return pred
+
+
 @dataclass
 class TagPrediction:
     tags: list[list[str]]  # per sentence, per word: a valid sequence of the model's scheme
@@ -200,19 +216,9 @@ class NerModel:
 
     def decode(self, states: Sequence[torch.Tensor], aligned: Aligned) -> TagPrediction:
         """The head's tag probabilities per word -> the most probable valid sequence per sentence."""
-        pred = TagPrediction(tags=[], scores=[], truncated_sentences=aligned.truncated_sentences, words_cut=aligned.words_cut)
-        o = self.tags.index(OUTSIDE)
         with torch.inference_mode():
             log_probs = [torch.log_softmax(self.head(s), dim=-1).numpy() for s in states]
-        for lp, first in zip(log_probs, aligned.first):
-            unseen = np.array(first, dtype=np.int64) < 0
-            lp = lp.copy()
-            lp[unseen] = -1e9
-            lp[unseen, o] = 0.0  # a word the model did not see is 'O' with certainty
-            ids = viterbi(lp, self._masks)
-            pred.tags.append([self.tags[k] for k in ids])
-            pred.scores.append([float(math.exp(lp[t, k])) for t, k in enumerate(ids)])
-        return pred
+        return decode_words(log_probs, aligned, self.tags, self._masks)
 
     def predict_tags(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> TagPrediction:
         """Tags of pre-split sentences (words as in a CoNLL file)."""
@@ -349,67 +355,3 @@ def _logistic_head(z: np.ndarray, y: np.ndarray, mean: np.ndarray, std: np.ndarr
         head.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
         head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
     return head.eval()
-
-
-# ---- fine-tuning ---------------------------------------------------------------------------------------------------
-
-def finetune(backbone: Any, train: Sequence[Sentence], tags: Sequence[str], scheme: str,
-             val: Sequence[Sentence] | None = None, epochs: int = 3, lr: float = 5e-5, head_lr: float = 1e-3,
-             batch_size: int = 16, weight_decay: float = 0.01, warmup: float = 0.1, seed: int = 0,
-             log: Callable[[dict], None] | None = None) -> NerModel:
-    """Fine-tune the backbone with a linear token head: cross-entropy on each word's first sub-token, AdamW (backbone
-    at `lr`, head at `head_lr`), linear warm-up then decay, shuffled batches from `seed` (deterministic on CPU).
-    With `val`, the epoch with the best val entity F1 is kept. Sets `backbone.fine_tuned`."""
-    tags = list(tags)
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    aligned = align(word_tokenizer(backbone), [s.tokens for s in train], backbone.max_length, _tag_ids(train, tags))
-    model = backbone.model
-    head = torch.nn.Linear(backbone.num_features, len(tags))
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": params, "lr": lr}, {"params": head.parameters(), "lr": head_lr}],
-                            weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(train) / batch_size)
-    total = max(1, steps_per_epoch * epochs)
-    warm = max(1, int(warmup * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
-    ner = NerModel(backbone=backbone, head=head, tags=tags, scheme=scheme)
-    best: tuple[float, dict, dict] | None = None
-    history = []
-    for epoch in range(1, epochs + 1):
-        model.train()
-        head.train()
-        order = torch.randperm(len(train), generator=g).tolist()
-        total_loss, n = 0.0, 0
-        for k in range(0, len(order), batch_size):
-            idx = order[k:k + batch_size]
-            batch = backbone.collate([aligned.input_ids[i] for i in idx])
-            width = batch["input_ids"].shape[1]
-            labels = torch.full((len(idx), width), IGNORE, dtype=torch.long)
-            for b, i in enumerate(idx):
-                labels[b, : len(aligned.labels[i])] = torch.as_tensor(aligned.labels[i])
-            logits = head(backbone.token_states(batch))
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, len(tags)), labels.reshape(-1), ignore_index=IGNORE)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([*params, *head.parameters()], 1.0)
-            opt.step()
-            sched.step()
-            total_loss += float(loss.detach()) * len(idx)
-            n += len(idx)
-        row = {"epoch": epoch, "train_loss": total_loss / max(1, n)}
-        if val:
-            row["val_entity_f1"] = ner.evaluate(val).f1
-            if best is None or row["val_entity_f1"] > best[0]:
-                best = (row["val_entity_f1"], copy.deepcopy(model.state_dict()), copy.deepcopy(head.state_dict()))
-        history.append(row)
-        if log:
-            log(row)
-    if best is not None:
-        model.load_state_dict(best[1])
-        head.load_state_dict(best[2])
-    model.eval()
-    head.eval()
-    backbone.fine_tuned = True
-    ner.history = history
-    return ner

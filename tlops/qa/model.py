@@ -7,10 +7,12 @@
   (and an impossible question's) points at token 0 ([CLS]), the "no answer here" position.
 - Head: `SpanHead`, one Linear(D, 2) on the per-token states of the backbone's chosen hidden layers (concatenated),
   after a standardisation it carries (fitted on the training tokens for a probe; identity for fine-tuning).
-- Training: `fit(..., mode="probe")` freezes the backbone, computes every window's token states once and trains
-  only the head; `mode="finetune"` trains backbone and head together (AdamW, a lower LR for the backbone, linear
-  warm-up then decay). Seeded: the same data and config give the same weights on CPU. The epoch with the best val
-  F1 is kept when val is given.
+- Training, on the shared training loop (`tlops.training.loop.fit`: per-epoch rows, the best epoch kept with its
+  checkpoint, early-stopping patience, resume, device and precision): `fit(..., mode="probe")` freezes the backbone,
+  computes every window's token states once (`CachedStates`) and trains only the head; `mode="finetune"` trains
+  backbone and head together (`WindowBackbone`: AdamW, a lower LR for the backbone, warm-up then decay). The loss is
+  `SpanTask`'s, validation decodes val's answers and scores SQuAD F1 (which selects). Seeded: the same data and config
+  give the same weights on CPU.
 - Decoding: over all windows of a question, the (start, end) token pair with the highest start + end logit such
   that both lie in the context, end >= start and end - start < `max_answer_length`; mapped back to character
   offsets of the context through the offsets mapping. The score is that span's probability among all valid spans
@@ -25,17 +27,18 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tlops.qa.files import QAExample
 from tlops.qa.metrics import best_threshold, squad_scores
+from tlops.training.objectives import Batch, LoopTask, Objective
 
 HEAD_FILE, SPEC_FILE, BACKBONE_DIR = "qa_head.safetensors", "qa.json", "backbone"
 NEG = -1e4  # logit for padding positions (finite: a fully masked row still gives a finite loss)
@@ -157,25 +160,185 @@ def _pad(features: list[dict[str, list[int]]], pad_id: int) -> dict[str, torch.T
 SCHEDULES = ("linear", "cosine", "constant")
 
 
-def _lr_lambda(total: int, warmup: float, schedule: str = "linear") -> Callable[[int], float]:
-    """The LR factor of a step: a linear warm-up over the first `warmup` fraction of steps, then linear or cosine
-    decay to 0 at the last step, or constant."""
-    w = max(1, int(warmup * total))
+def decode_spans(w: Windows, contexts: Sequence[str], logits, max_answer_length: int, null_threshold: float | None = None,
+                 with_null: bool = False) -> list[dict[str, Any]]:
+    """Per row of a question's windows `w` and their (start, end) `logits`: answer, start, end (character offsets into
+    its context; -1 for no answer), score, and `null_margin` (null score - best span score: how strongly the model
+    says "no answer"); with_null: the null answer competes (abstain when the margin beats `null_threshold`)."""
+    L = max_answer_length
+    best: dict[int, tuple[float, int, int]] = {}
+    lse: dict[int, list[torch.Tensor]] = {}
+    null: dict[int, float] = {}
+    for j, (s, e) in enumerate(logits):
+        r = w.row[j]
+        ctx = torch.tensor([o is not None for o in w.offsets[j]])
+        n = len(s)
+        m = s[:, None] + e[None, :]
+        ones = torch.ones(n, n, dtype=torch.bool)
+        valid = ctx[:, None] & ctx[None, :] & torch.triu(ones) & ~torch.triu(ones, diagonal=L)
+        m = m.masked_fill(~valid, -math.inf)
+        flat = int(torch.argmax(m))
+        score = float(m.view(-1)[flat])
+        lse.setdefault(r, []).append(torch.logsumexp(m.view(-1), 0))
+        null[r] = min(null.get(r, math.inf), float(s[0] + e[0]))
+        if score > best.get(r, (-math.inf,))[0]:
+            a, b = divmod(flat, n)
+            best[r] = (score, w.offsets[j][a][0], w.offsets[j][b][1])
+    out = []
+    for r, context in enumerate(contexts):
+        if r not in best or best[r][0] == -math.inf:
+            out.append({"answer": "", "start": -1, "end": -1, "score": 0.0, "null_margin": math.inf})
+            continue
+        score, a, b = best[r]
+        parts = torch.stack(lse[r])
+        if with_null:
+            parts = torch.cat([parts, torch.tensor([null[r]])])
+        total = float(torch.logsumexp(parts, 0))
+        margin = null[r] - score
+        abstain = with_null and null_threshold is not None and margin > null_threshold
+        if abstain:
+            out.append({"answer": "", "start": -1, "end": -1, "score": math.exp(null[r] - total), "null_margin": margin})
+        else:
+            out.append({"answer": context[a:b], "start": a, "end": b, "score": math.exp(score - total),
+                        "null_margin": margin})
+    return out
 
-    def factor(step: int) -> float:
-        if step < w:
-            return (step + 1) / w
-        if schedule == "constant":
-            return 1.0
-        done = (step - w) / max(1, total - w)
-        return max(0.0, 1.0 - done) if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
 
-    return factor
+def val_scores(val: Sequence[QAExample], val_w: Windows, logits, v2: bool, max_answer_length: int) -> dict[str, float]:
+    """SQuAD exact/f1 (`val_exact`, `val_f1`) of the spans decoded from `logits`; v2: each at its best null threshold."""
+    contexts = [ex.context for ex in val]
+    preds = decode_spans(val_w, contexts, logits, max_answer_length)
+    golds = {ex.id: [a.text for a in ex.answers] for ex in val}
+    texts = {ex.id: p["answer"] for ex, p in zip(val, preds)}
+    if v2:  # the val score of an epoch is the one at its best null threshold
+        f1, _ = best_threshold(golds, texts, {ex.id: p["null_margin"] for ex, p in zip(val, preds)}, "f1")
+        ex_, _ = best_threshold(golds, texts, {ex.id: p["null_margin"] for ex, p in zip(val, preds)}, "exact")
+        return {"val_exact": ex_, "val_f1": f1}
+    s = squad_scores(golds, texts)
+    return {"val_exact": s["exact"], "val_f1": s["f1"]}
 
 
-def _decays(name: str) -> bool:
-    """AdamW's weight decay applies to weights, not to biases and normalisation parameters (BERT's recipe)."""
-    return not (name.endswith("bias") or "norm" in name.lower())
+class WindowData:
+    """Windows of one split for the training loop: model-ready batches of question/context windows (padded per batch),
+    each window's (start, end) target. `index`: each window's row in a `CachedStates` (the probe's states)."""
+
+    def __init__(self, w: Windows, pad_id: int, index: Sequence[int] | None = None):
+        self.w, self.pad_id, self.index = w, pad_id, list(index) if index is not None else None
+        self.lengths = [len(f["input_ids"]) for f in w.features]
+        self.targets = np.arange(len(w))  # window ids (the targets are token positions: `batch`)
+
+    def __len__(self) -> int:
+        return len(self.w)
+
+    def order(self, seed: int, epoch: int, batch_size: int, bucket_by_length: bool) -> list[list[int]]:
+        from tlops.training.batching import epoch_batches
+
+        return epoch_batches(len(self), batch_size, seed, epoch, self.lengths if bucket_by_length else None)
+
+    def inputs(self, idx: Sequence[int]) -> Any:
+        if self.index is not None:  # rows of the cached states, and their lengths (the padding mask)
+            return {"rows": torch.as_tensor([self.index[j] for j in idx]), "attention_mask": _pad_mask([self.lengths[j] for j in idx])}
+        return _pad([self.w.features[j] for j in idx], self.pad_id)
+
+    def batch(self, idx: Sequence[int], g: torch.Generator | None = None, flip: bool = True) -> Batch:
+        w = self.w
+        return Batch(self.inputs(idx), torch.tensor([[w.start[j], w.end[j]] if w.start else [0, 0] for j in idx]))
+
+
+def _pad_mask(lengths: Sequence[int]) -> torch.Tensor:
+    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    return mask
+
+
+class WindowBackbone:
+    """A `QAModel`'s backbone as the training loop trains it: `token_states` of the model's layers on padded windows,
+    and the backbone's parameter groups (input to output); `encode`/`collate`/`embed` let `FeatureGroups` find the
+    groups the states depend on."""
+
+    def __init__(self, qa: QAModel):
+        self.qa, self.model = qa, qa.backbone.model
+
+    def parameter_groups(self) -> list:
+        groups = getattr(self.qa.backbone, "parameter_groups", None)
+        return groups() if groups is not None else [list(self.model.parameters())]
+
+    def encode(self, features: list) -> list:
+        return list(features)
+
+    def collate(self, features: list) -> dict[str, torch.Tensor]:
+        return _pad(list(features), self.qa.tokenizer.pad_token_id or 0)
+
+    def token_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.qa.token_states(batch)
+
+    embed = token_states
+
+
+class CachedStates:
+    """Frozen token states computed once, as the loop's backbone for a head-only run: no parameters of its own;
+    `token_states` of a batch is its rows' states, padded."""
+
+    def __init__(self, states: list[torch.Tensor]):
+        self.states, self.model = states, nn.Module()
+
+    def parameter_groups(self) -> list:
+        return []
+
+    def token_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        rows = [self.states[int(i)].float() for i in batch["rows"]]
+        return nn.utils.rnn.pad_sequence(rows, batch_first=True).to(batch["attention_mask"].device)
+
+
+class SpanTask(LoopTask):
+    """The span loss (cross-entropy of the answer's start and end position over the window's tokens, padding masked,
+    averaged) and the epoch's validation: SQuAD F1 and exact match of the decoded answers of `val` (v2.0: each at its
+    best null threshold); `val_f1` selects (higher is better)."""
+
+    selection_metric = "val_f1"
+    maximize = True
+
+    def __init__(self, val: Sequence[QAExample], v2: bool, max_answer_length: int):
+        self.val, self.v2, self.max_answer_length = list(val), v2, max_answer_length
+
+    def span_loss(self, s: torch.Tensor, e: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        s = s.float().masked_fill(mask == 0, NEG)
+        e = e.float().masked_fill(mask == 0, NEG)
+        ce = nn.functional.cross_entropy
+        return (ce(s, targets[:, 0]) + ce(e, targets[:, 1])) / 2
+
+    def validate(self, net, data: WindowData, evaluation) -> dict[str, float]:
+        from tlops.training.batching import to_device
+
+        logits: list = [None] * len(data)
+        evaluation.eval()
+        order = sorted(range(len(data)), key=lambda j: -data.lengths[j])
+        with torch.inference_mode(), evaluation.autocast():
+            for k in range(0, len(order), evaluation.batch_size):
+                idx = order[k:k + evaluation.batch_size]
+                s, e = net(to_device(data.inputs(idx), evaluation.device))
+                s, e = s.float().cpu(), e.float().cpu()
+                for b, j in enumerate(idx):
+                    logits[j] = (s[b, :data.lengths[j]].clone(), e[b, :data.lengths[j]].clone())
+        got = val_scores(self.val, data.w, logits, self.v2, self.max_answer_length)
+        return {"val_f1": got["val_f1"], "val_exact_match": got["val_exact"]}
+
+
+class SpanObjective(Objective):
+    """The span loss of a batch (the padding of its windows masked), plus regularisers (L2-SP) as named terms."""
+
+    def __init__(self, task: SpanTask, regularisers: dict[str, nn.Module] | None = None):
+        super().__init__()
+        self.task = task
+        self.regularisers = nn.ModuleDict(regularisers or {})
+
+    def forward(self, net, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        s, e = net(batch.inputs)
+        terms = {"task": self.task.span_loss(s, e, batch.inputs["attention_mask"], batch.targets)}
+        for name, reg in self.regularisers.items():
+            terms[name] = reg()
+        return terms
 
 
 class QAModel:
@@ -238,43 +401,7 @@ class QAModel:
         """Per row: answer, start, end (character offsets into its context; -1 for no answer), score, and
         `null_margin` (null score - best span score: how strongly the model says "no answer")."""
         with_null = self.null_threshold is not None if with_null is None else with_null
-        L = self.cfg.max_answer_length
-        best: dict[int, tuple[float, int, int]] = {}
-        lse: dict[int, list[torch.Tensor]] = {}
-        null: dict[int, float] = {}
-        for j, (s, e) in enumerate(logits):
-            r = w.row[j]
-            ctx = torch.tensor([o is not None for o in w.offsets[j]])
-            n = len(s)
-            m = s[:, None] + e[None, :]
-            ones = torch.ones(n, n, dtype=torch.bool)
-            valid = ctx[:, None] & ctx[None, :] & torch.triu(ones) & ~torch.triu(ones, diagonal=L)
-            m = m.masked_fill(~valid, -math.inf)
-            flat = int(torch.argmax(m))
-            score = float(m.view(-1)[flat])
-            lse.setdefault(r, []).append(torch.logsumexp(m.view(-1), 0))
-            null[r] = min(null.get(r, math.inf), float(s[0] + e[0]))
-            if score > best.get(r, (-math.inf,))[0]:
-                a, b = divmod(flat, n)
-                best[r] = (score, w.offsets[j][a][0], w.offsets[j][b][1])
-        out = []
-        for r, context in enumerate(contexts):
-            if r not in best or best[r][0] == -math.inf:
-                out.append({"answer": "", "start": -1, "end": -1, "score": 0.0, "null_margin": math.inf})
-                continue
-            score, a, b = best[r]
-            parts = torch.stack(lse[r])
-            if with_null:
-                parts = torch.cat([parts, torch.tensor([null[r]])])
-            total = float(torch.logsumexp(parts, 0))
-            margin = null[r] - score
-            abstain = with_null and self.null_threshold is not None and margin > self.null_threshold
-            if abstain:
-                out.append({"answer": "", "start": -1, "end": -1, "score": math.exp(null[r] - total), "null_margin": margin})
-            else:
-                out.append({"answer": context[a:b], "start": a, "end": b, "score": math.exp(score - total),
-                            "null_margin": margin})
-        return out
+        return decode_spans(w, contexts, logits, self.cfg.max_answer_length, self.null_threshold, with_null)
 
     def predict(self, rows: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
         """`rows`: [{"question", "context"}] -> [{"answer", "start", "end", "score"}]: the answer text, its character
@@ -299,38 +426,91 @@ class QAModel:
         return self.windows([ex.question for ex in examples], [ex.context for ex in examples], answers)
 
     def fit(self, train: Sequence[QAExample], val: Sequence[QAExample] = (), mode: str = "finetune",
-            log: Callable[[str], None] | None = None) -> list[dict[str, float]]:
-        """Train on `train` ("probe": head only on frozen states; "finetune": backbone and head); keeps the epoch
-        with the best val F1 when `val` is given; for SQuAD v2.0 data (any impossible question) chooses the null
-        threshold on val. Returns per-epoch records (epoch, loss, seconds, val_exact, val_f1)."""
+            log: Callable[[str], None] | None = None, opts: Any = None, checkpoint_dir: Path | None = None,
+            callbacks: Sequence[Any] = ()) -> list[dict[str, float]]:
+        """Train on `train` on the shared training loop (`tlops.training.loop.fit`): "probe": the head alone on the
+        frozen backbone's token states, computed once; "finetune": backbone and head. Keeps the epoch with the best val
+        F1 (train's when no `val` is given; the loop's early stop, checkpoints and device as for any task); for SQuAD
+        v2.0 data (any impossible question) chooses the null threshold on val. `opts`: the loop's options (a run's
+        `FinetuneConfig`, or `LoopOptions`; None: from this model's `QAConfig`). Returns the loop's per-epoch rows
+        (epoch, train_loss, val_f1, val_exact_match, and the older names loss, val_exact, seconds); `loop` keeps the
+        loop's result."""
         if mode not in ("probe", "finetune"):
             raise ValueError(f"unknown mode {mode!r}; use 'probe' or 'finetune'")
         if not train:
             raise ValueError("no training examples")
+        from tlops.training.callbacks import Callback
+        from tlops.training.loop import TokenNet
+        from tlops.training.loop import fit as loop_fit
+
         torch.manual_seed(self.cfg.seed)
+        val = list(val)
         v2 = any(ex.is_impossible for ex in (*train, *val))
         w = self._train_windows(train)
-        val_w = self.windows([ex.question for ex in val], [ex.context for ex in val]) if val else None
+        scored = val or list(train)  # what selects the kept epoch
+        val_w = self.windows([ex.question for ex in scored], [ex.context for ex in scored])
+        opts = opts if opts is not None else self.loop_options(mode)
+        pad = self.tokenizer.pad_token_id or 0
         if mode == "probe":
-            self.history = self._fit_probe(w, val, val_w, v2, log)
+            for p in self.backbone.model.parameters():
+                p.requires_grad_(False)
+            states = self._states(w)
+            flat = torch.cat(states).float()
+            self.head.mean.copy_(flat.mean(0))
+            self.head.std.copy_(flat.std(0).clamp(min=1e-6))
+            del flat
+            backbone: Any = CachedStates(states + self._states(val_w))
+            train_data = WindowData(w, pad, index=list(range(len(w))))
+            val_data = WindowData(val_w, pad, index=list(range(len(w), len(w) + len(val_w))))
         else:
-            self.history = self._fit_finetune(w, val, val_w, v2, log)
+            from tlops.training.feature_groups import FeatureGroups
+
+            for p in self.backbone.model.parameters():
+                p.requires_grad_(True)
+            backbone = FeatureGroups(WindowBackbone(self), w.features[:2])  # `trainable: N` counts groups the states use
+            train_data, val_data = WindowData(w, pad), WindowData(val_w, pad)
+
+        class _Log(Callback):
+            def on_epoch_end(self, state, row):
+                log(json.dumps({k: round(v, 4) for k, v in row.items() if isinstance(v, (int, float))}))
+
+        regularisers = {}
+        if mode == "finetune" and getattr(opts, "l2sp", 0) > 0:
+            from tlops.training.parts import L2SP
+
+            regularisers["l2sp"] = L2SP([p for g in backbone.parameter_groups() for p in g], opts.l2sp)
+        task = SpanTask(scored, v2, self.cfg.max_answer_length)
+        self.loop = loop_fit(TokenNet(backbone, self.head), SpanObjective(task, regularisers), train_data, val_data, opts,
+                             seed=self.cfg.seed, task=task, checkpoint_dir=checkpoint_dir,
+                             callbacks=[*callbacks, *([_Log()] if log else [])])
+        self.history = [{**row, "loss": row["train_loss"], "val_exact": row["val_exact_match"],
+                         "seconds": row["epoch_train_seconds"]} for row in self.loop.state.history]
+        self.backbone.model.eval()
+        self.head.eval()
+        if mode == "finetune":
+            self.fine_tuned = True
+            if hasattr(self.backbone, "fine_tuned"):
+                self.backbone.fine_tuned = True
         self.null_threshold = None
         if v2:
-            self.null_threshold = self._choose_threshold(val, val_w) if val else 0.0
+            self.null_threshold = self._choose_threshold(val, self.windows([ex.question for ex in val], [ex.context for ex in val])) if val else 0.0
         return self.history
 
+    def loop_options(self, mode: str):
+        """The loop's options (`LoopOptions`) for this model's `QAConfig`: fine-tuning at `lr` (backbone) and
+        `head_lr`, AdamW, `warmup` then `schedule`, gradients clipped at norm 1; the probe at `probe_lr` for
+        `probe_epochs`, constant LR, batches of at least 32 windows. No early stop, no resume (a bare `fit`)."""
+        from tlops.training.loop import LoopOptions
+
+        c = self.cfg
+        if mode == "probe":
+            return LoopOptions(epochs=c.probe_epochs, batch_size=max(c.batch_size, 32), head_lr=c.probe_lr, weight_decay=c.weight_decay,
+                                  schedule="constant", warmup_ratio=0.0, max_grad_norm=None, patience=c.probe_epochs, resume=False)
+        return LoopOptions(epochs=c.epochs, batch_size=c.batch_size, backbone_lr=c.lr, head_lr=c.head_lr, weight_decay=c.weight_decay,
+                              warmup_ratio=c.warmup, schedule=c.schedule, patience=c.epochs, resume=False)
+
     def _val_scores(self, val, val_w, logits, v2: bool) -> dict[str, float]:
-        contexts = [ex.context for ex in val]
-        preds = self.decode(val_w, contexts, logits, with_null=False)
-        golds = {ex.id: [a.text for a in ex.answers] for ex in val}
-        texts = {ex.id: p["answer"] for ex, p in zip(val, preds)}
-        if v2:  # the val score of an epoch is the one at its best null threshold
-            f1, _ = best_threshold(golds, texts, {ex.id: p["null_margin"] for ex, p in zip(val, preds)}, "f1")
-            ex_, _ = best_threshold(golds, texts, {ex.id: p["null_margin"] for ex, p in zip(val, preds)}, "exact")
-            return {"val_exact": ex_, "val_f1": f1}
-        s = squad_scores(golds, texts)
-        return {"val_exact": s["exact"], "val_f1": s["f1"]}
+        return val_scores(val, val_w, logits, v2, self.cfg.max_answer_length)
 
     def _choose_threshold(self, val, val_w) -> float:
         preds = self.decode(val_w, [ex.context for ex in val], self._logits(val_w), with_null=False)
@@ -338,65 +518,6 @@ class QAModel:
         _, thresh = best_threshold(golds, {ex.id: p["answer"] for ex, p in zip(val, preds)},
                                    {ex.id: p["null_margin"] for ex, p in zip(val, preds)}, "f1")
         return float(thresh)
-
-    def _loss(self, s: torch.Tensor, e: torch.Tensor, mask: torch.Tensor, idx, w: Windows) -> torch.Tensor:
-        s = s.masked_fill(mask == 0, NEG)
-        e = e.masked_fill(mask == 0, NEG)
-        ys = torch.tensor([w.start[j] for j in idx])
-        ye = torch.tensor([w.end[j] for j in idx])
-        ce = nn.functional.cross_entropy
-        return (ce(s, ys) + ce(e, ye)) / 2
-
-    def _fit_finetune(self, w, val, val_w, v2, log) -> list[dict[str, float]]:
-        model = self.backbone.model
-        for p in model.parameters():
-            p.requires_grad_(True)
-        named = list(model.named_parameters())
-        groups = [
-            {"params": [p for n, p in named if _decays(n)], "lr": self.cfg.lr, "weight_decay": self.cfg.weight_decay},
-            {"params": [p for n, p in named if not _decays(n)], "lr": self.cfg.lr, "weight_decay": 0.0},
-            {"params": list(self.head.linear.parameters()), "lr": self.cfg.head_lr, "weight_decay": 0.0},
-        ]
-        opt = torch.optim.AdamW(groups)
-        steps = self.cfg.epochs * math.ceil(len(w) / self.cfg.batch_size)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, self.cfg.warmup, self.cfg.schedule))
-        gen = torch.Generator().manual_seed(self.cfg.seed)
-        history, best, best_state = [], -1.0, None
-        for epoch in range(1, self.cfg.epochs + 1):
-            t0 = time.perf_counter()
-            model.train()
-            self.head.train()
-            total, n = 0.0, 0
-            for idx, batch in self._batches(w, torch.randperm(len(w), generator=gen).tolist()):
-                s, e = self.head(self.token_states(batch))
-                loss = self._loss(s, e, batch["attention_mask"], idx, w)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
-                opt.step()
-                sched.step()
-                total += loss.item() * len(idx)
-                n += len(idx)
-            rec = {"epoch": epoch, "loss": total / n, "seconds": time.perf_counter() - t0}
-            if val:
-                rec.update(self._val_scores(val, val_w, self._logits(val_w), v2))
-                if rec["val_f1"] > best:
-                    best = rec["val_f1"]
-                    best_state = ({k: v.clone() for k, v in model.state_dict().items()},
-                                  {k: v.clone() for k, v in self.head.state_dict().items()}) if epoch < self.cfg.epochs else None
-                    best_epoch = epoch
-            history.append(rec)
-            if log:
-                log(json.dumps({k: round(v, 4) for k, v in rec.items()}))
-        if val and best_epoch != self.cfg.epochs and best_state is not None:
-            model.load_state_dict(best_state[0])
-            self.head.load_state_dict(best_state[1])
-        model.eval()
-        self.head.eval()
-        self.fine_tuned = True
-        if hasattr(self.backbone, "fine_tuned"):
-            self.backbone.fine_tuned = True
-        return history
 
     @torch.no_grad()
     def _states(self, w: Windows) -> list[torch.Tensor]:
@@ -408,52 +529,6 @@ class QAModel:
             for k, j in enumerate(idx):
                 out.append(h[k, : len(w.features[j]["input_ids"])].to(torch.float16))
         return out
-
-    def _fit_probe(self, w, val, val_w, v2, log) -> list[dict[str, float]]:
-        for p in self.backbone.model.parameters():
-            p.requires_grad_(False)
-        states = self._states(w)
-        val_states = self._states(val_w) if val else []
-        flat = torch.cat(states).float()
-        self.head.mean.copy_(flat.mean(0))
-        self.head.std.copy_(flat.std(0).clamp(min=1e-6))
-        del flat
-        opt = torch.optim.AdamW(self.head.linear.parameters(), lr=self.cfg.probe_lr, weight_decay=self.cfg.weight_decay)
-        gen = torch.Generator().manual_seed(self.cfg.seed)
-        bs = max(self.cfg.batch_size, 32)
-        history, best, best_state = [], -1.0, None
-        for epoch in range(1, self.cfg.probe_epochs + 1):
-            t0 = time.perf_counter()
-            self.head.train()
-            total, n = 0.0, 0
-            order = torch.randperm(len(w), generator=gen).tolist()
-            for i in range(0, len(order), bs):
-                idx = order[i: i + bs]
-                h = nn.utils.rnn.pad_sequence([states[j].float() for j in idx], batch_first=True)
-                mask = nn.utils.rnn.pad_sequence([torch.ones(len(states[j]), dtype=torch.long) for j in idx], batch_first=True)
-                s, e = self.head(h)
-                loss = self._loss(s, e, mask, idx, w)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-                n += len(idx)
-            rec = {"epoch": epoch, "loss": total / n, "seconds": time.perf_counter() - t0}
-            if val:
-                self.head.eval()
-                with torch.no_grad():
-                    logits = [self.head(h.float()) for h in val_states]
-                rec.update(self._val_scores(val, val_w, logits, v2))
-                if rec["val_f1"] > best:
-                    best = rec["val_f1"]
-                    best_state = {k: v.clone() for k, v in self.head.state_dict().items()}
-            history.append(rec)
-            if log:
-                log(json.dumps({k: round(v, 4) for k, v in rec.items()}))
-        if best_state is not None:
-            self.head.load_state_dict(best_state)
-        self.head.eval()
-        return history
 
     # -- persistence ------------------------------------------------------------------------------------------------
     def save(self, folder: Path) -> Path:

@@ -12,8 +12,13 @@ from typing import TYPE_CHECKING, Literal, Sequence
 from pydantic import Field, field_validator, model_validator
 
 from tlops.config_base import Strict
-from tlops.records import LoopSummary, PackageResult
-from tlops.strategies.context import TrainContext
+from tlops.records import PackageResult
+from tlops.strategies.context import (
+    NOT_IN_FINGERPRINT,
+    TrainContext,
+    loop_summary,
+    run_checkpoint_dir,
+)
 from tlops.strategies.registry import register_strategy
 
 if TYPE_CHECKING:
@@ -23,6 +28,8 @@ if TYPE_CHECKING:
     from tlops.modules.heads import ProbeHead
     from tlops.training.callbacks import Callback
     from tlops.training.loop import LoopResult
+
+__all__ = ["NOT_IN_FINGERPRINT", "FinetuneConfig", "finetune", "initial_head", "loop_summary", "run_checkpoint_dir", "train"]
 
 
 class FinetuneConfig(Strict):
@@ -84,8 +91,6 @@ class FinetuneConfig(Strict):
         return self
 
 
-# Options that do not change the training trajectory: a rerun may change them and still resume.
-NOT_IN_FINGERPRINT = {"resume", "device", "compile", "checkpoint_every_steps", "eval_batch_size"}
 
 
 def initial_head(cfg: FinetuneConfig, seed: int, x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, n_classes: int,
@@ -132,25 +137,7 @@ def finetune(backbone: Backbone, train_items: Sequence[str], y_train: np.ndarray
                LabelledData(backbone, val_items, y_val), cfg, seed=seed, task=scored, checkpoint_dir=checkpoint_dir, callbacks=callbacks)
 
 
-def run_checkpoint_dir(ctx: TrainContext, strategy: dict, arrays: Sequence[np.ndarray]) -> Path:
-    """The checkpoint folder of one loop run: the same strategy options (those that change the trajectory),
-    seed, backbone, data and arrays give the same folder, so a rerun resumes."""
-    from tlops.training.loop import checkpoint_dir_for
-
-    cfg = ctx.cfg
-    return checkpoint_dir_for(cfg.execution.work_dir, {
-        "strategy": strategy, "seed": cfg.seed, "backbone": cfg.backbone.model_dump(exclude={"batch_size"}),
-        "data": cfg.data.model_dump(), "identity": ctx.features.identity}, arrays)
-
-
-def loop_summary(r: LoopResult, checkpoint_dir: Path | None) -> LoopSummary:
-    return LoopSummary(best_epoch=r.state.best_epoch, epochs_run=len(r.state.history), stopped_early=r.stopped_early,
-                       device=r.device, precision=r.precision, resumed_from=r.resumed_from, skipped_checkpoints=r.skipped_checkpoints,
-                       checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
-                       train_samples_per_s=r.train_samples / r.train_seconds if r.train_seconds else None)
-
-
-@register_strategy("finetune", FinetuneConfig, tasks=("classification", "regression", "token_classification", "extractive_qa"),
+@register_strategy("finetune", FinetuneConfig, tasks=("classification", "regression", "token_classification", "extractive_qa", "object_detection", "speech_recognition"),
                    heads=("linear", "mlp"),  # fit every task (the output width follows the task type)
                    ddp=True, starter="finetune", setting_heads={"hidden": "mlp", "dropout": "mlp"},
                    setting_tasks={"loss": "regression", "huber_delta": "regression"})

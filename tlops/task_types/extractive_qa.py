@@ -17,7 +17,10 @@ Training: `linear_probe` (`probe_trainer`): a start/end head, Linear(D, 2) on st
 frozen backbone (the config's `backbone.layers`), softmax over the window's positions (multinomial logistic
 regression over positions), AdamW 3e-3 for 30 epochs, the epoch with the best val F1 kept. `finetune`
 (`finetune_trainer`): backbone and head together (AdamW, `backbone_lr`/`head_lr`, `weight_decay`, `warmup_ratio` of
-the steps warming up, then `schedule`), the epoch with the best val F1 kept. SQuAD v2.0 data: the null threshold is
+the steps warming up, then `schedule`; backbone groups, `layer_decay`, `l2sp`, gradient clipping and accumulation as
+for any task), the epoch with the best val F1 kept. Both run on the shared training loop (`QAModel.fit`: per-epoch
+rows with val F1 and exact match, the best epoch kept with its checkpoint, early-stopping patience, resume, device and
+precision, live progress; the probe's states are computed once). SQuAD v2.0 data: the null threshold is
 chosen on val (the official script's best threshold). Both write a package: the backbone (fine-tuned or not), the head
 as a linear `ProbeHead` with 2 outputs (its scaler is the span head's standardisation) and the window settings and
 null threshold under `extractive_qa` in the package meta.
@@ -289,23 +292,26 @@ class ExtractiveQA(TaskType):
         b = ctx.cfg.backbone
         return QAConfig(**window_settings(b.max_length), layers=tuple(b.layers), seed=ctx.cfg.seed, **over)
 
-    def _fit(self, ctx, qcfg, mode: str):
-        """Train a QAModel on the run's train split (val selects); (model, history rows, val_metrics, seconds)."""
-        from tlops.progress import note
+    def _fit(self, ctx, qcfg, mode: str, opts):
+        """Train a QAModel on the run's train split on the shared loop (val selects; `opts`: the loop's options);
+        (model, history rows, val_metrics, seconds, the loop's summary)."""
         from tlops.qa.model import QAModel
+        from tlops.strategies.context import NOT_IN_FINGERPRINT, loop_summary, run_checkpoint_dir
 
         ds = ctx.dataset()
         train, val = ds.examples("train"), ds.examples("val")
         model = QAModel(ctx.backbone(), qcfg)
+        s = ctx.cfg.strategy
+        ckpt_dir = run_checkpoint_dir(ctx, {**s.model_dump(exclude=NOT_IN_FINGERPRINT), "qa": qcfg.__dict__ | {"layers": list(qcfg.layers)}},
+                                      [_data_digest(ds)])
         t0 = time.perf_counter()
-        history = model.fit(train, val, mode=mode, log=lambda line: note(f"{mode} epoch {line}"))
+        model.fit(train, val, mode=mode, opts=opts, checkpoint_dir=ckpt_dir, callbacks=ctx.callbacks)
         seconds = time.perf_counter() - t0
-        rows = [{"epoch": int(h["epoch"]), "train_loss": float(h["loss"]), "val_f1": float(h.get("val_f1", math.nan)),
-                 "val_exact_match": float(h.get("val_exact", math.nan))} for h in history]
-        best = max(rows, key=lambda r: r["val_f1"])
-        return model, rows, {"f1": best["val_f1"], "exact_match": best["val_exact_match"]}, seconds, best["epoch"]
+        r = model.loop
+        rows = r.state.history
+        return model, rows, self.val_metrics(rows[r.state.best_epoch]), seconds, loop_summary(r, ckpt_dir)
 
-    def _package(self, ctx, model, rows, val_metrics, seconds, best_epoch):
+    def _package(self, ctx, model, rows, val_metrics, seconds, loop):
         import torch
 
         from tlops.modules.heads import ProbeHead
@@ -319,11 +325,12 @@ class ExtractiveQA(TaskType):
             head.std.copy_(model.head.std)
             head.net[0].weight.copy_(model.head.linear.weight)
             head.net[0].bias.copy_(model.head.linear.bias)
-        summary = {"best_epoch": best_epoch, "epochs_run": len(rows), **{f"val_{k}": v for k, v in val_metrics.items()}}
+        summary = {**loop.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device", "precision"}),
+                   **{f"val_{k}": v for k, v in val_metrics.items() if not math.isnan(v)}}
         package = save_package(ctx.out_dir / "package", model.backbone, head.eval(), [],
                                extra={"strategy": s.model_dump(), "seed": ctx.cfg.seed, **self.package_meta(ctx.features),
                                       META_KEY: self._meta(model), "fine_tune" if model.fine_tuned else "probe": summary})
-        return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds)
+        return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds, loop=loop)
 
     @staticmethod
     def _meta(model) -> dict:
@@ -333,17 +340,20 @@ class ExtractiveQA(TaskType):
                 "level": LEVEL}
 
     def probe_trainer(self, ctx):
-        """linear_probe: the start/end head on the frozen backbone's token states (`QAModel.fit(mode="probe")`)."""
+        """linear_probe: the start/end head on the frozen backbone's token states (`QAModel.fit(mode="probe")`), on
+        the shared loop with the probe's fixed settings (`QAModel.loop_options("probe")`)."""
         check_probe_settings(ctx.cfg.strategy)
-        return self._package(ctx, *self._fit(ctx, self._config(ctx), "probe"))
+        qcfg = self._config(ctx)
+        return self._package(ctx, *self._fit(ctx, qcfg, "probe", None))
 
     def finetune_trainer(self, ctx):
-        """finetune: backbone and start/end head together (`QAModel.fit(mode="finetune")`)."""
+        """finetune: backbone and start/end head together (`QAModel.fit(mode="finetune")`) on the shared loop with the
+        run's finetune settings (epochs, LRs, schedule, patience, backbone groups, L2-SP, device, checkpoints)."""
         s = ctx.cfg.strategy
         check_finetune_settings(s)
         qcfg = self._config(ctx, epochs=s.epochs, batch_size=s.batch_size, lr=s.backbone_lr, head_lr=s.head_lr,
                             weight_decay=s.weight_decay, warmup=s.warmup_ratio, schedule=s.schedule)
-        return self._package(ctx, *self._fit(ctx, qcfg, "finetune"))
+        return self._package(ctx, *self._fit(ctx, qcfg, "finetune", s))
 
     # ---- evaluation --------------------------------------------------------------------------------------------
 
@@ -423,8 +433,7 @@ class ExtractiveQA(TaskType):
 
 
 # settings the QA trainers do not apply, with the value that they do apply
-UNSUPPORTED_FINETUNE = {"head": "linear", "trainable": "all", "unfreeze_every": 0, "lp_ft": False, "l2sp": 0.0, "layer_decay": 1.0,
-                        "grad_accum_steps": 1, "max_grad_norm": 1.0}
+UNSUPPORTED_FINETUNE = {"head": "linear", "lp_ft": False}
 UNSUPPORTED_PROBE = {"head": "logreg", "C": 1.0, "max_iter": 1000}
 
 
@@ -437,9 +446,21 @@ def _refuse(s, unsupported: dict, what: str) -> None:
                           f"({what}); remove them or set {', '.join(f'{k}: {unsupported[k]}' for k in odd)}")
 
 
+def _data_digest(ds) -> np.ndarray:
+    """The train and val questions, contexts and answers as bytes (a checkpoint folder is this data's only)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for split in ("train", "val"):
+        df = ds.splits[split]
+        h.update(json.dumps([list(map(str, df[c])) for c in ("id", "question", "context", "answers", "answer_starts", "is_impossible")]).encode())
+    return np.frombuffer(h.digest(), dtype=np.uint8)
+
+
 def check_finetune_settings(s) -> None:
     """Refuse finetune settings the QA trainer would otherwise ignore."""
-    _refuse(s, UNSUPPORTED_FINETUNE, "it trains the whole backbone with a linear start/end head, gradients clipped at norm 1")
+    _refuse(s, UNSUPPORTED_FINETUNE, "it trains a linear start/end head with the backbone, from scratch")
 
 
 def check_probe_settings(s) -> None:

@@ -13,7 +13,9 @@ them; linear_probe's logistic-regression head fits as is. Validation and test re
 decode the most probable *valid* tag sequence (Viterbi) and score entities with seqeval (strict): entity F1 selects
 (higher is better) and gates by default; precision, recall and token accuracy are gate metrics too.
 
-Fine-tuning (`finetune`) trains the backbone with the token loss (`tlops.ner.model.finetune`): `finetune_trainer`.
+Fine-tuning (`finetune`) trains the backbone with the token loss on the shared training loop
+(`tlops.ner.training.fit_tokens`, through `finetune_trainer`): per-epoch val rows, the best epoch by val entity F1 kept
+(its checkpoint too), early-stopping patience, resume, device and precision, backbone groups and L2-SP as for any task.
 
 The package is the backbone export + a linear head over word states + the tag list (`labels`) + the scheme
 (`token_classification.scheme` in the package meta); predict takes raw strings and returns, per string, a list of
@@ -372,45 +374,40 @@ class TokenClassification(TaskType):
         return (feats.task_meta or {}).get("scheme") or _scheme_of(feats.labels)
 
     def finetune_trainer(self, ctx):
-        """finetune: the backbone and a linear token head with the token loss (`tlops.ner.model.finetune`: cross-entropy
-        on each word's first sub-token, AdamW backbone_lr / head_lr, linear warm-up then decay, the epoch with the best
-        val entity F1 kept), written as a package (the fine-tuned backbone + the head)."""
-        import torch
-
-        from tlops.modules.heads import ProbeHead
-        from tlops.ner.model import finetune
-        from tlops.package import save_package
-        from tlops.records import PackageResult
+        """finetune: the backbone and a linear token head on the shared training loop (`tlops.ner.training.fit_tokens`:
+        cross-entropy on each word's first sub-token; per-epoch val entity scores, the epoch with the best val entity
+        F1 kept, early-stopping patience, checkpoints and resume, device, backbone groups and L2-SP as for any task),
+        written as a package (the fine-tuned backbone + the head)."""
+        from tlops.ner.training import fit_tokens
+        from tlops.strategies.context import NOT_IN_FINGERPRINT, run_checkpoint_dir
 
         cfg, feats, s = ctx.cfg, ctx.features, ctx.cfg.strategy
         check_finetune_settings(s)
         ds = ctx.dataset()
         tags, scheme = list(feats.labels), self._scheme(feats)
         backbone = ctx.backbone()
+        x, y = feats.arrays("train")  # the cached word vectors and tag ids: the data's part of the checkpoint folder
+        xv, yv = feats.arrays("val")
+        ckpt_dir = run_checkpoint_dir(ctx, s.model_dump(exclude=NOT_IN_FINGERPRINT), [x, y, xv, yv])
         t0 = time.perf_counter()
-        rows = []
+        r, head = fit_tokens(backbone, ds.sentences("train"), ds.sentences("val"), tags, scheme, s, seed=cfg.seed,
+                             checkpoint_dir=ckpt_dir, callbacks=ctx.callbacks)
+        return self._loop_package(ctx, r, ckpt_dir, backbone, head.eval(), time.perf_counter() - t0)
 
-        def log(row):
-            rows.append({"epoch": row["epoch"], "train_loss": row["train_loss"], "val_f1": row.get("val_entity_f1", float("nan"))})
+    def _loop_package(self, ctx, r, ckpt_dir, backbone, head, seconds):
+        from tlops.package import save_package
+        from tlops.records import PackageResult
+        from tlops.strategies.context import loop_summary
 
-        ner = finetune(backbone, ds.sentences("train"), tags, scheme, val=ds.sentences("val"), epochs=s.epochs, lr=s.backbone_lr,
-                       head_lr=s.head_lr, batch_size=s.batch_size, weight_decay=s.weight_decay, warmup=s.warmup_ratio,
-                       seed=cfg.seed, log=log)
-        seconds = time.perf_counter() - t0
-        head = ProbeHead(backbone.num_features, len(tags), kind="linear")
-        with torch.no_grad():
-            head.net[0].weight.copy_(ner.head.weight)
-            head.net[0].bias.copy_(ner.head.bias)
-        predictor = _NerPredictor(backbone, head.eval(), tags, scheme)
-        val = ds.sentences("val")
-        pred, _ = predictor.predict_tags([v.tokens for v in val])
-        val_metrics = self._named(self.scores([v.tags for v in val], pred, tags))
-        best = max(range(len(rows)), key=lambda i: rows[i]["val_f1"]) if rows else 0
-        package = save_package(ctx.out_dir / "package", backbone, head, tags,
-                               extra={"strategy": s.model_dump(), "seed": cfg.seed, **self.package_meta(feats),
-                                      "fine_tune": {"best_epoch": best, "epochs_run": len(rows),
-                                                    **{f"val_{k}": v for k, v in val_metrics.items()}}})
-        return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds)
+        cfg, feats, s = ctx.cfg, ctx.features, ctx.cfg.strategy
+        loop = loop_summary(r, ckpt_dir)
+        val_metrics = self.val_metrics(r.state.history[r.state.best_epoch])
+        summary = {**loop.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device", "precision"}),
+                   **{f"val_{k}": v for k, v in val_metrics.items() if not math.isnan(v)}}
+        package = save_package(ctx.out_dir / "package", backbone, head, list(feats.labels),
+                               extra={"strategy": s.model_dump(), "seed": cfg.seed, **self.package_meta(feats), "fine_tune": summary})
+        return PackageResult(strategy=s.name, package=str(package), history=r.state.history, val_metrics=val_metrics,
+                             seconds=seconds, loop=loop)
 
     # ---- evaluation --------------------------------------------------------------------------------------------
 
@@ -480,19 +477,18 @@ class TokenClassification(TaskType):
 
 
 # finetune settings the token trainer does not apply yet, with the value that it does apply
-UNSUPPORTED_FINETUNE = {"head": "linear", "trainable": "all", "unfreeze_every": 0, "lp_ft": False, "l2sp": 0.0, "layer_decay": 1.0,
-                        "grad_accum_steps": 1}
+UNSUPPORTED_FINETUNE = {"head": "linear", "lp_ft": False}
 
 
 def check_finetune_settings(s) -> None:
-    """Refuse finetune settings the token trainer would otherwise ignore (it trains every backbone group at
-    backbone_lr with a linear head; cross-entropy, linear warm-up then decay, on the CPU)."""
+    """Refuse finetune settings the token trainer would otherwise ignore (a linear token head, trained from scratch with
+    the backbone: no MLP head, no LP-FT probe first)."""
     from tlops.errors import ConfigError
 
     odd = {k: getattr(s, k) for k, v in UNSUPPORTED_FINETUNE.items() if getattr(s, k, v) != v}
     if odd:
         raise ConfigError(f"finetune on token_classification data does not apply {', '.join(f'strategy.{k}: {v}' for k, v in odd.items())} "
-                          f"yet (it trains the whole backbone with a linear token head); remove them or set "
+                          f"yet (it trains a linear token head with the backbone); remove them or set "
                           f"{', '.join(f'{k}: {UNSUPPORTED_FINETUNE[k]}' for k in odd)}")
 
 

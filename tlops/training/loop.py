@@ -29,7 +29,7 @@ from tlops.progress import loop_callbacks
 from tlops.training import distributed
 from tlops.training.batching import epoch_batches, generator, rank_slice, to_device
 from tlops.training.callbacks import Callback
-from tlops.training.objectives import Batch, ClassificationTask, Objective
+from tlops.training.objectives import Batch, ClassificationTask, LoopTask, Objective
 from tlops.training.parts import discriminative_param_groups, gradual_top_n, set_trainable, warmup_then_decay
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,37 @@ class LoopState:
 
 
 @dataclass
+class LoopOptions:
+    """The loop's options, for a caller with no strategy config (a library `fit` of a task's model); the `finetune`
+    strategy's `FinetuneConfig` holds the same keys with the same defaults, and is what a run passes."""
+
+    epochs: int = 5
+    batch_size: int = 32
+    grad_accum_steps: int = 1
+    head_lr: float = 1e-3
+    backbone_lr: float = 5e-5  # the top backbone group's
+    layer_decay: float = 1.0
+    weight_decay: float = 0.01
+    l2sp: float = 0.0
+    schedule: str = "cosine"  # after the warm-up: cosine, linear or constant
+    warmup_ratio: float = 0.1
+    max_grad_norm: float | None = 1.0
+    patience: int = 3
+    trainable: int | str = "all"
+    unfreeze_every: int = 0
+    bucket_by_length: bool = True
+    augment: bool = True
+    flip: bool = True
+    norm_stats: str = "frozen"
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    checkpoint_every_steps: int = 0
+    resume: bool = True
+    eval_batch_size: int = 64
+
+
+@dataclass
 class LoopResult:
     state: LoopState
     stopped_early: bool
@@ -82,6 +113,14 @@ class Net:
 
     def __call__(self, inputs: Any) -> torch.Tensor:
         return self.head(self.features(inputs))
+
+
+class TokenNet(Net):
+    """Backbone + head per token: model-ready inputs -> (B, T, C) head outputs on the backbone's `token_states` (a tag
+    per sub-word, a start/end logit per position). Its task validates by decoding them (`LoopTask.validate`)."""
+
+    def features(self, inputs: Any) -> torch.Tensor:
+        return self.backbone.token_states(inputs)
 
 
 class LabelledData:
@@ -175,6 +214,27 @@ def evaluate_net(net: Net, data: LabelledData, batch_size: int, device: torch.de
     if out is None:
         return torch.empty((0, 0)), torch.empty((0, 0))
     return feats, out
+
+
+@dataclass
+class Evaluation:
+    """What a task's `validate` runs the net with: the loop's device, autocast precision and eval batch size."""
+
+    net: Net
+    batch_size: int
+    device: torch.device
+    amp: torch.dtype | None
+
+    def outputs(self, data: LabelledData) -> torch.Tensor:
+        """(N, C) head outputs of every row of `data` in eval mode, on the CPU."""
+        return evaluate_outputs(self.net, data, self.batch_size, self.device, self.amp)
+
+    def autocast(self):
+        return _autocast(self.device, self.amp)
+
+    def eval(self) -> None:
+        self.net.backbone.model.eval()
+        self.net.head.eval()
 
 
 def checkpoint_dir_for(work_dir: str | Path, parts: dict[str, Any], arrays: Sequence[np.ndarray]) -> Path:
@@ -371,17 +431,17 @@ class _Training:
         p["seen"] += n
         return n
 
-    def epoch_row(self, state: LoopState, val: LabelledData, task: ClassificationTask, train_seconds: float) -> dict[str, float]:
+    def epoch_row(self, state: LoopState, val: LabelledData, task: LoopTask, train_seconds: float) -> dict[str, float]:
         """The epoch's training loss (total, and each term when there are several), validation metrics, LRs."""
         seen = max(1, state.epoch_seen)
         row = {"epoch": state.epoch, "train_loss": sum(state.epoch_losses.values()) / seen}
         if len(state.epoch_losses) > 1:
             row.update({f"train_loss_{k}": v / seen for k, v in state.epoch_losses.items()})
         row.update({k: v / seen for k, v in state.epoch_monitors.items()})
-        row.update(task.metrics(evaluate_outputs(self.net, val, self.opts.eval_batch_size, self.device, self.amp), val.targets))
+        row.update(task.validate(self.net, val, Evaluation(self.net, self.opts.eval_batch_size, self.device, self.amp)))
         # looked up each time: a resumed optimizer's load_state_dict replaces the group dicts
-        top_group = [g for g in self.opt.param_groups if g["name"].startswith("backbone.")][-1]
-        row.update({"lr_head": self.opt.param_groups[0]["lr"], "lr_backbone_top": top_group["lr"],
+        top_group = [g for g in self.opt.param_groups if g["name"].startswith("backbone.")][-1:]  # none: a head on cached states
+        row.update({"lr_head": self.opt.param_groups[0]["lr"], **({"lr_backbone_top": top_group[0]["lr"]} if top_group else {}),
                     "trainable_groups": sum(1 for g in self.groups if g and g[0].requires_grad), "epoch_train_seconds": train_seconds})
         return row
 
@@ -390,7 +450,7 @@ EpochMetrics = Callable[[Callable[[LabelledData], "tuple[torch.Tensor, torch.Ten
 
 
 def fit(net: Net, objective: Objective, train: LabelledData, val: LabelledData, opts, seed: int = 0,
-        task: ClassificationTask | None = None, checkpoint_dir: Path | None = None,
+        task: LoopTask | None = None, checkpoint_dir: Path | None = None,
         callbacks: Sequence[Callback] = (), epoch_metrics: EpochMetrics | None = None) -> LoopResult:
     """Train `net` (backbone + head, already initialised) on `objective` with the loop options `opts` (a
     `FinetuneConfig` or a config extending it). Returns with the best epoch's weights loaded into the

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from tlops.modules.heads import ProbeHead
 from tlops.training.episodes import EpisodeSampler, TaskEpisodeSampler, way_targets
-from tlops.training.objectives import Batch, Objective, RegressionTask
+from tlops.training.objectives import Batch, LoopTask, Objective, RegressionTask
 
 Params = dict[str, torch.Tensor]
 ALGORITHMS = ("protonet", "maml", "fomaml", "meta_sgd")
@@ -572,7 +572,7 @@ class NumberEpisodeScoring:
         return {"val_episode_mae": float(np.abs(pred - truth).mean(1).mean()), **{f"val_{k}": float(m[k]) for k in REGRESSION_METRICS}}
 
 
-class EpisodicValidation:
+class EpisodicValidation(LoopTask):
     """The loop's validation task for meta-training: fixed episodes of val (`sampler`), scored after each epoch by
     `scoring` (`ClassEpisodeScoring`, `NumberEpisodeScoring`: the per-episode metrics, the selection metric and its
     direction). The loop's own pass over val is not used: episodes need support sets."""
@@ -582,10 +582,6 @@ class EpisodicValidation:
         self.learner, self.encoder, self.xv, self.yv, self.sampler, self.episodes = learner, encoder, xv, yv, sampler, episodes
         self.scoring = scoring
         self.selection_metric, self.maximize = scoring.selection_metric, scoring.maximize
-
-    def oriented(self, value: float) -> float:
-        """The selection score with higher = better."""
-        return value if self.maximize else -value
 
     def features(self, rows: np.ndarray) -> np.ndarray:
         """Features of val's rows (`rows`: the rows the episodes use; others may be left as zeros)."""

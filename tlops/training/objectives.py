@@ -29,16 +29,37 @@ class Batch:
     targets: torch.Tensor
 
 
-class ClassificationTask:
+class LoopTask:
+    """How the loop scores a task: `loss(outputs, targets)` of a batch, `validate` (the epoch's validation metrics, keys
+    `val_<name>`), the `selection_metric` (a key of the epoch's row) and its direction (`maximize`, `oriented`). Item
+    tasks (classification, regression) score the head's (N, C) outputs with `metrics`; a task with another output shape
+    (a tag per word, a span per question) overrides `validate` and decodes the outputs itself."""
+
+    selection_metric: str = "val_loss"
+    maximize: bool = False
+
+    def oriented(self, value: float) -> float:
+        """The selection score with higher = better."""
+        return value if self.maximize else -value
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def metrics(self, outputs: torch.Tensor, targets: np.ndarray) -> dict[str, float]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def validate(self, net, data, evaluation) -> dict[str, float]:
+        """The validation metrics of `net` on `data`; `evaluation` (`tlops.training.loop.Evaluation`) runs the net in eval
+        mode on the loop's device and precision (`evaluation.outputs(data)`: the (N, C) head outputs of every row)."""
+        return self.metrics(evaluation.outputs(data), data.targets)
+
+
+class ClassificationTask(LoopTask):
     """Cross-entropy on logits; validation reports loss, macro-F1 and accuracy; macro-F1 selects the best epoch
     unless another key of the epoch's row is named (e.g. an unsupervised criterion such as `dev_risk`)."""
 
     def __init__(self, selection_metric: str = "val_macro_f1", maximize: bool = True):
         self.selection_metric, self.maximize = selection_metric, maximize
-
-    def oriented(self, value: float) -> float:
-        """The selection score with higher = better."""
-        return value if self.maximize else -value
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), targets)
@@ -64,7 +85,7 @@ class ClassificationTask:
 REGRESSION_METRICS = ("mae", "rmse", "r2", "spearman")
 
 
-class RegressionTask:
+class RegressionTask(LoopTask):
     """One output, trained on the standardised target (y - mean) / std with MSE or Huber loss (`huber_delta`
     in target std's); validation maps outputs back to the target's units and reports val_mae, val_rmse,
     val_r2, val_spearman and val_loss; the lowest val_mae selects the best epoch (the default gate metric)."""
@@ -85,9 +106,6 @@ class RegressionTask:
     def init_head(self, head: nn.Module) -> None:
         """A fresh head maps its output back to the target's units with the same scaler the loss uses."""
         head.set_target_scaler(self.mean, self.std)
-
-    def oriented(self, value: float) -> float:
-        return value if self.maximize else -value
 
     def standardise(self, targets: torch.Tensor) -> torch.Tensor:
         return (targets.float() - self.mean) / self.std
