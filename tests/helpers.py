@@ -374,3 +374,35 @@ def make_qa_dataset(root: Path, contexts: tuple[int, int, int] = (8, 3, 4), impo
             k += 1
         (root / f"{split}.json").write_text(json.dumps({"version": "2.0" if impossible else "1.1", "data": articles}, indent=1))
     return root
+
+
+def make_detection_dataset(root: Path, images: tuple[int, int, int] = (8, 3, 4), size: int = 64) -> Path:
+    """A tiny object-detection folder (dataset.yaml task: object_detection; COCO JSON per split): size x size noisy RGB
+    PNGs with one or two filled shapes each, a 'square' or a 'disc' (drawn by PIL), their exact boxes; all files
+    distinct, none in two splits."""
+    import json
+
+    from PIL import Image, ImageDraw
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "images").mkdir(exist_ok=True)
+    (root / "dataset.yaml").write_text("modality: image\ntask: object_detection\nname: tiny-shapes\n")
+    rng = np.random.default_rng(7)
+    for split, n in zip(("train", "val", "test"), images):
+        doc = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "square"}, {"id": 2, "name": "disc"}]}
+        for i in range(n):
+            im = Image.fromarray(rng.integers(0, 90, (size, size, 3), dtype=np.uint8), mode="RGB")
+            draw = ImageDraw.Draw(im)
+            slots = [(2, 2), (size // 2 + 2, size // 2 + 2)][: 1 + (i % 2)]
+            for k, (x, y) in enumerate(slots):
+                s = size // 2 - 6 - (i + k) % 5
+                cls = (i + k) % 2
+                colour = tuple(int(v) for v in rng.integers(150, 256, 3))
+                (draw.rectangle if cls == 0 else draw.ellipse)([x, y, x + s - 1, y + s - 1], fill=colour)
+                doc["annotations"].append({"id": len(doc["annotations"]) + 1, "image_id": i + 1, "category_id": cls + 1,
+                                           "bbox": [x, y, s, s]})
+            rel = f"images/{split}-{i}.png"
+            im.save(root / rel)
+            doc["images"].append({"id": i + 1, "file_name": rel, "width": size, "height": size})
+        (root / f"{split}.json").write_text(json.dumps(doc, indent=1))
+    return root

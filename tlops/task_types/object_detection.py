@@ -1,0 +1,387 @@
+"""Object detection: boxes with a class and a score per image.
+
+Data: dataset.yaml `task: object_detection` (`modality: image`) and per split a COCO JSON file (`train.json`,
+optional `val.json` (else carved from train by image), `test.json`), read and checked by `tlops.detection.files`:
+every problem of every file (the JSON line and column of a syntax error; the image or annotation id and its JSON
+path of a bad record: missing or undecodable files, sizes that differ from the JSON, boxes outside their image or
+without area, unknown images and categories; an image file in two splits; categories that differ between files)
+becomes a failed check of the validation report, with its fix. GX then checks each split has images, and that every
+category has at least `validation.min_per_class` objects in train.
+
+Features: nothing is cached (feature level `image`: one empty row per image); the detector reads the backbone's
+multi-scale maps itself (`tlops.detection.model`: torchvision FCOS + FPN on the backbone's `feature_maps`).
+
+Training: `linear_probe` (`probe_trainer`, `head: mlp`): the backbone frozen, FPN and FCOS head trained (AdamW at
+`lr`, `epochs`, `batch_size`, `weight_decay`); the frozen maps are computed once. `finetune` (`finetune_trainer`):
+the backbone's top `trainable` groups ("all" or N) train too at `backbone_lr`, FPN and head at `head_lr`; its
+batch-norm statistics stay frozen. Both: horizontal flips that move the boxes (`strategy.flip` for finetune),
+warm-up then cosine decay, the epoch with the best val mAP kept. The package holds the backbone's export (fine-tuned
+or not) and `detection/head.safetensors` (FPN + FCOS head), with the detector's settings under `object_detection`.
+
+Metrics: COCO mAP@[.5:.95] (`map`, selects on val and the default gate metric), mAP@.5 (`map_50`), mAP@.75, mAR@100 and
+AP per category (torchmetrics MeanAveragePrecision). Predict: image paths -> per image {"boxes": [[x, y, w, h], ...],
+"labels": [...], "scores": [...]} in the image's pixels, detections scoring at least the package's score threshold
+(0.3), best first.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tlops.task_types.base import TaskType
+from tlops.task_types.registry import register_task_type
+
+NAME = "object_detection"
+LEVEL = "image"
+META_KEY = NAME
+HEAD_FILE = "detection/head.safetensors"
+SPLITS = ("train", "val", "test")
+PREDICT_THRESHOLD = 0.3  # detections predict returns: score at least this
+
+
+def _detection_dataset_class():
+    from tlops.data.dataset import Dataset
+
+    @dataclass
+    class DetectionDataset(Dataset):
+        """A COCO detection dataset as the pipeline sees it: one row per image (`image_id`, `path` (relative),
+        `boxes` (COCO xywh), `labels` (category indices)); `labels` of the dataset are the category names."""
+
+        categories: list = field(default_factory=list)  # (id, name) by id
+        problems: list = field(default_factory=list)
+
+        @property
+        def labels(self) -> list[str]:
+            return [name for _, name in self.categories]
+
+        def y(self, split: str) -> np.ndarray:
+            return np.arange(len(self.splits[split]), dtype=np.int64)
+
+        def inputs(self, split: str) -> list[str]:
+            return [str(Path(self.root) / p) for p in self.splits[split]["path"]]
+
+        def samples(self, split: str):
+            from tlops.detection.model import Sample
+
+            df = self.splits[split]
+            return [Sample(str(Path(self.root) / p), list(b), list(l)) for p, b, l in zip(df["path"], df["boxes"], df["labels"])]
+
+        def truth(self, split: str) -> list[dict]:
+            df = self.splits[split]
+            return [{"boxes": [list(map(float, b)) for b in bs], "labels": [int(x) for x in ls]} for bs, ls in zip(df["boxes"], df["labels"])]
+
+    return DetectionDataset
+
+
+def _frame(images, categories, source: str):
+    import pandas as pd
+
+    index = {cid: i for i, (cid, _) in enumerate(categories)}
+    df = pd.DataFrame({"image_id": [im.id for im in images], "path": [im.file_name for im in images],
+                       "boxes": [list(im.boxes) for im in images], "labels": [[index[c] for c in im.categories] for im in images]})
+    df.attrs["source"] = source
+    return df
+
+
+class _Detecting:
+    """A package's backbone + detection head as a `Detector`."""
+
+    def __init__(self, predictor):
+        from safetensors.torch import load_file
+
+        from tlops.detection.model import DetectorConfig, load_detector
+
+        spec = predictor.meta.get(META_KEY) or {}
+        cfg = DetectorConfig(**spec.get("config", {}))
+        root = Path(predictor.meta["_root"]) if "_root" in predictor.meta else None
+        state = load_file(str((root or Path(predictor.root)) / HEAD_FILE))
+        self.detector = load_detector(predictor.backbone, list(predictor.labels), cfg, state)
+        predictor.backbone.model.eval()
+        self.threshold = float(spec.get("score_threshold", PREDICT_THRESHOLD))
+
+    def predict(self, paths: list[str], threshold: float | None = None) -> list[dict]:
+        labels = self.detector.classes
+        out = []
+        for d in self.detector.predict_paths(paths, score_threshold=self.threshold if threshold is None else threshold):
+            order = np.argsort(-d["scores"], kind="stable")
+            out.append({"boxes": [[round(float(v), 1) for v in d["boxes"][i]] for i in order],
+                        "labels": [labels[int(d["labels"][i])] for i in order],
+                        "scores": [round(float(d["scores"][i]), 4) for i in order]})
+        return out
+
+
+@register_task_type
+class ObjectDetection(TaskType):
+    name = NAME
+    gate_metrics = ("map", "map_50", "map_75")
+    default_gate_metric = "map"
+    higher_is_better = {"map": True, "map_50": True, "map_75": True}
+    heads = ("mlp",)  # linear_probe's "head": the FPN + FCOS head on the frozen backbone (trained by AdamW, like the MLP head)
+    selection_metric = "map"
+    val_metric_names = ("map", "map_50")
+    few_shot_plot = "map_vs_shots.png"
+    class_probabilities = False
+    feature_level = LEVEL
+    starters = {"linear_probe": "image_detection_frozen", "finetune": "image_detection_finetune"}
+
+    # ---- data ------------------------------------------------------------------------------------------------
+
+    def read_dataset(self, root, meta, modality, name, seed, val_fraction):
+        """The folder's COCO JSON splits (`tlops.detection.files.check_coco_splits`); the reader's problems are kept for
+        validation, not raised, so `tlops validate` and `tlops run` report each as a failed check."""
+        from tlops.detection.files import SPLIT_FILES, check_coco_splits
+        from tlops.errors import DataError
+
+        root = Path(root)
+        if modality != "image":
+            raise DataError(f"{root / 'dataset.yaml'}: task object_detection needs `modality: image`, not {modality!r}")
+        splits, categories, carved, problems = check_coco_splits(root, seed=seed, val_fraction=val_fraction)
+        sources = {s: str(root / SPLIT_FILES["train" if (s == "val" and carved) else s]) for s in SPLITS}
+        frames = {s: _frame(splits.get(s, []), categories, sources[s]) for s in SPLITS}
+        return _detection_dataset_class()(root=root, modality=modality, name=name, splits=frames, val_carved=carved, meta=meta,
+                                          categories=list(categories), problems=list(problems))
+
+    def feature_meta(self, ds) -> dict:
+        return {"level": LEVEL}
+
+    # ---- validation ------------------------------------------------------------------------------------------
+
+    def reader_checks(self, ds) -> list:
+        """The reader's problems as failed checks, one per problem: the file, the record (JSON line of a syntax error,
+        else the image / annotation id and its JSON path, in the rule) and the fix."""
+        import re
+
+        from tlops.detection.files import SPLIT_FILES
+        from tlops.records import Check
+
+        files = {str(Path(ds.root) / f): s for s, f in SPLIT_FILES.items()}
+        checks = []
+        for p in getattr(ds, "problems", []):
+            file = next((f for f in sorted(files, key=len, reverse=True) if p.startswith(f)), str(ds.root))
+            rest = p[len(file):] if p.startswith(file) else p
+            where, _, what = rest.partition(": ")
+            rule, _, fix = what.partition("; ")
+            line = re.fullmatch(r"\s*line (\d+) column \d+", where)
+            record = "" if line or not where.strip() else f" {where.strip()}"
+            checks.append(Check(split=files.get(file, "train"), file=file, rule=f"COCO file{record}: {rule}"[:300],
+                                expectation="tlops_coco_reader", success=False, unexpected_count=1,
+                                rows=[int(line.group(1))] if line else [], values=[], observed=None, fix=fix or "see the rule"))
+        return checks
+
+    def validation_rules(self, ds, cfg, frame_of) -> list:
+        """GX rules: each split has images; every category has at least `validation.min_per_class` objects in train."""
+        import great_expectations.expectations as gxe
+
+        from tlops.validation import Rule
+
+        if getattr(ds, "problems", None):
+            return []  # the reader's checks already failed
+        rules = [Rule(split, "rows", gxe.ExpectTableRowCountToBeBetween(min_value=1), "at least one image",
+                      f"add images to {Path(ds.splits[split].attrs['source']).name}") for split in SPLITS]
+        rules.append(Rule("train", "class_counts", gxe.ExpectColumnValuesToBeBetween(column="count", min_value=cfg.min_per_class),
+                          f"every category has at least {cfg.min_per_class} objects in train",
+                          "annotate more objects of those categories, drop them, or lower validation.min_per_class"))
+        return rules
+
+    def validation_frame(self, ds, split, kind):
+        import pandas as pd
+
+        df = ds.splits[split]
+        if kind == "class_counts":
+            counts = {name: 0 for name in ds.labels}
+            for ls in df["labels"]:
+                for i in ls:
+                    counts[ds.labels[i]] += 1
+            return pd.DataFrame({"label": list(counts), "count": list(counts.values())})
+        return pd.DataFrame({"image_id": list(df["image_id"]), "path": list(df["path"])})
+
+    def validation_where(self, ds, split, kind, frame, idx):
+        where = [str(frame["label"].iloc[i]) for i in idx] if kind == "class_counts" else [f"image id {frame['image_id'].iloc[i]}" for i in idx]
+        return ds.splits[split].attrs.get("source", f"{split}.json"), where
+
+    # ---- features --------------------------------------------------------------------------------------------
+
+    def feature_identity(self, identity: dict) -> dict:
+        return {**identity, "level": LEVEL}
+
+    def split_features(self, backbone, ds, split, cache, batch_size=64, progress=False, identity=None, label="features"):
+        """(x (images, 0), y (image rows), {}, CacheStats): nothing is embedded here (the detector reads the backbone's
+        multi-scale maps itself)."""
+        from tlops.cache import CacheStats
+
+        n = len(ds.splits[split])
+        return np.zeros((n, 0), np.float32), ds.y(split), {}, CacheStats()
+
+    # ---- training --------------------------------------------------------------------------------------------
+
+    def predicts(self, labels):
+        return f"boxes of objects ({', '.join(labels)}) with a class and a score per box"
+
+    def outputs(self, labels):
+        return len(labels)
+
+    def loop_task(self, y, opts=None):
+        from tlops.errors import ConfigError
+
+        raise ConfigError("object detection trains through its own trainers (linear_probe, finetune); the shared loop's item-level "
+                          "tasks do not apply")
+
+    def _fit(self, ctx, dcfg, mode: str):
+        from tlops.detection.model import Detector
+        from tlops.progress import note
+
+        ds = ctx.dataset()
+        det = Detector(ctx.backbone(), ds.labels, dcfg)
+        t0 = time.perf_counter()
+        history = det.fit(ds.samples("train"), ds.samples("val"),
+                          log=lambda r: note(f"{mode} epoch {r['epoch']}: loss {r['train_loss']:.3f}, val mAP {r['val_map']:.3f}"))
+        seconds = time.perf_counter() - t0
+        rows = [{"epoch": int(h["epoch"]), "train_loss": float(h["train_loss"]), "val_map": float(h["val_map"]),
+                 "val_map_50": float(h["val_map_50"])} for h in history]
+        best = max(rows, key=lambda r: -1.0 if math.isnan(r["val_map"]) else r["val_map"])
+        return det, rows, {"map": best["val_map"], "map_50": best["val_map_50"]}, seconds, best["epoch"]
+
+    def _package(self, ctx, det, rows, val_metrics, seconds, best_epoch):
+        import tempfile
+        from dataclasses import asdict
+
+        from safetensors.torch import save_file
+
+        from tlops.detection.model import head_state
+        from tlops.modules.heads import ProbeHead
+        from tlops.package import save_package
+        from tlops.records import PackageResult
+
+        s = ctx.cfg.strategy
+        summary = {"best_epoch": best_epoch, "epochs_run": len(rows), **{f"val_{k}": v for k, v in val_metrics.items()}}
+        placeholder = ProbeHead(1, len(det.classes), kind="linear")  # the package format's head; the detector's is HEAD_FILE
+        with tempfile.TemporaryDirectory() as tmp:
+            head_file = Path(tmp) / "head.safetensors"
+            save_file(head_state(det), str(head_file))
+            package = save_package(ctx.out_dir / "package", det.backbone, placeholder.eval(), list(det.classes),
+                                   extra={"strategy": s.model_dump(), "seed": ctx.cfg.seed, **self.package_meta(ctx.features),
+                                          META_KEY: {"config": asdict(det.cfg), "score_threshold": PREDICT_THRESHOLD, "level": LEVEL},
+                                          "fine_tune" if det.fine_tuned else "probe": summary},
+                                   files={HEAD_FILE: head_file})
+        return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds)
+
+    def probe_trainer(self, ctx):
+        """linear_probe: the backbone frozen, FPN + FCOS head trained (`Detector.fit` with trainable 0)."""
+        from tlops.detection.model import DetectorConfig
+
+        s, b = ctx.cfg.strategy, ctx.cfg.backbone
+        _refuse(s, {"head": "mlp"}, "its head is the FPN + FCOS head")
+        dcfg = DetectorConfig(image_size=b.image_size, epochs=s.epochs, batch_size=s.batch_size, head_lr=s.lr,
+                              weight_decay=s.weight_decay, trainable=0, seed=ctx.cfg.seed)
+        return self._package(ctx, *self._fit(ctx, dcfg, "frozen"))
+
+    def finetune_trainer(self, ctx):
+        """finetune: the backbone's top `trainable` groups with the FPN + FCOS head (`Detector.fit`)."""
+        from tlops.detection.model import DetectorConfig
+
+        s, b = ctx.cfg.strategy, ctx.cfg.backbone
+        _refuse(s, UNSUPPORTED_FINETUNE, "it trains the FPN + FCOS head and the backbone's top `trainable` groups, cosine decay, "
+                "gradients clipped at norm 10, batch-norm statistics frozen")
+        dcfg = DetectorConfig(image_size=b.image_size, epochs=s.epochs, batch_size=s.batch_size, head_lr=s.head_lr,
+                              backbone_lr=s.backbone_lr, weight_decay=s.weight_decay, trainable=s.trainable, warmup=s.warmup_ratio,
+                              flip=s.augment and s.flip, seed=ctx.cfg.seed)
+        return self._package(ctx, *self._fit(ctx, dcfg, "finetune"))
+
+    # ---- evaluation --------------------------------------------------------------------------------------------
+
+    def dataset_truth(self, ds, split):
+        return ds.truth(split)
+
+    def truth(self, y, labels):
+        raise NotImplementedError("object detection's truth is the dataset's boxes (dataset_truth)")
+
+    def _raw_predictions(self, package_dir, ds, split: str) -> list[dict]:
+        """The package's detections on a split at score 0 (all candidates, as mAP wants), category indices."""
+        from tlops.package import Predictor
+
+        predictor = Predictor(package_dir)
+        detector = _detector(predictor)
+        return [{"boxes": d["boxes"].tolist(), "labels": d["labels"].tolist(), "scores": d["scores"].tolist()}
+                for d in detector.detector.predict_paths(ds.inputs(split), score_threshold=0.0)]
+
+    def test_outputs(self, features, result, dataset):
+        """(true boxes per test image, the package's detections per test image)."""
+        ds = dataset()
+        return self.dataset_truth(ds, "test"), self._raw_predictions(result.package, ds, "test")
+
+    def scores(self, y_true, y_pred, n_classes=None):
+        from tlops.detection.metrics import detection_scores
+
+        return detection_scores(y_true, y_pred, n_classes)
+
+    def metrics(self, y_true, y_pred, labels):
+        s = self.scores(y_true, y_pred, len(labels) if labels else None)
+        return {k: s[k] for k in ("map", "map_50", "map_75", "mar_100")}
+
+    def report_and_plots(self, y_true, y_pred, labels, out_dir):
+        s = self.scores(y_true, y_pred, len(labels))
+        objects = [0] * len(labels)
+        for t in y_true:
+            for c in t["labels"]:
+                objects[int(c)] += 1
+        report = {"overall": {k: s[k] for k in ("map", "map_50", "map_75", "mar_100")} | {"images": len(y_true), "objects": sum(objects)},
+                  "per_category": {labels[c]: {"ap": v, "objects": objects[c]} for c, v in s["per_class"].items()}}
+        return report, "detection_report.json", [_per_class_png(report["per_category"], s["map"], Path(out_dir) / "ap_per_category.png")]
+
+    # ---- package and predict -----------------------------------------------------------------------------------
+
+    def score_package(self, meta, fetch, features, dataset):
+        """The champion package's detections on the test images (its own backbone and head)."""
+        return self.dataset_truth(dataset, "test"), self._raw_predictions(fetch(""), dataset, "test"), "champion package on the test images"
+
+    def package_meta(self, features) -> dict:
+        return {"task": NAME}
+
+    def predict(self, predictor, items) -> list[dict]:
+        """Per image path: {"boxes": [[x, y, w, h], ...] (pixels of the image), "labels": [...], "scores": [...]}, best first,
+        the detections scoring at least the package's score threshold (0.3)."""
+        return _detector(predictor).predict(list(items))
+
+
+def _detector(predictor) -> _Detecting:
+    if getattr(predictor, "_detection", None) is None:
+        predictor._detection = _Detecting(predictor)
+    return predictor._detection
+
+
+UNSUPPORTED_FINETUNE = {"head": "linear", "unfreeze_every": 0, "lp_ft": False, "l2sp": 0.0, "layer_decay": 1.0, "grad_accum_steps": 1}
+
+
+def _refuse(s, unsupported: dict, what: str) -> None:
+    from tlops.errors import ConfigError
+
+    odd = {k: getattr(s, k) for k, v in unsupported.items() if getattr(s, k, v) != v}
+    if odd:
+        raise ConfigError(f"{s.name} on object_detection data does not apply {', '.join(f'strategy.{k}: {v}' for k, v in odd.items())} "
+                          f"({what}); remove them or set {', '.join(f'{k}: {unsupported[k]}' for k in odd)}")
+
+
+def _per_class_png(per: dict, overall: float, path: Path) -> Path:
+    from tlops.evaluate import _plt
+
+    plt = _plt()
+    names = list(per) or ["(none)"]
+    ap = [0.0 if math.isnan(per[n]["ap"]) else per[n]["ap"] for n in per] or [0.0]
+    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(names) + 2), 3.5))
+    ax.bar(names, ap, color="#4c72b0")
+    for i, n in enumerate(per):
+        ax.text(i, ap[i] + 0.01, f"{ap[i]:.2f}\n({per[n]['objects']})", ha="center", fontsize=8)
+    if not math.isnan(overall):
+        ax.axhline(overall, color="#c44e52", ls="--", label=f"mAP@[.5:.95] {overall:.3f}")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("AP@[.5:.95] (test)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
