@@ -8,8 +8,6 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
-from tlops.records import FewShotRegressionReport
-
 
 def classification_metrics(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict:
     return {
@@ -156,25 +154,34 @@ def curves_png(history: list[dict], path: Path, size_curve: Sequence[dict], sele
     return path
 
 
+def _few_shot_part(report):
+    """The few-shot part (`TaskType.few_shot_options`) of the task type whose test report `report` is: it names the
+    report's metrics and draws its plot (classes: accuracy; numbers: query MAE)."""
+    from tlops.task_types import all_task_types
+
+    kind = getattr(report, "kind", None)
+    for t in all_task_types().values():
+        part = t.few_shot_options()
+        if part is not None and part.report_kind == kind:
+            return part
+    raise ValueError(f"no task type's few-shot part writes {type(report).__name__} reports")
+
+
 def few_shot_metrics(report) -> dict[str, float]:
-    """The metrics of a few-shot evaluation report, the same keys prefixed `<baseline>_` for each baseline: episodic
-    accuracy `accuracy_5w1s`, `ci95_5w1s`, ... (a `FewShotReport`), or query error `mae_1s`, `ci95_mae_1s`, ... (a
-    `FewShotRegressionReport`)."""
+    """The metrics of a few-shot evaluation report, the same keys prefixed `<baseline>_` for each baseline, as the task
+    type names them: episodic accuracy `accuracy_5w1s`, `ci95_5w1s`, ... (a `FewShotReport`), or query error `mae_1s`,
+    `ci95_mae_1s`, ... (a `FewShotRegressionReport`)."""
+    part = _few_shot_part(report)
     out: dict[str, float] = {}
     for prefix, scores in [("", report.model), *((f"{k}_", v) for k, v in report.baselines.items())]:
         for s in scores:
-            if isinstance(report, FewShotRegressionReport):
-                out[f"{prefix}mae_{s.shots}s"] = s.mae
-                out[f"{prefix}ci95_mae_{s.shots}s"] = s.ci95
-            else:
-                out[f"{prefix}accuracy_{s.ways}w{s.shots}s"] = s.accuracy
-                out[f"{prefix}ci95_{s.ways}w{s.shots}s"] = s.ci95
+            out |= part.score_metrics(s, prefix)
     return out
 
 
 def shots_png(report, path: Path) -> Path | None:
-    """Episodic accuracy (with 95% CI bars) vs shots for the model and each baseline (a `FewShotReport`), or the
-    query MAE for few-shot regression (a `FewShotRegressionReport`)."""
+    """The model's and each baseline's metric (with 95% CI bars) vs shots, as the task type plots it: episodic accuracy
+    (a `FewShotReport`), or the query MAE for few-shot regression (a `FewShotRegressionReport`)."""
     if not report.model:
         return None
     import matplotlib
@@ -182,20 +189,15 @@ def shots_png(report, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    regression = isinstance(report, FewShotRegressionReport)  # query MAE per shot count, not accuracy
+    value, xlabel, ylabel, title = _few_shot_part(report).plot_axes(report)
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, scores in [("model", report.model), *report.baselines.items()]:
-        ax.errorbar([s.shots for s in scores], [s.mae if regression else s.accuracy for s in scores], yerr=[s.ci95 for s in scores],
+        ax.errorbar([s.shots for s in scores], [value(s) for s in scores], yerr=[s.ci95 for s in scores],
                     marker="o", capsize=3, label=name)
     ax.set_xscale("log", base=2)
-    if regression:
-        ax.set_xlabel("shots (labelled rows of the task)")
-        ax.set_ylabel("query MAE (lower is better)")
-        ax.set_title(f"{report.split}: new tasks, {report.model[0].episodes} episodes per point")
-    else:
-        ax.set_xlabel("shots per class")
-        ax.set_ylabel(f"{report.model[0].ways}-way query accuracy")
-        ax.set_title(f"{report.split}: novel classes, {report.model[0].episodes} episodes per point")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

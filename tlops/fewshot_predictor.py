@@ -70,12 +70,14 @@ def package_files(state: MetaLearnerState) -> tuple[dict[str, Path], dict]:
 
 
 class FewShotAdapter:
-    """The packaged encoder + adaptation rule: support features and class indices -> an adapted `ProbeHead`; when
-    the inner loop adapts backbone groups, support inputs -> the head and those groups' adapted parameters.
-    `backbone`: the package's backbone (needed only then)."""
+    """The packaged encoder + adaptation rule: support features and targets (class indices, or a regressor's values) ->
+    an adapted `ProbeHead`; when the inner loop adapts backbone groups, support inputs -> the head and those groups'
+    adapted parameters. `backbone`: the package's backbone (needed only then). The task type's few-shot part
+    (`TaskType.few_shot_options`) rebuilds the adaptation rule and adapts: nothing here branches on the task."""
 
     def __init__(self, root: Path, meta: dict, backbone=None):
-        from tlops.training.meta import BackboneFunction, Encoder, MetaLearner
+        from tlops.task_types import task_type
+        from tlops.training.meta import BackboneFunction, Encoder
 
         self.meta = meta
         tensors = load_file(str(Path(root) / meta["state_file"]))
@@ -90,18 +92,12 @@ class FewShotAdapter:
         if missing:
             raise ValueError(f"{root}: few_shot.backbone_params names {missing[:3]} that the package's backbone does not have; "
                              "the package is damaged or from another backbone: re-register it from its run")
-        from tlops.task_types import task_type
-
-        self.regression = task_type(meta.get("task") or "classification").numeric_target  # a few-shot regressor
-        if self.regression:  # a few-shot regressor: the head's meta-learned start, adapted by a normalised step
-            from tlops.training.meta import RegressionMetaLearner
-            from tlops.training.objectives import RegressionTask
-
-            self.learner = RegressionMetaLearner(self.encoder, meta["algorithm"], meta["inner_lr"], meta["inner_steps"])
-            self.target = RegressionTask(*meta["target_scaler"])
-        else:
-            self.learner = MetaLearner(self.encoder, meta["algorithm"], meta["inner_lr"], meta["inner_steps"], meta["anil"],
-                                       backbone_shapes={k: shapes[k] for k in names})
+        kind = task_type(meta.get("task") or "classification")
+        self.few_shot = kind.few_shot_options()  # the task type's few-shot part: its adaptation rule and head
+        if self.few_shot is None:
+            raise ValueError(f"{root}: a few-shot package of a {kind.name} model, which has no few-shot learning; re-register it from its run")
+        self.learner = self.few_shot.restore_learner(self.encoder, meta, {k: shapes[k] for k in names})
+        self.target = self.few_shot.restore_target(meta)  # a regressor's target scaler; None for classes
         self.learner.load_state_dict(part["learner"])  # strict: Meta-SGD's alphas must all be there, nothing else
         self.encoder.eval()
         self.support_file = Path(root) / meta["support_file"]
@@ -111,18 +107,16 @@ class FewShotAdapter:
     def adapts_backbone(self) -> bool:
         return self.backbone is not None
 
-    def regression_head(self, features: np.ndarray, values: np.ndarray) -> ProbeHead:
-        """A few-shot regressor adapted to support rows (features, target values), in the target's unit."""
-        from tlops.training.meta import adapted_regression_head
-
-        return adapted_regression_head(self.learner, self.encoder, torch.from_numpy(np.asarray(features, dtype=np.float32)),
-                                       torch.as_tensor(np.asarray(values, dtype=np.float64)), self.target)
+    def adapt(self, features: np.ndarray, targets: np.ndarray, n_classes: int | None = None) -> ProbeHead:
+        """The head adapted to a support set's features and targets, as the task type adapts: class indices into
+        `n_classes` classes, or a regressor's target values (a head in the target's unit)."""
+        return self.few_shot.adapted_head(self, features, targets, n_classes)
 
     def head(self, features: np.ndarray, targets: np.ndarray, n_classes: int) -> ProbeHead:
-        from tlops.training.meta import adapted_head
+        return self.adapt(features, targets, n_classes)
 
-        return adapted_head(self.learner, self.encoder, torch.from_numpy(np.asarray(features, dtype=np.float32)),
-                            torch.as_tensor(targets, dtype=torch.long), n_classes)[0]
+    def regression_head(self, features: np.ndarray, values: np.ndarray) -> ProbeHead:
+        return self.adapt(features, values)
 
     def adapt_inputs(self, items: list[str], targets: np.ndarray, n_classes: int) -> tuple[ProbeHead, dict[str, torch.Tensor]]:
         """(head, adapted backbone parameters) for a support set's raw inputs (inner backbone groups), in eval mode."""

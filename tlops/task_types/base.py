@@ -154,7 +154,11 @@ class TaskType:
     def few_shot_options(self) -> Any:
         """What the few-shot strategies' config reads for this task before any run (the class of what `few_shot` returns):
         `baselines` (the valid names), `default_baselines`, `default_inner_lr` and `refusal(strategy_config, task)` (why
-        those options cannot train this task, or None). None: no few-shot."""
+        those options cannot train this task, or None); and what needs no run: a packaged meta-learner rebuilt and
+        adapted at predict time (`restore_learner(encoder, meta, backbone_shapes)`, `restore_target(meta)`,
+        `adapted_head(adapter, features, targets, n_classes)`: `tlops.fewshot_predictor.FewShotAdapter` asks these),
+        the test report's metrics and plot (`report_kind`: the report's `kind`; `score_metrics(score, prefix)`,
+        `plot_axes(report)`: `tlops.evaluate`). None: no few-shot."""
         return None
 
     def test_outputs(self, features, result, dataset) -> tuple[list, list]:

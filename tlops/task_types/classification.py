@@ -75,6 +75,7 @@ class FewShotClasses:
     baselines = ("linear_probe", "protonet0", "finetune_support")
     default_baselines = ("linear_probe", "protonet0")  # finetune_support is slower (100 AdamW steps per episode)
     default_inner_lr = 0.01
+    report_kind = None  # the `kind` of its test report (`FewShotReport` has none): how `tlops.evaluate` finds this part
 
     def __init__(self, ctx):
         self.ctx, self.s = ctx, ctx.cfg.strategy
@@ -141,3 +142,41 @@ class FewShotClasses:
 
     def test_rows(self, report):
         return None  # the model is scored on every test row
+
+    # ---- a packaged meta-learner at predict time (`tlops.fewshot_predictor.FewShotAdapter` asks these) ----
+
+    @staticmethod
+    def restore_learner(encoder, meta: dict, backbone_shapes: dict):
+        """The packaged adaptation rule (`meta`: the package's `few_shot` block): the prototype-initialised `MetaLearner`,
+        with the backbone parameters its inner loop adapts (`backbone_shapes`: name -> shape)."""
+        from tlops.training.meta import MetaLearner
+
+        return MetaLearner(encoder, meta["algorithm"], meta["inner_lr"], meta["inner_steps"], meta["anil"], backbone_shapes=backbone_shapes)
+
+    @staticmethod
+    def restore_target(meta: dict):
+        return None  # classes: no target scaler
+
+    @staticmethod
+    def adapted_head(adapter, features, targets, n_classes):
+        """The head adapted to a support set's features and class indices (`n_classes` outputs)."""
+        import numpy as np
+        import torch
+
+        from tlops.training.meta import adapted_head
+
+        return adapted_head(adapter.learner, adapter.encoder, torch.from_numpy(np.asarray(features, dtype=np.float32)),
+                            torch.as_tensor(targets, dtype=torch.long), n_classes)[0]
+
+    # ---- the test report's metrics and plot (`tlops.evaluate.few_shot_metrics`, `shots_png`) ----
+
+    @staticmethod
+    def score_metrics(score, prefix: str) -> dict[str, float]:
+        """One shot count's episodic accuracy and its 95% CI, as logged (`accuracy_5w1s`, `ci95_5w1s`)."""
+        return {f"{prefix}accuracy_{score.ways}w{score.shots}s": score.accuracy, f"{prefix}ci95_{score.ways}w{score.shots}s": score.ci95}
+
+    @staticmethod
+    def plot_axes(report) -> tuple:
+        """(each score's plotted value, x label, y label, title) of the accuracy-vs-shots plot."""
+        return (lambda s: s.accuracy, "shots per class", f"{report.model[0].ways}-way query accuracy",
+                f"{report.split}: novel classes, {report.model[0].episodes} episodes per point")

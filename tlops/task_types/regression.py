@@ -86,6 +86,7 @@ class FewShotTasks:
 
     baselines = default_baselines = ("support_mean", "support_ridge", "pooled_ridge")
     default_inner_lr = 1.0  # the step is normalised: 1 fits one support row exactly
+    report_kind = "regression"  # the `kind` of its test report (`FewShotRegressionReport`): how `tlops.evaluate` finds this part
 
     @staticmethod
     def refusal(s, task):
@@ -189,3 +190,43 @@ class FewShotTasks:
         import numpy as np
 
         return [int(i) for i in np.flatnonzero(self.ctx.dataset().groups("test") == report.support_task)]
+
+    # ---- a packaged meta-learner at predict time (`tlops.fewshot_predictor.FewShotAdapter` asks these) ----
+
+    @staticmethod
+    def restore_learner(encoder, meta: dict, backbone_shapes: dict):
+        """The packaged adaptation rule: `RegressionMetaLearner` (the head's meta-learned start, adapted alone by a
+        normalised step; no backbone parameters in its inner loop)."""
+        from tlops.training.meta import RegressionMetaLearner
+
+        return RegressionMetaLearner(encoder, meta["algorithm"], meta["inner_lr"], meta["inner_steps"])
+
+    @staticmethod
+    def restore_target(meta: dict):
+        """The train targets' scaler the learner's outputs are standardised with."""
+        from tlops.training.objectives import RegressionTask
+
+        return RegressionTask(*meta["target_scaler"])
+
+    @staticmethod
+    def adapted_head(adapter, features, targets, n_classes=None):
+        """The head adapted to a support set's features and target values, predicting in the target's unit."""
+        import torch
+
+        from tlops.training.meta import adapted_regression_head
+
+        return adapted_regression_head(adapter.learner, adapter.encoder, torch.from_numpy(np.asarray(features, dtype=np.float32)),
+                                       torch.as_tensor(np.asarray(targets, dtype=np.float64)), adapter.target)
+
+    # ---- the test report's metrics and plot (`tlops.evaluate.few_shot_metrics`, `shots_png`) ----
+
+    @staticmethod
+    def score_metrics(score, prefix: str) -> dict[str, float]:
+        """One shot count's query MAE and its 95% CI, as logged (`mae_5s`, `ci95_mae_5s`)."""
+        return {f"{prefix}mae_{score.shots}s": score.mae, f"{prefix}ci95_mae_{score.shots}s": score.ci95}
+
+    @staticmethod
+    def plot_axes(report) -> tuple:
+        """(each score's plotted value, x label, y label, title) of the MAE-vs-shots plot."""
+        return (lambda s: s.mae, "shots (labelled rows of the task)", "query MAE (lower is better)",
+                f"{report.split}: new tasks, {report.model[0].episodes} episodes per point")

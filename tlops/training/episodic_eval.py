@@ -1,11 +1,11 @@
 """Episodic evaluation: the meta-learned model and the baselines on the very same test episodes, for several shot
-counts. Classes (novel classes, N-way K-shot episodes): mean query accuracy and its 95% CI (`shot_scores`; baselines
+counts, by one routine (`shot_results`) whatever an episode's targets are. Classes (novel classes, N-way K-shot episodes): mean query accuracy and its 95% CI (`shot_scores`; baselines
 `BASELINES`). Numbers (a regression's new tasks, K-shot episodes): mean query MAE and its 95% CI (`shot_errors`;
 baselines `support_mean`, `support_ridge`, `pooled_ridge`)."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -83,21 +83,34 @@ BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor], Predict]] = {
     "linear_probe": support_logreg, "protonet0": protonet0, "finetune_support": finetune_support}
 
 
-def shot_scores(predictors: dict[str, Predict], x: np.ndarray, y: np.ndarray, ways: int, shots: Sequence[int], queries: int,
-                episodes: int, seed: int) -> tuple[dict[str, list[ShotScore]], list[int]]:
-    """Scores per predictor and shot count (skipping shot counts with fewer than `ways` classes of shots + queries rows)."""
-    out: dict[str, list[ShotScore]] = {name: [] for name in predictors}
+def shot_results(predictors: dict[str, Callable], x: np.ndarray, y: np.ndarray, shots: Sequence[int], episodes: int,
+                 sampler: Callable[[int], Any], per_episode: Callable[..., np.ndarray],
+                 record: Callable[[int, float, float], Any]) -> tuple[dict[str, list], list[int]]:
+    """Every predictor on the very same test episodes at each shot count, for any task's episodes: `sampler(k)` gives
+    the episodes of k shots (a ValueError: the split has too few rows for them, the shot count is skipped),
+    `per_episode(predict, x, y, sampler, episodes)` each episode's value (query accuracy, query MAE), `record(k, mean,
+    ci95)` the record of one shot count. Returns ({name: [record per shot count]}, the skipped shot counts)."""
+    out: dict[str, list] = {name: [] for name in predictors}
     skipped = []
     for k in shots:
         try:
-            sampler = EpisodeSampler(y, ways, k, queries, seed + EVAL_STREAM + k)
+            episodes_of_k = sampler(k)
         except ValueError:
             skipped.append(k)
             continue
         for name, predict in predictors.items():
-            acc, ci = mean_ci95(episodic_accuracies(predict, x, sampler, episodes))
-            out[name].append(ShotScore(ways=ways, shots=k, episodes=episodes, accuracy=acc, ci95=ci))
+            mean, half = mean_ci95(per_episode(predict, x, y, episodes_of_k, episodes))
+            out[name].append(record(k, mean, half))
     return out, skipped
+
+
+def shot_scores(predictors: dict[str, Predict], x: np.ndarray, y: np.ndarray, ways: int, shots: Sequence[int], queries: int,
+                episodes: int, seed: int) -> tuple[dict[str, list[ShotScore]], list[int]]:
+    """Query accuracy per predictor and shot count of N-way episodes (`shot_results`; skipping shot counts with fewer
+    than `ways` classes of shots + queries rows)."""
+    return shot_results(predictors, x, y, shots, episodes, lambda k: EpisodeSampler(y, ways, k, queries, seed + EVAL_STREAM + k),
+                        lambda predict, x, y, sampler, n: episodic_accuracies(predict, x, sampler, n),
+                        lambda k, mean, half: ShotScore(ways=ways, shots=k, episodes=episodes, accuracy=mean, ci95=half))
 
 
 def episode_errors(predict: PredictNumbers, x: np.ndarray, y: np.ndarray, sampler: TaskEpisodeSampler, episodes: int,
@@ -171,19 +184,9 @@ def pick_alpha(make: Callable[[float], PredictNumbers], xv: np.ndarray, yv: np.n
 
 def shot_errors(predictors: dict[str, PredictNumbers], x: np.ndarray, y: np.ndarray, groups: np.ndarray, shots: list[int], queries: int,
                 episodes: int, seed: int) -> tuple[dict[str, list], list[int]]:
-    """Every predictor on the same test episodes at each shot count: {name: [ShotError]}, and the shot counts no
-    task had enough rows for."""
+    """Query MAE per predictor and shot count of a regression's task episodes (`shot_results`): {name: [ShotError]},
+    and the shot counts no task had enough rows for."""
     from tlops.records import ShotError
 
-    out: dict[str, list] = {name: [] for name in predictors}
-    skipped = []
-    for k in shots:
-        try:
-            sampler = TaskEpisodeSampler(groups, k, queries, seed)
-        except ValueError:
-            skipped.append(k)
-            continue
-        for name, predict in predictors.items():
-            mae, half = mean_ci95(episode_errors(predict, x, y, sampler, episodes))
-            out[name].append(ShotError(shots=k, episodes=episodes, mae=mae, ci95=half))
-    return out, skipped
+    return shot_results(predictors, x, y, shots, episodes, lambda k: TaskEpisodeSampler(groups, k, queries, seed), episode_errors,
+                        lambda k, mean, half: ShotError(shots=k, episodes=episodes, mae=mean, ci95=half))

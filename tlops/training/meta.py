@@ -149,7 +149,10 @@ def backbone_part(fast: Params) -> Params:
 
 
 class InnerRule(nn.Module):
-    """The inner loop every MAML-family learner shares (classes: `MetaLearner`; numbers: `RegressionMetaLearner`):
+    """The inner loop every MAML-family learner shares (classes: `MetaLearner`; numbers: `RegressionMetaLearner`; the
+    task type's few-shot part picks one, at train time (`learner`) and for a package at predict time
+    (`restore_learner`), and the episodic run, objective and validation call only what both have: `initial`, `adapt`,
+    `episode_outputs`, `episode_loss`, `anil`, `backbone_names`):
     a step size per adapted parameter (Meta-SGD's learned
     alphas, else one fixed rate) and `descend`, the inner updates theta' = theta - lr * grad (FOMAML: gradients
     detached, so no second-order term reaches the outer loop)."""
