@@ -2,13 +2,14 @@
 mAP@[.5:.95], mAP@.5 and per-class AP (torchmetrics MeanAveragePrecision, pycocotools) of torchvision FCOS + FPN on
 EfficientNet-Lite0's multi-scale maps,
 - frozen: the ImageNet backbone frozen, FPN + FCOS head trained (the linear-probe analogue),
-- finetune: the same with the backbone's top groups trained too (`--trainable`, default 9: blocks 8-15 + conv head),
+- finetune: the same with the backbone's top groups trained too (`--trainable`, default 6: blocks 11-15 (stride 32) + conv head),
 - and both again from the same architecture with random weights (the control: what the detector finds without
   pretraining, at the same budget).
 The epoch with the best val mAP is kept; seconds per epoch and predict throughput (images/s) are recorded.
 
-    .venv/bin/python -m bench.detection                          # all four (~30-40 min on 2 busy CPU cores)
-    .venv/bin/python -m bench.detection --methods frozen finetune
+    .venv/bin/python -m bench.detection                          # all four, one after the other
+    .venv/bin/python -m bench.detection --methods frozen finetune --out detection_pretrained    # or two processes side
+    .venv/bin/python -m bench.detection --methods random_frozen random_finetune --out detection_random   # by side
 """
 
 from __future__ import annotations
@@ -64,15 +65,16 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=REPO / "data" / "image_detection")
     p.add_argument("--methods", nargs="+", default=["frozen", "finetune", "random_frozen", "random_finetune"])
     p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--epochs-frozen", type=int, default=8)
-    p.add_argument("--epochs-finetune", type=int, default=6)
-    p.add_argument("--trainable", default="9")
+    p.add_argument("--epochs-frozen", type=int, default=6)
+    p.add_argument("--epochs-finetune", type=int, default=4)
+    p.add_argument("--trainable", default="6")
     p.add_argument("--head-lr", type=float, default=3e-3)
     p.add_argument("--backbone-lr", type=float, default=3e-4)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="detection")
     args = p.parse_args()
     args.trainable = args.trainable if args.trainable == "all" else int(args.trainable)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)  # 1: on a shared 2-core machine, two threads spin-wait on each other
     splits, categories, _ = read_coco_dataset(args.data)
     classes = [name for _, name in categories]
     train, val, test = (samples(splits[s], categories) for s in ("train", "val", "test"))

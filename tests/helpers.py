@@ -406,3 +406,37 @@ def make_detection_dataset(root: Path, images: tuple[int, int, int] = (8, 3, 4),
             doc["images"].append({"id": i + 1, "file_name": rel, "width": size, "height": size})
         (root / f"{split}.json").write_text(json.dumps(doc, indent=1))
     return root
+
+
+def make_segmentation_dataset(root: Path, images: tuple[int, int, int] = (8, 3, 4), size: int = 64) -> Path:
+    """A tiny semantic-segmentation folder (dataset.yaml task: semantic_segmentation, labels [background, square, disc];
+    path,mask CSVs): the shapes of `make_detection_dataset` with their index-PNG masks (pixel = class index)."""
+    import json
+
+    from PIL import Image, ImageDraw
+
+    boxes = make_detection_dataset(root / "_boxes", images, size)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    (root / "images").mkdir(exist_ok=True)
+    (root / "dataset.yaml").write_text("modality: image\ntask: semantic_segmentation\nname: tiny-shapes-seg\n"
+                                       "labels: [background, square, disc]\n")
+    for split in ("train", "val", "test"):
+        doc = json.loads((boxes / f"{split}.json").read_text())
+        rows = []
+        for im in doc["images"]:
+            mask = Image.new("L", (im["width"], im["height"]), 0)
+            draw = ImageDraw.Draw(mask)
+            for a in doc["annotations"]:
+                if a["image_id"] == im["id"]:
+                    x, y, w, h = a["bbox"]
+                    (draw.rectangle if a["category_id"] == 1 else draw.ellipse)([x, y, x + w - 1, y + h - 1], fill=a["category_id"])
+            name = Path(im["file_name"]).name
+            shutil.copy(boxes / im["file_name"], root / "images" / name)
+            mask.save(root / "masks" / name)
+            rows.append((f"images/{name}", f"masks/{name}"))
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "mask"])
+            w.writerows(rows)
+    shutil.rmtree(boxes)
+    return root

@@ -89,11 +89,11 @@ StrategyConfig = _strategy_union()
 class RegistryConfig(_Strict):
     model_name: str = Field(description="MLflow registered model name")
     metric: Literal["accuracy", "macro_f1", "mae", "rmse", "r2", "spearman", "f1", "precision", "recall", "token_accuracy",
-                    "exact_match", "wer", "cer", "map", "map_50", "map_75"] = Field(
+                    "exact_match", "wer", "cer", "map", "map_50", "map_75", "miou", "pixel_accuracy"] = Field(
         "macro_f1", description="gate metric on test: accuracy, macro_f1 (classes); mae, rmse (lower is better), r2, spearman (numbers); "
                                 "f1, precision, recall (entities), token_accuracy (token classification); f1, exact_match "
                                 "(extractive QA); wer, cer (speech recognition, lower is better); map, map_50, map_75 (object detection: COCO "
-                                "mAP@[.5:.95], @.5, @.75)")
+                                "mAP@[.5:.95], @.5, @.75); miou, pixel_accuracy (semantic segmentation)")
     margin: float = Field(0.0, ge=0.0, description="challenger must beat the champion by more than this")
 
 

@@ -21,6 +21,7 @@ from tests.helpers import (
     make_asr_dataset,
     make_da_text_dataset,
     make_detection_dataset,
+    make_segmentation_dataset,
     make_few_shot_text,
     make_ner_dataset,
     make_qa_dataset,
@@ -52,11 +53,14 @@ DATASETS = {
     ("extractive_qa", False): lambda root: make_qa_dataset(root, contexts=(6, 2, 3), impossible=True),  # SQuAD v2.0: can abstain
     ("speech_recognition", False): lambda root: make_asr_dataset(root),
     ("object_detection", False): lambda root: make_detection_dataset(root),
+    ("semantic_segmentation", False): lambda root: make_segmentation_dataset(root),
 }
 # task type -> the backbone its tiny dataset needs instead of the tiny BERT (tiny_config overrides)
 BACKBONES = {"speech_recognition": {"backbone__name": "packaged:speech-embedding", "backbone__clip_seconds": 1.5},
              "object_detection": {"backbone__name": "packaged:efficientnet-lite0", "backbone__image_size": 64,
-                                  "strategy__epochs": 1, "strategy__batch_size": 4}}  # one epoch of 8 tiny images
+                                  "strategy__epochs": 1, "strategy__batch_size": 4},  # one epoch of 8 tiny images
+             "semantic_segmentation": {"backbone__name": "packaged:efficientnet-lite0", "backbone__image_size": 64,
+                                       "strategy__epochs": 1, "strategy__batch_size": 4}}
 
 EPISODIC = {"shots": 2, "queries": 3, "projection": "linear", "embedding_dim": 8, "meta_epochs": 1, "episodes_per_epoch": 4,
             "meta_batch": 2, "val_episodes": 4, "eval_shots": [1], "support_shots": 2, "baselines": []}
@@ -143,6 +147,14 @@ def test_the_task_type_contract(tmp_path, tiny_bert, task, strategy):
             assert set(p) == {"boxes", "labels", "scores"} and len(p["boxes"]) == len(p["labels"]) == len(p["scores"]), p
             assert all(len(b) == 4 and b[2] >= 0 and b[3] >= 0 for b in p["boxes"]) and set(p["labels"]) <= set(labels), p
             assert all(0 <= s <= 1 for s in p["scores"]) and p["scores"] == sorted(p["scores"], reverse=True), p
+        json.dumps(predicted)
+    elif kind.feature_level == "pixel":  # image paths -> a run-length encoded class mask of each image's own size
+        from tlops.task_types.semantic_segmentation import decode_runs
+
+        for p in predicted:
+            mask = decode_runs(p["runs"], p["size"])
+            assert p["size"] == [64, 64] and p["labels"] == labels and int(mask.max()) < len(labels), p["size"]
+            assert sum(p["pixels"].values()) == 64 * 64 and set(p["pixels"]) <= set(labels), p["pixels"]
         json.dumps(predicted)
     else:
         assert all(isinstance(p, float) and math.isfinite(p) for p in predicted), predicted  # numbers in the target's unit

@@ -137,7 +137,7 @@ def finetune(backbone: Backbone, train_items: Sequence[str], y_train: np.ndarray
                LabelledData(backbone, val_items, y_val), cfg, seed=seed, task=scored, checkpoint_dir=checkpoint_dir, callbacks=callbacks)
 
 
-@register_strategy("finetune", FinetuneConfig, tasks=("classification", "regression", "token_classification", "extractive_qa", "object_detection", "speech_recognition"),
+@register_strategy("finetune", FinetuneConfig, tasks=("classification", "regression", "token_classification", "extractive_qa", "object_detection", "semantic_segmentation", "speech_recognition"),
                    heads=("linear", "mlp"),  # fit every task (the output width follows the task type)
                    ddp=True, starter="finetune", setting_heads={"hidden": "mlp", "dropout": "mlp"},
                    setting_tasks={"loss": "regression", "huber_delta": "regression"})

@@ -35,7 +35,7 @@ HEAD_SETTINGS = {"C": "logreg", "max_iter": "logreg", "alphas": "ridge",
                  **dict.fromkeys(("hidden", "epochs", "lr", "weight_decay", "dropout", "batch_size", "loss", "huber_delta"), "mlp")}
 
 
-@register_strategy("linear_probe", LinearProbeConfig, tasks=("classification", "regression", "token_classification", "extractive_qa", "object_detection", "speech_recognition"), head_only=True, starter="linear_probe",
+@register_strategy("linear_probe", LinearProbeConfig, tasks=("classification", "regression", "token_classification", "extractive_qa", "object_detection", "semantic_segmentation", "speech_recognition"), head_only=True, starter="linear_probe",
                    setting_heads=HEAD_SETTINGS, setting_tasks={"loss": "regression", "huber_delta": "regression"})
 def train(ctx: TrainContext) -> HeadResult:
     """Fit the head on the cached features; writes head.safetensors. No backbone needed."""

@@ -357,12 +357,12 @@ def _detector(predictor) -> _Detecting:
 UNSUPPORTED_FINETUNE = {"head": "linear", "unfreeze_every": 0, "lp_ft": False, "l2sp": 0.0, "layer_decay": 1.0, "grad_accum_steps": 1}
 
 
-def _refuse(s, unsupported: dict, what: str) -> None:
+def _refuse(s, unsupported: dict, what: str, task: str = NAME) -> None:
     from tlops.errors import ConfigError
 
     odd = {k: getattr(s, k) for k, v in unsupported.items() if getattr(s, k, v) != v}
     if odd:
-        raise ConfigError(f"{s.name} on object_detection data does not apply {', '.join(f'strategy.{k}: {v}' for k, v in odd.items())} "
+        raise ConfigError(f"{s.name} on {task} data does not apply {', '.join(f'strategy.{k}: {v}' for k, v in odd.items())} "
                           f"({what}); remove them or set {', '.join(f'{k}: {unsupported[k]}' for k in odd)}")
 
 
