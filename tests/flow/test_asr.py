@@ -48,6 +48,10 @@ def test_asr_run_registers_a_transcriber_gated_on_wer(tmp_path, prefect_api):
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     (row,) = json.loads(predicted.stdout)["predictions"]
     assert row["label"] == said[0], row
+    evaluated = cli("evaluate", f"models:/tiny-asr/{version.version}", "--data", str(data), "--json", "--tracking-uri", uri, env=WIDE)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    scored = json.loads(evaluated.stdout)
+    assert scored["metrics"]["wer"] == result["test_metrics"]["wer"], scored  # the registered model on the test split, as the run scored it
 
     # a transcript with characters train never shows fails validation, naming its file and line
     lines = (data / "test.csv").read_text().splitlines()

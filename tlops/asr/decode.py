@@ -22,6 +22,7 @@ unknown word, so a word never seen in train (a misspelling) gets a small, finite
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -140,14 +141,20 @@ def beam_search(log_probs: np.ndarray, alphabet: Sequence[str], settings: BeamSe
     words = set(lm.vocab) if (settings.lexicon and lm is not None) else None
     stems = {w[:i] for w in words for i in range(len(w) + 1)} if words is not None else None
 
+    partials: dict[tuple, str] = {}
+
     def partial(prefix: tuple) -> str:
         """The word being spelled at the end of `prefix` ("" right after a space)."""
-        return "".join(alphabet[i - 1] for i in prefix).rsplit(" ", 1)[-1]
+        if prefix not in partials:
+            partials[prefix] = "".join(alphabet[i - 1] for i in prefix).rsplit(" ", 1)[-1]
+        return partials[prefix]
 
     def words_score(prefix: tuple) -> tuple[float, int]:
         """(LM log-prob of the complete words of `prefix`, their number): words followed by a space."""
         if prefix in lm_cache:
             return lm_cache[prefix]
+        if not use_lm and settings.beta == 0.0:
+            return (0.0, 0)  # nothing to score: no LM weight, no word bonus
         text = "".join(alphabet[i - 1] for i in prefix)
         complete = text.split(" ")[:-1] if text.endswith(" ") or " " in text else []
         complete = [w for w in complete if w]
@@ -193,7 +200,7 @@ def beam_search(log_probs: np.ndarray, alphabet: Sequence[str], settings: BeamSe
                     same[1] = _logsumexp(same[1], pnb + p)  # merged into the last character
                 else:
                     e[1] = _logsumexp(e[1], whole + p)
-        ranked = sorted(nxt.items(), key=lambda kv: total(kv[0], kv[1][0], kv[1][1]), reverse=True)[:settings.beam]
+        ranked = heapq.nlargest(settings.beam, nxt.items(), key=lambda kv: total(kv[0], kv[1][0], kv[1][1]))
         beams = {k: (v[0], v[1]) for k, v in ranked}
 
     def final(prefix: tuple, pb: float, pnb: float) -> float:

@@ -200,10 +200,11 @@ def train_head(train_frames: list[np.ndarray], train_texts: Sequence[str], val_f
     return Trained(adapter, head, k, history, best_epoch, best[0], best[1], time.perf_counter() - t0)
 
 
-# decoders tried on val (select_decoder): greedy, beam without LM, beam with the train transcripts' LM at a few weights
-DECODERS = [{"kind": "greedy"}, {"kind": "beam", "beam": 16, "alpha": 0.0, "beta": 0.0}] + [
-    {"kind": "beam", "beam": 16, "alpha": a, "beta": b} for a in (0.3, 0.7, 1.5) for b in (0.0, 1.0, 2.5, 4.0)] + [
-    {"kind": "beam", "beam": 16, "alpha": a, "beta": b, "lexicon": True} for a in (0.3, 0.7) for b in (0.0, 1.0, 2.5)]
+# decoders tried on val (select_decoder): greedy, the beam without LM, with the train transcripts' word LM at a few
+# weights, and with the LM's words as a closed lexicon
+DECODERS = [{"kind": "greedy"}, {"kind": "beam", "beam": 12, "alpha": 0.0, "beta": 0.0}] + [
+    {"kind": "beam", "beam": 12, "alpha": a, "beta": b} for a, b in ((0.3, 1.0), (0.3, 2.5), (0.7, 2.5))] + [
+    {"kind": "beam", "beam": 12, "alpha": a, "beta": b, "lexicon": True} for a, b in ((0.0, 0.0), (0.3, 1.0), (0.7, 2.5))]
 
 
 def select_decoder(val_log_probs: list[np.ndarray], val_texts: Sequence[str], alphabet: list[str], lm) -> tuple[dict, list[dict]]:
@@ -250,3 +251,101 @@ class Transcriber:
         from tlops.asr.decode import decode
 
         return [decode(lp, self.alphabet, self.decoder, self.lm) for lp in self.log_probs(paths)]
+
+
+@dataclass
+class FinetuneSettings(HeadSettings):
+    trainable: str | int = "all"  # backbone groups that train: "all" or the top N
+    backbone_lr: float = 5e-5
+    max_grad_norm: float | None = 1.0
+
+
+def _cat(batches: list):
+    """Collated one-clip batches (a tensor, or a dict of tensors) -> one batch."""
+    import torch
+
+    if isinstance(batches[0], dict):
+        return {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
+    return torch.cat(batches)
+
+
+def finetune_ctc(backbone, train: tuple, val: tuple, alphabet: list[str], k: int, s: FinetuneSettings,
+                 log: Callable[[str], None] | None = None, init: Trained | None = None) -> Trained:
+    """The backbone's top `trainable` groups, the adapter and the CTC head trained together with CTCLoss (AdamW: `backbone_lr`
+    for the backbone, `lr` for adapter and head; gradients clipped at `max_grad_norm`; BatchNorm statistics kept). `train`
+    and `val`: (paths, seconds, texts). The adapter's standardisation comes from the pretrained frames; the epoch with the
+    lowest val greedy WER is kept (its backbone weights too). Each clip is decoded and preprocessed once (`collate`).
+    `init`: start from a trained probe's adapter and head (LP-FT) instead of new ones."""
+    import copy
+
+    import torch
+
+    from tlops.asr.decode import greedy
+    from tlops.asr.metrics import error_rates
+    from tlops.modules.heads import ProbeHead
+
+    t0 = time.perf_counter()
+    torch.manual_seed(s.seed)
+    g = np.random.default_rng(s.seed)
+    hop, v = float(backbone.frame_hop), len(alphabet) + 1
+    (tp, ts, tt), (vp, vs, vt) = train, val
+    inputs = [backbone.collate([p]) for p in tp]
+    n_frames = [max(1, math.ceil(float(x) / hop)) for x in ts]
+    if init is not None:
+        adapter, head = copy.deepcopy(init.adapter), copy.deepcopy(init.head)
+    else:
+        frozen = clip_frames(backbone, tp, ts)
+        adapter = make_adapter({"in_dim": frozen[0].shape[1], "kind": s.adapter, "hidden": s.hidden})
+        allf = np.concatenate(frozen)
+        with torch.no_grad():
+            adapter.mean.copy_(torch.from_numpy(allf.mean(0)))
+            adapter.std.copy_(torch.from_numpy(allf.std(0)).clamp(min=1e-6))
+        head = ProbeHead(adapter.out_dim, k * v, kind="linear")
+    groups = backbone.parameter_groups()
+    top = groups if s.trainable == "all" else (groups[len(groups) - int(s.trainable):] if int(s.trainable) else [])
+    train_params = {id(p) for grp in top for p in grp}
+    for p in backbone.model.parameters():
+        p.requires_grad_(id(p) in train_params)
+    opt = torch.optim.AdamW([{"params": [p for grp in top for p in grp], "lr": s.backbone_lr},
+                             {"params": [*adapter.parameters(), *head.parameters()], "lr": s.lr}], weight_decay=s.weight_decay)
+    drop = torch.nn.Dropout(s.dropout)
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    targets = [torch.tensor(encode(t, alphabet), dtype=torch.long) for t in tt]
+    backbone.model.eval()  # BatchNorm keeps its pretrained statistics; only the weights move
+    best, history, best_state, best_epoch = (math.inf, math.inf), [], None, 0
+    for epoch in range(1, s.epochs + 1):
+        adapter.train()
+        head.train()
+        losses = []
+        order = g.permutation(len(tp))
+        for i in range(0, len(order), s.batch_size):
+            idx = order[i:i + s.batch_size]
+            frames = backbone.frame_states(_cat([inputs[j] for j in idx]))
+            n = torch.tensor([min(frames.shape[1], n_frames[j]) for j in idx], dtype=torch.long)
+            frames = frames[:, :int(n.max())]
+            lp = torch.log_softmax(head(drop(adapter(frames, n))).reshape(len(idx), -1, v), dim=-1).transpose(0, 1)
+            y = [targets[j] for j in idx]
+            loss = ctc(lp, torch.cat(y), n * k, torch.tensor([len(t) for t in y], dtype=torch.long))
+            opt.zero_grad()
+            loss.backward()
+            if s.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_([p for grp in opt.param_groups for p in grp["params"]], s.max_grad_norm)
+            opt.step()
+            losses.append(float(loss.detach()))
+        hyp = [greedy(p, alphabet) for p in log_probs_of(adapter, head, clip_frames(backbone, vp, vs), k, v)]
+        rates = error_rates(list(vt), hyp)
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_wer": rates["wer"], "val_cer": rates["cer"]})
+        if log:
+            log(f"{epoch}: loss {np.mean(losses):.3f} val WER {rates['wer']:.3f} CER {rates['cer']:.3f}")
+        if (rates["wer"], rates["cer"]) < best:
+            best, best_epoch = (rates["wer"], rates["cer"]), epoch
+            best_state = tuple(copy.deepcopy(m.state_dict()) for m in (backbone.model, adapter, head))
+    for m, state in zip((backbone.model, adapter, head), best_state):
+        m.load_state_dict(state)
+    for p in backbone.model.parameters():
+        p.requires_grad_(True)
+    backbone.model.eval()
+    adapter.eval()
+    head.eval()
+    backbone.fine_tuned = bool(top)
+    return Trained(adapter, head, k, history, best_epoch, best[0], best[1], time.perf_counter() - t0)

@@ -20,6 +20,14 @@ layer; k CTC symbols per frame; trained with `torch.nn.CTCLoss` by AdamW
 (greedy, or the CTC prefix beam search with or without a word bigram LM of the train transcripts at a few weights) is
 chosen on val by WER.
 
+`finetune` (`finetune_trainer`): the backbone's top `trainable` groups, the adapter (`strategy.head`: linear -> none, mlp
+-> the BiGRU) and the CTC head trained together (AdamW: `backbone_lr` for the backbone, `head_lr` for the rest,
+`weight_decay`, `epochs`, `batch_size`, gradients clipped at `max_grad_norm`, BatchNorm statistics kept); each clip is
+preprocessed once; the epoch with the lowest val greedy WER kept, then the decoder chosen on val as for the probe.
+With `lp_ft: true` the CTC probe is trained on the frozen frames first (30 epochs, AdamW at
+max(head_lr, 2e-3)) and fine-tuning starts from it. Settings it would ignore (unfreeze_every, l2sp, layer_decay, grad_accum_steps, norm_stats: train, compile) are
+refused.
+
 Metrics: WER and CER (jiwer); WER on val selects and on test gates (lower is better); CER is a gate metric too. The
 package: the backbone export, the head (a linear `ProbeHead` with k * (1 + alphabet) outputs), the adapter
 (`asr/adapter.safetensors`), and under `speech_recognition` in
@@ -217,6 +225,50 @@ class SpeechRecognition(TaskType):
         return self._package(ctx, backbone, trained, decoder, tried, lm, rows, val_metrics,
                              trained.seconds + feature_seconds, "probe")
 
+    def finetune_trainer(self, ctx):
+        """finetune: the backbone's top `trainable` groups, the adapter and the CTC head together (`finetune_ctc`)."""
+        from tlops.asr.decode import WordLM
+        from tlops.asr.model import (
+            FinetuneSettings,
+            clip_frames,
+            finetune_ctc,
+            log_probs_of,
+            select_decoder,
+            slots_per_frame,
+        )
+        from tlops.progress import note
+
+        s = ctx.cfg.strategy
+        check_finetune_settings(s)
+        ds, backbone = ctx.dataset(), ctx.backbone()
+        fit_clips(backbone, ds)
+        k = slots_per_frame(backbone)
+        settings = FinetuneSettings(adapter="none" if s.head == "linear" else "bigru", hidden=s.hidden, dropout=s.dropout,
+                                    epochs=s.epochs, lr=s.head_lr, weight_decay=s.weight_decay, batch_size=s.batch_size,
+                                    seed=ctx.cfg.seed, trainable=s.trainable, backbone_lr=s.backbone_lr, max_grad_norm=s.max_grad_norm)
+        init = None
+        if s.lp_ft:  # LP-FT: the CTC probe on the frozen frames first (LP_FT_EPOCHS), fine-tuned from there
+            from dataclasses import replace
+
+            from tlops.asr.model import train_head
+
+            frames = {split: clip_frames(backbone, ds.inputs(split), ds.seconds(split)) for split in ("train", "val")}
+            init = train_head(frames["train"], ds.texts("train"), frames["val"], ds.texts("val"), ds.alphabet, k,
+                              replace(settings, epochs=LP_FT_EPOCHS, lr=max(settings.lr, 2e-3)),
+                              log=lambda line: note(f"ctc probe (lp_ft) epoch {line}"))
+        trained = finetune_ctc(backbone, (ds.inputs("train"), ds.seconds("train"), ds.texts("train")),
+                               (ds.inputs("val"), ds.seconds("val"), ds.texts("val")), ds.alphabet, k, settings,
+                               log=lambda line: note(f"ctc finetune epoch {line}"), init=init)
+        lm = WordLM.fit(ds.texts("train"), order=2)
+        val_lp = log_probs_of(trained.adapter, trained.head, clip_frames(backbone, ds.inputs("val"), ds.seconds("val")), k,
+                              len(ds.alphabet) + 1)
+        decoder, tried = select_decoder(val_lp, ds.texts("val"), ds.alphabet, lm)
+        chosen = next(r for r in tried if all(r[key] == v for key, v in decoder.items()))
+        rows = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_wer": h["val_wer"], "val_cer": h["val_cer"]}
+                for h in trained.history]
+        return self._package(ctx, backbone, trained, decoder, tried, lm, rows, {"wer": float(chosen["wer"]), "cer": float(chosen["cer"])},
+                             trained.seconds, "fine_tune")
+
     def _package(self, ctx, backbone, trained, decoder, tried, lm, rows, val_metrics, seconds, mode):
         from safetensors.torch import save_file
 
@@ -302,6 +354,23 @@ def fit_clips(backbone, ds) -> None:
 
 
 UNSUPPORTED_PROBE = {"C": 1.0, "max_iter": 1000, "loss": "mse", "huber_delta": 1.0}
+
+
+# finetune settings the CTC fine-tuning does not apply, with the value it does apply
+LP_FT_EPOCHS = 30  # finetune with lp_ft: the CTC probe's epochs before fine-tuning
+UNSUPPORTED_FINETUNE = {"unfreeze_every": 0, "l2sp": 0.0, "layer_decay": 1.0, "grad_accum_steps": 1, "loss": "mse",
+                        "huber_delta": 1.0, "norm_stats": "frozen", "compile": False}
+
+
+def check_finetune_settings(s) -> None:
+    """Refuse finetune settings the CTC fine-tuning would otherwise ignore."""
+    from tlops.errors import ConfigError
+
+    odd = {k: getattr(s, k) for k, v in UNSUPPORTED_FINETUNE.items() if getattr(s, k, v) != v}
+    if odd:
+        raise ConfigError(f"finetune on speech_recognition data does not apply {', '.join(f'strategy.{k}: {v}' for k, v in odd.items())} "
+                          "(it trains the top `trainable` backbone groups, the adapter and the CTC head with AdamW, BatchNorm "
+                          f"statistics kept); remove them or set {', '.join(f'{k}: {UNSUPPORTED_FINETUNE[k]}' for k in odd)}")
 
 
 def check_probe_settings(s) -> None:
