@@ -119,7 +119,9 @@ def main() -> None:
     ap.add_argument("--no-control", action="store_true")
     ap.add_argument("--no-finetune", action="store_true")
     ap.add_argument("--no-pocketsphinx", action="store_true")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (2 threads spin on a busy 2-core machine)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(CONFIG.read_text())
     s = cfg["strategy"]
     settings = HeadSettings(adapter="none" if s.get("head") == "logreg" else "bigru", hidden=s["hidden"], dropout=s["dropout"],
