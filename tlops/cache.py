@@ -33,6 +33,15 @@ def item_hash(item: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+KEY_BYTES = 64  # a shard stores its keys in this many bytes (an item hash is 64 hex characters)
+
+
+def row_key(base: str, row: int | str) -> str:
+    """The key of one row of an item cached as several rows (a word of a sentence, a token of a window): the item's hash
+    cut to leave room for `:row` within KEY_BYTES (52 hex characters: 208 bits), so no two rows share a key."""
+    return f"{base[:52]}:{row}"
+
+
 def _digest(keys: np.ndarray, vecs: np.ndarray) -> str:
     h = hashlib.sha256()
     h.update(keys.tobytes())
@@ -119,7 +128,10 @@ class FeatureCache:
             d.mkdir(parents=True, exist_ok=True)
             if meta is not None and not (d / "identity.json").exists():
                 _atomic_write_bytes(d / "identity.json", json.dumps(meta, indent=1, sort_keys=True).encode())
-            karr = np.array(keys, dtype="S64")
+            long = [k for k in keys if len(k.encode()) > KEY_BYTES]
+            if long:  # a longer key would be cut to its first 64 bytes: rows of one item would share a key, never found
+                raise ValueError(f"cache keys are stored in {KEY_BYTES} bytes; {long[0]!r} is longer (use row_key for an item's rows)")
+            karr = np.array(keys, dtype=f"S{KEY_BYTES}")
             vecs = np.ascontiguousarray(vecs, dtype=np.float32)
             digest = _digest(karr, vecs)
             final = d / f"{digest[:32]}.npz"

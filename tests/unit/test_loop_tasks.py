@@ -56,3 +56,47 @@ def test_extractive_qa_probe_and_finetune_keep_the_best_epoch(tiny_bert):
         best = m.loop.state.best_epoch
         assert rows[best]["val_f1"] == max(r["val_f1"] for r in rows)
         assert m.evaluate(train)["f1"] == rows[best]["val_f1"]  # the kept weights are the best epoch's
+
+
+def test_the_qa_probe_reads_its_token_states_from_the_feature_cache_on_a_rerun(tiny_bert, tmp_path):
+    from tlops.cache import FeatureCache
+    from tlops.qa.model import QAConfig, QAModel
+
+    train = qa_examples()
+    cfg = QAConfig(max_length=48, stride=16, max_query_length=12, probe_epochs=3, probe_lr=3e-2)
+    heads, stats = [], []
+    for cache in (None, FeatureCache(tmp_path / "cache"), FeatureCache(tmp_path / "cache")):
+        m = QAModel(qa_backbone(tiny_bert), cfg)
+        m.fit(train, val=train, mode="probe", cache=cache)
+        heads.append(m.head.state_dict())
+        stats.append(getattr(m, "cache_stats", None))
+    assert stats[1].misses > 0  # the first cached run embeds train's windows (val's are the same here: read back)
+    assert stats[2].misses == 0 and stats[2].hits == stats[1].hits + stats[1].misses  # the rerun embeds none
+    for other in heads[1:]:  # the same head with or without the cache (the float16 states are the same)
+        torch.testing.assert_close(other, heads[0], rtol=0, atol=0)
+
+
+def test_token_classification_word_features_hit_the_cache_on_a_rerun(tiny_bert, tmp_path):
+    from tests.helpers import make_ner_dataset
+    from tlops.cache import FeatureCache
+    from tlops.data.dataset import load_dataset
+    from tlops.task_types import task_type
+
+    ds = load_dataset(make_ner_dataset(tmp_path / "data"))
+    kind, b = task_type("token_classification"), load_backbone(f"hf:{tiny_bert}", max_length=16)
+    first = kind.split_features(b, ds, "train", FeatureCache(tmp_path / "cache"))
+    again = kind.split_features(b, ds, "train", FeatureCache(tmp_path / "cache"))
+    assert first[3].misses > 0 and again[3].misses == 0 and again[3].hits == len(ds.splits["train"])
+    assert (again[0] == first[0]).all() and (again[2]["seen"] == first[2]["seen"]).all()
+
+
+def test_cache_keys_longer_than_a_shard_stores_are_refused(tmp_path):
+    import numpy as np
+    import pytest
+
+    from tlops.cache import FeatureCache, item_hash, row_key
+
+    h = item_hash("a sentence")
+    assert len({row_key(h, j) for j in range(12)}) == 12 and all(len(row_key(h, j)) <= 64 for j in (0, 10**6, "seen"))
+    with pytest.raises(ValueError, match="64 bytes"):
+        FeatureCache(tmp_path).put("ns", [f"{h}:0"], np.zeros((1, 2), np.float32))

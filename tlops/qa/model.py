@@ -427,14 +427,14 @@ class QAModel:
 
     def fit(self, train: Sequence[QAExample], val: Sequence[QAExample] = (), mode: str = "finetune",
             log: Callable[[str], None] | None = None, opts: Any = None, checkpoint_dir: Path | None = None,
-            callbacks: Sequence[Any] = ()) -> list[dict[str, float]]:
+            callbacks: Sequence[Any] = (), cache=None) -> list[dict[str, float]]:
         """Train on `train` on the shared training loop (`tlops.training.loop.fit`): "probe": the head alone on the
         frozen backbone's token states, computed once; "finetune": backbone and head. Keeps the epoch with the best val
         F1 (train's when no `val` is given; the loop's early stop, checkpoints and device as for any task); for SQuAD
         v2.0 data (any impossible question) chooses the null threshold on val. `opts`: the loop's options (a run's
         `FinetuneConfig`, or `LoopOptions`; None: from this model's `QAConfig`). Returns the loop's per-epoch rows
         (epoch, train_loss, val_f1, val_exact_match, and the older names loss, val_exact, seconds); `loop` keeps the
-        loop's result."""
+        loop's result. `cache`: a feature cache (`tlops.cache.FeatureCache`) for the probe's frozen token states."""
         if mode not in ("probe", "finetune"):
             raise ValueError(f"unknown mode {mode!r}; use 'probe' or 'finetune'")
         if not train:
@@ -454,12 +454,15 @@ class QAModel:
         if mode == "probe":
             for p in self.backbone.model.parameters():
                 p.requires_grad_(False)
-            states = self._states(w)
+            from tlops.cache import CacheStats
+
+            self.cache_stats = CacheStats()  # windows whose states the cache held (hits) or the backbone computed (misses)
+            states = self._states(w, cache, self.cache_stats)
             flat = torch.cat(states).float()
             self.head.mean.copy_(flat.mean(0))
             self.head.std.copy_(flat.std(0).clamp(min=1e-6))
             del flat
-            backbone: Any = CachedStates(states + self._states(val_w))
+            backbone: Any = CachedStates(states + self._states(val_w, cache, self.cache_stats))
             train_data = WindowData(w, pad, index=list(range(len(w))))
             val_data = WindowData(val_w, pad, index=list(range(len(w), len(w) + len(val_w))))
         else:
@@ -519,15 +522,44 @@ class QAModel:
                                    {ex.id: p["null_margin"] for ex, p in zip(val, preds)}, "f1")
         return float(thresh)
 
+    def state_identity(self) -> dict | None:
+        """The feature cache's identity of this model's token states (`tlops.cache`): the backbone's, the level
+        (`token`: one row per sub-word token of a window) and the layers read; None for a backbone without an identity."""
+        identity = getattr(self.backbone, "identity", None)
+        return {**identity(), "level": "token", "layers": list(self.cfg.layers)} if identity is not None else None
+
     @torch.no_grad()
-    def _states(self, w: Windows) -> list[torch.Tensor]:
-        """Each window's (L, D) token states from the frozen backbone, kept in float16 (half the memory)."""
+    def _states(self, w: Windows, cache=None, stats=None) -> list[torch.Tensor]:
+        """Each window's (L, D) token states from the frozen backbone, kept in float16 (half the memory). With a feature
+        `cache` (`tlops.cache.FeatureCache`), a window's states are read from it when all its rows are there (one row per
+        token, keyed by the window's model input and the token's position) and the others are computed and stored;
+        `stats` (a `CacheStats`) counts the windows read (hits) and computed (misses)."""
+        identity = self.state_identity() if cache is not None else None
+        if identity is None:
+            return self._compute_states(w, range(len(w)))
+        from tlops.cache import CacheStats, item_hash, namespace_of, row_key
+
+        ns, stats = namespace_of(identity), stats if stats is not None else CacheStats()
+        base = [item_hash(json.dumps(f, sort_keys=True)) for f in w.features]
+        keys = [[row_key(b, t) for t in range(len(f["input_ids"]))] for b, f in zip(base, w.features)]
+        found = cache.lookup(ns, [k for ks in keys for k in ks], stats)
+        todo = [j for j, ks in enumerate(keys) if any(k not in found for k in ks)]
+        computed = dict(zip(todo, self._compute_states(w, todo, half=False)))
+        if computed:
+            cache.put(ns, [k for j in computed for k in keys[j]], torch.cat(list(computed.values())).numpy(), meta=identity)
+        stats.hits, stats.misses = stats.hits + len(w) - len(todo), stats.misses + len(todo)
+        return [computed[j].to(torch.float16) if j in computed else torch.from_numpy(np.stack([found[k] for k in keys[j]])).to(torch.float16)
+                for j in range(len(w))]
+
+    def _compute_states(self, w: Windows, order: Sequence[int], half: bool = True) -> list[torch.Tensor]:
+        """The states of windows `order` (in that order): float16, or float32 (`half=False`, what the cache stores)."""
         self.backbone.model.eval()
         out = []
-        for idx, batch in self._batches(w, range(len(w))):
+        for idx, batch in self._batches(w, list(order)):
             h = self.token_states(batch)
             for k, j in enumerate(idx):
-                out.append(h[k, : len(w.features[j]["input_ids"])].to(torch.float16))
+                row = h[k, : len(w.features[j]["input_ids"])]
+                out.append(row.to(torch.float16) if half else row.float().clone())
         return out
 
     # -- persistence ------------------------------------------------------------------------------------------------

@@ -7,9 +7,11 @@ answer that is not at its `answer_start`; ids shared across splits; a context of
 becomes a failed check of the validation report, with its fix. GX then checks that each split has questions and that
 train has answerable ones. `is_impossible` questions (SQuAD v2.0) make the model able to abstain.
 
-Features: nothing is cached (feature level `question`: the features step stores one empty row per question). A
+Features: the features step caches nothing (feature level `question`: it stores one empty row per question). A
 question's token states depend on the (question, context) window they sit in, so both trainers read them from the
-backbone themselves (`tlops.qa.model`): contexts longer than a window are read in overlapping windows (`stride`
+backbone themselves (`tlops.qa.model`); the probe's frozen states go through the feature cache at level `token` (one
+row per sub-word token of a window, keyed by the window's model input and the token's position, in a namespace of the
+backbone identity, the level and the layers), so a rerun on the same backbone and data embeds nothing: contexts longer than a window are read in overlapping windows (`stride`
 tokens of overlap); windows of `backbone.max_length` tokens, the question cut to half of that (at most 64 tokens),
 stride 3/8 of the window (48 for 128), answers up to 30 tokens.
 
@@ -304,8 +306,13 @@ class ExtractiveQA(TaskType):
         s = ctx.cfg.strategy
         ckpt_dir = run_checkpoint_dir(ctx, {**s.model_dump(exclude=NOT_IN_FINGERPRINT), "qa": qcfg.__dict__ | {"layers": list(qcfg.layers)}},
                                       [_data_digest(ds)])
+        cache = None
+        if mode == "probe":  # the frozen backbone's token states of each window, through the feature cache (level `token`)
+            from tlops.cache import FeatureCache
+
+            cache = FeatureCache(ctx.cfg.features.cache_dir)
         t0 = time.perf_counter()
-        model.fit(train, val, mode=mode, opts=opts, checkpoint_dir=ckpt_dir, callbacks=ctx.callbacks)
+        model.fit(train, val, mode=mode, opts=opts, checkpoint_dir=ckpt_dir, callbacks=ctx.callbacks, cache=cache)
         seconds = time.perf_counter() - t0
         r = model.loop
         rows = r.state.history

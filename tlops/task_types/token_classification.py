@@ -287,7 +287,7 @@ class TokenClassification(TaskType):
     def split_features(self, backbone, ds, split, cache, batch_size=64, progress=False, identity=None, label="features"):
         """(x (words, D), y (words,) tag ids, {"offsets", "seen"}, CacheStats): word vectors through the cache, one
         entry per word keyed by its sentence and index (a sentence is embedded once, when any of its words misses)."""
-        from tlops.cache import CacheStats, item_hash, namespace_of
+        from tlops.cache import CacheStats, item_hash, namespace_of, row_key
         from tlops.progress import note
 
         identity = identity or self.feature_identity(backbone.identity())
@@ -295,7 +295,7 @@ class TokenClassification(TaskType):
         sentences = ds.splits[split]["tokens"].tolist()
         t0 = time.perf_counter()
         stats = CacheStats()
-        base = [item_hash(json.dumps(s, ensure_ascii=False)) for s in sentences]
+        base = [row_key(item_hash(json.dumps(s, ensure_ascii=False)), "")[:-1] for s in sentences]  # "<base>:<row>" fits a key
         keys = [f"{b}:{j}" for b, s in zip(base, sentences) for j in range(len(s))]
         seen_keys = [f"{b}:seen" for b in base]
         found = cache.lookup(ns, keys + seen_keys, stats) if keys else {}
