@@ -44,6 +44,8 @@ BUILDERS: dict[str, str] = {
     "image_fewshot_regression": "tlops.data.build_fewshot_regression_image",
     "text_qa": "tlops.data.build_qa_wordnet",
     "text_ner": "tlops.data.build_ner_wordnet",
+    "image_detection": "tlops.data.build_detect_fashion",
+    "image_segmentation": "tlops.data.build_seg_fashion",
     "audio_asr": "tlops.data.build_asr_digits",
 }
 
