@@ -165,3 +165,33 @@ def check_drift(reference: np.ndarray, new: np.ndarray, alpha: float = ALPHA, au
     return DriftReport(reference_rows=len(reference), new_rows=len(new), mmd2=mmd2, mmd_p_value=p, domain_auc=auc,
                        verdict=verdict, reasons=reasons, alpha=alpha, auc_threshold=auc_threshold,
                        prediction_shift=prediction or {}, most_out_of_distribution=out_of_distribution(reference, new))
+
+
+def drift_png(reference: np.ndarray, new: np.ndarray, path, title: str = "") -> None:
+    """The two samples on the reference's first two principal components (left) and each new row's distance to its
+    nearest reference rows against the reference's own (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    reference, new = np.asarray(reference, np.float64), np.asarray(new, np.float64)
+    mean = reference.mean(0)
+    _, _, vt = np.linalg.svd(reference - mean, full_matrices=False)
+    axes2 = vt[:2].T if vt.shape[0] >= 2 else np.eye(reference.shape[1], 2)
+    r2, n2 = (reference - mean) @ axes2, (new - mean) @ axes2
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.scatter(r2[:, 0], r2[:, 1], s=8, alpha=0.5, label=f"training ({len(reference)})")
+    a.scatter(n2[:, 0], n2[:, 1], s=8, alpha=0.5, label=f"new ({len(new)})")
+    a.set_xlabel("PC 1 of the training features")
+    a.set_ylabel("PC 2")
+    a.legend(fontsize=8)
+    scores = [r["score"] for r in out_of_distribution(reference, new, top=len(new))]
+    b.hist(scores, bins=30, color="tab:orange")
+    b.axvline(1.0, color="k", lw=1, ls="--")
+    b.set_xlabel("distance to nearest training rows (1 = typical training row)")
+    b.set_ylabel("new inputs")
+    fig.suptitle(title or "drift")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
