@@ -129,6 +129,29 @@ class ObjectDetection(TaskType):
     feature_level = LEVEL
     starters = {"linear_probe": "image_detection_frozen", "finetune": "image_detection_finetune"}
 
+    default_starter = "linear_probe"
+
+    def recognise(self, root):
+        """A folder whose train.json is COCO's shape (top-level `images`, `annotations` and `categories` lists) holds images
+        to detect objects in."""
+        f = Path(root) / "train.json"
+        if not f.is_file():
+            return None
+        import json
+
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        return "image" if isinstance(doc, dict) and all(isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")) else None
+
+    def init_summary(self, ds):
+        """Objects per category per split."""
+        from collections import Counter
+
+        counts = {s: Counter(ds.labels[i] for ls in df["labels"] for i in ls) for s, df in ds.splits.items()}
+        return counts, f"objects of {len(ds.labels)} categories ({', '.join(ds.labels)}) in {len(ds.splits['train'])} training images (COCO JSON)"
+
     # ---- data ------------------------------------------------------------------------------------------------
 
     def read_dataset(self, root, meta, modality, name, seed, val_fraction):

@@ -142,6 +142,29 @@ class SemanticSegmentation(TaskType):
     feature_level = LEVEL
     starters = {"linear_probe": "image_segmentation_frozen", "finetune": "image_segmentation_finetune"}
 
+    default_starter = "linear_probe"
+
+    def recognise(self, root):
+        """A folder whose train.csv has a `mask` column beside `path` holds images with index masks."""
+        import csv
+
+        f = Path(root) / "train.csv"
+        if not f.is_file():
+            return None
+        try:
+            with open(f, encoding="utf-8", newline="") as fh:
+                header = next(csv.reader(fh), [])
+        except (OSError, UnicodeDecodeError):
+            return None
+        return "image" if "mask" in header and "path" in header else None
+
+    def init_summary(self, ds):
+        """Images per split (pixels are counted by validation, not here)."""
+        from collections import Counter
+
+        counts = {s: Counter({"images": len(df)}) for s, df in ds.splits.items()}
+        return counts, f"images with index masks of {len(ds.labels)} classes ({', '.join(ds.labels)})"
+
     def read_dataset(self, root, meta, modality, name, seed, val_fraction):
         from tlops.errors import DataError
         from tlops.segmentation.files import SPLIT_FILES, check_segmentation_splits
