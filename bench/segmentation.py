@@ -47,11 +47,35 @@ def run(method: str, pairs: dict, classes: list[str], args) -> dict:
     predict_s = time.perf_counter() - t1
     truth = [np.asarray(Image.open(m), dtype=np.uint8) for _, m in pairs["test"]]
     s = segmentation_scores(truth, pred, len(classes))
+    if args.picture:
+        picture(pairs["test"][:8], pred[:8], Path(args.picture), f"{method}: test mIoU {s['miou']:.3f}")
     best = max(history, key=lambda r: r["val_miou"])
     return {"test_miou": s["miou"], "test_pixel_accuracy": s["pixel_accuracy"], "test_iou_per_class": {classes[c]: v for c, v in s["per_class"].items()},
             "best_epoch": best["epoch"], "val_miou": best["val_miou"], "epochs": len(history), "trainable": cfg.trainable,
             "train_seconds": round(train_s, 1), "seconds_per_epoch": [round(r["seconds"], 1) for r in history],
             "predict_images_per_second": round(len(pred) / predict_s, 1), "history": history}
+
+
+PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180)]
+
+
+def picture(pairs, pred, path: Path, title: str) -> None:
+    """Per test image: the image, the true mask and the predicted one side by side (class colours), 4 rows of 2 triples."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    def colour(m):
+        return Image.fromarray(np.array(PALETTE, np.uint8)[np.minimum(m, len(PALETTE) - 1)], mode="RGB").resize((128, 128), Image.NEAREST)
+
+    sheet = Image.new("RGB", (2 * 3 * 130 + 20, 4 * 130 + 30), (255, 255, 255))
+    ImageDraw.Draw(sheet).text((6, 6), title + " (image | true mask | predicted mask)", fill=(0, 0, 0))
+    for i, ((img, mask), p) in enumerate(zip(pairs, pred)):
+        x0, y0 = 6 + (i % 2) * (3 * 130 + 8), 24 + (i // 2) * 130
+        sheet.paste(Image.open(img).convert("RGB").resize((128, 128)), (x0, y0))
+        sheet.paste(colour(np.asarray(Image.open(mask))), (x0 + 130, y0))
+        sheet.paste(colour(p), (x0 + 260, y0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, optimize=True)
 
 
 def main() -> None:
@@ -65,6 +89,7 @@ def main() -> None:
     p.add_argument("--head-lr", type=float, default=3e-3)
     p.add_argument("--backbone-lr", type=float, default=3e-4)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--picture", default="", help="write the first 8 test images with true and predicted masks here (PNG)")
     p.add_argument("--out", default="segmentation")
     args = p.parse_args()
     args.trainable = args.trainable if args.trainable == "all" else int(args.trainable)
