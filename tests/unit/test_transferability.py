@@ -73,6 +73,20 @@ def test_h_score_is_the_trace_of_the_definition_and_orders_features():
     assert h_score(f, y) > h_score(rng.normal(size=(90, 6)), y)
 
 
+def test_h_score_in_row_space_equals_the_dense_definition():
+    """Fewer rows than features: the Woodbury route gives tr(shrunk cov^-1 (1 - s) cov(E[f|y])) computed densely."""
+    from tlops.transferability.scores import _ledoit_wolf
+
+    rng = np.random.default_rng(6)
+    y = np.arange(30) % 4
+    f = rng.normal(size=(30, 70)) + y[:, None] * rng.normal(size=70)
+    fc = f - f.mean(0)
+    cov, s = _ledoit_wolf(fc)
+    means = np.stack([fc[y == c].mean(0) for c in y])
+    dense = np.trace(np.linalg.solve(cov, (1 - s) * means.T @ means / len(y)))
+    assert 0 < s < 1 and h_score(f, y) == pytest.approx(dense, rel=1e-9)
+
+
 def test_ledoit_wolf_shrinkage_matches_scikit_learn():
     """The values sklearn.covariance.ledoit_wolf(x, assume_centered=True) gives for this x (scikit-learn 1.x; written
     down: importing it costs seconds)."""

@@ -129,35 +129,67 @@ def log_evidence(features: np.ndarray, y: np.ndarray, alpha: float, beta: float)
     return float(-0.5 * z @ z - np.sum(np.log(np.diag(chol))) - n / 2 * LOG_2PI)
 
 
+def _ledoit_wolf_shrinkage(gram: np.ndarray, row_norms2: np.ndarray, n: int, d: int) -> tuple[float, float]:
+    """(Ledoit-Wolf (2004) shrinkage s, mu = tr(S) / D) of centred rows x (n, D) with S = x'x / n, from either Gram
+    matrix (x'x or xx': the same nonzero spectrum, so tr and ||.||_F agree) and the rows' squared norms; as
+    scikit-learn's `ledoit_wolf(x, assume_centered=True)` (its sum(X2'X2) is sum of the rows' squared norms squared)."""
+    tr_s = float(np.trace(gram)) / n
+    mu = tr_s / d
+    sum_s2 = float(np.sum(gram**2)) / n**2
+    delta = (sum_s2 - 2 * mu * tr_s + d * mu**2) / d  # ||S - mu I||_F^2 / d
+    beta_ = (float(np.sum(row_norms2**2)) / n - sum_s2) / (d * n)
+    return (0.0 if delta <= 0 else min(beta_, delta) / delta), mu
+
+
 def _ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
-    """(shrunk covariance, shrinkage) of centred rows x (n, D): (1 - s) S + s mu I, with the Ledoit-Wolf (2004) s."""
+    """(shrunk covariance (1 - s) S + s mu I, s) of centred rows x (n, D)."""
     n, d = x.shape
-    s = x.T @ x / n
-    mu = float(np.trace(s)) / d
-    delta = float(np.sum((s - mu * np.eye(d)) ** 2)) / d
-    x2 = x**2
-    beta_ = float(np.sum(x2.T @ x2) / n - np.sum(s**2)) / (d * n)
-    shrink = 0.0 if delta == 0 else min(beta_, delta) / delta
-    return (1 - shrink) * s + shrink * mu * np.eye(d), shrink
+    cov = x.T @ x / n
+    s, mu = _ledoit_wolf_shrinkage(cov * n, np.sum(x**2, axis=1), n, d)
+    cov *= 1 - s
+    cov[np.diag_indices(d)] += s * mu
+    return cov, s
 
 
 def h_score(features: np.ndarray, labels: np.ndarray, shrinkage: bool = True) -> float:
     """H-score of features (n, D) for class labels (n,): tr(cov(f)^-1 cov(E[f|y])). With `shrinkage` (the default) the
     feature covariance is the Ledoit-Wolf estimate and the between-class covariance is scaled by (1 - shrinkage), as
     in Ibrahim et al.'s regularised H-score; without, the pseudo-inverse of the sample covariance (Bao et al., as in
-    TLlib). Higher is better; at most the number of classes - 1."""
+    TLlib). Higher is better; at most the number of classes - 1.
+
+    cov(E[f|y]) = sum_c p_c mu_c mu_c' has rank < classes, so the trace is sum_c p_c mu_c' cov(f)^-1 mu_c. With fewer
+    rows than features and shrinkage, cov(f)^-1 = (a I + b x'x)^-1 is applied in row space (Woodbury: one n x n Gram
+    matrix and one n x n Cholesky factorisation, no D x D matrix); otherwise one D x D Cholesky factorisation."""
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
     f = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels)
     if f.ndim != 2 or len(f) != len(y) or len(f) < 2:
         raise ValueError(f"features {f.shape} and labels ({len(y)}) must be (n, D) and (n,), n >= 2")
     f = f - f.mean(axis=0)
-    g = np.zeros_like(f)
-    for c in np.unique(y):
-        g[y == c] = f[y == c].mean(axis=0)
-    n = len(f)
-    cov_g = g.T @ g / n
+    n, d = f.shape
+    classes = np.unique(y)
+    member = (y[:, None] == classes[None, :]).astype(np.float64)  # (n, C)
+    counts = member.sum(axis=0)
+    weights = counts / n
+    if shrinkage and n < d:
+        k = f @ f.T
+        s, mu = _ledoit_wolf_shrinkage(k, np.diag(k).copy(), n, d)
+        a, b = s * mu, (1 - s) / n
+        if a > 0 and b > 0:
+            w = member / counts  # mu_c = f' w_c
+            kw = k @ w
+            inner = cho_solve(cho_factor(k + (a / b) * np.eye(n), lower=True, check_finite=False), kw, check_finite=False)
+            quad = (np.sum(w * kw, axis=0) - np.sum(kw * inner, axis=0)) / a  # w'Kw - w'K (a/b I + K)^-1 K w, over a
+            return float((1 - s) * np.sum(weights * quad))
+    means = f.T @ (member / counts)  # (D, C)
     if shrinkage:
         cov_f, s = _ledoit_wolf(f)
-        return float(np.trace(np.linalg.solve(cov_f, (1 - s) * cov_g)))
-    cov_f = f.T @ f / n
-    return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-15) @ cov_g))
+        scale = 1 - s
+    else:
+        cov_f, scale = f.T @ f / n, 1.0
+    try:
+        solved = cho_solve(cho_factor(cov_f, lower=True, check_finite=False), means, check_finite=False)
+    except (LinAlgError, ValueError):  # singular (no shrinkage, or constant features): the pseudo-inverse, as TLlib
+        solved = np.linalg.pinv(cov_f, rcond=1e-15, hermitian=True) @ means
+    return float(scale * np.sum(weights * np.sum(means * solved, axis=0)))
