@@ -90,3 +90,10 @@ def test_a_lexicon_keeps_only_words_of_the_vocabulary():
     assert beam_search(lp, ALPHA, BeamSettings(beam=8, prune=-50)) == "bb"
     assert beam_search(lp, ALPHA, BeamSettings(beam=8, prune=-50, lexicon=True), lm) == "ba"
     assert decode(lp, ALPHA, {"kind": "beam", "beam": 8, "alpha": 0.0, "beta": 0.0, "lexicon": True}, lm) == "ba"
+
+
+def test_a_lexicon_that_refuses_every_character_still_returns_a_transcript():
+    lm = WordLM.fit(["ab"])
+    lp = _lp([[1e-9, 0, 1e-9, 1.0], [1e-9, 0, 1e-9, 1.0]])  # only "b" is likely (and "b" starts no word), blank below prune
+    out = beam_search(lp, ALPHA, BeamSettings(beam=4, prune=-5, lexicon=True), lm)
+    assert out == ""  # nothing of the vocabulary was said; no crash, no non-word

@@ -169,7 +169,8 @@ def beam_search(log_probs: np.ndarray, alphabet: Sequence[str], settings: BeamSe
     beams: dict[tuple, tuple[float, float]] = {(): (0.0, NEG)}
     for t in range(lp.shape[0]):
         row = lp[t]
-        cands = [int(c) for c in np.nonzero(row > settings.prune)[0]] or [int(row.argmax())]
+        cands = sorted({BLANK, int(row.argmax()), *(int(c) for c in np.nonzero(row > settings.prune)[0])})  # the blank always: a
+        # lexicon may refuse every character, and a prefix must still be able to wait
         nxt: dict[tuple, list[float]] = defaultdict(lambda: [NEG, NEG])
         for prefix, (pb, pnb) in beams.items():
             whole = _logsumexp(pb, pnb)
@@ -201,7 +202,7 @@ def beam_search(log_probs: np.ndarray, alphabet: Sequence[str], settings: BeamSe
                 else:
                     e[1] = _logsumexp(e[1], whole + p)
         ranked = heapq.nlargest(settings.beam, nxt.items(), key=lambda kv: total(kv[0], kv[1][0], kv[1][1]))
-        beams = {k: (v[0], v[1]) for k, v in ranked}
+        beams = {k: (v[0], v[1]) for k, v in ranked} or beams
 
     def final(prefix: tuple, pb: float, pnb: float) -> float:
         text = "".join(alphabet[i - 1] for i in prefix).strip()
