@@ -127,7 +127,7 @@ class ObjectDetection(TaskType):
     few_shot_plot = "map_vs_shots.png"
     class_probabilities = False
     feature_level = LEVEL
-    starters = {"linear_probe": "image_detection_frozen", "finetune": "image_detection_finetune"}
+    starter_prefix = "detection"  # `tlops init` starters: image_detection_linear_probe, image_detection_finetune
 
     default_starter = "linear_probe"
 

@@ -140,7 +140,7 @@ class SemanticSegmentation(TaskType):
     few_shot_plot = "miou_vs_shots.png"
     class_probabilities = False
     feature_level = LEVEL
-    starters = {"linear_probe": "image_segmentation_frozen", "finetune": "image_segmentation_finetune"}
+    starter_prefix = "segmentation"  # `tlops init` starters: image_segmentation_linear_probe, image_segmentation_finetune
 
     default_starter = "linear_probe"
 
