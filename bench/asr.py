@@ -75,7 +75,7 @@ def scores(trained, frames: dict, texts: dict, alphabet: list[str], k: int, t0: 
     seconds = time.perf_counter() - t1
     return {"decoder": decoder, "best_epoch": trained.best_epoch, "train_seconds": round(t1 - t0, 1),
             "test": error_rates(texts["test"], hyp), "test_greedy": error_rates(texts["test"], [greedy(p, alphabet) for p in test_lp]),
-            "val_chosen": next(r for r in tried if all(r[key] == val for key, val in decoder.items())),
+            "val_chosen": next(r for r in tried if all(r.get(key) == val for key, val in decoder.items())),
             "decode_seconds_per_clip": round(seconds / len(hyp), 4), "examples": list(zip(texts["test"], hyp))[:8]}
 
 

@@ -97,3 +97,11 @@ def test_a_lexicon_that_refuses_every_character_still_returns_a_transcript():
     lp = _lp([[1e-9, 0, 1e-9, 1.0], [1e-9, 0, 1e-9, 1.0]])  # only "b" is likely (and "b" starts no word), blank below prune
     out = beam_search(lp, ALPHA, BeamSettings(beam=4, prune=-5, lexicon=True), lm)
     assert out == ""  # nothing of the vocabulary was said; no crash, no non-word
+
+
+def test_the_chosen_decoders_val_row_is_the_one_with_exactly_its_settings():
+    from tlops.asr.model import DECODERS, chosen_row
+
+    tried = [{**d, "wer": float(i), "cer": float(i)} for i, d in enumerate(DECODERS)]
+    for i, d in enumerate(DECODERS):  # a lexicon decoder and the plain beam with the same weights are told apart
+        assert chosen_row(dict(d), tried)["wer"] == i

@@ -220,6 +220,11 @@ def select_decoder(val_log_probs: list[np.ndarray], val_texts: Sequence[str], al
     return dict(DECODERS[best]), rows
 
 
+def chosen_row(decoder: dict, tried: list[dict]) -> dict:
+    """The val scores (`select_decoder`'s rows) of the chosen decoder: the row whose settings are exactly it."""
+    return next(r for r in tried if {k: v for k, v in r.items() if k not in ("wer", "cer")} == decoder)
+
+
 class Transcriber:
     """A backbone with frame features, a trained head, the alphabet and the chosen decoder: audio paths -> transcripts."""
 

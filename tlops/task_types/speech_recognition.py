@@ -194,6 +194,7 @@ class SpeechRecognition(TaskType):
         from tlops.asr.decode import WordLM
         from tlops.asr.model import (
             HeadSettings,
+            chosen_row,
             clip_frames,
             log_probs_of,
             select_decoder,
@@ -218,7 +219,7 @@ class SpeechRecognition(TaskType):
         lm = WordLM.fit(ds.texts("train"), order=2)
         val_lp = log_probs_of(trained.adapter, trained.head, frames["val"], k, len(ds.alphabet) + 1)
         decoder, tried = select_decoder(val_lp, ds.texts("val"), ds.alphabet, lm)
-        chosen = next(r for r in tried if all(r[key] == v for key, v in decoder.items()))
+        chosen = chosen_row(decoder, tried)
         rows = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_wer": h["val_wer"], "val_cer": h["val_cer"]}
                 for h in trained.history]
         val_metrics = {"wer": float(chosen["wer"]), "cer": float(chosen["cer"])}
@@ -230,6 +231,7 @@ class SpeechRecognition(TaskType):
         from tlops.asr.decode import WordLM
         from tlops.asr.model import (
             FinetuneSettings,
+            chosen_row,
             clip_frames,
             finetune_ctc,
             log_probs_of,
@@ -263,7 +265,7 @@ class SpeechRecognition(TaskType):
         val_lp = log_probs_of(trained.adapter, trained.head, clip_frames(backbone, ds.inputs("val"), ds.seconds("val")), k,
                               len(ds.alphabet) + 1)
         decoder, tried = select_decoder(val_lp, ds.texts("val"), ds.alphabet, lm)
-        chosen = next(r for r in tried if all(r[key] == v for key, v in decoder.items()))
+        chosen = chosen_row(decoder, tried)
         rows = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_wer": h["val_wer"], "val_cer": h["val_cer"]}
                 for h in trained.history]
         return self._package(ctx, backbone, trained, decoder, tried, lm, rows, {"wer": float(chosen["wer"]), "cer": float(chosen["cer"])},
