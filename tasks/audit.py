@@ -22,7 +22,7 @@ from tlops.data import load_dataset
 from tlops.data.dataset import dataset_content_md5
 from tlops.data_version import recorded_data_version, short_data_version
 from tlops.data.versions import dir_md5, has_version, restore_version
-from tlops.package import code_manifest, manifest_digest, package_manifest
+from tlops.package import code_manifest, drop_bytecode, manifest_digest, package_manifest
 from tlops.reproduce import NotReproducible, checkout, rerun
 
 AUDIT_EXPERIMENT = "tlops-audits"
@@ -131,6 +131,7 @@ def model_files_check(reg: Registry, source: str, run_id: str, tags: dict, regis
         return Check(name="integrity", passed=False, detail=f"its registration did not finish (its run {run_id} ended before it did); "
                      "train and register it again with `tlops run`"), dst
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst / "model")))
+    bytecode = drop_bytecode(local)
     package = package_check(reg.client, run_id, local / _package_path(local), dst, tags.get("tlops.package_sha256"), registered=registered)
     if not package.passed:
         return package, local
@@ -138,8 +139,12 @@ def model_files_check(reg: Registry, source: str, run_id: str, tags: dict, regis
     if not code.passed or tags.get("tlops.code_sha256") is None:
         return code, local
     pkg_files, code_files = package.evidence["files"], code.evidence["files"]
+    dropped = (f"; {len(bytecode)} compiled __pycache__ file(s) beside them in the store (written when `mlflow.pyfunc.load_model` "
+               "or `mlflow models serve` ran the model's code in place) were left out of the checked copy, so Python compiles "
+               "the checked sources") if bytecode else ""
     return Check(name="integrity", passed=True, detail=f"{len(pkg_files)} package files and {len(code_files)} code files match the "
-                 "sha256 recorded at registration", evidence={"files": pkg_files, "code_files": code_files}), local
+                 f"sha256 recorded at registration{dropped}", evidence={"files": pkg_files, "code_files": code_files,
+                                                                         "bytecode_left_out": bytecode}), local
 
 
 def _version_of_run(reg: Registry, model_uri: str):

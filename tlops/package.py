@@ -10,16 +10,20 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
 
 from tlops.errors import DataError
 from tlops.hashing import file_sha256
-from tlops.modules.heads import ProbeHead
 from tlops.support_set import SupportSet
+
+if TYPE_CHECKING:
+    from tlops.modules.heads import ProbeHead
+
+# torch (and safetensors.torch, the heads) are imported where a package is written or loaded, not here: checking a
+# package's files (package_manifest, code_manifest, manifest_digest: `tlops predict`, `serve` and `audit` do it
+# before loading anything) needs only hashlib, and `import torch` costs seconds.
 
 FORMAT_VERSION = 1
 META_FILE = "tlops_model.json"
@@ -29,6 +33,8 @@ def save_package(out_dir: Path, backbone, head: ProbeHead, labels: list[str], ex
                  files: dict[str, Path] | None = None) -> Path:
     """Write atomically: build in a temp folder beside `out_dir`, then rename into place. `files`: more files
     to copy in (package-relative path -> source), e.g. a meta-learned model's adaptation state."""
+    from safetensors.torch import save_file
+
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}-"))
@@ -99,6 +105,19 @@ def code_manifest(model_dir: str | Path) -> dict[str, str]:
     return {k: v for k, v in package_manifest(model_dir).items() if not k.startswith("artifacts/") and k not in DOWNLOAD_ONLY}
 
 
+def drop_bytecode(model_dir: Path) -> list[str]:
+    """Remove the `__pycache__` folders from a downloaded model copy; their files' relative paths. MLflow's own loaders
+    (`mlflow.pyfunc.load_model`, `mlflow models serve`) import a model's code where a local store keeps it, so Python
+    writes `.pyc` files there; registration recorded none. Left in, every later check would refuse the model as changed;
+    checked instead, they would still not be what runs (a `.pyc` is loaded in place of its source when its header
+    matches): removed from the copy tlops loads, only the checked `.py` sources run."""
+    found = []
+    for folder in sorted(p for p in model_dir.rglob("__pycache__") if p.is_dir()):
+        found += [f.relative_to(model_dir).as_posix() for f in sorted(folder.rglob("*")) if f.is_file()]
+        shutil.rmtree(folder)
+    return found
+
+
 def manifest_digest(manifest: dict[str, str]) -> str:
     """One sha256 over a manifest (kept as a model version tag, so the manifest itself is checked too)."""
     import hashlib
@@ -111,7 +130,10 @@ class Predictor:
     to a support set given with the inputs (few-shot serving): predictions are then over its classes."""
 
     def __init__(self, package_dir: str | Path, batch_size: int = 64):
+        from safetensors.torch import load_file
+
         from tlops.backbones import backbone_from_export
+        from tlops.modules.heads import ProbeHead
 
         root = Path(package_dir)
         self.root = root  # the package folder (a task type that packs more files reads them from here)
@@ -227,6 +249,8 @@ class Predictor:
         if not kind.class_probabilities:
             raise DataError(f"this model predicts {kind.predicts(self.labels)} (a {kind.name} model): it has no class "
                             "probabilities per input; predict without proba")
+        import torch
+
         head, _, backbone_params = self._classifier(support)
         feats = self._embed(self._inputs(items), backbone_params)
         with torch.inference_mode():
