@@ -248,6 +248,7 @@ def close_orphaned_runs(client: MlflowClient, experiment_id: str, by_run: str | 
         client.set_tag(run.info.run_id, "tlops.error",
                        f"process {owner['pid']} on {owner['host']} ended without closing this run (killed?); "
                        f"marked KILLED{' by run ' + by_run if by_run else ''}")
+        client.set_tag(run.info.run_id, OUTCOME_TAG, "killed")
         client.set_terminated(run.info.run_id, "KILLED")
         mark_versions_incomplete(client, run.info.run_id, f"KILLED: process {owner['pid']} on {owner['host']} ended without closing it")
         if work := run.data.params.get("execution.work_dir"):

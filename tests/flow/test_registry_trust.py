@@ -64,6 +64,7 @@ def test_the_next_run_closing_a_killed_run_tags_the_versions_it_registered_incom
     assert close_orphaned_runs(client, experiment) == [killed]
     mv = client.get_model_version(NAME, "3")
     assert mv.tags["tlops.incomplete"] == "true" and client.get_run(killed).info.status == "KILLED"
+    assert client.get_run(killed).data.tags["tlops.outcome"] == "killed"  # the run list filter README gives
     assert mv.description.startswith(f"**Incomplete**: run `{killed}` that registered this version ended before it finished "
                                       f"(KILLED: process {dead} on {socket.gethostname()} ended without closing it)"), mv.description
     assert "linear_probe" in mv.description  # what it said before is kept below
