@@ -11,7 +11,7 @@ request (the README's own `curl` lines for the served model) and stopped.
 
 The store is the zoo's tiny-text model (tests/zoo.py) under the README's name `wordnet-supersense`. Changed from the
 text as written, and only these: ports (a free one instead of 5000/5001: the machine may be serving those), and the
-hint's placeholders (`INPUT ...`, `[...]`) filled with a real input. Not run: `tlops run` (trains for minutes),
+hint's placeholders (`INPUT ...`, `[...]`) filled with a real input. Not run: `tlops run` and `rank` (train or embed),
 `schedule`/`local-server`/`docker` (Prefect servers: tests/system/test_stack.py), `init`/`validate` (a config of the
 user's own data); commands naming other models or files the reader does not have only have to parse and name the right
 store."""
@@ -35,7 +35,7 @@ import pytest
 from tests.helpers import REPO
 
 MODEL = "wordnet-supersense"  # the model the README's registry commands name
-NOT_RUN = {"run", "schedule", "local-server", "init", "validate"}
+NOT_RUN = {"run", "rank", "schedule", "local-server", "init", "validate"}  # they train or embed a config's data
 SERVERS = {("tlops", "serve"), ("mlflow", "ui"), ("mlflow", "models")}
 NOT_FOUND = re.compile(r"Registered Model .* not found|RESOURCE_DOES_NOT_EXIST", re.I)
 
