@@ -87,6 +87,8 @@ def test_map_on_hand_checked_cases():
     perfect = [{"boxes": t["boxes"], "labels": t["labels"], "scores": [0.9] * len(t["labels"])} for t in truth]
     s = detection_scores(truth, perfect, 2)
     assert s["map"] == pytest.approx(1.0) and s["map_50"] == pytest.approx(1.0) and s["per_class"] == pytest.approx({0: 1.0, 1: 1.0})
+    recall, precision = s["pr_50"][0]
+    assert len(recall) == len(precision) == 101 and min(precision) == pytest.approx(1.0)
     # class 0: a false positive scored above both true ones -> precision 1/2 at recall 1/2, 2/3 at recall 1: the
     # interpolated precision is 2/3 everywhere, AP 2/3 at every IoU threshold. Class 1: its box is twice as tall as the
     # truth (IoU 0.5): a hit at IoU 0.5 only, AP 1 there and 0 at the nine stricter thresholds -> 0.1.
@@ -95,6 +97,7 @@ def test_map_on_hand_checked_cases():
     s = detection_scores(truth, pred, 3)
     assert s["per_class"][0] == pytest.approx(2 / 3) and s["per_class"][1] == pytest.approx(0.1) and math.isnan(s["per_class"][2])
     assert s["map"] == pytest.approx((2 / 3 + 0.1) / 2) and s["map_50"] == pytest.approx((2 / 3 + 1) / 2)
+    assert s["pr_50"][0][1] == pytest.approx([2 / 3] * 101)  # interpolated: 2/3 at every recall point
     nothing = detection_scores(truth, [{"boxes": [], "labels": [], "scores": []}] * 2, 2)
     assert nothing["map"] == 0.0 and nothing["per_class"] == {0: 0.0, 1: 0.0}
 

@@ -30,8 +30,9 @@ def _coco(truth: list[dict], n_classes: int):
 
 def detection_scores(truth: list[dict], predicted: list[dict], n_classes: int | None = None) -> dict:
     """truth: per image {"boxes" COCO xywh, "labels" 0..K-1}; predicted: per image {"boxes", "scores", "labels"}.
-    Returns {"map", "map_50", "map_75", "mar_100", "per_class": {index: AP@[.5:.95], nan for a class without objects}};
-    nan overall when the truth holds no object."""
+    Returns {"map", "map_50", "map_75", "mar_100", "per_class": {index: AP@[.5:.95], nan for a class without objects},
+    "pr_50": {index: (recall points, interpolated precision at IoU 0.5)} (COCOeval's 101 recall points; classes with
+    objects and detections only)}; nan overall when the truth holds no object."""
     from pycocotools.cocoeval import COCOeval
 
     if len(truth) != len(predicted):
@@ -60,8 +61,12 @@ def detection_scores(truth: list[dict], predicted: list[dict], n_classes: int | 
         ev.summarize()
     stats = ev.stats  # [map, map_50, map_75, map_s, map_m, map_l, mar_1, mar_10, mar_100, ...]
     precision = ev.eval["precision"]  # [IoU thresholds, recall points, categories, area ranges, max dets]
-    per_class = {}
+    per_class, pr_50 = {}, {}
+    recall = np.asarray(ev.params.recThrs)
     for c in range(k):
+        curve = precision[0, :, c, 0, -1]  # IoU 0.5, all areas, 100 detections
+        if (curve > -1).any():
+            pr_50[c] = (recall.tolist(), np.where(curve > -1, curve, 0.0).tolist())
         p = precision[:, :, c, 0, -1]
         p = p[p > -1]
         per_class[c] = float(p.mean()) if p.size else math.nan
@@ -69,4 +74,5 @@ def detection_scores(truth: list[dict], predicted: list[dict], n_classes: int | 
     def num(v):
         return float(v) if v >= 0 else math.nan  # -1: nothing to score
 
-    return {"map": num(stats[0]), "map_50": num(stats[1]), "map_75": num(stats[2]), "mar_100": num(stats[8]), "per_class": per_class}
+    return {"map": num(stats[0]), "map_50": num(stats[1]), "map_75": num(stats[2]), "mar_100": num(stats[8]), "per_class": per_class,
+            "pr_50": pr_50}

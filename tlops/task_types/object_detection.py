@@ -329,8 +329,9 @@ class ObjectDetection(TaskType):
 
         predictor = Predictor(package_dir)
         detector = _detector(predictor)
-        return [{"boxes": d["boxes"].tolist(), "labels": d["labels"].tolist(), "scores": d["scores"].tolist()}
-                for d in detector.detector.predict_paths(ds.inputs(split), score_threshold=0.0)]
+        paths = ds.inputs(split)  # kept beside each image's detections for the report's pictures (the metrics ignore it)
+        return [{"boxes": d["boxes"].tolist(), "labels": d["labels"].tolist(), "scores": d["scores"].tolist(), "path": path}
+                for d, path in zip(detector.detector.predict_paths(paths, score_threshold=0.0), paths)]
 
     def test_outputs(self, features, result, dataset):
         """(true boxes per test image, the package's detections per test image)."""
@@ -354,7 +355,12 @@ class ObjectDetection(TaskType):
                 objects[int(c)] += 1
         report = {"overall": {k: s[k] for k in ("map", "map_50", "map_75", "mar_100")} | {"images": len(y_true), "objects": sum(objects)},
                   "per_category": {labels[c]: {"ap": v, "objects": objects[c]} for c, v in s["per_class"].items()}}
-        return report, "detection_report.json", [_per_class_png(report["per_category"], s["map"], Path(out_dir) / "ap_per_category.png")]
+        out_dir = Path(out_dir)
+        plots = [_per_class_png(report["per_category"], s["map"], out_dir / "ap_per_category.png"),
+                 _pr_png(s["pr_50"], labels, out_dir / "precision_recall_iou50.png")]
+        if y_pred and all("path" in p for p in y_pred[:1]):
+            plots.append(_boxes_png(y_true[:6], y_pred[:6], labels, out_dir / "test_predictions.png"))
+        return report, "detection_report.json", plots
 
     # ---- package and predict -----------------------------------------------------------------------------------
 
@@ -404,6 +410,53 @@ def _per_class_png(per: dict, overall: float, path: Path) -> Path:
         ax.legend(loc="upper right", fontsize=8)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("AP@[.5:.95] (test)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pr_png(pr: dict, labels, path: Path) -> Path:
+    """Precision against recall at IoU 0.5 per category (COCOeval's interpolated curves)."""
+    from tlops.evaluate import _plt
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for c, (recall, precision) in sorted(pr.items()):
+        ax.plot(recall, precision, label=str(labels[c]) if c < len(labels) else str(c))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision (IoU 0.5)")
+    if pr:
+        ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _boxes_png(truth: list, predicted: list, labels, path: Path, threshold: float = PREDICT_THRESHOLD) -> Path:
+    """The first test images with their predicted boxes (score >= the predict threshold; class and score) in colour and the
+    true boxes dashed in white."""
+    from PIL import Image
+
+    from tlops.evaluate import _plt
+
+    plt = _plt()
+    n = max(1, len(predicted))
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.9), squeeze=False)
+    for ax, t, p in zip(axes[0], truth, predicted):
+        with Image.open(p["path"]) as im:
+            ax.imshow(im.convert("RGB"))
+        for x, y, w, h in t["boxes"]:
+            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, edgecolor="white", lw=1, ls="--"))
+        for (x, y, w, h), score, c in zip(p["boxes"], p["scores"], p["labels"]):
+            if score >= threshold:
+                colour = plt.cm.tab10(int(c) % 10)
+                ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, edgecolor=colour, lw=1.5))
+                ax.text(x, y - 1, f"{labels[int(c)]} {score:.2f}", color=colour, fontsize=6, va="bottom")
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
