@@ -105,3 +105,16 @@ def test_the_chosen_decoders_val_row_is_the_one_with_exactly_its_settings():
     tried = [{**d, "wer": float(i), "cer": float(i)} for i, d in enumerate(DECODERS)]
     for i, d in enumerate(DECODERS):  # a lexicon decoder and the plain beam with the same weights are told apart
         assert chosen_row(dict(d), tried)["wer"] == i
+
+
+def test_word_timings_come_from_the_ctc_alignment():
+    from tlops.asr.decode import align, word_timings
+
+    # slots: a a _ _ b _ (space) b a _  -> "ab ba" with the space at slot 6
+    rows = [[.01, 0, .98, .01], [.01, 0, .98, .01], [.98, 0, .01, .01], [.98, 0, .01, .01], [.01, 0, .01, .98], [.98, 0, .01, .01],
+            [.01, .98, .005, .005], [.01, 0, .01, .98], [.01, 0, .98, .01], [.98, 0, .01, .01]]
+    lp = _lp(rows)
+    assert align(lp, "ab ba", ALPHA) == [0, 0, -1, -1, 1, -1, 2, 3, 4, -1]
+    assert word_timings(lp, "ab ba", ALPHA, 0.02) == [{"word": "ab", "start": 0.0, "end": 0.1}, {"word": "ba", "start": 0.14, "end": 0.18}]
+    with pytest.raises(ValueError):
+        align(lp[:3], "ab ba", ALPHA)

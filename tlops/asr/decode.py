@@ -223,3 +223,57 @@ def decode(log_probs: np.ndarray, alphabet: Sequence[str], how: dict | None = No
     settings = BeamSettings(beam=int(how.get("beam", 16)), alpha=float(how.get("alpha", 0.0)), beta=float(how.get("beta", 0.0)),
                             lexicon=bool(how.get("lexicon", False)))
     return beam_search(log_probs, alphabet, settings, lm if (settings.alpha or settings.lexicon) else None)
+
+
+def align(log_probs: np.ndarray, text: str, alphabet: Sequence[str]) -> list[int]:
+    """CTC forced alignment (Viterbi): per slot, the index of `text`'s character it emits, or -1 for a blank. The most
+    probable path that spells exactly `text`; raises ValueError when there are too few slots for it."""
+    from tlops.asr.text import ctc_slots_needed
+
+    lp = np.asarray(log_probs, dtype=np.float64)
+    ids = [alphabet.index(c) + 1 for c in text]
+    if ctc_slots_needed(text) > lp.shape[0]:
+        raise ValueError(f"{lp.shape[0]} slots cannot hold {text!r}")
+    ext = [BLANK]
+    for i in ids:
+        ext += [i, BLANK]
+    n, t_len = len(ext), lp.shape[0]
+    dp = np.full((t_len, n), -np.inf)
+    back = np.zeros((t_len, n), dtype=np.int64)
+    dp[0, 0] = lp[0, ext[0]]
+    if n > 1:
+        dp[0, 1] = lp[0, ext[1]]
+    skip = np.array([s >= 2 and ext[s] != BLANK and ext[s] != ext[s - 2] for s in range(n)])
+    for t in range(1, t_len):
+        stay = dp[t - 1]
+        prev = np.concatenate([[-np.inf], dp[t - 1, :-1]])
+        prev2 = np.where(skip, np.concatenate([[-np.inf, -np.inf], dp[t - 1, :-2]]), -np.inf)
+        choices = np.stack([stay, prev, prev2])
+        back[t] = choices.argmax(0)
+        dp[t] = choices.max(0) + lp[t, ext]
+    s = n - 1 if n == 1 or dp[-1, n - 1] >= dp[-1, n - 2] else n - 2
+    states = [0] * t_len
+    for t in range(t_len - 1, -1, -1):
+        states[t] = s
+        s -= int(back[t, s])
+    return [(st - 1) // 2 if ext[st] != BLANK else -1 for st in states]
+
+
+def word_timings(log_probs: np.ndarray, text: str, alphabet: Sequence[str], seconds_per_slot: float) -> list[dict]:
+    """Per word of `text`: {"word", "start", "end"} in seconds, from the CTC alignment (start: the first slot emitting its
+    first character; end: the end of the last slot emitting its last character)."""
+    if not text:
+        return []
+    slots = align(log_probs, text, alphabet)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for t, c in enumerate(slots):
+        if c >= 0:
+            first.setdefault(c, t)
+            last[c] = t
+    out, pos = [], 0
+    for word in text.split(" "):
+        a, b = pos, pos + len(word) - 1
+        out.append({"word": word, "start": round(first[a] * seconds_per_slot, 3), "end": round((last[b] + 1) * seconds_per_slot, 3)})
+        pos += len(word) + 1
+    return out

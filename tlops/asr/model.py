@@ -252,10 +252,23 @@ class Transcriber:
             self.backbone.clip_seconds = clip
         return log_probs_of(self.adapter, self.head, frames, self.k, len(self.alphabet) + 1)
 
-    def transcribe(self, paths: Sequence[str]) -> list[str]:
-        from tlops.asr.decode import decode
+    def transcribe(self, paths: Sequence[str], timings: bool = False) -> list:
+        """Per clip its transcript; with `timings`, {"text", "words": [{"word", "start", "end"} in seconds]} from the CTC
+        alignment of that transcript (`tlops.asr.decode.word_timings`), a slot's time being the centre of its frame's
+        window (not yet a pyfunc parameter: `Transcriber` is the core API)."""
+        from tlops.asr.decode import decode, word_timings
 
-        return [decode(lp, self.alphabet, self.decoder, self.lm) for lp in self.log_probs(paths)]
+        out = []
+        for lp in self.log_probs(paths):
+            text = decode(lp, self.alphabet, self.decoder, self.lm)
+            if timings:  # slot times moved to the centre of the frames' windows (speech_embedding: +0.35 s)
+                hop = float(self.backbone.frame_hop)
+                shift = max(0.0, (float(self.backbone.frame_window) - hop) / 2)
+                words = word_timings(lp, text, self.alphabet, hop / self.k)
+                text = {"text": text, "words": [{**w, "start": round(w["start"] + shift, 3), "end": round(w["end"] + shift, 3)}
+                                                for w in words]}
+            out.append(text)
+        return out
 
 
 @dataclass
