@@ -29,7 +29,7 @@ def evaluate(model_uri: str = typer.Argument(..., help="models:/NAME@champion, m
     from tlops.errors import DataError
 
     quiet_third_party()  # no download or weight-loading bars while the model loads (`tlops -v` keeps them)
-    if data.is_dir() and (data / "dataset.yaml").is_file() and not (data / f"{split}.csv").is_file():
+    if data.is_dir() and (data / "dataset.yaml").is_file() and (not (data / f"{split}.csv").is_file() or _reads_own_files(data)):
         return _evaluate_own_files(model_uri, data, split, out_dir, json_out, tracking_uri)
     csv = data / f"{split}.csv" if data.is_dir() else data
     column = "label"  # a dataset folder names its own: a regression dataset's `target:` column
@@ -72,6 +72,17 @@ def evaluate(model_uri: str = typer.Argument(..., help="models:/NAME@champion, m
             out.print(f"[yellow]labels the model does not know (always wrong):[/yellow] {esc(', '.join(report['labels_unknown_to_the_model']))}")
     if out_dir:
         out.print(esc(f"wrote {', '.join(str(out_dir / f) for f in report.get('plots', []))} and {out_dir / 'report.json'}"))
+
+
+def _reads_own_files(data: Path) -> bool:
+    """The folder's task type reads its own files (`TaskType.read_dataset`), even when they are CSVs (speech
+    recognition's path,text): it is scored as a run scores it, not as label CSVs."""
+    from tlops.data.dataset import _read_meta
+    from tlops.task_types import task_type
+    from tlops.task_types.base import TaskType
+
+    kind = task_type(_read_meta(data / "dataset.yaml").get("task") or "classification")
+    return type(kind).read_dataset is not TaskType.read_dataset
 
 
 def _evaluate_own_files(model_uri: str, data: Path, split: str, out_dir: Path | None, json_out: bool, tracking_uri: str | None) -> None:
