@@ -145,6 +145,7 @@ def _print_records(model_uri: str, items: list, answers: list[dict], json_out: b
     for x, a in zip(items, answers):
         values = [x[f] for f in fields] if isinstance(x, dict) else [x]
         shown = [f"{v:.3f}" if isinstance(v, float) else str(v) for v in (a.get(k, "") for k in keys)]
+        shown = [v if len(v) <= 60 else v[:57] + "..." for v in shown]  # a mask's runs, a long box list: --json has them whole
         t.add_row(*(esc(str(v)[:40]) for v in values), *(esc(v) for v in shown))
     out.print(t)
 
