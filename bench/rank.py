@@ -117,7 +117,7 @@ def _sets() -> dict:
             ("speech_embedding random weights", "packaged:speech-embedding", "reset", True)]),
         "audio_pitch": ("audio_pitch", {"clip_seconds": 0.6}, [
             ("CREPE tiny (pitch-trained)", "packaged:crepe-tiny", None, False),
-            ("speech_embedding (word-trained: off-task)", "packaged:speech-embedding", None, False),
+            ("speech_embedding (word-trained: off-task)", ("packaged:speech-embedding", {"clip_seconds": 1.0}), None, False),  # its window needs ~0.8 s
             ("CREPE tiny random weights", "packaged:crepe-tiny", "reset", True)]),
     }
 
