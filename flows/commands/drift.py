@@ -106,21 +106,35 @@ def _outputs(predictor, x) -> "np.ndarray":
 
 def _log_run(mlflow, result: dict, x_ref, x_new) -> str:
     """An MLflow run in the model's experiment (its name): the numbers as metrics, the verdict and the model version as
-    tags, the report and a plot of the two samples as artifacts."""
+    tags, the report and a plot of the two samples as artifacts. Through a client: `mlflow.set_experiment` would leave
+    the process's active experiment on this one (a later `start_run` in the same process then refuses its own run)."""
+    from mlflow.entities import Metric, RunTag
+    from mlflow.tracking import MlflowClient
+
     from tlops.drift import drift_png
 
-    mlflow.set_experiment(result["model"])
-    with mlflow.start_run(run_name=f"drift {result['model']} v{result['version']}") as run:
-        mlflow.set_tags({"tlops.kind": "drift_check", "tlops.drift.verdict": result["verdict"],
-                         "tlops.drift.model": f"{result['model']}/{result['version']}", "tlops.drift.data": result["data"]})
-        mlflow.log_metrics({"mmd2": result["mmd2"], "mmd_p_value": result["mmd_p_value"], "domain_auc": result["domain_auc"],
-                            "reference_rows": result["reference_rows"], "new_rows": result["new_rows"],
-                            **{k: v for k, v in result["prediction_shift"].items() if isinstance(v, (int, float))}})
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(result["model"])
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(result["model"])
+    run = client.create_run(exp_id, run_name=f"drift {result['model']} v{result['version']}",
+                            tags={"tlops.kind": "drift_check", "tlops.drift.verdict": result["verdict"],
+                                  "tlops.drift.model": f"{result['model']}/{result['version']}", "tlops.drift.data": result["data"]})
+    run_id, now = run.info.run_id, int(time.time() * 1000)
+    metrics = {"mmd2": result["mmd2"], "mmd_p_value": result["mmd_p_value"], "domain_auc": result["domain_auc"],
+               "reference_rows": result["reference_rows"], "new_rows": result["new_rows"],
+               **{k: v for k, v in result["prediction_shift"].items() if isinstance(v, (int, float))}}
+    try:
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                         tags=[RunTag("tlops.outcome", "finished")])
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "drift.json").write_text(json.dumps(result, indent=1, default=str))
+            (Path(tmp) / "drift.json").write_text(json.dumps({**result, "run_id": run_id}, indent=1, default=str))
             drift_png(x_ref, x_new, Path(tmp) / "drift.png", title=f"{result['model']} v{result['version']}: {result['verdict']}")
-            mlflow.log_artifacts(tmp)
-        return run.info.run_id
+            client.log_artifacts(run_id, tmp)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
 
 
 def _print(r: dict) -> None:
