@@ -9,7 +9,7 @@ import json
 import yaml
 
 from tests.cli import cli
-from tests.helpers import REPO, minilm_folder, tiny_config
+from tests.helpers import make_ner_dataset, minilm_folder, tiny_config
 
 
 def test_rank_orders_candidates_caches_features_and_refuses_bad_input(tmp_path, text_dataset, tiny_bert):
@@ -39,7 +39,8 @@ def test_rank_orders_candidates_caches_features_and_refuses_bad_input(tmp_path, 
     assert unknown.stderr.count("error:") == 1 and "nope:[bold]x[/bold]" in unknown.stderr, unknown.stderr  # escaped, not markup
 
     ner = tmp_path / "ner.yaml"
-    ner.write_text(yaml.safe_dump(tiny_config(tmp_path, REPO / "data" / "text_ner", tiny_bert, registry__metric="f1")))
+    ner_data = make_ner_dataset(tmp_path / "ner")  # tiny CoNLL files: the tier runs without the demo data
+    ner.write_text(yaml.safe_dump(tiny_config(tmp_path, ner_data, tiny_bert, registry__metric="f1")))
     refused = cli("rank", str(ner), "--backbones", pretrained, random_)
     assert refused.returncode == 2 and refused.stderr.count("error:") == 1, refused.stderr
     assert "token_classification" in refused.stderr and "tlops rank scores one pooled feature vector" in refused.stderr
