@@ -32,6 +32,8 @@ class TaskType:
     numeric_target: ClassVar[bool] = False  # the target column holds numbers: no class list, y is float targets, dataset.yaml
     # may name target/bounds/group (regression)
     feature_level: ClassVar[str] = "item"  # what one cached feature row is: an input ("item", pooled) or a word ("word")
+    embeds_in_features_step: ClassVar[bool] = True  # False: the trainers read the backbone themselves (QA windows, detection
+    # and segmentation maps, speech frames); the features step saves one empty row per input and its targets
 
     @property
     def selection_higher_is_better(self) -> bool:
@@ -120,8 +122,14 @@ class TaskType:
     def split_features(self, backbone, ds: Dataset, split: str, cache, batch_size: int = 64, progress: bool = False,
                        identity: dict | None = None, label: str = "features"):
         """(x, y, extra arrays saved beside them in `<split>.npz`, CacheStats) of one split: pooled features of every
-        input through the cache, and the split's targets."""
+        input through the cache, and the split's targets (an empty row per input when the task's trainers read the
+        backbone themselves: `embeds_in_features_step`)."""
         from tlops.features import cached_features
+
+        if not self.embeds_in_features_step:
+            from tlops.cache import CacheStats
+
+            return np.zeros((len(ds.splits[split]), 0), np.float32), ds.y(split), {}, CacheStats()
 
         x, stats = cached_features(backbone, ds.inputs(split), cache, batch_size=batch_size, progress=progress,
                                    identity=identity, label=label)

@@ -167,6 +167,7 @@ class ExtractiveQA(TaskType):
     few_shot_plot = "f1_vs_shots.png"
     class_probabilities = False
     feature_level = LEVEL
+    embeds_in_features_step = False  # the trainers read token states per question-context window themselves
     input_columns = COLUMNS
     starter_prefix = "qa"  # `tlops init` starters: text_qa_linear_probe, text_qa_finetune
     # a frozen start/end probe trails the sliding-window lexical baseline on the demo (bench/RESULTS.md): init
@@ -265,14 +266,6 @@ class ExtractiveQA(TaskType):
 
     def feature_identity(self, identity: dict) -> dict:
         return {**identity, "level": LEVEL}
-
-    def split_features(self, backbone, ds, split, cache, batch_size=64, progress=False, identity=None, label="features"):
-        """(x (questions, 0), y (question rows), {}, CacheStats): nothing is embedded here (the trainers read token
-        states per window; see the module's docstring)."""
-        from tlops.cache import CacheStats
-
-        n = len(ds.splits[split])
-        return np.zeros((n, 0), np.float32), ds.y(split), {}, CacheStats()
 
     # ---- training --------------------------------------------------------------------------------------------
 

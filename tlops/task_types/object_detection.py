@@ -127,6 +127,7 @@ class ObjectDetection(TaskType):
     few_shot_plot = "map_vs_shots.png"
     class_probabilities = False
     feature_level = LEVEL
+    embeds_in_features_step = False  # the trainers read the backbone's multi-scale maps themselves
     starter_prefix = "detection"  # `tlops init` starters: image_detection_linear_probe, image_detection_finetune
 
     default_starter = "linear_probe"
@@ -231,14 +232,6 @@ class ObjectDetection(TaskType):
 
     def feature_identity(self, identity: dict) -> dict:
         return {**identity, "level": LEVEL}
-
-    def split_features(self, backbone, ds, split, cache, batch_size=64, progress=False, identity=None, label="features"):
-        """(x (images, 0), y (image rows), {}, CacheStats): nothing is embedded here (the detector reads the backbone's
-        multi-scale maps itself)."""
-        from tlops.cache import CacheStats
-
-        n = len(ds.splits[split])
-        return np.zeros((n, 0), np.float32), ds.y(split), {}, CacheStats()
 
     # ---- training --------------------------------------------------------------------------------------------
 

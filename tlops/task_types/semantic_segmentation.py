@@ -140,6 +140,7 @@ class SemanticSegmentation(TaskType):
     few_shot_plot = "miou_vs_shots.png"
     class_probabilities = False
     feature_level = LEVEL
+    embeds_in_features_step = False  # the trainers read the backbone's multi-scale maps themselves
     starter_prefix = "segmentation"  # `tlops init` starters: image_segmentation_linear_probe, image_segmentation_finetune
 
     default_starter = "linear_probe"
@@ -221,12 +222,6 @@ class SemanticSegmentation(TaskType):
 
     def feature_identity(self, identity: dict) -> dict:
         return {**identity, "level": LEVEL}
-
-    def split_features(self, backbone, ds, split, cache, batch_size=64, progress=False, identity=None, label="features"):
-        from tlops.cache import CacheStats
-
-        n = len(ds.splits[split])
-        return np.zeros((n, 0), np.float32), ds.y(split), {}, CacheStats()
 
     def predicts(self, labels):
         return f"a class per pixel ({', '.join(labels)})"

@@ -109,6 +109,7 @@ class SpeechRecognition(TaskType):
     few_shot_plot = "wer_vs_shots.png"
     class_probabilities = False
     feature_level = LEVEL
+    embeds_in_features_step = False  # the trainers read frame features themselves
 
     # ---- data ------------------------------------------------------------------------------------------------
 
@@ -167,13 +168,6 @@ class SpeechRecognition(TaskType):
 
     def feature_identity(self, identity: dict) -> dict:
         return {**identity, "level": LEVEL}
-
-    def split_features(self, backbone, ds, split, cache, batch_size=64, progress=False, identity=None, label="features"):
-        """(x (clips, 0), y (clip rows), {}, CacheStats): nothing is embedded here; the trainer reads frame features."""
-        from tlops.cache import CacheStats
-
-        n = len(ds.splits[split])
-        return np.zeros((n, 0), np.float32), ds.y(split), {}, CacheStats()
 
     # ---- training --------------------------------------------------------------------------------------------
 
