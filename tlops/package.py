@@ -29,6 +29,20 @@ FORMAT_VERSION = 1
 META_FILE = "tlops_model.json"
 
 
+def save_own_head_package(out_dir: Path, backbone, labels: list[str], head_state: dict, head_file: str, extra: dict) -> Path:
+    """A package whose model head is not a `ProbeHead` (a detector's or segmenter's, from torchvision): its state saved as
+    `head_file` in the package, and a linear placeholder in the package format's head.safetensors."""
+    from safetensors.torch import save_file
+
+    from tlops.modules.heads import ProbeHead
+
+    placeholder = ProbeHead(1, len(labels), kind="linear").eval()  # the package format's head; the model's is `head_file`
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "head.safetensors"
+        save_file(head_state, str(state))
+        return save_package(out_dir, backbone, placeholder, list(labels), extra=extra, files={head_file: state})
+
+
 def save_package(out_dir: Path, backbone, head: ProbeHead, labels: list[str], extra: dict | None = None,
                  files: dict[str, Path] | None = None) -> Path:
     """Write atomically: build in a temp folder beside `out_dir`, then rename into place. `files`: more files

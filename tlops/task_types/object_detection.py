@@ -263,27 +263,18 @@ class ObjectDetection(TaskType):
         return det, rows, {"map": best["val_map"], "map_50": best["val_map_50"]}, seconds, best["epoch"]
 
     def _package(self, ctx, det, rows, val_metrics, seconds, best_epoch):
-        import tempfile
         from dataclasses import asdict
 
-        from safetensors.torch import save_file
-
         from tlops.detection.model import head_state
-        from tlops.modules.heads import ProbeHead
-        from tlops.package import save_package
+        from tlops.package import save_own_head_package
         from tlops.records import PackageResult
 
         s = ctx.cfg.strategy
         summary = {"best_epoch": best_epoch, "epochs_run": len(rows), **{f"val_{k}": v for k, v in val_metrics.items()}}
-        placeholder = ProbeHead(1, len(det.classes), kind="linear")  # the package format's head; the detector's is HEAD_FILE
-        with tempfile.TemporaryDirectory() as tmp:
-            head_file = Path(tmp) / "head.safetensors"
-            save_file(head_state(det), str(head_file))
-            package = save_package(ctx.out_dir / "package", det.backbone, placeholder.eval(), list(det.classes),
-                                   extra={"strategy": s.model_dump(), "seed": ctx.cfg.seed, **self.package_meta(ctx.features),
-                                          META_KEY: {"config": asdict(det.cfg), "score_threshold": PREDICT_THRESHOLD, "level": LEVEL},
-                                          "fine_tune" if det.fine_tuned else "probe": summary},
-                                   files={HEAD_FILE: head_file})
+        package = save_own_head_package(ctx.out_dir / "package", det.backbone, det.classes, head_state(det), HEAD_FILE,
+                                        extra={"strategy": s.model_dump(), "seed": ctx.cfg.seed, **self.package_meta(ctx.features),
+                                               META_KEY: {"config": asdict(det.cfg), "score_threshold": PREDICT_THRESHOLD, "level": LEVEL},
+                                               "fine_tune" if det.fine_tuned else "probe": summary})
         return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds)
 
     def probe_trainer(self, ctx):

@@ -251,27 +251,18 @@ class SemanticSegmentation(TaskType):
         return seg, rows, {"miou": best["val_miou"], "pixel_accuracy": best["val_pixel_accuracy"]}, seconds, best["epoch"]
 
     def _package(self, ctx, seg, rows, val_metrics, seconds, best_epoch):
-        import tempfile
         from dataclasses import asdict
 
-        from safetensors.torch import save_file
-
-        from tlops.modules.heads import ProbeHead
-        from tlops.package import save_package
+        from tlops.package import save_own_head_package
         from tlops.records import PackageResult
         from tlops.segmentation.model import head_state
 
         s = ctx.cfg.strategy
         summary = {"best_epoch": best_epoch, "epochs_run": len(rows), **{f"val_{k}": v for k, v in val_metrics.items()}}
-        placeholder = ProbeHead(1, len(seg.classes), kind="linear")  # the package format's head; the segmenter's is HEAD_FILE
-        with tempfile.TemporaryDirectory() as tmp:
-            head_file = Path(tmp) / "head.safetensors"
-            save_file(head_state(seg), str(head_file))
-            package = save_package(ctx.out_dir / "package", seg.backbone, placeholder.eval(), list(seg.classes),
-                                   extra={"strategy": s.model_dump(), "seed": ctx.cfg.seed, **self.package_meta(ctx.features),
-                                          META_KEY: {"config": asdict(seg.cfg), "level": LEVEL},
-                                          "fine_tune" if seg.fine_tuned else "probe": summary},
-                                   files={HEAD_FILE: head_file})
+        package = save_own_head_package(ctx.out_dir / "package", seg.backbone, seg.classes, head_state(seg), HEAD_FILE,
+                                        extra={"strategy": s.model_dump(), "seed": ctx.cfg.seed, **self.package_meta(ctx.features),
+                                               META_KEY: {"config": asdict(seg.cfg), "level": LEVEL},
+                                               "fine_tune" if seg.fine_tuned else "probe": summary})
         return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds)
 
     def probe_trainer(self, ctx):
