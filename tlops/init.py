@@ -220,12 +220,7 @@ def _own_files_folder(root: Path, meta: dict, has_meta: bool) -> Folder | None:
     ds = tt.read_dataset(root, meta, modality, root.name, SEED, VAL_FRACTION)
     if ds is None:
         return None
-    failed = [c for c in tt.reader_checks(ds) if not c.success]
-    if failed:
-        c = failed[0]
-        at = f" line {c.rows[0]}" if c.rows else ""
-        more = f" (and {len(failed) - 1} more problem(s): `tlops validate` lists them)" if len(failed) > 1 else ""
-        raise DataError(f"{c.file}{at}: {c.rule}; {c.fix}{more}")
+    tt.raise_reader_problems(ds)
     for split, df in ds.splits.items():
         if df.empty and not (split == "val" and ds.val_carved):
             raise DataError(f"{df.attrs.get('source', root)} has no {tt.name.replace('_', ' ')} rows; add some")

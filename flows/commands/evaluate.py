@@ -102,11 +102,7 @@ def _evaluate_own_files(model_uri: str, data: Path, split: str, out_dir: Path | 
 
     ds = load_dataset(data)
     tt = task_type(ds.task)
-    failed = [c for c in tt.reader_checks(ds) if not c.success]
-    if failed:
-        c = failed[0]
-        raise DataError(f"{c.file}{f' line {c.rows[0]}' if c.rows else ''}: {c.rule}; {c.fix}"
-                        + (f" (and {len(failed) - 1} more: `tlops validate` lists them)" if len(failed) > 1 else ""))
+    tt.raise_reader_problems(ds)
     if split not in ds.splits or ds.splits[split].empty:
         raise DataError(f"{data} has no {split!r} rows; pass --split train, val or test")
     check_model_uri(tracking_uri, model_uri)

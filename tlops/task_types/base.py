@@ -99,6 +99,18 @@ class TaskType:
         """Failed `Check`s for what reading the files found (file and line), put first in the validation report."""
         return []
 
+    def raise_reader_problems(self, ds: Dataset) -> None:
+        """For a command that needs the files readable before anything else (`tlops init`, `tlops evaluate`): the reader's
+        first problem as one DataError with its file, line and fix (and how many more `tlops validate` would list)."""
+        failed = [c for c in self.reader_checks(ds) if not c.success]
+        if failed:
+            from tlops.errors import DataError
+
+            c = failed[0]
+            at = f" line {c.rows[0]}" if c.rows else ""
+            more = f" (and {len(failed) - 1} more problem(s): `tlops validate` lists them)" if len(failed) > 1 else ""
+            raise DataError(f"{c.file}{at}: {c.rule}; {c.fix}{more}")
+
     def validation_rules(self, ds: Dataset, cfg: Any, frame_of) -> list | None:
         """This task's GX rules (`tlops.validation.Rule`), on frames from `validation_frame`; None: the CSV rules."""
         return None
