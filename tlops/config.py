@@ -170,6 +170,7 @@ class RunConfig(_Strict):
     registry: RegistryConfig
     execution: ExecutionConfig = ExecutionConfig()
     tracking: TrackingConfig = TrackingConfig()
+    search: dict[str, Any] | None = Field(None, description="`tlops tune` only: dotted strategy./backbone. keys mapped to distributions (loguniform(a, b), uniform(a, b), int(a, b), logint(a, b), a list of choices); `tlops run` ignores it")
 
     @model_validator(mode="after")
     def _experiment_of_the_model(self) -> RunConfig:
