@@ -200,6 +200,21 @@ def _gate(gate: Gate | None) -> str:
                    ("champion", champion), ("margin", _num(gate.margin))]))
 
 
+def _selection(train: TrainResult) -> str:
+    """The run's label-free choice among candidate models (`selection.json`, tlops.selection_record), when its strategy
+    wrote one: domain adaptation (source_only vs adapted) and meta-transfer (meta-learned vs baselines)."""
+    from tlops.errors import DataError
+    from tlops.selection_record import SelectionRecord, selection_file
+
+    path = selection_file(train)
+    if path is None:
+        return ""
+    try:
+        return SelectionRecord.load(path).html()
+    except DataError as e:
+        return f'<p class="note">the selection record could not be read: {_e(e)}</p>'
+
+
 def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult, evaluation: Evaluation,
                       validation: ValidationReport | None = None, gate: Gate | None = None) -> str:
     """The model card of one run as one HTML page (UTF-8). `gate` None: written before the promotion gate ran."""
@@ -274,6 +289,10 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
         body += "".join(_img(p, _title(stem)) for stem, p in plots.items())
         sections.append(_section("details", "Training details", body))
 
+    selection = _selection(train)
+    if selection:
+        sections.append(_section("selection", "Selection", selection))
+
     sections.append(_section("gate", "Promotion gate", _gate(gate)))
     sections.append(_section("use", "How to use it", (
         f"<pre>tlops predict {_e(ref)} \"an input\" --proba\n"
@@ -287,7 +306,8 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     toc = " · ".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in [("task", "task"), ("data", "data"), ("training", "training"),
                                                                   ("metrics", "metrics"), ("per-class", "per class"), ("confusion", "confusion"),
-                                                                  ("curves", "curves"), ("gate", "gate"), ("use", "use")])
+                                                                  ("curves", "curves")] + ([("selection", "selection")] if selection else [])
+                                                          + [("gate", "gate"), ("use", "use")])
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Model card: {_e(title)}</title>'
             f"<style>{CSS}</style></head><body><header><h1>Model card: {_e(title)}</h1>"
             f'<p class="sub">{_e(train.strategy)} on <code>{_e(facts.backbone)}</code> · '
@@ -312,7 +332,7 @@ nav{margin:6px 0 10px;font-size:13px}nav a{color:#2f6fb0}
 h2{font-size:19px;margin:26px 0 8px;border-bottom:1px solid #dde3ea;padding-bottom:3px}h3{font-size:16px;margin:18px 0 6px}h4{font-size:14px;margin:12px 0 4px}
 table{border-collapse:collapse;margin:6px 0;font-size:13px}th,td{border:1px solid #d5dbe3;padding:3px 8px;text-align:left;vertical-align:top}
 thead th{background:#eef3f8}table.kv th{background:#f6f8fa;font-weight:600;white-space:nowrap}
-table.numbers td{text-align:right;font-variant-numeric:tabular-nums}table.numbers td:first-child{text-align:left}
+table.numbers td{text-align:right;font-variant-numeric:tabular-nums}table.numbers td:first-child{text-align:left}tr.chosen td{font-weight:700;background:#eef8f0}
 code,pre{font-family:"DejaVu Sans Mono",monospace;font-size:12px;word-break:break-all}pre{background:#f6f8fa;padding:10px;border:1px solid #dde3ea;white-space:pre-wrap}
 figure{margin:8px 0}figure img{max-width:100%;border:1px solid #dde3ea}figcaption{font-size:12px;color:#555}
 .note{color:#555;font-size:13px}.verdict{font-weight:700;font-size:15px}.verdict.ok{color:#1a7f37}.verdict.no{color:#b35900}

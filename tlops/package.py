@@ -302,13 +302,18 @@ def write_package(result, backbone, labels: list[str], out_dir: Path, extra: dic
     if result.kind == "package":
         return Path(result.package)
     from tlops.modules.heads import load_head
+    from tlops.selection_record import SELECTION_FILE, selection_file
+
+    chosen = selection_file(result)  # the record of a label-free choice among candidates, when the strategy wrote one
+    selection = {SELECTION_FILE: chosen} if chosen is not None else {}
 
     if result.meta_learner is not None:
         from tlops.fewshot_predictor import package_files
 
         files, meta = package_files(result.meta_learner)
-        return save_package(out_dir, backbone(), load_head(result), result.labels or labels, extra={**extra, "few_shot": meta}, files=files)
-    return save_package(out_dir, backbone(), load_head(result), result.labels or labels, extra=extra)
+        return save_package(out_dir, backbone(), load_head(result), result.labels or labels, extra={**extra, "few_shot": meta},
+                            files={**files, **selection})
+    return save_package(out_dir, backbone(), load_head(result), result.labels or labels, extra=extra, files=selection)
 
 
 def result_predictions(result, features, test_inputs) -> list:
