@@ -207,6 +207,14 @@ class TaskType:
         number per row; None: the predictor's own (labels, numbers)."""
         return None
 
+    pyfunc_params: ClassVar[tuple[tuple[str, str, Any], ...]] = ()  # the pyfunc's params of this task's own beyond proba and
+    # support, each (name, MLflow type, default), in the model's signature (speech recognition: ("timings", "boolean", False))
+    prediction_column: ClassVar[str] = "label"  # `tlops predict`'s name for a string prediction (speech recognition: transcript)
+
+    def predict_with(self, predictor, items: list, params: dict) -> list | None:
+        """The pyfunc's answer when `params` sets one of `pyfunc_params` (speech recognition's `timings`); None: `predict`'s."""
+        return None
+
     # ---- hooks for a task whose input row is not one raw value (extractive QA: a question and a context) ----
 
     input_columns: ClassVar[tuple[str, ...]] = ()  # the named fields of one model input ({question, context}); (): one raw value
