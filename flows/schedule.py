@@ -6,6 +6,8 @@
   `DeploymentEventTrigger` on `tlops.data.changed` for this dataset, debounced by the trigger's `within`;
 - `tlops-watch/<name>`: a small flow every `watch_every` seconds that compares the data's DVC md5 with the
   champion's and announces a change once (`emit_event`); unchanged data starts nothing.
+With `retrain_on_drift`, `tlops-train/<name>` also carries a `DeploymentEventTrigger` on `tlops.data.drift` for its
+model (`drift_trigger`): the scheduled drift check of flows/drift_flow.py (`tlops schedule drift`) retrains it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tasks.tracking import REPO_ROOT, default_tracking_uri
 from tlops.config import RunConfig, config_from_dict
 from tlops.retrain import DATA_CHANGED_EVENT, check_schedule_name, dataset_resource, watch_decision
 
-TRAIN_FLOW, WATCH_FLOW = "tlops-train", "tlops-watch"
+TRAIN_FLOW, WATCH_FLOW, DRIFT_FLOW = "tlops-train", "tlops-watch", "tlops-drift"  # DRIFT_FLOW: flows/drift_flow.py
 
 
 def require_server() -> str:
@@ -73,7 +75,7 @@ def watch_flow(config: dict, schedule: str) -> dict:
 
 
 def schedule(cfg: RunConfig, name: str, pool: str, cron: str | None = None, interval: float | None = None,
-             watch_every: float | None = 300, debounce: float = 60) -> dict:
+             watch_every: float | None = 300, debounce: float = 60, retrain_on_drift: bool = False) -> dict:
     """Create or update the deployments of `name` (see the module doc). Returns their ids."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
@@ -88,6 +90,8 @@ def schedule(cfg: RunConfig, name: str, pool: str, cron: str | None = None, inte
             name=f"{name}: retrain on data change", expect={DATA_CHANGED_EVENT}, match={"prefect.resource.id": dataset_resource(name)},
             posture="Reactive", threshold=1, within=timedelta(seconds=debounce), schedule_after=timedelta(seconds=debounce),
             parameters={"config": params, "source": f"trigger:{DATA_CHANGED_EVENT} ({name})"}))
+    if retrain_on_drift:
+        triggers.append(drift_trigger(name, cfg.registry.model_name, params))
     train = flow.from_source(source=str(REPO_ROOT), entrypoint="flows/train.py:train_flow")
     ids = {"train": str(train.deploy(name=name, work_pool_name=pool, build=False, push=False, print_next_steps=False,
                                      cron=cron, interval=interval, triggers=triggers,
@@ -103,6 +107,18 @@ def schedule(cfg: RunConfig, name: str, pool: str, cron: str | None = None, inte
     return ids
 
 
+def drift_trigger(name: str, model: str, params: dict):
+    """Retrain when a drift check of `model` (`tlops schedule drift`, flows/drift_flow.py) announces `tlops.data.drift`
+    with verdict `drift`; the run's source names the check's MLflow run (`drift:<run id> (<name>)`, rendered by Prefect
+    from the event)."""
+    from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
+
+    from tlops.drift import DRIFT_EVENT, drift_trigger_match, drift_trigger_source
+
+    return DeploymentEventTrigger(name=f"{name}: retrain on drift", expect={DRIFT_EVENT}, match=drift_trigger_match(model),
+                                  posture="Reactive", threshold=1, parameters={"config": params, "source": drift_trigger_source(name)})
+
+
 def list_schedules() -> list[dict]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
@@ -115,8 +131,13 @@ def list_schedules() -> list[dict]:
             config = dep.parameters.get("config", {})
             rows.append({"name": dep.name, "model": config.get("registry", {}).get("model_name"), "data": config.get("data", {}).get("path"),
                          "pool": dep.work_pool_name, "schedule": ", ".join(schedules) or "-", "paused": dep.paused,
-                         "data_trigger": dep.name in watched})
-        return sorted(rows, key=lambda r: r["name"])
+                         "data_trigger": dep.name in watched, "kind": "retrain"})
+        for dep in client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[DRIFT_FLOW]))):  # `tlops schedule drift`
+            schedules = [str(getattr(s.schedule, "cron", None) or getattr(s.schedule, "interval", None)) for s in dep.schedules]
+            rows.append({"name": dep.name, "model": dep.parameters.get("model_uri"), "data": dep.parameters.get("data"),
+                         "pool": dep.work_pool_name, "schedule": ", ".join(schedules) or "-", "paused": dep.paused,
+                         "data_trigger": False, "kind": "drift check"})
+        return sorted(rows, key=lambda r: (r["name"], r["kind"]))
 
 
 def remove_schedule(name: str) -> list[str]:
@@ -125,7 +146,7 @@ def remove_schedule(name: str) -> list[str]:
 
     removed = []
     with get_client(sync_client=True) as client:
-        for flow_name in (TRAIN_FLOW, WATCH_FLOW):
+        for flow_name in (TRAIN_FLOW, WATCH_FLOW, DRIFT_FLOW):
             try:
                 dep = client.read_deployment_by_name(f"{flow_name}/{name}")
             except ObjectNotFound:

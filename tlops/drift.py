@@ -204,3 +204,51 @@ def drift_png(reference: np.ndarray, new: np.ndarray, path, title: str = "") -> 
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- the scheduled check's event (Prefect does the sending)
+
+DRIFT_EVENT = "tlops.data.drift"
+PAYLOAD_KEYS = ("verdict", "model_uri", "model", "version", "data", "data_md5", "reference", "reference_rows", "new_rows",
+                "mmd2", "mmd_p_value", "domain_auc", "alpha", "auc_threshold", "run_id")
+
+
+def model_resource(model: str) -> str:
+    """The Prefect event resource a registered model's drift checks speak for (a retrain trigger matches it)."""
+    return f"tlops.model.{model}"
+
+
+def announce_key(version: str, data_md5: str) -> str:
+    """What a drift announcement is about: this champion version against these inputs."""
+    return f"v{version}:{data_md5}"
+
+
+def should_announce(verdict: str, key: str, announced: str | None) -> bool:
+    """Ask for a retrain on a `drift` verdict, once per champion version and inputs file: a retrain on the same training
+    data does not make the same inputs look less shifted, so the next tick's `drift` on them must not start another run
+    (a new champion, or new inputs, are announced again)."""
+    return verdict == "drift" and key != announced
+
+
+def drift_event(result: dict, schedule: str, announce: bool) -> dict:
+    """The keyword arguments of `prefect.events.emit_event` for a drift check's result (`tlops drift --json`'s fields,
+    with `run_id` and `data_md5`): the resource is the model (its labels the verdict, the version checked and whether
+    this event asks for a retrain: what a trigger can match), the payload the verdict and its numbers."""
+    resource = {"prefect.resource.id": model_resource(result["model"]), "prefect.resource.name": result["model"],
+                "tlops.model.version": str(result["version"]), "tlops.drift.verdict": result["verdict"],
+                "tlops.drift.announce": "true" if announce else "false", "tlops.schedule": schedule}
+    payload = {k: result.get(k) for k in PAYLOAD_KEYS}
+    payload["prediction_shift"] = {k: v for k, v in result.get("prediction_shift", {}).items() if isinstance(v, (int, float, str))}
+    payload["schedule"] = schedule
+    return {"event": DRIFT_EVENT, "resource": resource, "payload": payload}
+
+
+def drift_trigger_match(model: str) -> dict:
+    """The resource labels a retrain-on-drift trigger matches: the model's drift events that ask for a retrain."""
+    return {"prefect.resource.id": model_resource(model), "tlops.drift.verdict": "drift", "tlops.drift.announce": "true"}
+
+
+def drift_trigger_source(schedule: str) -> str:
+    """The triggered run's `source` (its MLflow tag `tlops.config_source`, and the `by` of its alias moves in `tlops history`):
+    a Jinja template Prefect renders from the triggering event, naming the drift check's MLflow run."""
+    return f"drift:{{{{ event.payload.run_id }}}} ({schedule})"
