@@ -209,6 +209,9 @@ class TlopsModel(mlflow.pyfunc.PythonModel):
         if support is not None and limit is not None and len(support.inputs) > limit:
             raise InvalidInput(f"the support set has {len(support.inputs)} rows, more than the {limit} this server takes per "
                                f"request ({MAX_ROWS_ENV}); send a smaller support set")
+        own = task_type(self.predictor.task).predict_with(self.predictor, items, params) if support is None else None
+        if own is not None:  # a task type's own param (speech recognition: per-word timings)
+            return own
         if params.get("proba"):
             import pandas as pd
 

@@ -103,18 +103,20 @@ def input_example(cfg: RunConfig) -> list[str] | None:
     return ds.inputs("train")[:2] if ds.modality == "text" else None
 
 
-def model_signature(columns: tuple[str, ...] = ()):
+def model_signature(columns: tuple[str, ...] = (), params: tuple = ()):
     """Raw inputs (strings: texts or file paths) in; the `proba` param asks for class probabilities; `support`
     (a JSON list of labelled rows, "" for none) adapts a meta-transfer model to new classes (tasks/pyfunc_model.py).
     The input column is declared `Any`, not `string`: MLflow's server casts a request's values to the declared type
     before the model sees them, and a string column turned `1` and `null` into the texts "1" and "None", labelled like
     any other; as sent, the pyfunc refuses what is not a string (issue 25). `columns`: the named fields of one input
-    row, for a task type whose input is not one raw value (extractive QA: question, context), each declared `Any` too."""
+    row, for a task type whose input is not one raw value (extractive QA: question, context), each declared `Any` too.
+    `params`: the task type's own pyfunc params, (name, type, default) each (`TaskType.pyfunc_params`)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
     return ModelSignature(inputs=Schema([ColSpec(AnyType(), c) for c in columns] if columns else [ColSpec(AnyType())]),
-                          params=ParamSchema([ParamSpec("proba", "boolean", False), ParamSpec("support", "string", "")]))
+                          params=ParamSchema([ParamSpec("proba", "boolean", False), ParamSpec("support", "string", ""),
+                                              *(ParamSpec(n, t, d) for n, t, d in params)]))
 
 
 def advance_challenger(reg: Registry, name: str, version: str, run_id: str, source: str) -> None:
@@ -178,7 +180,7 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
             artifacts={"package": str(package)},
             code_paths=[str(Path(tlops.__file__).parent)],
             pip_requirements=pip_requirements(),
-            signature=model_signature(task_type(features.task).input_columns),
+            signature=model_signature(task_type(features.task).input_columns, task_type(features.task).pyfunc_params),
             registered_model_name=name,
         )
     # leaving `mlflow.start_run` ends the run as FINISHED; it is not: the gate is still to come, and a run killed

@@ -77,6 +77,8 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
             proba: bool = typer.Option(False, "--proba", help="also the class probabilities"),
             support: Optional[Path] = typer.Option(None, "--support", help="a CSV of labelled rows ('text' or 'path', and "
                                                    "'label'): a meta-transfer model adapts to these classes on the spot"),
+            timings: bool = typer.Option(False, "--timings", help="speech recognition: each word's start and end (seconds) "
+                                         "from the CTC alignment"),
             json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
     """Predict labels (and probabilities), numbers, entity spans or answers with a registered model; with --support, over the
     support set's classes."""
@@ -85,6 +87,7 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
     quiet_third_party()  # no download or weight-loading bars while the model loads (`tlops -v` keeps them)
     items = items_from(inputs or [], csv)
     params = {"support": json.dumps(support_rows_from_csv(support))} if support else {}  # checked before loading the model
+    params |= {"timings": True} if timings else {}
     check_model_uri(tracking_uri, model_uri)  # an unknown model in a second, not after the imports below
     import mlflow
 
@@ -97,18 +100,31 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
     with tempfile.TemporaryDirectory(prefix="tlops-predict-") as tmp:  # loading runs the model's code: check its files first
         model = mlflow.pyfunc.load_model(str(verified_model(reg, model_uri, Path(tmp))))
         predictor = getattr(model.unwrap_python_model(), "predictor", None)
-        columns = task_type(predictor.task).input_columns if predictor is not None else ()
+        kind = task_type(predictor.task) if predictor is not None else None
+        columns = kind.input_columns if kind is not None else ()
+        if timings and (kind is None or "timings" not in [p[0] for p in kind.pyfunc_params]):
+            from tlops.errors import DataError
+
+            raise DataError(f"--timings: {model_uri} is not a speech recognition model (no per-word timings); drop --timings")
         items = rows_for(columns, items, csv)  # a row of named fields (extractive QA: question, context), or plain inputs
         if support and predictor is not None and task_type(predictor.task).numeric_target:
             support_rows_from_csv(support, numeric=True)  # a regressor's labels are target values: a bad one named by its CSV line
         labels = list(model.predict(items, params=params or None))
         probs = model.predict(items, params={**params, "proba": True}) if proba else None
+    if timings:  # per clip its words with start/end seconds (speech recognition)
+        if not all(isinstance(y, list) for y in labels):  # a version whose signature has no `timings` param: MLflow drops it
+            from tlops.errors import DataError
+
+            raise DataError(f"{model_uri} was registered before per-word timings (its signature has no 'timings' param); "
+                            "predict without --timings, or register a new version with `tlops run`")
+        return _print_timings(model_uri, items, labels, json_out)
     if labels and all(isinstance(y, list) for y in labels):  # a list of entity spans per input (token classification)
         return _print_spans(model_uri, items, labels, json_out)
     if labels and all(isinstance(y, dict) for y in labels):  # a record per input (extractive QA: answer, offsets, score)
         return _print_records(model_uri, items, labels, json_out)
-    key = "label" if all(isinstance(y, str) for y in labels) else "value"  # a regression model predicts numbers
-    rows = [{"input": x, key: y if key == "label" else float(y)} for x, y in zip(items, labels)]
+    # a regression model predicts numbers; a string is a label, or what the task type calls it (a transcript)
+    key = (kind.prediction_column if kind is not None else "label") if all(isinstance(y, str) for y in labels) else "value"
+    rows = [{"input": x, key: y if key != "value" else float(y)} for x, y in zip(items, labels)]
     if probs is not None:
         for row, (_, p) in zip(rows, probs.iterrows()):
             row["proba"] = {k: float(v) for k, v in p.items()}
@@ -116,7 +132,18 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
         return print_json({"model_uri": model_uri, "predictions": rows, **({"support": str(support)} if support else {})})
     t = Table("input", key, *(["p(label)"] if proba else []))
     for r in rows:
-        t.add_row(esc(r["input"][:80]), esc(str(r["label"])) if key == "label" else f"{r['value']:.4g}", *([f"{r['proba'][r['label']]:.3f}"] if proba else []))
+        t.add_row(esc(r["input"][:80]), esc(str(r[key])) if key != "value" else f"{r['value']:.4g}", *([f"{r['proba'][r[key]]:.3f}"] if proba else []))
+    out.print(t)
+
+
+def _print_timings(model_uri: str, items: list, words: list, json_out: bool) -> None:
+    """Per clip its transcript and each word's start/end seconds: JSON, or a table (file names and words escaped)."""
+    rows = [{"input": x, "transcript": " ".join(w["word"] for w in ws), "words": [dict(w) for w in ws]} for x, ws in zip(items, words)]
+    if json_out:
+        return print_json({"model_uri": model_uri, "predictions": rows})
+    t = Table("input", "transcript", "words (start-end s)")
+    for r in rows:
+        t.add_row(esc(r["input"][:80]), esc(r["transcript"]), esc(" ".join(f"{w['word']} {w['start']:.2f}-{w['end']:.2f}" for w in r["words"])) or "-")
     out.print(t)
 
 

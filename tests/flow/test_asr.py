@@ -1,6 +1,7 @@
 """Speech recognition end to end through `tlops run` (in-process CLI) on a tiny generated set (noise clips with made-up
 transcripts: a code-path check, nothing is learnt) with the packaged speech_embedding: a CTC model is registered and
-gated on WER (lower is better); its pyfunc takes audio paths and returns transcripts; `tlops predict` prints them; a
+gated on WER (lower is better), its run logging the best epoch of the shared loop; its pyfunc takes audio paths and
+returns transcripts (with the param `timings`, each word's start/end); `tlops predict` prints them (`--timings`); a
 row whose transcript has characters train never shows fails validation with its file and line."""
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def test_asr_run_registers_a_transcriber_gated_on_wer(tmp_path, prefect_api):
     assert result["promotion"]["metric"] == "wer", result["promotion"]
     assert {"wer", "cer"} <= set(result["test_metrics"]) and next(iter(result["val_metrics"])) == "wer", result
     assert result["test_metrics"]["wer"] >= 0 and result["test_metrics"]["cer"] >= 0
+    assert result["best_epoch"] in (0, 1), result  # the shared loop's kept epoch (of 2)
 
     client = MlflowClient(uri)
     version = max(client.search_model_versions("name='tiny-asr'"), key=lambda v: int(v.version))
@@ -43,11 +45,18 @@ def test_asr_run_registers_a_transcriber_gated_on_wer(tmp_path, prefect_api):
     clips = [str(data / "wav/test0.wav"), str(data / "wav/test1.wav")]
     said = model.predict(clips)
     assert len(said) == 2 and all(isinstance(t, str) and set(t) <= set("ab ") for t in said), said  # train's alphabet only
+    timed = model.predict(clips, params={"timings": True})  # per clip its words with start/end seconds (CTC alignment)
+    assert [" ".join(w["word"] for w in ws) for ws in timed] == said, (timed, said)
+    assert all(0 <= w["start"] <= w["end"] <= 1.5 for ws in timed for w in ws), timed
 
     predicted = cli("predict", f"models:/tiny-asr/{version.version}", clips[0], "--json", "--tracking-uri", uri, env=WIDE)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     (row,) = json.loads(predicted.stdout)["predictions"]
-    assert row["label"] == said[0], row
+    assert row["transcript"] == said[0], row
+    predicted = cli("predict", f"models:/tiny-asr/{version.version}", clips[1], "--timings", "--json", "--tracking-uri", uri, env=WIDE)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    (row,) = json.loads(predicted.stdout)["predictions"]
+    assert row["transcript"] == said[1] and row["words"] == timed[1], row
     evaluated = cli("evaluate", f"models:/tiny-asr/{version.version}", "--data", str(data), "--json", "--tracking-uri", uri, env=WIDE)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     scored = json.loads(evaluated.stdout)

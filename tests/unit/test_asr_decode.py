@@ -118,3 +118,33 @@ def test_word_timings_come_from_the_ctc_alignment():
     assert word_timings(lp, "ab ba", ALPHA, 0.02) == [{"word": "ab", "start": 0.0, "end": 0.1}, {"word": "ba", "start": 0.14, "end": 0.18}]
     with pytest.raises(ValueError):
         align(lp[:3], "ab ba", ALPHA)
+
+
+def test_transcripts_and_timings_have_no_stray_spaces():
+    # slots: a b (space) _ : greedy reads "ab " (a trailing space); the transcript is "ab", and timings skip the space
+    lp = _lp([[.01, 0, .98, .01], [.01, 0, .01, .98], [.01, .98, .005, .005], [.98, 0, .01, .01]])
+    assert greedy(lp, ALPHA) == "ab " and decode(lp, ALPHA) == "ab"
+    from tlops.asr.decode import word_timings
+
+    assert word_timings(lp, "ab ", ALPHA, 0.02) == [{"word": "ab", "start": 0.0, "end": 0.04}]
+
+
+def test_the_timings_param_gives_each_clips_words_at_the_frame_windows_centre():
+    """The pyfunc's `timings` (SpeechRecognition.predict_with) on hand-made log-probabilities: 80 ms frames of 4 slots
+    (20 ms each), each word's times shifted to the centre of the frame's 775 ms window (+0.3475 s)."""
+    from types import SimpleNamespace
+
+    from tlops.asr.model import Transcriber
+    from tlops.task_types import task_type
+
+    # 2 frames = 8 slots: a a _ (space) b b _ _  -> "a b"
+    lp = _lp([[.01, 0, .98, .01], [.01, 0, .98, .01], [.98, 0, .01, .01], [.01, .98, .005, .005],
+              [.01, 0, .01, .98], [.01, 0, .01, .98], [.98, 0, .01, .01], [.98, 0, .01, .01]])
+    t = Transcriber(SimpleNamespace(frame_hop=0.08, frame_window=0.775), None, None, ALPHA, 4, {"kind": "greedy"})
+    t.log_probs = lambda paths: [lp for _ in paths]
+    predictor = SimpleNamespace(_asr=SimpleNamespace(transcriber=t), _inputs=list)
+    asr = task_type("speech_recognition")
+    assert asr.predict_with(predictor, ["x.wav"], {"timings": False}) is None  # the plain transcripts then
+    (words,) = asr.predict_with(predictor, ["x.wav"], {"timings": True})
+    assert words == [{"word": "a", "start": 0.348, "end": 0.388}, {"word": "b", "start": 0.428, "end": 0.468}], words
+    assert asr.predict(predictor, ["x.wav"]) == ["a b"] and asr.prediction_column == "transcript"

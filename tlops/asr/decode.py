@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -216,13 +217,16 @@ def beam_search(log_probs: np.ndarray, alphabet: Sequence[str], settings: BeamSe
 
 
 def decode(log_probs: np.ndarray, alphabet: Sequence[str], how: dict | None = None, lm: WordLM | None = None) -> str:
-    """One utterance by the decoder a package records: {"kind": "greedy"} or {"kind": "beam", beam, alpha, beta, lexicon}."""
+    """One utterance by the decoder a package records: {"kind": "greedy"} or {"kind": "beam", beam, alpha, beta, lexicon};
+    spaces normalised (none at the ends, one between words), as the training transcripts are."""
     how = how or {"kind": "greedy"}
     if how.get("kind", "greedy") == "greedy":
-        return greedy(log_probs, alphabet)
-    settings = BeamSettings(beam=int(how.get("beam", 16)), alpha=float(how.get("alpha", 0.0)), beta=float(how.get("beta", 0.0)),
-                            lexicon=bool(how.get("lexicon", False)))
-    return beam_search(log_probs, alphabet, settings, lm if (settings.alpha or settings.lexicon) else None)
+        text = greedy(log_probs, alphabet)
+    else:
+        settings = BeamSettings(beam=int(how.get("beam", 16)), alpha=float(how.get("alpha", 0.0)), beta=float(how.get("beta", 0.0)),
+                                lexicon=bool(how.get("lexicon", False)))
+        text = beam_search(log_probs, alphabet, settings, lm if (settings.alpha or settings.lexicon) else None)
+    return " ".join(text.split())  # spaces as the transcripts have them (normalised): none at the ends, one between words
 
 
 def align(log_probs: np.ndarray, text: str, alphabet: Sequence[str]) -> list[int]:
@@ -260,8 +264,8 @@ def align(log_probs: np.ndarray, text: str, alphabet: Sequence[str]) -> list[int
 
 
 def word_timings(log_probs: np.ndarray, text: str, alphabet: Sequence[str], seconds_per_slot: float) -> list[dict]:
-    """Per word of `text`: {"word", "start", "end"} in seconds, from the CTC alignment (start: the first slot emitting its
-    first character; end: the end of the last slot emitting its last character)."""
+    """Per word of `text` (a run of non-space characters): {"word", "start", "end"} in seconds, from the CTC alignment
+    (start: the first slot emitting its first character; end: the end of the last slot emitting its last character)."""
     if not text:
         return []
     slots = align(log_probs, text, alphabet)
@@ -271,9 +275,5 @@ def word_timings(log_probs: np.ndarray, text: str, alphabet: Sequence[str], seco
         if c >= 0:
             first.setdefault(c, t)
             last[c] = t
-    out, pos = [], 0
-    for word in text.split(" "):
-        a, b = pos, pos + len(word) - 1
-        out.append({"word": word, "start": round(first[a] * seconds_per_slot, 3), "end": round((last[b] + 1) * seconds_per_slot, 3)})
-        pos += len(word) + 1
-    return out
+    return [{"word": m.group(), "start": round(first[m.start()] * seconds_per_slot, 3),
+             "end": round((last[m.end() - 1] + 1) * seconds_per_slot, 3)} for m in re.finditer(r"[^ ]+", text)]

@@ -69,8 +69,10 @@ def _adapter_class():
             self.rnn = nn.GRU(in_dim, hidden, batch_first=True, bidirectional=True) if kind == "bigru" else None
             self.out_dim = 2 * hidden if kind == "bigru" else in_dim
 
-        def forward(self, x, lengths):
+        def forward(self, x, lengths, keep=None):
             x = (x - self.mean) / self.std
+            if keep is not None:  # training's masks (tlops.asr.training.Masking): masked values at the train mean
+                x = x * keep
             if self.rnn is None:
                 return x
             packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
@@ -129,6 +131,16 @@ class HeadSettings:
     weight_decay: float = 1e-4
     batch_size: int = 32
     seed: int = 0
+    time_masks: int = 0  # SpecAugment-style masks while training (tlops.asr.training.Masking)
+    time_width: int = 2
+    feature_masks: int = 0
+    feature_width: int = 8
+    device: str = "auto"
+
+    def masking(self):
+        from tlops.asr.training import Masking
+
+        return Masking(self.time_masks, self.time_width, self.feature_masks, self.feature_width)
 
 
 @dataclass
@@ -141,63 +153,31 @@ class Trained:
     val_wer: float = math.nan
     val_cer: float = math.nan
     seconds: float = 0.0
+    loop: object = None  # the shared loop's result (`tlops.training.loop.LoopResult`)
+
+
+def _line(row: dict) -> str:
+    return f"{row['epoch']}: loss {row['train_loss']:.3f} val WER {row['val_wer']:.3f} CER {row['val_cer']:.3f}"
 
 
 def train_head(train_frames: list[np.ndarray], train_texts: Sequence[str], val_frames: list[np.ndarray], val_texts: Sequence[str],
-               alphabet: list[str], k: int, s: HeadSettings, log: Callable[[str], None] | None = None) -> Trained:
-    """A CTC head on frozen frame features (see the module's docstring); the epoch with the lowest val greedy WER kept."""
-    import copy
-
-    import torch
-
-    from tlops.asr.decode import greedy
-    from tlops.asr.metrics import error_rates
-    from tlops.modules.heads import ProbeHead
+               alphabet: list[str], k: int, s: HeadSettings, log: Callable[[str], None] | None = None,
+               checkpoint_dir=None, callbacks: Sequence = ()) -> Trained:
+    """A CTC head on frozen frame features (see the module's docstring) trained on the shared loop
+    (`tlops.asr.training`): AdamW at `lr`, constant LR; the epoch with the lowest val greedy WER kept; checkpoints in
+    `checkpoint_dir` (a rerun resumes there)."""
+    from tlops.asr.training import CachedFrames, ClipData, FrameNet, fit_ctc, new_head, probe_options, trained_of
 
     t0 = time.perf_counter()
-    torch.manual_seed(s.seed)
-    g = np.random.default_rng(s.seed)
-    v = len(alphabet) + 1
+    masking = s.masking()
+    head = new_head(train_frames, alphabet, k, s.adapter, s.hidden, s.dropout, s.seed)
     d = train_frames[0].shape[1]
-    adapter = make_adapter({"in_dim": d, "kind": s.adapter, "hidden": s.hidden})
-    allf = np.concatenate(train_frames)
-    with torch.no_grad():
-        adapter.mean.copy_(torch.from_numpy(allf.mean(0)))
-        adapter.std.copy_(torch.from_numpy(allf.std(0)).clamp(min=1e-6))
-    head = ProbeHead(adapter.out_dim, k * v, kind="linear")  # its own scaler stays the identity: the adapter standardises
-    drop = torch.nn.Dropout(s.dropout)
-    targets = [torch.tensor(encode(t, alphabet), dtype=torch.long) for t in train_texts]
-    opt = torch.optim.AdamW([*adapter.parameters(), *head.parameters()], lr=s.lr, weight_decay=s.weight_decay)
-    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
-    best, history, best_state, best_epoch = (math.inf, math.inf), [], None, 0
-    for epoch in range(1, s.epochs + 1):
-        head.train()
-        adapter.train()
-        order = g.permutation(len(train_frames))
-        losses = []
-        for i in range(0, len(order), s.batch_size):
-            idx = order[i:i + s.batch_size]
-            x, n = _pad([train_frames[j] for j in idx])
-            lp = torch.log_softmax(head(drop(adapter(x, n))).reshape(len(idx), -1, v), dim=-1).transpose(0, 1)  # (S, B, V)
-            y = [targets[j] for j in idx]
-            loss = ctc(lp, torch.cat(y), n * k, torch.tensor([len(t) for t in y], dtype=torch.long))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
-        hyp = [greedy(p, alphabet) for p in log_probs_of(adapter, head, val_frames, k, v)]
-        rates = error_rates(list(val_texts), hyp)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_wer": rates["wer"], "val_cer": rates["cer"]})
-        if log:
-            log(f"{epoch}: loss {np.mean(losses):.3f} val WER {rates['wer']:.3f} CER {rates['cer']:.3f}")
-        if (rates["wer"], rates["cer"]) < best:
-            best, best_epoch = (rates["wer"], rates["cer"]), epoch
-            best_state = (copy.deepcopy(adapter.state_dict()), copy.deepcopy(head.state_dict()))
-    adapter.load_state_dict(best_state[0])
-    head.load_state_dict(best_state[1])
-    adapter.eval()
-    head.eval()
-    return Trained(adapter, head, k, history, best_epoch, best[0], best[1], time.perf_counter() - t0)
+    train = ClipData(train_texts, alphabet, [len(f) for f in train_frames], d, frames=train_frames, masking=masking)
+    val = ClipData(val_texts, alphabet, [len(f) for f in val_frames], d, frames=val_frames)
+    opts = probe_options(s.epochs, s.batch_size, s.lr, s.weight_decay, augment=masking.on, device=s.device)
+    r = fit_ctc(FrameNet(CachedFrames(), head), train, val, alphabet, k, opts, seed=s.seed, checkpoint_dir=checkpoint_dir,
+                callbacks=callbacks, log=(lambda row: log(_line(row))) if log else None)
+    return trained_of(head, r, time.perf_counter() - t0)
 
 
 # decoders tried on val (select_decoder): greedy, the beam without LM, with the train transcripts' word LM at a few
@@ -255,7 +235,7 @@ class Transcriber:
     def transcribe(self, paths: Sequence[str], timings: bool = False) -> list:
         """Per clip its transcript; with `timings`, {"text", "words": [{"word", "start", "end"} in seconds]} from the CTC
         alignment of that transcript (`tlops.asr.decode.word_timings`), a slot's time being the centre of its frame's
-        window (not yet a pyfunc parameter: `Transcriber` is the core API)."""
+        window (the pyfunc param `timings`, `tlops predict --timings`)."""
         from tlops.asr.decode import decode, word_timings
 
         out = []
@@ -277,93 +257,47 @@ class FinetuneSettings(HeadSettings):
     backbone_lr: float = 5e-5
     max_grad_norm: float | None = 1.0
 
+    def loop_options(self):
+        """The loop's options these settings stand for: AdamW (`backbone_lr` for the top groups, `lr` for adapter and
+        head), constant LR, gradients clipped at `max_grad_norm`, BatchNorm statistics kept, no early stop."""
+        from tlops.training.loop import LoopOptions
 
-def _cat(batches: list):
-    """Collated one-clip batches (a tensor, or a dict of tensors) -> one batch."""
-    import torch
-
-    if isinstance(batches[0], dict):
-        return {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
-    return torch.cat(batches)
+        return LoopOptions(epochs=self.epochs, batch_size=self.batch_size, head_lr=self.lr, backbone_lr=self.backbone_lr,
+                           weight_decay=self.weight_decay, schedule="constant", warmup_ratio=0.0, max_grad_norm=self.max_grad_norm,
+                           patience=self.epochs, trainable=self.trainable, bucket_by_length=False, augment=self.masking().on,
+                           norm_stats="frozen", device=self.device, resume=False)
 
 
 def finetune_ctc(backbone, train: tuple, val: tuple, alphabet: list[str], k: int, s: FinetuneSettings,
-                 log: Callable[[str], None] | None = None, init: Trained | None = None) -> Trained:
-    """The backbone's top `trainable` groups, the adapter and the CTC head trained together with CTCLoss (AdamW: `backbone_lr`
-    for the backbone, `lr` for adapter and head; gradients clipped at `max_grad_norm`; BatchNorm statistics kept). `train`
-    and `val`: (paths, seconds, texts). The adapter's standardisation comes from the pretrained frames; the epoch with the
-    lowest val greedy WER is kept (its backbone weights too). Each clip is decoded and preprocessed once (`collate`).
-    `init`: start from a trained probe's adapter and head (LP-FT) instead of new ones."""
+                 log: Callable[[str], None] | None = None, init: Trained | None = None, opts=None, checkpoint_dir=None,
+                 callbacks: Sequence = ()) -> Trained:
+    """The backbone's top `trainable` groups, the adapter and the CTC head trained together with CTCLoss on the shared
+    loop (`opts`: the loop's options, a run's `FinetuneConfig`; None: `s.loop_options()`; `opts.l2sp` adds L2-SP).
+    `train` and `val`: (paths, seconds, texts). The adapter's standardisation comes from the pretrained frames; the
+    epoch with the lowest val greedy WER is kept (its backbone weights too). Each clip is decoded and preprocessed once
+    (`collate`). `init`: start from a trained probe's adapter and head (LP-FT) instead of new ones."""
     import copy
 
-    import torch
-
-    from tlops.asr.decode import greedy
-    from tlops.asr.metrics import error_rates
-    from tlops.modules.heads import ProbeHead
+    from tlops.asr.training import CTCHead, ClipData, FrameNet, fit_ctc, new_head, trained_of
 
     t0 = time.perf_counter()
-    torch.manual_seed(s.seed)
-    g = np.random.default_rng(s.seed)
     hop, v = float(backbone.frame_hop), len(alphabet) + 1
+    opts = opts if opts is not None else s.loop_options()
     (tp, ts, tt), (vp, vs, vt) = train, val
-    inputs = [backbone.collate([p]) for p in tp]
-    n_frames = [max(1, math.ceil(float(x) / hop)) for x in ts]
+    frozen = clip_frames(backbone, tp, ts)
     if init is not None:
-        adapter, head = copy.deepcopy(init.adapter), copy.deepcopy(init.head)
+        head = CTCHead(copy.deepcopy(init.adapter), copy.deepcopy(init.head), k, v, s.dropout)
     else:
-        frozen = clip_frames(backbone, tp, ts)
-        adapter = make_adapter({"in_dim": frozen[0].shape[1], "kind": s.adapter, "hidden": s.hidden})
-        allf = np.concatenate(frozen)
-        with torch.no_grad():
-            adapter.mean.copy_(torch.from_numpy(allf.mean(0)))
-            adapter.std.copy_(torch.from_numpy(allf.std(0)).clamp(min=1e-6))
-        head = ProbeHead(adapter.out_dim, k * v, kind="linear")
-    groups = backbone.parameter_groups()
-    top = groups if s.trainable == "all" else (groups[len(groups) - int(s.trainable):] if int(s.trainable) else [])
-    train_params = {id(p) for grp in top for p in grp}
-    for p in backbone.model.parameters():
-        p.requires_grad_(id(p) in train_params)
-    opt = torch.optim.AdamW([{"params": [p for grp in top for p in grp], "lr": s.backbone_lr},
-                             {"params": [*adapter.parameters(), *head.parameters()], "lr": s.lr}], weight_decay=s.weight_decay)
-    drop = torch.nn.Dropout(s.dropout)
-    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
-    targets = [torch.tensor(encode(t, alphabet), dtype=torch.long) for t in tt]
-    backbone.model.eval()  # BatchNorm keeps its pretrained statistics; only the weights move
-    best, history, best_state, best_epoch = (math.inf, math.inf), [], None, 0
-    for epoch in range(1, s.epochs + 1):
-        adapter.train()
-        head.train()
-        losses = []
-        order = g.permutation(len(tp))
-        for i in range(0, len(order), s.batch_size):
-            idx = order[i:i + s.batch_size]
-            frames = backbone.frame_states(_cat([inputs[j] for j in idx]))
-            n = torch.tensor([min(frames.shape[1], n_frames[j]) for j in idx], dtype=torch.long)
-            frames = frames[:, :int(n.max())]
-            lp = torch.log_softmax(head(drop(adapter(frames, n))).reshape(len(idx), -1, v), dim=-1).transpose(0, 1)
-            y = [targets[j] for j in idx]
-            loss = ctc(lp, torch.cat(y), n * k, torch.tensor([len(t) for t in y], dtype=torch.long))
-            opt.zero_grad()
-            loss.backward()
-            if s.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_([p for grp in opt.param_groups for p in grp["params"]], s.max_grad_norm)
-            opt.step()
-            losses.append(float(loss.detach()))
-        hyp = [greedy(p, alphabet) for p in log_probs_of(adapter, head, clip_frames(backbone, vp, vs), k, v)]
-        rates = error_rates(list(vt), hyp)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_wer": rates["wer"], "val_cer": rates["cer"]})
-        if log:
-            log(f"{epoch}: loss {np.mean(losses):.3f} val WER {rates['wer']:.3f} CER {rates['cer']:.3f}")
-        if (rates["wer"], rates["cer"]) < best:
-            best, best_epoch = (rates["wer"], rates["cer"]), epoch
-            best_state = tuple(copy.deepcopy(m.state_dict()) for m in (backbone.model, adapter, head))
-    for m, state in zip((backbone.model, adapter, head), best_state):
-        m.load_state_dict(state)
+        head = new_head(frozen, alphabet, k, s.adapter, s.hidden, s.dropout, s.seed)
+    d = frozen[0].shape[1]
+    del frozen
+    frames_of = (lambda seconds: [max(1, math.ceil(float(x) / hop)) for x in seconds])
+    train_data = ClipData(tt, alphabet, frames_of(ts), d, backbone=backbone, paths=tp, masking=s.masking())
+    val_data = ClipData(vt, alphabet, frames_of(vs), d, backbone=backbone, paths=vp)
+    r = fit_ctc(FrameNet(backbone, head), train_data, val_data, alphabet, k, opts, seed=s.seed, checkpoint_dir=checkpoint_dir,
+                callbacks=callbacks, log=(lambda row: log(_line(row))) if log else None, l2sp=float(getattr(opts, "l2sp", 0.0)))
     for p in backbone.model.parameters():
         p.requires_grad_(True)
     backbone.model.eval()
-    adapter.eval()
-    head.eval()
-    backbone.fine_tuned = bool(top)
-    return Trained(adapter, head, k, history, best_epoch, best[0], best[1], time.perf_counter() - t0)
+    backbone.fine_tuned = opts.trainable == "all" or int(opts.trainable) > 0 or bool(getattr(opts, "unfreeze_every", 0))
+    return trained_of(head, r, time.perf_counter() - t0)

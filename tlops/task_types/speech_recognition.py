@@ -12,27 +12,29 @@ each clip's frame features (`Backbone.frame_states`: speech_embedding's 80 ms st
 frames) once, padding every clip to `backbone.clip_seconds` or, when a clip is longer, to the longest clip plus one frame
 window (no clip is ever cut).
 
-Training: `linear_probe` (`probe_trainer`, frozen backbone): a CTC head on the frames (`tlops.asr.model`): with
-`strategy.head: logreg` a linear layer on each standardised frame alone; with `mlp`, a recurrent adapter first (one
-bidirectional GRU layer of `hidden` units a direction over the clip's frames, `dropout` on its output) then the linear
-layer; k CTC symbols per frame; trained with `torch.nn.CTCLoss` by AdamW
-(`lr`, `weight_decay`, `epochs`, `batch_size`), the epoch with the lowest val WER (greedy decoding) kept; then the decoder
-(greedy, or the CTC prefix beam search with or without a word bigram LM of the train transcripts at a few weights) is
-chosen on val by WER.
+Training runs on the shared loop (`tlops.training.loop.fit` through `tlops.asr.training`): per-epoch rows with the val
+greedy WER/CER, the epoch with the lowest val WER kept (logged as `best_epoch`), a checkpoint every epoch and resume
+after a crash, device and precision. `linear_probe` (`probe_trainer`, frozen backbone): a CTC head on the frames
+(`tlops.asr.model`): with `strategy.head: logreg` a linear layer on each standardised frame alone; with `mlp`, a
+recurrent adapter first (one bidirectional GRU layer of `hidden` units a direction over the clip's frames, `dropout` on
+its output) then the linear layer; k CTC symbols per frame; trained with `torch.nn.CTCLoss` by AdamW (`lr`,
+`weight_decay`, `epochs`, `batch_size`, constant LR); then the decoder (greedy, or the CTC prefix beam search with or
+without a word bigram LM of the train transcripts at a few weights) is chosen on val by WER.
 
 `finetune` (`finetune_trainer`): the backbone's top `trainable` groups, the adapter (`strategy.head`: linear -> none, mlp
--> the BiGRU) and the CTC head trained together (AdamW: `backbone_lr` for the backbone, `head_lr` for the rest,
-`weight_decay`, `epochs`, `batch_size`, gradients clipped at `max_grad_norm`, BatchNorm statistics kept); each clip is
-preprocessed once; the epoch with the lowest val greedy WER kept, then the decoder chosen on val as for the probe.
-With `lp_ft: true` the CTC probe is trained on the frozen frames first (30 epochs, AdamW at
-max(head_lr, 2e-3)) and fine-tuning starts from it. Settings it would ignore (unfreeze_every, l2sp, layer_decay, grad_accum_steps, norm_stats: train, compile) are
-refused.
+-> the BiGRU) and the CTC head trained together with the run's loop settings (AdamW: `backbone_lr` for the top group,
+`layer_decay` below it, `head_lr` for the rest, `weight_decay`, `schedule`/`warmup_ratio`, `epochs`, `patience`,
+`batch_size`, `grad_accum_steps`, `max_grad_norm`, `unfreeze_every`, `l2sp`, `norm_stats`); each clip is preprocessed
+once; then the decoder chosen on val as for the probe. With `lp_ft: true` the CTC probe is trained on the frozen frames
+first (30 epochs, AdamW at max(head_lr, 2e-3)) and fine-tuning starts from it. `loss`/`huber_delta` (regression
+settings) are refused.
 
 Metrics: WER and CER (jiwer); WER on val selects and on test gates (lower is better); CER is a gate metric too. The
 package: the backbone export, the head (a linear `ProbeHead` with k * (1 + alphabet) outputs), the adapter
 (`asr/adapter.safetensors`), and under `speech_recognition` in
 its meta the alphabet, k, the chosen decoder, the LM's n-gram counts and every decoder's val scores. Predict: audio file
-paths -> transcripts (strings).
+paths -> transcripts (strings); with the pyfunc param `timings: true` (`tlops predict --timings`) per clip its words, each
+{word, start, end} in seconds, from the CTC alignment of the transcript (`tlops.asr.decode.word_timings`).
 """
 
 from __future__ import annotations
@@ -183,19 +185,22 @@ class SpeechRecognition(TaskType):
         raise ConfigError("speech recognition trains through its own CTC trainer (linear_probe); the shared loop's item-level "
                           "tasks do not apply")
 
+    def _checkpoint_dir(self, ctx, ds, part: str):
+        """The run's checkpoint folder for one loop part (`probe`, `finetune`): strategy options, seed, backbone, data."""
+        from tlops.asr.training import data_digest
+        from tlops.strategies.context import NOT_IN_FINGERPRINT, run_checkpoint_dir
+
+        digest = data_digest([ds.inputs(x) for x in ("train", "val")], [ds.texts(x) for x in ("train", "val")],
+                             [ds.seconds(x) for x in ("train", "val")])
+        return run_checkpoint_dir(ctx, {**ctx.cfg.strategy.model_dump(exclude=NOT_IN_FINGERPRINT), "asr": part,
+                                        "masking": MASKING}, [digest])
+
     def probe_trainer(self, ctx):
-        """linear_probe: a CTC head on the frozen backbone's frame features (`tlops.asr.model.train_head`)."""
-        from tlops.asr.decode import WordLM
-        from tlops.asr.model import (
-            HeadSettings,
-            chosen_row,
-            clip_frames,
-            log_probs_of,
-            select_decoder,
-            slots_per_frame,
-            train_head,
-        )
+        """linear_probe: a CTC head on the frozen backbone's frame features (`tlops.asr.model.train_head`, on the shared loop:
+        per-epoch val WER/CER, the best epoch kept, checkpoints and resume)."""
+        from tlops.asr.model import HeadSettings, clip_frames, slots_per_frame, train_head
         from tlops.progress import note
+        from tlops.strategies.context import loop_summary
 
         s = ctx.cfg.strategy
         check_probe_settings(s)
@@ -207,32 +212,20 @@ class SpeechRecognition(TaskType):
                   for split in ("train", "val")}
         feature_seconds = time.perf_counter() - t0
         settings = HeadSettings(adapter="none" if s.head == "logreg" else "bigru", hidden=s.hidden, dropout=s.dropout, epochs=s.epochs,
-                                lr=s.lr, weight_decay=s.weight_decay, batch_size=s.batch_size, seed=ctx.cfg.seed)
+                                lr=s.lr, weight_decay=s.weight_decay, batch_size=s.batch_size, seed=ctx.cfg.seed, **MASKING)
+        ckpt_dir = self._checkpoint_dir(ctx, ds, "probe")
         trained = train_head(frames["train"], ds.texts("train"), frames["val"], ds.texts("val"), ds.alphabet, k, settings,
-                             log=lambda line: note(f"ctc epoch {line}"))
-        lm = WordLM.fit(ds.texts("train"), order=2)
-        val_lp = log_probs_of(trained.adapter, trained.head, frames["val"], k, len(ds.alphabet) + 1)
-        decoder, tried = select_decoder(val_lp, ds.texts("val"), ds.alphabet, lm)
-        chosen = chosen_row(decoder, tried)
-        rows = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_wer": h["val_wer"], "val_cer": h["val_cer"]}
-                for h in trained.history]
-        val_metrics = {"wer": float(chosen["wer"]), "cer": float(chosen["cer"])}
-        return self._package(ctx, backbone, trained, decoder, tried, lm, rows, val_metrics,
-                             trained.seconds + feature_seconds, "probe")
+                             log=lambda line: note(f"ctc epoch {line}"), checkpoint_dir=ckpt_dir, callbacks=ctx.callbacks)
+        return self._package(ctx, backbone, trained, frames["val"], trained.seconds + feature_seconds, "probe",
+                             loop_summary(trained.loop, ckpt_dir))
 
     def finetune_trainer(self, ctx):
-        """finetune: the backbone's top `trainable` groups, the adapter and the CTC head together (`finetune_ctc`)."""
-        from tlops.asr.decode import WordLM
-        from tlops.asr.model import (
-            FinetuneSettings,
-            chosen_row,
-            clip_frames,
-            finetune_ctc,
-            log_probs_of,
-            select_decoder,
-            slots_per_frame,
-        )
+        """finetune: the backbone's top `trainable` groups, the adapter and the CTC head together (`finetune_ctc`) on the
+        shared loop with the run's finetune settings (epochs, LRs, schedule, patience, backbone groups, L2-SP, device,
+        checkpoints and resume)."""
+        from tlops.asr.model import FinetuneSettings, clip_frames, finetune_ctc, slots_per_frame
         from tlops.progress import note
+        from tlops.strategies.context import loop_summary
 
         s = ctx.cfg.strategy
         check_finetune_settings(s)
@@ -241,7 +234,8 @@ class SpeechRecognition(TaskType):
         k = slots_per_frame(backbone)
         settings = FinetuneSettings(adapter="none" if s.head == "linear" else "bigru", hidden=s.hidden, dropout=s.dropout,
                                     epochs=s.epochs, lr=s.head_lr, weight_decay=s.weight_decay, batch_size=s.batch_size,
-                                    seed=ctx.cfg.seed, trainable=s.trainable, backbone_lr=s.backbone_lr, max_grad_norm=s.max_grad_norm)
+                                    seed=ctx.cfg.seed, trainable=s.trainable, backbone_lr=s.backbone_lr, max_grad_norm=s.max_grad_norm,
+                                    device=s.device, **MASKING)
         init = None
         if s.lp_ft:  # LP-FT: the CTC probe on the frozen frames first (LP_FT_EPOCHS), fine-tuned from there
             from dataclasses import replace
@@ -252,27 +246,31 @@ class SpeechRecognition(TaskType):
             init = train_head(frames["train"], ds.texts("train"), frames["val"], ds.texts("val"), ds.alphabet, k,
                               replace(settings, epochs=LP_FT_EPOCHS, lr=max(settings.lr, 2e-3)),
                               log=lambda line: note(f"ctc probe (lp_ft) epoch {line}"))
+        ckpt_dir = self._checkpoint_dir(ctx, ds, "finetune")
         trained = finetune_ctc(backbone, (ds.inputs("train"), ds.seconds("train"), ds.texts("train")),
                                (ds.inputs("val"), ds.seconds("val"), ds.texts("val")), ds.alphabet, k, settings,
-                               log=lambda line: note(f"ctc finetune epoch {line}"), init=init)
-        lm = WordLM.fit(ds.texts("train"), order=2)
-        val_lp = log_probs_of(trained.adapter, trained.head, clip_frames(backbone, ds.inputs("val"), ds.seconds("val")), k,
-                              len(ds.alphabet) + 1)
-        decoder, tried = select_decoder(val_lp, ds.texts("val"), ds.alphabet, lm)
-        chosen = chosen_row(decoder, tried)
-        rows = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "val_wer": h["val_wer"], "val_cer": h["val_cer"]}
-                for h in trained.history]
-        return self._package(ctx, backbone, trained, decoder, tried, lm, rows, {"wer": float(chosen["wer"]), "cer": float(chosen["cer"])},
-                             trained.seconds, "fine_tune")
+                               log=lambda line: note(f"ctc finetune epoch {line}"), init=init, opts=s, checkpoint_dir=ckpt_dir,
+                               callbacks=ctx.callbacks)
+        return self._package(ctx, backbone, trained, clip_frames(backbone, ds.inputs("val"), ds.seconds("val")), trained.seconds,
+                             "fine_tune", loop_summary(trained.loop, ckpt_dir))
 
-    def _package(self, ctx, backbone, trained, decoder, tried, lm, rows, val_metrics, seconds, mode):
+    def _package(self, ctx, backbone, trained, val_frames, seconds, mode, loop):
+        """The decoder chosen on val (`select_decoder`), then the package: backbone, head, adapter, alphabet, decoder, LM."""
         from safetensors.torch import save_file
 
+        from tlops.asr.decode import WordLM
+        from tlops.asr.model import chosen_row, log_probs_of, select_decoder
         from tlops.package import save_package
         from tlops.records import PackageResult
 
         s = ctx.cfg.strategy
         ds = ctx.dataset()
+        lm = WordLM.fit(ds.texts("train"), order=2)
+        val_lp = log_probs_of(trained.adapter, trained.head, val_frames, trained.k, len(ds.alphabet) + 1)
+        decoder, tried = select_decoder(val_lp, ds.texts("val"), ds.alphabet, lm)
+        chosen = chosen_row(decoder, tried)
+        val_metrics = {"wer": float(chosen["wer"]), "cer": float(chosen["cer"])}
+        rows = trained.history
         ctx.out_dir.mkdir(parents=True, exist_ok=True)
         adapter_file = ctx.out_dir / "adapter.safetensors"
         save_file({k: v.contiguous() for k, v in trained.adapter.state_dict().items()}, str(adapter_file))
@@ -280,12 +278,12 @@ class SpeechRecognition(TaskType):
                 "adapter": trained.adapter.spec,
                 "lm": lm.to_json() if (decoder.get("alpha") or decoder.get("lexicon")) else None, "level": LEVEL,
                 "normalisation": "NFC, lower case, whitespace runs -> one space, stripped"}
-        summary = {"best_epoch": trained.best_epoch, "epochs_run": len(rows), "val_greedy_wer": trained.val_wer,
-                   **{f"val_{k}": v for k, v in val_metrics.items()}}
+        summary = {**loop.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device", "precision"}),
+                   "val_greedy_wer": trained.val_wer, **{f"val_{k}": v for k, v in val_metrics.items()}}
         package = save_package(ctx.out_dir / "package", backbone, trained.head, [],
                                extra={"strategy": s.model_dump(), "seed": ctx.cfg.seed, **self.package_meta(ctx.features),
                                       META_KEY: spec, mode: summary}, files={ADAPTER_FILE: adapter_file})
-        return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds)
+        return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds, loop=loop)
 
     # ---- evaluation --------------------------------------------------------------------------------------------
 
@@ -331,11 +329,26 @@ class SpeechRecognition(TaskType):
     def package_meta(self, features) -> dict:
         return {"task": NAME}
 
+    pyfunc_params = (("timings", "boolean", False),)
+    prediction_column = "transcript"
+
     def predict(self, predictor, items) -> list[str]:
         """Per audio file path, its transcript."""
+        return self._transcriber(predictor).transcribe(list(items))
+
+    def predict_with(self, predictor, items, params):
+        """With the pyfunc param `timings`: per audio file path a list of its words, each {word, start, end} (seconds
+        from the clip's start) from the CTC alignment of its transcript (`Transcriber.transcribe(timings=True)`)."""
+        if not params.get("timings"):
+            return None
+        found = self._transcriber(predictor).transcribe(self.prediction_inputs(predictor, list(items)), timings=True)
+        return [t["words"] for t in found]
+
+    @staticmethod
+    def _transcriber(predictor):
         if getattr(predictor, "_asr", None) is None:
             predictor._asr = _Model(predictor)
-        return predictor._asr.transcriber.transcribe(list(items))
+        return predictor._asr.transcriber
 
 
 def fit_clips(backbone, ds) -> None:
@@ -354,8 +367,10 @@ UNSUPPORTED_PROBE = {"C": 1.0, "max_iter": 1000, "loss": "mse", "huber_delta": 1
 
 # finetune settings the CTC fine-tuning does not apply, with the value it does apply
 LP_FT_EPOCHS = 30  # finetune with lp_ft: the CTC probe's epochs before fine-tuning
-UNSUPPORTED_FINETUNE = {"unfreeze_every": 0, "l2sp": 0.0, "layer_decay": 1.0, "grad_accum_steps": 1, "loss": "mse",
-                        "huber_delta": 1.0, "norm_stats": "frozen", "compile": False}
+UNSUPPORTED_FINETUNE = {"loss": "mse", "huber_delta": 1.0}
+# SpecAugment-style masks on the adapter's input frames while training (`tlops.asr.training.Masking`; the finetune
+# strategy's `augment: false` turns them off there)
+MASKING = {"time_masks": 0, "time_width": 2, "feature_masks": 0, "feature_width": 8}
 
 
 def check_finetune_settings(s) -> None:
@@ -365,8 +380,7 @@ def check_finetune_settings(s) -> None:
     odd = {k: getattr(s, k) for k, v in UNSUPPORTED_FINETUNE.items() if getattr(s, k, v) != v}
     if odd:
         raise ConfigError(f"finetune on speech_recognition data does not apply {', '.join(f'strategy.{k}: {v}' for k, v in odd.items())} "
-                          "(it trains the top `trainable` backbone groups, the adapter and the CTC head with AdamW, BatchNorm "
-                          f"statistics kept); remove them or set {', '.join(f'{k}: {UNSUPPORTED_FINETUNE[k]}' for k in odd)}")
+                          "(its loss is CTC over the transcript's characters); remove them or set {', '.join(f'{k}: {UNSUPPORTED_FINETUNE[k]}' for k in odd)}")
 
 
 def check_probe_settings(s) -> None:
