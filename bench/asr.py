@@ -1,6 +1,6 @@
 """Speech recognition on the demo set (data/audio_asr: digit strings spoken by espeak-ng and flite voices, test voices
 never heard in training): test WER/CER (jiwer) of
-- tlops: the CTC head of configs/audio_asr.yaml (BiGRU adapter + linear CTC layer) on the frozen, pretrained
+- tlops: the CTC head of configs/audio_asr_probe.yaml (BiGRU adapter + linear CTC layer) on the frozen, pretrained
   speech_embedding frames, decoder chosen on val (greedy / beam / beam + the train transcripts' word bigram LM);
 - tlops fine-tuned: configs/audio_asr_finetune.yaml (LP-FT: from that probe, the CNN's top groups, adapter and CTC
   layer trained together);
@@ -43,7 +43,7 @@ from tlops.asr.model import (
 from tlops.asr.text import normalise
 from tlops.backbones import load_backbone
 
-CONFIG = REPO / "configs" / "audio_asr.yaml"
+CONFIG = REPO / "configs" / "audio_asr_probe.yaml"
 FINETUNE = REPO / "configs" / "audio_asr_finetune.yaml"
 
 

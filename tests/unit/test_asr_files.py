@@ -71,3 +71,25 @@ def test_a_missing_text_column_is_one_error_naming_the_file(tmp_path):
     (root / "test.csv").write_text("path,label\nwav/c.wav,one\n")
     with pytest.raises(DataError, match=r"test\.csv lacks column\(s\) \['text'\]"):
         load_dataset(root)
+
+
+def test_init_recognises_a_speech_folder_and_writes_the_asr_starter(tmp_path):
+    import yaml
+
+    from tlops.config import load_config
+    from tlops.init import init
+
+    root = _write(tmp_path / "said", {"train": [(f"wav/t{i}.wav", ["one two", "two", "three one"][i % 3]) for i in range(8)],
+                                      "test": [("wav/x.wav", "two one")]})
+    (root / "dataset.yaml").unlink()  # recognised by its path,text CSV
+    r = init(root, tmp_path / "said.yaml")
+    assert r.starter == "audio_asr_linear_probe" and r.wrote_dataset_yaml and r.folder.task == "speech_recognition"
+    assert yaml.safe_load((root / "dataset.yaml").read_text()) == {"modality": "audio", "task": "speech_recognition"}
+    assert r.folder.rows == {"train": 7, "val": 1, "test": 1} and r.folder.counts["test"] == {"clips": 1, "words": 2}
+    assert "transcribed clips (0.1 min of training audio; alphabet of 8 characters: space and 'ehnortw')" in r.folder.summary()
+    cfg = load_config(tmp_path / "said.yaml")
+    assert cfg.registry.metric == "wer" and cfg.strategy.name == "linear_probe" and cfg.strategy.head == "mlp"
+    assert init(root, tmp_path / "ft.yaml", kind="finetune").starter == "audio_asr_finetune"
+    (root / "dataset.yaml").unlink()
+    (root / "train.csv").write_text("path,text,label\nwav/t0.wav,one,a\n")  # a label column: the classification contract
+    assert task_type("speech_recognition").recognise(root) is None

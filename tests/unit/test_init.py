@@ -115,6 +115,7 @@ def test_starters_ship_in_the_package_and_agree_with_the_demo_configs():
     kinds = ("linear_probe", "finetune", "domain_adapt", "fewshot", "regression", "fewshot_regression")
     own = {"text_ner_linear_probe", "text_ner_finetune", "text_qa_linear_probe", "text_qa_finetune"}  # task types' own files
     own |= {f"image_{t}_{k}" for t in ("detection", "segmentation") for k in ("linear_probe", "finetune")}
+    own |= {"audio_asr_linear_probe", "audio_asr_finetune"}
     assert set(names) == {f"{m}_{k}" for m in ("text", "image", "audio") for k in kinds} | own
     from tlops.init import STARTERS
 

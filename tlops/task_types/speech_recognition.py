@@ -112,6 +112,32 @@ class SpeechRecognition(TaskType):
     class_probabilities = False
     feature_level = LEVEL
     embeds_in_features_step = False  # the trainers read frame features themselves
+    starter_prefix = "asr"  # `tlops init` starters: audio_asr_linear_probe, audio_asr_finetune
+    default_starter = "linear_probe"
+
+    def recognise(self, root):
+        """A folder whose train.csv has `path` and `text` columns and no `label` holds transcribed audio clips."""
+        import csv
+
+        f = Path(root) / "train.csv"
+        if not f.is_file():
+            return None
+        try:
+            with open(f, encoding="utf-8", newline="") as fh:
+                header = [c.strip() for c in next(csv.reader(fh), [])]
+        except (OSError, UnicodeDecodeError):
+            return None
+        return "audio" if "path" in header and "text" in header and "label" not in header else None
+
+    def init_summary(self, ds):
+        """Clips and words per split; the alphabet train's transcripts spell."""
+        from collections import Counter
+
+        counts = {s: Counter({"clips": len(df), "words": sum(len(t.split()) for t in df["text"])}) for s, df in ds.splits.items()}
+        seconds = sum(ds.seconds("train"))
+        letters = "".join(c for c in ds.alphabet if c != " ")
+        return counts, (f"transcribed clips ({seconds / 60:.1f} min of training audio; alphabet of {len(ds.alphabet)} characters: "
+                        f"space and {letters!r})")
 
     # ---- data ------------------------------------------------------------------------------------------------
 
