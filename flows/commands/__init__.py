@@ -13,7 +13,7 @@ import importlib
 import typer
 
 COMMANDS = ("run", "validate", "describe", "init", "local_server", "models", "promote", "rollback", "history", "predict", "serve", "evaluate", "compare",
-            "audit", "schedule", "rank", "drift")
+            "audit", "schedule", "rank", "tune", "drift")
 
 
 def register_all(app: typer.Typer) -> None:
