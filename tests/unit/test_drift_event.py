@@ -58,3 +58,15 @@ def test_retrain_on_drift_trigger_matches_the_models_announced_drift_and_names_t
         assert event["resource"][label] == value
     rendered = render_user_template_sync(t.parameters["source"], {"event": {"payload": event["payload"]}})
     assert rendered == "drift:r123 (on-data)"
+
+
+def test_schedule_drift_without_a_server_says_what_it_needs_in_one_line(tmp_path):
+    import os
+
+    from tests.cli import cli, no_prefect_api
+
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    with no_prefect_api():
+        out = cli("schedule", "drift", "models:/sched@champion", "--data", str(tmp_path / "new.csv"), "--cron", "0 * * * *", env=env)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: tlops schedule needs a Prefect server"), lines
