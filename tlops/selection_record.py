@@ -150,7 +150,7 @@ class SelectionRecord(BaseModel):
     def html(self) -> str:
         """An HTML fragment (a sentence + a table) for the model card; every string escaped."""
         header, rows = self._rows()
-        e = lambda x: html.escape(str(x), quote=True)  # noqa: E731
+        e = lambda x: html.escape(str(x), quote=True)
         head = "".join(f"<th>{e(h)}</th>" for h in header)
         body = "".join(("<tr class=\"chosen\">" if c.chosen else "<tr>") + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>"
                        for c, row in zip(self.candidates, rows))

@@ -46,14 +46,15 @@ def test_mmd_is_zero_for_identical_samples_and_grows_with_the_shift():
     assert 0 < values[0] < values[1] < values[2], values
 
 
-def test_coral_is_zero_for_equal_covariances_and_positive_otherwise():
+def test_coral_is_zero_for_equal_statistics_and_positive_otherwise():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(100, 4, generator=g)
-    assert float(da.coral(x, x + 5.0)) == pytest.approx(0.0, abs=1e-9)  # a mean shift leaves covariances equal
+    assert float(da.coral(x, x.clone())) == pytest.approx(0.0, abs=1e-9)
     scaled = x * torch.tensor([1.0, 1.0, 3.0, 1.0])
-    cx = torch.cov(x.T)
-    expected = float(((cx - torch.cov(scaled.T)) ** 2).sum() / (4 * 16))
+    s = torch.cat([x, scaled]).std(0)  # TLlib's mean + covariance terms, on features scaled by the pooled batch's std
+    expected = float(((x / s).mean(0) - (scaled / s).mean(0)).pow(2).mean() + (torch.cov((x / s).T) - torch.cov((scaled / s).T)).pow(2).mean())
     assert float(da.coral(x, scaled)) == pytest.approx(expected, rel=1e-5) and expected > 0.01
+    assert float(da.coral(x, x + 5.0)) > 0.1  # a mean shift counts too
 
 
 def test_domain_adversarial_loss_is_log2_for_a_blind_discriminator_and_reports_its_accuracy():
@@ -130,8 +131,10 @@ def _toy_features(root: Path, n: int = 200) -> tuple[FeatureSet, dict]:
                       cache=CacheTotals(), seconds=0.0), data
 
 
+# baseline false: these tests check each method's own training; the source_only candidate and the agreement choice
+# are tests/unit/test_domain_adapt_selection.py's
 TOY = {"name": "domain_adapt", "epochs": 15, "batch_size": 32, "bottleneck": 32, "head_lr": 0.01, "weight_decay": 0.0,
-       "max_grad_norm": None, "discriminator_hidden": 64}
+       "max_grad_norm": None, "discriminator_hidden": 64, "baseline": False}
 
 
 def _train_toy(tmp_path: Path, callbacks=(), **strategy):
@@ -319,11 +322,12 @@ def test_bad_target_splits_fail_validation_with_the_file_the_rows_and_the_fix(tm
 def test_finetune_mode_adapts_the_backbone_and_packages_it(tmp_path, tiny_bert):
     from tlops.package import Predictor
     from tlops.pipeline import run_core
+    from tlops.selection_record import SELECTION_FILE, SelectionRecord
 
     data = make_da_text_dataset(tmp_path / "data")
     cfg = RunConfig.model_validate(tiny_config(tmp_path, data, tiny_bert, strategy={
         "name": "domain_adapt", "mode": "finetune", "method": "cdan", "epochs": 2, "batch_size": 8, "head_lr": 1e-2,
-        "backbone_lr": 1e-3, "warmup_ratio": 0.0, "l2sp": 0.01}))
+        "backbone_lr": 1e-3, "warmup_ratio": 0.0, "l2sp": 0.01, "baseline": False}))
     out = run_core(cfg, tmp_path / "work")
     assert set(out.features.splits) == {"train", "val", "test", "unlabeled"}
     x, y = out.features.arrays("unlabeled")
@@ -331,4 +335,5 @@ def test_finetune_mode_adapts_the_backbone_and_packages_it(tmp_path, tiny_bert):
     rows = out.train.history
     assert len(rows) == 2 and all({"domain_acc", "dev_risk", "snd", "oracle_test_macro_f1", "train_loss_l2sp"} <= set(r) for r in rows)
     assert out.train.kind == "package" and out.train.adaptation.mode == "finetune"
+    assert SelectionRecord.load(Path(out.package) / SELECTION_FILE).chosen == "cdan@1"  # the record travels in the package
     assert len(Predictor(out.package).predict(["a small dog that barks at the moon"])) == 1

@@ -11,20 +11,25 @@ import pytest
 from pydantic import ValidationError
 from rich.console import Console
 
+from tests.unit.test_model_card import card_records
 from tlops.errors import DataError
 from tlops.model_card import render_model_card
-from tlops.selection_record import SELECTION_FILE, SelectionCandidate, SelectionRecord, selection_file
-from tests.unit.test_model_card import card_records
+from tlops.selection_record import (
+    SELECTION_FILE,
+    SelectionCandidate,
+    SelectionRecord,
+    selection_file,
+)
 
 NASTY = "[red]<b>|x*"
 
 
 def _record(**kw) -> SelectionRecord:
-    base = dict(family="domain_adaptation", criterion="agreement of dev, im", chosen="source_only",
-                why=f"no adapted candidate is credibly better than source_only {NASTY}",
-                candidates=[SelectionCandidate(name="source_only", scores={"dev_risk": 0.4, "im": 0.9}, chosen=True),
-                            SelectionCandidate(name=NASTY, scores={"dev_risk": 0.3, "im": 0.01}, excluded="collapsed: one class")],
-                oracle={"source_only": 0.39, NASTY: 0.10})
+    base = {"family": "domain_adaptation", "criterion": "agreement of dev, im", "chosen": "source_only",
+            "why": f"no adapted candidate is credibly better than source_only {NASTY}",
+            "candidates": [SelectionCandidate(name="source_only", scores={"dev_risk": 0.4, "im": 0.9}, chosen=True),
+                           SelectionCandidate(name=NASTY, scores={"dev_risk": 0.3, "im": 0.01}, excluded="collapsed: one class")],
+            "oracle": {"source_only": 0.39, NASTY: 0.10}}
     return SelectionRecord(**(base | kw))
 
 

@@ -10,11 +10,16 @@ Two modes on the same loop and objective:
 - `finetune`: the backbone itself trains, with every option of `finetune` (discriminative LRs, LP-FT,
   L2-SP, gradual unfreezing, checkpoints, resume); the package holds the adapted backbone.
 
-The epoch (and the trade_off, when a list is given) is chosen without target labels, by DEV or SND
-(`tlops.training.selection`); the target test macro-F1 of every epoch is logged beside it as an oracle,
-never used to choose. A regression dataset trains through the same objective (MSE/Huber on the standardised
-target; DEV/IWV weigh per-row squared errors, the oracle is the target test MAE); CDAN and the SND / IM / BNM
-criteria, made of class probabilities, are refused for it.
+Do no harm: `source_only` trains in the same run as a candidate (`baseline: true`). Each candidate's epoch is
+chosen without target labels by `selection` (DEV, SND, IM, ...: `tlops.training.selection`); adapted candidates
+that collapsed (target predictions piled into a few classes, a discriminator that wins or loses completely, an
+alignment loss that blew up) are excluded; then an agreement of criteria (`agreement`: DEV, IM, SND, source val)
+decides: an adapted candidate is registered only when enough of them prefer it to source_only, else source_only is.
+The choice is written as `selection.json` (`tlops.selection_record`: the package, the model card, the CLI). The
+target test macro-F1 of every epoch is logged beside it as an oracle, never used to choose. A regression dataset
+trains through the same objective (MSE/Huber on the standardised target; DEV/IWV weigh per-row squared errors,
+the oracle is the target test MAE); CDAN and the SND / IM / BNM criteria, made of class probabilities, are
+refused for it (and skipped from `agreement`).
 """
 
 from __future__ import annotations
@@ -26,9 +31,21 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tlops.records import AdaptationSummary, Candidate, HeadResult, OracleChoice, PackageResult
-from tlops.strategies.finetune import NOT_IN_FINGERPRINT, FinetuneConfig, initial_head, loop_summary, run_checkpoint_dir
+from tlops.records import (
+    AdaptationSummary,
+    Candidate,
+    HeadResult,
+    OracleChoice,
+    PackageResult,
+)
 from tlops.strategies.context import TrainContext
+from tlops.strategies.finetune import (
+    NOT_IN_FINGERPRINT,
+    FinetuneConfig,
+    initial_head,
+    loop_summary,
+    run_checkpoint_dir,
+)
 from tlops.strategies.registry import register_strategy
 from tlops.task_types import task_type, training_task
 from tlops.training.callbacks import Callback
@@ -81,6 +98,15 @@ class DomainAdaptConfig(FinetuneConfig):
         "norm), or plain source val (tlops.training.selection)")
     selection_rows: int = Field(2000, ge=10, description="rows of source train and of the target split the criteria look at per epoch")
     oracle: bool = Field(True, description="log the target test macro-F1 of every epoch (never used to choose)")
+    baseline: bool = Field(True, description="train source_only in the same run as a candidate and register it when no adapted "
+                                             "candidate is credibly better (false: choose among the adapted models by `selection`)")
+    agreement: list[Literal["dev", "snd", "source_val", "iwv", "im", "bnm"]] = Field(
+        ["dev", "im", "snd", "source_val"], min_length=1,
+        description="the label-free criteria that must agree an adapted candidate beats source_only (those made of class "
+        "probabilities are skipped for a regression, which uses iwv instead)")
+    agreement_votes: int | None = Field(None, ge=1, description="how many of them must prefer it (default: 3 of 4, i.e. ceil(0.75 n))")
+    collapse_max_tv: float = Field(0.5, gt=0, le=1, description="exclude an adapted candidate whose target predicted-class "
+                                   "marginal is farther than this (total variation) from uniform and from the source's")
     epochs: int = Field(20, ge=1)
     patience: int = Field(20, ge=1)
 
@@ -172,6 +198,7 @@ class _Criteria:
             dev_risk,
             information_maximization,
             iwv_risk,
+            marginal_distances,
             soft_neighborhood_density,
         )
 
@@ -181,8 +208,9 @@ class _Criteria:
         w = density_ratio(z_s.numpy(), z_t.numpy(), z_v.numpy(), seed=self.seed)
         losses = self.task.row_losses(out_v, self.val.targets)
         row = {"dev_risk": dev_risk(losses, w), "iwv_risk": iwv_risk(losses, w)}
-        if self.classes:  # these read class probabilities
+        if self.classes:  # these read class probabilities; the marginal distances are the collapse guard's evidence
             row |= {"snd": soft_neighborhood_density(out_t), "im": information_maximization(out_t), "bnm": batch_nuclear_norm(out_t)}
+            row |= marginal_distances(out_t.argmax(1).numpy(), self.train.targets, out_t.shape[1])
         if self.test is not None:
             _, out_te = evaluate(self.test)
             if self.classes:
@@ -240,7 +268,7 @@ class _FeaturesMode:
     def regularisers(self, net: Net) -> dict[str, nn.Module]:
         return {}
 
-    def result(self, net: Net, **fields: Any) -> HeadResult:
+    def result(self, net: Net, selection: Any = None, **fields: Any) -> HeadResult:
         import torch
 
         from tlops.modules.heads import ProbeHead
@@ -297,13 +325,15 @@ class _FinetuneMode:
             return {}
         return {"l2sp": L2SP([p for g in net.backbone.parameter_groups() for p in g], self.s.l2sp)}
 
-    def result(self, net: Net, **fields: Any) -> PackageResult:
+    def result(self, net: Net, selection: Any = None, **fields: Any) -> PackageResult:
         from tlops.package import save_package
+        from tlops.selection_record import SELECTION_FILE
 
         net.backbone.fine_tuned = True  # export writes the trained weights, and the package identity hashes them
         package = save_package(self.ctx.out_dir / "package", net.backbone, net.head, self.ctx.features.labels,
                                extra={"strategy": self.s.model_dump(), "seed": self.ctx.cfg.seed,
-                                      "adaptation": fields["adaptation"].model_dump(mode="json")})
+                                      "adaptation": fields["adaptation"].model_dump(mode="json")},
+                               files={SELECTION_FILE: selection} if selection is not None else None)
         return PackageResult(package=str(package), **fields)
 
 
@@ -334,7 +364,11 @@ class _Trained:
     kind: Any  # the dataset's TaskType (names the validation metrics)
 
 
-def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: float, callbacks: list[Callback]) -> _Trained:
+SELECTION_ONLY = {"oracle", "baseline", "agreement", "agreement_votes", "collapse_max_tv"}  # options that do not change a trained model
+
+
+def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, s: DomainAdaptConfig, trade_off: float,
+             callbacks: list[Callback]) -> _Trained:
     import torch
 
     from tlops.training.adaptation import Standardize, TargetBatches
@@ -342,7 +376,7 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: 
     from tlops.training.objectives import DomainAdaptationObjective
     from tlops.training.probe import finetune_scaler
 
-    s, seed = ctx.cfg.strategy, ctx.cfg.seed
+    seed = ctx.cfg.seed  # `s`: the run's strategy, its method possibly replaced by source_only (the baseline candidate)
     torch.manual_seed(seed)
     net, initial = mode.net()
     train, val, unlabeled = mode.data(net, "train"), mode.data(net, "val"), mode.data(net, "unlabeled")
@@ -358,7 +392,7 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, trade_off: 
     criteria = _Criteria(mode.data(net, "train", _subset(len(train), s.selection_rows, seed)), val,
                          mode.data(net, "unlabeled", _subset(len(unlabeled), s.selection_rows, seed + 1)),
                          mode.data(net, "test") if s.oracle else None, seed, task)
-    ckpt = run_checkpoint_dir(ctx, {**s.model_dump(exclude=NOT_IN_FINGERPRINT | {"oracle"}), "trade_off": trade_off}, mode.arrays)
+    ckpt = run_checkpoint_dir(ctx, {**s.model_dump(exclude=NOT_IN_FINGERPRINT | SELECTION_ONLY), "trade_off": trade_off}, mode.arrays)
     r = fit(net, objective, train, val, opts, seed=seed, task=task, checkpoint_dir=ckpt, callbacks=callbacks, epoch_metrics=criteria)
     return _Trained(trade_off, net, r, ckpt, task, task_type(ctx.features.task))
 
@@ -380,30 +414,92 @@ def _oracle(runs: list[tuple[float, list[dict]]]) -> OracleChoice | None:
     return None
 
 
+def _name(method: str, trade_off: float) -> str:
+    return "source_only" if method == "source_only" else f"{method}@{trade_off:g}"
+
+
+def _agreement_criteria(s: DomainAdaptConfig, task: str) -> list[tuple[str, str, bool]]:
+    """(label, epoch row key, higher is better) of the criteria that vote; a regression skips those made of class
+    probabilities and uses IWV in their place."""
+    names = list(dict.fromkeys(s.agreement))
+    if not task_type(task).class_probabilities:
+        kept = [n for n in names if n not in CLASSIFICATION_ONLY_CRITERIA]
+        names = kept + (["iwv"] if len(kept) < len(names) and "iwv" not in kept else [])
+    return [(n, *criterion(n, task)) for n in names]
+
+
+def _choose(s: DomainAdaptConfig, task: str, trained: list[tuple[str, _Trained]], key: str, maximize: bool):
+    """The registered candidate and the record of the choice (`tlops.selection_record.SelectionRecord`)."""
+    import math as _math
+
+    from tlops.selection_record import SelectionCandidate, SelectionRecord
+    from tlops.training.selection import BASELINE, agreement_choice, collapse_reason
+
+    votes_by = _agreement_criteria(s, task)
+    rows = {n: t.loop.state.history[t.loop.state.best_epoch] for n, t in trained}
+    excluded: dict[str, str | None] = {}
+    for n, t in trained:
+        if n == BASELINE:
+            excluded[n] = None  # the fallback is never excluded: its failure shows in the table
+            continue
+        history = t.loop.state.history[: t.loop.state.best_epoch + 1]
+        keys = [k for _, k, _ in votes_by] + [key]
+        excluded[n] = collapse_reason(rows[n], [r["train_loss_transfer"] for r in history if "train_loss_transfer" in r], keys,
+                                      max_tv=s.collapse_max_tv)
+    shown = list(dict.fromkeys([*(k for _, k, _ in votes_by), key, "target_top_class_share", "domain_acc"]))
+    scores = {n: {k: float(rows[n][k]) for k in shown if k in rows[n]} for n, _ in trained}
+    names = [n for n, _ in trained]
+    if BASELINE in names and len(names) > 1:
+        need = s.agreement_votes or _math.ceil(0.75 * len(votes_by))
+        need = min(need, len(votes_by))
+        chosen, why, votes = agreement_choice(scores, excluded, votes_by, need)
+        rule = f"agreement of {', '.join(label for label, _, _ in votes_by)} against source_only ({need} of {len(votes_by)})"
+        for n in names:
+            if n != BASELINE:
+                scores[n]["votes"] = float(votes[n])
+    else:  # no baseline candidate: the epoch criterion decides among those not excluded (all, when every one is)
+        pool = [n for n in names if excluded[n] is None] or names
+        pick = max if maximize else min
+        chosen = pick(pool, key=lambda n: rows[n][key])
+        why = (f"{chosen}: the best {key} of the {len(pool)} candidate(s) not excluded" if len(pool) < len(names) or all(
+            excluded[n] is None for n in names) else f"{chosen}: every candidate was flagged, so the best {key} of all")
+        rule = key
+        if excluded[chosen] is not None:
+            excluded = {n: None for n in names}  # nothing else to register: the flags stay in `why`
+            why += f" (flagged: {'; '.join(f'{n}: {r}' for n, r in excluded.items() if r)})"
+    oracle_key = "oracle_test_macro_f1" if any("oracle_test_macro_f1" in r for r in rows.values()) else "oracle_test_mae"
+    oracle = {n: float(rows[n][oracle_key]) for n in names if oracle_key in rows[n]} or None
+    record = SelectionRecord(family="domain_adaptation", criterion=rule, chosen=chosen, why=why, oracle=oracle,
+                             candidates=[SelectionCandidate(name=n, scores=scores[n], excluded=excluded[n], chosen=n == chosen) for n in names])
+    return dict(trained)[chosen], record
+
+
 # `hidden` and `dropout` (inherited from finetune) are logged whatever the head: features mode's adapter reads dropout
 @register_strategy("domain_adapt", DomainAdaptConfig, splits=("unlabeled",), tasks=("classification", "regression"), heads=("linear", "mlp"),
                    starter="domain_adapt", setting_tasks={"loss": "regression", "huber_delta": "regression"})
 def train(ctx: TrainContext) -> HeadResult | PackageResult:
     """Adapt to the unlabelled target split (DANN, CDAN, MMD, CORAL or source-only); the model is chosen without target labels."""
+    from tlops.selection_record import SELECTION_FILE
+
     s = ctx.cfg.strategy
     mode = _FeaturesMode(ctx) if s.mode == "features" else _FinetuneMode(ctx)
     key, maximize = criterion(s.selection, ctx.features.task)
-    values = s.trade_offs()
+    # the candidates: source_only (the baseline, once), then the method at each trade_off value
+    runs_to_fit = ([("source_only", 0.0)] if s.baseline or s.method == "source_only" else []) + (
+        [(s.method, v) for v in s.trade_offs()] if s.method != "source_only" else [])
     t0 = time.perf_counter()
-    best: _Trained | None = None
-    candidates: list[Candidate] = []
-    runs: list[tuple[float, list[dict]]] = []
-    for value in values:
-        callbacks = list(ctx.callbacks) if len(values) == 1 else [_Prefixed(cb, f"trade_off_{value:g}/") for cb in ctx.callbacks]
-        trained = _fit_one(ctx, mode, value, callbacks)
-        candidates.append(_candidate(trained, key))
-        runs.append((value, trained.loop.state.history))
-        better = best is None or (candidates[-1].criterion > _candidate(best, key).criterion if maximize
-                                  else candidates[-1].criterion < _candidate(best, key).criterion)
-        if better:
-            best = trained  # keep only the best model so far (a fine-tuned backbone each)
+    trained: list[tuple[str, _Trained]] = []
+    for method, value in runs_to_fit:
+        name = _name(method, value)
+        prefix = "source_only/" if method == "source_only" else f"trade_off_{value:g}/"
+        callbacks = list(ctx.callbacks) if len(runs_to_fit) == 1 else [_Prefixed(cb, prefix) for cb in ctx.callbacks]
+        trained.append((name, _fit_one(ctx, mode, s.model_copy(update={"method": method}), value, callbacks)))
+    best, record = _choose(s, ctx.features.task, trained, key, maximize)
+    candidates = [_candidate(t, key) for _, t in trained]
     chosen = _candidate(best, key)
-    summary = AdaptationSummary(method=s.method, mode=s.mode, criterion=key, chosen=chosen, candidates=candidates, oracle=_oracle(runs))
+    summary = AdaptationSummary(method=s.method, mode=s.mode, criterion=key, chosen=chosen, candidates=candidates,
+                                oracle=_oracle([(t.trade_off, t.loop.state.history) for _, t in trained]))
+    selection = record.save(ctx.out_dir / SELECTION_FILE)  # beside the head; copied into the package
     return mode.result(best.net, strategy=s.name, history=best.loop.state.history, val_metrics=chosen.val_metrics,
                        seconds=time.perf_counter() - t0, loop=loop_summary(best.loop, best.checkpoint_dir),
-                       adaptation=summary)
+                       adaptation=summary, selection=selection)

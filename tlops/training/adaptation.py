@@ -171,17 +171,22 @@ class MMDLoss(Alignment):
         return gaussian_mmd(s.features, t.features, self.scales)
 
 
-def coral(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Deep CORAL (Sun & Saenko, 2016): ||C_x - C_y||_F^2 / (4 d^2) of the two feature covariances; 0 when
-    the covariances are equal, whatever the means."""
+def coral(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Deep CORAL (Sun & Saenko, 2016) as TLlib's CorrelationAlignmentLoss computes it: the mean squared difference
+    of the two batches' feature means plus that of their covariances (0 when both match). The features are first
+    divided by the pooled batch's per-dimension standard deviation (with its gradient): the loss grows with the
+    4th power of the feature scale otherwise, and a trained adapter then cuts it by shrinking every feature towards
+    0, which flattens the target predictions (features mode on the digits shift: CORAL at chance). Scale-free,
+    the loss can only fall by making the two domains' statistics alike."""
     x, y = x.float(), y.float()
-    d = x.shape[1]
+    scale = torch.cat([x, y]).std(0, keepdim=True).clamp_min(eps)
+    x, y = x / scale, y / scale
 
     def cov(a: torch.Tensor) -> torch.Tensor:
         a = a - a.mean(0, keepdim=True)
         return a.T @ a / max(1, len(a) - 1)
 
-    return (cov(x) - cov(y)).pow(2).sum() / (4 * d * d)
+    return (x.mean(0) - y.mean(0)).pow(2).mean() + (cov(x) - cov(y)).pow(2).mean()
 
 
 class CoralLoss(Alignment):

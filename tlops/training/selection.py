@@ -76,3 +76,84 @@ def batch_nuclear_norm(logits: torch.Tensor) -> float:
     """||softmax(logits)||_* / rows."""
     p = torch.softmax(logits.float(), 1)
     return float(torch.linalg.matrix_norm(p, ord="nuc") / len(p))
+
+
+# ---- do no harm: guard against collapse, then let several criteria agree against the source-only baseline -------
+
+BASELINE = "source_only"
+
+
+def marginal_distances(pred: np.ndarray, source_labels: np.ndarray, classes: int) -> dict[str, float]:
+    """How far the target rows' predicted-class histogram is from uniform and from the source labels' histogram
+    (total variation: 0 same, 1 disjoint), and the largest class's share of the target predictions."""
+    p = np.bincount(np.asarray(pred, dtype=np.int64), minlength=classes)[:classes].astype(np.float64)
+    q = np.bincount(np.asarray(source_labels, dtype=np.int64), minlength=classes)[:classes].astype(np.float64)
+    p, q = p / max(p.sum(), 1.0), q / max(q.sum(), 1.0)
+    return {"target_top_class_share": float(p.max()), "target_tv_uniform": float(0.5 * np.abs(p - 1.0 / classes).sum()),
+            "target_tv_source": float(0.5 * np.abs(p - q).sum())}
+
+
+def collapse_reason(row: dict[str, float], transfer_losses: list[float], keys: list[str], *, max_tv: float = 0.5,
+                    domain_acc_high: float = 0.99, domain_acc_low: float = 0.25, blowup: float = 10.0) -> str | None:
+    """Why an adapted candidate (its chosen epoch's row; its alignment loss per epoch up to that one) must not be
+    registered, or None. Checks: a criterion in `keys` that is not a finite number (training diverged); target
+    predictions piled into few classes, far (> max_tv) from uniform AND from the source's class marginal; a domain
+    discriminator that wins (accuracy >= domain_acc_high: nothing was aligned) or loses completely (<= domain_acc_low);
+    an alignment loss that blew up (non-finite, or > blowup x its smallest earlier value)."""
+    bad = [k for k in keys if k in row and not np.isfinite(row[k])]
+    if bad:
+        return f"diverged: {', '.join(bad)} not a finite number"
+    tvu, tvs = row.get("target_tv_uniform"), row.get("target_tv_source")
+    if tvu is not None and tvs is not None and tvu > max_tv and tvs > max_tv:
+        return (f"collapsed: {row.get('target_top_class_share', float('nan')):.0%} of target rows predicted as one class (class "
+                f"marginal {tvu:.2f} from uniform and {tvs:.2f} from the source's, total variation > {max_tv:g})")
+    acc = row.get("domain_acc")
+    if acc is not None and acc >= domain_acc_high:
+        return f"the domain discriminator wins completely (accuracy {acc:.3f}): source and target features were not aligned"
+    if acc is not None and acc <= domain_acc_low:
+        return f"the domain discriminator loses completely (accuracy {acc:.3f}): the adversarial game broke down"
+    losses = [float(x) for x in transfer_losses]
+    if losses and not np.isfinite(losses[-1]):
+        return "the alignment loss blew up (not a finite number)"
+    if len(losses) > 1 and min(losses[:-1]) > 0 and losses[-1] > blowup * min(losses[:-1]):
+        return f"the alignment loss blew up ({losses[-1]:.3g}, {losses[-1] / min(losses[:-1]):.0f}x its smallest earlier value)"
+    return None
+
+
+def _better(a: float | None, b: float | None, higher: bool) -> bool:
+    if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)):
+        return False
+    return a > b if higher else a < b
+
+
+def agreement_choice(scores: dict[str, dict[str, float]], excluded: dict[str, str | None], criteria: list[tuple[str, str, bool]],
+                     need: int, baseline: str = BASELINE) -> tuple[str, str, dict[str, int]]:
+    """Choose among candidates by an agreement of criteria against the baseline (never excluded). `scores`: name ->
+    {key: value}; `criteria`: (label, key, higher is better). An adapted candidate is credibly better when at least
+    `need` criteria prefer it to the baseline; among those, the most votes win, ties broken by the mean rank over the
+    criteria. Returns (chosen name, one sentence why, votes per candidate)."""
+    base = scores[baseline]
+    votes = {n: (sum(_better(s.get(k), base.get(k), hi) for _, k, hi in criteria) if n != baseline else 0) for n, s in scores.items()}
+    eligible = [n for n in scores if n != baseline and excluded.get(n) is None]
+    credible = [n for n in eligible if votes[n] >= need]
+    total = len(criteria)
+    labels = ", ".join(label for label, _, _ in criteria)
+    if not credible:
+        if not eligible:
+            return baseline, (f"kept {baseline}: every adapted candidate was excluded as unsafe "
+                              f"({'; '.join(f'{n}: {excluded[n]}' for n in scores if n != baseline)})"), votes
+        best = max(eligible, key=lambda n: votes[n])
+        return baseline, (f"kept {baseline}: no adapted candidate is credibly better (at least {need} of {total} criteria "
+                          f"[{labels}] must prefer it; the best, {best}, has {votes[best]})"), votes
+
+    def mean_rank(n: str) -> float:
+        ranks = []
+        for _, k, hi in criteria:
+            vals = sorted((scores[m].get(k) for m in credible if scores[m].get(k) is not None and np.isfinite(scores[m][k])), reverse=hi)
+            v = scores[n].get(k)
+            ranks.append(vals.index(v) if v is not None and v in vals else len(credible))
+        return float(np.mean(ranks))
+
+    chosen = min(credible, key=lambda n: (-votes[n], mean_rank(n)))
+    return chosen, (f"{chosen}: {votes[chosen]} of {total} label-free criteria [{labels}] prefer it to {baseline} "
+                    f"(at least {need} needed), the most of the {len(credible)} credible candidate(s)"), votes

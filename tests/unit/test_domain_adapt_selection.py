@@ -1,0 +1,91 @@
+"""Domain adaptation that does no harm (tlops/training/selection.py, tlops/strategies/domain_adapt.py): collapsed
+candidates are excluded, source_only is kept unless enough label-free criteria prefer an adapted candidate, the
+choice is written as selection.json beside the head, and CORAL can no longer be cut by shrinking the features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tests.unit.test_domain_adapt import _train_toy
+from tlops.selection_record import SELECTION_FILE, SelectionRecord, selection_file
+from tlops.training import adaptation as da
+from tlops.training.selection import (
+    agreement_choice,
+    collapse_reason,
+    marginal_distances,
+)
+
+CRITERIA = [("dev", "dev_risk", False), ("im", "im", True), ("snd", "snd", True), ("source_val", "val_macro_f1", True)]
+HEALTHY = {"dev_risk": 0.5, "im": 1.0, "snd": 4.0, "val_macro_f1": 0.8, "target_tv_uniform": 0.1, "target_tv_source": 0.1,
+           "target_top_class_share": 0.2, "domain_acc": 0.6}
+
+
+def test_marginal_distances_on_known_inputs():
+    d = marginal_distances(np.zeros(10, dtype=int), np.array([0, 1, 2, 3] * 5), 4)  # every target row in class 0
+    assert d == pytest.approx({"target_top_class_share": 1.0, "target_tv_uniform": 0.75, "target_tv_source": 0.75})
+    assert marginal_distances(np.arange(8) % 4, np.arange(8) % 4, 4)["target_tv_uniform"] == pytest.approx(0.0)
+
+
+def test_a_collapsed_candidate_is_excluded_and_a_healthy_one_is_not():
+    keys = ["dev_risk", "im"]
+    assert collapse_reason(HEALTHY, [1.0, 0.5, 0.4], keys) is None
+    collapsed = HEALTHY | {"target_tv_uniform": 0.9, "target_tv_source": 0.85, "target_top_class_share": 1.0}
+    assert collapse_reason(collapsed, [], keys).startswith("collapsed: 100% of target rows predicted as one class")
+    skewed_like_the_source = collapsed | {"target_tv_source": 0.1}  # far from uniform, but so is the source's class marginal
+    assert collapse_reason(skewed_like_the_source, [], keys) is None
+    assert "wins completely" in collapse_reason(HEALTHY | {"domain_acc": 0.995}, [], keys)
+    assert "loses completely" in collapse_reason(HEALTHY | {"domain_acc": 0.1}, [], keys)
+    assert "blew up" in collapse_reason(HEALTHY, [0.2, 0.1, 5.0], keys)
+    assert "blew up" in collapse_reason(HEALTHY, [0.2, float("inf")], keys)
+    assert collapse_reason(HEALTHY | {"dev_risk": float("nan")}, [], keys) == "diverged: dev_risk not a finite number"
+
+
+def test_source_only_is_kept_unless_enough_criteria_prefer_an_adapted_candidate():
+    base = {"dev_risk": 0.5, "im": 1.0, "snd": 4.0, "val_macro_f1": 0.8}
+    scores = {"source_only": base, "dann@1": base | {"dev_risk": 0.4, "im": 1.1},  # 2 of 4 prefer it: not credible
+              "coral@1": base | {"dev_risk": 0.1, "im": 2.0, "snd": 5.0, "val_macro_f1": 0.9}}  # 4 of 4, but collapsed
+    excluded = {"source_only": None, "dann@1": None, "coral@1": "collapsed: ..."}
+    chosen, why, votes = agreement_choice(scores, excluded, CRITERIA, need=3)
+    assert chosen == "source_only" and votes == {"source_only": 0, "dann@1": 2, "coral@1": 4}
+    assert "no adapted candidate is credibly better" in why and "dann@1, has 2" in why
+    scores["mmd@1"] = base | {"dev_risk": 0.45, "im": 1.2, "snd": 4.1}  # 3 of 4
+    scores["cdan@1"] = base | {"dev_risk": 0.3, "im": 1.5, "snd": 4.5, "val_macro_f1": 0.81}  # 4 of 4: the most votes
+    excluded |= {"mmd@1": None, "cdan@1": None}
+    chosen, why, _ = agreement_choice(scores, excluded, CRITERIA, need=3)
+    assert chosen == "cdan@1" and why.startswith("cdan@1: 4 of 4 label-free criteria")
+    chosen, why, _ = agreement_choice(scores, {n: (None if n == "source_only" else "x") for n in scores}, CRITERIA, need=3)
+    assert chosen == "source_only" and "every adapted candidate was excluded" in why
+
+
+def test_coral_is_scale_free_so_shrinking_the_features_no_longer_pays():
+    """The collapse seen in features mode: under the old loss (4th power of the feature scale) gradient descent on the
+    features shrank them towards 0; now the loss is the same at any scale and descent aligns instead."""
+    g = torch.Generator().manual_seed(0)
+    xs = torch.randn(32, 16, generator=g)
+    xt = (torch.randn(32, 16, generator=g) * torch.linspace(0.3, 3.0, 16) + 1.0)  # another covariance and mean
+    assert float(da.coral(xs, xt)) == pytest.approx(float(da.coral(10 * xs, 10 * xt)), rel=1e-4)
+    assert float(da.coral(xs, xs.clone())) == pytest.approx(0.0, abs=1e-9) and float(da.coral(xs, xt)) > 0.1
+    zs, zt = xs.clone().requires_grad_(), xt.clone().requires_grad_()
+    opt = torch.optim.SGD([zs, zt], lr=5.0)
+    before = float(da.coral(zs, zt).detach())
+    for _ in range(40):
+        opt.zero_grad()
+        da.coral(zs, zt).backward()
+        opt.step()
+    after, norm = float(da.coral(zs, zt).detach()), float(torch.cat([zs, zt]).norm() / torch.cat([xs, xt]).norm())
+    assert after < 0.5 * before and norm > 0.5, (before, after, norm)
+
+
+def test_the_run_writes_selection_json_and_falls_back_to_source_only_when_every_adapted_candidate_is_flagged(tmp_path):
+    # collapse_max_tv 0.001: any candidate's target marginal counts as collapsed, so the wiring must keep source_only
+    result, _ = _train_toy(tmp_path, method="dann", trade_off=[0.3, 1.0], epochs=2, baseline=True, collapse_max_tv=0.001)
+    record = SelectionRecord.load(selection_file(result))
+    assert selection_file(result) == tmp_path / "out" / SELECTION_FILE
+    assert [c.name for c in record.candidates] == ["source_only", "dann@0.3", "dann@1"] and record.chosen == "source_only"
+    assert all(c.excluded.startswith("collapsed:") for c in record.candidates[1:]) and "every adapted candidate was excluded" in record.why
+    a = result.adaptation
+    assert [c.trade_off for c in a.candidates] == [0.0, 0.3, 1.0] and a.chosen == a.candidates[0]  # trade_off 0: source_only
+    assert result.history[0].get("train_loss_transfer") is None and set(record.oracle) == {"source_only", "dann@0.3", "dann@1"}
+    assert record.oracle["source_only"] == pytest.approx(a.chosen.oracle_test_macro_f1)  # reported beside it, never used
