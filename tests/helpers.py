@@ -440,3 +440,33 @@ def make_segmentation_dataset(root: Path, images: tuple[int, int, int] = (8, 3, 
             w.writerows(rows)
     shutil.rmtree(boxes)
     return root
+
+
+def make_tiny_onnx(folder: Path, layout: str = "NCHW", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)) -> tuple[Path, torch.nn.Module]:
+    """A random-weight two-conv image net exported to ONNX (torch.onnx.export) with its sidecar: the `onnx:` backbone's
+    code-path fixture. Returns (the .onnx path, the torch module whose spatial mean the backbone's features must equal)."""
+    import warnings
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, stride=2)).eval()
+    wrapped = net if layout == "NCHW" else _ChannelsLast(net)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny.onnx"
+    shape = (1, 3, 32, 32) if layout == "NCHW" else (1, 32, 32, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapped, (torch.zeros(shape),), str(path), input_names=["images"], output_names=["maps"],
+                          dynamic_axes={"images": {0: "batch"}, "maps": {0: "batch"}}, dynamo=False)
+    (folder / "tiny.yaml").write_text(f"modality: image\nlayout: {layout}\nmean: {list(mean)}\nstd: {list(std)}\n")
+    return path, net
+
+
+class _ChannelsLast(torch.nn.Module):
+    """NHWC in and out, as a TensorFlow/Keras model converted by tf2onnx takes and gives images."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)

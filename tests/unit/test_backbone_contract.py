@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import make_audio_dataset, make_image_dataset, make_tiny_vit, make_tiny_wav2vec2
+from tests.helpers import make_audio_dataset, make_image_dataset, make_tiny_onnx, make_tiny_vit, make_tiny_wav2vec2
 from tlops.backbones import Backbone, backbone_from_export, list_kinds, load_backbone
 from tlops.data import load_dataset
 from tlops.features import embed_all
@@ -32,6 +32,7 @@ class Case:
     kind: str  # the registry kind it exercises
     modality: str
     lazy: bool  # the model loads on first use of `model` (identity() must not load it)
+    frozen: bool = False  # nothing trains (an ONNX Runtime session): parameter_groups refuses by name
 
 
 CASES = [
@@ -43,6 +44,7 @@ CASES = [
     Case("efficientnet-lite0", "efficientnet-lite0", "image", lazy=True),
     Case("speech-embedding", "speech-embedding", "audio", lazy=True),
     Case("crepe", "crepe", "audio", lazy=True),
+    Case("onnx", "onnx", "image", lazy=True, frozen=True),
 ]
 IDS = [c.id for c in CASES]
 
@@ -78,6 +80,7 @@ def specs(tmp_path_factory, tiny_bert) -> dict[str, tuple[str, dict, list[str]]]
         "efficientnet-lite0": ("packaged:efficientnet-lite0", {"image_size": 32}, images),
         "speech-embedding": ("packaged:speech-embedding", {"clip_seconds": 0.8}, clips),
         "crepe": ("packaged:crepe-tiny", {"clip_seconds": 0.3}, clips),
+        "onnx": (f"onnx:{make_tiny_onnx(root / 'onnx')[0]}", {}, images),
     }
 
 
@@ -174,6 +177,12 @@ def test_identity_is_json_and_stable_without_loading_the_model(case, specs):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_parameter_groups_hold_every_trainable_parameter_once(case, shared):
     b, _ = shared(case)
+    if case.frozen:
+        from tlops.errors import BackboneError
+
+        with pytest.raises(BackboneError, match="is frozen"):
+            b.parameter_groups()
+        return
     groups = b.parameter_groups()
     assert groups and all(isinstance(g, list) and g for g in groups), f"{case.id}: empty parameter group(s)"
     grouped = [id(p) for g in groups for p in g]

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 # each registers its kinds; this order is the order error messages list the name forms in
-from tlops.backbones import hf_kind, vision_zoo, efficientnet_lite, speech_embedding, crepe  # noqa: F401, I001
+from tlops.backbones import hf_kind, vision_zoo, efficientnet_lite, speech_embedding, crepe, onnx_model  # noqa: F401, I001
 from tlops.backbones.base import SPEC_FILE, Backbone
 from tlops.backbones.registry import LoadOptions, find_kind, get_kind, is_kind, list_kinds, name_forms, register_backbone
 from tlops.errors import BackboneError
@@ -18,7 +18,7 @@ from tlops.errors import BackboneError
 
 def load_backbone(name: str, layers: list[int] | None = None, pooling: str = "mean", max_length: int = 128,
                   image_size: int = 96, clip_seconds: float = 1.0) -> Backbone:
-    """`hf:<hub id or folder>`, `timm:<model>[@weights]`, `torchvision:<model>[@weights]`, `packaged:<name>`.
+    """`hf:<hub id or folder>`, `timm:<model>[@weights]`, `torchvision:<model>[@weights]`, `packaged:<name>`, `onnx:<file>`.
     Each kind takes the options that apply to it. Unknown names fail with the valid forms."""
     kind, rest = find_kind(name)
     return kind.load(rest, LoadOptions(layers=layers, pooling=pooling, max_length=max_length, image_size=image_size,
