@@ -172,8 +172,11 @@ def main() -> None:
                               weight_decay=f.get("weight_decay", 0.01), batch_size=f["batch_size"], seed=cfg["seed"],
                               trainable=f["trainable"], backbone_lr=f["backbone_lr"])
         t0 = time.perf_counter()
+        from tlops.strategies.finetune import FinetuneConfig
+
         tuned = finetune_ctc(backbone, (paths["train"], seconds["train"], texts["train"]), (paths["val"], seconds["val"], texts["val"]),
-                             alphabet, k, fs, init=probe, log=lambda line: print("finetune epoch", line, flush=True))
+                             alphabet, k, fs, init=probe, log=lambda line: print("finetune epoch", line, flush=True),
+                             opts=FinetuneConfig(**f))  # the loop settings a run of the config gets
         tframes = frames_of(backbone)
         out["tlops_finetuned_lp_ft"] = {"config": str(FINETUNE.relative_to(REPO)), "trainable_groups": f["trainable"],
                                         "history": tuned.history, **scores(tuned, tframes, texts, alphabet, k, t0)}

@@ -1,5 +1,6 @@
 """Frame-level (unpooled) features as the speech-recognition trainer reads them: speech_embedding's 80 ms steps cut to
-the frames that start inside each clip, 4 CTC slots a frame, a CTC head trained on them through `train_head`. (Every audio
+the frames that start inside each clip, 4 CTC slots a frame, a CTC head trained on them through `train_head` (on the shared loop, masks on, resumed from its
+checkpoint). (Every audio
 kind's `frame_states` against its pooled `embed`, the tiny random-weights wav2vec2 folder included, is in
 tests/unit/test_backbone_contract.py.)"""
 
@@ -33,7 +34,7 @@ def clips(tmp_path_factory):
     return root, paths, seconds
 
 
-def test_speech_embedding_frames_are_its_80ms_steps(clips):
+def test_speech_embedding_frames_are_its_80ms_steps(clips, tmp_path):
     _, paths, seconds = clips
     b = load_backbone("packaged:speech-embedding", clip_seconds=1.8)
     with torch.inference_mode():
@@ -44,11 +45,16 @@ def test_speech_embedding_frames_are_its_80ms_steps(clips):
     assert slots_per_frame(b) == 4  # 50 CTC symbols a second
     cut = clip_frames(b, paths, seconds)
     assert [len(f) for f in cut] == [5, 12, 8]
-    adapter_head = train_head(cut, ["ab", "ba ab", "a"], cut[:1], ["ab"], [" ", "a", "b"], 4,
-                              HeadSettings(adapter="bigru", hidden=8, epochs=2, batch_size=2))
+    settings = HeadSettings(adapter="bigru", hidden=8, epochs=2, batch_size=2, time_masks=1, feature_masks=1)
+    adapter_head = train_head(cut, ["ab", "ba ab", "a"], cut[:1], ["ab"], [" ", "a", "b"], 4, settings, checkpoint_dir=tmp_path)
     lp = log_probs_of(adapter_head.adapter, adapter_head.head, cut, 4, 4)
     assert [p.shape for p in lp] == [(20, 4), (48, 4), (32, 4)]
     assert np.allclose(np.exp(lp[1]).sum(1), 1.0, atol=1e-5) and len(adapter_head.history) == 2
+    assert adapter_head.best_epoch in (0, 1) and {"val_wer", "val_cer", "train_loss"} <= set(adapter_head.history[0])
+    # on the shared loop: a rerun on the same checkpoint folder resumes after the last epoch and keeps the same best head
+    again = train_head(cut, ["ab", "ba ab", "a"], cut[:1], ["ab"], [" ", "a", "b"], 4, settings, checkpoint_dir=tmp_path)
+    assert again.loop.resumed_from is not None and again.best_epoch == adapter_head.best_epoch
+    assert all(np.array_equal(a, b) for a, b in zip(lp, log_probs_of(again.adapter, again.head, cut, 4, 4)))
 
 
 def test_a_backbone_without_frames_refuses_by_name():
