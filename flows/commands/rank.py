@@ -1,6 +1,8 @@
 """`tlops rank CONFIG --backbones A B C ...`: rank candidate backbones for a config's task by transferability (LogME,
-and the H-score for classes) on its training split, in seconds once features are cached; nothing is trained or logged.
-No Prefect or MLflow import: the command is the core's `tlops.transferability.rank` and a table."""
+and the H-score for classes) on its training split, in seconds once features are cached; nothing is trained. The ranking is
+the core's `tlops.transferability.rank`; it is logged as an MLflow run of the config's experiment (`tasks/rank.py`: the
+table as an artifact, the scores as metrics) unless --no-log, so a choice of backbone stays on record beside the runs
+it led to. No Prefect import."""
 
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ def rank(
                                                        "timm:resnet18@weights.safetensors (names as for backbone.name)"),
     max_rows: Optional[int] = typer.Option(None, "--max-rows", min=2, help="score a seeded random sample of this many training rows"),
     set_: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="override a config key, as for `tlops run`"),
+    log: bool = typer.Option(True, "--log/--no-log", help="log the ranking as an MLflow run in the config's experiment "
+                             "(table as artifact, scores as metrics); --no-log: print it only"),
     json_out: bool = JSON,
 ) -> None:
     """Rank candidate backbones for a config's task before training: LogME (You et al., 2021) and H-score of each one's
@@ -52,8 +56,16 @@ def rank(
         ranking = rank_backbones(cfg, names, max_rows=max_rows, config_name=str(config))
     except TlopsError as e:
         raise failed(e, 2)
+    logged = None
+    if log:
+        from tasks.rank import log_ranking
+
+        try:
+            logged = log_ranking(cfg, ranking, str(config))
+        except TlopsError as e:
+            raise failed(e, 1)
     if json_out:
-        return print_json(ranking.as_dict())
+        return print_json(ranking.as_dict() | ({"run_id": logged[0], "experiment_id": logged[1]} if logged else {}))
     from rich.table import Table
 
     regression = all(c.h_score is None for c in ranking.candidates)
@@ -71,6 +83,8 @@ def rank(
         margin = f" ({best.logme - runner_up.logme:+.3f} LogME over {runner_up.name})" if runner_up else ""
         out.print(f"[bold]recommended:[/bold] {esc(best.name)}{esc(margin)}: "
                   + esc(shlex.join(["tlops", "run", str(config), "--set", f"backbone.name={best.name}"])))
+    if logged:
+        out.print(esc(f"logged as MLflow run {logged[0]} in experiment {cfg.tracking.experiment!r}"))
 
 
 def register(app: typer.Typer) -> None:

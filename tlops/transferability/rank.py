@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from tlops.config import RunConfig
-from tlops.errors import ConfigError, DataError
+from tlops.errors import BackboneError, ConfigError, DataError
 from tlops.resolve import open_dataset
 from tlops.task_types import task_type
 from tlops.task_types.base import TaskType
@@ -90,7 +90,7 @@ def subsample(n: int, max_rows: int | None, seed: int) -> np.ndarray:
 def parameter_count(backbone: Backbone) -> int | None:
     try:
         return int(sum(p.numel() for group in backbone.parameter_groups() for p in group))
-    except (NotImplementedError, AttributeError):
+    except (NotImplementedError, AttributeError, BackboneError):  # BackboneError: a frozen kind (onnx:) has none to count
         return None
 
 
