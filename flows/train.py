@@ -27,6 +27,7 @@ from tlops.pipeline import finish
 from tlops.records import TRAIN_RESULT, FeatureSet, RunOutcome, TrainResult
 from tlops.resolve import open_dataset
 from tlops.secrets import mask
+from tlops.selection_record import SelectionRecord, selection_file
 
 TRAIN_STEP_DEPLOYMENT = "tlops-train-step"
 MODEL_CARD = "model_card.html"  # the run's one-page model card artifact
@@ -103,6 +104,8 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
                          data_path=cfg.data.path, data_ver=data_ver, rows=rows, metrics=ev.metrics, gate=reg.gate.reason,
                          card=MODEL_CARD)
         client.log_text(run_id, card(reg), MODEL_CARD)  # again, now with the version and the gate's decision
+        chosen = selection_file(result)  # read before the work folder goes
+        selection = SelectionRecord.load(chosen).model_dump(mode="json") if chosen is not None else None
     shutil.rmtree(work, ignore_errors=True)  # everything worth keeping is in MLflow now
     finish(result)
     log.info("registered %s version %s aliases=%s: %s", reg.model_name, reg.version, reg.aliases, reg.gate.reason)
@@ -114,4 +117,5 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
         best_epoch=result.loop.best_epoch if result.loop else None, resumed_from=result.loop.resumed_from if result.loop else None,
         train_executed_by=execution, work_pool=execution.work_pool if execution else None,
         train_flow_run_id=execution.flow_run_id if execution else None, flow_pid=os.getpid(),
+        selection=selection,
     )

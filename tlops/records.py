@@ -309,6 +309,8 @@ class RunOutcome(Record):
     work_pool: str | None = None
     train_flow_run_id: str | None = None
     flow_pid: int
+    selection: dict[str, Any] | None = Field(None, description="how the registered model was chosen among candidates without target "
+                                             "labels (`tlops.selection_record.SelectionRecord`), when the strategy chose one")
 
 
 class ChampionScore(Record):

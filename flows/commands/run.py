@@ -188,6 +188,10 @@ def print_summary(r, row: str | None = None) -> None:
     headline = [k for k in ("accuracy", "macro_f1", "mae", "rmse", "r2", "spearman") if k in m]  # classes or numbers
     headline += list(dict.fromkeys(k for t in all_task_types().values() for k in t.gate_metrics if k in m and k not in headline))
     out.print("[bold]test[/bold]    " + "  ".join(f"{k}={m[k]:.4f}" for k in headline))
+    if getattr(r, "selection", None):  # the label-free choice among candidates (domain adaptation, meta-transfer)
+        from tlops.selection_record import SelectionRecord
+
+        out.print(SelectionRecord.model_validate(r.selection).rich_table())
     if r.best_epoch is not None:
         resumed = f"  (resumed from {e(str(r.resumed_from['checkpoint']))})" if r.resumed_from else ""
         # epochs counted from 1, as the progress lines show them (MLflow's steps count from 0)
