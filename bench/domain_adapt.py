@@ -1,12 +1,16 @@
-"""Domain adaptation on the demo shifts (configs/*_domain_adapt.yaml, features mode): per modality and seed,
-source-only (the baseline, same run) vs DANN vs CDAN vs MMD vs CORAL. Target-test macro-F1 of the model chosen
-without target labels (the config's criterion over epochs x trade_off values: what `tlops run` registers),
-of the oracle choice (the best epoch x trade_off by target-test macro-F1; for judging the criterion only),
-and, post hoc from the same epoch rows, of the other criteria. "Best method without target labels": per
-seed, the method whose chosen model has the best criterion value (DEV: lowest estimated target risk).
-Then seconds per run of features mode vs finetune mode on one modality.
+"""Domain adaptation on the demo shifts (configs/*_domain_adapt.yaml, features mode), as `tlops run` registers it:
+per modality, seed and method (DANN, CDAN, MMD, CORAL), one run with the source_only baseline as a candidate
+(`baseline: true`), collapse guards and the agreement choice (tlops.training.selection). Reported per method,
+mean +- std over seeds of the target-test macro-F1 of:
+- `source_only`: the baseline candidate (its epoch chosen by the config's `selection`, no target labels);
+- `adapted`: the method's candidate (epoch x trade_off by `selection`: what the run registered before issue 30);
+- `registered`: the candidate the guarded agreement registers (source_only or the adapted one);
+- `oracle`: the best of those candidates by target-test labels (for judging the choice only, never used to make it);
+plus how often the adapted candidate was registered, excluded as collapsed, and the registered model's gap to
+source_only. Target-test macro-F1 is read from the run's own record (`selection.json`'s oracle column).
 
-Run: `python -m bench.domain_adapt [--modalities image audio text] [--seeds 0 1 2] [--timing audio]`.
+Run: `python -m bench.domain_adapt [--modalities image audio text] [--seeds 0 1 2] [--epochs 10] [--trade-off 1.0]`.
+Small on purpose (a 2-core shared machine): features mode, few epochs, one trade_off by default.
 """
 
 from __future__ import annotations
@@ -20,37 +24,10 @@ from pathlib import Path
 
 from bench.common import OUT, REPO, save
 from tlops.config import load_config
-from tlops.pipeline import evaluate_step, features_step, train_step
-from tlops.strategies.domain_adapt import CRITERIA
-from tlops.training.callbacks import Callback
+from tlops.pipeline import features_step, train_step
+from tlops.selection_record import SelectionRecord, selection_file
 
-METHODS = ("source_only", "dann", "cdan", "mmd", "coral")
-
-
-class EpochRows(Callback):
-    """Every epoch row of every trade_off value (a sweep's rows arrive as `trade_off_<v>/<key>`)."""
-
-    def __init__(self, trade_offs: list[float]):
-        self.rows: dict[float, list[dict]] = {v: [] for v in trade_offs}
-        self.single = trade_offs[0] if len(trade_offs) == 1 else None
-
-    def on_epoch_end(self, state, row) -> None:
-        if self.single is not None:
-            self.rows[self.single].append(dict(row))
-            return
-        for v in self.rows:
-            prefix = f"trade_off_{v:g}/"
-            part = {k[len(prefix):]: x for k, x in row.items() if k.startswith(prefix)}
-            if part:
-                self.rows[v].append({"epoch": row["epoch"], **part})
-
-
-def choose(rows: dict[float, list[dict]], criterion: str) -> dict:
-    """The (trade_off, epoch) a criterion picks from all epoch rows, and its target-test macro-F1."""
-    key, maximize = CRITERIA[criterion]
-    flat = [(v, r) for v, rs in rows.items() for r in rs]
-    v, r = (max if maximize else min)(flat, key=lambda vr: vr[1][key])
-    return {"trade_off": v, "epoch": int(r["epoch"]), "criterion": r[key], "test_macro_f1": r["oracle_test_macro_f1"]}
+METHODS = ("dann", "cdan", "mmd", "coral")
 
 
 def config(modality: str, method: str, seed: int, work: Path, overrides: list[str] = ()):
@@ -61,93 +38,85 @@ def config(modality: str, method: str, seed: int, work: Path, overrides: list[st
 
 
 def run_one(cfg, feats, work: Path) -> dict:
-    s = cfg.strategy
-    rows = EpochRows(s.trade_offs())
     t0 = time.perf_counter()
-    rec = train_step(cfg, feats, work / "train", callbacks=[rows])
+    rec = train_step(cfg, feats, work / "train")
     seconds = time.perf_counter() - t0
-    ev = evaluate_step(cfg, feats, rec, work / "eval")
-    a = rec.adaptation
-    last = {v: rs[-1] for v, rs in rows.rows.items()}
-    return {
-        "unsupervised": a.chosen.oracle_test_macro_f1, "registered_test_macro_f1": ev.metrics["macro_f1"],
-        "chosen": {"trade_off": a.chosen.trade_off, "epoch": a.chosen.best_epoch, "criterion": a.chosen.criterion},
-        "oracle": a.oracle.test_macro_f1, "oracle_choice": {"trade_off": a.oracle.trade_off, "epoch": a.oracle.epoch},
-        "post_hoc": {c: choose(rows.rows, c) for c in CRITERIA},
-        "last_epoch": {str(v): {k: r[k] for k in ("domain_acc", "oracle_test_macro_f1", "val_macro_f1") if k in r} for v, r in last.items()},
-        "train_seconds": round(seconds, 2),
-    }
+    record = SelectionRecord.load(selection_file(rec))
+    adapted = next(c for c in record.candidates if c.name != "source_only")
+    return {"chosen": record.chosen, "why": record.why, "oracle_by_candidate": record.oracle,
+            "source_only": record.oracle["source_only"], "adapted": record.oracle[adapted.name],
+            "registered": record.oracle[record.chosen], "oracle": max(record.oracle.values()),
+            "adapted_excluded": adapted.excluded, "adapted_votes": adapted.scores.get("votes"),
+            "candidates": [c.model_dump() for c in record.candidates], "train_seconds": round(seconds, 2)}
 
 
 def mean_std(xs: list[float]) -> dict:
     return {"mean": statistics.mean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0, "values": xs}
 
 
-def summarise(runs: dict, seeds: list[int], criterion: str) -> dict:
-    """Per method: unsupervised and oracle mean +- std; the label-free best method per seed; the targets."""
-    maximize = CRITERIA[criterion][1]
-    table = {m: {"unsupervised": mean_std([runs[m][s]["unsupervised"] for s in seeds]),
-                 "oracle": mean_std([runs[m][s]["oracle"] for s in seeds]),
-                 **{f"post_hoc_{c}": mean_std([runs[m][s]["post_hoc"][c]["test_macro_f1"] for s in seeds]) for c in CRITERIA}}
-             for m in runs}
-    label_free = []
-    for s in seeds:  # across methods too, the criterion decides (DEV values are comparable: one risk estimate)
-        adapted = [m for m in runs if m != "source_only"]
-        pick = (max if maximize else min)(adapted, key=lambda m: runs[m][s]["chosen"]["criterion"])
-        label_free.append({"seed": s, "method": pick, "test_macro_f1": runs[pick][s]["unsupervised"]})
-    base = table["source_only"]["unsupervised"]["mean"]
-    best_by_mean = max((m for m in runs if m != "source_only"), key=lambda m: table[m]["unsupervised"]["mean"])
-    lf = mean_std([r["test_macro_f1"] for r in label_free])
-    return {"methods": table, "label_free_best": {"per_seed": label_free, **lf, "gain_over_source_only": lf["mean"] - base},
-            "best_method_by_mean": {"method": best_by_mean, "gain_over_source_only": table[best_by_mean]["unsupervised"]["mean"] - base},
-            "selection_gap": {m: table[m]["oracle"]["mean"] - table[m]["unsupervised"]["mean"] for m in runs}}
-
-
-def timing(modality: str, tmp: Path, epochs: int) -> dict:
-    """Seconds of the training step, features mode vs finetune mode, same method/epochs/one trade_off (warm cache)."""
+def summarise(runs: dict, seeds: list[int]) -> dict:
     out = {}
-    for mode in ("features", "finetune"):
-        cfg = config(modality, "dann", 0, tmp / f"time-{mode}", [f"strategy.mode={mode}", f"strategy.epochs={epochs}", "strategy.trade_off=1.0"])
-        feats = features_step(cfg, tmp / f"time-{mode}" / "features")
-        r = run_one(cfg, feats, tmp / f"time-{mode}")
-        out[mode] = {"train_seconds": r["train_seconds"], "seconds_per_epoch": round(r["train_seconds"] / epochs, 3),
-                     "unsupervised": r["unsupervised"], "oracle": r["oracle"]}
-        print(modality, mode, out[mode], flush=True)
-    out["finetune_over_features"] = out["finetune"]["train_seconds"] / out["features"]["train_seconds"]
+    for m, by_seed in runs.items():
+        rs = [by_seed[s] for s in seeds if s in by_seed]
+        if not rs:
+            continue
+        out[m] = {k: mean_std([r[k] for r in rs]) for k in ("source_only", "adapted", "registered", "oracle")}
+        out[m]["adapted_registered"] = sum(r["chosen"] != "source_only" for r in rs)
+        out[m]["adapted_excluded"] = sum(r["adapted_excluded"] is not None for r in rs)
+        out[m]["registered_minus_source_only"] = statistics.mean(r["registered"] - r["source_only"] for r in rs)
+        out[m]["runs"] = len(rs)
     return out
 
 
-def main(modalities: list[str], seeds: list[int], timing_modality: str | None, timing_epochs: int) -> dict:
-    out: dict = {"seeds": seeds, "runs": {}, "summary": {}}
+def main(modalities: list[str], seeds: list[int], epochs: int, trade_off: float, methods: list[str]) -> dict:
+    overrides = [f"strategy.epochs={epochs}", f"strategy.trade_off={trade_off}", "strategy.selection_rows=500", "strategy.baseline=true"]
+    out: dict = {"seeds": seeds, "epochs": epochs, "trade_off": trade_off, "overrides": overrides, "runs": {}, "summary": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for modality in modalities:
-            t0 = time.perf_counter()
             feats = features_step(config(modality, "dann", 0, tmp / modality), tmp / modality / "features")
-            out.setdefault("features_seconds", {})[modality] = round(time.perf_counter() - t0, 2)
-            runs: dict = {m: {} for m in METHODS}
+            runs: dict = {m: {} for m in methods}
             for seed in seeds:
-                for method in METHODS:
+                for method in methods:
                     work = tmp / modality / f"{method}-{seed}"
-                    cfg = config(modality, method, seed, work)
-                    runs[method][seed] = run_one(cfg, feats, work)
-                    r = runs[method][seed]
+                    runs[method][seed] = r = run_one(config(modality, method, seed, work, overrides), feats, work)
                     OUT.mkdir(parents=True, exist_ok=True)  # partial results survive an interrupted bench (a shared machine)
                     (OUT / "domain_adapt.partial.json").write_text(json.dumps({**out, "runs": {**out["runs"], modality: runs}}, indent=1))
-                    print(modality, seed, method, {k: r[k] for k in ("unsupervised", "oracle", "chosen", "train_seconds")}, flush=True)
+                    print(modality, seed, method, {k: r[k] for k in ("chosen", "source_only", "adapted", "registered", "oracle",
+                                                                     "adapted_excluded", "adapted_votes", "train_seconds")}, flush=True)
             out["runs"][modality] = runs
-            out["summary"][modality] = summarise(runs, seeds, config(modality, "dann", 0, tmp).strategy.selection)
-            print(modality, out["summary"][modality]["label_free_best"], flush=True)
-        if timing_modality:
-            out["timing"] = {timing_modality: timing(timing_modality, tmp, timing_epochs)}
+            out["summary"][modality] = summarise(runs, seeds)
     return save("domain_adapt", out)
+
+
+def markdown(result: dict) -> str:
+    """The summary as the RESULTS.md tables."""
+    lines = []
+    for modality, table in result["summary"].items():
+        header = ("| method | source_only | adapted (criterion only) | registered (guarded agreement) | oracle "
+                  "| adapted registered / excluded | registered - source_only |")
+        lines += [f"**{modality}**", "", header, "|---|---|---|---|---|---|---|"]
+        for m, t in table.items():
+            def f(k: str, t: dict = t) -> str:
+                return f"{t[k]['mean']:.3f} ± {t[k]['std']:.3f}"
+
+            lines.append(f"| {m} | {f('source_only')} | {f('adapted')} | {f('registered')} | {f('oracle')} | "
+                         f"{t['adapted_registered']}/{t['runs']} / {t['adapted_excluded']}/{t['runs']} | "
+                         f"{100 * t['registered_minus_source_only']:+.1f} points |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--modalities", nargs="*", default=["image", "audio", "text"])
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    p.add_argument("--timing", default="audio", help="modality for features vs finetune seconds ('' to skip)")
-    p.add_argument("--timing-epochs", type=int, default=5)
+    p.add_argument("--methods", nargs="*", default=list(METHODS))
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--trade-off", type=float, default=1.0)
+    p.add_argument("--markdown", metavar="JSON", help="print the RESULTS tables of a saved result and exit")
     a = p.parse_args()
-    main(a.modalities, a.seeds, a.timing or None, a.timing_epochs)
+    if a.markdown:
+        print(markdown(json.loads(Path(a.markdown).read_text())))
+    else:
+        print(markdown(main(a.modalities, a.seeds, a.epochs, a.trade_off, a.methods)))

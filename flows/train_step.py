@@ -16,6 +16,7 @@ from tasks.tracking import EpochLogger, log_json, log_metrics, setup
 from tlops.config import config_from_dict
 from tlops.pipeline import train_step
 from tlops.records import Execution, FeatureSet, TrainResult, dump_json
+from tlops.selection_record import selection_file
 from tlops.training.ddp_launch import train_step_distributed, world_size
 
 stop_heartbeats_promptly()  # each flow run would wait up to 1 s for its heartbeat thread
@@ -62,5 +63,7 @@ def train_step_flow(config: dict, run_id: str, features: dict, out_dir: str) -> 
             metrics += [Metric("da_chosen_oracle_test_mae", a.chosen.oracle_test_mae, now, 0),
                         Metric("da_oracle_best_test_mae", a.oracle.test_mae, now, 0)]
     log_metrics(client, run_id, metrics)
+    if (chosen := selection_file(result)) is not None:  # a label-free choice among candidate models: the record, as written
+        client.log_artifact(run_id, str(chosen))
     dump_json(result, Path(out_dir) / RESULT_FILE)
     return result

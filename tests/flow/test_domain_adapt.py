@@ -20,11 +20,25 @@ def test_tlops_run_adapts_and_registers_and_logs_the_criterion_next_to_the_oracl
     out = train_flow(cfg, progress=False)
     assert out.version == "1" and "champion" in out.aliases and out.strategy == "domain_adapt"
     client = MlflowClient(cfg["tracking"]["uri"], registry_uri=cfg["tracking"]["uri"])
-    for metric in ("train_dev_risk", "train_snd", "train_oracle_test_macro_f1", "train_domain_acc"):
-        assert len(client.get_metric_history(out.run_id, metric)) == 3, metric
+    for metric in ("trade_off_1/dev_risk", "trade_off_1/snd", "trade_off_1/oracle_test_macro_f1", "trade_off_1/domain_acc",
+                   "source_only/dev_risk", "source_only/im"):  # two candidates: source_only (the baseline) and dann
+        assert len(client.get_metric_history(out.run_id, f"train_{metric}")) == 3, metric
     run = client.get_run(out.run_id).data.metrics
     assert run["da_chosen_epoch"] == out.best_epoch and "da_oracle_best_test_macro_f1" in run
     assert "adaptation/selection.json" in {a.path for a in client.list_artifacts(out.run_id, "adaptation")}
+    # the label-free choice: in the run's outcome (the CLI's table), as the run's selection.json, and in the model card
+    from tlops.selection_record import SelectionRecord
+
+    record = SelectionRecord.model_validate(out.selection)
+    assert [c.name for c in record.candidates] == ["source_only", "dann@1"] and record.family == "domain_adaptation"
+    assert record.why and set(record.oracle) == {"source_only", "dann@1"}
+    chosen_trade_off = 0.0 if record.chosen == "source_only" else 1.0
+    assert run["da_chosen_trade_off"] == chosen_trade_off
+    logged = client.download_artifacts(out.run_id, "selection.json", str(tmp_path / "got"))
+    assert SelectionRecord.load(logged) == record
+    card = open(client.download_artifacts(out.run_id, "model_card.html", str(tmp_path / "got")), encoding="utf-8").read()
+    section = card.split('id="selection"')[1].split("</section>")[0]
+    assert f"registered <b><code>{record.chosen}</code></b>" in section and "dann@1" in section
 
     (data / "unlabeled.csv").unlink()  # the bad-input path through the flow: nothing registered
     from tlops.errors import ValidationFailed

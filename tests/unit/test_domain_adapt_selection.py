@@ -57,6 +57,12 @@ def test_source_only_is_kept_unless_enough_criteria_prefer_an_adapted_candidate(
     assert chosen == "cdan@1" and why.startswith("cdan@1: 4 of 4 label-free criteria")
     chosen, why, _ = agreement_choice(scores, {n: (None if n == "source_only" else "x") for n in scores}, CRITERIA, need=3)
     assert chosen == "source_only" and "every adapted candidate was excluded" in why
+    # source val with a tolerance votes for a candidate that costs a little source accuracy (0.78 vs 0.8: 2.5%), not a lot
+    tolerant = [*CRITERIA[:3], ("source_val", "val_macro_f1", True, 0.05)]
+    little = {"source_only": base, "dann@1": base | {"dev_risk": 0.4, "im": 1.1, "val_macro_f1": 0.78}}
+    assert agreement_choice(little, {"source_only": None, "dann@1": None}, tolerant, need=3)[0] == "dann@1"
+    little["dann@1"]["val_macro_f1"] = 0.70
+    assert agreement_choice(little, {"source_only": None, "dann@1": None}, tolerant, need=3)[0] == "source_only"
 
 
 def test_coral_is_scale_free_so_shrinking_the_features_no_longer_pays():

@@ -105,6 +105,8 @@ class DomainAdaptConfig(FinetuneConfig):
         description="the label-free criteria that must agree an adapted candidate beats source_only (those made of class "
         "probabilities are skipped for a regression, which uses iwv instead)")
     agreement_votes: int | None = Field(None, ge=1, description="how many of them must prefer it (default: 3 of 4, i.e. ceil(0.75 n))")
+    source_val_tolerance: float = Field(0.05, ge=0, description="source_val votes for an adapted candidate whose source validation "
+                                        "metric is no worse than source_only's by more than this fraction of it (0: only a better one)")
     collapse_max_tv: float = Field(0.5, gt=0, le=1, description="exclude an adapted candidate whose target predicted-class "
                                    "marginal is farther than this (total variation) from uniform and from the source's")
     epochs: int = Field(20, ge=1)
@@ -364,7 +366,7 @@ class _Trained:
     kind: Any  # the dataset's TaskType (names the validation metrics)
 
 
-SELECTION_ONLY = {"oracle", "baseline", "agreement", "agreement_votes", "collapse_max_tv"}  # options that do not change a trained model
+SELECTION_ONLY = {"oracle", "baseline", "agreement", "agreement_votes", "collapse_max_tv", "source_val_tolerance"}  # options that do not change a trained model
 
 
 def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, s: DomainAdaptConfig, trade_off: float,
@@ -425,7 +427,7 @@ def _agreement_criteria(s: DomainAdaptConfig, task: str) -> list[tuple[str, str,
     if not task_type(task).class_probabilities:
         kept = [n for n in names if n not in CLASSIFICATION_ONLY_CRITERIA]
         names = kept + (["iwv"] if len(kept) < len(names) and "iwv" not in kept else [])
-    return [(n, *criterion(n, task)) for n in names]
+    return [(n, *criterion(n, task), s.source_val_tolerance if n == "source_val" else 0.0) for n in names]
 
 
 def _choose(s: DomainAdaptConfig, task: str, trained: list[tuple[str, _Trained]], key: str, maximize: bool):
@@ -443,17 +445,18 @@ def _choose(s: DomainAdaptConfig, task: str, trained: list[tuple[str, _Trained]]
             excluded[n] = None  # the fallback is never excluded: its failure shows in the table
             continue
         history = t.loop.state.history[: t.loop.state.best_epoch + 1]
-        keys = [k for _, k, _ in votes_by] + [key]
+        keys = [k for _, k, *_ in votes_by] + [key]
         excluded[n] = collapse_reason(rows[n], [r["train_loss_transfer"] for r in history if "train_loss_transfer" in r], keys,
                                       max_tv=s.collapse_max_tv)
-    shown = list(dict.fromkeys([*(k for _, k, _ in votes_by), key, "target_top_class_share", "domain_acc"]))
+    shown = list(dict.fromkeys([*(k for _, k, *_ in votes_by), key, "target_top_class_share", "domain_acc"]))
     scores = {n: {k: float(rows[n][k]) for k in shown if k in rows[n]} for n, _ in trained}
     names = [n for n, _ in trained]
     if BASELINE in names and len(names) > 1:
         need = s.agreement_votes or _math.ceil(0.75 * len(votes_by))
         need = min(need, len(votes_by))
         chosen, why, votes = agreement_choice(scores, excluded, votes_by, need)
-        rule = f"agreement of {', '.join(label for label, _, _ in votes_by)} against source_only ({need} of {len(votes_by)})"
+        rule = (f"agreement of {', '.join(label + (f' (within {tol:.0%})' if tol else '') for label, _, _, tol in votes_by)} "
+                f"against source_only ({need} of {len(votes_by)})")
         for n in names:
             if n != BASELINE:
                 scores[n]["votes"] = float(votes[n])

@@ -120,24 +120,31 @@ def collapse_reason(row: dict[str, float], transfer_losses: list[float], keys: l
     return None
 
 
-def _better(a: float | None, b: float | None, higher: bool) -> bool:
+def _better(a: float | None, b: float | None, higher: bool, tolerance: float = 0.0) -> bool:
+    """a beats b; with a tolerance (a fraction of |b|), a is no worse than b by more than that."""
     if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)):
         return False
+    if tolerance > 0:
+        return a >= b - tolerance * abs(b) if higher else a <= b + tolerance * abs(b)
     return a > b if higher else a < b
 
 
-def agreement_choice(scores: dict[str, dict[str, float]], excluded: dict[str, str | None], criteria: list[tuple[str, str, bool]],
+def agreement_choice(scores: dict[str, dict[str, float]], excluded: dict[str, str | None], criteria: list[tuple],
                      need: int, baseline: str = BASELINE) -> tuple[str, str, dict[str, int]]:
     """Choose among candidates by an agreement of criteria against the baseline (never excluded). `scores`: name ->
-    {key: value}; `criteria`: (label, key, higher is better). An adapted candidate is credibly better when at least
-    `need` criteria prefer it to the baseline; among those, the most votes win, ties broken by the mean rank over the
-    criteria. Returns (chosen name, one sentence why, votes per candidate)."""
+    {key: value}; `criteria`: (label, key, higher is better[, tolerance]): a criterion with a tolerance votes for a
+    candidate that is no worse than the baseline by more than that fraction (source val: adapting may cost a little
+    source accuracy, it must not cost much), the others for one that is better. An adapted candidate is credibly
+    better when at least `need` criteria vote for it; among those, the most votes win, ties broken by the mean rank
+    over the criteria. Returns (chosen name, one sentence why, votes per candidate)."""
+    criteria = [(c[0], c[1], c[2], c[3] if len(c) > 3 else 0.0) for c in criteria]
     base = scores[baseline]
-    votes = {n: (sum(_better(s.get(k), base.get(k), hi) for _, k, hi in criteria) if n != baseline else 0) for n, s in scores.items()}
+    votes = {n: (sum(_better(s.get(k), base.get(k), hi, tol) for _, k, hi, tol in criteria) if n != baseline else 0)
+             for n, s in scores.items()}
     eligible = [n for n in scores if n != baseline and excluded.get(n) is None]
     credible = [n for n in eligible if votes[n] >= need]
     total = len(criteria)
-    labels = ", ".join(label for label, _, _ in criteria)
+    labels = ", ".join(label for label, *_ in criteria)
     if not credible:
         if not eligible:
             return baseline, (f"kept {baseline}: every adapted candidate was excluded as unsafe "
@@ -148,12 +155,12 @@ def agreement_choice(scores: dict[str, dict[str, float]], excluded: dict[str, st
 
     def mean_rank(n: str) -> float:
         ranks = []
-        for _, k, hi in criteria:
+        for _, k, hi, _ in criteria:
             vals = sorted((scores[m].get(k) for m in credible if scores[m].get(k) is not None and np.isfinite(scores[m][k])), reverse=hi)
             v = scores[n].get(k)
             ranks.append(vals.index(v) if v is not None and v in vals else len(credible))
         return float(np.mean(ranks))
 
     chosen = min(credible, key=lambda n: (-votes[n], mean_rank(n)))
-    return chosen, (f"{chosen}: {votes[chosen]} of {total} label-free criteria [{labels}] prefer it to {baseline} "
+    return chosen, (f"{chosen}: {votes[chosen]} of {total} label-free criteria [{labels}] vote for it over {baseline} "
                     f"(at least {need} needed), the most of the {len(credible)} credible candidate(s)"), votes
