@@ -116,6 +116,6 @@ def train_flow(config: dict, source: str = "(api)", progress: bool = True, check
         cache=feats.cache, backbone=cfg.backbone.name, strategy=cfg.strategy.name,
         best_epoch=result.loop.best_epoch if result.loop else None, resumed_from=result.loop.resumed_from if result.loop else None,
         train_executed_by=execution, work_pool=execution.work_pool if execution else None,
-        train_flow_run_id=execution.flow_run_id if execution else None, flow_pid=os.getpid(),
+        train_flow_run_id=execution.flow_run_id if execution else None, flow_pid=os.getpid(), baseline=ev.baseline,
         selection=selection,
     )

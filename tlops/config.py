@@ -142,6 +142,12 @@ def with_overrides(name: str, items: list[str]) -> str:
     return full if len(full) <= RUN_NAME_MAX else full[: RUN_NAME_MAX - 3] + "..."
 
 
+class EvaluationConfig(_Strict):
+    classic_baseline: bool = Field(True, description="probes and fine-tunes of classes or numbers also fit the trivial "
+                                   "baseline (text: TF-IDF, image: raw pixels, audio: MFCC statistics; + logistic or ridge "
+                                   "regression) on the same splits and report it beside the model, with a warning when it wins")
+
+
 class TrackingConfig(_Strict):
     uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
     experiment: str | None = Field(None, max_length=256, description="MLflow experiment of the run; default registry.model_name "
@@ -170,6 +176,7 @@ class RunConfig(_Strict):
     registry: RegistryConfig
     execution: ExecutionConfig = ExecutionConfig()
     tracking: TrackingConfig = TrackingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     search: dict[str, Any] | None = Field(None, description="`tlops tune` only: dotted strategy./backbone. keys mapped to distributions (loguniform(a, b), uniform(a, b), int(a, b), logint(a, b), a list of choices); `tlops run` ignores it")
 
     @model_validator(mode="after")

@@ -96,7 +96,20 @@ def evaluate_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out
         metrics |= few_shot_metrics(result.few_shot)
         shots = shots_png(result.few_shot, out_dir / task.few_shot_plot)
     return Evaluation(metrics=metrics, report_path=str(report_path), plots=[str(p) for p in (*plots, curves, shots) if p is not None],
-                      n_test=len(y_true))
+                      n_test=len(y_true), baseline=classic_baseline_step(cfg, task, metrics))
+
+
+def classic_baseline_step(cfg: RunConfig, task, metrics: dict[str, float]) -> dict | None:
+    """The trivial baseline (`tlops.classic_baseline`) on the run's own splits, with `wins`: whether it beats the model on
+    the gate metric; None where it does not apply (`evaluation.classic_baseline: false`, other strategies or tasks)."""
+    if not (cfg.evaluation.classic_baseline and get_strategy(cfg.strategy.name).classic_baseline and task.classic_baseline_head):
+        return None
+    from tlops.classic_baseline import verdict
+
+    base = task.classic_baseline(open_dataset(cfg), cfg.seed)
+    gate = cfg.registry.metric if cfg.registry.metric in base.metrics else task.selection_metric
+    wins = verdict(metrics[gate], base.metrics[gate], task.higher_is_better[gate])
+    return {**base.as_dict(), "gate_metric": gate, "wins": wins}
 
 
 def package_step(cfg: RunConfig, features: FeatureSet, result: TrainResult, out_dir: Path) -> Path:

@@ -253,6 +253,8 @@ class Evaluation(Record):
     report_path: str
     plots: list[str]
     n_test: int
+    baseline: dict[str, Any] | None = Field(None, description="the classic baseline on the same splits "
+                                            "(`tlops.classic_baseline`): name, test metrics, kept C/alpha, and `wins` on the gate metric")
 
 
 class CoreResult(Record):
@@ -309,6 +311,7 @@ class RunOutcome(Record):
     work_pool: str | None = None
     train_flow_run_id: str | None = None
     flow_pid: int
+    baseline: dict[str, Any] | None = Field(None, description="the classic baseline scored on the same test split, if any")
     selection: dict[str, Any] | None = Field(None, description="how the registered model was chosen among candidates without target "
                                              "labels (`tlops.selection_record.SelectionRecord`), when the strategy chose one")
 

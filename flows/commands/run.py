@@ -188,6 +188,15 @@ def print_summary(r, row: str | None = None) -> None:
     headline = [k for k in ("accuracy", "macro_f1", "mae", "rmse", "r2", "spearman") if k in m]  # classes or numbers
     headline += list(dict.fromkeys(k for t in all_task_types().values() for k in t.gate_metrics if k in m and k not in headline))
     out.print("[bold]test[/bold]    " + "  ".join(f"{k}={m[k]:.4f}" for k in headline))
+    b = getattr(r, "baseline", None)
+    if b:  # the trivial baseline on the same split (tlops.classic_baseline)
+        gm = b["gate_metric"]
+        line = f"{e(b['name'])} {gm}={b['metrics'][gm]:.4f} on the same test split"
+        if b["wins"]:
+            out.print(f"[bold yellow]warning[/bold yellow] the classic baseline beats this model: {line}; the pretrained backbone "
+                      "has not earned its cost here (try fine-tuning, another backbone, or keep the baseline)")
+        else:
+            out.print(f"[bold]baseline[/bold] {line} (the model beats it)")
     if getattr(r, "selection", None):  # the label-free choice among candidates (domain adaptation, meta-transfer)
         from tlops.selection_record import SelectionRecord
 

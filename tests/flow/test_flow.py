@@ -49,8 +49,12 @@ def test_first_run_registers_champion_then_gate_decides(tmp_path, text_dataset, 
     assert tags["data.dataset_md5"] and params["backbone.name"] == f"hf:{tiny_bert}" and tags["tlops.seed"] == "0"
     assert "backbone.identity.weights_sha256.model.safetensors" in params
     assert {"test_accuracy", "test_macro_f1", "cache_hits", "cache_misses"} <= set(run.data.metrics)
-    arts = {a.path for a in client.list_artifacts(r1.run_id)} | {a.path for a in client.list_artifacts(r1.run_id, "plots")}
-    assert {"config.yaml", "provenance.json", "validation", "plots/confusion_matrix.png"} <= arts
+    # the trivial baseline on the same splits (issue 30): TF-IDF words name these classes, the near-constant head loses to it
+    assert r1.baseline["name"] == "tfidf_logreg" and r1.baseline["wins"] is True, r1.baseline
+    assert run.data.metrics["baseline_test_macro_f1"] == r1.baseline["metrics"]["macro_f1"] > r1.test_metrics["macro_f1"]
+    assert tags["tlops.baseline"] == "tfidf_logreg" and tags["tlops.baseline.wins"] == "true"
+    arts = {a.path for a in client.list_artifacts(r1.run_id)} | {a.path for d in ("plots", "evaluation") for a in client.list_artifacts(r1.run_id, d)}
+    assert {"config.yaml", "provenance.json", "validation", "plots/confusion_matrix.png", "evaluation/classic_baseline.json"} <= arts
     prov = json.loads(open(mlflow.artifacts.download_artifacts(run_id=r1.run_id, artifact_path="provenance.json",
                                                                tracking_uri=weak["tracking"]["uri"])).read())
     assert prov["packages"]["torch"] and prov["data"]["dataset_md5"] == tags["data.dataset_md5"]
@@ -73,6 +77,7 @@ def test_first_run_registers_champion_then_gate_decides(tmp_path, text_dataset, 
     card = open(mlflow.artifacts.download_artifacts(run_id=r3.run_id, artifact_path="model_card.html",  # rewritten after the gate
                                                     tracking_uri=strict["tracking"]["uri"])).read()
     assert html.escape(r3.promotion.reason) in card and "models:/tiny-text/3" in card and "pending" not in card
+    assert "Classic baseline: tfidf_logreg" in card and ("beats this model" in card) is r3.baseline["wins"]
 
 
 def test_validation_failure_registers_nothing_and_fails_the_run(tmp_path, text_dataset, tiny_bert):

@@ -44,3 +44,18 @@ def test_the_predict_hints_of_a_model_of_named_fields_show_a_json_row(capsys, tm
     assert f".predict([{row}])" in lines["Load it in Python"]
     (tmp_path / "dataset.yaml").write_text("modality: text\n")  # plain texts: INPUT ...
     assert _input_example(SimpleNamespace(data=SimpleNamespace(path=str(tmp_path)))) is None
+
+
+def test_the_summary_names_the_classic_baseline_and_warns_when_it_wins(capsys):
+    """Issue 30: every probe and fine-tune knows its trivial baseline; a user is told when it beats the model."""
+    from flows.commands.run import print_summary
+
+    base = {"name": "raw_pixels_ridge", "metrics": {"mae": 3.0, "r2": 0.68}, "kept": 10.0, "val_metric": 3.1, "gate_metric": "mae"}
+    print_summary(_outcome(test_metrics={"mae": 4.0, "r2": 0.4}, baseline={**base, "wins": True}))
+    out = capsys.readouterr().out
+    assert "warning the classic baseline beats this model: raw_pixels_ridge mae=3.0000" in out, out
+    print_summary(_outcome(test_metrics={"mae": 2.0, "r2": 0.8}, baseline={**base, "wins": False}))
+    out = capsys.readouterr().out
+    assert "baseline raw_pixels_ridge mae=3.0000 on the same test split (the model beats it)" in out and "warning" not in out
+    print_summary(_outcome())  # a run with no baseline (few-shot, NER, ...) prints no baseline line
+    assert "baseline" not in capsys.readouterr().out.lower()

@@ -139,7 +139,7 @@ def finetune(backbone: Backbone, train_items: Sequence[str], y_train: np.ndarray
 
 @register_strategy("finetune", FinetuneConfig, tasks=("classification", "regression", "token_classification", "extractive_qa", "object_detection", "semantic_segmentation", "speech_recognition"),
                    heads=("linear", "mlp"),  # fit every task (the output width follows the task type)
-                   ddp=True, starter="finetune", setting_heads={"hidden": "mlp", "dropout": "mlp"},
+                   ddp=True, starter="finetune", classic_baseline=True, setting_heads={"hidden": "mlp", "dropout": "mlp"},
                    setting_tasks={"loss": "regression", "huber_delta": "regression"})
 def train(ctx: TrainContext) -> PackageResult:
     """Fine-tune backbone + head on the raw inputs; writes the best epoch as a full model package."""

@@ -36,7 +36,7 @@ HEAD_SETTINGS = {"C": "logreg", "max_iter": "logreg", "alphas": "ridge",
 
 
 @register_strategy("linear_probe", LinearProbeConfig, tasks=("classification", "regression", "token_classification", "extractive_qa", "object_detection", "semantic_segmentation", "speech_recognition"), head_only=True, starter="linear_probe",
-                   setting_heads=HEAD_SETTINGS, setting_tasks={"loss": "regression", "huber_delta": "regression"})
+                   classic_baseline=True, setting_heads=HEAD_SETTINGS, setting_tasks={"loss": "regression", "huber_delta": "regression"})
 def train(ctx: TrainContext) -> HeadResult:
     """Fit the head on the cached features; writes head.safetensors. No backbone needed."""
     import torch

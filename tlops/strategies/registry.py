@@ -40,6 +40,8 @@ class StrategyEntry:
     ddp: bool = False  # its loop shards the global batch over ranks (execution.nproc_per_node > 1; tlops.training.distributed)
     head_only: bool = False  # trains only a head on the frozen backbone: a reproduction audit expects the same weights
     starter: str | None = None  # the `tlops init --strategy` starter kind it is the default strategy of (tlops/starters/<modality>_<kind>.yaml)
+    classic_baseline: bool = False  # its runs are scored beside the classic baseline (`tlops.classic_baseline`; few-shot and
+    # domain adaptation score their own baselines)
     # settings (`strategy.<key>`) read only for one head kind or one task type: the run's params leave them out otherwise
     setting_heads: dict[str, str] = field(default_factory=dict)
     setting_tasks: dict[str, str] = field(default_factory=dict)
@@ -52,7 +54,7 @@ _discovered = False
 def register_strategy(name: str, config: type[BaseModel], splits: Sequence[str] = (), few_shot: bool = False,
                       tasks: Sequence[str] = ("classification",), heads: Sequence[str] | None = None, ddp: bool = False,
                       head_only: bool = False, starter: str | None = None, setting_heads: dict[str, str] | None = None,
-                      setting_tasks: dict[str, str] | None = None) -> Callable:
+                      setting_tasks: dict[str, str] | None = None, classic_baseline: bool = False) -> Callable:
     """Decorator for a strategy's train entry point: `@register_strategy("finetune", FinetuneConfig)`.
     `splits`: the extra dataset splits it trains on (`("unlabeled",)` for domain adaptation); validation
     then requires them and the features step caches them like the others. `few_shot`: the dataset follows the
@@ -67,7 +69,7 @@ def register_strategy(name: str, config: type[BaseModel], splits: Sequence[str] 
             raise ValueError(f"strategy {name!r} is registered twice ({_REGISTRY[name].train.__module__} and {fn.__module__})")
         _REGISTRY[name] = StrategyEntry(name, config, fn, (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else "",
                                         tuple(splits), few_shot, tuple(tasks), tuple(heads) if heads is not None else None, ddp,
-                                        head_only, starter, dict(setting_heads or {}), dict(setting_tasks or {}))
+                                        head_only, starter, classic_baseline, dict(setting_heads or {}), dict(setting_tasks or {}))
         return fn
 
     return wrap

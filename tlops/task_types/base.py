@@ -32,6 +32,8 @@ class TaskType:
     numeric_target: ClassVar[bool] = False  # the target column holds numbers: no class list, y is float targets, dataset.yaml
     # may name target/bounds/group (regression)
     feature_level: ClassVar[str] = "item"  # what one cached feature row is: an input ("item", pooled) or a word ("word")
+    classic_baseline_head: ClassVar[str] = ""  # "logreg"/"ridge": the trivial baseline of `tlops.classic_baseline` scores this
+    # task beside each probe and fine-tune; "": it has none (NER and QA score their own lexical baselines)
     embeds_in_features_step: ClassVar[bool] = True  # False: the trainers read the backbone themselves (QA windows, detection
     # and segmentation maps, speech frames); the features step saves one empty row per input and its targets
 
@@ -43,6 +45,19 @@ class TaskType:
     def selection_key(self) -> str:
         """The epoch row's key of the selection metric (`val_macro_f1`, `val_mae`): the name it is logged under."""
         return f"val_{self.selection_metric}"
+
+    def classic_baseline(self, ds: Dataset, seed: int = 0):
+        """The classic baseline (hand-made features of the raw inputs + a linear model, chosen on val) scored on `ds`'s
+        test split with this task's metrics (`tlops.classic_baseline.ClassicBaseline`); None when the task has none."""
+        if not self.classic_baseline_head:
+            return None
+        from tlops.classic_baseline import fit_classic
+
+        splits = ("train", "val", "test")
+        labels = ds.labels
+        return fit_classic(ds.modality, {s: ds.inputs(s) for s in splits}, {s: self.dataset_truth(ds, s) for s in splits},
+                           numeric=self.numeric_target, metrics=lambda t, p: self.metrics(t, p, labels),
+                           selection=self.selection_metric, higher_is_better=self.selection_higher_is_better, seed=seed)
 
     def val_metrics(self, row: dict[str, float]) -> dict[str, float]:
         """The kept model's validation metrics from its epoch row (`val_<name>` keys), selection metric first."""

@@ -15,6 +15,7 @@ class Classification(TaskType):
     higher_is_better = {"macro_f1": True, "accuracy": True}
     heads = ("logreg", "mlp")
     selection_metric = "macro_f1"
+    classic_baseline_head = "logreg"
     val_metric_names = ("macro_f1",)
     few_shot_plot = "accuracy_vs_shots.png"
     class_probabilities = True

@@ -19,6 +19,7 @@ class Regression(TaskType):
     higher_is_better = {"mae": False, "rmse": False, "r2": True, "spearman": True}
     heads = ("ridge", "mlp")
     selection_metric = "mae"
+    classic_baseline_head = "ridge"
     val_metric_names = ("mae", "rmse", "r2", "spearman")
     few_shot_plot = "mae_vs_shots.png"
     numeric_target = True
