@@ -250,6 +250,7 @@ def test_regression_adapts_through_the_same_objective_and_is_chosen_without_targ
 
 
 @pytest.mark.parametrize("option, message", [({"method": "cdan"}, "strategy.method: cdan conditions the domain discriminator"),
+                                             ({"method": "mcc"}, "strategy.method: mcc minimises the confusion between class"),
                                              ({"selection": "snd"}, "strategy.selection: snd reads class probabilities")])
 def test_regression_refuses_the_options_made_of_class_probabilities(tmp_path, option, message):
     from tlops.errors import ConfigError

@@ -95,3 +95,13 @@ def test_the_run_writes_selection_json_and_falls_back_to_source_only_when_every_
     assert [c.trade_off for c in a.candidates] == [0.0, 0.3, 1.0] and a.chosen == a.candidates[0]  # trade_off 0: source_only
     assert result.history[0].get("train_loss_transfer") is None and set(record.oracle) == {"source_only", "dann@0.3", "dann@1"}
     assert record.oracle["source_only"] == pytest.approx(a.chosen.oracle_test_macro_f1)  # reported beside it, never used
+
+
+def test_minimum_class_confusion_on_known_inputs():
+    confident = torch.tensor([[40.0, 0.0, 0.0], [0.0, 40.0, 0.0], [0.0, 0.0, 40.0]] * 4)  # each row surely one class
+    assert float(da.minimum_class_confusion(confident)) == pytest.approx(0.0, abs=1e-3)
+    assert float(da.minimum_class_confusion(torch.zeros(12, 3))) == pytest.approx(2 / 3, rel=1e-5)  # (C-1)/C
+    t = da.Side(torch.zeros(12, 4), torch.zeros(12, 3, requires_grad=True))
+    loss = da.MinimumClassConfusionLoss()(da.Side(torch.zeros(12, 4), torch.zeros(12, 3)), t, 1.0)
+    loss.backward()
+    assert t.logits.grad is not None and float(t.logits.grad.abs().sum()) >= 0.0

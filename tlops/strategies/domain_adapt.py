@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from tlops.training.loop import LabelledData, LoopResult, Net
     from tlops.training.objectives import ClassificationTask, RegressionTask
 
-METHODS = ("dann", "cdan", "mmd", "coral", "source_only")
+METHODS = ("dann", "cdan", "mmd", "coral", "mcc", "source_only")
 # criterion -> (the epoch row's key, higher is better); source_val: the task type's selection metric on source val
 CRITERIA = {"dev": ("dev_risk", False), "snd": ("snd", True), "iwv": ("iwv_risk", False), "im": ("im", True), "bnm": ("bnm", True)}
 
@@ -78,7 +78,7 @@ class DomainAdaptConfig(FinetuneConfig):
     """Loop options as `finetune`, plus the adaptation method, its weight, the mode and the selection criterion."""
 
     name: Literal["domain_adapt"] = "domain_adapt"  # type: ignore[assignment]
-    method: Literal["dann", "cdan", "mmd", "coral", "source_only"] = "dann"
+    method: Literal["dann", "cdan", "mmd", "coral", "mcc", "source_only"] = "dann"
     mode: Literal["features", "finetune"] = Field("features", description="features: adapter + head on the cached frozen "
                                                   "features (fast); finetune: the backbone trains too")
     trade_off: float | list[float] = Field(1.0, description="weight of the alignment term; a list trains one model per value "
@@ -143,8 +143,9 @@ class DomainAdaptConfig(FinetuneConfig):
         (a regression) has nothing for CDAN's conditioning and the SND / IM / BNM criteria to read."""
         if task_type(task).class_probabilities:
             return None
-        if self.method == "cdan":
-            return (f"strategy.method: cdan conditions the domain discriminator on class probabilities, which a {task} "
+        if self.method in ("cdan", "mcc"):
+            what = "conditions the domain discriminator on" if self.method == "cdan" else "minimises the confusion between"
+            return (f"strategy.method: {self.method} {what} class probabilities, which a {task} "
                     "has none of; use dann, mmd, coral or source_only")
         if self.selection in CLASSIFICATION_ONLY_CRITERIA:
             return (f"strategy.selection: {self.selection} reads class probabilities on the target rows; for a {task} "
@@ -349,6 +350,8 @@ def build_alignment(s: DomainAdaptConfig, feature_dim: int, n_classes: int, seed
         return da.MMDLoss(s.mmd_scales)
     if s.method == "coral":
         return da.CoralLoss()
+    if s.method == "mcc":
+        return da.MinimumClassConfusionLoss()
     if s.method == "dann":
         return da.DomainAdversarialLoss(da.DomainDiscriminator(feature_dim, s.discriminator_hidden, s.discriminator_dropout))
     mapping = da.MultilinearMap(feature_dim, n_classes, s.cdan_max_dim, seed=seed)

@@ -194,6 +194,28 @@ class CoralLoss(Alignment):
         return coral(s.features, t.features)
 
 
+def minimum_class_confusion(logits: torch.Tensor, temperature: float = 2.5) -> torch.Tensor:
+    """MCC (Jin et al., ECCV 2020), as TLlib's MinimumClassConfusionLoss: the between-class confusion of the target
+    predictions (softmax at `temperature`), rows weighted by 1 + exp(-entropy), the class-correlation matrix
+    row-normalised; the off-diagonal mass over the classes: 0 when every row is confidently one class, (C-1)/C when
+    every row is uniform."""
+    b, c = logits.shape
+    p = torch.softmax(logits.float() / temperature, 1)
+    h = -(p * torch.log(p.clamp_min(1e-12))).sum(1).detach()
+    w = 1 + torch.exp(-h)
+    w = b * w / w.sum()
+    confusion = (p * w.unsqueeze(1)).T @ p
+    confusion = confusion / confusion.sum(1, keepdim=True)
+    return (confusion.sum() - torch.trace(confusion)) / c
+
+
+class MinimumClassConfusionLoss(Alignment):
+    """MCC: needs no domain discriminator and no source batch, only the target predictions."""
+
+    def forward(self, s: Side, t: Side, coeff: float) -> torch.Tensor:
+        return minimum_class_confusion(t.logits)
+
+
 class TargetBatches:
     """Unlabelled target rows as batches, one per optimizer step, chosen as a pure function of (seed, step):
     the target pass restarts (reshuffled) whenever it runs out, independently of the source epochs, and a
