@@ -18,6 +18,11 @@ labelled target data).
   Musgrave et al. (ECCV 2022, "Benchmarking validation methods for unsupervised domain adaptation")
   found prediction-based criteria of this kind ahead of IWV and DEV; bench/domain_adapt.py measures all
   of them on the demo shifts.
+
+No single criterion is safe on its own (SND rewards collapsed predictions; DEV's estimate is noisy; IM misreads
+MMD's spread-out predictions), so a run does no harm in two steps (`collapse_reason`, `agreement_choice`): adapted
+candidates that collapsed are dropped, then several criteria vote against the source-only baseline and an adapted
+candidate is registered only when most of them prefer it.
 """
 
 from __future__ import annotations
