@@ -18,6 +18,7 @@ starting point every adaptation begins from.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ FOLDER = "few_shot"
 STATE_FILE = f"{FOLDER}/learner.safetensors"
 SUPPORT_FILE = f"{FOLDER}/support.safetensors"
 ADAPTED_FILE = f"{FOLDER}/adapted_backbone.safetensors"
+SELECTION_FILE = "selection.json"  # at the package's root, as every family's selection record
 
 
 def save_meta_state(out_dir: Path, encoder, learner, inner_lr: float, encoder_spec: dict, support_x: np.ndarray, support_y: np.ndarray,
@@ -66,6 +68,9 @@ def package_files(state: MetaLearnerState) -> tuple[dict[str, Path], dict]:
     if state.adapted_backbone_path:
         files[ADAPTED_FILE] = Path(state.adapted_backbone_path)
         meta["adapted_backbone_file"] = ADAPTED_FILE
+    selection = Path(state.state_path).parent / SELECTION_FILE  # a few-shot classifier's candidates and choice (issue 30)
+    if selection.is_file():
+        files[SELECTION_FILE] = selection
     return files, meta
 
 
@@ -102,6 +107,10 @@ class FewShotAdapter:
         self.encoder.eval()
         self.support_file = Path(root) / meta["support_file"]
         self.adapted_file = Path(root) / meta["adapted_backbone_file"] if names else None
+        selection = Path(root) / SELECTION_FILE
+        # the candidates a support set chooses among (packages from before issue 30 have none: the meta-learned rule only)
+        self.selection = json.loads(selection.read_text()) if selection.is_file() else None
+        self.last_selection: dict | None = None  # the record of the last support set adapted to (`head`)
 
     @property
     def adapts_backbone(self) -> bool:
@@ -113,7 +122,23 @@ class FewShotAdapter:
         return self.few_shot.adapted_head(self, features, targets, n_classes)
 
     def head(self, features: np.ndarray, targets: np.ndarray, n_classes: int) -> ProbeHead:
-        return self.adapt(features, targets, n_classes)
+        """A classifier of a support set's classes: the candidate its own held-out accuracy prefers, chosen again among the
+        registered record's candidates (`tlops.training.meta_selection`; `last_selection` holds the new record), or the
+        meta-learned rule's head (a package without a selection record, or registered with `selection: meta`)."""
+        from tlops.training import meta_selection as ms
+
+        sel = self.selection
+        if sel is None or not ms.reselects(sel):
+            return self.adapt(features, targets, n_classes)
+
+        names = [c["name"] for c in sel["candidates"]]
+        excluded = {c["name"]: c["excluded"] for c in sel["candidates"] if c.get("excluded")}
+        val = {c["name"]: c["scores"].get(ms.FALLBACK) for c in sel["candidates"]}
+        record = ms.select(self.encoder, self.learner, features, targets, n_classes, names, val, excluded)
+        self.last_selection = record
+        if record["chosen"] == "meta_learned":
+            return self.adapt(features, targets, n_classes)
+        return ms.candidate_head(record["chosen"], self.encoder, self.learner, features, targets, n_classes)
 
     def regression_head(self, features: np.ndarray, values: np.ndarray) -> ProbeHead:
         return self.adapt(features, values)

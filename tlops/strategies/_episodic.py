@@ -79,6 +79,11 @@ class EpisodicConfig(Strict):
         "each support set, one ridge on all train rows (pooled_ridge: no adaptation)")
     support_shots: int = Field(5, ge=1, description="rows per test class carved (seeded) as the registered model's support set "
                                                     "when the dataset has no support.csv")
+    selection: Literal["support", "meta"] = Field("support", description="classes: which candidate is registered and served "
+                                                  "(support: the one with the best held-out accuracy on the support set, among the "
+                                                  "meta-learned encoder, the frozen-feature baselines and a head fitted on the "
+                                                  "meta-learned embedding, chosen again for a support set given at predict time; "
+                                                  "meta: always the meta-learned encoder). selection.json records the scores either way")
     trainable: int = Field(0, ge=0, description="top backbone groups meta-trained with the projection, on the raw inputs (slow: "
                                                "the backbone runs at every step); 0: the cached frozen features only")
     backbone_lr: float = Field(5e-5, gt=0, description="trainable > 0: learning rate of the top backbone group")
@@ -114,7 +119,7 @@ class EpisodicConfig(Strict):
     def fingerprint(self) -> dict:
         """The options that change the meta-training trajectory (the checkpoint folder's key). The backbone options
         are left out when the backbone is frozen, so cached-features runs keep the folders they had."""
-        skip = {"eval_episodes", "eval_shots", "baselines"} | ({"trainable", "backbone_lr", "layer_decay"} if not self.trainable else set())
+        skip = {"eval_episodes", "eval_shots", "baselines", "selection"} | ({"trainable", "backbone_lr", "layer_decay"} if not self.trainable else set())
         from tlops.strategies.finetune import NOT_IN_FINGERPRINT
 
         return self.model_dump(exclude=NOT_IN_FINGERPRINT | skip)
@@ -294,6 +299,8 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
     report = few.report(learner, encoder, labels, predict, model_x)
     meta_dir = ctx.out_dir / "meta" if s.trainable else ctx.out_dir
     meta_dir.mkdir(parents=True, exist_ok=True)
+    if not task_type(feats.task).numeric_target:  # classes: the candidates, scored on the support set (issue 30)
+        head, report = _choose_candidate(ctx, few, encoder, learner, xs, support_y, len(labels), head, report, val, model_x, meta_dir)
     # what a support set given at predict time is adapted with (few-shot serving), packaged with the head
     state = save_meta_state(meta_dir, encoder, learner, inner_lr,
                             {"in_dim": x.shape[1], "kind": s.projection, "hidden": s.hidden, "out_dim": s.embedding_dim},
@@ -309,3 +316,69 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
         return PackageResult(package=str(package), **common)
     path = head.save(ctx.out_dir / "head.safetensors")
     return HeadResult(head_path=str(path), spec=head.spec, meta_learner=state, **common)
+
+
+def _choose_candidate(ctx: TrainContext, few, encoder: Encoder, learner, xs, support_y, n_classes: int, meta_head, report, val: dict,
+                      model_x, out_dir):
+    """The registered head of a few-shot classifier: the candidate (`tlops.training.meta_selection`) with the best held-out
+    accuracy on the support set (or the meta-learned one with `selection: meta`), scored beside its validation-episode
+    accuracy and, reported only, its test-episode accuracy (the oracle); `selection.json` in `out_dir` records it (the
+    package carries it, and predict reselects with it for a new support set). The report gains `meta_probe`'s test scores."""
+    import numpy as np
+
+    from tlops.records import ShotScore
+    from tlops.selection_record import SELECTION_FILE, SelectionRecord
+    from tlops.training import meta_selection as ms
+    from tlops.training.episodes import EpisodeSampler
+    from tlops.training.episodic_eval import EVAL_STREAM
+    from tlops.training.meta import mean_ci95
+    from tlops.validation import EVAL_WAYS
+
+    s, seed = ctx.cfg.strategy, ctx.cfg.seed
+    inner = getattr(s, "inner_groups", 0)
+    if inner:
+        excluded = {n: f"inner_groups: {inner}: only the meta-learned rule adapts the backbone groups" for n in ms.CANDIDATES if n != "meta_learned"}
+    elif s.trainable:
+        excluded = {n: "the package holds the meta-trained backbone, not the frozen one this baseline uses" for n in ms.FROZEN}
+    else:
+        excluded = {}
+    live = [n for n in ms.CANDIDATES if n not in excluded]
+    if s.trainable:  # val rows would need the meta-trained backbone: the meta-learned encoder's validation from the loop only
+        val_scores = {"meta_learned": float(val["val_episode_accuracy"])} if "val_episode_accuracy" in val else {}
+    else:
+        xv, _ = ctx.features.arrays("val")
+        sampler = few.sampler("val", seed + 1)  # the loop's validation episodes
+        val_scores = {n: float(ms.episode_accuracies(n, encoder, learner, xv, sampler, s.val_episodes).mean()) for n in live}
+    if inner:
+        record = {"family": "meta_transfer", "criterion": "only candidate", "chosen": "meta_learned",
+                  "why": "the inner loop adapts backbone groups, which only the meta-learned rule can do, so it is the one candidate.",
+                  "candidates": [{"name": n, "scores": {ms.FALLBACK: val_scores.get(n)}, "excluded": excluded.get(n),
+                                  "chosen": n == "meta_learned"} for n in ms.CANDIDATES]}
+    else:
+        record = ms.select(encoder, learner, xs, support_y, n_classes, ms.CANDIDATES, val_scores, excluded)
+    if s.selection == "meta" and record["criterion"] != "only candidate":
+        record = {**record, "criterion": "strategy.selection: meta", "chosen": "meta_learned",
+                  "why": f"strategy.selection: meta registers the meta-learned encoder whatever the support set says (by "
+                         f"{record['criterion']} it preferred {record['chosen']}).",
+                  "candidates": [{**c, "chosen": c["name"] == "meta_learned"} for c in record["candidates"]]}
+    if "meta_probe" in live:  # its test episodes beside the other baselines' (the same episodes: same sampler seeds)
+        xt, yt = ctx.features.arrays("test")
+        x = xt if model_x is None else model_x
+        rows = []
+        for k in sorted(set(s.eval_shots)):
+            if k in report.skipped_shots:
+                continue
+            sampler = EpisodeSampler(yt, EVAL_WAYS, k, s.queries, seed + EVAL_STREAM + k)
+            mean, half = mean_ci95(ms.episode_accuracies("meta_probe", encoder, learner, x, sampler, s.eval_episodes))
+            rows.append(ShotScore(ways=EVAL_WAYS, shots=k, episodes=s.eval_episodes, accuracy=mean, ci95=half))
+        report = report.model_copy(update={"baselines": {**report.baselines, "meta_probe": rows}})
+    shots = int(np.unique(np.asarray(support_y), return_counts=True)[1].min())
+    scored = {"meta_learned": report.model, **report.baselines}
+    at = {n: next((r.accuracy for r in rows if r.shots == shots), None) for n, rows in scored.items()}
+    oracle = {n: float(v) for n, v in at.items() if v is not None and n in ms.CANDIDATES}
+    if oracle:  # the candidates' test-episode accuracy at the support's shots: reported beside the choice, never used for it
+        record["oracle"] = oracle
+    SelectionRecord.model_validate(record).save(out_dir / SELECTION_FILE)
+    chosen = record["chosen"]
+    head = meta_head if chosen == "meta_learned" else ms.candidate_head(chosen, encoder, learner, xs, support_y, n_classes)
+    return head, report

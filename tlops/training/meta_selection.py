@@ -1,0 +1,259 @@
+"""Few-shot model selection on the support set (issue 30, meta-transfer): a meta-transfer run's candidates are the
+meta-learned encoder and the no-meta-training baselines, and the one registered (and served for a support set given
+at predict time) is the one the support set itself prefers.
+
+Meta-training only helps when the novel classes look like the meta-training ones; on a shifted domain it can cost
+accuracy (Guo et al. 2020, "A Broader Study of Cross-Domain Few-Shot Learning"; Chen et al. 2019, "A Closer Look at
+Few-shot Classification"), and validation episodes drawn from the meta-training distribution cannot see the shift.
+The support set is labelled data of the very classes to tell apart, so every candidate is scored by held-out
+accuracy on the support rows: leave-one-shot-out, k folds (k = the smallest class's row count, at most 5), fold f
+holding out the rows whose rank within their class is f mod k, so each fold keeps every class and a 5-shot support set
+is scored by leaving one shot of every class out at a time. The candidate with the highest support accuracy is chosen;
+ties go to the simpler one (the order of `CANDIDATES`). A support set with one row of some class cannot hold a row
+out: the choice then falls back to the validation-episode accuracy, and the record says so.
+
+Candidates (each a head on the backbone features, so the registered model packages and serves like any other head):
+- `protonet0`: nearest prototype of the standardised frozen features (no meta-training);
+- `linear_probe`: a scikit-learn logistic regression on the standardised frozen features;
+- `finetune_support`: a new linear head, 100 AdamW steps on the support cross-entropy (Chen et al. 2019's Baseline);
+- `meta_learned`: the meta-learned encoder adapted by its own rule (ProtoNet's prototypes, MAML's inner loop);
+- `meta_probe`: a new linear head fine-tuned on the support set on top of the meta-learned embedding (the
+  "Baseline++"/RFS family: meta-learned representation, support-fitted classifier; Tian et al. 2020).
+
+One batched routine (`candidate_logits`: T support sets at once) serves the run's validation and test episodes, the
+support folds and the bench; `candidate_head` folds the same fit into a `ProbeHead` for one support set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.func import vmap
+from torch.nn import functional as F
+
+from tlops.modules.heads import ProbeHead
+from tlops.training.meta import Encoder, MetaLearner, adapted_head, proto_classifier, prototypes
+
+CANDIDATES = ("protonet0", "linear_probe", "finetune_support", "meta_learned", "meta_probe")  # simplest first: ties go earlier
+FROZEN = ("protonet0", "linear_probe", "finetune_support")  # on the pretrained backbone's standardised features
+DESCRIPTIONS = {
+    "protonet0": "nearest prototype of the frozen features (no meta-training)",
+    "linear_probe": "logistic regression fitted on the support set (frozen features)",
+    "finetune_support": "new linear head fine-tuned on the support set (frozen features)",
+    "meta_learned": "the meta-learned encoder adapted by its own rule",
+    "meta_probe": "new linear head fine-tuned on the support set on the meta-learned embedding (Baseline++/RFS)",
+}
+CRITERION = "support_loo_accuracy"
+FALLBACK = "val_episode_accuracy"
+MAX_FOLDS = 5
+HEAD_STEPS, HEAD_LR, HEAD_DECAY = 100, 0.01, 1e-3  # finetune_support's budget (tlops.training.episodic_eval.finetune_support)
+TIE = 1e-9
+
+
+def fit_linear(z: torch.Tensor, y: torch.Tensor, n_classes: int, steps: int = HEAD_STEPS, lr: float = HEAD_LR,
+               weight_decay: float = HEAD_DECAY) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear heads (w (T, C, D), b (T, C)) fitted on T support sets z (T, S, D) with class indices y (T, S): zero init,
+    full-batch AdamW on each set's mean cross-entropy. The loss is the sum over sets and AdamW works per element, so
+    each set's head follows the trajectory it would follow alone (as `episodic_eval.support_heads`, any class sizes)."""
+    t, d = z.shape[0], z.shape[2]
+    w = torch.zeros(t, n_classes, d, requires_grad=True)
+    b = torch.zeros(t, 1, n_classes, requires_grad=True)
+    opt = torch.optim.AdamW([w, b], lr=lr, weight_decay=weight_decay)
+    with torch.enable_grad():
+        for _ in range(steps):
+            logits = torch.bmm(z, w.transpose(1, 2)) + b
+            loss = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return w.detach(), b.detach()[:, 0]
+
+
+def _logreg(z: torch.Tensor, y: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn logistic regressions (C=1, as the `linear_probe` baseline) on T support sets, as (w (T, C, D), b (T, C));
+    a class absent from a set gets a bias that never wins."""
+    from sklearn.linear_model import LogisticRegression
+
+    t, d = z.shape[0], z.shape[2]
+    w, b = torch.zeros(t, n_classes, d), torch.full((t, n_classes), -1e4)
+    for i in range(t):
+        yi = y[i].numpy()
+        lr = LogisticRegression(C=1.0, max_iter=200).fit(z[i].double().numpy(), yi)
+        cls = torch.as_tensor(lr.classes_, dtype=torch.long)
+        coef, icpt = torch.as_tensor(lr.coef_, dtype=torch.float32), torch.as_tensor(lr.intercept_, dtype=torch.float32)
+        if len(cls) == 2:  # binary: one decision function; softmax([-f/2, f/2]) = sigmoid(f)
+            coef, icpt = torch.cat([-coef / 2, coef / 2]), torch.cat([-icpt / 2, icpt / 2])
+        w[i, cls], b[i, cls] = coef, icpt
+    return w, b
+
+
+def _embed_scale(e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean (T, 1, E), scale (T, 1, 1)) of T support sets' embeddings: centred, then one RMS scale per set, so a head on
+    the scaled embedding folds back into one on the embedding itself."""
+    m = e.mean(1, keepdim=True)
+    r = ((e - m) ** 2).mean((1, 2), keepdim=True).sqrt().clamp_min(1e-6)
+    return m, r
+
+
+def _linear_fit(name: str, encoder: Encoder, sx: torch.Tensor, sy: torch.Tensor, n_classes: int):
+    """(w, b, the space they act on) of a linear candidate fitted on T support sets: the standardised frozen features, or
+    the meta-learned embedding centred and scaled by the support's own (mean, scale)."""
+    if name == "meta_probe":
+        with torch.no_grad():
+            e = encoder(sx)
+        m, r = _embed_scale(e)
+        w, b = fit_linear((e - m) / r, sy, n_classes)
+        return w, b, ("meta", m, r)
+    z = (sx - encoder.mean) / encoder.std
+    if name == "protonet0":
+        onehot = F.one_hot(sy, n_classes).float()
+        protos = torch.stack([prototypes(zi, oh) for zi, oh in zip(z, onehot)])
+        return 2 * protos, -(protos**2).sum(-1), ("frozen",)
+    if name == "linear_probe":
+        w, b = _logreg(z, sy, n_classes)
+    elif name == "finetune_support":
+        w, b = fit_linear(z, sy, n_classes)
+    else:
+        raise ValueError(f"unknown few-shot candidate {name!r}; valid: {', '.join(CANDIDATES)}")
+    return w, b, ("frozen",)
+
+
+def candidate_logits(name: str, encoder: Encoder, learner: MetaLearner, sx: torch.Tensor, sy: torch.Tensor, n_classes: int,
+                     qx: torch.Tensor) -> torch.Tensor:
+    """Query logits (T, Q, C) of candidate `name` fitted on T support sets (features sx (T, S, D), class indices sy (T, S))."""
+    sx, qx = sx.float(), qx.float()
+    if name == "meta_learned":
+        params = encoder.params()
+        onehot = F.one_hot(sy, n_classes).float()
+
+        def one(s: torch.Tensor, oh: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+            return learner.logits(encoder, learner.adapt(encoder, params, s, oh), q)
+
+        with torch.no_grad():  # torch.func.grad still differentiates the inner loop
+            return vmap(one)(sx, onehot, qx)
+    w, b, space = _linear_fit(name, encoder, sx, sy, n_classes)
+    with torch.no_grad():
+        q = (qx - encoder.mean) / encoder.std if space[0] == "frozen" else (encoder(qx) - space[1]) / space[2]
+        return torch.bmm(q, w.transpose(1, 2)) + b[:, None, :]
+
+
+def candidate_head(name: str, encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray, n_classes: int) -> ProbeHead:
+    """Candidate `name` fitted on one support set (features x (S, D), class indices y), as a `ProbeHead` on the features:
+    the same fit as `candidate_logits`, folded (the registered head and a support set given at predict time)."""
+    xt, yt = torch.from_numpy(np.asarray(x, dtype=np.float32)), torch.as_tensor(np.asarray(y), dtype=torch.long)
+    if name == "meta_learned":
+        return adapted_head(learner, encoder, xt, yt, n_classes)[0]
+    w, b, space = _linear_fit(name, encoder, xt[None], yt[None], n_classes)
+    w, b = w[0], b[0]
+    if space[0] == "frozen":
+        head = ProbeHead(encoder.in_dim, n_classes, kind="linear")
+        with torch.no_grad():
+            head.net[0].weight.copy_(w)
+            head.net[0].bias.copy_(b)
+        head.set_scaler(encoder.mean, encoder.std)
+        return head.eval()
+    m, r = space[1][0, 0], space[2][0, 0, 0]
+    return encoder.fold(encoder.params(), {"weight": w / r, "bias": b - (w / r) @ m})  # w.((e - m) / r) + b
+
+
+def support_folds(y: np.ndarray) -> list[np.ndarray] | None:
+    """Held-out masks of the support's leave-one-shot-out folds (module docstring), or None when some class has one row."""
+    y = np.asarray(y)
+    counts = np.unique(y, return_counts=True)[1]
+    k = min(int(counts.min()), MAX_FOLDS) if len(counts) else 0
+    if k < 2:
+        return None
+    rank = np.zeros(len(y), dtype=np.int64)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rank[idx] = np.arange(len(idx))
+    return [rank % k == f for f in range(k)]
+
+
+def support_scores(names: Sequence[str], encoder: Encoder, learner: MetaLearner, sx: torch.Tensor, sy: np.ndarray,
+                   n_classes: int) -> dict[str, np.ndarray] | None:
+    """Each candidate's held-out support accuracy on T support sets that share one layout (sx (T, S, D); sy (S,) class
+    indices, the same for every set, as in class-major episodes): {name: (T,) accuracies}; None when no fold exists."""
+    folds = support_folds(sy)
+    if folds is None:
+        return None
+    sy_t = torch.as_tensor(sy, dtype=torch.long)
+    t = sx.shape[0]
+    correct = {n: torch.zeros(t) for n in names}
+    # folds of one size (a balanced support set) are fitted as one batch of t * k support sets: one AdamW run, not k
+    groups = [folds] if len({int(h.sum()) for h in folds}) == 1 else [[h] for h in folds]
+    for group in groups:
+        keep = [torch.from_numpy(np.flatnonzero(~h)) for h in group]
+        out = [torch.from_numpy(np.flatnonzero(h)) for h in group]
+        fit_x = torch.cat([sx[:, k] for k in keep])  # (len(group) * t, S', D), fold-major
+        fit_y = torch.cat([sy_t[k].expand(t, -1) for k in keep])
+        query = torch.cat([sx[:, o] for o in out])
+        truth = torch.cat([sy_t[o].expand(t, -1) for o in out])
+        for n in names:
+            hits = (candidate_logits(n, encoder, learner, fit_x, fit_y, n_classes, query).argmax(-1) == truth).float().sum(1)
+            correct[n] += hits.reshape(len(group), t).sum(0)
+    return {n: (c / len(sy)).numpy() for n, c in correct.items()}
+
+
+def choose(scores: dict[str, float | None], order: Sequence[str] = CANDIDATES) -> str:
+    """The best-scoring candidate (higher is better; None: not scored), ties to the earlier in `order` (the simpler)."""
+    scored = {n: v for n, v in scores.items() if v is not None and np.isfinite(v)}
+    if not scored:
+        raise ValueError("no candidate has a score to choose by")
+    best = max(scored.values())
+    return next(n for n in order if n in scored and scored[n] >= best - TIE)
+
+
+def episode_accuracies(name: str, encoder: Encoder, learner: MetaLearner, x: np.ndarray, sampler, episodes: int,
+                       chunk: int = 300) -> np.ndarray:
+    """Query accuracy of candidate `name` on each of `episodes` class-major episodes of `sampler` over features x."""
+    from tlops.training.episodes import way_targets
+
+    xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
+    sy, qy = way_targets(sampler.ways, sampler.shots), way_targets(sampler.ways, sampler.queries)
+    out = []
+    for start in range(0, episodes, chunk):
+        ep = sampler.batch(start, min(chunk, episodes - start))
+        logits = candidate_logits(name, encoder, learner, xt[ep.support], sy.expand(len(ep.support), -1), sampler.ways, xt[ep.query])
+        out.append((logits.argmax(-1) == qy).float().mean(1).numpy())
+    return np.concatenate(out)
+
+
+def select(encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray, n_classes: int,
+           candidates: Sequence[str], val_scores: dict[str, float | None] | None = None,
+           excluded: dict[str, str] | None = None) -> dict[str, Any]:
+    """The selection record (`selection.json`'s schema, shared with domain adaptation) of one support set (features x,
+    class indices y): every candidate's held-out support accuracy, its validation-episode accuracy when known, the
+    chosen one and why. `excluded`: candidates left out, with the reason (kept in the record)."""
+    val_scores, excluded = dict(val_scores or {}), dict(excluded or {})
+    live = [n for n in CANDIDATES if n in candidates and n not in excluded]
+    sx = torch.from_numpy(np.asarray(x, dtype=np.float32))[None]
+    per = support_scores(live, encoder, learner, sx, np.asarray(y), n_classes)
+    loo = {n: float(per[n][0]) for n in live} if per is not None else {n: None for n in live}
+    counts = np.unique(np.asarray(y), return_counts=True)[1]
+    if per is not None:
+        criterion, chosen = CRITERION, choose(loo)
+        k = len(support_folds(y))
+        others = sorted((loo[n], n) for n in live if n != chosen)
+        runner = f", next {others[-1][1]} {others[-1][0]:.3f}" if others else ""
+        why = (f"{chosen} had the highest held-out accuracy on the {len(y)} support rows ({loo[chosen]:.3f}{runner}; {k} folds, "
+               f"each holding out {'one row' if counts.max() <= k else 'rows'} of every class), ties going to the simpler candidate.")
+    else:
+        known = {n: val_scores.get(n) for n in live}
+        criterion = FALLBACK
+        if not any(v is not None for v in known.values()):
+            known = {"meta_learned": 1.0} if "meta_learned" in live else {live[0]: 1.0}
+        chosen = choose(known)
+        why = (f"a support class has a single row, so no support row can be held out; {chosen} was chosen by validation-episode "
+               "accuracy (meta-training's classes: blind to a domain shift).")
+    return {"family": "meta_transfer", "criterion": criterion, "chosen": chosen, "why": why,
+            "candidates": [{"name": n, "scores": {CRITERION: loo.get(n), FALLBACK: val_scores.get(n)},
+                            "excluded": excluded.get(n), "chosen": n == chosen} for n in CANDIDATES if n in candidates]}
+
+
+def reselects(record: dict[str, Any]) -> bool:
+    """Whether a package registered with this record chooses again for a support set given at predict time (its choice
+    was made on the support set, not fixed by `strategy.selection: meta` or by a single candidate)."""
+    return record.get("family") == "meta_transfer" and record.get("criterion") in (CRITERION, FALLBACK)
