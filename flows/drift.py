@@ -13,10 +13,14 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def check(model_uri: str, data: Path, tracking_uri: str | None = None, reference: str = "train", alpha: float = 0.01,
-          auc: float = 0.75, permutations: int = 500, cache_dir: Path = Path(".tlops/cache")) -> tuple[dict, "np.ndarray", "np.ndarray"]:
+          auc: float = 0.75, permutations: int = 500, cache_dir: Path = Path(".tlops/cache")) -> tuple[dict, np.ndarray, np.ndarray]:
     """(the result `tlops drift --json` prints, the reference features, the new inputs' features)."""
     from flows.commands._registry_read import check_model_uri
     from flows.commands.predict import items_from, rows_for
@@ -74,7 +78,7 @@ def check(model_uri: str, data: Path, tracking_uri: str | None = None, reference
     return result, x_ref, x_new
 
 
-def _outputs(predictor, x) -> "np.ndarray":
+def _outputs(predictor, x) -> np.ndarray:
     """The registered head's outputs on features: class probabilities, or the numbers in the target's units."""
     import torch
 

@@ -56,7 +56,10 @@ def deploy_drift_check(model_uri: str, data: Path, name: str, pool: str, cron: s
                        tracking_uri: str | None = None, **options) -> str:
     """Create or update the deployment `tlops-drift/<name>` (absolute paths and the tracking URI this command saw, so
     the worker checks exactly what was scheduled). Returns its id."""
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.client.schemas.objects import (
+        ConcurrencyLimitConfig,
+        ConcurrencyLimitStrategy,
+    )
 
     check_schedule_name(name)
     params = {"model_uri": model_uri, "data": str(Path(data).resolve()), "schedule": name,

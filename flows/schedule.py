@@ -109,8 +109,8 @@ def schedule(cfg: RunConfig, name: str, pool: str, cron: str | None = None, inte
 
 def drift_trigger(name: str, model: str, params: dict):
     """Retrain when a drift check of `model` (`tlops schedule drift`, flows/drift_flow.py) announces `tlops.data.drift`
-    with verdict `drift`; the run's source names the check's MLflow run (`drift:<run id> (<name>)`, rendered by Prefect
-    from the event)."""
+    with verdict `drift`; the run's source names the check's MLflow run (`trigger:tlops.data.drift (<name>) drift:<run id>`,
+    rendered by Prefect from the event)."""
     from prefect.events.schemas.deployment_triggers import DeploymentEventTrigger
 
     from tlops.drift import DRIFT_EVENT, drift_trigger_match, drift_trigger_source

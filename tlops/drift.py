@@ -266,5 +266,6 @@ def drift_trigger_match(model: str) -> dict:
 
 def drift_trigger_source(schedule: str) -> str:
     """The triggered run's `source` (its MLflow tag `tlops.config_source`, and the `by` of its alias moves in `tlops history`):
-    a Jinja template Prefect renders from the triggering event, naming the drift check's MLflow run."""
-    return f"drift:{{{{ event.payload.run_id }}}} ({schedule})"
+    a Jinja template Prefect renders from the triggering event, naming the drift check's MLflow run
+    (`trigger:tlops.data.drift (<schedule>) drift:<run id>`; `trigger:` as the data-change trigger's)."""
+    return f"trigger:{DRIFT_EVENT} ({schedule}) drift:{{{{ event.payload.run_id }}}}"

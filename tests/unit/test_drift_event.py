@@ -57,7 +57,7 @@ def test_retrain_on_drift_trigger_matches_the_models_announced_drift_and_names_t
     for label, value in labels.items():  # the announced event's resource has every label the trigger matches
         assert event["resource"][label] == value
     rendered = render_user_template_sync(t.parameters["source"], {"event": {"payload": event["payload"]}})
-    assert rendered == "drift:r123 (on-data)"
+    assert rendered == "trigger:tlops.data.drift (on-data) drift:r123"
 
 
 def test_schedule_drift_without_a_server_says_what_it_needs_in_one_line(tmp_path):
