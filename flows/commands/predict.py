@@ -79,6 +79,10 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
                                                    "'label'): a meta-transfer model adapts to these classes on the spot"),
             timings: bool = typer.Option(False, "--timings", help="speech recognition: each word's start and end (seconds) "
                                          "from the CTC alignment"),
+            score_threshold: Optional[float] = typer.Option(None, "--score-threshold", help="object detection: the boxes "
+                                                            "returned score at least this (0..1; default: the model's, 0.3)"),
+            out_dir: Optional[Path] = typer.Option(None, "--out", help="object detection / segmentation: write each image "
+                                                   "with its predicted boxes or mask drawn on it here (NNN-<name>.png)"),
             json_out: bool = JSON, tracking_uri: Optional[str] = TRACKING) -> None:
     """Predict labels (and probabilities), numbers, entity spans or answers with a registered model; with --support, over the
     support set's classes."""
@@ -88,6 +92,7 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
     items = items_from(inputs or [], csv)
     params = {"support": json.dumps(support_rows_from_csv(support))} if support else {}  # checked before loading the model
     params |= {"timings": True} if timings else {}
+    params |= {"score_threshold": score_threshold} if score_threshold is not None else {}
     check_model_uri(tracking_uri, model_uri)  # an unknown model in a second, not after the imports below
     import mlflow
 
@@ -106,11 +111,21 @@ def predict(model_uri: str = typer.Argument(..., help="models:/NAME@champion, mo
             from tlops.errors import DataError
 
             raise DataError(f"--timings: {model_uri} is not a speech recognition model (no per-word timings); drop --timings")
+        if score_threshold is not None and (kind is None or "score_threshold" not in [p[0] for p in kind.pyfunc_params]):
+            from tlops.errors import DataError
+
+            raise DataError(f"--score-threshold: {model_uri} is not an object detection model (no scored boxes); drop --score-threshold")
+        if out_dir is not None and not hasattr(kind, "write_overlays"):
+            from tlops.errors import DataError
+
+            raise DataError(f"--out: {model_uri} is not an object detection or segmentation model (nothing to draw); drop --out")
         items = rows_for(columns, items, csv)  # a row of named fields (extractive QA: question, context), or plain inputs
         if support and predictor is not None and task_type(predictor.task).numeric_target:
             support_rows_from_csv(support, numeric=True)  # a regressor's labels are target values: a bad one named by its CSV line
         labels = list(model.predict(items, params=params or None))
         probs = model.predict(items, params={**params, "proba": True}) if proba else None
+    if out_dir is not None:  # each image with its boxes or mask drawn (the files go beside, the table or JSON as always)
+        kind.write_overlays(items, labels, predictor.labels, out_dir)
     if timings:  # per clip its words with start/end seconds (speech recognition)
         if not all(isinstance(y, list) for y in labels):  # a version whose signature has no `timings` param: MLflow drops it
             from tlops.errors import DataError

@@ -120,3 +120,19 @@ def test_the_demo_builder_pastes_exact_boxes_and_repeats_itself():
         assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x - max(0, x - 1), y - max(0, y - 1), x - max(0, x - 1) + w,
                                                                     y - max(0, y - 1) + h), (cls, (x, y, w, h))
     assert (mask > 0).sum() == sum(int((mask[y:y + h, x:x + w] == c + 1).sum()) for c, (x, y, w, h) in objects)
+
+
+def test_predicted_boxes_are_drawn_on_the_image_in_their_class_colour(tmp_path):
+    from PIL import Image, ImageColor
+
+    from tlops.detection.draw import PALETTE, draw_detections
+
+    Image.new("RGB", (60, 50), (10, 10, 10)).save(tmp_path / "a.png")
+    found = {"boxes": [[5.0, 4.0, 35.0, 26.0]], "labels": ["disc"], "scores": [0.87]}
+    drawn = draw_detections(tmp_path / "a.png", found, ["square", "disc"], width=1)
+    assert drawn.shape == (3, 50, 60) and drawn.dtype == torch.uint8
+    colour = list(ImageColor.getrgb(PALETTE[1]))
+    assert drawn[:, 25, 5].tolist() == colour and drawn[:, 25, 40].tolist() == colour and drawn[:, 30, 20].tolist() == colour  # edges
+    assert drawn[:, 24, 20].tolist() == [10, 10, 10] and drawn[:, 45, 55].tolist() == [10, 10, 10]  # inside and outside: the image
+    nothing = draw_detections(tmp_path / "a.png", {"boxes": [], "labels": [], "scores": []}, ["square", "disc"])
+    assert torch.all(nothing == 10)

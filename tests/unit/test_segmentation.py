@@ -91,3 +91,20 @@ def test_run_length_encoding_round_trips():
     runs = encode_runs(mask)
     assert runs == [[0, 2], [1, 3], [2, 1]]
     assert np.array_equal(decode_runs(runs, [2, 3]), mask)
+
+
+def test_a_predicted_mask_is_blended_into_its_image_where_it_is_not_background(tmp_path):
+    from PIL import Image, ImageColor
+
+    from tlops.segmentation.draw import PALETTE, draw_mask, overlay_sheet
+
+    Image.new("RGB", (6, 4), (0, 0, 200)).save(tmp_path / "a.png")
+    mask = np.zeros((4, 6), np.uint8)
+    mask[1:3, 2:5] = 2
+    drawn = draw_mask(tmp_path / "a.png", mask, ["background", "square", "disc"], alpha=0.5)
+    want = (np.array([0, 0, 200]) * 0.5 + np.array(ImageColor.getrgb(PALETTE[2])) * 0.5).astype(np.uint8)
+    assert drawn[:, 1, 2].tolist() == want.tolist()
+    assert torch.equal(drawn[:, 0], torch.tensor([[0] * 6, [0] * 6, [200] * 6], dtype=torch.uint8))  # background: the image as is
+    sheet = overlay_sheet([str(tmp_path / "a.png")], [mask], [mask], ["background", "square", "disc"], tmp_path / "s.png", size=16)
+    with Image.open(sheet) as im:
+        assert im.width == 2 * 16 + 3 * 4 and im.height > 16  # two tiles in a row (true | predicted), the legend below

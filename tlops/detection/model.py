@@ -2,18 +2,17 @@
 FeaturePyramidNetwork) over the backbone's multi-scale maps (`feature_maps`: strides 8, 16, 32). Nothing of the
 detector is written here: the body is the backbone's own blocks, neck and head are torchvision's.
 
-Training (`fit`): AdamW on the FPN and FCOS head (`head_lr`), and on the backbone at `backbone_lr` when it is
-fine-tuned (`trainable`: "all", a number of top parameter groups, or 0 = frozen: the linear-probe analogue). The
+Training (`fit`), on the shared training loop (`tlops.training.loop.fit`): AdamW on the FPN and FCOS head
+(`head_lr`, as the loop's head), and on the backbone at `backbone_lr` when it is fine-tuned (`trainable`: "all", a
+number of top parameter groups, or 0 = frozen: the linear-probe analogue, whose maps are computed once). The
 backbone's batch-norm statistics stay frozen (batches of a few images). Augmentation: a horizontal flip that moves
-the boxes with the image (`flip`). The epoch with the best val mAP is kept. Boxes enter and leave as COCO
+the boxes with the image (`flip`). The epoch with the best val mAP is kept; a run's checkpoints resume as any loop's. Boxes enter and leave as COCO
 [x, y, w, h] in the image's own pixels; torchvision's transform resizes each image so its short side is
 `image_size` (the long side at most twice that) and maps boxes back.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from tlops.errors import ConfigError
+from tlops.training.objectives import Batch, LoopTask, Objective
 
 
 @dataclass
@@ -126,20 +126,117 @@ class Sample:
     labels: list = field(default_factory=list)
 
 
-def _bn_eval(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
+class DetectionHead(nn.Module):
+    """The detector's own layers, FPN and FCOS head, as one module: what the training loop trains at the head's rate and
+    checkpoints as the head. The FCOS model they belong to is kept beside them (not a submodule: its backbone is the
+    loop's to train, freeze and checkpoint)."""
+
+    def __init__(self, fcos: nn.Module):
+        super().__init__()
+        self.fpn, self.head = fcos.backbone.fpn, fcos.head
+        self._fcos = (fcos,)
+
+    @property
+    def detector(self) -> nn.Module:
+        return self._fcos[0]
 
 
-def _trainable_backbone(backbone, trainable) -> list[nn.Parameter]:
-    groups = backbone.parameter_groups()
-    if trainable in (0, "0", None, "none"):
-        return []
-    if trainable == "all":
-        return [p for g in groups for p in g]
-    n = int(trainable)
-    return [p for g in groups[-n:] for p in g]
+class _LoopBackbone:
+    """The backbone as the loop sees it: fine-tuned, its torch model and parameter groups; frozen, nothing to train or
+    checkpoint (an empty module: the detector reads the cached maps)."""
+
+    def __init__(self, backbone, tuned: bool):
+        self.backbone, self.tuned = backbone, tuned
+        self.model = backbone.model if tuned else nn.Module()
+
+    def parameter_groups(self) -> list:
+        return self.backbone.parameter_groups() if self.tuned else []
+
+
+class DetectionData:
+    """One split for the training loop: the decoded images, their boxes (xyxy) and labels (1..K), batches with each image
+    mirrored (with its boxes) when the batch's generator says so; a frozen backbone's `maps` of each image and of its
+    mirror ([plain, flipped][image][level]) go with the batch."""
+
+    def __init__(self, samples: list[Sample], load: bool = True):
+        self.samples = list(samples)
+        self.images = [load_rgb(s.path) for s in samples] if load else []
+        self.boxes = [xywh_to_xyxy(s.boxes) for s in samples]
+        self.labels = [torch.as_tensor(np.asarray(s.labels, dtype=np.int64) + 1) for s in samples]
+        self.targets = np.arange(len(samples))
+        self.lengths = None
+        self.maps: list | None = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def order(self, seed: int, epoch: int, batch_size: int, bucket_by_length: bool) -> list[list[int]]:
+        from tlops.training.batching import epoch_batches
+
+        return epoch_batches(len(self), batch_size, seed, epoch)
+
+    def batch(self, idx, g: torch.Generator | None = None, flip: bool = True) -> Batch:
+        images, targets, flips = [], [], []
+        for j in idx:
+            x, b = self.images[j], self.boxes[j]
+            flipped = bool(g is not None and flip and torch.rand((), generator=g).item() < 0.5)
+            if flipped:
+                x, b = hflip(x, b)
+            images.append(x)
+            targets.append({"boxes": b, "labels": self.labels[j]})
+            flips.append(flipped)
+        maps = None
+        if self.maps is not None:
+            maps = [torch.stack([self.maps[f][j][k] for j, f in zip(idx, flips)]) for k in range(len(self.maps[0][0]))]
+        return Batch({"images": images, "targets": targets, "maps": maps}, torch.as_tensor(list(idx)))
+
+
+class DetectionObjective(Objective):
+    """FCOS's own loss terms of a batch (classification, bbox_regression, bbox_ctrness: torchvision's), each logged by the
+    loop, plus regularisers (L2-SP)."""
+
+    def __init__(self, regularisers: dict[str, nn.Module] | None = None):
+        super().__init__()
+        self.regularisers = nn.ModuleDict(regularisers or {})
+
+    def forward(self, net, batch, step: int) -> dict[str, torch.Tensor]:
+        fcos = net.head.detector
+        fcos.training = fcos.transform.training = True  # its loss path; the backbone's and head's modes are the loop's
+        device = next(net.head.parameters()).device
+        x = batch.inputs
+        images = [im.to(device) for im in x["images"]]
+        targets = [{k: v.to(device) for k, v in t.items()} for t in x["targets"]]
+        body = fcos.backbone.body
+        body.cached = [m.to(device) for m in x["maps"]] if x["maps"] is not None else None
+        try:
+            terms = dict(fcos(images, targets))
+        finally:
+            body.cached = None
+        for name, reg in self.regularisers.items():
+            terms[name] = reg()
+        return terms
+
+
+class DetectionTask(LoopTask):
+    """The epoch's validation: COCO mAP@[.5:.95] and mAP@.5 of every candidate (score >= 0) on the val images;
+    `val_map` selects (higher is better)."""
+
+    selection_metric = "val_map"
+    maximize = True
+
+    def __init__(self, detector: Detector, val: list[Sample]):
+        self.detector, self.val = detector, list(val)
+        self.images = [load_rgb(s.path) for s in self.val]
+
+    def validate(self, net, data, evaluation) -> dict[str, float]:
+        from tlops.detection.metrics import detection_scores
+
+        if not self.val:
+            return {"val_map": float("nan"), "val_map_50": float("nan")}
+        self.detector.net.to(evaluation.device)  # a frozen backbone too (the loop moves only what it trains)
+        pred = self.detector.predict_images(self.images, score_threshold=0.0, batch_size=evaluation.batch_size)  # fp32
+        s = detection_scores([_truth(v) for v in self.val], pred, len(self.detector.classes))
+        return {"val_map": s["map"], "val_map_50": s["map_50"]}
 
 
 class Detector:
@@ -152,85 +249,65 @@ class Detector:
 
     # ---- training ----
 
-    def fit(self, train: list[Sample], val: list[Sample], log: Callable[[dict], None] | None = None) -> list[dict]:
-        cfg = self.cfg
-        g = torch.Generator().manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        net = self.net
-        for p in self.backbone.model.parameters():
-            p.requires_grad_(False)
-        tuned = _trainable_backbone(self.backbone, cfg.trainable)
-        for p in tuned:
-            p.requires_grad_(True)
-        self.fine_tuned = bool(tuned)
-        backbone_ids = {id(p) for p in self.backbone.model.parameters()}
-        head = [p for p in net.parameters() if id(p) not in backbone_ids]
-        groups = [{"params": head, "lr": cfg.head_lr}] + ([{"params": tuned, "lr": cfg.backbone_lr}] if tuned else [])
-        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-        images = [load_rgb(s.path) for s in train]
-        targets = [{"boxes": xywh_to_xyxy(s.boxes), "labels": torch.as_tensor(np.asarray(s.labels, dtype=np.int64) + 1)} for s in train]
-        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-        total = max(1, cfg.epochs * steps_per_epoch)
-        warm = max(1, int(cfg.warmup * total))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
-        cache = self._frozen_maps(images, targets) if not tuned else None
-        body = net.backbone.body
-        history, best, best_state = [], -1.0, None
-        for epoch in range(1, cfg.epochs + 1):
-            net.train()
-            _bn_eval(self.backbone.model)
-            if not tuned:
-                self.backbone.model.eval()  # frozen: no drop-connect either
-            t0, losses = time.perf_counter(), []
-            order = torch.randperm(len(train), generator=g).tolist()
-            for i in range(0, len(order), cfg.batch_size):
-                batch_x, batch_t, flips = [], [], []
-                for j in order[i:i + cfg.batch_size]:
-                    x, t = images[j], targets[j]
-                    flipped = bool(cfg.flip and torch.rand((), generator=g).item() < 0.5)
-                    if flipped:
-                        x, b = hflip(x, t["boxes"])
-                        t = {"boxes": b, "labels": t["labels"]}
-                    batch_x.append(x)
-                    batch_t.append(t)
-                    flips.append(flipped)
-                if cache is not None:  # the frozen backbone's maps of these very images (flipped ones: of the flipped image)
-                    js = order[i:i + cfg.batch_size]
-                    body.cached = [torch.stack([cache[f][j][k] for j, f in zip(js, flips)]) for k in range(len(cache[0][0]))]
-                try:
-                    loss_terms = net(batch_x, batch_t)
-                finally:
-                    body.cached = None
-                loss = sum(loss_terms.values())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for grp in groups for p in grp["params"]], 10.0)
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
-            seconds = time.perf_counter() - t0
-            from tlops.detection.metrics import detection_scores
+    def loop_options(self):
+        """The loop's options (`tlops.training.loop.LoopOptions`) for this detector's `DetectorConfig`: AdamW at `head_lr`
+        (and `backbone_lr` for the tuned groups), warm-up then cosine decay, gradients clipped at norm 10, flips when
+        `flip`, no early stop (patience = epochs)."""
+        from tlops.training.loop import LoopOptions
 
-            scores = detection_scores([_truth(s) for s in val], self.predict_paths([s.path for s in val], score_threshold=0.0),
-                                      len(self.classes)) if val else {"map": float("nan"), "map_50": float("nan")}
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_map": scores["map"], "val_map_50": scores["map_50"],
-                   "seconds": seconds}
-            history.append(row)
-            if log:
-                log(row)
-            if scores["map"] > best:
-                best = scores["map"]
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        if best_state is not None:
-            net.load_state_dict(best_state)
+        c = self.cfg
+        return LoopOptions(epochs=c.epochs, batch_size=c.batch_size, head_lr=c.head_lr, backbone_lr=c.backbone_lr, weight_decay=c.weight_decay,
+                           trainable=c.trainable, warmup_ratio=c.warmup, schedule="cosine", max_grad_norm=10.0, patience=max(1, c.epochs),
+                           augment=c.flip, flip=c.flip, eval_batch_size=16, resume=False)
+
+    def fit(self, train: list[Sample], val: list[Sample], log: Callable[[dict], None] | None = None, opts=None,
+            checkpoint_dir=None, callbacks=()) -> list[dict]:
+        """Train on the shared training loop (`tlops.training.loop.fit`: the epoch with the best val mAP kept, checkpoints
+        and resume in `checkpoint_dir`, early stop, device and precision as for any task). `opts`: the loop's options (a
+        run's `FinetuneConfig`, or `LoopOptions`; None: `loop_options()` of this detector's config); the backbone trains
+        when `opts.trainable` is "all" or N > 0 (its top N groups), else it stays frozen and its maps of every train image
+        (and of its mirror image) are computed once. Returns the loop's per-epoch rows (epoch from 0, train_loss and
+        its terms, val_map, val_map_50, seconds); `loop` keeps the loop's result."""
+        from tlops.training.callbacks import Callback
+        from tlops.training.loop import Net
+        from tlops.training.loop import fit as loop_fit
+
+        opts = opts if opts is not None else self.loop_options()
+        torch.manual_seed(self.cfg.seed)
         for p in self.backbone.model.parameters():
             p.requires_grad_(False)
-        net.eval()
-        return history
+        tuned = opts.trainable not in (0, "0", None, "none") or getattr(opts, "unfreeze_every", 0) > 0  # gradual unfreezing from 0 tunes too
+        self.fine_tuned = tuned
+        head = DetectionHead(self.net)
+        for p in head.parameters():
+            p.requires_grad_(True)
+        data = DetectionData(train)
+        if not tuned:
+            data.maps = self._frozen_maps(data.images, data.boxes, flip=bool(opts.augment and opts.flip))
+        task = DetectionTask(self, val)
+
+        class _Log(Callback):
+            def on_epoch_end(self, state, row):
+                log(row)
+
+        regularisers = {}
+        if tuned and getattr(opts, "l2sp", 0) > 0:
+            from tlops.training.parts import L2SP
+
+            regularisers["l2sp"] = L2SP([p for g in self.backbone.parameter_groups() for p in g], opts.l2sp)
+        try:
+            self.loop = loop_fit(Net(_LoopBackbone(self.backbone, tuned), head), DetectionObjective(regularisers), data,
+                                 DetectionData(val, load=False), opts, seed=self.cfg.seed, task=task, checkpoint_dir=checkpoint_dir,
+                                 callbacks=[*callbacks, *([_Log()] if log else [])])
+        finally:
+            self.net.to("cpu")
+            for p in self.backbone.model.parameters():
+                p.requires_grad_(False)
+            self.net.eval()
+        return [{**row, "seconds": row["epoch_train_seconds"]} for row in self.loop.state.history]
 
     @torch.inference_mode()
-    def _frozen_maps(self, images, targets) -> list | None:
+    def _frozen_maps(self, images, boxes, flip: bool = True) -> list | None:
         """A frozen backbone's maps of every train image and of its mirror image ([plain, flipped][image][level]), as the
         detector's own transform sizes them; None (computed per step) when the images differ in size (batches would pad
         them to other sizes than one image alone)."""
@@ -238,15 +315,15 @@ class Detector:
             return None
         self.backbone.model.eval()
         out = []
-        for flipped in (False, True) if self.cfg.flip else (False,):
+        for flipped in (False, True) if flip else (False,):
             rows = []
             for i in range(0, len(images), 32):
-                xs = [hflip(x, t["boxes"])[0] if flipped else x for x, t in zip(images[i:i + 32], targets[i:i + 32])]
+                xs = [hflip(x, b)[0] if flipped else x for x, b in zip(images[i:i + 32], boxes[i:i + 32])]
                 batch, _ = self.net.transform(xs)
                 maps = self.backbone.feature_maps(batch.tensors)
                 rows += [[m[k].clone() for m in maps] for k in range(len(xs))]
             out.append(rows)
-        return out if self.cfg.flip else out * 2
+        return out if flip else out * 2
 
     # ---- inference ----
 
@@ -254,11 +331,18 @@ class Detector:
     def predict_paths(self, paths: list[str], score_threshold: float = 0.3, batch_size: int = 16) -> list[dict]:
         """Per image: {"boxes": (N, 4) COCO xywh, "scores": (N,), "labels": (N,) category indices 0..K-1} (numpy), the
         detections scoring at least `score_threshold`."""
+        return self.predict_images([load_rgb(p) for p in paths], score_threshold, batch_size)
+
+    @torch.inference_mode()
+    def predict_images(self, images: list[torch.Tensor], score_threshold: float = 0.3, batch_size: int = 16) -> list[dict]:
+        """`predict_paths` of decoded images ((3, H, W) in [0, 1]), on the device the detector's weights are on."""
         self.net.eval()
+        device = next(self.net.parameters()).device
         out = []
-        for i in range(0, len(paths), batch_size):
-            dets = self.net([load_rgb(p) for p in paths[i:i + batch_size]])
+        for i in range(0, len(images), batch_size):
+            dets = self.net([x.to(device) for x in images[i:i + batch_size]])
             for d in dets:
+                d = {k: v.cpu() for k, v in d.items()}
                 keep = d["scores"] >= score_threshold
                 out.append({"boxes": xyxy_to_xywh(d["boxes"][keep]).numpy(), "scores": d["scores"][keep].numpy(),
                             "labels": (d["labels"][keep] - 1).clamp(min=0).numpy()})

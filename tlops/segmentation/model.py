@@ -2,17 +2,16 @@
 `lraspp_mobilenet_v3_large`) on the backbone's multi-scale maps (`feature_maps`: the stride-8 map as its "low" input,
 the stride-32 map as its "high" one), logits upsampled bilinearly to the image. Nothing of the head is written here.
 
-Training (`fit`): cross-entropy per pixel (255 = ignore), AdamW on the head (`head_lr`) and, when fine-tuned, the
-backbone's top `trainable` groups (`backbone_lr`); batch-norm statistics frozen; a horizontal flip that moves the mask
-with the image; warm-up then cosine decay; the epoch with the best val mIoU kept. A frozen backbone's maps are computed
-once (with the flipped images'). Images are resized to `image_size` x `image_size` for the network and predictions
+Training (`fit`), on the shared training loop (`tlops.training.loop.fit`): cross-entropy per pixel (255 = ignore),
+AdamW on the head (`head_lr`) and, when fine-tuned, the backbone's top `trainable` groups (`backbone_lr`); batch-norm
+statistics frozen; a horizontal flip that moves the mask with the image; warm-up then cosine decay; the epoch with the
+best val mIoU kept; a run's checkpoints resume as any loop's. A frozen backbone's maps are computed once (with the
+flipped images'). Images are resized to `image_size` x `image_size` for the network and predictions
 resized back (nearest) to each image's own size.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from tlops.errors import ConfigError
+from tlops.training.objectives import Batch, LoopTask, Objective
 
 IGNORE = 255
 
@@ -91,12 +91,6 @@ def hflip_pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return x.flip(-1), y.flip(-1)
 
 
-def _bn_eval(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
 class Segmenter:
     def __init__(self, backbone, classes: list[str], cfg: SegmenterConfig, net: SegmentationNet | None = None):
         self.backbone, self.classes, self.cfg = backbone, list(classes), cfg
@@ -104,78 +98,62 @@ class Segmenter:
         self.net = net if net is not None else SegmentationNet(backbone, len(classes), cfg.inter_channels)
         self.fine_tuned = False
 
-    def fit(self, train: list[tuple[str, str]], val: list[tuple[str, str]], log: Callable[[dict], None] | None = None) -> list[dict]:
-        from tlops.segmentation.metrics import segmentation_scores
+    def loop_options(self):
+        """The loop's options (`tlops.training.loop.LoopOptions`) for this segmenter's `SegmenterConfig`: AdamW at `head_lr`
+        (and `backbone_lr` for the tuned groups), warm-up then cosine decay, gradients clipped at norm 10, flips when
+        `flip`, no early stop (patience = epochs)."""
+        from tlops.training.loop import LoopOptions
 
-        cfg, net = self.cfg, self.net
-        g = torch.Generator().manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
+        c = self.cfg
+        return LoopOptions(epochs=c.epochs, batch_size=c.batch_size, head_lr=c.head_lr, backbone_lr=c.backbone_lr, weight_decay=c.weight_decay,
+                           trainable=c.trainable, warmup_ratio=c.warmup, schedule="cosine", max_grad_norm=10.0, patience=max(1, c.epochs),
+                           augment=c.flip, flip=c.flip, eval_batch_size=16, resume=False)
+
+    def fit(self, train: list[tuple[str, str]], val: list[tuple[str, str]], log: Callable[[dict], None] | None = None, opts=None,
+            checkpoint_dir=None, callbacks=()) -> list[dict]:
+        """Train on the shared training loop (`tlops.training.loop.fit`: the epoch with the best val mIoU kept, checkpoints
+        and resume in `checkpoint_dir`, early stop, device and precision as for any task). `opts`: the loop's options (a
+        run's `FinetuneConfig`, or `LoopOptions`; None: `loop_options()` of this segmenter's config); the backbone trains
+        when `opts.trainable` is "all" or N > 0 (its top N groups), else it stays frozen and its maps of every train image
+        (and of its mirror image) are computed once. Returns the loop's per-epoch rows (epoch from 0, train_loss,
+        val_miou, val_pixel_accuracy, seconds); `loop` keeps the loop's result."""
+        from tlops.training.callbacks import Callback
+        from tlops.training.loop import Net
+        from tlops.training.loop import fit as loop_fit
+
+        opts = opts if opts is not None else self.loop_options()
+        torch.manual_seed(self.cfg.seed)
         for p in self.backbone.model.parameters():
             p.requires_grad_(False)
-        groups_all = self.backbone.parameter_groups()
-        tuned = [] if cfg.trainable in (0, "0", None) else [p for grp in (groups_all if cfg.trainable == "all" else groups_all[-int(cfg.trainable):])
-                                                             for p in grp]
-        for p in tuned:
-            p.requires_grad_(True)
-        self.fine_tuned = bool(tuned)
-        groups = [{"params": list(net.head.parameters()), "lr": cfg.head_lr}] + ([{"params": tuned, "lr": cfg.backbone_lr}] if tuned else [])
-        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-        pairs = [load_pair(a, b, cfg.image_size) for a, b in train]
-        xs = torch.stack([p[0] for p in pairs])
-        ys = torch.stack([p[1] for p in pairs])
-        cache = None
+        tuned = opts.trainable not in (0, "0", None, "none") or getattr(opts, "unfreeze_every", 0) > 0  # gradual unfreezing from 0 tunes too
+        self.fine_tuned = tuned
+        data = SegmentationData(train, self.cfg.image_size)
         if not tuned:
             self.backbone.model.eval()
             with torch.inference_mode():
-                cache = {f: [torch.cat(parts) for parts in zip(*[self._maps_of(xs[i:i + 32].flip(-1) if f else xs[i:i + 32])
-                                                                 for i in range(0, len(xs), 32)])] for f in (False, True)}
-        steps = max(1, cfg.epochs * math.ceil(len(train) / cfg.batch_size))
-        warm = max(1, int(cfg.warmup * steps))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
-        history, best, best_state = [], -1.0, None
-        for epoch in range(1, cfg.epochs + 1):
-            net.train()
-            _bn_eval(self.backbone.model)
-            if not tuned:
-                self.backbone.model.eval()
-            t0, losses = time.perf_counter(), []
-            order = torch.randperm(len(train), generator=g)
-            for i in range(0, len(order), cfg.batch_size):
-                idx = order[i:i + cfg.batch_size]
-                flips = (torch.rand(len(idx), generator=g) < 0.5) if cfg.flip else torch.zeros(len(idx), dtype=torch.bool)
-                x, y = xs[idx].clone(), ys[idx].clone()
-                x[flips], y[flips] = x[flips].flip(-1), y[flips].flip(-1)
-                if cache is not None:
-                    net.cached = [torch.where(flips.view(-1, 1, 1, 1), cache[True][k][idx], cache[False][k][idx]) for k in range(len(cache[False]))]
-                try:
-                    loss = F.cross_entropy(net(x), y, ignore_index=IGNORE)
-                finally:
-                    net.cached = None
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for grp in groups for p in grp["params"]], 10.0)
-                opt.step()
-                sched.step()
-                losses.append(float(loss.detach()))
-            seconds = time.perf_counter() - t0
-            truth = [load_pair(a, b, cfg.image_size)[1].numpy() for a, b in val]
-            pred = [p for p in self._predict_resized([a for a, _ in val])]
-            s = segmentation_scores(truth, pred, len(self.classes))
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_miou": s["miou"], "val_pixel_accuracy": s["pixel_accuracy"],
-                   "seconds": seconds}
-            history.append(row)
-            if log:
+                data.maps = {f: [torch.cat(parts) for parts in zip(*[self._maps_of(data.xs[i:i + 32].flip(-1) if f else data.xs[i:i + 32])
+                                                                     for i in range(0, len(data), 32)])] for f in (False, True)}
+
+        class _Log(Callback):
+            def on_epoch_end(self, state, row):
                 log(row)
-            if s["miou"] > best:
-                best = s["miou"]
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        for p in self.backbone.model.parameters():
-            p.requires_grad_(False)
-        net.eval()
-        return history
+
+        regularisers = {}
+        if tuned and getattr(opts, "l2sp", 0) > 0:
+            from tlops.training.parts import L2SP
+
+            regularisers["l2sp"] = L2SP([p for g in self.backbone.parameter_groups() for p in g], opts.l2sp)
+        try:
+            self.loop = loop_fit(Net(_LoopBackbone(self.backbone, tuned), self.net.head), SegmentationObjective(self.net, regularisers),
+                                 data, SegmentationData(val, self.cfg.image_size, load=False), opts, seed=self.cfg.seed,
+                                 task=SegmentationTask(self, val), checkpoint_dir=checkpoint_dir,
+                                 callbacks=[*callbacks, *([_Log()] if log else [])])
+        finally:
+            self.net.to("cpu")
+            for p in self.backbone.model.parameters():
+                p.requires_grad_(False)
+            self.net.eval()
+        return [{**row, "seconds": row["epoch_train_seconds"]} for row in self.loop.state.history]
 
     def _maps_of(self, x):
         return [m.clone() for m in self.backbone.feature_maps(x)]
@@ -184,23 +162,112 @@ class Segmenter:
     def _predict_resized(self, paths: list[str], batch_size: int = 16) -> list[np.ndarray]:
         """Masks at image_size x image_size (how val is scored in training)."""
         self.net.eval()
+        device = next(self.net.parameters()).device
         out = []
         for i in range(0, len(paths), batch_size):
             x = torch.stack([load_image(p, self.cfg.image_size)[0] for p in paths[i:i + batch_size]])
-            out += list(self.net(x).argmax(1).numpy().astype(np.uint8))
+            out += list(self.net(x.to(device)).argmax(1).cpu().numpy().astype(np.uint8))
         return out
 
     @torch.inference_mode()
     def predict_paths(self, paths: list[str], batch_size: int = 16) -> list[np.ndarray]:
         """Per image, its (H, W) uint8 class-index mask at the image's own size (logits resized bilinearly)."""
         self.net.eval()
+        device = next(self.net.parameters()).device
         out = []
         for i in range(0, len(paths), batch_size):
             loaded = [load_image(p, self.cfg.image_size) for p in paths[i:i + batch_size]]
-            logits = self.net(torch.stack([x for x, _ in loaded]))
+            logits = self.net(torch.stack([x for x, _ in loaded]).to(device)).cpu()
             for lg, (_, own) in zip(logits, loaded):
                 out.append(F.interpolate(lg[None], size=own, mode="bilinear", align_corners=False)[0].argmax(0).numpy().astype(np.uint8))
         return out
+
+
+class _LoopBackbone:
+    """The backbone as the loop sees it: fine-tuned, its torch model and parameter groups; frozen, nothing to train or
+    checkpoint (an empty module: the head reads the cached maps)."""
+
+    def __init__(self, backbone, tuned: bool):
+        self.backbone, self.tuned = backbone, tuned
+        self.model = backbone.model if tuned else nn.Module()
+
+    def parameter_groups(self) -> list:
+        return self.backbone.parameter_groups() if self.tuned else []
+
+
+class SegmentationData:
+    """One split for the training loop: images and masks at `size` x `size`, batches with each pair mirrored together
+    when the batch's generator says so; a frozen backbone's `maps` of every image and of its mirror ({False: plain,
+    True: flipped}: per level (N, C, h, w)) go with the batch."""
+
+    def __init__(self, pairs: list[tuple[str, str]], size: int, load: bool = True):
+        self.pairs = list(pairs)
+        loaded = [load_pair(a, b, size) for a, b in pairs] if load and pairs else []
+        self.xs = torch.stack([p[0] for p in loaded]) if loaded else None
+        self.ys = torch.stack([p[1] for p in loaded]) if loaded else None
+        self.targets = np.arange(len(pairs))
+        self.lengths = None
+        self.maps: dict | None = None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def order(self, seed: int, epoch: int, batch_size: int, bucket_by_length: bool) -> list[list[int]]:
+        from tlops.training.batching import epoch_batches
+
+        return epoch_batches(len(self), batch_size, seed, epoch)
+
+    def batch(self, idx, g: torch.Generator | None = None, flip: bool = True) -> Batch:
+        idx = torch.as_tensor(list(idx))
+        flips = (torch.rand(len(idx), generator=g) < 0.5) if g is not None and flip else torch.zeros(len(idx), dtype=torch.bool)
+        x, y = self.xs[idx].clone(), self.ys[idx].clone()
+        x[flips], y[flips] = x[flips].flip(-1), y[flips].flip(-1)
+        maps = None
+        if self.maps is not None:
+            maps = [torch.where(flips.view(-1, 1, 1, 1), self.maps[True][k][idx], self.maps[False][k][idx]) for k in range(len(self.maps[False]))]
+        return Batch({"x": x, "maps": maps}, y)
+
+
+class SegmentationObjective(Objective):
+    """Per-pixel cross-entropy (255 ignored) of the segmenter's logits, plus regularisers (L2-SP)."""
+
+    def __init__(self, net: SegmentationNet, regularisers: dict[str, nn.Module] | None = None):
+        super().__init__()
+        self._net = (net,)  # not a submodule: its parts are the loop's backbone and head
+        self.regularisers = nn.ModuleDict(regularisers or {})
+
+    def forward(self, net, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        seg = self._net[0]
+        device = batch.targets.device
+        maps = batch.inputs["maps"]
+        seg.cached = [m.to(device) for m in maps] if maps is not None else None
+        try:
+            terms = {"task": F.cross_entropy(seg(batch.inputs["x"].to(device)).float(), batch.targets, ignore_index=IGNORE)}
+        finally:
+            seg.cached = None
+        for name, reg in self.regularisers.items():
+            terms[name] = reg()
+        return terms
+
+
+class SegmentationTask(LoopTask):
+    """The epoch's validation: mIoU and pixel accuracy of the val masks at `image_size` x `image_size`; `val_miou` selects
+    (higher is better)."""
+
+    selection_metric = "val_miou"
+    maximize = True
+
+    def __init__(self, segmenter: Segmenter, val: list[tuple[str, str]]):
+        self.segmenter, self.val = segmenter, list(val)
+        self.truth = [load_pair(a, b, segmenter.cfg.image_size)[1].numpy() for a, b in self.val]
+
+    def validate(self, net, data, evaluation) -> dict[str, float]:
+        from tlops.segmentation.metrics import segmentation_scores
+
+        self.segmenter.net.to(evaluation.device)  # a frozen backbone too (the loop moves only what it trains)
+        pred = self.segmenter._predict_resized([a for a, _ in self.val], batch_size=evaluation.batch_size)
+        s = segmentation_scores(self.truth, pred, len(self.segmenter.classes))
+        return {"val_miou": s["miou"], "val_pixel_accuracy": s["pixel_accuracy"]}
 
 
 def head_state(seg: Segmenter) -> dict[str, torch.Tensor]:

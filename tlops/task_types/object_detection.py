@@ -14,21 +14,25 @@ multi-scale maps itself (`tlops.detection.model`: torchvision FCOS + FPN on the 
 Training: `linear_probe` (`probe_trainer`, `head: mlp`): the backbone frozen, FPN and FCOS head trained (AdamW at
 `lr`, `epochs`, `batch_size`, `weight_decay`); the frozen maps are computed once. `finetune` (`finetune_trainer`):
 the backbone's top `trainable` groups ("all" or N) train too at `backbone_lr`, FPN and head at `head_lr`; its
-batch-norm statistics stay frozen. Both: horizontal flips that move the boxes (`strategy.flip` for finetune),
-warm-up then cosine decay, the epoch with the best val mAP kept. The package holds the backbone's export (fine-tuned
+batch-norm statistics stay frozen. Both on the shared training loop (`tlops.training.loop.fit`): horizontal flips that
+move the boxes (`strategy.flip` for finetune), warm-up then cosine decay, the epoch with the best val mAP kept and logged
+as the run's best_epoch, checkpoints a rerun resumes from; finetune takes the run's loop settings (layer decay, gradual
+unfreezing, L2-SP, clipping, patience, device, precision). The package holds the backbone's export (fine-tuned
 or not) and `detection/head.safetensors` (FPN + FCOS head), with the detector's settings under `object_detection`.
 
 Metrics: COCO mAP@[.5:.95] (`map`, selects on val and the default gate metric), mAP@.5 (`map_50`), mAP@.75, mAR@100 and
 AP per category (torchmetrics MeanAveragePrecision). Predict: image paths -> per image {"boxes": [[x, y, w, h], ...],
 "labels": [...], "scores": [...]} in the image's pixels, detections scoring at least the package's score threshold
-(0.3), best first.
+(0.3) or the request's pyfunc param `score_threshold` (`tlops predict --score-threshold`), best first; `tlops predict
+--out DIR` draws them on each image (`tlops.detection.draw`). Plots of a run: AP per category, precision-recall per
+category, the first test images with their predicted boxes.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -247,35 +251,42 @@ class ObjectDetection(TaskType):
         raise ConfigError("object detection trains through its own trainers (linear_probe, finetune); the shared loop's item-level "
                           "tasks do not apply")
 
-    def _fit(self, ctx, dcfg, mode: str):
+    def _fit(self, ctx, dcfg, mode: str, opts=None):
+        """Train a Detector on the run's train split on the shared loop (val mAP selects; `opts`: the loop's options,
+        None: the detector's own for its config); (detector, history rows, val metrics, seconds, the loop's summary)."""
         from tlops.detection.model import Detector
         from tlops.progress import note
+        from tlops.strategies.context import NOT_IN_FINGERPRINT, loop_summary, run_checkpoint_dir
 
         ds = ctx.dataset()
         det = Detector(ctx.backbone(), ds.labels, dcfg)
+        if opts is None:
+            opts = det.loop_options()
+            opts.resume = True  # a rerun continues from the run's checkpoints, as any loop run does
+        ckpt_dir = run_checkpoint_dir(ctx, {**ctx.cfg.strategy.model_dump(exclude=NOT_IN_FINGERPRINT), "detection": asdict(dcfg)},
+                                      [_data_digest(ds)])
         t0 = time.perf_counter()
-        history = det.fit(ds.samples("train"), ds.samples("val"),
-                          log=lambda r: note(f"{mode} epoch {r['epoch']}: loss {r['train_loss']:.3f}, val mAP {r['val_map']:.3f}"))
+        det.fit(ds.samples("train"), ds.samples("val"), opts=opts, checkpoint_dir=ckpt_dir, callbacks=ctx.callbacks,
+                log=lambda r: note(f"{mode} epoch {r['epoch'] + 1}: loss {r['train_loss']:.3f}, val mAP {r['val_map']:.3f}"))
         seconds = time.perf_counter() - t0
-        rows = [{"epoch": int(h["epoch"]), "train_loss": float(h["train_loss"]), "val_map": float(h["val_map"]),
-                 "val_map_50": float(h["val_map_50"])} for h in history]
-        best = max(rows, key=lambda r: -1.0 if math.isnan(r["val_map"]) else r["val_map"])
-        return det, rows, {"map": best["val_map"], "map_50": best["val_map_50"]}, seconds, best["epoch"]
+        r = det.loop
+        rows = r.state.history
+        best = rows[r.state.best_epoch] if r.state.best_epoch >= 0 else rows[-1]
+        return det, rows, self.val_metrics(best), seconds, loop_summary(r, ckpt_dir)
 
-    def _package(self, ctx, det, rows, val_metrics, seconds, best_epoch):
-        from dataclasses import asdict
-
+    def _package(self, ctx, det, rows, val_metrics, seconds, loop):
         from tlops.detection.model import head_state
         from tlops.package import save_own_head_package
         from tlops.records import PackageResult
 
         s = ctx.cfg.strategy
-        summary = {"best_epoch": best_epoch, "epochs_run": len(rows), **{f"val_{k}": v for k, v in val_metrics.items()}}
+        summary = {**loop.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device", "precision"}),
+                   **{f"val_{k}": v for k, v in val_metrics.items() if not math.isnan(v)}}
         package = save_own_head_package(ctx.out_dir / "package", det.backbone, det.classes, head_state(det), HEAD_FILE,
                                         extra={"strategy": s.model_dump(), "seed": ctx.cfg.seed, **self.package_meta(ctx.features),
                                                META_KEY: {"config": asdict(det.cfg), "score_threshold": PREDICT_THRESHOLD, "level": LEVEL},
                                                "fine_tune" if det.fine_tuned else "probe": summary})
-        return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds)
+        return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds, loop=loop)
 
     def probe_trainer(self, ctx):
         """linear_probe: the backbone frozen, FPN + FCOS head trained (`Detector.fit` with trainable 0)."""
@@ -288,16 +299,17 @@ class ObjectDetection(TaskType):
         return self._package(ctx, *self._fit(ctx, dcfg, "frozen"))
 
     def finetune_trainer(self, ctx):
-        """finetune: the backbone's top `trainable` groups with the FPN + FCOS head (`Detector.fit`)."""
+        """finetune: the backbone's top `trainable` groups with the FPN + FCOS head (`Detector.fit`) on the shared loop with
+        the run's finetune settings (epochs, LRs, layer decay, schedule, gradual unfreezing, clipping, patience, L2-SP,
+        device, precision, checkpoints)."""
         from tlops.detection.model import DetectorConfig
 
         s, b = ctx.cfg.strategy, ctx.cfg.backbone
-        _refuse(s, UNSUPPORTED_FINETUNE, "it trains the FPN + FCOS head and the backbone's top `trainable` groups, cosine decay, "
-                "gradients clipped at norm 10, batch-norm statistics frozen")
+        _refuse(s, UNSUPPORTED_FINETUNE, "it trains the FPN + FCOS head and the backbone's top `trainable` groups")
         dcfg = DetectorConfig(image_size=b.image_size, epochs=s.epochs, batch_size=s.batch_size, head_lr=s.head_lr,
                               backbone_lr=s.backbone_lr, weight_decay=s.weight_decay, trainable=s.trainable, warmup=s.warmup_ratio,
                               flip=s.augment and s.flip, seed=ctx.cfg.seed)
-        return self._package(ctx, *self._fit(ctx, dcfg, "finetune"))
+        return self._package(ctx, *self._fit(ctx, dcfg, "finetune", s.model_copy()))
 
     # ---- evaluation --------------------------------------------------------------------------------------------
 
@@ -346,6 +358,19 @@ class ObjectDetection(TaskType):
             plots.append(_boxes_png(y_true[:6], y_pred[:6], labels, out_dir / "test_predictions.png"))
         return report, "detection_report.json", plots
 
+    def card_results(self, report: dict) -> dict | None:
+        """The model card's results section: AP per category with its objects in test, the predicted boxes on the first
+        test images, and how to predict with a score threshold and draw the boxes."""
+        per, overall = report.get("per_category"), report.get("overall", {})
+        if per is None:
+            return None
+        return {"title": "Per-category results (test)", "header": ["category", "AP@[.5:.95]", "objects (test)"],
+                "rows": [[name, v["ap"], v["objects"]] for name, v in per.items()],
+                "note": f"{overall.get('images', '?')} test images, {overall.get('objects', '?')} objects; predicted boxes (score >= "
+                        f"{PREDICT_THRESHOLD}, in colour) and true boxes (dashed white) on the first test images below",
+                "pictures": ["test_predictions", "precision_recall_iou50"],
+                "usage": ["tlops predict {ref} image.png --json", "tlops predict {ref} --csv images.csv --score-threshold 0.5 --out boxes/"]}
+
     # ---- package and predict -----------------------------------------------------------------------------------
 
     def score_package(self, meta, fetch, features, dataset):
@@ -360,6 +385,28 @@ class ObjectDetection(TaskType):
         the detections scoring at least the package's score threshold (0.3)."""
         return _detector(predictor).predict(list(items))
 
+    # the pyfunc's `score_threshold` param: the detections it returns score at least this (MLflow passes the signature's
+    # default, the package's threshold, when a request names none)
+    pyfunc_params = (("score_threshold", "double", PREDICT_THRESHOLD),)
+
+    def predict_with(self, predictor, items, params):
+        """`predict` at the request's `score_threshold` (0..1: 0 returns every candidate the detector keeps)."""
+        if params.get("score_threshold") is None:
+            return None
+        from tlops.errors import DataError
+
+        t = params["score_threshold"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= float(t) <= 1.0:
+            raise DataError(f"score_threshold param is {t!r}; give a number from 0 to 1 (the package's own is {PREDICT_THRESHOLD})")
+        return _detector(predictor).predict(list(items), threshold=float(t))
+
+    def write_overlays(self, items, predictions, labels, out_dir) -> list[Path]:
+        """`tlops predict --out DIR`: each input image with its predicted boxes drawn (class and score above each box) as
+        DIR/<NNN>-<file stem>.png, in input order (`tlops.detection.draw`)."""
+        from tlops.detection.draw import draw_detections, overlay_name, save_png
+
+        return [save_png(draw_detections(x, p, list(labels)), Path(out_dir) / overlay_name(i, x)) for i, (x, p) in enumerate(zip(items, predictions))]
+
 
 def _detector(predictor) -> _Detecting:
     if getattr(predictor, "_detection", None) is None:
@@ -367,7 +414,15 @@ def _detector(predictor) -> _Detecting:
     return predictor._detection
 
 
-UNSUPPORTED_FINETUNE = {"head": "linear", "unfreeze_every": 0, "lp_ft": False, "l2sp": 0.0, "layer_decay": 1.0, "grad_accum_steps": 1}
+UNSUPPORTED_FINETUNE = {"head": "linear", "lp_ft": False}  # the rest of finetune's settings are the shared loop's
+
+
+def _data_digest(ds) -> np.ndarray:
+    """The train and val images' paths, boxes and labels as bytes (a checkpoint folder is this data's only)."""
+    import json
+
+    rows = {s: [[p, b, l] for p, b, l in zip(ds.splits[s]["path"], ds.splits[s]["boxes"], ds.splits[s]["labels"])] for s in ("train", "val")}
+    return np.frombuffer(json.dumps(rows, default=float).encode(), dtype=np.uint8)
 
 
 def _refuse(s, unsupported: dict, what: str, task: str = NAME) -> None:

@@ -11,19 +11,22 @@ Features: nothing is cached (feature level `pixel`); the segmenter reads the bac
 
 Training: `linear_probe` (`probe_trainer`, `head: mlp`): the backbone frozen, the LR-ASPP head trained (AdamW `lr`,
 `epochs`, `batch_size`, `weight_decay`); `finetune` (`finetune_trainer`): the backbone's top `trainable` groups too at
-`backbone_lr`, the head at `head_lr`. Per-pixel cross-entropy (255 ignored), flips that move the mask with the image,
-the epoch with the best val mIoU kept. The package holds the backbone's export and `segmentation/head.safetensors`.
+`backbone_lr`, the head at `head_lr`. Both on the shared training loop (`tlops.training.loop.fit`): per-pixel
+cross-entropy (255 ignored), flips that move the mask with the image, the epoch with the best val mIoU kept and logged as
+the run's best_epoch, checkpoints a rerun resumes from; finetune takes the run's loop settings. The package holds the backbone's export and `segmentation/head.safetensors`.
 
 Metrics: mIoU (selects on val, the default gate metric), pixel accuracy, IoU per class. Predict: image paths -> per image
 {"size": [height, width], "labels": class names in index order, "runs": [[class index, run length], ...] (the mask
-run-length encoded row by row, top-left first), "pixels": {class name: pixel count}}.
+run-length encoded row by row, top-left first), "pixels": {class name: pixel count}}; `tlops predict --out DIR` blends
+each mask into its image (`tlops.segmentation.draw`). Plots of a run: IoU per class, the first test images with their
+true and predicted masks blended in.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +119,15 @@ def _segmenter(predictor) -> _Segmenting:
     if getattr(predictor, "_segmentation", None) is None:
         predictor._segmentation = _Segmenting(predictor)
     return predictor._segmentation
+
+
+class PathMasks(list):
+    """Predicted masks in the images' order, with the images' paths (`paths`, for the report's pictures); to the metrics a
+    plain list of masks."""
+
+    def __init__(self, masks, paths):
+        super().__init__(masks)
+        self.paths = list(paths)
 
 
 def _truth_masks(ds, split) -> list[np.ndarray]:
@@ -235,35 +247,42 @@ class SemanticSegmentation(TaskType):
         raise ConfigError("semantic segmentation trains through its own trainers (linear_probe, finetune); the shared loop's "
                           "item-level tasks do not apply")
 
-    def _fit(self, ctx, scfg, mode: str):
+    def _fit(self, ctx, scfg, mode: str, opts=None):
+        """Train a Segmenter on the run's train split on the shared loop (val mIoU selects; `opts`: the loop's options,
+        None: the segmenter's own for its config); (segmenter, history rows, val metrics, seconds, the loop's summary)."""
         from tlops.progress import note
         from tlops.segmentation.model import Segmenter
+        from tlops.strategies.context import NOT_IN_FINGERPRINT, loop_summary, run_checkpoint_dir
 
         ds = ctx.dataset()
         seg = Segmenter(ctx.backbone(), ds.labels, scfg)
+        if opts is None:
+            opts = seg.loop_options()
+            opts.resume = True  # a rerun continues from the run's checkpoints, as any loop run does
+        ckpt_dir = run_checkpoint_dir(ctx, {**ctx.cfg.strategy.model_dump(exclude=NOT_IN_FINGERPRINT), "segmentation": asdict(scfg)},
+                                      [_data_digest(ds)])
         t0 = time.perf_counter()
-        history = seg.fit(ds.pairs("train"), ds.pairs("val"),
-                          log=lambda r: note(f"{mode} epoch {r['epoch']}: loss {r['train_loss']:.3f}, val mIoU {r['val_miou']:.3f}"))
+        seg.fit(ds.pairs("train"), ds.pairs("val"), opts=opts, checkpoint_dir=ckpt_dir, callbacks=ctx.callbacks,
+                log=lambda r: note(f"{mode} epoch {r['epoch'] + 1}: loss {r['train_loss']:.3f}, val mIoU {r['val_miou']:.3f}"))
         seconds = time.perf_counter() - t0
-        rows = [{"epoch": int(h["epoch"]), "train_loss": float(h["train_loss"]), "val_miou": float(h["val_miou"]),
-                 "val_pixel_accuracy": float(h["val_pixel_accuracy"])} for h in history]
-        best = max(rows, key=lambda r: -1.0 if math.isnan(r["val_miou"]) else r["val_miou"])
-        return seg, rows, {"miou": best["val_miou"], "pixel_accuracy": best["val_pixel_accuracy"]}, seconds, best["epoch"]
+        r = seg.loop
+        rows = r.state.history
+        best = rows[r.state.best_epoch] if r.state.best_epoch >= 0 else rows[-1]
+        return seg, rows, self.val_metrics(best), seconds, loop_summary(r, ckpt_dir)
 
-    def _package(self, ctx, seg, rows, val_metrics, seconds, best_epoch):
-        from dataclasses import asdict
-
+    def _package(self, ctx, seg, rows, val_metrics, seconds, loop):
         from tlops.package import save_own_head_package
         from tlops.records import PackageResult
         from tlops.segmentation.model import head_state
 
         s = ctx.cfg.strategy
-        summary = {"best_epoch": best_epoch, "epochs_run": len(rows), **{f"val_{k}": v for k, v in val_metrics.items()}}
+        summary = {**loop.model_dump(include={"best_epoch", "epochs_run", "stopped_early", "device", "precision"}),
+                   **{f"val_{k}": v for k, v in val_metrics.items() if not math.isnan(v)}}
         package = save_own_head_package(ctx.out_dir / "package", seg.backbone, seg.classes, head_state(seg), HEAD_FILE,
                                         extra={"strategy": s.model_dump(), "seed": ctx.cfg.seed, **self.package_meta(ctx.features),
                                                META_KEY: {"config": asdict(seg.cfg), "level": LEVEL},
                                                "fine_tune" if seg.fine_tuned else "probe": summary})
-        return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds)
+        return PackageResult(strategy=s.name, package=str(package), history=rows, val_metrics=val_metrics, seconds=seconds, loop=loop)
 
     def probe_trainer(self, ctx):
         from tlops.segmentation.model import SegmenterConfig
@@ -276,16 +295,18 @@ class SemanticSegmentation(TaskType):
         return self._package(ctx, *self._fit(ctx, scfg, "frozen"))
 
     def finetune_trainer(self, ctx):
+        """finetune: the backbone's top `trainable` groups with the LR-ASPP head (`Segmenter.fit`) on the shared loop with
+        the run's finetune settings (epochs, LRs, layer decay, schedule, gradual unfreezing, clipping, patience, L2-SP,
+        device, precision, checkpoints)."""
         from tlops.segmentation.model import SegmenterConfig
         from tlops.task_types.object_detection import UNSUPPORTED_FINETUNE, _refuse
 
         s, b = ctx.cfg.strategy, ctx.cfg.backbone
-        _refuse(s, UNSUPPORTED_FINETUNE, "it trains the LR-ASPP head and the backbone's top `trainable` groups, cosine decay, "
-                "gradients clipped at norm 10, batch-norm statistics frozen", NAME)
+        _refuse(s, UNSUPPORTED_FINETUNE, "it trains the LR-ASPP head and the backbone's top `trainable` groups", NAME)
         scfg = SegmenterConfig(image_size=b.image_size, epochs=s.epochs, batch_size=s.batch_size, head_lr=s.head_lr,
                                backbone_lr=s.backbone_lr, weight_decay=s.weight_decay, trainable=s.trainable, warmup=s.warmup_ratio,
                                flip=s.augment and s.flip, seed=ctx.cfg.seed)
-        return self._package(ctx, *self._fit(ctx, scfg, "finetune"))
+        return self._package(ctx, *self._fit(ctx, scfg, "finetune", s.model_copy()))
 
     def dataset_truth(self, ds, split):
         return _truth_masks(ds, split)
@@ -296,7 +317,8 @@ class SemanticSegmentation(TaskType):
     def _masks(self, package_dir, ds, split):
         from tlops.package import Predictor
 
-        return _segmenter(Predictor(package_dir)).masks(ds.inputs(split))
+        paths = ds.inputs(split)
+        return PathMasks(_segmenter(Predictor(package_dir)).masks(paths), paths)
 
     def test_outputs(self, features, result, dataset):
         ds = dataset()
@@ -314,7 +336,25 @@ class SemanticSegmentation(TaskType):
         s = segmentation_scores(y_true, y_pred, len(labels))
         report = {"overall": {"miou": s["miou"], "pixel_accuracy": s["pixel_accuracy"], "images": len(y_true)},
                   "iou_per_class": {labels[c]: v for c, v in s["per_class"].items()}}
-        return report, "segmentation_report.json", [_iou_png(report["iou_per_class"], s["miou"], Path(out_dir) / "iou_per_class.png")]
+        plots = [_iou_png(report["iou_per_class"], s["miou"], Path(out_dir) / "iou_per_class.png")]
+        if getattr(y_pred, "paths", None):  # the first test images with their true and predicted masks blended in
+            from tlops.segmentation.draw import overlay_sheet
+
+            plots.append(overlay_sheet(y_pred.paths[:6], list(y_pred[:6]), list(y_true[:6]), list(labels), Path(out_dir) / "test_predictions.png"))
+        return report, "segmentation_report.json", plots
+
+    def card_results(self, report: dict) -> dict | None:
+        """The model card's results section: IoU per class, the first test images with their true and predicted masks, and
+        how to predict (run-length encoded masks) and draw them."""
+        per, overall = report.get("iou_per_class"), report.get("overall", {})
+        if per is None:
+            return None
+        return {"title": "Per-class results (test)", "header": ["class", "IoU"], "rows": [[name, v] for name, v in per.items()],
+                "note": f"{overall.get('images', '?')} test images, pixel accuracy {overall.get('pixel_accuracy', float('nan')):.3f}; "
+                        "predict returns each mask run-length encoded ({size, labels, runs, pixels}); the first test images with "
+                        "their true and predicted masks below",
+                "pictures": ["test_predictions"],
+                "usage": ["tlops predict {ref} image.png --json", "tlops predict {ref} --csv images.csv --out masks/"]}
 
     def score_package(self, meta, fetch, features, dataset):
         return self.dataset_truth(dataset, "test"), self._masks(fetch(""), dataset, "test"), "champion package on the test images"
@@ -326,6 +366,22 @@ class SemanticSegmentation(TaskType):
         """Per image path: {"size": [h, w], "labels": names, "runs": [[class index, length], ...] row by row, "pixels":
         {name: count}} (`decode_runs(runs, size)` gives the mask back)."""
         return _segmenter(predictor).predict(list(items))
+
+    def write_overlays(self, items, predictions, labels, out_dir) -> list[Path]:
+        """`tlops predict --out DIR`: each input image with its predicted mask blended in (a colour per class, "background"
+        undrawn) as DIR/<NNN>-<file stem>.png, in input order (`tlops.segmentation.draw`)."""
+        from tlops.detection.draw import overlay_name, save_png
+        from tlops.segmentation.draw import draw_mask
+
+        return [save_png(draw_mask(x, decode_runs(p["runs"], p["size"]), p["labels"]), Path(out_dir) / overlay_name(i, x))
+                for i, (x, p) in enumerate(zip(items, predictions))]
+
+
+def _data_digest(ds) -> np.ndarray:
+    """The train and val image and mask paths as bytes (a checkpoint folder is this data's only)."""
+    import json
+
+    return np.frombuffer(json.dumps({s: ds.pairs(s) for s in ("train", "val")}).encode(), dtype=np.uint8)
 
 
 def _iou_png(per: dict, overall: float, path: Path) -> Path:
