@@ -10,7 +10,9 @@ workers of unit+flow and the serial system session), each model is built once in
 every later process loads what the first one registered (`shared`) instead of training it again.
 
 The backbones are the tiny random-weight BERT (a code path, not a pretrained model) and the small packaged
-EfficientNet-Lite0, speech_embedding and CREPE tiny (real weights, tiny inputs)."""
+EfficientNet-Lite0, speech_embedding and CREPE tiny (real weights, tiny inputs). The task types whose input or answer is
+not one label (extractive QA, speech recognition, object detection, semantic segmentation) each have one model here too,
+so one fresh process checks all their pyfuncs (tests/system/test_fresh_process.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import (STRATEGY_INNER_GROUPS, make_audio_dataset, make_few_shot_text, make_image_dataset, make_task_dataset,
-                           make_text_dataset, tiny_config)
+from tests.helpers import (STRATEGY_INNER_GROUPS, make_asr_dataset, make_audio_dataset, make_detection_dataset, make_few_shot_text,
+                           make_image_dataset, make_qa_dataset, make_segmentation_dataset, make_task_dataset, make_text_dataset,
+                           tiny_config)
 
 
 @contextmanager
@@ -226,3 +229,46 @@ class Zoo:
                               registry={"model_name": f"tiny-{name}", "metric": "mae", "margin": 0.0}, tracking__uri=uri, **over)
             out[name] = Registered(f"tiny-{name}", uri, tmp / f"{name}-data", [cfg], [flow_run(cfg)])
         return out
+
+    @cached_property
+    @shared
+    def qa(self) -> Registered:
+        """tiny-qa: a start/end probe on the tiny BERT's token states, on the tiny SQuAD set, gated on F1."""
+        tmp = self._dir("qa")
+        data = make_qa_dataset(tmp / "data")
+        cfg = tiny_config(tmp, data, self.tiny_bert, registry__metric="f1", registry__model_name="tiny-qa")
+        return Registered("tiny-qa", cfg["tracking"]["uri"], data, [cfg], [flow_run(cfg)])
+
+    @cached_property
+    @shared
+    def asr(self) -> Registered:
+        """tiny-asr: a CTC MLP head on packaged speech_embedding frames of noise clips with made-up transcripts over 'a', 'b'
+        and space (a code path: nothing is learnt), gated on WER."""
+        tmp = self._dir("asr")
+        data = make_asr_dataset(tmp / "data")
+        cfg = tiny_config(tmp, data, tmp, backbone__name="packaged:speech-embedding", backbone__clip_seconds=1.5,
+                          registry__metric="wer", registry__model_name="tiny-asr",
+                          strategy={"name": "linear_probe", "head": "mlp", "hidden": 8, "epochs": 2, "batch_size": 4})
+        return Registered("tiny-asr", cfg["tracking"]["uri"], data, [cfg], [flow_run(cfg)])
+
+    def _vision(self, kind: str, make, metric: str) -> Registered:
+        tmp = self._dir(kind)
+        data = make(tmp / "data")
+        cfg = tiny_config(tmp, data, tmp, registry__metric=metric, registry__model_name=f"tiny-{kind}",
+                          backbone__name="packaged:efficientnet-lite0", backbone__image_size=64, backbone__batch_size=8,
+                          strategy={"name": "linear_probe", "head": "mlp", "epochs": 2, "batch_size": 4, "lr": 0.003})
+        return Registered(f"tiny-{kind}", cfg["tracking"]["uri"], data, [cfg], [flow_run(cfg)])
+
+    @cached_property
+    @shared
+    def detection(self) -> Registered:
+        """tiny-detect: FPN + FCOS on the frozen packaged EfficientNet-Lite0, two epochs on 8 images of squares and discs
+        (64 px), gated on mAP."""
+        return self._vision("detect", make_detection_dataset, "map")
+
+    @cached_property
+    @shared
+    def segmentation(self) -> Registered:
+        """tiny-segment: LR-ASPP on the frozen packaged EfficientNet-Lite0, two epochs on the same shapes' masks (labels
+        background, square, disc), gated on mIoU."""
+        return self._vision("segment", make_segmentation_dataset, "miou")

@@ -1,8 +1,10 @@
 """Registered models load and predict in a fresh Python process, through `mlflow.pyfunc.load_model` alone (what a
 user's own service does): one process loads every model of the session's zoo (text probe and MLP head, few-shot
-text with support sets, meta-trained backbone groups, few-shot regression, image and audio regression) and the
-checks below read its answers. One process, not one per model: each start costs ~10 s of imports. The flow-tier
-tests check the same models in this process (tests/flow)."""
+text with support sets, meta-trained backbone groups, few-shot regression, image and audio regression, extractive QA,
+speech recognition, object detection, semantic segmentation) and the checks below read its answers. One process, not
+one per model: each start costs ~10 s of imports. The process starts outside this checkout with no PYTHONPATH, so
+`tlops` can only come from the code the models ship (each job records which `tlops` it ran). The flow-tier tests
+check the same models in this process (tests/flow)."""
 
 from __future__ import annotations
 
@@ -17,18 +19,19 @@ import numpy as np
 import pytest
 
 from tests.flow.test_fewshot_serving import NEW, QUERIES, _support_rows
-from tests.helpers import REPO, TEXTS, TOPICS
+from tests.helpers import TEXTS, TOPICS
 from tests.unit.test_meta_backbone import SUPPORT as INNER_SUPPORT
 from tests.unit.test_meta_backbone import TEXTS as INNER_TEXTS
 
 SCRIPT = textwrap.dedent("""
     import json, sys
     import mlflow
-    out = {}
+    out, code = {}, {}
     for name, job in json.loads(sys.stdin.read()).items():
         mlflow.set_tracking_uri(job["uri"])
         mlflow.set_registry_uri(job["uri"])
         model = mlflow.pyfunc.load_model(job["model"])
+        code[name] = sys.modules["tlops"].__file__
         answers = []
         for inputs, params in job["calls"]:
             try:
@@ -39,8 +42,10 @@ SCRIPT = textwrap.dedent("""
             if hasattr(pred, "columns"):
                 answers.append({"columns": list(pred.columns), "values": pred.to_numpy().tolist()})
             else:
-                answers.append({"types": [type(v).__name__ for v in pred], "values": [v if isinstance(v, str) else float(v) for v in pred]})
+                answers.append({"types": [type(v).__name__ for v in pred],
+                                "values": [v if isinstance(v, (str, dict)) else float(v) for v in pred]})
         out[name] = answers
+    out["_tlops"] = code
     print(json.dumps(out))
 """)
 
@@ -71,8 +76,16 @@ def _media_inputs(reg) -> list[str]:
     return [str(reg.data / line.split(",")[0]) for line in (reg.data / "test.csv").read_text().splitlines()[1:3]]
 
 
+QA_ROWS = [{"question": "Who built the bridge?", "context": "Zora built the bridge in the year 1900. Then Ada wrote the letter."},
+           {"question": "Who wrote the letter?", "context": "Kurt wrote the letter."}]
+
+
+def _files(reg, *names: str) -> list[str]:
+    return [str(reg.data / n) for n in names]
+
+
 @pytest.fixture(scope="module")
-def fresh(zoo) -> dict:
+def fresh(zoo, tmp_path_factory) -> dict:
     """Every zoo model's answers from one fresh process: {job name: [one answer per call]}."""
     queries = [q for q, _ in QUERIES]
     support = json.dumps(_support_rows())
@@ -88,10 +101,17 @@ def fresh(zoo) -> dict:
             (REGRESSION_TEXTS, None), (REGRESSION_TEXTS, {"support": json.dumps(REGRESSION_SUPPORT)})]},
         **{f"media-{name}": {"uri": reg.uri, "model": reg.model_uri(), "calls": [(_media_inputs(reg), None)]}
            for name, reg in zoo.media_regression.items()},
+        "qa": {"uri": zoo.qa.uri, "model": zoo.qa.model_uri(), "calls": [(QA_ROWS, None)]},
+        "asr": {"uri": zoo.asr.uri, "model": zoo.asr.model_uri(), "calls": [(_files(zoo.asr, "wav/test0.wav", "wav/test1.wav", "wav/val0.wav"), None)]},
+        "detect": {"uri": zoo.detection.uri, "model": zoo.detection.model_uri(), "calls": [
+            (_files(zoo.detection, "images/test-0.png", "images/test-1.png"), None)]},
+        "segment": {"uri": zoo.segmentation.uri, "model": zoo.segmentation.model_uri(), "calls": [
+            (_files(zoo.segmentation, "images/test-0.png", "images/test-1.png"), None)]},
     }
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}  # each job names its store
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], input=json.dumps(jobs), capture_output=True, text=True, cwd=REPO, env=env,
-                          timeout=600)
+    # each job names its store; no PYTHONPATH and a folder outside the checkout: `tlops` only from the models' shipped code
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "PYTHONPATH")}
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], input=json.dumps(jobs), capture_output=True, text=True,
+                          cwd=tmp_path_factory.mktemp("fresh"), env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["_bad_names"] = list(bad)
@@ -157,3 +177,41 @@ def test_image_and_audio_regressors_return_floats_in_the_targets_units_in_a_fres
         (answer,) = fresh[f"media-{name}"]
         assert answer["types"] == ["float", "float"], (name, answer)
         assert all(lo - 50 < v < hi + 50 for v in answer["values"]), (name, answer)  # in the target's units, not standardised
+
+
+def test_every_model_runs_the_tlops_it_ships_in_a_fresh_process(fresh):
+    assert fresh["_tlops"] and all("artifacts/code/tlops" in f.replace(os.sep, "/") for f in fresh["_tlops"].values()), fresh["_tlops"]
+
+
+def test_a_qa_model_answers_with_a_span_of_each_context_in_a_fresh_process(fresh):
+    (answer,) = fresh["qa"]
+    assert answer.get("types") == ["dict", "dict"], answer
+    for row, a in zip(QA_ROWS, answer["values"]):
+        assert set(a) == {"answer", "start", "end", "score"}, a
+        assert a["answer"] and row["context"][a["start"]:a["end"]] == a["answer"] and 0 < a["score"] <= 1, (row, a)
+
+
+def test_an_asr_model_transcribes_in_its_training_alphabet_in_a_fresh_process(fresh):
+    (answer,) = fresh["asr"]
+    assert answer.get("types") == ["str"] * 3 and all(set(t) <= set("ab ") for t in answer["values"]), answer
+
+
+def test_a_detector_returns_boxes_labels_and_scores_in_a_fresh_process(fresh):
+    (answer,) = fresh["detect"]
+    assert answer.get("types") == ["dict", "dict"], answer
+    for p in answer["values"]:
+        assert set(p) == {"boxes", "labels", "scores"} and len(p["boxes"]) == len(p["labels"]) == len(p["scores"]), p
+        assert all(len(b) == 4 for b in p["boxes"]) and set(p["labels"]) <= {"square", "disc"}, p
+        assert all(0.3 <= s <= 1 for s in p["scores"]) and p["scores"] == sorted(p["scores"], reverse=True), p  # the package's threshold, best first
+
+
+def test_a_segmenter_returns_run_length_masks_of_each_image_in_a_fresh_process(fresh):
+    from tlops.task_types.semantic_segmentation import decode_runs
+
+    (answer,) = fresh["segment"]
+    assert answer.get("types") == ["dict", "dict"], answer
+    for m in answer["values"]:
+        assert m["size"] == [64, 64] and m["labels"] == ["background", "square", "disc"], m["size"]
+        mask = decode_runs(m["runs"], m["size"])
+        assert sum(n for _, n in m["runs"]) == 64 * 64 and int(mask.max()) <= 2
+        assert {m["labels"][v]: int((mask == v).sum()) for v in set(mask.reshape(-1).tolist())} == m["pixels"]
