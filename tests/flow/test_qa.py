@@ -4,7 +4,7 @@ pyfunc takes {question, context} rows (a list of records or a DataFrame) and ans
 its character offsets, and refuses an empty context by row; a SQuAD record whose answer is not at its answer_start fails
 validation with its file, question id and the fix. (The gate re-scoring a champion package on the test questions is
 checked in tests/unit/test_task_type_contract.py without a second run; the pyfunc in a fresh process in
-tests/system/test_qa_pyfunc.py.)"""
+tests/system/test_fresh_process.py.)"""
 
 from __future__ import annotations
 
