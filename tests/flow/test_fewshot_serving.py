@@ -51,6 +51,16 @@ def test_the_package_holds_what_adapting_needs_and_reproduces_the_registered_hea
     again = p.few_shot.head(x, y, len(p.labels)).state_dict()
     for k, v in p.head.state_dict().items():
         assert torch.allclose(again[k], v, atol=1e-5), k
+    # issue 30: the package records the candidates and its choice on the registered support set, and `head` above chose
+    # the same way (it reproduced the registered head); a new support set is chosen for again, on its own rows
+    from tlops.selection_record import SelectionRecord
+
+    record = SelectionRecord.load(p.root / "selection.json")
+    assert record.family == "meta_transfer" and record.chosen in [c.name for c in record.candidates]
+    assert set(p.predict([q for q, _ in QUERIES], support=p.support(_support_rows()))) <= set(NEW)
+    new = SelectionRecord.model_validate(p.few_shot.last_selection)
+    assert new.criterion == "support_loo_accuracy" and new.chosen in [c.name for c in new.candidates]
+    assert "on the 9 support rows" in new.why and "3 folds" in new.why, new.why  # 3 new classes x 3 rows
     # the alphas were meta-learned: no longer all at inner_lr
     alphas = torch.cat([a.flatten() for a in p.few_shot.learner.alpha.values()])
     assert not torch.allclose(alphas, torch.full_like(alphas, 0.05))

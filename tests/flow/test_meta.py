@@ -30,6 +30,13 @@ def test_tlops_run_registers_a_few_shot_model_and_logs_the_episodic_metrics(tmp_
     assert run["test_accuracy_5w5s"] == out.test_metrics["accuracy_5w5s"]
     assert len(client.get_metric_history(out.run_id, "train_val_episode_accuracy")) == 2
     assert "plots/accuracy_vs_shots.png" in {a.path for a in client.list_artifacts(out.run_id, "plots")}
+    # issue 30: the registered head is the candidate the support set preferred, and the run says which and why
+    sel = out.selection
+    names = [c["name"] for c in sel["candidates"]]
+    assert sel["family"] == "meta_transfer" and sel["chosen"] in names and {"meta_learned", "protonet0", "meta_probe"} <= set(names), sel
+    assert sel["criterion"] == "support_loo_accuracy" and all(c["scores"]["support_loo_accuracy"] is not None for c in sel["candidates"])
+    assert "selection.json" in {a.path for a in client.list_artifacts(out.run_id)}
+    assert "meta_probe_accuracy_5w5s" in m and set(sel["oracle"]) >= {"meta_learned", "protonet0", "meta_probe"}, sel.get("oracle")
     mlflow.set_tracking_uri(cfg["tracking"]["uri"])
     model = mlflow.pyfunc.load_model("models:/tiny-fewshot@champion")
     pred = model.predict(["a violin seen near the river", "a rose seen near the lake"])

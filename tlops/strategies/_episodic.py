@@ -318,6 +318,9 @@ def train_episodic(ctx: TrainContext, algorithm: str) -> HeadResult | PackageRes
     return HeadResult(head_path=str(path), spec=head.spec, meta_learner=state, **common)
 
 
+VAL_CANDIDATE_EPISODES = 50  # validation episodes each candidate is scored on (reported; the choice's fallback at one shot)
+
+
 def _choose_candidate(ctx: TrainContext, few, encoder: Encoder, learner, xs, support_y, n_classes: int, meta_head, report, val: dict,
                       model_x, out_dir):
     """The registered head of a few-shot classifier: the candidate (`tlops.training.meta_selection`) with the best held-out
@@ -348,7 +351,8 @@ def _choose_candidate(ctx: TrainContext, few, encoder: Encoder, learner, xs, sup
     else:
         xv, _ = ctx.features.arrays("val")
         sampler = few.sampler("val", seed + 1)  # the loop's validation episodes
-        val_scores = {n: float(ms.episode_accuracies(n, encoder, learner, xv, sampler, s.val_episodes).mean()) for n in live}
+        n_val = min(s.val_episodes, VAL_CANDIDATE_EPISODES)
+        val_scores = {n: float(ms.episode_accuracies(n, encoder, learner, xv, sampler, n_val).mean()) for n in live}
     if inner:
         record = {"family": "meta_transfer", "criterion": "only candidate", "chosen": "meta_learned",
                   "why": "the inner loop adapts backbone groups, which only the meta-learned rule can do, so it is the one candidate.",
@@ -361,18 +365,17 @@ def _choose_candidate(ctx: TrainContext, few, encoder: Encoder, learner, xs, sup
                   "why": f"strategy.selection: meta registers the meta-learned encoder whatever the support set says (by "
                          f"{record['criterion']} it preferred {record['chosen']}).",
                   "candidates": [{**c, "chosen": c["name"] == "meta_learned"} for c in record["candidates"]]}
-    if "meta_probe" in live:  # its test episodes beside the other baselines' (the same episodes: same sampler seeds)
+    shots = int(np.unique(np.asarray(support_y), return_counts=True)[1].min())
+    if "meta_probe" in live and shots in s.eval_shots and shots not in report.skipped_shots:
+        # its test episodes at the support's shots, beside the other baselines' (the same episodes: same sampler seeds)
         xt, yt = ctx.features.arrays("test")
         x = xt if model_x is None else model_x
         rows = []
-        for k in sorted(set(s.eval_shots)):
-            if k in report.skipped_shots:
-                continue
+        for k in [shots]:
             sampler = EpisodeSampler(yt, EVAL_WAYS, k, s.queries, seed + EVAL_STREAM + k)
             mean, half = mean_ci95(ms.episode_accuracies("meta_probe", encoder, learner, x, sampler, s.eval_episodes))
             rows.append(ShotScore(ways=EVAL_WAYS, shots=k, episodes=s.eval_episodes, accuracy=mean, ci95=half))
         report = report.model_copy(update={"baselines": {**report.baselines, "meta_probe": rows}})
-    shots = int(np.unique(np.asarray(support_y), return_counts=True)[1].min())
     scored = {"meta_learned": report.model, **report.baselines}
     at = {n: next((r.accuracy for r in rows if r.shots == shots), None) for n, rows in scored.items()}
     oracle = {n: float(v) for n, v in at.items() if v is not None and n in ms.CANDIDATES}
