@@ -1,8 +1,8 @@
 """The team stack. docker/compose.yaml and the native docker/stack.sh must run the same services with the same
 commands and environment keys. On the native stack (PostgreSQL 15, a Prefect and an MLflow server on it, a CPU
 process worker; started and stopped here): the GPU work-pool templates create pools and render GPU requests,
-`tlops schedule` runs through the worker, a data change retrains exactly once and unchanged data never, and
-4 `tlops run`s at once all register (versions 1..4)."""
+`tlops schedule` runs through the worker, a data change retrains exactly once and unchanged data never, a scheduled
+drift check's `drift` verdict retrains through its event, and 4 `tlops run`s at once all register (versions 1..4)."""
 
 from __future__ import annotations
 
@@ -289,6 +289,24 @@ def _wait(predicate, timeout: float, what: str, logs) -> None:
     raise AssertionError(f"timed out waiting for {what}:\n{logs()}")
 
 
+async def _has_work_pool(api: str, name: str) -> bool:
+    from prefect.client.orchestration import PrefectClient
+    from prefect.exceptions import ObjectNotFound
+
+    async with PrefectClient(api, auth_string=os.environ.get("PREFECT_API_AUTH_STRING")) as client:
+        try:
+            return bool(await client.read_work_pool(name))
+        except ObjectNotFound:
+            return False
+
+
+async def _start_deployment_run(api: str, name: str) -> None:
+    from prefect.client.orchestration import PrefectClient
+
+    async with PrefectClient(api, auth_string=os.environ.get("PREFECT_API_AUTH_STRING")) as client:
+        await client.create_flow_run_from_deployment((await client.read_deployment_by_name(name)).id)
+
+
 async def _completed_watch_runs(api: str) -> int:
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
@@ -302,7 +320,9 @@ async def _completed_watch_runs(api: str) -> int:
 
 def test_schedule_runs_on_the_worker_and_a_data_change_retrains_once(stack, tmp_path, text_dataset, tiny_bert):
     """The commands run in-process (typer's runner; the stack's API URL and auth string applied as Prefect settings):
-    what runs on the stack's worker is the subject here, not the command's process."""
+    what runs on the stack's worker is the subject here, not the command's process. The retrain-on-data schedule also
+    retrains on drift: a drift-check deployment run (`tlops schedule drift`) on strings of another kind emits
+    `tlops.data.drift` and the retrain it triggers names the check's MLflow run (started while the data watch ticks)."""
     env, pool = stack.env, "tlops-cpu"
     api = env["PREFECT_API_URL"]
     cfg = tiny_config(tmp_path, text_dataset, tiny_bert, registry__model_name="sched", tracking__uri=stack.mlflow,
@@ -312,6 +332,8 @@ def test_schedule_runs_on_the_worker_and_a_data_change_retrains_once(stack, tmp_
     logs = lambda: stack.log("worker-cpu")  # noqa: E731
     watch_ticks = lambda: asyncio.run(_completed_watch_runs(api))  # noqa: E731
 
+    # the worker creates its pool when it starts: on a loaded machine that may come after the stack reports healthy
+    _wait(lambda: asyncio.run(_has_work_pool(api, pool)), 120, f"the worker to create pool {pool}", logs)
     # a schedule with a short interval: its first run goes through the stack's worker and registers v1
     out = cli("schedule", str(tmp_path / "sched.yaml"), "--interval", "10", "--pool", pool, "--watch-every", "0",
               "--name", "every-10s", "--json", env=env)
@@ -327,9 +349,9 @@ def test_schedule_runs_on_the_worker_and_a_data_change_retrains_once(stack, tmp_
     scheduled = len(_versions(client, "sched"))
     assert scheduled >= 1, "the scheduled run registered no version"
 
-    # retrain on data change only: a yearly cron, the data watch every 8 s
+    # retrain on data change (and on drift) only: a yearly cron, the data watch every 8 s
     out = cli("schedule", str(tmp_path / "sched.yaml"), "--cron", "0 0 1 1 *", "--pool", pool, "--watch-every", "8",
-              "--debounce", "3", "--name", "on-data", "--json", env=env)
+              "--debounce", "3", "--name", "on-data", "--retrain-on-drift", "--json", env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert set(json.loads(out.stdout.strip().splitlines()[-1])["deployments"]) == {"train", "watch"}
     _wait(lambda: watch_ticks() >= 2, 300, "two watch ticks on unchanged data", logs)
@@ -341,20 +363,44 @@ def test_schedule_runs_on_the_worker_and_a_data_change_retrains_once(stack, tmp_
     experiment = client.get_experiment_by_name("sched").experiment_id  # its alias moves come after the version: wait for the run
     _wait(lambda: all(r.info.status != "RUNNING" for r in client.search_runs([experiment])), 300, "the triggered run to finish", logs)
     ticks = watch_ticks()
+    # meanwhile a drift check of the champion on inputs of another kind runs on the worker
+    t_drift = time.perf_counter()
+    with open(tmp_path / "new_inputs.csv", "w") as f:
+        f.write("text\n" + "".join(f"{i:05d} {'#' * (i % 7 + 1)} {'zq' * (i % 5 + 2)} 0x{i * 7919:08x}\n" for i in range(40)))
+    out = cli("schedule", "drift", "models:/sched@champion", "--data", str(tmp_path / "new_inputs.csv"), "--pool", pool,
+              "--name", "sched-drift", "--permutations", "200", "--cache-dir", str(tmp_path / "cache"), "--json", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    asyncio.run(_start_deployment_run(api, "tlops-drift/sched-drift"))
+    t_started = time.perf_counter()
     _wait(lambda: watch_ticks() >= ticks + 2, 300, "two more watch ticks", logs)  # the change was announced once: one retrain
+    sources = lambda: [client.get_run(v.run_id).data.tags["tlops.config_source"] for v in _versions(client, "sched")]  # noqa: E731
+    by_data = [s for s in sources() if not s.startswith("trigger:tlops.data.drift")]  # the drift retrain may have registered by now
+    assert by_data == ["schedule:every-10s"] * scheduled + ["trigger:tlops.data.changed (on-data)"], by_data
     versions = _versions(client, "sched")
-    assert len(versions) == scheduled + 1, [v.version for v in versions]
-    sources = [client.get_run(v.run_id).data.tags["tlops.config_source"] for v in versions]
-    assert sources == ["schedule:every-10s"] * scheduled + ["trigger:tlops.data.changed (on-data)"], sources
-    last = client.get_run(versions[-1].run_id).data.tags
+    last = client.get_run(versions[scheduled].run_id).data.tags
     assert last["data.version_md5"] != client.get_run(versions[0].run_id).data.tags["data.version_md5"]  # the new data
+
+    # the drift check's run: verdict drift, logged with its event's id; the retrain its event triggered names that run
+    t_ticks = time.perf_counter()
+    _wait(lambda: any(s.startswith("trigger:tlops.data.drift") for s in sources()), 300, "the drift-triggered retrain to register a version", logs)
+    checks = client.search_runs([experiment], "tags.`tlops.kind` = 'drift_check'")
+    assert len(checks) == 1 and checks[0].data.tags["tlops.drift.verdict"] == "drift", [c.data.tags for c in checks]
+    assert checks[0].data.tags["tlops.drift.announce"] == "true" and checks[0].data.tags["tlops.drift.event"]
+    by_drift = f"trigger:tlops.data.drift (on-data) drift:{checks[0].info.run_id}"
+    assert [s for s in sources() if s.startswith("trigger:tlops.data.drift")] == [by_drift], sources()
+    _wait(lambda: all(r.info.status != "RUNNING" for r in client.search_runs([experiment])), 300, "the drift retrain to finish", logs)
+    print(f"drift part: {t_started - t_drift:.1f} s to deploy and start the check, {time.perf_counter() - t_ticks:.1f} s waited for "
+          "its retrain after the watch ticks")  # what it adds to this test (pytest -rP shows it)
 
     hist = json.loads(cli("history", "sched", "--json", "--tracking-uri", stack.mlflow, env=env).stdout.strip().splitlines()[-1])
     made_by = {m["command"] for m in hist["moves"]}
-    assert {"schedule:every-10s", "trigger:tlops.data.changed (on-data)"} <= made_by, made_by
+    assert {"schedule:every-10s", "trigger:tlops.data.changed (on-data)", by_drift} <= made_by, made_by
 
     listed = json.loads(cli("schedule", "ls", "--json", env=env).stdout.strip().splitlines()[-1])["schedules"]
-    assert [(r["name"], r["model"], r["data_trigger"], r["pool"]) for r in listed] == [("on-data", "sched", True, pool)]
+    assert [(r["name"], r["kind"], r["model"], r["data_trigger"], r["pool"]) for r in listed] == [
+        ("on-data", "retrain", "sched", True, pool), ("sched-drift", "drift check", "models:/sched@champion", False, pool)]
+    assert json.loads(cli("schedule", "rm", "sched-drift", "--json", env=env).stdout.strip().splitlines()[-1])["removed"] == [
+        "tlops-drift/sched-drift"]
     removed = cli("schedule", "rm", "on-data", "--json", env=env)
     assert json.loads(removed.stdout.strip().splitlines()[-1])["removed"] == ["tlops-train/on-data", "tlops-watch/on-data"]
     assert json.loads(cli("schedule", "ls", "--json", env=env).stdout.strip().splitlines()[-1])["schedules"] == []
