@@ -124,8 +124,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(CONFIG.read_text())
     s = cfg["strategy"]
+    from tlops.task_types.speech_recognition import MASKING
+
     settings = HeadSettings(adapter="none" if s.get("head") == "logreg" else "bigru", hidden=s["hidden"], dropout=s["dropout"],
-                            epochs=s["epochs"], lr=s["lr"], batch_size=s["batch_size"], seed=cfg["seed"])
+                            epochs=s["epochs"], lr=s["lr"], batch_size=s["batch_size"], seed=cfg["seed"], **MASKING)  # as a run
     root = Path(args.data)
     ds, _, alphabet, problems = read_splits(root)
     assert not problems, problems[:3]
@@ -170,7 +172,7 @@ def main() -> None:
         f = yaml.safe_load(FINETUNE.read_text())["strategy"]
         fs = FinetuneSettings(adapter=settings.adapter, hidden=f["hidden"], dropout=f["dropout"], epochs=f["epochs"], lr=f["head_lr"],
                               weight_decay=f.get("weight_decay", 0.01), batch_size=f["batch_size"], seed=cfg["seed"],
-                              trainable=f["trainable"], backbone_lr=f["backbone_lr"])
+                              trainable=f["trainable"], backbone_lr=f["backbone_lr"], **MASKING)
         t0 = time.perf_counter()
         from tlops.strategies.finetune import FinetuneConfig
 

@@ -156,6 +156,32 @@ class Trained:
     loop: object = None  # the shared loop's result (`tlops.training.loop.LoopResult`)
 
 
+def new_head(train_frames: list[np.ndarray], alphabet: Sequence[str], k: int, adapter: str, hidden: int, dropout: float,
+             seed: int):
+    """A fresh `CTCHead` whose adapter standardises with the train frames' mean and std (floored at 1e-6)."""
+    import torch
+
+    from tlops.asr.training import CTCHead
+    from tlops.modules.heads import ProbeHead
+
+    torch.manual_seed(seed)
+    v = len(alphabet) + 1
+    a = make_adapter({"in_dim": int(train_frames[0].shape[1]), "kind": adapter, "hidden": int(hidden)})
+    allf = np.concatenate(train_frames)
+    with torch.no_grad():
+        a.mean.copy_(torch.from_numpy(allf.mean(0)))
+        a.std.copy_(torch.from_numpy(allf.std(0)).clamp(min=1e-6))
+    return CTCHead(a, ProbeHead(a.out_dim, k * v, kind="linear"), k, v, dropout)  # the head's own scaler: identity
+
+
+def trained_of(head, r, seconds: float) -> Trained:
+    """The loop's outcome as a `Trained` (adapter, linear head, k, epoch rows, best epoch and its val rates)."""
+    rows = r.state.history
+    best = rows[r.state.best_epoch] if rows else {"val_wer": math.nan, "val_cer": math.nan}
+    return Trained(head.adapter.eval(), head.head.eval(), head.k, list(rows), r.state.best_epoch, float(best["val_wer"]),
+                   float(best["val_cer"]), seconds, loop=r)
+
+
 def _line(row: dict) -> str:
     return f"{row['epoch']}: loss {row['train_loss']:.3f} val WER {row['val_wer']:.3f} CER {row['val_cer']:.3f}"
 
@@ -166,7 +192,7 @@ def train_head(train_frames: list[np.ndarray], train_texts: Sequence[str], val_f
     """A CTC head on frozen frame features (see the module's docstring) trained on the shared loop
     (`tlops.asr.training`): AdamW at `lr`, constant LR; the epoch with the lowest val greedy WER kept; checkpoints in
     `checkpoint_dir` (a rerun resumes there)."""
-    from tlops.asr.training import CachedFrames, ClipData, FrameNet, fit_ctc, new_head, probe_options, trained_of
+    from tlops.asr.training import CachedFrames, ClipData, FrameNet, fit_ctc, probe_options
 
     t0 = time.perf_counter()
     masking = s.masking()
@@ -278,7 +304,7 @@ def finetune_ctc(backbone, train: tuple, val: tuple, alphabet: list[str], k: int
     (`collate`). `init`: start from a trained probe's adapter and head (LP-FT) instead of new ones."""
     import copy
 
-    from tlops.asr.training import CTCHead, ClipData, FrameNet, fit_ctc, new_head, trained_of
+    from tlops.asr.training import CTCHead, ClipData, FrameNet, fit_ctc
 
     t0 = time.perf_counter()
     hop, v = float(backbone.frame_hop), len(alphabet) + 1

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,22 +225,6 @@ def probe_options(epochs: int, batch_size: int, lr: float, weight_decay: float, 
                           "augment": augment, "norm_stats": "frozen", **more})
 
 
-def new_head(train_frames: list[np.ndarray], alphabet: Sequence[str], k: int, adapter: str, hidden: int, dropout: float,
-             seed: int) -> CTCHead:
-    """A fresh `CTCHead` whose adapter standardises with the train frames' mean and std (floored at 1e-6)."""
-    from tlops.asr.model import make_adapter
-    from tlops.modules.heads import ProbeHead
-
-    torch.manual_seed(seed)
-    v = len(alphabet) + 1
-    a = make_adapter({"in_dim": int(train_frames[0].shape[1]), "kind": adapter, "hidden": int(hidden)})
-    allf = np.concatenate(train_frames)
-    with torch.no_grad():
-        a.mean.copy_(torch.from_numpy(allf.mean(0)))
-        a.std.copy_(torch.from_numpy(allf.std(0)).clamp(min=1e-6))
-    return CTCHead(a, ProbeHead(a.out_dim, k * v, kind="linear"), k, v, dropout)  # the head's own scaler: identity
-
-
 def _log_callback(log: Callable[[dict], None] | None) -> list:
     if log is None:
         return []
@@ -268,13 +251,3 @@ def fit_ctc(net: FrameNet, train: ClipData, val: ClipData, alphabet: Sequence[st
         regularisers["l2sp"] = L2SP([p for g in net.backbone.parameter_groups() for p in g], l2sp)
     return fit(net, CTCObjective(task, regularisers), train, val, opts, seed=seed, task=task, checkpoint_dir=checkpoint_dir,
                callbacks=[*callbacks, *_log_callback(log)])
-
-
-def trained_of(head: CTCHead, r, seconds: float):
-    """The loop's outcome as `tlops.asr.model.Trained` (adapter, linear head, k, epoch rows, best epoch and its val rates)."""
-    from tlops.asr.model import Trained
-
-    rows = r.state.history
-    best = rows[r.state.best_epoch] if rows else {"val_wer": math.nan, "val_cer": math.nan}
-    return Trained(head.adapter.eval(), head.head.eval(), head.k, list(rows), r.state.best_epoch, float(best["val_wer"]),
-                   float(best["val_cer"]), seconds, loop=r)
