@@ -105,3 +105,15 @@ def test_minimum_class_confusion_on_known_inputs():
     loss = da.MinimumClassConfusionLoss()(da.Side(torch.zeros(12, 4), torch.zeros(12, 3)), t, 1.0)
     loss.backward()
     assert t.logits.grad is not None and float(t.logits.grad.abs().sum()) >= 0.0
+
+
+
+def test_the_agreement_criteria_follow_the_task():
+    from tlops.strategies.domain_adapt import DomainAdaptConfig, _agreement_criteria
+
+    def labels(method: str, task: str = "classification") -> list[str]:
+        return [c[0] for c in _agreement_criteria(DomainAdaptConfig(method=method), task)]
+
+    assert labels("dann") == ["dev", "im", "snd", "source_val"]
+    assert labels("mmd", "regression") == ["dev", "source_val", "iwv"]  # no class probabilities: IWV votes in their place
+    assert [c[3] for c in _agreement_criteria(DomainAdaptConfig(method="dann"), "classification")] == [0.0, 0.0, 0.0, 0.05]
