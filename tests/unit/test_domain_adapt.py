@@ -266,7 +266,7 @@ def test_regression_refuses_the_options_made_of_class_probabilities(tmp_path, op
 
 def test_config_errors_name_the_bad_value(tmp_path):
     base = {"data": {"path": "d"}, "backbone": {"name": "toy"}, "registry": {"model_name": "m"}}
-    with pytest.raises(ConfigError, match="strategy.method: Input should be 'dann', 'cdan', 'mmd', 'coral' or 'source_only'"):
+    with pytest.raises(ConfigError, match="strategy.method: Input should be 'dann', 'cdan', 'mmd', 'coral', 'mcc' or 'source_only'"):
         config_from_dict({**base, "strategy": {"name": "domain_adapt", "method": "dan"}})
     with pytest.raises(ConfigError, match="only apply to mode: finetune"):
         config_from_dict({**base, "strategy": {"name": "domain_adapt", "lp_ft": True}})
