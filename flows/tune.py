@@ -152,10 +152,13 @@ def _trial_rows(st) -> list[dict]:
             for t in st.study.get_trials(deepcopy=False)]
 
 
-def link_registered(tracking_uri: str, search_run_id: str, outcome) -> None:
-    """Tag the search's run with the normal run that trained and gated its winner (`tlops tune --register`)."""
+def link_registered(cfg, search_run_id: str, outcome) -> None:
+    """Tag the search's run (in `cfg`'s store) with the normal run that trained and gated its winner (`tlops tune --register`)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    from tasks.tracking import tracking_uri
+
+    uri = tracking_uri(cfg)
+    client = MlflowClient(uri, registry_uri=uri)
     client.set_tag(search_run_id, "tlops.tune.registered_run", outcome.run_id)
     client.set_tag(search_run_id, "tlops.tune.registered_version", f"{outcome.model_name}/{outcome.version}")

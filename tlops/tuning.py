@@ -374,6 +374,8 @@ def best_config_text(source: Path, overrides: list[str], best: dict[str, Any], o
 
     tree = parse_yaml(read_utf8(source, ConfigError), f"config file {source}", ConfigError, "fix the syntax there") or {}
     for key, value in parse_overrides(overrides):
+        if key in INPUT_PATHS and isinstance(value, str) and value.strip():  # typed on the command line: relative to the cwd
+            value = str((Path.cwd() / Path(value).expanduser()).resolve())
         set_dotted(tree, key, value)
     tree.pop("search", None)
     for key, value in best.items():

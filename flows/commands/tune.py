@@ -6,7 +6,6 @@ scored and gated as a normal `tlops run`). The same command again resumes the se
 from __future__ import annotations
 
 import gc
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -72,7 +71,7 @@ def tune(
                 best_cfg.tracking.run_name = default_run_name(best_cfg.registry.model_name) + " (tuned)"
                 checked = check_data_first(best_cfg, str(best_out))
                 outcome = train_flow(best_cfg.model_dump(mode="json"), source=str(best_out), progress=sys.stderr.isatty(), checked=checked)
-                link_registered(os.environ.get("MLFLOW_TRACKING_URI") or outcome.tracking_uri, summary["run_id"], outcome)
+                link_registered(cfg, summary["run_id"], outcome)
                 summary["registered"] = outcome.model_dump(mode="json", exclude={"experiment", "backbone"})
                 summary["test_metrics"] = outcome.test_metrics
     except TlopsError as e:
