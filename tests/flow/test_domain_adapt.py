@@ -67,7 +67,7 @@ def test_the_guarded_choice_is_never_worse_than_source_only_by_more_than_the_see
     for seed in (0, 1, 2):
         cfg = RunConfig.model_validate({"data": {"path": str(tmp_path)}, "backbone": {"name": "toy"}, "registry": {"model_name": "toy"},
                                         "seed": seed, "execution": {"work_dir": str(tmp_path / f"runs{seed}")},
-                                        "strategy": {**TOY, "method": "dann", "trade_off": 5.0, "epochs": 4, "baseline": True}})
+                                        "strategy": {**TOY, "method": "dann", "trade_off": 5.0, "epochs": 3, "baseline": True}})
         result = get_strategy("domain_adapt").train(TrainContext(cfg, feats, tmp_path / f"out{seed}"))
         record = SelectionRecord.load(selection_file(result))
         assert record.candidate(record.chosen).excluded is None
