@@ -92,7 +92,8 @@ def test_domain_adapt_on_a_regression_dataset_registers_a_float_predictor(tmp_pa
             w = csv.writer(f)
             w.writerow(["text"] if split == "unlabeled" else ["text", "label"])
             w.writerows([t.upper()] if split == "unlabeled" else [t.upper(), len(t)] for t in texts)
-    strategy = {"name": "domain_adapt", "method": "dann", "mode": mode, "epochs": 2, "batch_size": 16, "selection_rows": 16}
+    strategy = {"name": "domain_adapt", "method": "dann", "mode": mode, "epochs": 2, "batch_size": 16, "selection_rows": 16,
+                "baseline": False}  # (the source_only candidate and the vote: test_domain_adapt_selection.py)
     r = run_core(config_from_dict(tiny_config(tmp_path, data, tiny_bert, registry__metric="mae", strategy=strategy)), tmp_path / "run")
     a = r.train.adaptation
     assert a.chosen.oracle_test_mae is not None and a.oracle.test_mae <= a.chosen.oracle_test_mae  # logged, never used to choose

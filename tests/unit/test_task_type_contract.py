@@ -69,7 +69,8 @@ MAML = {**EPISODIC, "inner_steps": 1}
 SMALL = {
     "linear_probe": lambda t: {"name": "linear_probe", "head": t.heads[0]},
     "finetune": lambda t: {"name": "finetune", "epochs": 1, "batch_size": 8, "warmup_ratio": 0.0},
-    "domain_adapt": lambda t: {"name": "domain_adapt", "method": "dann", "epochs": 1, "batch_size": 8, "selection_rows": 16},
+    "domain_adapt": lambda t: {"name": "domain_adapt", "method": "dann", "epochs": 1, "batch_size": 8, "selection_rows": 16,
+                               "baseline": False},  # the source_only candidate: tests/unit/test_domain_adapt_selection.py
     "protonet": lambda t: {"name": "protonet", **EPISODIC},
     "maml": lambda t: {"name": "maml", **MAML},
     "fomaml": lambda t: {"name": "fomaml", **MAML},
