@@ -9,7 +9,7 @@ Reference: the source domain's train split. Each draw is `--size` rows:
   rows: a partial shift, as when part of the traffic comes from a new source;
 - `shifted`: target-domain rows only;
 - `label shift`: source val rows of a third of the classes only (same inputs' domain, another class mix: what a
-  model's predicted-class mix sees; `--label-shift`).
+  model's predicted-class mix sees; at most as many rows as those classes hold in val, each once).
 Each drawn `--draws` times (seeded); the table gives the share of draws called `drift`, `possible drift` and
 `no drift`, and the median p-value and AUC. A false alarm is an unshifted draw called `drift`.
 
@@ -90,7 +90,8 @@ def draws(f: dict[str, np.ndarray], val_labels: np.ndarray, size: int, n: int, p
         verdicts, ps, aucs, t0 = Counter(), [], [], time.perf_counter()
         for i in range(n):
             if share is None:
-                sample = few_classes[rng.choice(len(few_classes), size, replace=len(few_classes) < size)]
+                # no row twice (a repeated row inflates both tests): fewer rows when the kept classes hold fewer
+                sample = few_classes[rng.choice(len(few_classes), min(size, len(few_classes)), replace=False)]
             else:
                 k = round(share * size)
                 sample = np.concatenate([f["val"][rng.choice(len(f["val"]), size - k, replace=False)],
