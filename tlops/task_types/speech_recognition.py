@@ -18,7 +18,7 @@ after a crash, device and precision. `linear_probe` (`probe_trainer`, frozen bac
 (`tlops.asr.model`): with `strategy.head: logreg` a linear layer on each standardised frame alone; with `mlp`, a
 recurrent adapter first (one bidirectional GRU layer of `hidden` units a direction over the clip's frames, `dropout` on
 its output) then the linear layer; k CTC symbols per frame; trained with `torch.nn.CTCLoss` by AdamW (`lr`,
-`weight_decay`, `epochs`, `batch_size`, constant LR); then the decoder (greedy, or the CTC prefix beam search with or
+`weight_decay`, `epochs`, `batch_size`, constant LR), with SpecAugment-style masks on its input frames (`MASKING`); then the decoder (greedy, or the CTC prefix beam search with or
 without a word bigram LM of the train transcripts at a few weights) is chosen on val by WER.
 
 `finetune` (`finetune_trainer`): the backbone's top `trainable` groups, the adapter (`strategy.head`: linear -> none, mlp
@@ -395,8 +395,10 @@ UNSUPPORTED_PROBE = {"C": 1.0, "max_iter": 1000, "loss": "mse", "huber_delta": 1
 LP_FT_EPOCHS = 30  # finetune with lp_ft: the CTC probe's epochs before fine-tuning
 UNSUPPORTED_FINETUNE = {"loss": "mse", "huber_delta": 1.0}
 # SpecAugment-style masks on the adapter's input frames while training (`tlops.asr.training.Masking`; the finetune
-# strategy's `augment: false` turns them off there)
-MASKING = {"time_masks": 0, "time_width": 2, "feature_masks": 0, "feature_width": 8}
+# strategy's `augment: false` turns them off there): per clip 3 spans of up to 2 frames and 3 bands of up to 8 of the
+# frame's dimensions set to the train mean. On the demo (probe, 60 epochs) val greedy WER 0.45 -> 0.29, val WER with the
+# chosen decoder 0.163 -> 0.127 (bench/RESULTS.md)
+MASKING = {"time_masks": 3, "time_width": 2, "feature_masks": 3, "feature_width": 8}
 
 
 def check_finetune_settings(s) -> None:
