@@ -3,7 +3,7 @@
 its features are compared with the torch backbone's on the image demo's test images, and the whole pipeline
 (validate -> features -> train -> evaluate -> package, `tlops.pipeline.run_core`: no Prefect or MLflow) runs on it with
 the demo configs' strategies: the linear probe on Fashion-MNIST and, with --fewshot, ProtoNet on the few-shot characters
-(2 meta-epochs: the machine is shared). The torch backbone's run of the same config is the reference.
+(1 meta-epoch of 50 episodes, 600 test episodes at 5 shots: the machine is shared). The torch backbone's run of the same config is the reference.
 
   python -m bench.onnx_backbone [--fewshot]
 
@@ -79,12 +79,13 @@ def main(argv: list[str]) -> None:
     res = {"export_seconds": export_s, "images_compared": len(items), "max_abs_diff": diff, "feature_scale": float(np.abs(ref).max()),
            "runs": {}}
     jobs = [("image_linear_probe.yaml", {})]
-    if "--fewshot" in argv:
-        jobs.append(("image_fewshot.yaml", {"meta_epochs": 2}))
+    if "--fewshot" in argv:  # small: 2 meta-epochs and 600 test episodes at 1, 2, 5 and 10 shots took over 15 min here at load ~16
+        jobs.append(("image_fewshot.yaml", {"meta_epochs": 1, "episodes_per_epoch": 50, "val_episodes": 50,
+                                            "eval_shots": "[5]"}))
     for config, strategy in jobs:
         for name in ("packaged:efficientnet-lite0", f"onnx:{path}"):
             res["runs"][f"{config} {name.split(':')[0]}"] = run(config, name, work, **strategy)
-    save("onnx_backbone", res)
+            save("onnx_backbone", res)  # after each run: a long one stopped still leaves the earlier ones
     report(res)
 
 

@@ -238,8 +238,57 @@ def report(names: list[str]) -> str:
     return "\n".join(lines)
 
 
+# `--wall`: `tlops rank` itself, a fresh process per call, on each demo config with the named candidates it can take (the
+# random-weight twins above are bench-built, not names); the first call fills the cache, the second is timed
+WALL = {"text": ("text_linear_probe.yaml", [MINILM]),
+        "image": ("image_linear_probe.yaml", ["packaged:efficientnet-lite0", "torchvision:resnet18@{resnet18}"]),
+        "audio": ("audio_linear_probe.yaml", ["packaged:speech-embedding", "packaged:crepe-tiny"]),
+        "text_regression": ("text_regression.yaml", [MINILM]),
+        "image_regression": ("image_regression.yaml", ["packaged:efficientnet-lite0", "torchvision:resnet18@{resnet18}"]),
+        "audio_regression": ("audio_regression.yaml", ["packaged:speech-embedding", "packaged:crepe-tiny"]),
+        "audio_pitch": ("audio_pitch.yaml", ["packaged:crepe-tiny", "packaged:speech-embedding"])}
+
+
+def wall(keys: list[str]) -> dict:
+    """Wall seconds of `tlops rank CONFIG --backbones A B --max-rows 600 --json` once cached, per demo set (its MLflow run
+    logged to a temporary store)."""
+    import json
+    import subprocess
+
+    work = Path(tempfile.mkdtemp(prefix="tlops-bench-rankwall-"))
+    resnet = work / "resnet18.safetensors"
+    torch.manual_seed(0)
+    import torchvision
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in torchvision.models.resnet18(weights=None).state_dict().items()}, str(resnet))
+    fill = {"resnet18": str(resnet)}
+    out = {}
+    for key in keys or list(WALL):
+        config, names = WALL[key]
+        names = [n.format(**fill) for n in names]
+        cmd = [sys.executable, "-m", "flows.cli", "rank", str(REPO / "configs" / config), "--backbones", *names, "--max-rows", "600",
+               "--json", "--set", f"tracking.uri=sqlite:///{work}/mlflow.db", "--set", f"features.cache_dir={CACHE}"]
+        times = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+            times.append(time.perf_counter() - t0)
+            if done.returncode != 0:
+                raise SystemExit(f"{key}: {done.stderr[-2000:]}")
+        r = json.loads(done.stdout.splitlines()[-1])
+        out[key] = {"first_s": times[0], "cached_s": times[1], "ranking_s": r["seconds"], "rows": r["rows"],
+                    "misses_second": sum(c["cache_misses"] for c in r["candidates"]), "order": [c["name"] for c in r["candidates"]]}
+        print(key, out[key], flush=True)
+    save("rank_wall", {"sets": out})
+    return out
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if args[:1] == ["--wall"]:
+        wall(args[1:])
+        sys.exit(0)
     if args[:1] == ["--report"]:
         print(report(args[1:] or ["rank"]))
         sys.exit(0)
