@@ -1,5 +1,5 @@
-"""Extractive question answering end to end through `tlops run` (in-process CLI) on a tiny SQuAD dataset with the
-tiny random-weights BERT: a start/end probe is registered and promoted by the gate on SQuAD F1; the registered
+"""Extractive question answering end to end: the session zoo's tiny-qa (`tlops run`'s flow on a tiny SQuAD dataset with
+the tiny random-weights BERT, built once per `make test` and shared with the fresh-process test): a start/end probe is registered and promoted by the gate on SQuAD F1; the registered
 pyfunc takes {question, context} rows (a list of records or a DataFrame) and answers with a span of each context and
 its character offsets, and refuses an empty context by row; a SQuAD record whose answer is not at its answer_start fails
 validation with its file, question id and the fix. (The gate re-scoring a champion package on the test questions is
@@ -34,18 +34,20 @@ def _config(tmp_path, data, tiny_bert) -> tuple[str, str]:
     return str(tmp_path / "qa.yaml"), cfg["tracking"]["uri"]
 
 
-def test_qa_run_registers_a_span_answering_model_gated_on_f1(tmp_path, tiny_bert, prefect_api):
-    data = make_qa_dataset(tmp_path / "data")  # 16 / 6 / 8 questions
-    path, uri = _config(tmp_path, data, tiny_bert)
-    out = cli("run", path, "--json", env=_env(prefect_api))
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout)
+def test_qa_run_registers_a_span_answering_model_gated_on_f1(tmp_path, zoo, prefect_api):
+    qa = zoo.qa  # the session zoo's tiny-qa: `tlops run`'s flow on the tiny SQuAD set (16 / 6 / 8 questions), built once
+    data, uri = qa.data, qa.uri
+    result = qa.results[-1].model_dump(mode="json")
     assert result["promotion"]["metric"] == "f1" and result["promotion"]["promoted"], result["promotion"]
     metrics = result["test_metrics"]
     assert {"f1", "exact_match"} <= set(metrics) and 0 <= metrics["exact_match"] <= metrics["f1"] <= 1, metrics
     assert list(result["val_metrics"]) == ["f1", "exact_match"], result["val_metrics"]
-    mlflow.set_tracking_uri(uri)
-    model = mlflow.pyfunc.load_model("models:/tiny-qa/1")  # through the pyfunc: MLflow's signature, the row checks, Predictor
+    assert result["baseline"] is None  # QA scores its own lexical baseline, not the classic one
+    from tests.zoo import mlflow_uris_kept
+
+    with mlflow_uris_kept():
+        mlflow.set_tracking_uri(uri)
+        model = mlflow.pyfunc.load_model("models:/tiny-qa/1")  # through the pyfunc: MLflow's signature, the row checks, Predictor
     rows = [{"question": "Who built the bridge?", "context": "Zora built the bridge in the year 1900. Then Ada [b]wrote[/b] the letter."},
             {"question": "Who wrote the letter?", "context": "Kurt wrote the letter."}]
     answers = model.predict(rows)
