@@ -187,6 +187,21 @@ def _per_class(report: dict[str, Any], labels: list[str]) -> str:
     return note + _table(["class", "precision", "recall", "F1", "support (test rows)"], rows + summary, "numbers")
 
 
+def _baseline(base: dict[str, Any] | None, metrics: dict[str, float]) -> str:
+    """The classic baseline on the same splits beside the model's test metrics, with a warning when it wins."""
+    if not base:
+        return ""
+    rows = [[k, metrics.get(k, ""), v] for k, v in base["metrics"].items()]
+    gm = base["gate_metric"]
+    note = (f'<p class="warn">The classic baseline beats this model on {_e(gm)}: the pretrained backbone has not earned its cost '
+            "on this data (try fine-tuning, another backbone, or keep the baseline).</p>" if base["wins"] else
+            f'<p class="note">The model beats the classic baseline on {_e(gm)}.</p>')
+    return (f"<h3>Classic baseline: {_e(base['name'])}</h3>"
+            f'<p class="note">Hand-made features of the raw inputs and a linear model on the same splits, its regularisation '
+            f"({_num(base['kept'])}) chosen on val (tlops.classic_baseline).</p>"
+            + _table(["test metric", "this model", "classic baseline"], rows, "numbers") + note)
+
+
 def _gate(gate: Gate | None) -> str:
     if gate is None:
         return '<p class="note">pending: this card was written before the model was registered and gated</p>'
@@ -265,7 +280,8 @@ def render_model_card(facts: CardFacts, features: FeatureSet, train: TrainResult
     metrics = [[k, v] for k, v in evaluation.metrics.items()]
     val = train.val_metrics  # as the task type names them (macro_f1; mae, rmse, r2, spearman)
     sections.append(_section("metrics", "Metrics", _table(["test metric", f"value ({evaluation.n_test} test rows)"], metrics, "numbers")
-                             + _table(["validation metric (the model was selected on these)", "value"], list(val.items()), "numbers")))
+                             + _table(["validation metric (the model was selected on these)", "value"], list(val.items()), "numbers")
+                             + _baseline(evaluation.baseline, evaluation.metrics)))
     own = getattr(task_type(task), "card_results", lambda report: None)(report)  # a task type's own table (detection: AP per category)
     if own:
         shown = [_img(plots.pop(stem), _title(stem)) for stem in own.get("pictures", []) if stem in plots]
@@ -341,7 +357,7 @@ thead th{background:#eef3f8}table.kv th{background:#f6f8fa;font-weight:600;white
 table.numbers td{text-align:right;font-variant-numeric:tabular-nums}table.numbers td:first-child{text-align:left}tr.chosen td{font-weight:700;background:#eef8f0}
 code,pre{font-family:"DejaVu Sans Mono",monospace;font-size:12px;word-break:break-all}pre{background:#f6f8fa;padding:10px;border:1px solid #dde3ea;white-space:pre-wrap}
 figure{margin:8px 0}figure img{max-width:100%;border:1px solid #dde3ea}figcaption{font-size:12px;color:#555}
-.note{color:#555;font-size:13px}.verdict{font-weight:700;font-size:15px}.verdict.ok{color:#1a7f37}.verdict.no{color:#b35900}
+.note{color:#555;font-size:13px}.warn{color:#b35900;font-weight:700}.verdict{font-weight:700;font-size:15px}.verdict.ok{color:#1a7f37}.verdict.no{color:#b35900}
 details{margin:6px 0}summary{cursor:pointer;color:#2f6fb0;font-size:13px}
 """
 
