@@ -39,13 +39,15 @@ demo: setup
 
 # Every tier (tests/unit, tests/flow, tests/system: conftest.py marks each test by its folder and prints each tier's
 # time at the end), the 25 slowest tests too, so CI's output shows where its time goes. Unit and flow run on two
-# xdist workers (`--dist loadfile`: a file per worker, with its module fixtures); the system tier runs alone and serial (its
-# tests time real outages and signals). Both parts always run; either failing fails the target. The registered models
+# xdist workers (`--dist loadfile`: a file per worker, with its module fixtures); then the system tier, also on two
+# workers by file: its tests mostly wait (servers starting, outages timed, signals), which left one of the two cores idle
+# (session 10: 23 min serial at ~0.9 cores busy); every server they start takes free ports and folders of its own.
+# Both parts always run; either failing fails the target. The registered models
 # of the session zoo (tests/zoo.py) are built once for the whole target, in one folder both parts share (TLOPS_TEST_ZOO).
 test: data
 	zoo=$$(mktemp -d -t tlops-zoo.XXXXXX); export TLOPS_TEST_ZOO=$$zoo; \
 	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 --durations=25 -n 2 --dist loadfile tests/unit tests/flow; fast=$$?; \
-	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 --durations=25 tests/system; system=$$?; \
+	$(PY) -m pytest -q -p no:cacheprovider --timeout 900 --durations=25 -n 2 --dist loadfile tests/system; system=$$?; \
 	rm -rf "$$zoo"; exit $$(( fast || system ))
 
 # The inner loop: unit + flow tiers as `make test` runs them (two xdist workers sharing one zoo), no servers, no demo data.
