@@ -90,3 +90,17 @@ def test_hf_audio_code_path_and_package_round_trip(tmp_path, audio_dataset):
     with torch.inference_mode():
         expected = [["low", "chirp", "bursts"][i] for i in head(torch.from_numpy(x)).argmax(1)]
     assert Predictor(pkg).predict(paths) == expected
+
+
+def test_speech_embedding_refuses_clips_shorter_than_its_window_by_name():
+    """A 0.6 s clip gives its 775 ms CNN no step: one config error with the fix, not a torch traceback from max_pool2d
+    (found by `tlops rank configs/audio_pitch.yaml --backbones packaged:speech-embedding`)."""
+    import pytest
+
+    from tlops.backbones import load_backbone
+    from tlops.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"backbone.clip_seconds 0.6 is shorter than packaged:speech-embedding's 0.775 s window; "
+                                          r"set backbone.clip_seconds to at least 0.8"):
+        load_backbone("packaged:speech-embedding", clip_seconds=0.6)
+    assert load_backbone("packaged:speech-embedding", clip_seconds=0.8).clip_seconds == 0.8

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from tlops.backbones.base import AudioFiles, BaseBackbone
 from tlops.backbones.registry import LoadOptions, register_backbone
-from tlops.errors import BackboneError
+from tlops.errors import BackboneError, ConfigError
 from tlops.hashing import file_sha256
 
 SAMPLE_RATE = 16000
@@ -244,4 +244,8 @@ def _from_export(folder: Path, spec: dict, meta: dict) -> SpeechEmbeddingBackbon
 
 @register_backbone("speech-embedding", "packaged:speech-embedding", from_export=_from_export)
 def _load(rest: str, opts: LoadOptions) -> SpeechEmbeddingBackbone:
+    if opts.clip_seconds < SpeechEmbeddingBackbone.frame_window:  # its CNN sees 775 ms at a time: a shorter clip has no step
+        raise ConfigError(f"backbone.clip_seconds {opts.clip_seconds:g} is shorter than packaged:speech-embedding's "
+                          f"{SpeechEmbeddingBackbone.frame_window:g} s window; set backbone.clip_seconds to at least 0.8 "
+                          "(shorter clips are zero-padded to it)")
     return SpeechEmbeddingBackbone(clip_seconds=opts.clip_seconds)
