@@ -225,29 +225,15 @@ def probe_options(epochs: int, batch_size: int, lr: float, weight_decay: float, 
                           "augment": augment, "norm_stats": "frozen", **more})
 
 
-def _log_callback(log: Callable[[dict], None] | None) -> list:
-    if log is None:
-        return []
-    from tlops.training.callbacks import Callback
-
-    class _Log(Callback):
-        def on_epoch_end(self, state, row):
-            log(row)
-
-    return [_Log()]
-
-
 def fit_ctc(net: FrameNet, train: ClipData, val: ClipData, alphabet: Sequence[str], k: int, opts, seed: int = 0,
             checkpoint_dir: Path | None = None, callbacks: Sequence = (), log: Callable[[dict], None] | None = None,
             l2sp: float = 0.0):
     """Train `net` (its head a `CTCHead`) with CTC on the shared loop; the best val-WER epoch loaded. Returns the loop's
     result."""
+    from tlops.training.callbacks import epoch_rows
     from tlops.training.loop import fit
-    from tlops.training.parts import L2SP
+    from tlops.training.parts import l2sp_regularisers
 
     task = CTCTask(alphabet, k)
-    regularisers = {}
-    if l2sp > 0:
-        regularisers["l2sp"] = L2SP([p for g in net.backbone.parameter_groups() for p in g], l2sp)
-    return fit(net, CTCObjective(task, regularisers), train, val, opts, seed=seed, task=task, checkpoint_dir=checkpoint_dir,
-               callbacks=[*callbacks, *_log_callback(log)])
+    return fit(net, CTCObjective(task, l2sp_regularisers(net.backbone, l2sp)), train, val, opts, seed=seed, task=task,
+               checkpoint_dir=checkpoint_dir, callbacks=[*callbacks, *epoch_rows(log)])

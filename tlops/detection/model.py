@@ -141,18 +141,6 @@ class DetectionHead(nn.Module):
         return self._fcos[0]
 
 
-class _LoopBackbone:
-    """The backbone as the loop sees it: fine-tuned, its torch model and parameter groups; frozen, nothing to train or
-    checkpoint (an empty module: the detector reads the cached maps)."""
-
-    def __init__(self, backbone, tuned: bool):
-        self.backbone, self.tuned = backbone, tuned
-        self.model = backbone.model if tuned else nn.Module()
-
-    def parameter_groups(self) -> list:
-        return self.backbone.parameter_groups() if self.tuned else []
-
-
 class DetectionData:
     """One split for the training loop: the decoded images, their boxes (xyxy) and labels (1..K), batches with each image
     mirrored (with its boxes) when the batch's generator says so; a frozen backbone's `maps` of each image and of its
@@ -250,15 +238,10 @@ class Detector:
     # ---- training ----
 
     def loop_options(self):
-        """The loop's options (`tlops.training.loop.LoopOptions`) for this detector's `DetectorConfig`: AdamW at `head_lr`
-        (and `backbone_lr` for the tuned groups), warm-up then cosine decay, gradients clipped at norm 10, flips when
-        `flip`, no early stop (patience = epochs)."""
-        from tlops.training.loop import LoopOptions
+        """The loop's options for this detector's `DetectorConfig` (`tlops.training.loop.maps_head_loop_options`)."""
+        from tlops.training.loop import maps_head_loop_options
 
-        c = self.cfg
-        return LoopOptions(epochs=c.epochs, batch_size=c.batch_size, head_lr=c.head_lr, backbone_lr=c.backbone_lr, weight_decay=c.weight_decay,
-                           trainable=c.trainable, warmup_ratio=c.warmup, schedule="cosine", max_grad_norm=10.0, patience=max(1, c.epochs),
-                           augment=c.flip, flip=c.flip, eval_batch_size=16, resume=False)
+        return maps_head_loop_options(self.cfg)
 
     def fit(self, train: list[Sample], val: list[Sample], log: Callable[[dict], None] | None = None, opts=None,
             checkpoint_dir=None, callbacks=()) -> list[dict]:
@@ -268,15 +251,16 @@ class Detector:
         when `opts.trainable` is "all" or N > 0 (its top N groups), else it stays frozen and its maps of every train image
         (and of its mirror image) are computed once. Returns the loop's per-epoch rows (epoch from 0, train_loss and
         its terms, val_map, val_map_50, seconds); `loop` keeps the loop's result."""
-        from tlops.training.callbacks import Callback
+        from tlops.training.callbacks import epoch_rows
         from tlops.training.loop import Net
         from tlops.training.loop import fit as loop_fit
+        from tlops.training.parts import MapsBackbone, l2sp_regularisers, tunes_backbone
 
         opts = opts if opts is not None else self.loop_options()
         torch.manual_seed(self.cfg.seed)
         for p in self.backbone.model.parameters():
             p.requires_grad_(False)
-        tuned = opts.trainable not in (0, "0", None, "none") or getattr(opts, "unfreeze_every", 0) > 0  # gradual unfreezing from 0 tunes too
+        tuned = tunes_backbone(opts)
         self.fine_tuned = tuned
         head = DetectionHead(self.net)
         for p in head.parameters():
@@ -285,20 +269,11 @@ class Detector:
         if not tuned:
             data.maps = self._frozen_maps(data.images, data.boxes, flip=bool(opts.augment and opts.flip))
         task = DetectionTask(self, val)
-
-        class _Log(Callback):
-            def on_epoch_end(self, state, row):
-                log(row)
-
-        regularisers = {}
-        if tuned and getattr(opts, "l2sp", 0) > 0:
-            from tlops.training.parts import L2SP
-
-            regularisers["l2sp"] = L2SP([p for g in self.backbone.parameter_groups() for p in g], opts.l2sp)
+        regularisers = l2sp_regularisers(self.backbone, getattr(opts, "l2sp", 0)) if tuned else {}
         try:
-            self.loop = loop_fit(Net(_LoopBackbone(self.backbone, tuned), head), DetectionObjective(regularisers), data,
+            self.loop = loop_fit(Net(MapsBackbone(self.backbone, tuned), head), DetectionObjective(regularisers), data,
                                  DetectionData(val, load=False), opts, seed=self.cfg.seed, task=task, checkpoint_dir=checkpoint_dir,
-                                 callbacks=[*callbacks, *([_Log()] if log else [])])
+                                 callbacks=[*callbacks, *epoch_rows(log)])
         finally:
             self.net.to("cpu")
             for p in self.backbone.model.parameters():

@@ -110,7 +110,7 @@ def fit_tokens(backbone: Any, train: Sequence[Sentence], val: Sequence[Sentence]
     from tlops.training.feature_groups import FeatureGroups
     from tlops.training.loop import TokenNet, fit
     from tlops.training.objectives import SupervisedObjective
-    from tlops.training.parts import L2SP
+    from tlops.training.parts import l2sp_regularisers
 
     tags = list(tags)
     tokenizer = word_tokenizer(backbone)
@@ -119,7 +119,7 @@ def fit_tokens(backbone: Any, train: Sequence[Sentence], val: Sequence[Sentence]
     torch.manual_seed(seed)
     head = ProbeHead(backbone.num_features, len(tags), kind="linear")  # identity scaler: a linear layer on the states
     trained = FeatureGroups(backbone, [" ".join(s.tokens) for s in train])  # `trainable: N` counts groups that change the states
-    regularisers = {"l2sp": L2SP([p for g in trained.parameter_groups() for p in g], opts.l2sp)} if opts.l2sp > 0 else {}
+    regularisers = l2sp_regularisers(trained, opts.l2sp)
     task = TokenTask(tags, scheme)
     result = fit(TokenNet(trained, head), SupervisedObjective(task, regularisers), train_data, val_data, opts, seed=seed, task=task,
                  checkpoint_dir=checkpoint_dir, callbacks=callbacks)
@@ -136,17 +136,13 @@ def finetune(backbone: Any, train: Sequence[Sentence], tags: Sequence[str], sche
     1, no early stop; `options`: other loop options (`tlops.training.loop.LoopOptions`). With `val`, the epoch with the
     best val entity F1 is kept (else the best on train). `history`: the loop's epoch rows, each with `val_entity_f1`
     (= `val_f1`); `log` gets each row as it ends. Sets `backbone.fine_tuned`."""
-    from tlops.training.callbacks import Callback
+    from tlops.training.callbacks import epoch_rows
     from tlops.training.loop import LoopOptions
-
-    class _Log(Callback):
-        def on_epoch_end(self, state, row):
-            log(row)
 
     opts = LoopOptions(**{"epochs": epochs, "backbone_lr": lr, "head_lr": head_lr, "batch_size": batch_size,
                              "weight_decay": weight_decay, "warmup_ratio": warmup, "schedule": "linear", "patience": epochs,
                              "resume": False, **options})
-    r, head = fit_tokens(backbone, train, val or train, tags, scheme, opts, seed=seed, callbacks=[_Log()] if log else ())
+    r, head = fit_tokens(backbone, train, val or train, tags, scheme, opts, seed=seed, callbacks=epoch_rows(log))
     linear = torch.nn.Linear(backbone.num_features, len(tags))
     with torch.no_grad():
         linear.weight.copy_(head.net[0].weight)

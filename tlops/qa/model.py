@@ -245,6 +245,11 @@ class WindowData:
         return Batch(self.inputs(idx), torch.tensor([[w.start[j], w.end[j]] if w.start else [0, 0] for j in idx]))
 
 
+def _json_line(row: dict) -> str:
+    """An epoch row for a progress log: its numbers rounded to 4 digits, as JSON."""
+    return json.dumps({k: round(v, 4) for k, v in row.items() if isinstance(v, (int, float))})
+
+
 def _pad_mask(lengths: Sequence[int]) -> torch.Tensor:
     mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
     for i, n in enumerate(lengths):
@@ -439,7 +444,7 @@ class QAModel:
             raise ValueError(f"unknown mode {mode!r}; use 'probe' or 'finetune'")
         if not train:
             raise ValueError("no training examples")
-        from tlops.training.callbacks import Callback
+        from tlops.training.callbacks import epoch_rows
         from tlops.training.loop import TokenNet
         from tlops.training.loop import fit as loop_fit
 
@@ -472,20 +477,13 @@ class QAModel:
                 p.requires_grad_(True)
             backbone = FeatureGroups(WindowBackbone(self), w.features[:2])  # `trainable: N` counts groups the states use
             train_data, val_data = WindowData(w, pad), WindowData(val_w, pad)
+        from tlops.training.parts import l2sp_regularisers
 
-        class _Log(Callback):
-            def on_epoch_end(self, state, row):
-                log(json.dumps({k: round(v, 4) for k, v in row.items() if isinstance(v, (int, float))}))
-
-        regularisers = {}
-        if mode == "finetune" and getattr(opts, "l2sp", 0) > 0:
-            from tlops.training.parts import L2SP
-
-            regularisers["l2sp"] = L2SP([p for g in backbone.parameter_groups() for p in g], opts.l2sp)
+        regularisers = l2sp_regularisers(backbone, getattr(opts, "l2sp", 0)) if mode == "finetune" else {}
         task = SpanTask(scored, v2, self.cfg.max_answer_length)
         self.loop = loop_fit(TokenNet(backbone, self.head), SpanObjective(task, regularisers), train_data, val_data, opts,
                              seed=self.cfg.seed, task=task, checkpoint_dir=checkpoint_dir,
-                             callbacks=[*callbacks, *([_Log()] if log else [])])
+                             callbacks=[*callbacks, *epoch_rows((lambda row: log(_json_line(row))) if log else None)])
         self.history = [{**row, "loss": row["train_loss"], "val_exact": row["val_exact_match"],
                          "seconds": row["epoch_train_seconds"]} for row in self.loop.state.history]
         self.backbone.model.eval()

@@ -99,15 +99,10 @@ class Segmenter:
         self.fine_tuned = False
 
     def loop_options(self):
-        """The loop's options (`tlops.training.loop.LoopOptions`) for this segmenter's `SegmenterConfig`: AdamW at `head_lr`
-        (and `backbone_lr` for the tuned groups), warm-up then cosine decay, gradients clipped at norm 10, flips when
-        `flip`, no early stop (patience = epochs)."""
-        from tlops.training.loop import LoopOptions
+        """The loop's options for this segmenter's `SegmenterConfig` (`tlops.training.loop.maps_head_loop_options`)."""
+        from tlops.training.loop import maps_head_loop_options
 
-        c = self.cfg
-        return LoopOptions(epochs=c.epochs, batch_size=c.batch_size, head_lr=c.head_lr, backbone_lr=c.backbone_lr, weight_decay=c.weight_decay,
-                           trainable=c.trainable, warmup_ratio=c.warmup, schedule="cosine", max_grad_norm=10.0, patience=max(1, c.epochs),
-                           augment=c.flip, flip=c.flip, eval_batch_size=16, resume=False)
+        return maps_head_loop_options(self.cfg)
 
     def fit(self, train: list[tuple[str, str]], val: list[tuple[str, str]], log: Callable[[dict], None] | None = None, opts=None,
             checkpoint_dir=None, callbacks=()) -> list[dict]:
@@ -117,15 +112,16 @@ class Segmenter:
         when `opts.trainable` is "all" or N > 0 (its top N groups), else it stays frozen and its maps of every train image
         (and of its mirror image) are computed once. Returns the loop's per-epoch rows (epoch from 0, train_loss,
         val_miou, val_pixel_accuracy, seconds); `loop` keeps the loop's result."""
-        from tlops.training.callbacks import Callback
+        from tlops.training.callbacks import epoch_rows
         from tlops.training.loop import Net
         from tlops.training.loop import fit as loop_fit
+        from tlops.training.parts import MapsBackbone, l2sp_regularisers, tunes_backbone
 
         opts = opts if opts is not None else self.loop_options()
         torch.manual_seed(self.cfg.seed)
         for p in self.backbone.model.parameters():
             p.requires_grad_(False)
-        tuned = opts.trainable not in (0, "0", None, "none") or getattr(opts, "unfreeze_every", 0) > 0  # gradual unfreezing from 0 tunes too
+        tuned = tunes_backbone(opts)
         self.fine_tuned = tuned
         data = SegmentationData(train, self.cfg.image_size)
         if not tuned:
@@ -133,21 +129,12 @@ class Segmenter:
             with torch.inference_mode():
                 data.maps = {f: [torch.cat(parts) for parts in zip(*[self._maps_of(data.xs[i:i + 32].flip(-1) if f else data.xs[i:i + 32])
                                                                      for i in range(0, len(data), 32)])] for f in (False, True)}
-
-        class _Log(Callback):
-            def on_epoch_end(self, state, row):
-                log(row)
-
-        regularisers = {}
-        if tuned and getattr(opts, "l2sp", 0) > 0:
-            from tlops.training.parts import L2SP
-
-            regularisers["l2sp"] = L2SP([p for g in self.backbone.parameter_groups() for p in g], opts.l2sp)
+        regularisers = l2sp_regularisers(self.backbone, getattr(opts, "l2sp", 0)) if tuned else {}
         try:
-            self.loop = loop_fit(Net(_LoopBackbone(self.backbone, tuned), self.net.head), SegmentationObjective(self.net, regularisers),
+            self.loop = loop_fit(Net(MapsBackbone(self.backbone, tuned), self.net.head), SegmentationObjective(self.net, regularisers),
                                  data, SegmentationData(val, self.cfg.image_size, load=False), opts, seed=self.cfg.seed,
                                  task=SegmentationTask(self, val), checkpoint_dir=checkpoint_dir,
-                                 callbacks=[*callbacks, *([_Log()] if log else [])])
+                                 callbacks=[*callbacks, *epoch_rows(log)])
         finally:
             self.net.to("cpu")
             for p in self.backbone.model.parameters():
@@ -181,18 +168,6 @@ class Segmenter:
             for lg, (_, own) in zip(logits, loaded):
                 out.append(F.interpolate(lg[None], size=own, mode="bilinear", align_corners=False)[0].argmax(0).numpy().astype(np.uint8))
         return out
-
-
-class _LoopBackbone:
-    """The backbone as the loop sees it: fine-tuned, its torch model and parameter groups; frozen, nothing to train or
-    checkpoint (an empty module: the head reads the cached maps)."""
-
-    def __init__(self, backbone, tuned: bool):
-        self.backbone, self.tuned = backbone, tuned
-        self.model = backbone.model if tuned else nn.Module()
-
-    def parameter_groups(self) -> list:
-        return self.backbone.parameter_groups() if self.tuned else []
 
 
 class SegmentationData:

@@ -322,11 +322,9 @@ class _FinetuneMode:
         return self.s
 
     def regularisers(self, net: Net) -> dict[str, nn.Module]:
-        from tlops.training.parts import L2SP
+        from tlops.training.parts import l2sp_regularisers
 
-        if self.s.l2sp <= 0:
-            return {}
-        return {"l2sp": L2SP([p for g in net.backbone.parameter_groups() for p in g], self.s.l2sp)}
+        return l2sp_regularisers(net.backbone, self.s.l2sp)
 
     def result(self, net: Net, selection: Any = None, **fields: Any) -> PackageResult:
         from tlops.package import save_package

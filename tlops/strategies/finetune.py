@@ -128,11 +128,11 @@ def finetune(backbone: Backbone, train_items: Sequence[str], y_train: np.ndarray
     from tlops.training.feature_groups import FeatureGroups
     from tlops.training.loop import LabelledData, Net, fit
     from tlops.training.objectives import SupervisedObjective
-    from tlops.training.parts import L2SP
+    from tlops.training.parts import l2sp_regularisers
 
     scored = training_task(task, y_train, cfg)
     trained = FeatureGroups(backbone, train_items)  # `trainable: N` counts groups that change the features
-    regularisers = {"l2sp": L2SP([p for g in trained.parameter_groups() for p in g], cfg.l2sp)} if cfg.l2sp > 0 else {}
+    regularisers = l2sp_regularisers(trained, cfg.l2sp)
     return fit(Net(trained, head), SupervisedObjective(scored, regularisers), LabelledData(backbone, train_items, y_train),
                LabelledData(backbone, val_items, y_val), cfg, seed=seed, task=scored, checkpoint_dir=checkpoint_dir, callbacks=callbacks)
 

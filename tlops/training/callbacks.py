@@ -30,6 +30,21 @@ class Callback:
         """When `fit` ends, normally or by an exception (a display must stop before the error is printed)."""
 
 
+class EpochRows(Callback):
+    """Hands each epoch's row to `log` as the epoch ends (a caller's progress line or history)."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def on_epoch_end(self, state: LoopState, row: dict[str, float]) -> None:
+        self.log(row)
+
+
+def epoch_rows(log) -> list[Callback]:
+    """`[EpochRows(log)]`, or no callback when `log` is None."""
+    return [EpochRows(log)] if log is not None else []
+
+
 class KillAtStep(Callback):
     def __init__(self, step: int):
         self.step = step

@@ -90,6 +90,15 @@ class LoopOptions:
     eval_batch_size: int = 64
 
 
+def maps_head_loop_options(c):
+    """The loop's options of a head on the backbone's feature maps (detection, segmentation) from its config `c`: AdamW
+    at `head_lr` (and `backbone_lr` for the tuned groups), warm-up then cosine decay, gradients clipped at norm 10,
+    flips when `flip`, no early stop (patience = epochs)."""
+    return LoopOptions(epochs=c.epochs, batch_size=c.batch_size, head_lr=c.head_lr, backbone_lr=c.backbone_lr, weight_decay=c.weight_decay,
+                       trainable=c.trainable, warmup_ratio=c.warmup, schedule="cosine", max_grad_norm=10.0, patience=max(1, c.epochs),
+                       augment=c.flip, flip=c.flip, eval_batch_size=16, resume=False)
+
+
 @dataclass
 class LoopResult:
     state: LoopState

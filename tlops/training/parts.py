@@ -67,6 +67,29 @@ class L2SP(nn.Module):
         return 0.5 * self.weight * total if torch.is_tensor(total) else torch.zeros(())
 
 
+def l2sp_regularisers(trained, weight: float) -> dict[str, L2SP]:
+    """The objective's `regularisers` entry for L2-SP over `trained.parameter_groups()`; none when `weight` is 0."""
+    return {"l2sp": L2SP([p for g in trained.parameter_groups() for p in g], weight)} if weight > 0 else {}
+
+
+def tunes_backbone(opts) -> bool:
+    """Whether loop options `opts` train any backbone group: `trainable` "all" or N > 0, or gradual unfreezing (which
+    tunes from epoch 0 on)."""
+    return opts.trainable not in (0, "0", None, "none") or getattr(opts, "unfreeze_every", 0) > 0
+
+
+class MapsBackbone:
+    """A backbone as the loop sees it when the head reads its feature maps: fine-tuned, its torch model and parameter
+    groups; frozen, nothing to train or checkpoint (an empty module: the head reads maps cached once)."""
+
+    def __init__(self, backbone, tuned: bool):
+        self.backbone, self.tuned = backbone, tuned
+        self.model = backbone.model if tuned else nn.Module()
+
+    def parameter_groups(self) -> list:
+        return self.backbone.parameter_groups() if self.tuned else []
+
+
 def warmup_then_decay(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
                       kind: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up from 0 to each group's lr, then cosine or linear decay to 0 at `total_steps` (or constant)."""
