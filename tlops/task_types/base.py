@@ -17,6 +17,21 @@ if TYPE_CHECKING:
     from tlops.training.probe import ProbeResult
 
 
+def train_csv_header(root) -> list[str] | None:
+    """The header cells of `root`/train.csv as written, for a task type's `recognise`; None when the file is missing or
+    unreadable."""
+    import csv
+
+    f = Path(root) / "train.csv"
+    if not f.is_file():
+        return None
+    try:
+        with open(f, encoding="utf-8", newline="") as fh:
+            return next(csv.reader(fh), [])
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 class TaskType:
     name: ClassVar[str] = ""
     gate_metrics: ClassVar[tuple[str, ...]] = ()  # registry.metric must be one of these (test metrics)

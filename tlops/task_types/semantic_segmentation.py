@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlops.task_types.base import TaskType
+from tlops.task_types.base import TaskType, train_csv_header
 from tlops.task_types.registry import register_task_type
 
 NAME = "semantic_segmentation"
@@ -159,16 +159,7 @@ class SemanticSegmentation(TaskType):
 
     def recognise(self, root):
         """A folder whose train.csv has a `mask` column beside `path` holds images with index masks."""
-        import csv
-
-        f = Path(root) / "train.csv"
-        if not f.is_file():
-            return None
-        try:
-            with open(f, encoding="utf-8", newline="") as fh:
-                header = next(csv.reader(fh), [])
-        except (OSError, UnicodeDecodeError):
-            return None
+        header = train_csv_header(root) or []
         return "image" if "mask" in header and "path" in header else None
 
     def init_summary(self, ds):

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlops.task_types.base import TaskType
+from tlops.task_types.base import TaskType, train_csv_header
 from tlops.task_types.registry import register_task_type
 
 NAME = "speech_recognition"
@@ -117,16 +117,7 @@ class SpeechRecognition(TaskType):
 
     def recognise(self, root):
         """A folder whose train.csv has `path` and `text` columns and no `label` holds transcribed audio clips."""
-        import csv
-
-        f = Path(root) / "train.csv"
-        if not f.is_file():
-            return None
-        try:
-            with open(f, encoding="utf-8", newline="") as fh:
-                header = [c.strip() for c in next(csv.reader(fh), [])]
-        except (OSError, UnicodeDecodeError):
-            return None
+        header = [c.strip() for c in train_csv_header(root) or []]
         return "audio" if "path" in header and "text" in header and "label" not in header else None
 
     def init_summary(self, ds):
