@@ -24,7 +24,8 @@ from tlops.records import TRAIN_RESULT, FeatureSet
 from tlops.resolve import open_dataset
 from tlops.secrets import mask
 from tlops.task_types import task_type
-from tlops.tuning import Pruned, best_config_text, TrialOutcome, open_study, parse_search, run_search, study_dir, trial_config
+from tlops.tuning import (Pruned, TrialOutcome, best_config_text, open_study, parse_pruner, parse_search, run_search, study_dir,
+                          trial_config)
 
 stop_heartbeats_promptly()
 
@@ -44,9 +45,10 @@ def tune_flow(config: dict, source: str, trials: int, timeout: float | None = No
     with `score_test`, score the best trial once on the test split. Returns a summary dict."""
     cfg = resolve_paths(config_from_dict(config, source))
     space = parse_search(cfg.search, source)
+    pruner = parse_pruner(cfg.search, source)
     tt = task_type(open_dataset(cfg).task)
     folder = study_dir(cfg, space, name).resolve()
-    st = open_study(folder, tt.selection_metric, tt.selection_higher_is_better, cfg.seed, trials)
+    st = open_study(folder, tt.selection_metric, tt.selection_higher_is_better, cfg.seed, trials, pruner)
     before = len(st.finished)
     try:
         with tracked_run(cfg, source) as (client, run_id):
@@ -56,7 +58,7 @@ def tune_flow(config: dict, source: str, trials: int, timeout: float | None = No
                                            RunTag("tlops.tune.trials_before", str(before)),
                                            RunTag("tlops.tune.retried", ",".join(map(str, st.resumed)) or "none")])
             log_json(client, run_id, {"metric": f"val_{tt.selection_metric}", "direction": "maximize" if st.maximize else "minimize",
-                                      "space": {p.key: p.describe() for p in space}, "trials": trials, "timeout_s": timeout},
+                                      "space": {p.key: p.describe() for p in space}, "pruner": pruner, "trials": trials, "timeout_s": timeout},
                      "tune/search.json")
             if st.study.user_attrs.get("parent_runs") is None:
                 st.study.set_user_attr("parent_runs", [])

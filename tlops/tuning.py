@@ -1,5 +1,5 @@
-"""Hyperparameter search over a config's `search:` section (`tlops tune`), with Optuna: the TPE sampler, median pruning
-on the per-epoch validation metric the shared loop reports (`tlops.training.loop`: an epoch row's `val_<metric>`), and
+"""Hyperparameter search over a config's `search:` section (`tlops tune`), with Optuna: the TPE sampler, median or
+successive-halving pruning on the per-epoch validation metric the shared loop reports (`tlops.training.loop`: an epoch row's `val_<metric>`), and
 a SQLite study beside the search's trial folders, so a search killed even by SIGKILL resumes where it stopped.
 
 The section maps dotted config keys (as `--set` takes them) to a distribution:
@@ -9,6 +9,7 @@ The section maps dotted config keys (as `--set` takes them) to a distribution:
       strategy.dropout: uniform(0.0, 0.5)   # float
       strategy.epochs: int(2, 8)            # integer, both ends included (logint: on a log scale)
       strategy.trainable: [0, 1, 2]         # one of these values (also: choice(0, 1, 2))
+      pruner: successive_halving            # optional, not a searched key: median (the default) | successive_halving
 
 This module holds what does not need orchestration or tracking: the section's parser and checks (each problem names its
 line in the config file and the fix), the study (create or resume), the ask/tell loop and the pruning callback. A
@@ -39,6 +40,8 @@ TUNABLE_SECTIONS = ("strategy", "backbone")  # what a trial may change: the mode
 _CALL = re.compile(r"^\s*(loguniform|uniform|int|logint|choice)\s*\((.*)\)\s*$", re.S)
 EXAMPLE = "write e.g. `strategy.C: loguniform(1e-3, 10)`, `strategy.epochs: int(2, 8)` or `strategy.trainable: [0, 1, 2]`"
 STUDY_FILE = "study.db"
+PRUNERS = ("median", "successive_halving")
+OPTIONS = ("pruner",)  # the section's keys that set the search itself, not a searched config key
 
 
 @dataclass(frozen=True)
@@ -145,13 +148,32 @@ def parse_search(search: Any, source: str = "(config)", text: str | None = None)
     params = []
     for key, spec in search.items():
         key = str(key)
+        if key in OPTIONS:
+            continue
         if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", key, flags=re.ASCII):
             raise ConfigError(f"{at(key)}search.{_shown(key)}: a key is a dotted config key such as strategy.C; {EXAMPLE}")
         if key.split(".", 1)[0] not in TUNABLE_SECTIONS:
             raise ConfigError(f"{at(key)}search.{_shown(key)}: only {' and '.join(f'{s}.*' for s in TUNABLE_SECTIONS)} keys are searched "
                               f"(a trial changes the model's settings, not its data, seed, gate or tracking); remove it")
         params.append(Param(**{**_parse_one(key, spec, at(key)).__dict__, "where": at(key)}))
+    if not params:
+        options = [k for k in OPTIONS if k in search]
+        raise ConfigError(f"{at(options[0] if options else '')}search: names no key to tune (only {', '.join(options)}); add one, "
+                          f"e.g. strategy.C: loguniform(1e-3, 10)")
     return params
+
+
+def parse_pruner(search: Any, source: str = "(config)", text: str | None = None) -> str:
+    """The section's `pruner:` (`median` when absent): one of PRUNERS, or one ConfigError naming its line and the choices."""
+    value = search.get("pruner", "median") if isinstance(search, dict) else "median"
+    if value in PRUNERS:
+        return value
+    origins = _Origins(text)
+    line = origins.line(("search", "pruner"), "value_error") if origins.root is not None else None
+    at = f"{source} {line}: " if line else f"{source}: "
+    raise ConfigError(f"{at}search.pruner: {_shown(repr(value), 60)} is not a pruner; write one of {', '.join(PRUNERS)} "
+                      "(median: stop a trial below the median of earlier trials at the same epoch; successive_halving: keep the "
+                      "top quarter at epochs 2, 5, 17, ...)")
 
 
 def check_space(cfg: RunConfig, params: list[Param], source: str = "(config)") -> None:
@@ -183,7 +205,9 @@ def study_key(cfg: RunConfig, params: list[Param]) -> str:
     """What names a search: the config's settings (not where it is tracked) and the space. The same command resumes
     the same study; a changed config or space starts another."""
     tree = cfg.model_dump(mode="json", exclude={"search", "tracking"})
-    blob = json.dumps([tree, [p.__dict__ | {"where": ""} for p in params]], sort_keys=True, default=str)
+    pruner = parse_pruner(cfg.search)
+    extra = [] if pruner == "median" else [pruner]  # (median: the key searches had before the option existed)
+    blob = json.dumps([tree, [p.__dict__ | {"where": ""} for p in params], *extra], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
@@ -227,19 +251,33 @@ class Study:
             self._lock = None
 
 
-def new_study(storage, maximize: bool, seed: int, trials: int) -> optuna.Study:
-    """The study every search uses: TPE (random for its first max(3, min(10, trials // 3)) trials) and the median pruner
-    (a trial is stopped when its value at an epoch is below the median of earlier trials at that epoch, from the second
-    epoch on, once 3 trials finished). `storage`: an Optuna storage or URL (None: in memory)."""
+def make_pruner(name: str = "median") -> optuna.pruners.BasePruner:
+    """`median`: a trial is stopped when its value at an epoch is below the median of earlier trials at that epoch,
+    from the second epoch on, once 3 trials finished (MedianPruner). `successive_halving`: Optuna's
+    SuccessiveHalvingPruner with its defaults (Jamieson & Talwalkar 2016, asynchronous as in ASHA): rungs at epoch
+    indices 1, 4, 16, ... (min_resource 1 once a trial has finished under 100 epochs, reduction factor 4); a trial
+    reaching a rung goes on only if its value is in the top quarter of the values every trial had there (the best so
+    far while fewer than 4 had)."""
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource="auto", reduction_factor=4, min_early_stopping_rate=0)
+    raise ValueError(f"unknown pruner {name!r}; one of {', '.join(PRUNERS)}")
+
+
+def new_study(storage, maximize: bool, seed: int, trials: int, pruner: str = "median") -> optuna.Study:
+    """The study every search uses: TPE (random for its first max(3, min(10, trials // 3)) trials) and the pruner
+    named (`make_pruner`). `storage`: an Optuna storage or URL (None: in memory)."""
     import optuna
 
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, trials // 3)))
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    return optuna.create_study(storage=storage, study_name="tlops", sampler=sampler, pruner=pruner,
+    return optuna.create_study(storage=storage, study_name="tlops", sampler=sampler, pruner=make_pruner(pruner),
                                direction="maximize" if maximize else "minimize", load_if_exists=True)
 
 
-def open_study(folder: Path, metric: str, maximize: bool, seed: int, trials: int) -> Study:
+def open_study(folder: Path, metric: str, maximize: bool, seed: int, trials: int, pruner: str = "median") -> Study:
     """Create the study, or load it and retry what a killed search left RUNNING: each such trial is marked FAIL
     (tagged `interrupted`) and its parameters enqueued, so the next trial runs them again (a loop strategy resumes
     from its checkpoint under the study's folder)."""
@@ -259,7 +297,7 @@ def open_study(folder: Path, metric: str, maximize: bool, seed: int, trials: int
     lock.write(str(os.getpid()))
     lock.flush()
     storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / STUDY_FILE).resolve()}")
-    study = new_study(storage, maximize, seed, trials)
+    study = new_study(storage, maximize, seed, trials, pruner)
     saved = study.user_attrs.get("metric")
     if saved is not None and saved != metric:
         lock.close()
@@ -276,7 +314,8 @@ def open_study(folder: Path, metric: str, maximize: bool, seed: int, trials: int
 
 
 class Pruned(Exception):
-    """A trial stopped early by the pruner (its epochs so far below the median of earlier trials at the same epoch)."""
+    """A trial stopped early by the pruner (behind earlier trials at the same epoch: below their median, or out of
+    the top quarter at a successive-halving rung)."""
 
     def __init__(self, epoch: int, value: float):
         super().__init__(f"pruned after epoch {epoch + 1} (val {value:.4g})")
@@ -389,5 +428,5 @@ def best_config_text(source: Path, overrides: list[str], best: dict[str, Any], o
     return yaml.safe_dump(tree, sort_keys=False)
 
 
-__all__ = ["Param", "Pruned", "ReportToPruner", "Study", "TrialOutcome", "best_config_text", "check_space", "new_study", "open_study",
-           "parse_search", "run_search", "study_dir", "study_key", "trial_config"]
+__all__ = ["PRUNERS", "Param", "Pruned", "ReportToPruner", "Study", "TrialOutcome", "best_config_text", "check_space", "make_pruner",
+           "new_study", "open_study", "parse_pruner", "parse_search", "run_search", "study_dir", "study_key", "trial_config"]

@@ -1,5 +1,5 @@
 """`tlops tune CONFIG --trials N [--timeout S] [--register]`: a hyperparameter search over the config's `search:` section
-(Optuna TPE, median pruning on the per-epoch validation metric), each trial a Prefect task and a nested MLflow run under
+(Optuna TPE, median or successive-halving pruning on the per-epoch validation metric), each trial a Prefect task and a nested MLflow run under
 the search's run; the best trial's config written out, its model scored once on test (or, with --register, trained,
 scored and gated as a normal `tlops run`). The same command again resumes the search where it stopped."""
 
@@ -39,12 +39,13 @@ def tune(
     from flows.commands.run import check_data_first, local_prefect_server, print_summary
     from tlops.config import default_run_name, load_config
     from tlops.text_files import read_utf8
-    from tlops.tuning import check_space, parse_search
+    from tlops.tuning import check_space, parse_pruner, parse_search
 
     try:
         cfg = load_config(config, set_ or [])
         text = read_utf8(config, TlopsError)
         space = parse_search(cfg.search, str(config), text)
+        pruner = parse_pruner(cfg.search, str(config), text)
         check_space(cfg, space, str(config))
     except TlopsError as e:
         raise failed(e, 2)
@@ -54,7 +55,7 @@ def tune(
     cfg.tracking.run_name = cfg.tracking.run_name or default_run_name(f"{cfg.registry.model_name}-tune")
     if not json_out:
         status(f"[dim]tuning {esc(cfg.registry.model_name)} ({esc(cfg.strategy.name)} on {esc(cfg.backbone.name)}): {trials} trials "
-               f"over {esc(', '.join(f'{p.key} {p.describe()}' for p in space))}, selected on validation[/dim]")
+               f"over {esc(', '.join(f'{p.key} {p.describe()}' for p in space))}, {pruner} pruning, selected on validation[/dim]")
     try:
         from flows.tune import tune_flow
 

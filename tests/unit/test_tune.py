@@ -1,5 +1,5 @@
 """tlops.tuning: the search: section's parser and checks (each refusal names the file, the key's line and the fix), the
-pruning path (Optuna's median pruner stopping a toy objective's bad trials on their per-epoch reports through the
+pruning path (Optuna's median and successive-halving pruners stopping a toy objective's bad trials on their per-epoch reports through the
 loop's callback) and the best config written back as
 the user wrote it. The SQLite study resumed after a SIGKILL is tests/flow/test_tune.py."""
 
@@ -13,8 +13,8 @@ import yaml
 from tests.helpers import tiny_config
 from tlops.config import load_config
 from tlops.errors import ConfigError
-from tlops.tuning import (Param, Pruned, ReportToPruner, Study, best_config_text, check_space, new_study, parse_search,
-                          run_search, trial_config)
+from tlops.tuning import (Param, Pruned, ReportToPruner, Study, best_config_text, check_space, new_study, parse_pruner,
+                          parse_search, run_search, study_key, trial_config)
 
 SPACE = """\
 search:
@@ -60,6 +60,7 @@ def test_parser_reads_every_form_and_checks_each_value_against_the_config(tmp_pa
     ("strategy.head: []", "empty list of choices"),
     ("registry.margin: uniform(0, 1)", "only strategy.* and backbone.* keys"),
     ("C: uniform(0, 1)", "dotted config key"),
+    ("pruner: median", "names no key to tune"),
 ])
 def test_a_bad_distribution_names_its_line_and_the_fix(tmp_path, line, expect):
     path = _config(tmp_path, "search:\n  " + line + "\n")
@@ -68,6 +69,23 @@ def test_a_bad_distribution_names_its_line_and_the_fix(tmp_path, line, expect):
         parse_search(cfg.search, str(path), path.read_text())
     n = len(path.read_text().splitlines())
     assert expect in str(e.value) and f"tune.yaml line {n} column 3" in str(e.value), str(e.value)
+
+
+def test_the_pruner_option_is_read_refused_with_its_line_and_names_another_study(tmp_path):
+    path = _config(tmp_path, "search:\n  strategy.C: loguniform(1e-3, 10)\n  pruner: successive_halving\n")
+    cfg = load_config(path)
+    assert parse_pruner(cfg.search, str(path), path.read_text()) == "successive_halving"
+    assert [p.key for p in parse_search(cfg.search, str(path), path.read_text())] == ["strategy.C"]  # an option, not a key
+    median = load_config(path, ["search.pruner=median"])
+    assert parse_pruner(median.search) == "median" and parse_pruner({"strategy.C": "uniform(0, 1)"}) == "median"
+    space = parse_search(cfg.search)
+    assert study_key(cfg, space) != study_key(median, space)  # a resumed study keeps the pruner it ran with
+    bad = _config(tmp_path / "bad", "search:\n  strategy.C: loguniform(1e-3, 10)\n  pruner: hyperband\n")
+    with pytest.raises(ConfigError) as e:
+        parse_pruner(load_config(bad).search, str(bad), bad.read_text())
+    n = len(bad.read_text().splitlines())
+    assert f"tune.yaml line {n} column 11: search.pruner: 'hyperband' is not a pruner" in str(e.value), str(e.value)
+    assert "median, successive_halving" in str(e.value)
 
 
 def test_a_value_the_config_refuses_is_caught_before_any_trial(tmp_path):
@@ -106,6 +124,25 @@ def test_median_pruning_stops_trials_behind_the_median_at_the_same_epoch(tmp_pat
         epochs = [e for n, e in calls if n == o.number]
         assert 1 <= max(epochs) < 5 and o.params["strategy.x"] < max(done)
     assert st.best.value == max(done)
+
+
+def test_successive_halving_stops_trials_at_its_rungs_unless_in_the_top_quarter_there(tmp_path):
+    st = Study(new_study(None, maximize=True, seed=0, trials=16, pruner="successive_halving"), tmp_path, maximize=True, metric="score")
+    calls: list = []
+    outcomes = run_search(st, [Param("strategy.x", "float", 0.0, 1.0)], 16, lambda t, v: _toy(t, v, {}, calls))
+    assert len(outcomes) == 16 and outcomes[0].state == "complete"  # the first finished trial sets min_resource (1 epoch)
+    pruned = [o for o in outcomes if o.state == "pruned"]
+    assert len(pruned) >= 4, [o.state for o in outcomes]
+    trials = {t.number: t for t in st.study.get_trials(deepcopy=False)}
+    for o in pruned:  # (at least 4: asserted above) stopped at a rung (epoch index 1, then 4: reduction factor 4) ...
+        last = max(e for n, e in calls if n == o.number)
+        assert last in (1, 4), (o.number, last)
+        rung = f"completed_rung_{0 if last == 1 else 1}"
+        there = sorted((t.system_attrs[rung] for n, t in trials.items() if n <= o.number and rung in t.system_attrs), reverse=True)
+        keep = there[max(1, len(there) // 4) - 1]  # ... where its value was below the top quarter of the trials that got there
+        assert o.params["strategy.x"] * (last + 1) / 6 < keep, (o.number, there)
+    done = [o for o in outcomes if o.state == "complete"]
+    assert st.best.value == max(o.value for o in done) and len(calls) < 16 * 6
 
 
 def test_a_pruned_exception_carries_its_epoch():
