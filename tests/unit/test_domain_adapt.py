@@ -178,6 +178,30 @@ def test_dann_beats_source_only_on_the_toy_shift_and_logs_the_discriminator(tmp_
     assert a.oracle.test_macro_f1 == max(r["oracle_test_macro_f1"] for r in rows)
 
 
+def test_adabn_standardises_each_domain_with_its_own_statistics_and_the_package_with_the_targets(tmp_path):
+    """adabn: no alignment loss; the target rows get their own z-scores (the toy's target moves 6 nuisance dims by 2
+    standard deviations, which that undoes), one model whatever trade_off lists, and the packaged head standardises
+    raw inputs with the unlabelled target rows' statistics, so it scores the raw target test rows as the run did."""
+    from sklearn.metrics import f1_score
+
+    from tlops.training.probe import finetune_scaler
+
+    source_only, data = _train_toy(tmp_path / "so", method="source_only")
+    adabn, _ = _train_toy(tmp_path / "adabn", method="adabn", trade_off=[0.3, 1.0])
+    so, ad = source_only.adaptation.chosen.oracle_test_macro_f1, adabn.adaptation.chosen.oracle_test_macro_f1
+    assert ad > so + 0.03, (so, ad)
+    assert len(adabn.adaptation.candidates) == 1 and "train_loss_transfer" not in adabn.history[0]
+    head = load_head(adabn)
+    mean_t, _ = finetune_scaler(data["unlabeled"][0])
+    assert torch.allclose(head.mean, mean_t, atol=1e-5)
+    with torch.no_grad():
+        predicted = head(torch.from_numpy(data["test"][0])).argmax(1).numpy()
+    assert f1_score(data["test"][1], predicted, average="macro") == pytest.approx(ad, abs=1e-6)  # the raw rows, as the run scored them
+    with pytest.raises(ConfigError, match="method adabn standardises the cached frozen features per domain, so it needs mode: features"):
+        config_from_dict({"data": {"path": "d"}, "backbone": {"name": "toy"}, "registry": {"model_name": "m"},
+                          "strategy": {"name": "domain_adapt", "method": "adabn", "mode": "finetune"}})
+
+
 def test_a_trade_off_list_trains_one_model_per_value_and_keeps_the_criterions_choice(tmp_path):
     result, _ = _train_toy(tmp_path, method="coral", trade_off=[0.1, 3.0], epochs=4, selection="snd")
     a = result.adaptation
@@ -266,7 +290,7 @@ def test_regression_refuses_the_options_made_of_class_probabilities(tmp_path, op
 
 def test_config_errors_name_the_bad_value(tmp_path):
     base = {"data": {"path": "d"}, "backbone": {"name": "toy"}, "registry": {"model_name": "m"}}
-    with pytest.raises(ConfigError, match="strategy.method: Input should be 'dann', 'cdan', 'mmd', 'coral', 'mcc' or 'source_only'"):
+    with pytest.raises(ConfigError, match="strategy.method: Input should be 'dann', 'cdan', 'mmd', 'coral', 'mcc', 'adabn' or 'source_only'"):
         config_from_dict({**base, "strategy": {"name": "domain_adapt", "method": "dan"}})
     with pytest.raises(ConfigError, match="only apply to mode: finetune"):
         config_from_dict({**base, "strategy": {"name": "domain_adapt", "lp_ft": True}})

@@ -1,7 +1,10 @@
 """Domain adaptation (`domain_adapt`): labelled source rows (train/val) plus unlabelled target rows
 (unlabeled.csv); the features learn to predict the source labels while an alignment term makes source and
 target look alike: min L_task + trade_off * R(f, D_s, D_t), R one of DANN, CDAN (adversarial, through a
-gradient-reversal layer), MMD, CORAL, or nothing (source-only, the baseline).
+gradient-reversal layer), MMD, CORAL, MCC, or nothing (source-only, the baseline). `adabn` aligns by statistics
+instead of a loss: each domain's frozen features are standardised with that domain's own mean and std (AdaBN's
+statistics swap, Li et al. 2016, on the features the cached backbone gives; features mode only), and the package
+standardises its inputs with the target's, as the model is meant for target-domain inputs.
 
 Two modes on the same loop and objective:
 - `features` (fast, default): the cached frozen backbone features stay fixed; a bottleneck adapter
@@ -58,7 +61,8 @@ if TYPE_CHECKING:
     from tlops.training.loop import LabelledData, LoopResult, Net
     from tlops.training.objectives import ClassificationTask, RegressionTask
 
-METHODS = ("dann", "cdan", "mmd", "coral", "mcc", "source_only")
+METHODS = ("dann", "cdan", "mmd", "coral", "mcc", "adabn", "source_only")
+NO_TRADE_OFF = ("adabn", "source_only")  # methods without an alignment loss: one model, whatever trade_off lists
 # criterion -> (the epoch row's key, higher is better); source_val: the task type's selection metric on source val
 CRITERIA = {"dev": ("dev_risk", False), "snd": ("snd", True), "iwv": ("iwv_risk", False), "im": ("im", True), "bnm": ("bnm", True)}
 
@@ -78,7 +82,7 @@ class DomainAdaptConfig(FinetuneConfig):
     """Loop options as `finetune`, plus the adaptation method, its weight, the mode and the selection criterion."""
 
     name: Literal["domain_adapt"] = "domain_adapt"  # type: ignore[assignment]
-    method: Literal["dann", "cdan", "mmd", "coral", "mcc", "source_only"] = "dann"
+    method: Literal["dann", "cdan", "mmd", "coral", "mcc", "adabn", "source_only"] = "dann"
     mode: Literal["features", "finetune"] = Field("features", description="features: adapter + head on the cached frozen "
                                                   "features (fast); finetune: the backbone trains too")
     trade_off: float | list[float] = Field(1.0, description="weight of the alignment term; a list trains one model per value "
@@ -122,6 +126,9 @@ class DomainAdaptConfig(FinetuneConfig):
 
     @model_validator(mode="after")
     def _features_mode_options(self):
+        if self.method == "adabn" and self.mode != "features":
+            raise ValueError("method adabn standardises the cached frozen features per domain, so it needs mode: features; "
+                             "for mode: finetune use dann, cdan, mmd, coral or mcc")
         if self.mode == "features":
             bad = {k: getattr(self, k) for k, ok in (("head", "linear"), ("lp_ft", False), ("trainable", "all"), ("unfreeze_every", 0),
                                                      ("l2sp", 0.0)) if getattr(self, k) != ok}
@@ -241,6 +248,26 @@ class _FeaturesMode:
         self.outputs = task_type(f.task).outputs(f.labels)  # classes, or 1 for a regression
         self.arrays = [a for split in ("train", "val") for a in self.rows[split]] + [self.rows["unlabeled"][0]]
 
+    deployed_scaler = None  # the package's input scaler when it is not the adapter's (adabn: the target's statistics)
+
+    def per_domain(self) -> _FeaturesMode:
+        """The same rows with the target ones (unlabeled, test) moved into the source statistics: (x - mean_t) / std_t
+        * std_s + mean_s, so that the adapter's source standardisation gives every domain its own z-scores (adabn).
+        The target's mean and std come from the unlabelled rows only; the package standardises with them."""
+        import copy
+
+        from tlops.training.probe import finetune_scaler
+
+        mean_s, std_s = (t.numpy() for t in finetune_scaler(self.rows["train"][0]))
+        mean_t, std_t = finetune_scaler(self.rows["unlabeled"][0])
+        other = copy.copy(self)
+        other.rows = dict(self.rows)
+        for split in ("unlabeled", "test"):
+            x, y = self.rows[split]
+            other.rows[split] = (((x - mean_t.numpy()) / std_t.numpy() * std_s + mean_s).astype(x.dtype), y)
+        other.deployed_scaler = (mean_t, std_t)
+        return other
+
     def net(self) -> tuple[Net, np.ndarray]:
         import torch
 
@@ -282,7 +309,7 @@ class _FeaturesMode:
         # as `net` did for the trained head: a regression head maps back to the target's units with the train targets' scaler
         training_task(self.ctx.features.task, self.rows["train"][1], self.s).init_head(head)
         with torch.no_grad():  # standardise -> adapter Linear -> GELU -> dropout -> classifier is exactly ProbeHead's MLP
-            head.set_scaler(adapter[0].mean, adapter[0].std)
+            head.set_scaler(*(self.deployed_scaler or (adapter[0].mean, adapter[0].std)))
             head.net[0].load_state_dict(adapter[1].state_dict())
             head.net[3].load_state_dict(net.head.net[0].state_dict())
         self.ctx.out_dir.mkdir(parents=True, exist_ok=True)
@@ -342,7 +369,7 @@ def build_alignment(s: DomainAdaptConfig, feature_dim: int, n_classes: int, seed
     """The method's loss module (None for source-only)."""
     from tlops.training import adaptation as da
 
-    if s.method == "source_only":
+    if s.method in NO_TRADE_OFF:
         return None
     if s.method == "mmd":
         return da.MMDLoss(s.mmd_scales)
@@ -365,6 +392,7 @@ class _Trained:
     checkpoint_dir: Any
     task: Any  # the ClassificationTask / RegressionTask it was trained and scored with
     kind: Any  # the dataset's TaskType (names the validation metrics)
+    mode: Any  # the _FeaturesMode / _FinetuneMode that packages it (adabn: its per-domain rows and scaler)
 
 
 SELECTION_ONLY = {"oracle", "baseline", "agreement", "agreement_votes", "collapse_max_tv", "source_val_tolerance"}  # options that do not change a trained model
@@ -380,6 +408,8 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, s: DomainAd
     from tlops.training.probe import finetune_scaler
 
     seed = ctx.cfg.seed  # `s`: the run's strategy, its method possibly replaced by source_only (the baseline candidate)
+    if s.method == "adabn":
+        mode = mode.per_domain()
     torch.manual_seed(seed)
     net, initial = mode.net()
     train, val, unlabeled = mode.data(net, "train"), mode.data(net, "val"), mode.data(net, "unlabeled")
@@ -397,7 +427,7 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, s: DomainAd
                          mode.data(net, "test") if s.oracle else None, seed, task)
     ckpt = run_checkpoint_dir(ctx, {**s.model_dump(exclude=NOT_IN_FINGERPRINT | SELECTION_ONLY), "trade_off": trade_off}, mode.arrays)
     r = fit(net, objective, train, val, opts, seed=seed, task=task, checkpoint_dir=ckpt, callbacks=callbacks, epoch_metrics=criteria)
-    return _Trained(trade_off, net, r, ckpt, task, task_type(ctx.features.task))
+    return _Trained(trade_off, net, r, ckpt, task, task_type(ctx.features.task), mode)
 
 
 def _candidate(t: _Trained, key: str) -> Candidate:
@@ -418,7 +448,7 @@ def _oracle(runs: list[tuple[float, list[dict]]]) -> OracleChoice | None:
 
 
 def _name(method: str, trade_off: float) -> str:
-    return "source_only" if method == "source_only" else f"{method}@{trade_off:g}"
+    return method if method in NO_TRADE_OFF else f"{method}@{trade_off:g}"
 
 
 def _agreement_criteria(s: DomainAdaptConfig, task: str) -> list[tuple[str, str, bool]]:
@@ -482,7 +512,7 @@ def _choose(s: DomainAdaptConfig, task: str, trained: list[tuple[str, _Trained]]
 @register_strategy("domain_adapt", DomainAdaptConfig, splits=("unlabeled",), tasks=("classification", "regression"), heads=("linear", "mlp"),
                    starter="domain_adapt", setting_tasks={"loss": "regression", "huber_delta": "regression"})
 def train(ctx: TrainContext) -> HeadResult | PackageResult:
-    """Adapt to the unlabelled target split (DANN, CDAN, MMD, CORAL or source-only); the model is chosen without target labels."""
+    """Adapt to the unlabelled target split (DANN, CDAN, MMD, CORAL, MCC, AdaBN or source-only); the model is chosen without target labels."""
     from tlops.selection_record import SELECTION_FILE
 
     s = ctx.cfg.strategy
@@ -490,12 +520,12 @@ def train(ctx: TrainContext) -> HeadResult | PackageResult:
     key, maximize = criterion(s.selection, ctx.features.task)
     # the candidates: source_only (the baseline, once), then the method at each trade_off value
     runs_to_fit = ([("source_only", 0.0)] if s.baseline or s.method == "source_only" else []) + (
-        [(s.method, v) for v in s.trade_offs()] if s.method != "source_only" else [])
+        [(s.method, v) for v in s.trade_offs()] if s.method not in NO_TRADE_OFF else [(s.method, 0.0)] if s.method != "source_only" else [])
     t0 = time.perf_counter()
     trained: list[tuple[str, _Trained]] = []
     for method, value in runs_to_fit:
         name = _name(method, value)
-        prefix = "source_only/" if method == "source_only" else f"trade_off_{value:g}/"
+        prefix = f"{method}/" if method in NO_TRADE_OFF else f"trade_off_{value:g}/"
         callbacks = list(ctx.callbacks) if len(runs_to_fit) == 1 else [_Prefixed(cb, prefix) for cb in ctx.callbacks]
         trained.append((name, _fit_one(ctx, mode, s.model_copy(update={"method": method}), value, callbacks)))
     best, record = _choose(s, ctx.features.task, trained, key, maximize)
@@ -504,6 +534,6 @@ def train(ctx: TrainContext) -> HeadResult | PackageResult:
     summary = AdaptationSummary(method=s.method, mode=s.mode, criterion=key, chosen=chosen, candidates=candidates,
                                 oracle=_oracle([(t.trade_off, t.loop.state.history) for _, t in trained]))
     selection = record.save(ctx.out_dir / SELECTION_FILE)  # beside the head; copied into the package
-    return mode.result(best.net, strategy=s.name, history=best.loop.state.history, val_metrics=chosen.val_metrics,
+    return best.mode.result(best.net, strategy=s.name, history=best.loop.state.history, val_metrics=chosen.val_metrics,
                        seconds=time.perf_counter() - t0, loop=loop_summary(best.loop, best.checkpoint_dir),
                        adaptation=summary, selection=selection)
