@@ -1,0 +1,79 @@
+"""Channels-last (NHWC) memory for the convolutional image backbone: same features and gradients as contiguous NCHW
+(only the summation order differs), weights stay channels-last through training, exports stay loadable."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from tlops.backbones.efficientnet_lite import EfficientNetLiteBackbone
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A random-weights EfficientNet-Lite0 state dict on disk (BN statistics randomised so they matter)."""
+    from efficientnet_lite_pytorch import EfficientNet
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    m = EfficientNet.from_name("efficientnet-lite0", image_size=SIZE)
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    path = tmp_path_factory.mktemp("w") / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pair(weights):
+    """(channels-last backbone, the same weights as contiguous NCHW), built once: the first pass through each
+    layout pays oneDNN's kernel generation, most of these tests' time."""
+    fast = EfficientNetLiteBackbone(weights=weights, image_size=SIZE)
+    plain = EfficientNetLiteBackbone(weights=weights, image_size=SIZE)
+    plain.memory_format = torch.contiguous_format  # the old layout, for comparison
+    return fast, plain
+
+
+def _max_rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def test_channels_last_features_equal_nchw(pair):
+    fast, plain = pair
+    assert fast.model._conv_stem.weight.is_contiguous(memory_format=torch.channels_last), "weights not channels-last"
+    assert plain.model._conv_stem.weight.is_contiguous(), "the comparison model should be plain NCHW"
+    x = torch.randn(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        a, b = fast.embed(x), plain.embed(x)  # an NCHW batch is converted by embed itself
+        maps_a, maps_b = fast.feature_maps(x.sigmoid()), plain.feature_maps(x.sigmoid())
+    assert a.shape == (4, 1280) and a.is_contiguous()
+    assert _max_rel_diff(a, b) < 1e-5, f"channels-last features differ from NCHW by {_max_rel_diff(a, b):.2e} (relative)"
+    for ma, mb in zip(maps_a, maps_b):
+        assert _max_rel_diff(ma, mb) < 1e-5, f"feature maps differ by {_max_rel_diff(ma, mb):.2e}"
+
+
+def test_channels_last_training_step_matches_nchw(pair, tmp_path):
+    """BatchNorm in eval mode, as fine-tuning runs it by default (`norm_stats: frozen`)."""
+    fast, plain = copy.deepcopy(pair[0]), pair[1]
+    x = torch.randn(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    for b in (fast, plain):
+        b.model.zero_grad()
+        b.embed(x).pow(2).mean().backward()
+    ga, gb = fast.model._conv_stem.weight.grad, plain.model._conv_stem.weight.grad
+    assert _max_rel_diff(ga, gb) < 1e-4, f"stem gradients differ by {_max_rel_diff(ga, gb):.2e} (relative)"
+    with torch.no_grad():  # an SGD step by hand (optimizers update in place too; torch.optim's first import costs ~7 s here)
+        for p in fast.model.parameters():
+            if p.grad is not None:
+                p.sub_(0.1 * p.grad)
+    assert fast.model._conv_stem.weight.is_contiguous(memory_format=torch.channels_last), "an update step lost the layout"
+    fast.model.eval()
+    fast.export(tmp_path / "pkg")  # safetensors needs contiguous tensors: export converts
+    back = EfficientNetLiteBackbone(weights=tmp_path / "pkg" / "model.safetensors", image_size=SIZE)
+    with torch.inference_mode():
+        assert torch.equal(back.embed(x), fast.embed(x)), "exported channels-last weights did not round-trip"
