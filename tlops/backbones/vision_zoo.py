@@ -4,6 +4,12 @@ Names: `timm:<model>` (timm's pretrained weights, from the Hugging Face hub) and
 `torchvision:<model>` (the model's DEFAULT weights enum). Append `@<local weights file>` to load a
 checkpoint from disk instead (safetensors or a torch state dict), e.g. offline or for fine-tuned weights.
 The classifier is dropped: features are the pooled pre-logits, (B, num_features).
+
+Dense heads (detection, segmentation) read `feature_maps`: the unpooled maps at strides 8, 16 and 32, from timm's
+`forward_intermediates` (the last stage of each stride in the model's `feature_info`) or, for torchvision, from
+torchvision's `IntermediateLayerGetter` (what its own FPN and LR-ASPP builders use) over the stages of a ResNet
+(`layer2`..`layer4`) or of a model whose body is a `features` sequence (MobileNet, EfficientNet, ConvNeXt), each
+stride's last stage; channels and strides are measured once on a small dummy input.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from tlops.errors import BackboneError, DataError
 from tlops.hashing import file_sha256
 
 WEIGHTS_FILE = "model.safetensors"
+MAP_STRIDES = (8, 16, 32)  # the strides of the maps `feature_maps` returns (as packaged:efficientnet-lite0's)
+STAGE_CONTAINERS = ("features", "layers", "trunk_output")  # torchvision: a top-level sequence of stages, one parameter group each
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -70,6 +78,7 @@ class ZooImageBackbone(ImageFiles, BaseBackbone):
         self.layers, self.pooling, self.max_length = [-1], "mean", None
         self.found_via = "local file" if self.weights else f"{zoo} pretrained weights"
         self.calls = 0
+        self._maps_plan: tuple | None = None  # (timm stage indices or torchvision's layer getter and names, channels), on first use
         self._model = self._build()
         self.num_features = _drop_classifier(self._model)
         if self.headless:
@@ -134,9 +143,106 @@ class ZooImageBackbone(ImageFiles, BaseBackbone):
         self.calls += 1
         return self._model(batch).flatten(1).float()
 
+    # ---- multi-scale feature maps for dense heads (detection, segmentation); embed() does not use them ----
+    feature_strides = MAP_STRIDES  # of the maps `feature_maps` returns, relative to the input
+
+    @property
+    def feature_channels(self) -> tuple[int, ...]:
+        """Channels of the stride 8, 16 and 32 maps; a BackboneError naming the model when it has no such maps."""
+        return self._plan()[1]
+
+    def feature_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Unpooled maps at strides 8, 16 and 32 of RGB images in [0, 1] (B, 3, H, W): the zoo's normalisation (the
+        mean/std of its eval transform), then the model's own stages in its current train/eval mode."""
+        where, _ = self._plan()
+        mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, 3, 1, 1) for v in self._norm)
+        x = (images - mean) / std
+        if self.zoo == "timm":
+            try:
+                return list(self._model.forward_intermediates(x, indices=list(where), intermediates_only=True))
+            except NotImplementedError as e:
+                raise self._no_maps(f"forward_intermediates: {e}") from None
+        getter, names = where
+        out = getter(x)
+        return [out[n] for n in names]
+
+    def _plan(self) -> tuple:
+        if self._maps_plan is None:
+            self._maps_plan = self._timm_plan() if self.zoo == "timm" else self._torchvision_plan()
+        return self._maps_plan
+
+    def _no_maps(self, why: str) -> BackboneError:
+        return BackboneError(
+            f"{self.zoo}:{self.model_name} gives no feature maps at strides {', '.join(map(str, MAP_STRIDES))} ({why}), which a "
+            "detection or segmentation head needs; use a convolutional model (timm or torchvision resnet*, mobilenet*, "
+            "efficientnet*, convnext*) or packaged:efficientnet-lite0")
+
+    def _timm_plan(self) -> tuple:
+        import timm.data
+
+        m = self._model
+        info = getattr(m, "feature_info", None)
+        if not info or not hasattr(m, "forward_intermediates"):
+            raise self._no_maps("timm has no feature_info / forward_intermediates for it")
+        reductions = [int(f["reduction"]) for f in info]
+        missing = [s for s in MAP_STRIDES if s not in reductions]
+        if missing:
+            raise self._no_maps(f"its stages reduce by {sorted(set(reductions))}")
+        indices = [max(i for i, r in enumerate(reductions) if r == s) for s in MAP_STRIDES]  # each stride's last stage
+        cfg = timm.data.resolve_data_config({}, model=m)
+        self._norm = (tuple(cfg["mean"]), tuple(cfg["std"]))
+        return tuple(indices), tuple(int(info[i]["num_chs"]) for i in indices)
+
+    def _torchvision_plan(self) -> tuple:
+        from torchvision.models._utils import IntermediateLayerGetter
+
+        m = self._model
+        if all(hasattr(m, f"layer{i}") for i in (2, 3, 4)):  # ResNet, ResNeXt, Wide ResNet
+            body, names = m, [n for n, _ in m.named_children()]
+            names = names[: names.index("layer4") + 1]
+        elif isinstance(getattr(m, "features", None), nn.Sequential):  # MobileNet v2/v3, EfficientNet v1/v2, ConvNeXt, ...
+            body, names = m.features, [n for n, _ in m.features.named_children()]
+        else:
+            raise self._no_maps(f"tlops reads the stages of ResNets and of models with a `features` sequence; "
+                                f"{type(m).__name__} has {', '.join(n for n, _ in m.named_children())}")
+        getter = IntermediateLayerGetter(body, {n: n for n in names})
+        h, w = 64, 96  # strides from the maps' sizes on a small input (not square: channels-last maps do not fit both)
+        modes = {mod: mod.training for mod in m.modules()}
+        m.eval()
+        try:
+            with torch.no_grad():
+                probe = torch.zeros(1, 3, h, w, device=next(m.parameters()).device)
+                sizes = {n: tuple(t.shape) for n, t in getter(probe).items()}
+        finally:
+            for mod, mode in modes.items():
+                mod.training = mode
+        at = {}
+        for n, shape in sizes.items():  # each stride's last stage
+            if len(shape) == 4 and shape[2] and h % shape[2] == 0 and h // shape[2] * shape[3] == w:
+                at[h // shape[2]] = (n, shape[1])
+        missing = [s for s in MAP_STRIDES if s not in at]
+        if missing:
+            raise self._no_maps(f"no stage of {type(m).__name__} gives a (B, C, H, W) map at stride {missing[0]}")
+        chosen = [at[s][0] for s in MAP_STRIDES]
+        getter = IntermediateLayerGetter(body, {n: n for n in chosen})  # stops after the stride-32 stage
+        self._norm = (tuple(self.transform.mean), tuple(self.transform.std))
+        return (getter, chosen), tuple(int(at[s][1]) for s in MAP_STRIDES)
+
     def parameter_groups(self) -> list[list[nn.Parameter]]:
-        """Top-level children in definition order (stem, stages, head) that hold parameters."""
-        return [ps for ps in (list(c.parameters()) for c in self._model.children()) if ps]
+        """From input side to output side, one group per stage so the top N groups are the last N stages (the stride-32
+        maps come from the last ones): timm's own coarse grouping (`group_matcher(coarse=True)`: stem, each stage, the
+        head's layers), or for torchvision the top-level children in definition order (stem, stages, head) with a
+        top-level sequence of stages (`features`, `layers`, `trunk_output`) split into its stages."""
+        m = self._model
+        if self.zoo == "timm" and hasattr(m, "group_matcher"):
+            from timm.models import group_parameters
+
+            return [g for g in group_parameters(m, m.group_matcher(coarse=True), return_values=True).values() if g]
+        groups = []
+        for name, child in m.named_children():
+            parts = list(child.children()) if name in STAGE_CONTAINERS and isinstance(child, (nn.Sequential, nn.ModuleList)) else [child]
+            groups += [list(c.parameters()) for c in parts]
+        return [g for g in groups if g]
 
     def export(self, out_dir: Path) -> None:
         from safetensors.torch import save_file

@@ -77,7 +77,7 @@ def build_detector(backbone, n_classes: int, cfg: DetectorConfig) -> nn.Module:
 
     if not hasattr(backbone, "feature_maps"):
         raise ConfigError(f"backbone {getattr(backbone, 'source', backbone)} has no multi-scale feature maps (feature_maps), which a "
-                          "detector needs; use packaged:efficientnet-lite0")
+                          "detector needs; use packaged:efficientnet-lite0 or a convolutional timm:/torchvision: model (resnet*, efficientnet*, ...)")
     torch.manual_seed(cfg.seed)
     body = _BodyWithFPN(backbone, cfg.fpn_channels)
     strides = tuple(backbone.feature_strides)

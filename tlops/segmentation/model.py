@@ -48,7 +48,7 @@ class SegmentationNet(nn.Module):
         super().__init__()
         if not hasattr(backbone, "feature_maps"):
             raise ConfigError(f"backbone {getattr(backbone, 'source', backbone)} has no multi-scale feature maps (feature_maps), "
-                              "which a segmentation head needs; use packaged:efficientnet-lite0")
+                              "which a segmentation head needs; use packaged:efficientnet-lite0 or a convolutional timm:/torchvision: model (resnet*, efficientnet*, ...)")
         self.net = backbone.model  # a submodule: its parameters are the segmenter's
         self._maps = backbone.feature_maps
         ch = backbone.feature_channels
