@@ -18,23 +18,45 @@ if TYPE_CHECKING:
 
 
 def embed_all(backbone: Backbone, items: Sequence[str], batch_size: int = 64, progress: bool = False,
-              label: str = "features") -> np.ndarray:
+              label: str = "features", workers: int = 0) -> np.ndarray:
     """Embed every item under inference_mode, row-aligned with `items`. The backbone encodes the whole list
     once (text: token ids; files: just the paths) and collates batch by batch (files are decoded there, so
     memory stays one batch deep). Items with lengths (text) run longest-first, so each batch pads little.
-    `progress`: a bar named `label` on the display the front end installed (`tlops.progress`)."""
+    `progress`: a bar named `label` on the display the front end installed (`tlops.progress`).
+    `workers` > 0: batches are collated (files decoded and resized) in that many DataLoader worker processes
+    while the model runs the previous batch; each worker keeps one torch thread, so the model's intra-op
+    threads are not oversubscribed. It pays on machines with cores to spare for decoding (bench/RESULTS.md
+    "Speed (issue 33)": on 2 cores it does not)."""
     out = np.empty((len(items), backbone.num_features), dtype=np.float32)
     if not items:
         return out
     encoded = backbone.encode(items)
     lengths = backbone.lengths(encoded)
     order = list(range(len(items))) if lengths is None else sorted(range(len(items)), key=lambda i: -lengths[i])
+    chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     with item_bar(label, len(items)) if progress else _no_bar() as advance, torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            out[idx] = backbone.embed(backbone.collate([encoded[i] for i in idx])).numpy()
+        for idx, batch in _collated(backbone, encoded, chunks, workers):
+            out[idx] = backbone.embed(batch).numpy()
             advance(len(idx))
     return out
+
+
+def _one_thread(worker_id: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _collated(backbone: Backbone, encoded: list, chunks: list[list[int]], workers: int):
+    """(row indices, collated batch) per chunk, in order; collated in `workers` DataLoader processes when > 0."""
+    def collate(idx: list[int]):
+        return idx, backbone.collate([encoded[i] for i in idx])
+
+    if workers <= 0 or len(chunks) < 2:
+        return map(collate, chunks)
+    from torch.utils.data import DataLoader
+
+    # batch_size=None: each dataset item (one chunk of row indices) is one batch, collated in a worker
+    return DataLoader(chunks, batch_size=None, collate_fn=collate, num_workers=workers, worker_init_fn=_one_thread,
+                      multiprocessing_context="fork", prefetch_factor=2)
 
 
 @contextlib.contextmanager
