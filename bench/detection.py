@@ -10,11 +10,23 @@ The epoch with the best val mAP is kept; seconds per epoch and predict throughpu
     .venv/bin/python -m bench.detection                          # all four, one after the other
     .venv/bin/python -m bench.detection --methods frozen finetune --out detection_pretrained    # or two processes side
     .venv/bin/python -m bench.detection --methods random_frozen random_finetune --out detection_random   # by side
+
+Throughput (`--throughput`, for a GPU machine; runs on the CPU too): images per second of the detector's training
+step (the shared loop's, fine-tuning the top `--trainable` groups; 0 = frozen backbone, its maps computed once and not
+timed) and of predict, on `--device` (auto / cuda / cpu) at `--precision` (fp32, or bf16 autocast as the loop runs it)
+with the backbone's weights in channels-last memory when `--channels-last`; `--backbone` takes any backbone name with
+feature maps (packaged:efficientnet-lite0, timm:/torchvision: models with `@weights`). One warm-up epoch, then the
+timed one:
+
+    .venv/bin/python -m bench.detection --throughput --device cuda --precision bf16 --channels-last --batch-size 32 \
+        --threads 8 --out detection_throughput_gpu
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import platform
 import time
 from pathlib import Path
 
@@ -23,7 +35,7 @@ import torch
 from bench.common import REPO, save
 from tlops.detection.files import read_coco_dataset
 from tlops.detection.metrics import detection_scores
-from tlops.detection.model import Detector, DetectorConfig, Sample
+from tlops.detection.model import Detector, DetectorConfig, Sample, load_rgb
 
 
 def samples(images, categories) -> list[Sample]:
@@ -60,6 +72,42 @@ def run(method: str, train, val, test, classes, args) -> dict:
             "val_map": best["val_map"], "epochs": len(history), "trainable": cfg.trainable, "train_seconds": round(train_s, 1),
             "seconds_per_epoch": [round(r["seconds"], 1) for r in history], "predict_images_per_second": round(len(test) / predict_s, 1),
             "history": history}
+
+
+def throughput(train, val, test, classes, args) -> dict:
+    """Images/s of the training step (epoch 2 of 2: the first warms up kernels and caches) and of predict (after one
+    warm-up batch) on the chosen device, precision and memory format."""
+    from tlops.backbones import load_backbone
+    from tlops.training.loop import resolve_device
+
+    device, amp = resolve_device(args.device, args.precision)  # refuses cuda where none is visible
+    backbone = load_backbone(args.backbone, image_size=args.image_size)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    backbone.model.to(memory_format=fmt)
+    cfg = DetectorConfig(image_size=args.image_size, epochs=2, batch_size=args.batch_size, head_lr=args.head_lr,
+                         backbone_lr=args.backbone_lr, trainable=args.trainable)
+    det = Detector(backbone, classes, cfg)
+    opts = det.loop_options()
+    opts.device, opts.precision = args.device, args.precision
+    n = args.train_images or len(train)
+    subset = (train * (n // len(train) + 1))[:n]
+    history = det.fit(subset, val[:4], opts=opts)
+    train_ips = n / history[-1]["epoch_train_seconds"]
+    det.net.to(device)
+    backbone.model.to(memory_format=fmt)
+    images = [load_rgb(s.path) for s in test[: args.train_images or len(test)]]
+    ctx = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+    with ctx:
+        det.predict_images(images[: args.batch_size], score_threshold=0.3, batch_size=args.batch_size)  # warm-up
+        t = time.perf_counter()
+        det.predict_images(images, score_threshold=0.3, batch_size=args.batch_size)  # numpy out: synchronised
+        predict_s = time.perf_counter() - t
+    det.net.to("cpu")
+    return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+            "precision": "bf16" if amp is not None else "fp32", "channels_last": args.channels_last, "backbone": args.backbone,
+            "trainable": args.trainable, "batch_size": args.batch_size, "image_size": args.image_size, "train_images": n,
+            "train_images_per_second": round(train_ips, 1), "train_epoch_seconds": [round(r["epoch_train_seconds"], 2) for r in history],
+            "predict_images": len(images), "predict_images_per_second": round(len(images) / predict_s, 1)}
 
 
 def picture(test, pred, classes, path: Path, title: str, threshold: float = 0.3) -> None:
@@ -100,6 +148,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--picture", default="", help="write the first 8 test images with their predicted boxes here (PNG)")
     p.add_argument("--out", default="detection")
+    p.add_argument("--throughput", action="store_true", help="images/s of the train step and of predict instead of the methods")
+    p.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--channels-last", action="store_true", help="the backbone's weights (so its maps) in channels-last memory")
+    p.add_argument("--backbone", default="packaged:efficientnet-lite0", help="throughput: any backbone with feature maps")
+    p.add_argument("--batch-size", type=int, default=8, help="throughput: images per train step and per predict batch")
+    p.add_argument("--train-images", type=int, default=0, help="throughput: images per timed epoch and predicted (0: the train / test split)")
     args = p.parse_args()
     args.trainable = args.trainable if args.trainable == "all" else int(args.trainable)
     torch.set_num_threads(args.threads)  # 1: on a shared 2-core machine, two threads spin-wait on each other
@@ -108,6 +163,10 @@ def main() -> None:
     train, val, test = (samples(splits[s], categories) for s in ("train", "val", "test"))
     results = {"data": str(args.data), "images": {k: len(v) for k, v in splits.items()}, "classes": classes,
                "settings": {k: v for k, v in vars(args).items() if k not in ("data", "methods", "out")}}
+    if args.throughput:
+        results["throughput"] = throughput(train, val, test, classes, args)
+        save(args.out, results)
+        return
     for m in args.methods:
         results[m] = run(m, train, val, test, classes, args)
         print(m, {k: results[m][k] for k in ("test_map", "test_map_50", "train_seconds")}, flush=True)
