@@ -33,6 +33,7 @@ from tlops.asr.metrics import error_rates
 from tlops.asr.model import (
     FinetuneSettings,
     HeadSettings,
+    centre_frames,
     clip_frames,
     finetune_ctc,
     log_probs_of,
@@ -136,12 +137,13 @@ def main() -> None:
     texts = {split: list(ds[split]["text"]) for split in ds}
     out = {"data": str(root), "clips": {k: len(v) for k, v in paths.items()}, "config": str(CONFIG.relative_to(REPO)),
            "head": {"adapter": settings.adapter, "hidden": settings.hidden, "epochs": settings.epochs}}
-    clip = max(cfg["backbone"]["clip_seconds"], max(max(v) for v in seconds.values()) + 0.8)
+    clip = max(cfg["backbone"]["clip_seconds"], max(max(v) for v in seconds.values()) + 0.8) + 0.4  # + the lead (centre_frames)
 
     def frames_of(backbone) -> dict:
         return {split: clip_frames(backbone, paths[split], seconds[split], batch_size=32) for split in ("train", "val", "test")}
 
     backbone = load_backbone(cfg["backbone"]["name"], clip_seconds=clip)
+    centre_frames(backbone)  # whole frames of silence before each clip, as a run puts them (fit_clips)
     k = slots_per_frame(backbone)
     t0 = time.perf_counter()
     frames = frames_of(backbone)
@@ -159,6 +161,7 @@ def main() -> None:
         save("asr", out)
     if not args.no_control:
         control = load_backbone(cfg["backbone"]["name"], clip_seconds=clip)
+        centre_frames(control)
         randomise(control)
         t0 = time.perf_counter()
         cframes = frames_of(control)

@@ -148,3 +148,6 @@ def test_the_timings_param_gives_each_clips_words_at_the_frame_windows_centre():
     (words,) = asr.predict_with(predictor, ["x.wav"], {"timings": True})
     assert words == [{"word": "a", "start": 0.348, "end": 0.388}, {"word": "b", "start": 0.428, "end": 0.468}], words
     assert asr.predict(predictor, ["x.wav"]) == ["a b"] and asr.prediction_column == "transcript"
+    t.backbone.lead_seconds = 0.4  # centred frames (0.4 s of silence first): times from the clip's own start, never below 0
+    (words,) = asr.predict_with(predictor, ["x.wav"], {"timings": True})
+    assert words == [{"word": "a", "start": 0.0, "end": 0.0}, {"word": "b", "start": 0.028, "end": 0.068}], words

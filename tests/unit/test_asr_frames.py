@@ -1,6 +1,6 @@
 """Frame-level (unpooled) features as the speech-recognition trainer reads them: speech_embedding's 80 ms steps cut to
 the frames that start inside each clip, 4 CTC slots a frame, a CTC head trained on them through `train_head` (on the shared loop, masks on, resumed from its
-checkpoint). (Every audio
+checkpoint), and centred by a lead of silence. (Every audio
 kind's `frame_states` against its pooled `embed`, the tiny random-weights wav2vec2 folder included, is in
 tests/unit/test_backbone_contract.py.)"""
 
@@ -56,8 +56,23 @@ def test_speech_embedding_frames_are_its_80ms_steps(clips, tmp_path):
     assert again.loop.resumed_from is not None and again.best_epoch == adapter_head.best_epoch
     assert all(np.array_equal(a, b) for a, b in zip(lp, log_probs_of(again.adapter, again.head, cut, 4, 4)))
 
+    # centred frames: whole frames of silence before each clip (speech recognition sets them); a package keeps them
+    from tlops.asr.model import centre_frames
+    from tlops.backbones import backbone_from_export
+
+    root = clips[0]
+    x, _ = sf.read(paths[0], dtype="float32")
+    sf.write(root / "led.wav", np.concatenate([np.zeros(6400, np.float32), x]), 16000)
+    led = b.collate([str(root / "led.wav")])
+    assert centre_frames(b) == pytest.approx(0.4)  # ceil((0.775 - 0.08) / 2 / 0.08) = 5 frames of 80 ms
+    assert torch.equal(b.collate(paths[:1]), led)  # the same samples reach the front end
+    assert [len(f) for f in clip_frames(b, paths, seconds)] == [10, 13, 13]  # ceil((s + 0.4) / 0.08), at most the 13 steps
+    b.export(tmp_path / "bb")
+    assert backbone_from_export(tmp_path / "bb", {}).lead_seconds == pytest.approx(0.4)
+
 
 def test_a_backbone_without_frames_refuses_by_name():
     b = load_backbone("packaged:crepe-tiny", clip_seconds=0.3)
     with pytest.raises(BackboneError, match="no per-frame features.*speech recognition"):
         b.frame_states(torch.zeros(1, 2, 1024))
+

@@ -7,8 +7,10 @@ package as `asr/adapter.safetensors`.
 
 Slots: a frame of `frame_hop` seconds emits `k = ceil(frame_hop * SLOTS_PER_SECOND)` CTC symbols (speech_embedding's
 80 ms frames: 4; wav2vec2's 20 ms frames: 1), so the head is a `ProbeHead` with `k * (1 + len(alphabet))` outputs on the adapter's output whose
-output row is read as k consecutive slots: at least 50 symbols a second whatever the backbone. A clip's frames are the
-ones that start inside its audio (`ceil(seconds / frame_hop)`, at most what the padded clip gives); the rest is padding.
+output row is read as k consecutive slots: at least 50 symbols a second whatever the backbone. Frames are centred
+(`centre_frames`): speech_embedding puts 0.4 s (5 frames) of silence before each clip, so its first word is heard in the
+middle of some 775 ms windows and not only at their left edge. A clip's frames are the ones that start inside its lead
+and audio (`ceil((lead + seconds) / frame_hop)`, at most what the padded clip gives); the rest is padding.
 
 Training (frozen backbone, `train_head`): frame features of every clip computed once; the head (standardised input,
 linear or MLP) trained with `torch.nn.CTCLoss` (blank 0, `zero_infinity`) by AdamW; after every epoch the greedy WER on
@@ -33,20 +35,38 @@ def slots_per_frame(backbone) -> int:
     return max(1, math.ceil(float(backbone.frame_hop) * SLOTS_PER_SECOND - 1e-9))
 
 
+def centre_frames(backbone) -> float:
+    """Give a backbone that can put silence before each clip (`lead_seconds`: speech_embedding) whole frames of it, so
+    that the clip's first sounds fall in the middle of some frames' windows, as a centred STFT pads: ceil((window - hop)
+    / 2 / hop) frames (speech_embedding's 775 ms windows, 80 ms hop: 5 frames, 0.4 s). Without it the first word is seen
+    only at the left edge of the windows, and most errors on the demo were first words (bench/RESULTS.md, part 3).
+    wav2vec2/HuBERT folders (25 ms windows) get none. Returns the lead in seconds."""
+    if not hasattr(backbone, "lead_seconds"):
+        return 0.0
+    hop, window = float(backbone.frame_hop), float(backbone.frame_window)
+    backbone.lead_seconds = round(math.ceil((window - hop) / 2 / hop - 1e-9) * hop, 6)
+    return backbone.lead_seconds
+
+
+def lead_of(backbone) -> float:
+    """Seconds of silence the backbone puts before each clip (0: none)."""
+    return float(getattr(backbone, "lead_seconds", 0.0) or 0.0)
+
+
 def clip_frames(backbone, paths: Sequence[str], seconds: Sequence[float], batch_size: int = 16,
                 progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
     """Per clip, its frames' features (frames, D) float32: `frame_states` of the collated batch, cut to the frames that
-    start inside the audio."""
+    start inside the audio (and its lead of silence, `lead_of`)."""
     import torch
 
-    hop = float(backbone.frame_hop)
+    hop, lead = float(backbone.frame_hop), lead_of(backbone)
     out: list[np.ndarray] = []
     backbone.model.eval()
     with torch.inference_mode():
         for i in range(0, len(paths), batch_size):
             states = backbone.frame_states(backbone.collate(list(paths[i:i + batch_size]))).numpy()
             for j, s in enumerate(seconds[i:i + batch_size]):
-                n = max(1, min(states.shape[1], math.ceil(float(s) / hop)))
+                n = max(1, min(states.shape[1], math.ceil((float(s) + lead) / hop)))
                 out.append(np.ascontiguousarray(states[j, :n], dtype=np.float32))
             if progress:
                 progress(min(i + batch_size, len(paths)), len(paths))
@@ -249,7 +269,7 @@ class Transcriber:
             except Exception as e:
                 raise DataError(f"audio {p} could not be read ({str(e)[:80]}); give a WAV/FLAC/OGG file path") from None
         clip = float(self.backbone.clip_seconds)
-        longest = max(seconds, default=0.0)
+        longest = max(seconds, default=0.0) + lead_of(self.backbone)
         if longest > clip:  # a longer clip than training's: padded to the longest of the call instead of cut
             self.backbone.clip_seconds = math.ceil(longest + float(self.backbone.frame_window))
         try:
@@ -267,12 +287,12 @@ class Transcriber:
         out = []
         for lp in self.log_probs(paths):
             text = decode(lp, self.alphabet, self.decoder, self.lm)
-            if timings:  # slot times moved to the centre of the frames' windows (speech_embedding: +0.35 s)
+            if timings:  # slot times moved to the centre of the frames' windows (speech_embedding: +0.35 s), less the lead
                 hop = float(self.backbone.frame_hop)
-                shift = max(0.0, (float(self.backbone.frame_window) - hop) / 2)
+                shift = max(0.0, (float(self.backbone.frame_window) - hop) / 2) - lead_of(self.backbone)
                 words = word_timings(lp, text, self.alphabet, hop / self.k)
-                text = {"text": text, "words": [{**w, "start": round(w["start"] + shift, 3), "end": round(w["end"] + shift, 3)}
-                                                for w in words]}
+                text = {"text": text, "words": [{**w, "start": round(max(0.0, w["start"] + shift), 3),
+                                                 "end": round(max(0.0, w["end"] + shift), 3)} for w in words]}
             out.append(text)
         return out
 
@@ -317,7 +337,8 @@ def finetune_ctc(backbone, train: tuple, val: tuple, alphabet: list[str], k: int
         head = new_head(frozen, alphabet, k, s.adapter, s.hidden, s.dropout, s.seed)
     d = frozen[0].shape[1]
     del frozen
-    frames_of = (lambda seconds: [max(1, math.ceil(float(x) / hop)) for x in seconds])
+    lead = lead_of(backbone)
+    frames_of = (lambda seconds: [max(1, math.ceil((float(x) + lead) / hop)) for x in seconds])
     train_data = ClipData(tt, alphabet, frames_of(ts), d, backbone=backbone, paths=tp, masking=s.masking())
     val_data = ClipData(vt, alphabet, frames_of(vs), d, backbone=backbone, paths=vp)
     r = fit_ctc(FrameNet(backbone, head), train_data, val_data, alphabet, k, opts, seed=s.seed, checkpoint_dir=checkpoint_dir,

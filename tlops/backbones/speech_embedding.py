@@ -163,10 +163,11 @@ class SpeechEmbeddingBackbone(AudioFiles, BaseBackbone):
     sample_rate = SAMPLE_RATE
 
     def __init__(self, clip_seconds: float = 1.0, onnx_path: Path | None = None, cnn_weights: Path | None = None,
-                 source: str = "packaged:speech-embedding"):
+                 source: str = "packaged:speech-embedding", lead_seconds: float = 0.0):
         self.onnx_path = Path(onnx_path) if onnx_path else packaged_onnx()
         self.cnn_weights = Path(cnn_weights) if cnn_weights else None
         self.clip_seconds = clip_seconds
+        self.lead_seconds = float(lead_seconds)  # silence put before each clip (inside clip_seconds); speech recognition sets it
         self.source = source
         self.layers, self.pooling, self.max_length = [-1], "mean", None
         self.time_axis = 2  # preprocess gives (B, 1, frames, 32): frames are axis 2 (augmentation shifts along it)
@@ -197,14 +198,15 @@ class SpeechEmbeddingBackbone(AudioFiles, BaseBackbone):
         return {"source": self.source, "architecture": "speech_embedding", "weights_sha256": weights,
                 "layers": self.layers, "pooling": self.pooling,
                 "preprocessing": {"sample_rate": SAMPLE_RATE, "mono": "mean of channels", "clip_seconds": self.clip_seconds,
-                                  "fit": "zero-pad or centre-crop"}}
+                                  "fit": "zero-pad or centre-crop", **({"lead_seconds": self.lead_seconds} if self.lead_seconds else {})}}
 
     def collate(self, paths: Sequence[str]) -> torch.Tensor:
-        """Decode (mono, 16 kHz, fit to clip_seconds), then the ONNX log-mel front end: (B, 1, frames, 32)."""
+        """Decode (mono, 16 kHz, `lead_seconds` of silence first, fit to clip_seconds), then the ONNX log-mel front end:
+        (B, 1, frames, 32)."""
         from tlops.data.audio import load_clip
 
-        n = int(round(self.clip_seconds * SAMPLE_RATE))
-        samples = np.stack([load_clip(p, SAMPLE_RATE, n) for p in paths])
+        n, lead = int(round(self.clip_seconds * SAMPLE_RATE)), int(round(self.lead_seconds * SAMPLE_RATE))
+        samples = np.stack([np.pad(load_clip(p, SAMPLE_RATE, n - lead), (lead, 0)) for p in paths])
         return self.front(samples)
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
@@ -234,12 +236,12 @@ class SpeechEmbeddingBackbone(AudioFiles, BaseBackbone):
         out_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(self.onnx_path, out_dir / ONNX_FILE)  # the front end
         save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(out_dir / CNN_FILE))
-        self.write_spec(out_dir, clip_seconds=self.clip_seconds)
+        self.write_spec(out_dir, clip_seconds=self.clip_seconds, **({"lead_seconds": self.lead_seconds} if self.lead_seconds else {}))
 
 
 def _from_export(folder: Path, spec: dict, meta: dict) -> SpeechEmbeddingBackbone:
     return SpeechEmbeddingBackbone(clip_seconds=spec["clip_seconds"], onnx_path=folder / ONNX_FILE, cnn_weights=folder / CNN_FILE,
-                                   source=f"package:{folder}")
+                                   source=f"package:{folder}", lead_seconds=float(spec.get("lead_seconds", 0.0)))
 
 
 @register_backbone("speech-embedding", "packaged:speech-embedding", from_export=_from_export)
