@@ -58,6 +58,9 @@ def test_a_bad_labels_list_and_an_image_in_two_splits_are_refused(tmp_path):
     data = make_segmentation_dataset(tmp_path / "d")
     (data / "dataset.yaml").write_text("modality: image\ntask: semantic_segmentation\nlabels: [background]\n")
     assert any("`labels:` must list the class names in index order" in p and "at least two" in p for p in _problems(data))
+    recognised = {"modality": "image", "task": "semantic_segmentation"}  # `tlops init` on a mask folder with no dataset.yaml
+    assert any("got None; a mask folder's dataset.yaml holds three lines: `modality: image`, `task: semantic_segmentation` and "
+               "`labels: [...]`" in p for p in check_segmentation_splits(data, recognised)[3])
     (data / "dataset.yaml").write_text("modality: image\ntask: semantic_segmentation\nlabels: [background, square, disc]\n")
     with open(data / "test.csv", "a") as f:
         f.write("images/train-0.png,masks/train-0.png\n")

@@ -37,8 +37,10 @@ class MaskedImage:
 def check_labels(meta: dict, meta_file: Path) -> tuple[list[str], list[str]]:
     labels = meta.get("labels")
     if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, (str, int)) and str(x).strip() for x in labels):
+        whole = ("" if labels is not None else "; a mask folder's dataset.yaml holds three lines: `modality: image`, "
+                 "`task: semantic_segmentation` and `labels: [...]`")  # `tlops init` on a folder that has none yet
         return [], [f"{meta_file}: `labels:` must list the class names in index order (pixel value i is labels[i]; at least two, "
-                    f"e.g. labels: [background, cat]), got {labels!r}"]
+                    f"e.g. labels: [background, cat]), got {labels!r}{whole}"]
     names = [str(x).strip() for x in labels]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
