@@ -1,5 +1,7 @@
-"""Channels-last (NHWC) memory for the convolutional image backbone: same features and gradients as contiguous NCHW
-(only the summation order differs), weights stay channels-last through training, exports stay loadable."""
+"""Channels-last (NHWC) memory and the folded inference copy (BatchNorm and symmetric padding inside the convolutions)
+of the convolutional image backbone: same features and gradients as the module as loaded in contiguous NCHW (only the
+summation order differs), weights stay channels-last through training, the inference copy follows weight updates,
+exports stay loadable."""
 
 from __future__ import annotations
 
@@ -50,10 +52,12 @@ def test_channels_last_features_equal_nchw(pair):
     assert plain.model._conv_stem.weight.is_contiguous(), "the comparison model should be plain NCHW"
     x = torch.randn(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
-        a, b = fast.embed(x), plain.embed(x)  # an NCHW batch is converted by embed itself
+        ref = plain.model.extract_features(x).mean(dim=(2, 3))  # the module as loaded: NCHW, BatchNorm, padded copies
+        a, b = fast.embed(x), plain.embed(x)  # an NCHW batch is converted by embed itself; both use the folded copy
         maps_a, maps_b = fast.feature_maps(x.sigmoid()), plain.feature_maps(x.sigmoid())
     assert a.shape == (4, 1280) and a.is_contiguous()
-    assert _max_rel_diff(a, b) < 1e-5, f"channels-last features differ from NCHW by {_max_rel_diff(a, b):.2e} (relative)"
+    assert _max_rel_diff(a, ref) < 1e-5, f"channels-last folded features differ from NCHW by {_max_rel_diff(a, ref):.2e} (relative)"
+    assert _max_rel_diff(b, ref) < 1e-5, f"folded NCHW features differ from the module's by {_max_rel_diff(b, ref):.2e} (relative)"
     for ma, mb in zip(maps_a, maps_b):
         assert _max_rel_diff(ma, mb) < 1e-5, f"feature maps differ by {_max_rel_diff(ma, mb):.2e}"
 
@@ -72,7 +76,9 @@ def test_channels_last_training_step_matches_nchw(pair, tmp_path):
             if p.grad is not None:
                 p.sub_(0.1 * p.grad)
     assert fast.model._conv_stem.weight.is_contiguous(memory_format=torch.channels_last), "an update step lost the layout"
-    fast.model.eval()
+    with torch.inference_mode():  # the folded inference copy follows the update (a stale copy would give the old features)
+        after, direct = fast.embed(x), fast.model.extract_features(x.contiguous(memory_format=torch.channels_last)).mean(dim=(2, 3))
+    assert _max_rel_diff(after, direct) < 1e-5, f"inference copy is stale: {_max_rel_diff(after, direct):.2e} from the updated model"
     fast.export(tmp_path / "pkg")  # safetensors needs contiguous tensors: export converts
     back = EfficientNetLiteBackbone(weights=tmp_path / "pkg" / "model.safetensors", image_size=SIZE)
     with torch.inference_mode():

@@ -7,6 +7,7 @@ Name: `packaged:efficientnet-lite0`. Input normalisation is the one these weight
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,6 +43,37 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
+def inference_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of an eval-mode EfficientNet-Lite for frozen-weight inference, the same function in fewer memory passes:
+    each BatchNorm folded into the convolution before it (torch's `fuse_conv_bn_eval`), symmetric 'same' padding
+    moved into the convolution (oneDNN pads inside the kernel instead of writing a padded copy; the stride-2 layers'
+    asymmetric padding stays), ReLU6 in place. Profiled at 64 px, batch 64, one thread: BatchNorm was 17% of the
+    forward time and the padded copies 16%."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    m = copy.deepcopy(model).eval()
+
+    def fold(owner: torch.nn.Module, conv: str, bn: str) -> None:
+        c = fuse_conv_bn_eval(getattr(owner, conv), getattr(owner, bn))
+        pad = getattr(c, "static_padding", None)
+        if isinstance(pad, torch.nn.ZeroPad2d) and len(set(pad.padding)) == 1:
+            c.padding, c.static_padding = (pad.padding[0],) * 2, torch.nn.Identity()
+        setattr(owner, conv, c)
+        setattr(owner, bn, torch.nn.Identity())
+
+    fold(m, "_conv_stem", "_bn0")
+    fold(m, "_conv_head", "_bn1")
+    for block in m._blocks:
+        if block._block_args.expand_ratio != 1:
+            fold(block, "_expand_conv", "_bn0")
+        fold(block, "_depthwise_conv", "_bn1")
+        fold(block, "_project_conv", "_bn2")
+    for mod in m.modules():  # each ReLU6 now follows a convolution's fresh output, never a block's input
+        if isinstance(mod, torch.nn.ReLU6):
+            mod.inplace = True
+    return m
+
+
 class EfficientNetLiteBackbone(ImageFiles, BaseBackbone):
     kind = "efficientnet-lite0"
     # Weights and batches in channels-last (NHWC) memory: oneDNN's convolutions run NHWC faster on CPUs (measured
@@ -62,6 +94,10 @@ class EfficientNetLiteBackbone(ImageFiles, BaseBackbone):
         self.calls = 0
 
     def _load_model(self) -> torch.nn.Module:
+        with torch.inference_mode(False):  # first use may be inside embed_all: weights must stay normal, trainable tensors
+            return self._build_model()
+
+    def _build_model(self) -> torch.nn.Module:
         from efficientnet_lite_pytorch import EfficientNet
 
         m = EfficientNet.from_name("efficientnet-lite0", image_size=self.image_size)
@@ -90,7 +126,20 @@ class EfficientNetLiteBackbone(ImageFiles, BaseBackbone):
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        return self.model.extract_features(batch.contiguous(memory_format=self.memory_format)).mean(dim=(2, 3)).float()
+        model = self._inference_model() if torch.is_inference_mode_enabled() and not self.model.training else self.model
+        return model.extract_features(batch.contiguous(memory_format=self.memory_format)).mean(dim=(2, 3)).float()
+
+    _fast: tuple[tuple, torch.nn.Module] | None = None
+
+    def _inference_model(self) -> torch.nn.Module:
+        """`inference_copy(model)`, rebuilt whenever a weight or statistic changed since (an optimizer step or
+        load_state_dict bumps the tensor's version counter; a swapped tensor has another id): fine-tuning's per-epoch
+        validation sees the current weights. Only under inference_mode, so training and torch.func never use it."""
+        key = (id(self.model), *((id(t), -1 if t.is_inference() else t._version) for t in (*self.model.parameters(), *self.model.buffers())))
+        if self._fast is None or self._fast[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._fast = (key, inference_copy(self.model).to(memory_format=self.memory_format))
+        return self._fast[1]
 
     # ---- multi-scale feature maps for dense heads (detection, segmentation); embed() does not use them ----
     feature_strides = (8, 16, 32)  # of the maps `feature_maps` returns, relative to the input
