@@ -83,3 +83,16 @@ def test_channels_last_training_step_matches_nchw(pair, tmp_path):
     back = EfficientNetLiteBackbone(weights=tmp_path / "pkg" / "model.safetensors", image_size=SIZE)
     with torch.inference_mode():
         assert torch.equal(back.embed(x), fast.embed(x)), "exported channels-last weights did not round-trip"
+
+
+def test_speech_embedding_channels_last_equals_nchw():
+    """The packaged audio CNN (speech_embedding's ONNX initializers) runs channels-last; frames equal its NCHW run."""
+    from tlops.backbones import load_backbone
+
+    b = load_backbone("packaged:speech-embedding")
+    assert next(p for p in b.model.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)
+    plain = copy.deepcopy(b.model).to(memory_format=torch.contiguous_format)
+    mel = torch.randn(2, 1, 98, 32, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        a, ref = b.frame_states(mel), plain(mel)
+    assert a.shape == ref.shape and _max_rel_diff(a, ref) < 1e-5, f"frames differ from NCHW by {_max_rel_diff(a, ref):.2e} (relative)"

@@ -80,6 +80,7 @@ class EfficientNetLiteBackbone(ImageFiles, BaseBackbone):
     # on this 2-core AVX-512 EPYC, one thread: 179 vs 116 images/s at 64 px, bench/RESULTS.md "Speed (issue 33)").
     # Same arithmetic, other summation order: features within 3e-5 of contiguous NCHW (tests/unit/test_channels_last.py).
     memory_format = torch.channels_last
+    fold_for_inference = True  # embed under inference_mode through `inference_copy` (False: the module as loaded)
 
     def __init__(self, weights: Path | None = None, image_size: int = 96, source: str = "packaged:efficientnet-lite0"):
         self.source = source
@@ -126,7 +127,8 @@ class EfficientNetLiteBackbone(ImageFiles, BaseBackbone):
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        model = self._inference_model() if torch.is_inference_mode_enabled() and not self.model.training else self.model
+        fast = self.fold_for_inference and torch.is_inference_mode_enabled() and not self.model.training
+        model = self._inference_model() if fast else self.model
         return model.extract_features(batch.contiguous(memory_format=self.memory_format)).mean(dim=(2, 3)).float()
 
     _fast: tuple[tuple, torch.nn.Module] | None = None
