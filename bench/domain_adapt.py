@@ -9,7 +9,9 @@ mean +- std over seeds of the target-test macro-F1 of:
 plus how often the adapted candidate was registered, excluded as collapsed, and the registered model's gap to
 source_only. Target-test macro-F1 is read from the run's own record (`selection.json`'s oracle column).
 
-Run: `python -m bench.domain_adapt [--modalities image audio text] [--seeds 0 1 2] [--epochs 10] [--trade-off 1.0]`.
+Run: `python -m bench.domain_adapt [--modalities image audio text] [--seeds 0 1 2] [--epochs 10] [--trade-off 1.0]`;
+`--modalities image:fashion_noise image:fashion_contrast audio:keywords_noise` runs the corruption shifts of
+bench/da_shifts.py with the modality's demo config.
 Small on purpose (a 2-core shared machine): features mode, few epochs, one trade_off by default.
 """
 
@@ -31,6 +33,12 @@ METHODS = ("dann", "cdan", "mmd", "coral")
 
 
 def config(modality: str, method: str, seed: int, work: Path, overrides: list[str] = ()):
+    """The modality's demo config; `modality` "image:fashion_noise" takes a shift of bench.da_shifts as its data."""
+    modality, _, shift = modality.partition(":")
+    if shift:
+        from bench.da_shifts import build
+
+        overrides = [f"data.path={build(shift)}", *overrides]
     cfg = load_config(REPO / "configs" / f"{modality}_domain_adapt.yaml", [f"strategy.method={method}", f"seed={seed}", *overrides])
     cfg.features.cache_dir = str(REPO / ".tlops" / "cache")
     cfg.execution.work_dir = str(work)  # checkpoints live here: never resume from an earlier bench run
@@ -109,7 +117,8 @@ def markdown(result: dict) -> str:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
-    p.add_argument("--modalities", nargs="*", default=["image", "audio", "text"])
+    p.add_argument("--modalities", nargs="*", default=["image", "audio", "text"],
+                   help="demo shifts by modality; MODALITY:SHIFT takes a shift of bench.da_shifts (e.g. image:fashion_noise)")
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     p.add_argument("--methods", nargs="*", default=list(METHODS))
     p.add_argument("--epochs", type=int, default=10)

@@ -226,7 +226,7 @@ def test_regression_finetune_and_domain_adapt_starters_change_what_reads_classes
     r = init(data, tmp_path / "da.yaml")  # unlabeled.csv: domain adaptation by default
     assert r.starter == "image_domain_adapt" and r.strategy_changes == {"selection": "dev"}  # im reads class probabilities
     cfg = load_config(tmp_path / "da.yaml")
-    assert cfg.strategy.method == "dann" and cfg.strategy.selection == "dev" and cfg.registry.metric == "mae"
+    assert cfg.strategy.method == "adabn" and cfg.strategy.selection == "dev" and cfg.registry.metric == "mae"
     assert validate_step(cfg).success  # the config fits a regression dataset as a run checks it
     assert "selection: dev              # picks among them without target labels (DEV: importance-weighted source val error; " \
            "im needs class probabilities)" in (tmp_path / "da.yaml").read_text()
