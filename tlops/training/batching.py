@@ -47,3 +47,22 @@ def rank_slice(batch: Sequence[int], rank: int, world: int) -> list[int]:
     length-sorted batches of text spread their lengths evenly over the ranks; a share may be empty when the
     batch has fewer rows than ranks (the loop then runs a zero-weight row to keep the collectives in step)."""
     return list(batch[rank::world])
+
+
+def pack_rows(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Sequence indices grouped into rows of at most `capacity` tokens (first-fit decreasing: each sequence, longest
+    first, goes into the first row with room), so a batch of variable-length texts runs as a few full rows instead
+    of one padded row per text. A sequence longer than `capacity` gets a row of its own."""
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        n = lengths[i]
+        for r, room in enumerate(free):
+            if n <= room:
+                rows[r].append(i)
+                free[r] -= n
+                break
+        else:
+            rows.append([i])
+            free.append(capacity - n)
+    return rows
