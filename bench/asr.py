@@ -120,8 +120,12 @@ def main() -> None:
     ap.add_argument("--no-control", action="store_true")
     ap.add_argument("--no-finetune", action="store_true")
     ap.add_argument("--no-pocketsphinx", action="store_true")
+    ap.add_argument("--no-probe", action="store_true", help="skip the pretrained probe (with --no-finetune: the control alone)")
+    ap.add_argument("--out", default="asr", help="bench/out/NAME.json")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (2 threads spin on a busy 2-core machine)")
     args = ap.parse_args()
+    if args.no_probe and not args.no_finetune:
+        ap.error("fine-tuning starts from the probe: --no-probe needs --no-finetune")
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(CONFIG.read_text())
     s = cfg["strategy"]
@@ -145,20 +149,21 @@ def main() -> None:
     backbone = load_backbone(cfg["backbone"]["name"], clip_seconds=clip)
     centre_frames(backbone)  # whole frames of silence before each clip, as a run puts them (fit_clips)
     k = slots_per_frame(backbone)
-    t0 = time.perf_counter()
-    frames = frames_of(backbone)
-    frame_seconds = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    probe = train_head(frames["train"], texts["train"], frames["val"], texts["val"], alphabet, k, settings)
-    out["tlops_pretrained_probe"] = {"frame_seconds": frame_seconds, **scores(probe, frames, texts, alphabet, k, t0)}
-    print("probe", out["tlops_pretrained_probe"]["test"], flush=True)
-    save("asr", out)
+    if not args.no_probe:
+        t0 = time.perf_counter()
+        frames = frames_of(backbone)
+        frame_seconds = round(time.perf_counter() - t0, 1)
+        t0 = time.perf_counter()
+        probe = train_head(frames["train"], texts["train"], frames["val"], texts["val"], alphabet, k, settings)
+        out["tlops_pretrained_probe"] = {"frame_seconds": frame_seconds, **scores(probe, frames, texts, alphabet, k, t0)}
+        print("probe", out["tlops_pretrained_probe"]["test"], flush=True)
+        save(args.out, out)
     if not args.no_pocketsphinx:
         out["pocketsphinx_train_transcript_lm"] = pocketsphinx_scores(paths["test"], texts["test"], "\n".join(texts["train"]) + "\n")
         print("pocketsphinx task LM", out["pocketsphinx_train_transcript_lm"]["test"], flush=True)
         out["pocketsphinx_general_lm"] = pocketsphinx_scores(paths["test"], texts["test"], None)
         print("pocketsphinx general", out["pocketsphinx_general_lm"]["test"], flush=True)
-        save("asr", out)
+        save(args.out, out)
     if not args.no_control:
         control = load_backbone(cfg["backbone"]["name"], clip_seconds=clip)
         centre_frames(control)
@@ -170,7 +175,7 @@ def main() -> None:
         trained = train_head(cframes["train"], texts["train"], cframes["val"], texts["val"], alphabet, k, settings)
         out["tlops_random_weights_control"] = {"frame_seconds": frame_seconds, **scores(trained, cframes, texts, alphabet, k, t0)}
         print("control", out["tlops_random_weights_control"]["test"], flush=True)
-        save("asr", out)
+        save(args.out, out)
     if not args.no_finetune:
         f = yaml.safe_load(FINETUNE.read_text())["strategy"]
         fs = FinetuneSettings(adapter=settings.adapter, hidden=f["hidden"], dropout=f["dropout"], epochs=f["epochs"], lr=f["head_lr"],
@@ -186,7 +191,7 @@ def main() -> None:
         out["tlops_finetuned_lp_ft"] = {"config": str(FINETUNE.relative_to(REPO)), "trainable_groups": f["trainable"],
                                         "history": tuned.history, **scores(tuned, tframes, texts, alphabet, k, t0)}
         print("finetuned", out["tlops_finetuned_lp_ft"]["test"], flush=True)
-        save("asr", out)
+        save(args.out, out)
 
 
 if __name__ == "__main__":
