@@ -1,16 +1,26 @@
-"""Few-shot selection on the support set (issue 30): does choosing per task by held-out support accuracy pick what
-the task's own query rows (the oracle) would pick, and is the chosen candidate never worse than the frozen-feature
-ProtoNet (protonet0) or the meta-trained encoder?
+"""Few-shot selection on the support set (issue 30): does choosing per task from the support rows pick what the task's
+own query rows (the oracle) would pick, and is the chosen candidate never worse than the best fixed candidate?
 
 Per modality (configs/<modality>_fewshot.yaml, its demo data and real pretrained backbone) and seed: the config's
 strategy meta-trains (its own meta_epochs unless --set), through the core API, the run registering its support choice
-(selection.json); then on `--episodes` 5-way K-shot test episodes of the novel classes every candidate
-(`tlops.training.meta_selection.CANDIDATES`) is scored on the episode's support rows (leave-one-shot-out, the
-registration's own routine, batched over episodes) and on its query rows. Per seed: the agreement rate (the support
-choice's query accuracy equals the best candidate's on that episode), the mean query accuracy of the per-task choice,
-of protonet0, of the meta-learned encoder and of the per-task oracle; mean ± std over seeds.
+(selection.json, whose validation-episode accuracies give each candidate's prior); then on `--episodes` 5-way K-shot
+episodes every candidate (`tlops.training.meta_selection.CANDIDATES`) is scored on the episode's support rows
+(leave-one-shot-out held-out logits, the registration's own routine, batched over episodes: accuracy, log-loss and
+Brier score) and on its query rows. Three episode sets per seed:
+- `val`: validation episodes of the meta-training distribution (the demo's val classes; a stream other than the run's
+  own validation episodes), where the selection RULE is chosen;
+- `test`: the novel test classes (the run's own test episodes), reported once per rule;
+- `cross` (with --cross DATA:SPLIT, text only here): episodes of another data set's classes embedded by the same
+  backbone (e.g. data/text_wordnet_shift:test: example sentences of verb supersenses, where meta-training used noun
+  hypernyms' definitions), reported once per rule.
+Every rule in `RULES` (the registered one is `meta_selection.RULE`) picks per episode; per seed: agreement with the
+per-task oracle (tie-aware: the choice's query accuracy equals the best candidate's; strict: the choice is the oracle's
+name, ties among the best going to the simpler candidate as the choice's own ties do), mean query accuracy of the
+choice, of each fixed candidate and of the oracle; mean ± std over seeds. The raw per-episode arrays are kept in
+bench/out/fewshot_selection_tables.npz (a later call adds its modalities to them), so rules can be compared again without meta-training (`--from-tables`).
 
-Run: `python -m bench.fewshot_selection [--modalities text image audio] [--seeds 0 1 2] [--episodes 200] [--set K=V]`.
+Run: `python -m bench.fewshot_selection [--modalities text image audio] [--seeds 0 1 2] [--episodes 200]
+[--cross text=data/text_wordnet_shift:test] [--set K=V]`.
 """
 
 from __future__ import annotations
@@ -24,9 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import REPO, save
+from bench.common import OUT, REPO, save
 from tlops.config import load_config
 from tlops.pipeline import features_step, finish, train_step, validate_step
+from tlops.training import meta_selection as ms
+
+STUDY_VAL_STREAM = 2000  # validation episodes use seed + this + shots: not the run's own (seed + 1)
+METRICS = ("accuracy", "log_loss", "log_loss_cal", "brier_cal")
+NAMES = list(ms.CANDIDATES)
 
 
 def adapter_of(result, root: Path):
@@ -40,35 +55,122 @@ def adapter_of(result, root: Path):
     return FewShotAdapter(root, meta)
 
 
-def episode_table(adapter, x: np.ndarray, y: np.ndarray, shots: int, queries: int, episodes: int, seed: int) -> dict:
-    """Per candidate and episode: held-out support accuracy and query accuracy (T,) arrays."""
-    from tlops.training import meta_selection as ms
+def episode_table(adapter, x: np.ndarray, y: np.ndarray, shots: int, queries: int, episodes: int, stream: int) -> dict:
+    """Per metric: held-out support scores (T, C) (C = `NAMES`), and query accuracies (T, C) of `episodes` 5-way episodes."""
     from tlops.training.episodes import EpisodeSampler, way_targets
-    from tlops.training.episodic_eval import EVAL_STREAM
 
-    sampler = EpisodeSampler(y, 5, shots, queries, seed + EVAL_STREAM + shots)  # the run's own test episodes of this shot count
+    sampler = EpisodeSampler(y, 5, shots, queries, stream)
     ep = sampler.batch(0, episodes)
-    xt = torch.from_numpy(x)
+    xt = torch.from_numpy(np.asarray(x, dtype=np.float32))
     sy = way_targets(5, shots).numpy()
-    support = ms.support_scores(ms.CANDIDATES, adapter.encoder, adapter.learner, xt[ep.support], sy, 5)
-    query = {n: ms.episode_accuracies(n, adapter.encoder, adapter.learner, x, sampler, episodes) for n in ms.CANDIDATES}
-    return {"support": support, "query": query}
+    logits = ms.heldout_logits(NAMES, adapter.encoder, adapter.learner, xt[ep.support], sy, 5)
+    per = {n: ms.heldout_metrics(v, sy) for n, v in logits.items()}
+    table = {f"support_{m}": np.stack([per[n][m] for n in NAMES], 1) for m in METRICS}
+    table["query"] = np.stack([ms.episode_accuracies(n, adapter.encoder, adapter.learner, x, sampler, episodes) for n in NAMES], 1)
+    return table
 
 
-def summarise(table: dict) -> dict:
-    from tlops.training import meta_selection as ms
+# -- selection rules: (support metrics {metric: (T, C)}, validation-episode accuracies (C,), NaN = unknown) -> picks (T,) --
 
-    names = list(ms.CANDIDATES)
-    q = np.stack([table["query"][n] for n in names], 1)  # (T, C)
-    s = np.stack([table["support"][n] for n in names], 1)
-    pick = np.array([names.index(ms.choose(dict(zip(names, row)))) for row in s])
+def _lexi(keys: list[np.ndarray]) -> np.ndarray:
+    """Per row, the column that is best by keys[0] (higher is better), ties by keys[1], ..., then the earlier column."""
+    best = np.ones(keys[0].shape, dtype=bool)
+    for k in keys:
+        k = np.where(best, np.round(k, 9), -np.inf)
+        best &= k >= k.max(1, keepdims=True)
+    return best.argmax(1)
+
+
+def _val(val: np.ndarray, t: int) -> np.ndarray:
+    return np.broadcast_to(np.nan_to_num(val, nan=-1.0), (t, len(val)))
+
+
+def rule_fns(val_support: dict | None = None) -> dict:
+    """The rules compared; `shrink` rules take their margin from `val_support` (the val episodes' tables, per seed)."""
+    def simple(metric, sign, ties=None):
+        def f(s, val):
+            keys = [sign * s[metric]]
+            if ties == "val":
+                keys.append(_val(val, len(s[metric])))
+            elif ties:
+                keys.append(-s[ties])
+            return _lexi(keys)
+        return f
+
+    def favourite(s, val):
+        return np.full(len(s["accuracy"]), int(np.nanargmax(val)))
+
+    return {
+        "accuracy, ties to the simpler (meta30)": simple("accuracy", 1),
+        "accuracy, ties by validation accuracy": simple("accuracy", 1, "val"),
+        "accuracy, ties by calibrated log-loss": simple("accuracy", 1, "log_loss_cal"),
+        "calibrated log-loss": simple("log_loss_cal", -1),
+        "raw log-loss": simple("log_loss", -1),
+        "calibrated Brier": simple("brier_cal", -1),
+        "validation favourite (fixed)": favourite,
+        **{f"shrink log-loss, margin {m:g}": shrink("log_loss_cal", m) for m in (0.02, 0.05, 0.1, 0.2)},
+        **{f"shrink accuracy, margin {m:g}": shrink("accuracy", -m) for m in (0.04, 0.08, 0.12)},
+        **({"registered rule (meta_selection.choose_task)": registered} if hasattr(ms, "choose_task") else {}),
+    }
+
+
+def shrink(metric: str, margin: float):
+    """The validation favourite unless the support's best candidate beats it by more than `margin` (log-loss: lower by;
+    accuracy: the margin is given negative, higher by)."""
+    def f(s, val):
+        fav = int(np.nanargmax(val))
+        if margin >= 0:  # a loss
+            v = -s[metric]
+        else:
+            v = s[metric]
+        best = _lexi([np.round(v, 9), _val(val, len(v))])
+        gain = v[np.arange(len(v)), best] - v[:, fav]
+        return np.where(gain > abs(margin) + 1e-9, best, fav)
+    return f
+
+
+def registered(s, val):
+    """The product's rule, through its own function, per task."""
+    out = []
+    for i in range(len(s["accuracy"])):
+        scores = {n: {m: float(s[m][i, j]) for m in METRICS} for j, n in enumerate(NAMES)}
+        vals = {n: (None if np.isnan(val[j]) else float(val[j])) for j, n in enumerate(NAMES)}
+        out.append(NAMES.index(ms.choose_task(scores, vals)[0]))
+    return np.array(out)
+
+
+def summarise(table: dict, val: np.ndarray, rule) -> dict:
+    q = table["query"]
+    s = {m: table[f"support_{m}"] for m in METRICS}
+    pick = rule(s, val)
     chosen = q[np.arange(len(q)), pick]
-    return {"agreement": float((chosen >= q.max(1) - 1e-9).mean()), "chosen": float(chosen.mean()), "oracle": float(q.max(1).mean()),
-            **{n: float(q[:, i].mean()) for i, n in enumerate(names)},
-            "picked": {n: int((pick == i).sum()) for i, n in enumerate(names)}}
+    oracle_name = (q >= q.max(1, keepdims=True) - 1e-9).argmax(1)  # ties among the best: the simpler
+    return {"agreement": float((chosen >= q.max(1) - 1e-9).mean()), "agreement_strict": float((pick == oracle_name).mean()),
+            "chosen": float(chosen.mean()), "oracle": float(q.max(1).mean()),
+            **{n: float(q[:, i].mean()) for i, n in enumerate(NAMES)},
+            "picked": {n: int((pick == i).sum()) for i, n in enumerate(NAMES)}}
 
 
-def run(modality: str, seeds: list[int], episodes: int, shots: int, overrides: list[str], work: Path) -> dict:
+def cross_features(modality: str, spec: str, seed: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Features (x, y) of DATA:SPLIT through the modality's fewshot config's backbone (cached): the config with the other
+    data set and a linear probe as its strategy (a classification data set, not a few-shot one)."""
+    import yaml
+
+    data, split = spec.rsplit(":", 1)
+    tree = yaml.safe_load((REPO / "configs" / f"{modality}_fewshot.yaml").read_text())
+    tree.update(seed=seed, data={"path": str((REPO / data).resolve())}, strategy={"name": "linear_probe"}, validation={})
+    (work / "cross").mkdir(parents=True, exist_ok=True)
+    path = work / "cross" / "config.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    cfg = load_config(path)
+    cfg.features.cache_dir = str(REPO / ".tlops" / "cache")
+    cfg.execution.work_dir = str(work / "cross")
+    feats = features_step(cfg, work / "cross" / "features")
+    return feats.arrays(split)
+
+
+def run(modality: str, seeds: list[int], episodes: int, shots: int, overrides: list[str], cross: str | None, work: Path,
+        tables: dict) -> dict:
     out: dict = {"config": f"configs/{modality}_fewshot.yaml", "seeds": {}}
     feats = None
     for seed in seeds:
@@ -86,29 +188,61 @@ def run(modality: str, seeds: list[int], episodes: int, shots: int, overrides: l
         from tlops.selection_record import SelectionRecord, selection_file
 
         record = SelectionRecord.load(selection_file(result))
+        val = np.array([np.nan if record.candidate(n).scores.get(ms.FALLBACK) is None else record.candidate(n).scores[ms.FALLBACK]
+                        for n in NAMES])
         adapter = adapter_of(result, work / f"seed{seed}" / "pkg")
-        xt, yt = feats.arrays("test")
         t = time.perf_counter()
-        s = summarise(episode_table(adapter, xt, yt, shots, cfg.strategy.queries, episodes, seed))
-        out["seeds"][seed] = {**s, "registered": record.chosen, "registered_why": record.why, "oracle_registered": record.oracle,
+        sets = {"val": (*feats.arrays("val"), seed + STUDY_VAL_STREAM + shots),
+                "test": (*feats.arrays("test"), seed + 1000 + shots)}  # 1000: episodic_eval.EVAL_STREAM
+        if cross:
+            sets["cross"] = (*cross_features(modality, cross, seed, work), seed + 1000 + shots)
+        for name, (x, y, stream) in sets.items():
+            table = episode_table(adapter, x, y, shots, cfg.strategy.queries, episodes, stream)
+            for k, v in table.items():
+                tables[f"{modality}/{seed}/{name}/{k}"] = v
+        tables[f"{modality}/{seed}/val_scores"] = val
+        np.savez(OUT / "fewshot_selection_tables.npz", **tables)  # after every seed: a long call stopped early keeps its seeds
+        out["seeds"][seed] = {"registered": record.chosen, "registered_why": record.why, "registered_criterion": record.criterion,
+                              "oracle_registered": record.oracle, "val_scores": dict(zip(NAMES, val.tolist())),
                               "train_seconds": seconds, "selection_seconds": time.perf_counter() - t}
-        print(f"[{modality} seed {seed}] registered {record.chosen}; per task: agreement {s['agreement']:.2f}, chosen {s['chosen']:.3f}, "
-              f"protonet0 {s['protonet0']:.3f}, meta_learned {s['meta_learned']:.3f}, oracle {s['oracle']:.3f}; picked {s['picked']}",
+        print(f"[{modality} seed {seed}] registered {record.chosen} ({record.criterion}); tables in {time.perf_counter() - t:.0f} s",
               flush=True)
     return out
 
 
-def markdown(results: dict, shots: int, episodes: int) -> str:
-    keys = ["agreement", "chosen", "protonet0", "meta_learned", "linear_probe", "finetune_support", "meta_probe", "oracle"]
-    lines = [f"| set (5-way {shots}-shot, {episodes} test episodes per seed) | " + " | ".join(keys) + " | registered (per seed) |",
-             "|---|" + "---:|" * len(keys) + "---|"]
-    for modality, r in results.items():
-        rows = list(r["seeds"].values())
-        cells = []
-        for k in keys:
-            v = np.array([row[k] for row in rows])
-            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}")
-        lines.append(f"| {modality} | " + " | ".join(cells) + " | " + ", ".join(row["registered"] for row in rows) + " |")
+def evaluate(tables: dict) -> dict:
+    """Every rule on every (modality, seed, episode set) in `tables`: {modality: {set: {rule: {seed: summary}}}}."""
+    keys = sorted({tuple(k.split("/")[:3]) for k in tables if k.count("/") == 3})
+    out: dict = {}
+    for modality, seed, name in keys:
+        table = {k.split("/")[3]: v for k, v in tables.items() if k.startswith(f"{modality}/{seed}/{name}/")}
+        val = tables[f"{modality}/{seed}/val_scores"]
+        for rule, fn in rule_fns().items():
+            out.setdefault(modality, {}).setdefault(name, {}).setdefault(rule, {})[seed] = summarise(table, val, fn)
+    return out
+
+
+def cell(rows: list[dict], key: str) -> str:
+    v = np.array([r[key] for r in rows])
+    return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}"
+
+
+def markdown(ev: dict, shots: int, episodes: int) -> str:
+    lines = []
+    for modality, sets in ev.items():
+        for name, rules in sets.items():
+            any_rule = next(iter(rules.values()))
+            rows = list(any_rule.values())
+            fixed = " · ".join(f"{n} {cell(rows, n)}" for n in NAMES)
+            lines += ["", f"**{modality}, {name} episodes** (5-way {shots}-shot, {episodes} per seed, seeds {', '.join(map(str, any_rule))}): "
+                      f"fixed candidates {fixed} · oracle per task {cell(rows, 'oracle')}", "",
+                      "| rule | agreement (tie-aware) | agreement (strict name) | chosen accuracy | picked (summed over seeds) |",
+                      "|---|---:|---:|---:|---|"]
+            for rule, per_seed in rules.items():
+                rs = list(per_seed.values())
+                picked = {n: sum(r["picked"][n] for r in rs) for n in NAMES}
+                lines.append(f"| {rule} | {cell(rs, 'agreement')} | {cell(rs, 'agreement_strict')} | {cell(rs, 'chosen')} | "
+                             + ", ".join(f"{n} {c}" for n, c in picked.items() if c) + " |")
     return "\n".join(lines)
 
 
@@ -118,15 +252,30 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--episodes", type=int, default=200)
     ap.add_argument("--shots", type=int, default=5)
+    ap.add_argument("--cross", action="append", default=[], metavar="MODALITY=DATA:SPLIT",
+                    help="also score episodes of another data set's classes (e.g. text=data/text_wordnet_shift:test)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--from-tables", action="store_true", help="re-evaluate the rules on the saved per-episode tables only")
     args = ap.parse_args()
+    path = OUT / "fewshot_selection_tables.npz"
+    if args.from_tables:
+        tables = dict(np.load(path))
+        print(markdown(evaluate(tables), args.shots, args.episodes))
+        return
+    torch.set_num_threads(1)  # tiny batched fits: a second thread only contends on a shared 2-core machine
+    cross = dict(c.split("=", 1) for c in args.cross)
     results = {}
+    tables = dict(np.load(path)) if path.is_file() else {}  # other modalities' tables from an earlier call are kept
     with tempfile.TemporaryDirectory(prefix="tlops-bench-fewshot-selection-") as tmp:
         for modality in args.modalities:
-            results[modality] = run(modality, args.seeds, args.episodes, args.shots, args.overrides, Path(tmp) / modality)
-            save("fewshot_selection.partial", {"results": results})
-    save("fewshot_selection", {"episodes": args.episodes, "shots": args.shots, "overrides": args.overrides, "results": results})
-    print(markdown(results, args.shots, args.episodes))
+            results[modality] = run(modality, args.seeds, args.episodes, args.shots, args.overrides, cross.get(modality),
+                                    Path(tmp) / modality, tables)
+            OUT.mkdir(parents=True, exist_ok=True)
+            np.savez(path, **tables)
+    ev = evaluate({k: v for k, v in tables.items() if k.split("/")[0] in args.modalities})
+    save("fewshot_selection", {"episodes": args.episodes, "shots": args.shots, "overrides": args.overrides, "cross": cross,
+                               "runs": results, "rules": ev})
+    print(markdown(ev, args.shots, args.episodes))
 
 
 if __name__ == "__main__":

@@ -45,8 +45,10 @@ DESCRIPTIONS = {
     "meta_learned": "the meta-learned encoder adapted by its own rule",
     "meta_probe": "new linear head fine-tuned on the support set on the meta-learned embedding (Baseline++/RFS)",
 }
-CRITERION = "support_loo_accuracy"
+CRITERION = "support_loo_accuracy"  # a score in the record (and the criterion of records written before the log-loss rule)
 FALLBACK = "val_episode_accuracy"
+PRIOR_MARGIN = 0.08  # how much higher another candidate's support accuracy must be to override the validation favourite
+RULE = "support_loo_accuracy with the validation favourite as prior"  # chosen on validation episodes: bench/RESULTS.md
 MAX_FOLDS = 5
 HEAD_STEPS, HEAD_LR, HEAD_DECAY = 100, 0.01, 1e-3  # finetune_support's budget (tlops.training.episodic_eval.finetune_support)
 TIE = 1e-9
@@ -172,16 +174,17 @@ def support_folds(y: np.ndarray) -> list[np.ndarray] | None:
     return [rank % k == f for f in range(k)]
 
 
-def support_scores(names: Sequence[str], encoder: Encoder, learner: MetaLearner, sx: torch.Tensor, sy: np.ndarray,
-                   n_classes: int) -> dict[str, np.ndarray] | None:
-    """Each candidate's held-out support accuracy on T support sets that share one layout (sx (T, S, D); sy (S,) class
-    indices, the same for every set, as in class-major episodes): {name: (T,) accuracies}; None when no fold exists."""
+def heldout_logits(names: Sequence[str], encoder: Encoder, learner: MetaLearner, sx: torch.Tensor, sy: np.ndarray,
+                   n_classes: int) -> dict[str, torch.Tensor] | None:
+    """Each candidate's held-out logits for every row of T support sets that share one layout (sx (T, S, D); sy (S,) class
+    indices, the same for every set, as in class-major episodes): {name: (T, S, C)}, row i scored by the fit on the folds
+    that hold it out; None when no fold exists."""
     folds = support_folds(sy)
     if folds is None:
         return None
     sy_t = torch.as_tensor(sy, dtype=torch.long)
-    t = sx.shape[0]
-    correct = {n: torch.zeros(t) for n in names}
+    t, s = sx.shape[0], sx.shape[1]
+    out_logits = {n: torch.zeros(t, s, n_classes) for n in names}
     # folds of one size (a balanced support set) are fitted as one batch of t * k support sets: one AdamW run, not k
     groups = [folds] if len({int(h.sum()) for h in folds}) == 1 else [[h] for h in folds]
     for group in groups:
@@ -190,11 +193,41 @@ def support_scores(names: Sequence[str], encoder: Encoder, learner: MetaLearner,
         fit_x = torch.cat([sx[:, k] for k in keep])  # (len(group) * t, S', D), fold-major
         fit_y = torch.cat([sy_t[k].expand(t, -1) for k in keep])
         query = torch.cat([sx[:, o] for o in out])
-        truth = torch.cat([sy_t[o].expand(t, -1) for o in out])
         for n in names:
-            hits = (candidate_logits(n, encoder, learner, fit_x, fit_y, n_classes, query).argmax(-1) == truth).float().sum(1)
-            correct[n] += hits.reshape(len(group), t).sum(0)
-    return {n: (c / len(sy)).numpy() for n, c in correct.items()}
+            logits = candidate_logits(n, encoder, learner, fit_x, fit_y, n_classes, query)
+            for g, o in enumerate(out):
+                out_logits[n][:, o] = logits[g * t:(g + 1) * t]
+    return out_logits
+
+
+def support_scores(names: Sequence[str], encoder: Encoder, learner: MetaLearner, sx: torch.Tensor, sy: np.ndarray,
+                   n_classes: int) -> dict[str, np.ndarray] | None:
+    """Each candidate's held-out support accuracy on T support sets of one layout (`heldout_logits`): {name: (T,)}."""
+    logits = heldout_logits(names, encoder, learner, sx, sy, n_classes)
+    if logits is None:
+        return None
+    truth = torch.as_tensor(sy, dtype=torch.long)
+    return {n: (v.argmax(-1) == truth).float().mean(1).numpy() for n, v in logits.items()}
+
+
+TEMPERATURES = torch.logspace(-2, 4, 61)  # the grid a candidate's held-out logits are calibrated over (logits / T)
+
+
+def heldout_metrics(logits: torch.Tensor, sy: np.ndarray) -> dict[str, np.ndarray]:
+    """Scores of held-out logits (T, S, C) against the support's class indices sy (S,), each (T,): `accuracy`, raw
+    `log_loss`, and the calibrated `log_loss_cal` / `brier_cal`: each candidate's logits divided by the temperature (one
+    per set, from `TEMPERATURES`) that minimises it, so a nearest-prototype's squared distances and a fitted head's logits
+    are compared by how well they rank the true class, not by their scale (at most log C: a flat prediction)."""
+    y = torch.as_tensor(sy, dtype=torch.long)
+    logits = torch.nan_to_num(logits.float(), nan=0.0, posinf=1e6, neginf=-1e6)
+    scaled = logits[None] / TEMPERATURES[:, None, None, None]  # (G, T, S, C)
+    logp = scaled.log_softmax(-1)
+    nll = -logp.gather(-1, y.expand(*logp.shape[:2], -1)[..., None])[..., 0].mean(-1)  # (G, T)
+    onehot = F.one_hot(y, logits.shape[-1]).float()
+    brier = ((logp.exp() - onehot) ** 2).sum(-1).mean(-1)
+    raw = -logits.log_softmax(-1).gather(-1, y.expand(logits.shape[0], -1)[..., None])[..., 0].mean(-1)
+    return {"accuracy": (logits.argmax(-1) == y).float().mean(1).numpy(), "log_loss": raw.numpy(),
+            "log_loss_cal": nll.min(0).values.numpy(), "brier_cal": brier.min(0).values.numpy()}
 
 
 def choose(scores: dict[str, float | None], order: Sequence[str] = CANDIDATES) -> str:
@@ -221,25 +254,47 @@ def episode_accuracies(name: str, encoder: Encoder, learner: MetaLearner, x: np.
     return np.concatenate(out)
 
 
+def choose_task(scores: dict[str, dict[str, float]], val: dict[str, float | None], order: Sequence[str] = CANDIDATES,
+                margin: float | None = None) -> tuple[str, str]:
+    """(chosen, how) for one support set from each candidate's held-out support accuracy (`scores[name]["accuracy"]`)
+    and validation-episode accuracy (None: unknown): the validation favourite (the best validation accuracy among these
+    candidates, ties to the simpler) is kept unless another candidate's support accuracy beats its own by more than
+    `margin` (default `PRIOR_MARGIN`); then the best by support accuracy is chosen (ties by validation accuracy, then
+    the simpler). With no validation accuracy known, the best by support accuracy (ties to the simpler)."""
+    margin = PRIOR_MARGIN if margin is None else margin
+    names = [n for n in order if n in scores]
+    acc = {n: round(float(scores[n]["accuracy"]), 9) for n in names}
+    known = [n for n in names if val.get(n) is not None and np.isfinite(val[n])]
+    v = {n: (float(val[n]) if n in known else -1.0) for n in names}
+    best = max(names, key=lambda n: (acc[n], v[n], -names.index(n)))
+    if not known:
+        return best, "highest support accuracy (no validation-episode accuracy to set a prior), ties to the simpler"
+    fav = max(known, key=lambda n: (val[n], -names.index(n)))
+    gain = acc[best] - acc[fav]
+    if best == fav or gain <= margin + TIE:
+        return fav, (f"the validation favourite ({val[fav]:.3f} on validation episodes), no candidate beating its support "
+                     f"accuracy by more than {margin:g}" + (f" ({best}: +{gain:.3f})" if best != fav else ""))
+    return best, f"its support accuracy beats the validation favourite {fav}'s by {gain:.3f} > {margin:g}"
+
+
 def select(encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray, n_classes: int,
            candidates: Sequence[str], val_scores: dict[str, float | None] | None = None,
            excluded: dict[str, str] | None = None) -> dict[str, Any]:
     """The selection record (`selection.json`'s schema, shared with domain adaptation) of one support set (features x,
     class indices y): every candidate's held-out support accuracy, its validation-episode accuracy when known, the
-    chosen one and why. `excluded`: candidates left out, with the reason (kept in the record)."""
+    chosen one (`choose_task`) and why. `excluded`: candidates left out, with the reason."""
     val_scores, excluded = dict(val_scores or {}), dict(excluded or {})
     live = [n for n in CANDIDATES if n in candidates and n not in excluded]
     sx = torch.from_numpy(np.asarray(x, dtype=np.float32))[None]
-    per = support_scores(live, encoder, learner, sx, np.asarray(y), n_classes)
-    loo = {n: float(per[n][0]) for n in live} if per is not None else {n: None for n in live}
-    counts = np.unique(np.asarray(y), return_counts=True)[1]
+    y = np.asarray(y)
+    logits = heldout_logits(live, encoder, learner, sx, y, n_classes)
+    per = {n: {m: float(v[0]) for m, v in heldout_metrics(lg, y).items()} for n, lg in logits.items()} if logits is not None else None
     if per is not None:
-        criterion, chosen = CRITERION, choose(loo)
-        k = len(support_folds(y))
-        others = sorted((loo[n], n) for n in live if n != chosen)
-        runner = f", next {others[-1][1]} {others[-1][0]:.3f}" if others else ""
-        why = (f"{chosen} had the highest held-out accuracy on the {len(y)} support rows ({loo[chosen]:.3f}{runner}; {k} folds, "
-               f"each holding out {'one row' if counts.max() <= k else 'rows'} of every class), ties going to the simpler candidate.")
+        chosen, how = choose_task(per, {n: val_scores.get(n) for n in live})
+        criterion, k = RULE, len(support_folds(y))
+        counts = np.unique(y, return_counts=True)[1]
+        why = (f"{chosen}: {how} (held-out on the {len(y)} support rows, {k} folds each holding out "
+               f"{'one row' if counts.max() <= k else 'rows'} of every class; support accuracy {per[chosen]['accuracy']:.3f}).")
     else:
         known = {n: val_scores.get(n) for n in live}
         criterion = FALLBACK
@@ -248,12 +303,16 @@ def select(encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray,
         chosen = choose(known)
         why = (f"a support class has a single row, so no support row can be held out; {chosen} was chosen by validation-episode "
                "accuracy (meta-training's classes: blind to a domain shift).")
+
+    def scores(n: str) -> dict[str, float | None]:
+        return {CRITERION: per[n]["accuracy"] if per is not None else None, FALLBACK: val_scores.get(n)}
+
     return {"family": "meta_transfer", "criterion": criterion, "chosen": chosen, "why": why,
-            "candidates": [{"name": n, "scores": {CRITERION: loo.get(n), FALLBACK: val_scores.get(n)},
-                            "excluded": excluded.get(n), "chosen": n == chosen} for n in CANDIDATES if n in candidates]}
+            "candidates": [{"name": n, "scores": scores(n), "excluded": excluded.get(n), "chosen": n == chosen}
+                           for n in CANDIDATES if n in candidates]}
 
 
 def reselects(record: dict[str, Any]) -> bool:
     """Whether a package registered with this record chooses again for a support set given at predict time (its choice
     was made on the support set, not fixed by `strategy.selection: meta` or by a single candidate)."""
-    return record.get("family") == "meta_transfer" and record.get("criterion") in (CRITERION, FALLBACK)
+    return record.get("family") == "meta_transfer" and record.get("criterion") in (RULE, CRITERION, FALLBACK)
