@@ -323,8 +323,9 @@ VAL_CANDIDATE_EPISODES = 50  # validation episodes each candidate is scored on (
 
 def _choose_candidate(ctx: TrainContext, few, encoder: Encoder, learner, xs, support_y, n_classes: int, meta_head, report, val: dict,
                       model_x, out_dir):
-    """The registered head of a few-shot classifier: the candidate (`tlops.training.meta_selection`) with the best held-out
-    accuracy on the support set (or the meta-learned one with `selection: meta`), scored beside its validation-episode
+    """The registered head of a few-shot classifier: the candidate (`tlops.training.meta_selection.choose_task`) the
+    support set's held-out accuracy prefers, with the validation favourite as prior (or the meta-learned one with
+    `selection: meta`), scored beside its validation-episode
     accuracy and, reported only, its test-episode accuracy (the oracle); `selection.json` in `out_dir` records it (the
     package carries it, and predict reselects with it for a new support set). The report gains `meta_probe`'s test scores."""
     import numpy as np

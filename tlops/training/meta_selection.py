@@ -8,9 +8,13 @@ Few-shot Classification"), and validation episodes drawn from the meta-training 
 The support set is labelled data of the very classes to tell apart, so every candidate is scored by held-out
 accuracy on the support rows: leave-one-shot-out, k folds (k = the smallest class's row count, at most 5), fold f
 holding out the rows whose rank within their class is f mod k, so each fold keeps every class and a 5-shot support set
-is scored by leaving one shot of every class out at a time. The candidate with the highest support accuracy is chosen;
-ties go to the simpler one (the order of `CANDIDATES`). A support set with one row of some class cannot hold a row
-out: the choice then falls back to the validation-episode accuracy, and the record says so.
+is scored by leaving one shot of every class out at a time. The run's validation-episode accuracy sets a prior: the
+validation favourite is chosen unless another candidate's support accuracy beats the favourite's by more than
+`PRIOR_MARGIN`, then the best on the support set is (`choose_task`; ties by validation accuracy, then the simpler
+candidate, the order of `CANDIDATES`). That rule was chosen among log-loss, Brier and accuracy rules with several
+tie-breaks and margins on validation episodes (bench/fewshot_selection.py; bench/RESULTS.md). A support set with one
+row of some class cannot hold a row out: the choice then falls back to the validation-episode accuracy, and the record
+says so.
 
 Candidates (each a head on the backbone features, so the registered model packages and serves like any other head):
 - `protonet0`: nearest prototype of the standardised frozen features (no meta-training);
