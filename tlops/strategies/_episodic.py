@@ -80,9 +80,10 @@ class EpisodicConfig(Strict):
     support_shots: int = Field(5, ge=1, description="rows per test class carved (seeded) as the registered model's support set "
                                                     "when the dataset has no support.csv")
     selection: Literal["support", "meta"] = Field("support", description="classes: which candidate is registered and served "
-                                                  "(support: the one with the best held-out accuracy on the support set, among the "
-                                                  "meta-learned encoder, the frozen-feature baselines and a head fitted on the "
-                                                  "meta-learned embedding, chosen again for a support set given at predict time; "
+                                                  "(support: the validation-episode favourite among the meta-learned encoder, the "
+                                                  "frozen-feature baselines and a head fitted on the meta-learned embedding, unless "
+                                                  "another's held-out accuracy on the support set beats it by more than 0.08; chosen "
+                                                  "again for a support set given at predict time; "
                                                   "meta: always the meta-learned encoder). selection.json records the scores either way")
     trainable: int = Field(0, ge=0, description="top backbone groups meta-trained with the projection, on the raw inputs (slow: "
                                                "the backbone runs at every step); 0: the cached frozen features only")
