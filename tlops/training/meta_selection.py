@@ -309,7 +309,8 @@ def select(encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray,
                "accuracy (meta-training's classes: blind to a domain shift).")
 
     def scores(n: str) -> dict[str, float | None]:
-        return {CRITERION: per[n]["accuracy"] if per is not None else None, FALLBACK: val_scores.get(n)}
+        p = (per or {}).get(n)  # None: no fold, or an excluded candidate (not scored)
+        return {CRITERION: p["accuracy"] if p else None, FALLBACK: val_scores.get(n)}
 
     return {"family": "meta_transfer", "criterion": criterion, "chosen": chosen, "why": why,
             "candidates": [{"name": n, "scores": scores(n), "excluded": excluded.get(n), "chosen": n == chosen}
