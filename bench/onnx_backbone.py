@@ -10,7 +10,7 @@ last hidden states out; the sidecar names its tokenizer folder): features vs the
 the text demo and the text demo's linear probe both ways; with --only, those asked for without the image probe. The torch backbone's run of the same config is the reference. The export
 goes to bench/out/onnx/ and is kept (the same file, so the feature cache serves a second bench run).
 
-  python -m bench.onnx_backbone [--fewshot] [--domain-adapt] [--adabn] [--maml] [--text] [--only] [--name NAME]
+  python -m bench.onnx_backbone [--fewshot] [--domain-adapt] [--adabn] [--maml] [--text] [--only] [--onnx-only] [--name NAME]
 
 (--name: the JSON under bench/out/, default onnx_backbone; two runs at once need two names)
 
@@ -129,7 +129,7 @@ def main(argv: list[str]) -> None:
         jobs.append(("text_linear_probe.yaml", {}))
     for config, strategy in jobs:
         pair = (TEXT_MODEL, f"onnx:{res['text']['path']}") if config.startswith("text_") else ("packaged:efficientnet-lite0", f"onnx:{path}")
-        for name in pair:
+        for name in pair[1:] if "--onnx-only" in argv else pair:  # --onnx-only: the torch backbone's run is in the JSON already
             label = config + "".join(f"[{strategy[k]}]" for k in ("name", "method") if k in strategy)
             res["runs"][f"{label} {name.split(':')[0]}"] = run(config, name, work, label, **strategy)
             save(out, res)  # after each run: a long one stopped still leaves the earlier ones
