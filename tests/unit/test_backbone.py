@@ -135,3 +135,22 @@ def test_augmentation_crops_images_and_shifts_audio_along_time_only():
     out = augment_audio(wav, g(5), time_axis=1)
     assert out["input_values"].shape == (2, 800) and torch.equal(out["attention_mask"], wav["attention_mask"])
     assert torch.allclose(out["input_values"].sum(1), wav["input_values"].sum(1), atol=1e-4)
+
+
+def test_a_backbone_first_loaded_inside_inference_mode_still_has_trainable_weights():
+    """`embed_all` runs under torch.inference_mode; when it is a backbone's first use, the lazily loaded weights must
+    still be normal tensors, or fine-tuning the same backbone later in the process fails in backward."""
+    from tlops.backbones.base import BaseBackbone
+
+    class Lazy(BaseBackbone):
+        kind, modality, num_features = "lazy", "text", 3
+
+        def _load_model(self) -> torch.nn.Module:
+            return torch.nn.Linear(2, 3)
+
+    b = Lazy()
+    with torch.inference_mode():
+        b.model(torch.ones(1, 2))
+    assert not any(p.is_inference() for p in b.model.parameters())
+    b.model(torch.ones(4, 2)).sum().backward()
+    assert b.model.weight.grad is not None

@@ -97,7 +97,8 @@ class BaseBackbone:
     @property
     def model(self) -> torch.nn.Module:
         if self._model is None:
-            self._model = self._load_model()
+            with torch.inference_mode(False):  # first use may be inside embed_all: weights must be normal, trainable tensors
+                self._model = self._load_model()
         return self._model
 
     @property
