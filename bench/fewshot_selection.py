@@ -234,8 +234,9 @@ def markdown(ev: dict, shots: int, episodes: int) -> str:
             any_rule = next(iter(rules.values()))
             rows = list(any_rule.values())
             fixed = " · ".join(f"{n} {cell(rows, n)}" for n in NAMES)
-            lines += ["", f"**{modality}, {name} episodes** (5-way {shots}-shot, {episodes} per seed, seeds {', '.join(map(str, any_rule))}): "
-                      f"fixed candidates {fixed} · oracle per task {cell(rows, 'oracle')}", "",
+            head = (f"**{modality}, {name} episodes** (5-way {shots}-shot, {episodes} per seed, seeds {', '.join(map(str, any_rule))}): "
+                    f"fixed candidates {fixed} · oracle per task {cell(rows, 'oracle')}")
+            lines += ["", head, "",
                       "| rule | agreement (tie-aware) | agreement (strict name) | chosen accuracy | picked (summed over seeds) |",
                       "|---|---:|---:|---:|---|"]
             for rule, per_seed in rules.items():

@@ -30,7 +30,8 @@ support folds and the bench; `candidate_head` folds the same fit into a `ProbeHe
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,12 @@ from torch.func import vmap
 from torch.nn import functional as F
 
 from tlops.modules.heads import ProbeHead
-from tlops.training.meta import Encoder, MetaLearner, adapted_head, proto_classifier, prototypes
+from tlops.training.meta import (
+    Encoder,
+    MetaLearner,
+    adapted_head,
+    prototypes,
+)
 
 CANDIDATES = ("protonet0", "linear_probe", "finetune_support", "meta_learned", "meta_probe")  # simplest first: ties go earlier
 FROZEN = ("protonet0", "linear_probe", "finetune_support")  # on the pretrained backbone's standardised features
