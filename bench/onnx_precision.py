@@ -129,7 +129,7 @@ def main() -> None:
     row("torch float32, 1 thread", _torch(model, x32, 1))
     row("torch float32, oneDNN off (torch's own conv kernels), 2 threads", _torch(model, x32, 2, onednn=False))
     row(f"torch float32, {n} BatchNorms folded into their convs, 2 threads", t32f)
-    row(f"torch float32, BatchNorms folded, oneDNN off, 2 threads", _torch(folded, x32, 2, onednn=False))
+    row("torch float32, BatchNorms folded, oneDNN off, 2 threads", _torch(folded, x32, 2, onednn=False))
     xn = x32.numpy()
     for opset, folding in ((17, True), (17, False), (13, True)):
         blob = _export(model, opset, folding)

@@ -103,7 +103,7 @@ def main(argv: list[str]) -> None:
 
 def report(r: dict) -> None:
     b = r["best"]
-    print(f"| trials | killed after | resumed: retried / ran | trial runs logged | best val macro-F1 | demo config val macro-F1 | "
+    print("| trials | killed after | resumed: retried / ran | trial runs logged | best val macro-F1 | demo config val macro-F1 | "
           "winner's test macro-F1 | best settings |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| {r['trials']} ({r['states'].count('pruned')} pruned, {r['states'].count('fail')} failed) | {r['killed_after_finished']} finished "
