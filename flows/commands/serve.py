@@ -7,7 +7,6 @@ sqlite:///mlruns/mlflow.db)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tlops.asr.text import SLOTS_PER_SECOND, encode
+from tlops.asr.text import SLOTS_PER_SECOND
 
 
 def slots_per_frame(backbone) -> int:
