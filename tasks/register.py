@@ -14,7 +14,7 @@ from prefect import task
 
 import tlops
 from tasks.registry import CODE_MANIFEST_ARTIFACT, MANIFEST_ARTIFACT, Registry  # noqa: F401  (re-exported; the audit reads them there)
-from tasks.tracking import log_json, setup
+from tasks.tracking import log_json, run_left_running, setup
 from tlops.aliases import CHALLENGER, CHAMPION, challenger_may_move
 from tlops.config import RunConfig
 from tlops.errors import AliasMoveRefused
@@ -170,7 +170,7 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
     manifest = package_manifest(package)  # what `tlops audit` checks the registered files against
     log_json(client, run_id, manifest, MANIFEST_ARTIFACT)
     champ = champion_score(cfg, reg, features)  # scored before registering: never compared with itself
-    with (mlflow.start_run(run_id=run_id), warnings.catch_warnings(), requirements_pinned_here(), example_not_served(),
+    with (run_left_running(run_id), warnings.catch_warnings(), requirements_pinned_here(), example_not_served(),
           registry_notices_dropped()):
         warnings.filterwarnings("ignore", message=".*input example.*")
         info = mlflow.pyfunc.log_model(
@@ -183,9 +183,6 @@ def register_task(cfg: RunConfig, run_id: str, features: FeatureSet, result: Tra
             signature=model_signature(task_type(features.task).input_columns, task_type(features.task).pyfunc_params),
             registered_model_name=name,
         )
-    # leaving `mlflow.start_run` ends the run as FINISHED; it is not: the gate is still to come, and a run killed
-    # there must stay RUNNING so the next run on this host marks it KILLED (tracked_run sets the final status)
-    client.update_run(run_id, status="RUNNING")
     version = str(info.registered_model_version)
     code = logged_code_manifest(f"models:/{name}/{version}", Path(out_dir) / "logged-code")
     log_json(client, run_id, code, CODE_MANIFEST_ARTIFACT)

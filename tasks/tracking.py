@@ -320,10 +320,24 @@ def _start_run(client: MlflowClient, experiment_id: str, cfg: RunConfig, source:
     # one call, not one per tag: against a tracking server each call is an HTTP round trip
     client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()], tags=[RunTag(k, v) for k, v in tags.items()])
     log_json(client, run_id, mask_obj({"git": git, "data": data, "packages": package_versions()}), "provenance.json")
-    with mlflow.start_run(run_id=run_id):
+    with run_left_running(run_id):
         mlflow.log_text(yaml.safe_dump(mask_obj(cfg.model_dump()), sort_keys=False), "config.yaml")
-    client.update_run(run_id, status="RUNNING")
     return run_id
+
+
+@contextlib.contextmanager
+def run_left_running(run_id: str):
+    """`mlflow.start_run(run_id)` for fluent logging (`log_model`, `log_text`), leaving the run RUNNING, never FINISHED, when the block
+    ends: the gate is still to come, and a run killed anywhere after this (even between the version's registration and
+    the block's end) must stay RUNNING so the next run on this host marks it KILLED (tracked_run sets the final status).
+    `with mlflow.start_run(...)` ended it FINISHED and put RUNNING back a moment later: a kill in between left a killed
+    run FINISHED (tests/system/test_orphans.py caught it once in a fresh-clone make test). Also where the run starts
+    (its config.yaml) and at registration."""
+    mlflow.start_run(run_id=run_id)
+    try:
+        yield
+    finally:
+        mlflow.end_run(status="RUNNING")
 
 
 def _stopped_from_outside(e: BaseException) -> bool:
