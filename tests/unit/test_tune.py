@@ -120,9 +120,9 @@ def test_median_pruning_stops_trials_behind_the_median_at_the_same_epoch(tmp_pat
     pruned = [o for o in outcomes if o.state == "pruned"]
     assert pruned, states
     done = [o.value for o in outcomes if o.state == "complete"]
-    for o in pruned:  # (not empty: asserted above) stopped after its second epoch or later (warm-up 1), below the median of the earlier trials then
-        epochs = [e for n, e in calls if n == o.number]
-        assert 1 <= max(epochs) < 5 and o.params["strategy.x"] < max(done)
+    # each pruned trial stopped after its second epoch or later (warm-up 1), below the median of the earlier trials then
+    last_epoch = {o.number: max(e for n, e in calls if n == o.number) for o in pruned}
+    assert all(1 <= last_epoch[o.number] < 5 and o.params["strategy.x"] < max(done) for o in pruned), (last_epoch, done)
     assert st.best.value == max(done)
 
 
