@@ -27,17 +27,9 @@ import numpy as np
 import torch
 
 from bench.common import OUT, REPO, save
+from bench.onnx_backbone import _Pooled
 
 SIZE = 64
-
-
-class _Pooled(torch.nn.Module):
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x).mean(dim=(2, 3))
 
 
 def _fold_batchnorms(module: torch.nn.Module) -> tuple[torch.nn.Module, int]:
