@@ -122,19 +122,26 @@ class _Frozen:
                             "features), or fine-tune the framework's own model")
 
 
+def _open_model(path: Path, sidecar_type: type, loader: str) -> tuple[Path, Path, Any]:
+    """(the .onnx file, its sidecar's path, the sidecar read) for the `loader` ("image", "text") whose sidecar type is
+    `sidecar_type`; a missing file or another modality's sidecar is one BackboneError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise BackboneError(f"onnx:{path}: no such file; give the path of a .onnx model file")
+    sidecar_path = sidecar_of(path)
+    side = read_sidecar(sidecar_path)
+    if not isinstance(side, sidecar_type):
+        raise BackboneError(f"ONNX sidecar {sidecar_path}: modality {side.modality} given to the {loader} loader")
+    return path, sidecar_path, side
+
+
 class OnnxBackbone(_Frozen, ImageFiles, BaseBackbone):
     kind = "onnx"
 
     def __init__(self, path: Path, image_size: int = 96, source: str | None = None):
         import onnx
 
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise BackboneError(f"onnx:{path}: no such file; give the path of a .onnx model file")
-        self.sidecar_path = sidecar_of(self.path)
-        self.side = read_sidecar(self.sidecar_path)
-        if not isinstance(self.side, OnnxSidecar):
-            raise BackboneError(f"ONNX sidecar {self.sidecar_path}: modality {self.side.modality} given to the image loader")
+        self.path, self.sidecar_path, self.side = _open_model(path, OnnxSidecar, "image")
         graph = onnx.load(str(self.path), load_external_data=False).graph
         inits = {i.name for i in graph.initializer}
         inputs = [i for i in graph.input if i.name not in inits]
@@ -225,13 +232,7 @@ class OnnxTextBackbone(_Frozen, TextItems, BaseBackbone):
     def __init__(self, path: Path, max_length: int = 128, pooling: str = "mean", source: str | None = None):
         import onnx
 
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise BackboneError(f"onnx:{path}: no such file; give the path of a .onnx model file")
-        self.sidecar_path = sidecar_of(self.path)
-        self.side = read_sidecar(self.sidecar_path)
-        if not isinstance(self.side, OnnxTextSidecar):
-            raise BackboneError(f"ONNX sidecar {self.sidecar_path}: modality {self.side.modality} given to the text loader")
+        self.path, self.sidecar_path, self.side = _open_model(path, OnnxTextSidecar, "text")
         self.tokenizer_dir = (self.sidecar_path.parent / Path(self.side.tokenizer).expanduser()).resolve()
         if not self.tokenizer_dir.is_dir() or not self._tokenizer_files():
             raise BackboneError(f"ONNX sidecar {self.sidecar_path}: tokenizer: {self.side.tokenizer!r} is not a tokenizer folder "
