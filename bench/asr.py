@@ -149,13 +149,18 @@ def main() -> None:
     backbone = load_backbone(cfg["backbone"]["name"], clip_seconds=clip)
     centre_frames(backbone)  # whole frames of silence before each clip, as a run puts them (fit_clips)
     k = slots_per_frame(backbone)
-    if not args.no_probe:
+
+    def head_on_frames(bb) -> tuple:
+        """(the CTC head trained on `bb`'s frames, its scores): the probe, or the random-weights control."""
         t0 = time.perf_counter()
-        frames = frames_of(backbone)
+        frames = frames_of(bb)
         frame_seconds = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
-        probe = train_head(frames["train"], texts["train"], frames["val"], texts["val"], alphabet, k, settings)
-        out["tlops_pretrained_probe"] = {"frame_seconds": frame_seconds, **scores(probe, frames, texts, alphabet, k, t0)}
+        head = train_head(frames["train"], texts["train"], frames["val"], texts["val"], alphabet, k, settings)
+        return head, {"frame_seconds": frame_seconds, **scores(head, frames, texts, alphabet, k, t0)}
+
+    if not args.no_probe:
+        probe, out["tlops_pretrained_probe"] = head_on_frames(backbone)
         print("probe", out["tlops_pretrained_probe"]["test"], flush=True)
         save(args.out, out)
     if not args.no_pocketsphinx:
@@ -168,12 +173,7 @@ def main() -> None:
         control = load_backbone(cfg["backbone"]["name"], clip_seconds=clip)
         centre_frames(control)
         randomise(control)
-        t0 = time.perf_counter()
-        cframes = frames_of(control)
-        frame_seconds = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
-        trained = train_head(cframes["train"], texts["train"], cframes["val"], texts["val"], alphabet, k, settings)
-        out["tlops_random_weights_control"] = {"frame_seconds": frame_seconds, **scores(trained, cframes, texts, alphabet, k, t0)}
+        _, out["tlops_random_weights_control"] = head_on_frames(control)
         print("control", out["tlops_random_weights_control"]["test"], flush=True)
         save(args.out, out)
     if not args.no_finetune:
