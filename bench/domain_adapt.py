@@ -76,8 +76,12 @@ def summarise(runs: dict, seeds: list[int]) -> dict:
     return out
 
 
-def main(modalities: list[str], seeds: list[int], epochs: int, trade_off: float, methods: list[str]) -> dict:
-    overrides = [f"strategy.epochs={epochs}", f"strategy.trade_off={trade_off}", "strategy.selection_rows=500", "strategy.baseline=true"]
+def main(modalities: list[str], seeds: list[int], epochs: int, trade_off: float, methods: list[str],
+         name: str = "domain_adapt", extra: list[str] = ()) -> dict:
+    """`name` is the output's file stem under bench/out (two benches at once must not share it); `extra` are more
+    `--set`-style config overrides (e.g. strategy.mode=finetune), applied after the bench's own."""
+    overrides = [f"strategy.epochs={epochs}", f"strategy.trade_off={trade_off}", "strategy.selection_rows=500", "strategy.baseline=true",
+                 *extra]
     out: dict = {"seeds": seeds, "epochs": epochs, "trade_off": trade_off, "overrides": overrides, "runs": {}, "summary": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -89,12 +93,12 @@ def main(modalities: list[str], seeds: list[int], epochs: int, trade_off: float,
                     work = tmp / modality / f"{method}-{seed}"
                     runs[method][seed] = r = run_one(config(modality, method, seed, work, overrides), feats, work)
                     OUT.mkdir(parents=True, exist_ok=True)  # partial results survive an interrupted bench (a shared machine)
-                    (OUT / "domain_adapt.partial.json").write_text(json.dumps({**out, "runs": {**out["runs"], modality: runs}}, indent=1))
+                    (OUT / f"{name}.partial.json").write_text(json.dumps({**out, "runs": {**out["runs"], modality: runs}}, indent=1))
                     print(modality, seed, method, {k: r[k] for k in ("chosen", "source_only", "adapted", "registered", "oracle",
                                                                      "adapted_excluded", "adapted_votes", "train_seconds")}, flush=True)
             out["runs"][modality] = runs
             out["summary"][modality] = summarise(runs, seeds)
-    return save("domain_adapt", out)
+    return save(name, out)
 
 
 def markdown(result: dict) -> str:
@@ -123,9 +127,12 @@ if __name__ == "__main__":
     p.add_argument("--methods", nargs="*", default=list(METHODS))
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--trade-off", type=float, default=1.0)
+    p.add_argument("--name", default="domain_adapt", help="output file stem under bench/out (default domain_adapt)")
+    p.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="another config override for every run, e.g. --set strategy.mode=finetune")
     p.add_argument("--markdown", metavar="JSON", help="print the RESULTS tables of a saved result and exit")
     a = p.parse_args()
     if a.markdown:
         print(markdown(json.loads(Path(a.markdown).read_text())))
     else:
-        print(markdown(main(a.modalities, a.seeds, a.epochs, a.trade_off, a.methods)))
+        print(markdown(main(a.modalities, a.seeds, a.epochs, a.trade_off, a.methods, a.name, a.extra)))
