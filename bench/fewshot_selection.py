@@ -66,6 +66,8 @@ def episode_table(adapter, x: np.ndarray, y: np.ndarray, shots: int, queries: in
     logits = ms.heldout_logits(NAMES, adapter.encoder, adapter.learner, xt[ep.support], sy, 5)
     per = {n: ms.heldout_metrics(v, sy) for n, v in logits.items()}
     table = {f"support_{m}": np.stack([per[n][m] for n in NAMES], 1) for m in METRICS}
+    truth = torch.as_tensor(sy, dtype=torch.long)  # per support row, whether each candidate's held-out prediction is right
+    table["support_rows"] = np.stack([(logits[n].argmax(-1) == truth).numpy() for n in NAMES], 1).astype(np.int8)  # (T, C, S)
     table["query"] = np.stack([ms.episode_accuracies(n, adapter.encoder, adapter.learner, x, sampler, episodes) for n in NAMES], 1)
     return table
 
