@@ -11,8 +11,21 @@ written under bench/out/da_shifts/ (not in data.dvc), rebuilt by `python -m benc
 - `keywords_noise`: the audio shift demo's espeak-ng source voices (train 24 / val 6 voices, its clips copied) ->
   20 other espeak-ng voices (12 unlabelled, 8 test; never in the source) with white noise at 5 dB SNR.
 
-`python -m bench.domain_adapt --shifts image:fashion_noise image:fashion_contrast audio:keywords_noise` runs the
-methods on them with the modality's demo config (only `data.path` replaced).
+Two text shifts from WordNet 3.0 (Debian wordnet-base), one of each family:
+- `nouns_examples` (genre, like the verb demo): noun supersenses, gloss definitions (labelled source, 60 + 15 per
+  class) -> example sentences of other synsets (40 unlabelled + 30 test per class), the 20 of 26 noun classes with at
+  least 90 synsets that have an example sentence (noun.animal, noun.plant, noun.food, noun.shape, noun.motive and
+  noun.Tops have too few). Built by the demo's own builder (`build_wordnet_shift.build(pos="noun")`).
+- `verbs_typos` (corruption, the text member of the family above): the verb demo's classes and labelled source
+  (rebuilt by its builder, byte-identical to data/text_wordnet_shift's train/val) -> the definitions of the same
+  classes' other synsets (none in the source; up to 40 unlabelled + 30 test per class, disjoint synsets) with keyboard
+  typos: each letter, with probability 0.1, gets one of four edits (a neighbouring QWERTY key instead, deleted, a
+  neighbouring key inserted after it, swapped with the next character): the "key" and "swap" noise of Belinkov & Bisk
+  (ICLR 2018) plus insertions and deletions. Same genre as the source, so the shift is the corruption alone.
+
+`python -m bench.domain_adapt --modalities image:fashion_noise image:fashion_contrast audio:keywords_noise
+text:nouns_examples text:verbs_typos` runs the methods on them with the modality's demo config (only `data.path`
+replaced).
 """
 
 from __future__ import annotations
@@ -23,11 +36,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from bench.common import OUT, REPO
 
 ROOT = OUT / "da_shifts"
-SHIFTS = {"fashion_noise": "image", "fashion_contrast": "image", "keywords_noise": "audio"}
+SHIFTS = {"fashion_noise": "image", "fashion_contrast": "image", "keywords_noise": "audio", "nouns_examples": "text",
+          "verbs_typos": "text"}
 FASHION_TARGET = {"unlabeled": (100, 80), "test": (180, 60)}  # (first index, rows) per class in Fashion-MNIST's test set
 
 
@@ -87,7 +102,7 @@ def build_keywords_noise(out: Path, snr_db: float = 5.0) -> dict[str, int]:
         write_split_csv(out / f"{split}.csv", ["path", "label"], rows)
         counts[split] = len(rows)
     used = {v for voices in source_voices().values() for v, _ in voices}
-    rank = lambda k: hashlib.sha256(f"tlops-keywords-noise-v1:{k}".encode()).hexdigest()  # noqa: E731
+    rank = lambda k: hashlib.sha256(f"tlops-keywords-noise-v1:{k}".encode()).hexdigest()
     others = sorted((f"{a}+{v}" for a in ACCENTS for v in VARIANTS if f"{a}+{v}" not in used), key=rank)
     rng = np.random.default_rng(0)
     seen: set[str] = set()
@@ -120,6 +135,78 @@ def build_keywords_noise(out: Path, snr_db: float = 5.0) -> dict[str, int]:
     return counts
 
 
+_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_KEY_AT = {k: (r, c + (0, 0.25, 0.75)[r]) for r, row in enumerate(_ROWS) for c, k in enumerate(row)}  # staggered rows
+NEIGHBOURS = {k: "".join(o for o, (r2, c2) in _KEY_AT.items() if o != k and (r - r2) ** 2 + (c - c2) ** 2 <= 1.6)
+              for k, (r, c) in _KEY_AT.items()}
+
+
+def typos(text: str, rate: float, rng: np.random.Generator) -> str:
+    """Keyboard typos: each ASCII letter, with probability `rate`, gets one of four edits chosen uniformly: a QWERTY
+    neighbour instead of it, deleted, a neighbour inserted after it, or swapped with the next character."""
+    out: list[str] = []
+    chars = list(text)
+    i = 0
+    while i < len(chars):
+        ch = chars[i]
+        near = NEIGHBOURS.get(ch.lower())
+        if near is None or rng.random() >= rate:
+            out.append(ch)
+            i += 1
+            continue
+        key = near[rng.integers(len(near))]
+        key = key.upper() if ch.isupper() else key
+        edit = rng.integers(4)
+        if edit == 0:
+            out.append(key)
+        elif edit == 2:
+            out += [ch, key]
+        elif edit == 3 and i + 1 < len(chars):
+            out += [chars[i + 1], ch]
+            i += 1
+        elif edit == 3:
+            out.append(ch)  # the last character has nothing to swap with
+        i += 1  # edit 1: deleted
+    return "".join(out)
+
+
+def build_verbs_typos(out: Path, rate: float = 0.1) -> dict[str, int]:
+    from tlops.data.build_wordnet import read_synsets
+    from tlops.data.build_wordnet_shift import TARGET_PER_CLASS, _take
+    from tlops.data.build_wordnet_shift import build as build_demo
+    from tlops.data.dataset import write_split_csv
+
+    counts = build_demo(out)  # the verb demo's classes and source (train/val); its target files are replaced below
+    seen = {text.lower() for split in ("train", "val") for text in pd.read_csv(out / f"{split}.csv")["text"]}
+    rank = lambda key: hashlib.sha256(f"tlops-verbs-typos-v1:{key}".encode()).hexdigest()
+    by_class: dict[str, list[tuple[str, str]]] = {}
+    for sid, lex, definition, _ in sorted(read_synsets(parts_of_speech=("verb",)), key=lambda r: rank(r[0])):
+        by_class.setdefault(lex, []).append((definition, lex))
+    rows: dict[str, list[tuple[str, str]]] = {"unlabeled": [], "test": []}
+    total = sum(TARGET_PER_CLASS.values())
+    for lex in sorted(by_class):
+        target = _take(by_class[lex], total, seen)  # distinct definitions of synsets not in the source
+        n_test = round(len(target) * TARGET_PER_CLASS["test"] / total)
+        rows["test"] += target[:n_test]
+        rows["unlabeled"] += target[n_test:]
+    rng = np.random.default_rng(0)
+    for split, split_rows in rows.items():
+        split_rows.sort(key=lambda r: rank(r[0]))  # classes interleaved, as in the demo's files
+        noisy = [(typos(text, rate, rng), lex) for text, lex in split_rows]
+        if split == "unlabeled":
+            write_split_csv(out / "unlabeled.csv", ["text"], [(text,) for text, _ in noisy])
+        else:
+            write_split_csv(out / "test.csv", ["text", "label"], noisy)
+        counts[split] = len(noisy)
+    labels = (out / "dataset.yaml").read_text(encoding="utf-8").split("labels:", 1)[1]
+    (out / "dataset.yaml").write_text(
+        "modality: text\nname: wordnet-verbs-definitions-typos\n"
+        "source: WordNet 3.0 (Debian wordnet-base) verb synsets; train/val = the verb shift demo's gloss definitions, "
+        f"unlabeled/test = gloss definitions of other synsets with keyboard typos (each letter at rate {rate:g}); "
+        f"label = lexicographer file (verb supersense)\nlabels:{labels}", encoding="utf-8")
+    return counts
+
+
 def build(name: str) -> Path:
     """The shift's folder, built once (a folder with its dataset.yaml is reused)."""
     out = ROOT / name
@@ -127,8 +214,16 @@ def build(name: str) -> Path:
         return out
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    if name not in SHIFTS:
+        raise SystemExit(f"bench.da_shifts: unknown shift {name!r}; the shifts are {', '.join(SHIFTS)}")
     if name == "keywords_noise":
         counts = build_keywords_noise(out)
+    elif name == "nouns_examples":
+        from tlops.data.build_wordnet_shift import build as build_wordnet_shift
+
+        counts = build_wordnet_shift(out, pos="noun", min_with_examples=90)
+    elif name == "verbs_typos":
+        counts = build_verbs_typos(out)
     else:
         counts = build_fashion(out, _noise if name == "fashion_noise" else _contrast)
     print(f"wrote {out}: {counts}", flush=True)

@@ -37,11 +37,13 @@ def _take(pool: list[tuple[str, str]], n: int, seen: set[str]) -> list[tuple[str
     return out
 
 
-def build(out_dir: Path, wordnet_dir: Path = WORDNET_DIR) -> dict[str, int]:
+def build(out_dir: Path, wordnet_dir: Path = WORDNET_DIR, pos: str = "verb", min_with_examples: int = 0) -> dict[str, int]:
+    """The demo is `pos="verb"`, every class; bench.da_shifts builds the noun shift with the classes that have at
+    least `min_with_examples` synsets with example sentences."""
     by_class: dict[str, list] = {}
-    for sid, lex, definition, examples in sorted(read_synsets(wordnet_dir, ("verb",)), key=lambda r: _rank(r[0])):
+    for sid, lex, definition, examples in sorted(read_synsets(wordnet_dir, (pos,)), key=lambda r: _rank(r[0])):
         by_class.setdefault(lex, []).append((definition, examples))
-    classes = sorted(by_class)
+    classes = sorted(c for c, synsets in by_class.items() if sum(bool(ex) for _, ex in synsets) >= min_with_examples)
     rows: dict[str, list[tuple[str, str]]] = {s: [] for s in (*SOURCE_PER_CLASS, *TARGET_PER_CLASS)}
     seen: set[str] = set()
     for lex in classes:
@@ -69,9 +71,9 @@ def build(out_dir: Path, wordnet_dir: Path = WORDNET_DIR) -> dict[str, int]:
             write_split_csv(out_dir / f"{split}.csv", ["text", "label"], split_rows)
         counts[split] = len(split_rows)
     (out_dir / "dataset.yaml").write_text(
-        "modality: text\nname: wordnet-verbs-definitions-to-examples\n"
-        "source: WordNet 3.0 (Debian wordnet-base) verb synsets; train/val = gloss definition, unlabeled/test = an "
-        "example sentence of other synsets; label = lexicographer file (verb supersense)\n"
+        f"modality: text\nname: wordnet-{pos}s-definitions-to-examples\n"
+        f"source: WordNet 3.0 (Debian wordnet-base) {pos} synsets; train/val = gloss definition, unlabeled/test = an "
+        f"example sentence of other synsets; label = lexicographer file ({pos} supersense)\n"
         f"labels: [{', '.join(classes)}]\n", encoding="utf-8")
     return counts
 
