@@ -112,8 +112,29 @@ def rule_fns(val_support: dict | None = None) -> dict:
         "validation favourite (fixed)": favourite,
         **{f"shrink log-loss, margin {m:g}": shrink("log_loss_cal", m) for m in (0.02, 0.05, 0.1, 0.2)},
         **{f"shrink accuracy, margin {m:g}": shrink("accuracy", -m) for m in (0.04, 0.08, 0.12)},
-        **({"registered rule (meta_selection.choose_task)": registered} if hasattr(ms, "choose_task") else {}),
+        **{credible_name(z): credible(z) for z in Z_GRID},
+        "registered rule (meta_selection.choose_task)": registered,
     }
+
+
+Z_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)  # the credibility rule's z, chosen on val (`choose_z`)
+
+
+def credible_name(z: float) -> str:
+    return f"credibility, z {z:g}"
+
+
+def credible(z: float):
+    """`meta_selection.choose_task` with `z` standard errors, vectorised over tasks (25 held-out rows per task)."""
+    def f(s, val):
+        fav = int(np.nanargmax(val))
+        acc = s["accuracy"]
+        best = _lexi([np.round(acc, 9), _val(val, len(acc))])
+        rows = s["rows"]
+        a, b = (acc[np.arange(len(acc)), best] * rows + 1) / (rows + 2), (acc[:, fav] * rows + 1) / (rows + 2)
+        lead = (acc[np.arange(len(acc)), best] - acc[:, fav]) / np.sqrt((a * (1 - a) + b * (1 - b)) / rows)
+        return np.where((best != fav) & (lead > z + ms.TIE), best, fav)
+    return f
 
 
 def shrink(metric: str, margin: float):
@@ -137,17 +158,23 @@ def registered(s, val):
     for i in range(len(s["accuracy"])):
         scores = {n: {m: float(s[m][i, j]) for m in METRICS} for j, n in enumerate(NAMES)}
         vals = {n: (None if np.isnan(val[j]) else float(val[j])) for j, n in enumerate(NAMES)}
-        out.append(NAMES.index(ms.choose_task(scores, vals)[0]))
+        out.append(NAMES.index(ms.choose_task(scores, vals, s["rows"])[0]))
     return np.array(out)
 
 
 def summarise(table: dict, val: np.ndarray, rule) -> dict:
     q = table["query"]
     s = {m: table[f"support_{m}"] for m in METRICS}
+    s["rows"] = table["support_rows"].shape[2] if "support_rows" in table else 25  # tables before it: 5-way 5-shot
     pick = rule(s, val)
     chosen = q[np.arange(len(q)), pick]
     oracle_name = (q >= q.max(1, keepdims=True) - 1e-9).argmax(1)  # ties among the best: the simpler
+    fav = int(np.nanargmax(val))
+    ceiling = int(np.argmax(np.round(q.mean(0), 9)))  # the set-level oracle: the best candidate on this set's queries
     return {"agreement": float((chosen >= q.max(1) - 1e-9).mean()), "agreement_strict": float((pick == oracle_name).mean()),
+            "ceiling_agreement": float((q[:, ceiling] >= q.max(1) - 1e-9).mean()),
+            "ceiling_strict": float((oracle_name == ceiling).mean()), "ceiling_name": NAMES[ceiling],
+            "overrides": int((pick != fav).sum()), "tasks": len(q),
             "chosen": float(chosen.mean()), "oracle": float(q.max(1).mean()),
             **{n: float(q[:, i].mean()) for i, n in enumerate(NAMES)},
             "picked": {n: int((pick == i).sum()) for i, n in enumerate(NAMES)}}
@@ -249,6 +276,58 @@ def markdown(ev: dict, shots: int, episodes: int) -> str:
     return "\n".join(lines)
 
 
+def choose_z(ev: dict) -> tuple[float, str]:
+    """The credibility rule's z chosen on the `val` episodes of every modality together: the best mean over modalities
+    of the choice's val accuracy (each modality's mean over its seeds), ties by the mean val agreement (tie-aware), then
+    the larger z (the more conservative). Returns (z, a markdown table of every z's val numbers)."""
+    modalities = [m for m in ev if "val" in ev[m]]
+    rows, best = [], None
+    for z in Z_GRID:
+        per = {m: list(ev[m]["val"][credible_name(z)].values()) for m in modalities}
+        acc = {m: float(np.mean([r["chosen"] for r in rs])) for m, rs in per.items()}
+        agr = {m: float(np.mean([r["agreement"] for r in rs])) for m, rs in per.items()}
+        key = (round(float(np.mean(list(acc.values()))), 6), round(float(np.mean(list(agr.values()))), 6), z)
+        best = max(best, key) if best else key
+        rows.append(f"| {z:g} | " + " | ".join(f"{acc[m]:.4f} / {agr[m]:.3f}" for m in modalities)
+                    + f" | {key[0]:.4f} | {key[1]:.3f} |")
+    head = ["| z | " + " | ".join(f"{m} val: accuracy / agreement" for m in modalities) + " | mean accuracy | mean agreement |",
+            "|---:|" + "---|" * len(modalities) + "---:|---:|"]
+    return best[2], "\n".join(head + rows)
+
+
+def verdicts(ev: dict, rule: str) -> str:
+    """Per (modality, episode set): `rule`'s accuracy vs the best no-adaptation candidate (`meta_selection.FROZEN`) and
+    its seed spread (met: within it), agreement tie-aware / strict, and the CEILING (a set-level oracle: the candidate
+    best on the set's test queries on average, per task; it uses test labels)."""
+    lines = ["| set | seeds x episodes | rule's accuracy | best no-adaptation (spread) | difference | never worse by more than the spread? | "
+             "best candidate | agreement tie-aware / strict | ceiling (set-level oracle) tie-aware / strict | overrides of the favourite |",
+             "|---|---|---:|---|---:|---|---|---|---|---:|"]
+    for modality, sets in ev.items():
+        for name, rules in sets.items():
+            rs = list(rules[rule].values())
+            chosen = np.array([r["chosen"] for r in rs])
+            base = {n: np.array([r[n] for r in rs]) for n in ms.FROZEN}
+            b = max(base, key=lambda n: base[n].mean())
+            allc = {n: np.mean([r[n] for r in rs]) for n in NAMES}
+            top = max(allc, key=allc.get)
+            spread = base[b].std(ddof=1) if len(rs) > 1 else float("nan")
+            diff = chosen.mean() - base[b].mean()
+            met = "n/a (1 seed)" if len(rs) < 2 else ("met" if diff >= -spread - 1e-9 else "**NOT met**")
+            lines.append(f"| {modality} {name} | {len(rs)} x {rs[0]['tasks']} | {cell(rs, 'chosen')} | {b} {base[b].mean():.3f} ± {spread:.3f} | "
+                         f"{100 * diff:+.1f} pt | {met} | {top} {allc[top]:.3f} | {cell(rs, 'agreement')} / {cell(rs, 'agreement_strict')} | "
+                         f"{cell(rs, 'ceiling_agreement')} / {cell(rs, 'ceiling_strict')} ({', '.join(sorted({r['ceiling_name'] for r in rs}))}) | "
+                         f"{sum(r['overrides'] for r in rs)}/{sum(r['tasks'] for r in rs)} |")
+    return "\n".join(lines)
+
+
+def report(ev: dict, shots: int, episodes: int) -> str:
+    z, ztable = choose_z(ev)
+    reg = "registered rule (meta_selection.choose_task)"
+    return "\n".join([markdown(ev, shots, episodes), "", "**z chosen on val (all modalities together)**", "", ztable, "",
+                      f"chosen z = {z:g} (meta_selection.PRIOR_Z = {ms.PRIOR_Z:g})", "", f"**Verdicts, `{reg}`**", "",
+                      verdicts(ev, reg), "", f"**Verdicts, {credible_name(z)}**", "", verdicts(ev, credible_name(z))])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--modalities", nargs="+", default=["text", "image", "audio"])
@@ -263,7 +342,7 @@ def main() -> None:
     path = OUT / "fewshot_selection_tables.npz"
     if args.from_tables:
         tables = dict(np.load(path))
-        print(markdown(evaluate(tables), args.shots, args.episodes))
+        print(report(evaluate(tables), args.shots, args.episodes))
         return
     torch.set_num_threads(1)  # tiny batched fits: a second thread only contends on a shared 2-core machine
     cross = dict(c.split("=", 1) for c in args.cross)
@@ -278,7 +357,7 @@ def main() -> None:
     ev = evaluate({k: v for k, v in tables.items() if k.split("/")[0] in args.modalities})
     save("fewshot_selection", {"episodes": args.episodes, "shots": args.shots, "overrides": args.overrides, "cross": cross,
                                "runs": results, "rules": ev})
-    print(markdown(ev, args.shots, args.episodes))
+    print(report(ev, args.shots, args.episodes))
 
 
 if __name__ == "__main__":

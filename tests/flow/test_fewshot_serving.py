@@ -59,7 +59,7 @@ def test_the_package_holds_what_adapting_needs_and_reproduces_the_registered_hea
     assert record.family == "meta_transfer" and record.chosen in [c.name for c in record.candidates]
     assert set(p.predict([q for q, _ in QUERIES], support=p.support(_support_rows()))) <= set(NEW)
     new = SelectionRecord.model_validate(p.few_shot.last_selection)
-    assert new.criterion == "support_loo_accuracy with the validation favourite as prior" and new.chosen in [c.name for c in new.candidates]
+    assert new.criterion == "support_loo_accuracy, credibility-scaled, with the validation favourite as prior" and new.chosen in [c.name for c in new.candidates]
     assert "on the 9 support rows" in new.why and "3 folds" in new.why, new.why  # 3 new classes x 3 rows
     # the alphas were meta-learned: no longer all at inner_lr
     alphas = torch.cat([a.flatten() for a in p.few_shot.learner.alpha.values()])

@@ -34,7 +34,7 @@ def test_tlops_run_registers_a_few_shot_model_and_logs_the_episodic_metrics(tmp_
     sel = out.selection
     names = [c["name"] for c in sel["candidates"]]
     assert sel["family"] == "meta_transfer" and sel["chosen"] in names and {"meta_learned", "protonet0", "meta_probe"} <= set(names), sel
-    assert sel["criterion"] == "support_loo_accuracy with the validation favourite as prior", sel
+    assert sel["criterion"] == "support_loo_accuracy, credibility-scaled, with the validation favourite as prior", sel
     assert all(c["scores"]["support_loo_accuracy"] is not None and c["scores"]["val_episode_accuracy"] is not None for c in sel["candidates"])
     assert "selection.json" in {a.path for a in client.list_artifacts(out.run_id)}
     assert "meta_probe_accuracy_5w5s" in m and set(sel["oracle"]) >= {"meta_learned", "protonet0", "meta_probe"}, sel.get("oracle")

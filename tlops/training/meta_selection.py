@@ -10,9 +10,11 @@ accuracy on the support rows: leave-one-shot-out, k folds (k = the smallest clas
 holding out the rows whose rank within their class is f mod k, so each fold keeps every class and a 5-shot support set
 is scored by leaving one shot of every class out at a time. The run's validation-episode accuracy sets a prior: the
 validation favourite is chosen unless another candidate's support accuracy beats the favourite's by more than
-`PRIOR_MARGIN`, then the best on the support set is (`choose_task`; ties by validation accuracy, then the simpler
-candidate, the order of `CANDIDATES`). That rule was chosen among log-loss, Brier and accuracy rules with several
-tie-breaks and margins on validation episodes (bench/fewshot_selection.py; bench/RESULTS.md). A support set with one
+`PRIOR_Z` standard errors of the difference (`credibility`: 25 rows near chance almost never override it, a clear
+lead or a large support set does), then the best on the support set is (`choose_task`; ties by validation accuracy,
+then the simpler candidate, the order of `CANDIDATES`). Accuracy with a prior was chosen among log-loss, Brier and
+accuracy rules with several tie-breaks and fixed margins, and z among a grid, on validation episodes of the text,
+image and audio demos together (bench/fewshot_selection.py; bench/RESULTS.md, "Few-shot selection", parts 2-3). A support set with one
 row of some class cannot hold a row out: the choice then falls back to the validation-episode accuracy, and the record
 says so.
 
@@ -57,8 +59,9 @@ DESCRIPTIONS = {
 }
 CRITERION = "support_loo_accuracy"  # a score in the record (and the criterion of records written before the log-loss rule)
 FALLBACK = "val_episode_accuracy"
-PRIOR_MARGIN = 0.08  # how much higher another candidate's support accuracy must be to override the validation favourite
-RULE = "support_loo_accuracy with the validation favourite as prior"  # chosen on validation episodes: bench/RESULTS.md
+PRIOR_Z = 2.0  # how many standard errors higher another candidate's support accuracy must be to override the favourite
+RULE = "support_loo_accuracy, credibility-scaled, with the validation favourite as prior"  # chosen on validation episodes
+RULES_BEFORE = ("support_loo_accuracy with the validation favourite as prior",)  # earlier records' criteria (still reselect)
 MAX_FOLDS = 5
 HEAD_STEPS, HEAD_LR, HEAD_DECAY = 100, 0.01, 1e-3  # finetune_support's budget (tlops.training.episodic_eval.finetune_support)
 TIE = 1e-9
@@ -264,14 +267,26 @@ def episode_accuracies(name: str, encoder: Encoder, learner: MetaLearner, x: np.
     return np.concatenate(out)
 
 
-def choose_task(scores: dict[str, dict[str, float]], val: dict[str, float | None], order: Sequence[str] = CANDIDATES,
-                margin: float | None = None) -> tuple[str, str]:
-    """(chosen, how) for one support set from each candidate's held-out support accuracy (`scores[name]["accuracy"]`)
-    and validation-episode accuracy (None: unknown): the validation favourite (the best validation accuracy among these
-    candidates, ties to the simpler) is kept unless another candidate's support accuracy beats its own by more than
-    `margin` (default `PRIOR_MARGIN`); then the best by support accuracy is chosen (ties by validation accuracy, then
-    the simpler). With no validation accuracy known, the best by support accuracy (ties to the simpler)."""
-    margin = PRIOR_MARGIN if margin is None else margin
+def credibility(p_best: float, p_fav: float, rows: int) -> float:
+    """How many standard errors a support accuracy `p_best` is above `p_fav`, both held-out accuracies on the same
+    `rows` support rows: the difference over the binomial standard error of two accuracies, each smoothed as
+    (correct + 1) / (rows + 2) so that 0 or 1 still has an error. 25 rows at ~0.33 accuracy have an error of ~0.13
+    (a 0.08 lead is 0.6 errors: noise); 25 rows at 0.96 vs 0.88 ~0.08 (1 error); 120 rows at 0.85 ~0.05."""
+    n = max(int(rows), 1)
+    a, b = (p_best * n + 1) / (n + 2), (p_fav * n + 1) / (n + 2)
+    se = np.sqrt((a * (1 - a) + b * (1 - b)) / n)
+    return float((p_best - p_fav) / se)
+
+
+def choose_task(scores: dict[str, dict[str, float]], val: dict[str, float | None], rows: int,
+                order: Sequence[str] = CANDIDATES, z: float | None = None) -> tuple[str, str]:
+    """(chosen, how) for one support set from each candidate's held-out support accuracy (`scores[name]["accuracy"]`
+    on `rows` held-out support rows) and validation-episode accuracy (None: unknown): the validation favourite (the
+    best validation accuracy among these candidates, ties to the simpler) is kept unless the best candidate by support
+    accuracy beats the favourite's by more than `z` (default `PRIOR_Z`) standard errors (`credibility`); then that one
+    is chosen (support accuracy, ties by validation accuracy, then the simpler). With no validation accuracy known, the
+    best by support accuracy (ties to the simpler)."""
+    z = PRIOR_Z if z is None else z
     names = [n for n in order if n in scores]
     acc = {n: round(float(scores[n]["accuracy"]), 9) for n in names}
     known = [n for n in names if val.get(n) is not None and np.isfinite(val[n])]
@@ -280,11 +295,13 @@ def choose_task(scores: dict[str, dict[str, float]], val: dict[str, float | None
     if not known:
         return best, "highest support accuracy (no validation-episode accuracy to set a prior), ties to the simpler"
     fav = max(known, key=lambda n: (val[n], -names.index(n)))
-    gain = acc[best] - acc[fav]
-    if best == fav or gain <= margin + TIE:
-        return fav, (f"the validation favourite ({val[fav]:.3f} on validation episodes), no candidate beating its support "
-                     f"accuracy by more than {margin:g}" + (f" ({best}: +{gain:.3f})" if best != fav else ""))
-    return best, f"its support accuracy beats the validation favourite {fav}'s by {gain:.3f} > {margin:g}"
+    lead = credibility(acc[best], acc[fav], rows) if best != fav else 0.0
+    if best == fav or lead <= z + TIE:
+        return fav, (f"the validation favourite ({val[fav]:.3f} on validation episodes), no candidate's support accuracy "
+                     f"beating its own by more than {z:g} standard errors"
+                     + (f" ({best}: +{acc[best] - acc[fav]:.3f}, {lead:.2f} errors)" if best != fav else ""))
+    return best, (f"its support accuracy beats the validation favourite {fav}'s by {acc[best] - acc[fav]:.3f}, "
+                  f"{lead:.2f} standard errors > {z:g}")
 
 
 def select(encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray, n_classes: int,
@@ -300,7 +317,7 @@ def select(encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray,
     logits = heldout_logits(live, encoder, learner, sx, y, n_classes)
     per = {n: {m: float(v[0]) for m, v in heldout_metrics(lg, y).items()} for n, lg in logits.items()} if logits is not None else None
     if per is not None:
-        chosen, how = choose_task(per, {n: val_scores.get(n) for n in live})
+        chosen, how = choose_task(per, {n: val_scores.get(n) for n in live}, len(y))
         criterion, k = RULE, len(support_folds(y))
         counts = np.unique(y, return_counts=True)[1]
         why = (f"{chosen}: {how} (held-out on the {len(y)} support rows, {k} folds each holding out "
@@ -326,4 +343,4 @@ def select(encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray,
 def reselects(record: dict[str, Any]) -> bool:
     """Whether a package registered with this record chooses again for a support set given at predict time (its choice
     was made on the support set, not fixed by `strategy.selection: meta` or by a single candidate)."""
-    return record.get("family") == "meta_transfer" and record.get("criterion") in (RULE, CRITERION, FALLBACK)
+    return record.get("family") == "meta_transfer" and record.get("criterion") in (RULE, *RULES_BEFORE, CRITERION, FALLBACK)
