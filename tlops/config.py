@@ -50,6 +50,10 @@ class BackboneConfig(_Strict):
     image_size: int = Field(96, ge=16, le=1024, description="image: square input side in pixels")
     clip_seconds: float = Field(1.0, gt=0.1, le=60, description="audio: clips are zero-padded or centre-cropped to this")
     batch_size: int = Field(64, ge=1)
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="feature extraction's math: bf16 autocasts the backbone "
+                                               "on CPUs with native bf16 (AVX-512 BF16 or AMX; others warn and use fp32), "
+                                               "recorded in the package; text ~1.9x faster, images lose ~1e-2 cosine "
+                                               "(bench/RESULTS.md)")
 
     @field_validator("layers")
     @classmethod

@@ -26,7 +26,8 @@ def embed_all(backbone: Backbone, items: Sequence[str], batch_size: int = 64, pr
     `workers` > 0: batches are collated (files decoded and resized) in that many DataLoader worker processes
     while the model runs the previous batch; each worker keeps one torch thread, so the model's intra-op
     threads are not oversubscribed. It pays on machines with cores to spare for decoding (bench/RESULTS.md
-    "Speed (issue 33)": on 2 cores it does not)."""
+    "Speed (issue 33)": on 2 cores it does not).
+    The forward passes run in the backbone's `precision` (bf16: CPU autocast; features come back float32)."""
     out = np.empty((len(items), backbone.num_features), dtype=np.float32)
     if not items:
         return out
@@ -34,11 +35,19 @@ def embed_all(backbone: Backbone, items: Sequence[str], batch_size: int = 64, pr
     lengths = backbone.lengths(encoded)
     order = list(range(len(items))) if lengths is None else sorted(range(len(items)), key=lambda i: -lengths[i])
     chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
-    with item_bar(label, len(items)) if progress else _no_bar() as advance, torch.inference_mode():
+    with item_bar(label, len(items)) if progress else _no_bar() as advance, torch.inference_mode(), autocast(backbone):
         for idx, batch in _collated(backbone, encoded, chunks, workers):
-            out[idx] = backbone.embed(batch).numpy()
+            out[idx] = backbone.embed(batch).float().numpy()
             advance(len(idx))
     return out
+
+
+def autocast(backbone: Backbone) -> contextlib.AbstractContextManager:
+    """The context a backbone's feature-extraction forward passes run in: CPU bf16 autocast when its `precision` is bf16
+    (matmuls and convolutions in bf16; softmax, norms and reductions in fp32, torch's autocast op lists), else none."""
+    if getattr(backbone, "precision", "fp32") == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _one_thread(worker_id: int) -> None:

@@ -42,7 +42,7 @@ def backbone_of(cfg: RunConfig) -> Backbone:
 
     b = cfg.backbone
     return load_backbone(b.name, layers=b.layers, pooling=b.pooling, max_length=b.max_length, image_size=b.image_size,
-                         clip_seconds=b.clip_seconds)
+                         clip_seconds=b.clip_seconds, precision=b.precision)
 
 
 def feature_inputs(cfg: RunConfig):

@@ -160,10 +160,16 @@ def test_preprocess_is_collate_of_encode_and_embed_all_keeps_row_order(case, sha
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_identity_is_json_and_stable_without_loading_the_model(case, specs):
+def test_identity_is_json_and_stable_without_loading_the_model(case, specs, monkeypatch):
     name, opts, _ = specs[case.id]
     first, second = load_backbone(name, **opts), load_backbone(name, **opts)
     ident = first.identity()
+    monkeypatch.setattr("tlops.backbones.base.cpu_has_bf16", lambda: True)  # bf16 features are another cache namespace
+    if case.frozen:
+        with pytest.raises(Exception, match="runs only in fp32"):
+            load_backbone(name, precision="bf16", **opts)
+    else:
+        assert load_backbone(name, precision="bf16", **opts).identity() == {**ident, "precision": "bf16"}, case.id
     text = json.dumps(ident, sort_keys=True)  # the cache namespace and the MLflow params are made from this
     assert json.loads(text) == ident, f"{case.id}: identity does not survive a JSON round trip"
     assert second.identity() == ident, f"{case.id}: two fresh loads give different identities"

@@ -8,6 +8,7 @@ backbone's business. tests/unit/test_backbone_contract.py checks every registere
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -17,6 +18,9 @@ from tlops.backbones.augment import augment_audio, augment_image
 from tlops.errors import BackboneError
 
 SPEC_FILE = "backbone.json"  # in every export: {"kind": ..., what that kind's from_export needs}
+PRECISIONS = ("fp32", "bf16")  # feature extraction's math (backbone.precision)
+
+log = logging.getLogger(__name__)
 
 
 class Backbone(Protocol):
@@ -29,6 +33,7 @@ class Backbone(Protocol):
     layers: list[int]  # hidden states pooled and concatenated (text); [-1] elsewhere
     pooling: str  # "mean" | "cls"
     max_length: int | None  # token limit (text); None elsewhere
+    precision: str  # "fp32" | "bf16": the math `embed_all` runs `embed` in (set_precision); part of identity() when bf16
 
     @property
     def model(self) -> torch.nn.Module:
@@ -93,6 +98,22 @@ class BaseBackbone:
     calls: int = 0
     fine_tuned: bool = False
     _model: torch.nn.Module | None = None
+    precision: str = "fp32"  # set by `set_precision` (load_backbone, backbone_from_export)
+    precisions: tuple[str, ...] = PRECISIONS  # what this kind can run in (an ONNX Runtime graph: fp32 only)
+    # The compute path's version: a kind bumps it when its forward's numerics change with the same weights (a fused or
+    # reordered computation), so the feature cache keeps rows computed the old way apart from new ones.
+    compute_version: int = 0
+
+    def compute_identity(self) -> dict[str, Any]:
+        """How the features are computed, for every kind's identity(): the compute-path version once the kind has bumped
+        it, the precision when it is not fp32. Both are left out at their defaults, so caches written before they
+        existed still hit."""
+        out: dict[str, Any] = {}
+        if self.compute_version:
+            out["compute_version"] = self.compute_version
+        if self.precision != "fp32":
+            out["precision"] = self.precision
+        return out
 
     @property
     def model(self) -> torch.nn.Module:
@@ -122,8 +143,35 @@ class BaseBackbone:
                             "wav2vec2/HuBERT folder (hf:<model folder>)")
 
     def write_spec(self, out_dir: Path, **fields: Any) -> None:
-        """backbone.json: the kind and what its `from_export` needs."""
-        (out_dir / SPEC_FILE).write_text(json.dumps({"kind": self.kind, **fields}))
+        """backbone.json: the kind and what its `from_export` needs, and the precision when not fp32 (read back by
+        `backbone_from_export`, so predict and serve embed the way training did)."""
+        extra = {"precision": self.precision} if self.precision != "fp32" else {}
+        (out_dir / SPEC_FILE).write_text(json.dumps({"kind": self.kind, **fields, **extra}))
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU does bf16 math natively: AVX-512 BF16 dot products or AMX tiles. Without them oneDNN emulates
+    bf16, slower than fp32."""
+    return any(bool(getattr(torch.cpu, f, lambda: False)()) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def set_precision(backbone: Backbone, precision: str) -> str:
+    """Set the math `embed_all` runs `backbone.embed` in (tlops.features.autocast); returns the precision set. bf16 on
+    a CPU without native bf16 falls back to fp32 with one warning, so the features (and the identity, and an export)
+    say what was computed."""
+    if precision not in PRECISIONS:
+        raise BackboneError(f"backbone precision {precision!r} is not one of {', '.join(PRECISIONS)}; set backbone.precision "
+                            "to fp32 (default) or bf16")
+    offered = getattr(backbone, "precisions", PRECISIONS)
+    if precision not in offered:
+        raise BackboneError(f"the {backbone.kind!r} backbone runs only in {', '.join(offered)} (its graph runs as exported; "
+                            f"torch autocast does not reach it), not {precision}; set backbone.precision: fp32")
+    if precision == "bf16" and not cpu_has_bf16():
+        log.warning("backbone.precision bf16: this CPU has no native bf16 math (AVX-512 BF16 or AMX), so features are "
+                    "computed in fp32 (emulated bf16 is slower than fp32)")
+        precision = "fp32"
+    backbone.precision = precision
+    return precision
 
 
 class TextItems:

@@ -110,7 +110,8 @@ class CrepeBackbone(AudioFiles, BaseBackbone):
         return {"source": self.source, "architecture": "crepe-tiny", "weights_sha256": {self.weights.name: file_sha256(self.weights)},
                 "layers": self.layers, "pooling": self.pooling,
                 "preprocessing": {"sample_rate": SAMPLE_RATE, "mono": "mean of channels", "clip_seconds": self.clip_seconds,
-                                  "fit": "zero-pad or centre-crop", "frame": WINDOW, "hop": HOP, "frame_norm": "mean 0, std 1"}}
+                                  "fit": "zero-pad or centre-crop", "frame": WINDOW, "hop": HOP, "frame_norm": "mean 0, std 1"},
+                **self.compute_identity()}
 
     def collate(self, paths: Sequence[str]) -> torch.Tensor:
         """Decode (mono, 16 kHz, fit to clip_seconds), then frames: (B, T, 1024)."""

@@ -81,6 +81,7 @@ class EfficientNetLiteBackbone(ImageFiles, BaseBackbone):
     # Same arithmetic, other summation order: features within 3e-5 of contiguous NCHW (tests/unit/test_channels_last.py).
     memory_format = torch.channels_last
     fold_for_inference = True  # embed under inference_mode through `inference_copy` (False: the module as loaded)
+    compute_version = 1  # 1: channels-last + the folded inference copy (features moved <= 6.5e-5 from the NCHW path)
 
     def __init__(self, weights: Path | None = None, image_size: int = 96, source: str = "packaged:efficientnet-lite0"):
         self.source = source
@@ -118,7 +119,8 @@ class EfficientNetLiteBackbone(ImageFiles, BaseBackbone):
         return {"source": self.source, "architecture": "efficientnet-lite0",
                 "weights_sha256": {self.weights.name: file_sha256(self.weights)},
                 "layers": self.layers, "pooling": self.pooling,
-                "preprocessing": {"image_size": self.image_size, "mode": "RGB", "resize": "bilinear", "normalise": "(x*255-127)/128"}}
+                "preprocessing": {"image_size": self.image_size, "mode": "RGB", "resize": "bilinear", "normalise": "(x*255-127)/128"},
+                **self.compute_identity()}
 
     def collate(self, paths: Sequence[str]) -> torch.Tensor:
         """Decode and resize each file, then the normalisation these weights were trained with; in the model's memory format."""

@@ -289,6 +289,7 @@ class HFTextBackbone(TextItems, HFBackbone):
             "layers": self.layers,
             "pooling": self.pooling,
             "preprocessing": {"max_length": self.max_length, "truncation": True},
+            **self.compute_identity(),
         }
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:

@@ -34,7 +34,8 @@ class HFAudioBackbone(AudioFiles, HFBackbone):
         return {"source": f"hf:{self.name}", "architecture": type(self.config).__name__,
                 "weights_sha256": self.weights_sha256(), "layers": self.layers, "pooling": self.pooling,
                 "preprocessing": {**json.loads((self.folder / "preprocessor_config.json").read_text()),
-                                  "mono": "mean of channels", "clip_seconds": self.clip_seconds}}
+                                  "mono": "mean of channels", "clip_seconds": self.clip_seconds},
+                **self.compute_identity()}
 
     def collate(self, paths: Sequence[str]) -> dict[str, torch.Tensor]:
         """Decode (mono, resampled, fit to clip_seconds), then the model's feature extractor."""

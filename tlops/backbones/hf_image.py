@@ -37,7 +37,7 @@ class HFImageBackbone(ImageFiles, HFBackbone):
     def identity(self) -> dict[str, Any]:
         return {"source": f"hf:{self.name}", "architecture": type(self.config).__name__,
                 "weights_sha256": self.weights_sha256(), "layers": self.layers, "pooling": self.pooling,
-                "preprocessing": json.loads((self.folder / "preprocessor_config.json").read_text())}
+                "preprocessing": json.loads((self.folder / "preprocessor_config.json").read_text()), **self.compute_identity()}
 
     def collate(self, paths: Sequence[str]) -> torch.Tensor:
         """Decode to RGB, then the model's image processor."""

@@ -115,6 +115,7 @@ class _Session(torch.nn.Module):
 
 class _Frozen:
     source: str
+    precisions = ("fp32",)  # ONNX Runtime runs the graph as exported: torch's bf16 autocast does not reach it
 
     def parameter_groups(self) -> list[list[torch.nn.Parameter]]:
         raise BackboneError(f"the onnx backbone {self.source} is frozen (ONNX Runtime gives no gradients): train a head on its "

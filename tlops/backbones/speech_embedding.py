@@ -200,7 +200,8 @@ class SpeechEmbeddingBackbone(AudioFiles, BaseBackbone):
         return {"source": self.source, "architecture": "speech_embedding", "weights_sha256": weights,
                 "layers": self.layers, "pooling": self.pooling,
                 "preprocessing": {"sample_rate": SAMPLE_RATE, "mono": "mean of channels", "clip_seconds": self.clip_seconds,
-                                  "fit": "zero-pad or centre-crop", **({"lead_seconds": self.lead_seconds} if self.lead_seconds else {})}}
+                                  "fit": "zero-pad or centre-crop", **({"lead_seconds": self.lead_seconds} if self.lead_seconds else {})},
+                **self.compute_identity()}
 
     def collate(self, paths: Sequence[str]) -> torch.Tensor:
         """Decode (mono, 16 kHz, `lead_seconds` of silence first, fit to clip_seconds), then the ONNX log-mel front end:

@@ -124,7 +124,7 @@ class ZooImageBackbone(ImageFiles, BaseBackbone):
     def identity(self) -> dict[str, Any]:
         weights = {self.weights.name: file_sha256(self.weights)} if self.weights else {"state_dict": _state_sha256(self._model)}
         return {"source": f"{self.zoo}:{self.model_name}", "architecture": self.model_name, "weights_sha256": weights,
-                "layers": self.layers, "pooling": self.pooling, "preprocessing": {"transform": repr(self.transform)}}
+                "layers": self.layers, "pooling": self.pooling, "preprocessing": {"transform": repr(self.transform)}, **self.compute_identity()}
 
     def collate(self, paths: Sequence[str]) -> torch.Tensor:
         """Decode to RGB, then the zoo's eval transform."""

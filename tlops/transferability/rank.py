@@ -148,7 +148,7 @@ def rank_backbones(cfg: RunConfig, names: Sequence[str], max_rows: int | None = 
     out = []
     for name in names:
         backbone = load_backbone(name, layers=b.layers, pooling=b.pooling, max_length=b.max_length, image_size=b.image_size,
-                                 clip_seconds=b.clip_seconds)
+                                 clip_seconds=b.clip_seconds, precision=b.precision)
         out.append(score_candidate(name, backbone, ds, task, rows, cache, batch_size=b.batch_size, progress=progress))
     out.sort(key=lambda c: -c.logme)
     return Ranking(config=config_name, data=str(ds.root), task=task.name, rows=len(rows), train_rows=n, candidates=out,
