@@ -41,7 +41,7 @@ def config(modality: str, method: str, seed: int, work: Path, overrides: list[st
         overrides = [f"data.path={build(shift)}", *overrides]
     cfg = load_config(REPO / "configs" / f"{modality}_domain_adapt.yaml", [f"strategy.method={method}", f"seed={seed}", *overrides])
     cfg.features.cache_dir = str(REPO / ".tlops" / "cache")
-    cfg.execution.work_dir = str(work)  # checkpoints live here: never resume from an earlier bench run
+    cfg.execution.work_dir = str(work)  # checkpoints live here (a fresh temporary folder): never resume from an earlier bench run
     return cfg
 
 
@@ -90,8 +90,11 @@ def main(modalities: list[str], seeds: list[int], epochs: int, trade_off: float,
             runs: dict = {m: {} for m in methods}
             for seed in seeds:
                 for method in methods:
+                    # checkpoints per seed: source_only's candidate has the same options in every method's run, so the
+                    # second method resumes it complete instead of training it again (same rows: the loop's resume)
                     work = tmp / modality / f"{method}-{seed}"
-                    runs[method][seed] = r = run_one(config(modality, method, seed, work, overrides), feats, work)
+                    cfg = config(modality, method, seed, tmp / modality / f"seed-{seed}", overrides)
+                    runs[method][seed] = r = run_one(cfg, feats, work)
                     OUT.mkdir(parents=True, exist_ok=True)  # partial results survive an interrupted bench (a shared machine)
                     (OUT / f"{name}.partial.json").write_text(json.dumps({**out, "runs": {**out["runs"], modality: runs}}, indent=1))
                     print(modality, seed, method, {k: r[k] for k in ("chosen", "source_only", "adapted", "registered", "oracle",

@@ -202,8 +202,41 @@ def test_adabn_standardises_each_domain_with_its_own_statistics_and_the_package_
                           "strategy": {"name": "domain_adapt", "method": "adabn", "mode": "finetune"}})
 
 
-def test_a_trade_off_list_trains_one_model_per_value_and_keeps_the_criterions_choice(tmp_path):
-    result, _ = _train_toy(tmp_path, method="coral", trade_off=[0.1, 3.0], epochs=4, selection="snd")
+class _Shifts:
+    """A backbone whose `augment` adds the generator's first draw (so a batch shows whether and how it was augmented)."""
+
+    def augment(self, batch, g, flip=True):
+        return batch + torch.rand(1, generator=g) + (100.0 if flip else 0.0)
+
+
+def test_target_batches_go_through_the_backbones_augmentation_with_a_generator_of_the_step():
+    data = type("Rows", (), {"backbone": _Shifts(), "__len__": lambda self: 10,
+                             "inputs": lambda self, idx: torch.tensor(idx, dtype=torch.float32)})()
+    plain, augmented = da.TargetBatches(data, 4, seed=0), da.TargetBatches(data, 4, seed=0, augment=True, flip=False)
+    for step in range(5):  # 3 batches a pass: the second pass is reshuffled, and each step's draw is its own
+        delta = augmented(step) - plain(step)
+        assert torch.allclose(delta, delta[0].expand_as(delta)) and 0 < float(delta[0]) < 1, (step, delta)  # flip=False reached it
+        assert torch.equal(augmented(step), da.TargetBatches(data, 4, seed=0, augment=True, flip=False)(step))  # a pure function of the step
+    assert not torch.equal(augmented(0) - plain(0), augmented(1) - plain(1))
+
+
+def _record_target_augmentation(monkeypatch) -> list:
+    """The `augment` flag of every TargetBatches a run builds, in order."""
+    seen = []
+
+    class Recorded(da.TargetBatches):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("augment"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(da, "TargetBatches", Recorded)
+    return seen
+
+
+def test_a_trade_off_list_trains_one_model_per_value_and_keeps_the_criterions_choice(tmp_path, monkeypatch):
+    seen = _record_target_augmentation(monkeypatch)
+    result, _ = _train_toy(tmp_path, method="coral", trade_off=[0.1, 3.0], epochs=4, selection="snd", augment=True)
+    assert seen == [False, False]  # `augment` (for finetune mode) has no effect on cached features: target rows stay as cached
     a = result.adaptation
     assert [c.trade_off for c in a.candidates] == [0.1, 3.0]
     assert a.chosen == max(a.candidates, key=lambda c: c.criterion)  # SND: higher is better
@@ -344,11 +377,12 @@ def test_bad_target_splits_fail_validation_with_the_file_the_rows_and_the_fix(tm
         assert _validate(tiny_config(tmp_path, data, tiny_bert)).success
 
 
-def test_finetune_mode_adapts_the_backbone_and_packages_it(tmp_path, tiny_bert):
+def test_finetune_mode_adapts_the_backbone_and_packages_it(tmp_path, tiny_bert, monkeypatch):
     from tlops.package import Predictor
     from tlops.pipeline import run_core
     from tlops.selection_record import SELECTION_FILE, SelectionRecord
 
+    seen = _record_target_augmentation(monkeypatch)  # finetune mode augments the target batches as the loop does the source ones
     data = make_da_text_dataset(tmp_path / "data")
     cfg = RunConfig.model_validate(tiny_config(tmp_path, data, tiny_bert, strategy={
         "name": "domain_adapt", "mode": "finetune", "method": "cdan", "epochs": 2, "batch_size": 8, "head_lr": 1e-2,
@@ -360,5 +394,6 @@ def test_finetune_mode_adapts_the_backbone_and_packages_it(tmp_path, tiny_bert):
     rows = out.train.history
     assert len(rows) == 2 and all({"domain_acc", "dev_risk", "snd", "oracle_test_macro_f1", "train_loss_l2sp"} <= set(r) for r in rows)
     assert out.train.kind == "package" and out.train.adaptation.mode == "finetune"
+    assert seen == [True]
     assert SelectionRecord.load(Path(out.package) / SELECTION_FILE).chosen == "cdan@1"  # the record travels in the package
     assert len(Predictor(out.package).predict(["a small dog that barks at the moon"])) == 1

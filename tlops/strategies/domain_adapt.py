@@ -85,6 +85,9 @@ class DomainAdaptConfig(FinetuneConfig):
     method: Literal["dann", "cdan", "mmd", "coral", "mcc", "adabn", "source_only"] = "dann"
     mode: Literal["features", "finetune"] = Field("features", description="features: adapter + head on the cached frozen "
                                                   "features (fast); finetune: the backbone trains too")
+    augment: bool = Field(True, description="finetune mode: the modality's training augmentation (image: random resized crop "
+                          "+ flip, audio: time shift) on the source AND the target batches; features mode: no effect (its inputs "
+                          "are cached features, which nothing augments)")
     trade_off: float | list[float] = Field(1.0, description="weight of the alignment term; a list trains one model per value "
                                                             "and keeps the one the criterion prefers")
     bottleneck: int = Field(256, ge=1, description="features mode: width of the adapter between cached features and classifier")
