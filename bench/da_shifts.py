@@ -21,7 +21,8 @@ Two text shifts from WordNet 3.0 (Debian wordnet-base), one of each family:
   classes' other synsets (none in the source; up to 40 unlabelled + 30 test per class, disjoint synsets) with keyboard
   typos: each letter, with probability 0.1, gets one of four edits (a neighbouring QWERTY key instead, deleted, a
   neighbouring key inserted after it, swapped with the next character): the "key" and "swap" noise of Belinkov & Bisk
-  (ICLR 2018) plus insertions and deletions. Same genre as the source, so the shift is the corruption alone.
+  (ICLR 2018) plus insertions and deletions. Same genre as the source, so the shift is the corruption alone;
+  `verbs_clean` is the same rows without typos (the control that measures how much the typos cost).
 
 `python -m bench.domain_adapt --modalities image:fashion_noise image:fashion_contrast audio:keywords_noise
 text:nouns_examples text:verbs_typos` runs the methods on them with the modality's demo config (only `data.path`
@@ -42,7 +43,7 @@ from bench.common import OUT, REPO
 
 ROOT = OUT / "da_shifts"
 SHIFTS = {"fashion_noise": "image", "fashion_contrast": "image", "keywords_noise": "audio", "nouns_examples": "text",
-          "verbs_typos": "text"}
+          "verbs_typos": "text", "verbs_clean": "text"}  # verbs_clean: verbs_typos without the typos (no shift: a control)
 FASHION_TARGET = {"unlabeled": (100, 80), "test": (180, 60)}  # (first index, rows) per class in Fashion-MNIST's test set
 
 
@@ -222,8 +223,8 @@ def build(name: str) -> Path:
         from tlops.data.build_wordnet_shift import build as build_wordnet_shift
 
         counts = build_wordnet_shift(out, pos="noun", min_with_examples=90)
-    elif name == "verbs_typos":
-        counts = build_verbs_typos(out)
+    elif name in ("verbs_typos", "verbs_clean"):
+        counts = build_verbs_typos(out, rate=0.1 if name == "verbs_typos" else 0.0)
     else:
         counts = build_fashion(out, _noise if name == "fashion_noise" else _contrast)
     print(f"wrote {out}: {counts}", flush=True)
