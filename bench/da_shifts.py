@@ -210,13 +210,13 @@ def build_verbs_typos(out: Path, rate: float = 0.1) -> dict[str, int]:
 
 def build(name: str) -> Path:
     """The shift's folder, built once (a folder with its dataset.yaml is reused)."""
+    if name not in SHIFTS:
+        raise SystemExit(f"bench.da_shifts: unknown shift {name!r}; the shifts are {', '.join(SHIFTS)}")
     out = ROOT / name
     if (out / "dataset.yaml").exists():
         return out
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    if name not in SHIFTS:
-        raise SystemExit(f"bench.da_shifts: unknown shift {name!r}; the shifts are {', '.join(SHIFTS)}")
     if name == "keywords_noise":
         counts = build_keywords_noise(out)
     elif name == "nouns_examples":
