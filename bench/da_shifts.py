@@ -201,9 +201,10 @@ def build_verbs_typos(out: Path, rate: float = 0.1) -> dict[str, int]:
         counts[split] = len(noisy)
     labels = (out / "dataset.yaml").read_text(encoding="utf-8").split("labels:", 1)[1]
     (out / "dataset.yaml").write_text(
-        "modality: text\nname: wordnet-verbs-definitions-typos\n"
+        f"modality: text\nname: wordnet-verbs-definitions-{'typos' if rate else 'clean'}\n"
         "source: WordNet 3.0 (Debian wordnet-base) verb synsets; train/val = the verb shift demo's gloss definitions, "
-        f"unlabeled/test = gloss definitions of other synsets with keyboard typos (each letter at rate {rate:g}); "
+        "unlabeled/test = gloss definitions of other synsets "
+        f"{f'with keyboard typos (each letter at rate {rate:g})' if rate else 'without typos (the control)'}; "
         f"label = lexicographer file (verb supersense)\nlabels:{labels}", encoding="utf-8")
     return counts
 
