@@ -96,3 +96,86 @@ def test_speech_embedding_channels_last_equals_nchw():
     with torch.inference_mode():
         a, ref = b.frame_states(mel), plain(mel)
     assert a.shape == ref.shape and _max_rel_diff(a, ref) < 1e-5, f"frames differ from NCHW by {_max_rel_diff(a, ref):.2e} (relative)"
+
+
+# ---- timm: and torchvision: backbones (tlops/backbones/vision_zoo.py) ----
+
+ZOO = ("timm:test_efficientnet", "timm:test_resnet", "torchvision:mobilenet_v3_small")  # timm's BatchNormAct2d, plain BatchNorm2d, torchvision's Conv2dNormActivation
+
+
+@pytest.fixture(scope="module")
+def zoo_specs(tmp_path_factory):
+    """`<zoo>:<model>@file` for random-weight checkpoints (BatchNorm statistics randomised), as in test_vision_zoo_maps."""
+    import timm
+    import torchvision
+    from safetensors.torch import save_file
+
+    folder, out = tmp_path_factory.mktemp("zoo"), {}
+    for spec in (*ZOO, "timm:test_vit"):
+        zoo, name = spec.split(":")
+        torch.manual_seed(0)
+        net = timm.create_model(name, pretrained=False) if zoo == "timm" else torchvision.models.get_model(name, weights=None)
+        for mod in net.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / f"{name}.safetensors"))
+        out[spec] = f"{spec}@{folder / f'{name}.safetensors'}"
+    return out
+
+
+def _nchw(spec: str):
+    """The same backbone as tlops ran it before issue 33: contiguous NCHW weights and batches, the module as loaded."""
+    from tlops.backbones import load_backbone
+
+    b = load_backbone(spec, image_size=SIZE)
+    b.memory_format, b.fold_for_inference = torch.contiguous_format, False
+    b.model.to(memory_format=torch.contiguous_format)
+    return b
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_channels_last_folded_features_equal_nchw(zoo_specs, name):
+    from tlops.backbones import load_backbone
+
+    fast, plain = load_backbone(zoo_specs[name], image_size=SIZE), _nchw(zoo_specs[name])
+    convs = [p for p in fast.model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs), "weights not channels-last after load"
+    assert fast.compute_identity() == {"compute_version": 1}
+    x = torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        a, ref = fast.embed(x), plain.embed(x)
+        maps_a, maps_b = fast.feature_maps(x.sigmoid()), plain.feature_maps(x.sigmoid())
+    folded = fast._fast[1]
+    assert folded is not fast.model and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()), "a BatchNorm was not folded"
+    assert a.shape == ref.shape == (3, fast.num_features)
+    assert _max_rel_diff(a, ref) < 1e-5, f"channels-last folded features differ from NCHW by {_max_rel_diff(a, ref):.2e} (relative)"
+    for ma, mb in zip(maps_a, maps_b, strict=True):
+        assert ma.is_contiguous(memory_format=torch.channels_last) and _max_rel_diff(ma, mb) < 1e-5
+
+
+def test_zoo_folded_copy_follows_training_and_a_transformer_stays_nchw(zoo_specs, tmp_path):
+    from tlops.backbones import backbone_from_export, load_backbone
+
+    b = load_backbone(zoo_specs["timm:test_efficientnet"], image_size=SIZE)
+    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        before = b.embed(x)  # builds the folded copy from the loaded weights
+    b.embed(x).pow(2).mean().backward()  # grad mode, eval-mode BatchNorm (`norm_stats: frozen`): the model itself
+    with torch.no_grad():
+        for p in b.model.parameters():
+            if p.grad is not None:
+                p.sub_(0.1 * p.grad)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in b.model.parameters() if p.dim() == 4), "an update lost the layout"
+    with torch.inference_mode():
+        after, direct = b.embed(x), b.model(x).flatten(1)
+    assert not torch.allclose(after, before), "the step changed nothing"
+    assert _max_rel_diff(after, direct) < 1e-5, f"inference copy is stale: {_max_rel_diff(after, direct):.2e} from the updated model"
+    b.export(tmp_path / "pkg")
+    back = backbone_from_export(tmp_path / "pkg", {})
+    assert back.model.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert _max_rel_diff(back.embed(x), after) < 1e-6, "exported weights did not round-trip"
+    vit = load_backbone(zoo_specs["timm:test_vit"], image_size=SIZE)
+    assert vit.memory_format == torch.contiguous_format and not vit.fold_for_inference and "compute_version" not in vit.identity()
+    assert all(p.is_contiguous() for p in vit.model.parameters())

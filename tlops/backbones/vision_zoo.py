@@ -10,11 +10,20 @@ Dense heads (detection, segmentation) read `feature_maps`: the unpooled maps at 
 torchvision's `IntermediateLayerGetter` (what its own FPN and LR-ASPP builders use) over the stages of a ResNet
 (`layer2`..`layer4`) or of a model whose body is a `features` sequence (MobileNet, EfficientNet, ConvNeXt), each
 stride's last stage; channels and strides are measured once on a small dummy input.
+
+Convolutional models (any 2-D convolution whose window is larger than its stride: ResNet, MobileNet, EfficientNet,
+ConvNeXt, RegNet) keep weights and batches in channels-last (NHWC) memory, which oneDNN's CPU convolutions run faster;
+embedding under inference_mode goes through a copy with each BatchNorm folded into the convolution before it,
+rebuilt whenever a weight changes. Transformers (ViT, Swin: their one convolution is a patch embedding, window =
+stride) stay contiguous NCHW and unfolded. Measured in bench/RESULTS.md "Speed (issue 33): channels-last for timm
+and torchvision backbones".
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,6 +34,8 @@ from tlops.backbones.base import BaseBackbone, ImageFiles
 from tlops.backbones.registry import LoadOptions, register_backbone
 from tlops.errors import BackboneError, DataError
 from tlops.hashing import file_sha256
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 MAP_STRIDES = (8, 16, 32)  # the strides of the maps `feature_maps` returns (as packaged:efficientnet-lite0's)
@@ -64,9 +75,104 @@ def _state_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def is_convolutional(model: nn.Module) -> bool:
+    """Whether the model convolves: some 2-D convolution's window is larger than its stride. A ViT's or Swin's only
+    convolution is its patch embedding (window = stride, no overlap), which channels-last memory does not speed up."""
+    return any(isinstance(m, nn.Conv2d) and any(k > s for k, s in zip(m.kernel_size, m.stride)) for m in model.modules())
+
+
+def _conv_norm_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]]:
+    """(convolution, BatchNorm) module names where the BatchNorm's input is that convolution's output, seen with
+    forward hooks on one eval-mode forward of `probe`. Modules called more than once are left out (shared weights)."""
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    norms = {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    made: dict[int, tuple[torch.Tensor, str]] = {}  # id of a convolution's output -> (the tensor, kept alive so ids stay unique; its conv)
+    calls: dict[str, int] = {}
+    seen: list[tuple[str, str]] = []
+
+    def on_conv(name):
+        def hook(mod, args, out):
+            calls[name] = calls.get(name, 0) + 1
+            made[id(out)] = (out, name)
+        return hook
+
+    def on_norm(name):
+        def hook(mod, args):
+            calls[name] = calls.get(name, 0) + 1
+            src = made.get(id(args[0])) if args else None
+            if src is not None and src[0] is args[0]:
+                seen.append((src[1], name))
+        return hook
+
+    hooks = [m.register_forward_hook(on_conv(n)) for n, m in convs.items()]
+    hooks += [m.register_forward_pre_hook(on_norm(n)) for n, m in norms.items()]
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [(c, b) for c, b in seen if calls[c] == 1 and calls[b] == 1]
+
+
+def _without_norm(norm: nn.BatchNorm2d) -> nn.Module | None:
+    """What stays of a BatchNorm folded into its convolution: nothing for torch's own; timm's BatchNormAct2d keeps its
+    (eval-mode) dropout and activation. None for another subclass, whose forward tlops does not know."""
+    if type(norm) is nn.BatchNorm2d:
+        return nn.Identity()
+    try:
+        from timm.layers import BatchNormAct2d
+    except ImportError:  # timm not installed: only torchvision models
+        return None
+    if type(norm) is BatchNormAct2d:
+        return nn.Sequential(norm.drop, norm.act)
+    return None
+
+
+def folded_copy(model: nn.Module, probe: torch.Tensor, tol: float = 1e-4) -> nn.Module | None:
+    """An eval-mode copy of `model` with each BatchNorm that directly follows a convolution folded into it (torch's
+    `fuse_conv_bn_eval`): the same function without a normalisation pass over every activation. None when nothing
+    folds or the copy's output on `probe` differs from the model's by more than `tol` (relative to its largest value),
+    e.g. where a convolution's output also feeds something besides its BatchNorm."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    ref_model = model if not model.training else copy.deepcopy(model).eval()
+    try:
+        pairs = _conv_norm_pairs(ref_model, probe)
+    except Exception as e:  # a model the probe input does not fit: embed runs the model as loaded
+        log.debug("no folded copy of %s: the probe forward failed (%s)", type(model).__name__, e)
+        return None
+    out = copy.deepcopy(ref_model)
+    folded = 0
+    for conv_name, norm_name in pairs:
+        conv, norm = out.get_submodule(conv_name), out.get_submodule(norm_name)
+        rest = _without_norm(norm)
+        if rest is None or conv.weight.shape[0] != norm.num_features or not norm.track_running_stats:
+            continue
+        for name, new in ((conv_name, fuse_conv_bn_eval(conv, norm)), (norm_name, rest)):
+            parent, _, leaf = name.rpartition(".")
+            setattr(out.get_submodule(parent) if parent else out, leaf, new)
+        folded += 1
+    if not folded:
+        return None
+    with torch.no_grad():
+        ref, got = ref_model(probe), out(probe)
+    diff = float((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
+    if not diff <= tol:
+        log.debug("no folded copy of %s: it differs from the model by %.2e (relative)", type(model).__name__, diff)
+        return None
+    return out
+
+
 class ZooImageBackbone(ImageFiles, BaseBackbone):
     """One class for both zoos (kinds "timm" and "torchvision"): they differ only in how the model and its
     transform are built. The model is built at once (its feature width and transform come from it)."""
+
+    # Channels-last weights and batches for convolutional models (set per model in __init__; contiguous NCHW for
+    # transformers) and, under inference_mode, the folded copy (`folded_copy`; False: the module as loaded).
+    memory_format = torch.channels_last
+    fold_for_inference = True
+    compute_version = 1  # 1: channels-last + folded BatchNorm (features within ~1e-5 relative of the NCHW module); 0 for non-convolutional models
 
     def __init__(self, zoo: str, spec: str, image_size: int | None = None, headless: bool = False):
         """`headless`: the weights file was written by `export` (classifier already removed)."""
@@ -84,6 +190,9 @@ class ZooImageBackbone(ImageFiles, BaseBackbone):
         if self.headless:
             self._model.load_state_dict(_load_state(self.weights))
         self._model.eval()
+        if not is_convolutional(self._model):  # a transformer: its features are computed as before issue 33
+            self.memory_format, self.fold_for_inference, self.compute_version = torch.contiguous_format, False, 0
+        self._model.to(memory_format=self.memory_format)
         self.transform = self._transform()
 
     def _build(self) -> nn.Module:
@@ -137,11 +246,29 @@ class ZooImageBackbone(ImageFiles, BaseBackbone):
                     out.append(self.transform(im.convert("RGB")))
             except (OSError, ValueError) as e:
                 raise DataError(f"image {p} could not be decoded ({e}); replace or remove that file") from None
-        return torch.stack(out)
+        return torch.stack(out).contiguous(memory_format=self.memory_format)
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         self.calls += 1
-        return self._model(batch).flatten(1).float()
+        fast = self.fold_for_inference and torch.is_inference_mode_enabled() and not self.model.training
+        model = self._inference_model() if fast else self.model
+        return model(batch.contiguous(memory_format=self.memory_format)).flatten(1).float()
+
+    _fast: tuple[tuple, nn.Module] | None = None
+
+    def _inference_model(self) -> nn.Module:
+        """`folded_copy(model)` (or the model itself when nothing folds), rebuilt whenever a weight or statistic changed
+        since (an optimizer step or load_state_dict bumps the tensor's version counter; a swapped tensor has another
+        id): fine-tuning's per-epoch validation sees the current weights. Only under inference_mode."""
+        m = self.model
+        key = (id(m), *((id(t), -1 if t.is_inference() else t._version) for t in (*m.parameters(), *m.buffers())))
+        if self._fast is None or self._fast[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                size = self.image_size or 64
+                probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=self.memory_format)
+                folded = folded_copy(m, probe)
+                self._fast = (key, m if folded is None else folded.to(memory_format=self.memory_format))
+        return self._fast[1]
 
     # ---- multi-scale feature maps for dense heads (detection, segmentation); embed() does not use them ----
     feature_strides = MAP_STRIDES  # of the maps `feature_maps` returns, relative to the input
@@ -156,7 +283,7 @@ class ZooImageBackbone(ImageFiles, BaseBackbone):
         mean/std of its eval transform), then the model's own stages in its current train/eval mode."""
         where, _ = self._plan()
         mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device).view(1, 3, 1, 1) for v in self._norm)
-        x = (images - mean) / std
+        x = ((images - mean) / std).contiguous(memory_format=self.memory_format)
         if self.zoo == "timm":
             try:
                 return list(self._model.forward_intermediates(x, indices=list(where), intermediates_only=True))
