@@ -179,3 +179,31 @@ def test_zoo_folded_copy_follows_training_and_a_transformer_stays_nchw(zoo_specs
     vit = load_backbone(zoo_specs["timm:test_vit"], image_size=SIZE)
     assert vit.memory_format == torch.contiguous_format and not vit.fold_for_inference and "compute_version" not in vit.identity()
     assert all(p.is_contiguous() for p in vit.model.parameters())
+
+
+def test_folded_copy_refuses_a_convolution_whose_output_feeds_more_than_its_batchnorm():
+    """A BatchNorm after a convolution folds only where nothing else reads the convolution's output: the probe check
+    catches the rest, and embed then runs the model as loaded."""
+    from tlops.backbones.vision_zoo import folded_copy
+
+    class Branchy(torch.nn.Module):
+        def __init__(self, both: bool):
+            super().__init__()
+            self.conv, self.bn, self.both = torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.BatchNorm2d(3), both
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y if self.both else self.bn(y)
+
+    torch.manual_seed(0)
+    probe = torch.randn(2, 3, 8, 8)
+    for both in (False, True):
+        m = Branchy(both).eval()
+        m.bn.running_mean.uniform_(-1, 1)
+        m.bn.running_var.uniform_(0.2, 2.0)
+        folded = folded_copy(m, probe)
+        if both:
+            assert folded is None, "a convolution read twice was folded"
+        else:
+            with torch.no_grad():
+                assert isinstance(folded.bn, torch.nn.Identity) and _max_rel_diff(folded(probe), m(probe)) < 1e-5

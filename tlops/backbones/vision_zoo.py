@@ -137,10 +137,14 @@ def folded_copy(model: nn.Module, probe: torch.Tensor, tol: float = 1e-4) -> nn.
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     ref_model = model if not model.training else copy.deepcopy(model).eval()
+    exact = torch.autocast(probe.device.type, enabled=False)  # the check compares float32 to float32, inside embed_all's bf16 autocast too
     try:
-        pairs = _conv_norm_pairs(ref_model, probe)
+        with exact:
+            pairs = _conv_norm_pairs(ref_model, probe)
     except Exception as e:  # a model the probe input does not fit: embed runs the model as loaded
         log.debug("no folded copy of %s: the probe forward failed (%s)", type(model).__name__, e)
+        return None
+    if not pairs:  # no BatchNorm after a convolution (ConvNeXt: LayerNorm)
         return None
     out = copy.deepcopy(ref_model)
     folded = 0
@@ -155,7 +159,7 @@ def folded_copy(model: nn.Module, probe: torch.Tensor, tol: float = 1e-4) -> nn.
         folded += 1
     if not folded:
         return None
-    with torch.no_grad():
+    with torch.no_grad(), exact:
         ref, got = ref_model(probe), out(probe)
     diff = float((got - ref).abs().max() / ref.abs().max().clamp_min(1e-12))
     if not diff <= tol:
@@ -265,7 +269,8 @@ class ZooImageBackbone(ImageFiles, BaseBackbone):
         if self._fast is None or self._fast[0] != key:
             with torch.inference_mode(False), torch.no_grad():
                 size = self.image_size or 64
-                probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=self.memory_format)
+                probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+                probe = probe.to(next(m.parameters()).device).contiguous(memory_format=self.memory_format)
                 folded = folded_copy(m, probe)
                 self._fast = (key, m if folded is None else folded.to(memory_format=self.memory_format))
         return self._fast[1]
