@@ -385,15 +385,20 @@ def test_finetune_mode_adapts_the_backbone_and_packages_it(tmp_path, tiny_bert, 
     seen = _record_target_augmentation(monkeypatch)  # finetune mode augments the target batches as the loop does the source ones
     data = make_da_text_dataset(tmp_path / "data")
     cfg = RunConfig.model_validate(tiny_config(tmp_path, data, tiny_bert, strategy={
-        "name": "domain_adapt", "mode": "finetune", "method": "cdan", "epochs": 2, "batch_size": 8, "head_lr": 1e-2,
-        "backbone_lr": 1e-3, "warmup_ratio": 0.0, "l2sp": 0.01, "baseline": False}))
+        "name": "domain_adapt", "mode": "finetune", "method": "cdan", "epochs": 1, "batch_size": 8, "head_lr": 1e-2,
+        "backbone_lr": 1e-3, "warmup_ratio": 0.0, "l2sp": 0.01}))
     out = run_core(cfg, tmp_path / "work")
     assert set(out.features.splits) == {"train", "val", "test", "unlabeled"}
     x, y = out.features.arrays("unlabeled")
     assert x.shape[0] == 72 and (y == -1).all()
     rows = out.train.history
-    assert len(rows) == 2 and all({"domain_acc", "dev_risk", "snd", "oracle_test_macro_f1", "train_loss_l2sp"} <= set(r) for r in rows)
+    assert len(rows) == 1 and {"dev_risk", "snd", "oracle_test_macro_f1", "train_loss_l2sp"} <= set(rows[0])  # both candidates, 1 epoch
     assert out.train.kind == "package" and out.train.adaptation.mode == "finetune"
-    assert seen == [True]
-    assert SelectionRecord.load(Path(out.package) / SELECTION_FILE).chosen == "cdan@1"  # the record travels in the package
+    assert seen == [True, True]  # both candidates' target batches
+    # source_only is a candidate in finetune mode too, the agreement votes, and the record travels in the package
+    record = SelectionRecord.load(Path(out.package) / SELECTION_FILE)
+    names = [c.name for c in record.candidates]
+    assert names == ["source_only", "cdan@1"] and record.chosen in names, record
+    assert {"domain_acc", "votes"} <= set(record.candidates[1].scores) and record.candidates[1].excluded is None, record
+    assert out.train.adaptation.chosen == out.train.adaptation.candidates[names.index(record.chosen)]
     assert len(Predictor(out.package).predict(["a small dog that barks at the moon"])) == 1
