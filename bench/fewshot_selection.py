@@ -233,6 +233,7 @@ def run(modality: str, seeds: list[int], episodes: int, shots: int, overrides: l
         np.savez(OUT / "fewshot_selection_tables.npz", **tables)  # after every seed: a long call stopped early keeps its seeds
         out["seeds"][seed] = {"registered": record.chosen, "registered_why": record.why, "registered_criterion": record.criterion,
                               "oracle_registered": record.oracle, "val_scores": dict(zip(NAMES, val.tolist())),
+                              "registered_support_accuracy": {n: record.candidate(n).scores.get(ms.CRITERION) for n in NAMES},
                               "train_seconds": seconds, "selection_seconds": time.perf_counter() - t}
         print(f"[{modality} seed {seed}] registered {record.chosen} ({record.criterion}); tables in {time.perf_counter() - t:.0f} s",
               flush=True)
@@ -279,20 +280,22 @@ def markdown(ev: dict, shots: int, episodes: int) -> str:
 def choose_z(ev: dict) -> tuple[float, str]:
     """The credibility rule's z chosen on the `val` episodes of every modality together: the best mean over modalities
     of the choice's val accuracy (each modality's mean over its seeds), ties by the mean val agreement (tie-aware), then
-    the larger z (the more conservative). Returns (z, a markdown table of every z's val numbers)."""
+    the smaller z: rules tied on both made the same choices on val, where the validation favourite was measured on
+    the very classes scored (so val cannot reward the support evidence, which is there for shifts val cannot see), and
+    the smaller z is the one that still listens to it. Returns (z, a markdown table of every z's val numbers)."""
     modalities = [m for m in ev if "val" in ev[m]]
     rows, best = [], None
     for z in Z_GRID:
         per = {m: list(ev[m]["val"][credible_name(z)].values()) for m in modalities}
         acc = {m: float(np.mean([r["chosen"] for r in rs])) for m, rs in per.items()}
         agr = {m: float(np.mean([r["agreement"] for r in rs])) for m, rs in per.items()}
-        key = (round(float(np.mean(list(acc.values()))), 6), round(float(np.mean(list(agr.values()))), 6), z)
+        key = (round(float(np.mean(list(acc.values()))), 6), round(float(np.mean(list(agr.values()))), 6), -z)
         best = max(best, key) if best else key
         rows.append(f"| {z:g} | " + " | ".join(f"{acc[m]:.4f} / {agr[m]:.3f}" for m in modalities)
                     + f" | {key[0]:.4f} | {key[1]:.3f} |")
     head = ["| z | " + " | ".join(f"{m} val: accuracy / agreement" for m in modalities) + " | mean accuracy | mean agreement |",
             "|---:|" + "---|" * len(modalities) + "---:|---:|"]
-    return best[2], "\n".join(head + rows)
+    return -best[2], "\n".join(head + rows)
 
 
 def verdicts(ev: dict, rule: str) -> str:

@@ -59,7 +59,7 @@ DESCRIPTIONS = {
 }
 CRITERION = "support_loo_accuracy"  # a score in the record (and the criterion of records written before the log-loss rule)
 FALLBACK = "val_episode_accuracy"
-PRIOR_Z = 2.0  # how many standard errors higher another candidate's support accuracy must be to override the favourite
+PRIOR_Z = 2.5  # how many standard errors higher another candidate's support accuracy must be to override the favourite
 RULE = "support_loo_accuracy, credibility-scaled, with the validation favourite as prior"  # chosen on validation episodes
 RULES_BEFORE = ("support_loo_accuracy with the validation favourite as prior",)  # earlier records' criteria (still reselect)
 MAX_FOLDS = 5
