@@ -30,7 +30,8 @@ from tlops.data.build_keywords import require_engines
 from tlops.data.build_voice_shift import VARIANTS
 from tlops.data.dataset import write_split_csv
 
-NOVEL = "red green blue black white lion horse sheep bread cheese paper money doctor island planet sister".split()
+NOVEL = ["red", "green", "blue", "black", "white", "lion", "horse", "sheep", "bread", "cheese", "paper", "money", "doctor",
+         "island", "planet", "sister"]
 LANGUAGES = ["de", "fr", "es", "it", "nl", "pl", "sv", "pt", "en-gb-x-gbcwmd"]
 NEW_VARIANTS = ["Andy", "Annie", "anika", "belinda", "boris", "david", "edward", "grandma", "grandpa", "john", "linda",
                 "max", "michel", "paul", "quincy", "rob", "robert", "steph", "travis", "victor", "m8", "klatt4", "klatt5"]

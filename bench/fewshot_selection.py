@@ -302,8 +302,8 @@ def verdicts(ev: dict, rule: str) -> str:
     """Per (modality, episode set): `rule`'s accuracy vs the best no-adaptation candidate (`meta_selection.FROZEN`) and
     its seed spread (met: within it), agreement tie-aware / strict, and the CEILING (a set-level oracle: the candidate
     best on the set's test queries on average, per task; it uses test labels)."""
-    lines = ["| set | seeds x episodes | rule's accuracy | best no-adaptation (spread) | difference | never worse by more than the spread? | "
-             "best candidate | agreement tie-aware / strict | ceiling (set-level oracle) tie-aware / strict | overrides of the favourite |",
+    lines = [("| set | seeds x episodes | rule's accuracy | best no-adaptation (spread) | difference | never worse by more than the spread? | "
+              "best candidate | agreement tie-aware / strict | ceiling (set-level oracle) tie-aware / strict | overrides of the favourite |"),
              "|---|---|---:|---|---:|---|---|---|---|---:|"]
     for modality, sets in ev.items():
         for name, rules in sets.items():
