@@ -82,7 +82,8 @@ class EpisodicConfig(Strict):
     selection: Literal["support", "meta"] = Field("support", description="classes: which candidate is registered and served "
                                                   "(support: the validation-episode favourite among the meta-learned encoder, the "
                                                   "frozen-feature baselines and a head fitted on the meta-learned embedding, unless "
-                                                  "another's held-out accuracy on the support set beats it by more than 0.08; chosen "
+                                                  "another's held-out accuracy on the support set beats it by more than 2.5 "
+                                                  "standard errors (meta_selection.PRIOR_Z); chosen "
                                                   "again for a support set given at predict time; "
                                                   "meta: always the meta-learned encoder). selection.json records the scores either way")
     trainable: int = Field(0, ge=0, description="top backbone groups meta-trained with the projection, on the raw inputs (slow: "
