@@ -10,13 +10,17 @@ Brier score) and on its query rows. Three episode sets per seed:
 - `val`: validation episodes of the meta-training distribution (the demo's val classes; a stream other than the run's
   own validation episodes), where the selection RULE is chosen;
 - `test`: the novel test classes (the run's own test episodes), reported once per rule;
-- `cross` (with --cross DATA:SPLIT, text only here): episodes of another data set's classes embedded by the same
-  backbone (e.g. data/text_wordnet_shift:test: example sentences of verb supersenses, where meta-training used noun
-  hypernyms' definitions), reported once per rule.
+- `cross` (with --cross MODALITY=DATA:SPLIT): episodes of another data set's classes embedded by the same backbone
+  (data/text_wordnet_shift:test: example sentences of verb supersenses, where meta-training used noun hypernyms'
+  definitions; data/audio_fewshot_shift:test, built by bench/fewshot_audio_shift.py: novel words by foreign-accent
+  voices), reported once per rule.
 Every rule in `RULES` (the registered one is `meta_selection.RULE`) picks per episode; per seed: agreement with the
 per-task oracle (tie-aware: the choice's query accuracy equals the best candidate's; strict: the choice is the oracle's
 name, ties among the best going to the simpler candidate as the choice's own ties do), mean query accuracy of the
-choice, of each fixed candidate and of the oracle; mean ± std over seeds. The raw per-episode arrays are kept in
+choice, of each fixed candidate and of the oracle; mean ± std over seeds. The credibility rule's z is chosen on the
+val sets of every modality together (`choose_z`), and per set the registered rule gets a verdict (`verdicts`): its
+accuracy vs the best no-adaptation candidate and that one's seed spread, agreement, and a CEILING: the agreement of a
+set-level oracle (always the candidate best on the set's queries on average; it uses test labels). The raw per-episode arrays are kept in
 bench/out/fewshot_selection_tables.npz (a later call adds its modalities to them), so rules can be compared again without meta-training (`--from-tables`).
 
 Run: `python -m bench.fewshot_selection [--modalities text image audio] [--seeds 0 1 2] [--episodes 200]
