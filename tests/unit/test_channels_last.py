@@ -182,28 +182,33 @@ def test_zoo_folded_copy_follows_training_and_a_transformer_stays_nchw(zoo_specs
 
 
 def test_folded_copy_refuses_a_convolution_whose_output_feeds_more_than_its_batchnorm():
-    """A BatchNorm after a convolution folds only where nothing else reads the convolution's output: the probe check
-    catches the rest, and embed then runs the model as loaded."""
+    """A BatchNorm after a convolution folds only where it reads the convolution's output as returned and nothing else
+    reads it: an in-place change in between is seen (version counter), a second reader by the probe check; embed then
+    runs the model as loaded."""
     from tlops.backbones.vision_zoo import folded_copy
 
     class Branchy(torch.nn.Module):
-        def __init__(self, both: bool):
+        def __init__(self, mode: str):
             super().__init__()
-            self.conv, self.bn, self.both = torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.BatchNorm2d(3), both
+            self.conv, self.bn, self.mode = torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.BatchNorm2d(3), mode
 
         def forward(self, x):
             y = self.conv(x)
-            return self.bn(y) + y if self.both else self.bn(y)
+            if self.mode == "read twice":
+                return self.bn(y) + y
+            if self.mode == "changed in place":
+                y += x
+            return self.bn(y)
 
     torch.manual_seed(0)
     probe = torch.randn(2, 3, 8, 8)
-    for both in (False, True):
-        m = Branchy(both).eval()
+    for mode in ("alone", "read twice", "changed in place"):
+        m = Branchy(mode).eval()
         m.bn.running_mean.uniform_(-1, 1)
         m.bn.running_var.uniform_(0.2, 2.0)
         folded = folded_copy(m, probe)
-        if both:
-            assert folded is None, "a convolution read twice was folded"
+        if mode != "alone":
+            assert folded is None, f"a convolution whose output was {mode} was folded"
         else:
             with torch.no_grad():
                 assert isinstance(folded.bn, torch.nn.Identity) and _max_rel_diff(folded(probe), m(probe)) < 1e-5

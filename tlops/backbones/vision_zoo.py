@@ -83,24 +83,25 @@ def is_convolutional(model: nn.Module) -> bool:
 
 def _conv_norm_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]]:
     """(convolution, BatchNorm) module names where the BatchNorm's input is that convolution's output, seen with
-    forward hooks on one eval-mode forward of `probe`. Modules called more than once are left out (shared weights)."""
+    forward hooks on one eval-mode forward of `probe`: the very tensor the convolution returned, not changed in place since
+    (its version counter). Modules called more than once are left out (shared weights)."""
     convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
     norms = {n: m for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}
-    made: dict[int, tuple[torch.Tensor, str]] = {}  # id of a convolution's output -> (the tensor, kept alive so ids stay unique; its conv)
+    made: dict[int, tuple[torch.Tensor, str, int]] = {}  # id of a convolution's output -> (the tensor, kept alive so ids stay unique; its conv; version)
     calls: dict[str, int] = {}
     seen: list[tuple[str, str]] = []
 
     def on_conv(name):
         def hook(mod, args, out):
             calls[name] = calls.get(name, 0) + 1
-            made[id(out)] = (out, name)
+            made[id(out)] = (out, name, out._version)
         return hook
 
     def on_norm(name):
         def hook(mod, args):
             calls[name] = calls.get(name, 0) + 1
             src = made.get(id(args[0])) if args else None
-            if src is not None and src[0] is args[0]:
+            if src is not None and src[0] is args[0] and src[2] == args[0]._version:
                 seen.append((src[1], name))
         return hook
 
@@ -141,7 +142,7 @@ def folded_copy(model: nn.Module, probe: torch.Tensor, tol: float = 1e-4) -> nn.
     try:
         with exact:
             pairs = _conv_norm_pairs(ref_model, probe)
-    except Exception as e:  # a model the probe input does not fit: embed runs the model as loaded
+    except Exception as e:  # noqa: BLE001 -- any model whose forward the probe does not fit (size asserts, ...): embed runs it as loaded
         log.debug("no folded copy of %s: the probe forward failed (%s)", type(model).__name__, e)
         return None
     if not pairs:  # no BatchNorm after a convolution (ConvNeXt: LayerNorm)
