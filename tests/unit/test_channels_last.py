@@ -1,7 +1,8 @@
 """Channels-last (NHWC) memory and the folded inference copy (BatchNorm and symmetric padding inside the convolutions)
 of the convolutional image backbone: same features and gradients as the module as loaded in contiguous NCHW (only the
 summation order differs), weights stay channels-last through training, the inference copy follows weight updates,
-exports stay loadable."""
+exports stay loadable. The same for the convolutional `timm:` / `torchvision:` backbones (BatchNorm folded into the
+convolution before it), and a transformer (timm's test_vit) left in NCHW."""
 
 from __future__ import annotations
 
