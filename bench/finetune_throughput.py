@@ -3,11 +3,15 @@
 epochs, AdamW + linear warm-up/decay, gradient clipping at 1.0, dropout, and thread count. Both tokenise
 before the clock starts; both time training only (no evaluation, no checkpoint writes, no model loading).
 
-Pairs: tlops without length bucketing vs Trainer's default random sampler (like for like), and tlops with
-bucketing (its default) vs Trainer's `group_by_length` sampler; tlops runs its batches as packed rows where the
-model allows (issue 33), and `tlops_plain_padded` is the like-for-like run with packing off. Target (issue 33):
->= 1.5x Trainer's best sampler. `--rows N`: the first N rows of the train split (a loaded machine).
-Run: `python -m bench.finetune_throughput [--epochs 1] [--repeat 3] [--rows N]`.
+Variants (interleaved per repeat, every other repeat in reverse order, so drift in machine speed hits all alike):
+tlops with length bucketing (its default; packed rows where the model allows, issue 33) vs Trainer's default random
+sampler and its `group_by_length` sampler, each in fp32 and in bf16 (tlops `precision: bf16`, Trainer `bf16=True`: both
+CPU bf16 autocast), and tlops fp32 with `compile: true` (torch.compile; its compile time is inside the timed steps).
+`--more`: also tlops in random order, packed and padded (the like-for-like pairs of the first run). tlops variants
+validate on the whole val split after training (outside the clock): val macro-F1 per variant, so a faster lever can
+be checked for unchanged metrics. Target (issue 33): >= 1.5x Trainer's best sampler, fp32 vs fp32 and bf16 vs bf16.
+`--rows N`: the first N train rows.
+Run: `python -m bench.finetune_throughput [--epochs 1] [--repeat 3] [--rows N] [--threads N] [--more] [--no-compile]`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 
 import torch
 from torch import nn
@@ -66,7 +71,7 @@ class Classifier(nn.Module):
         return {"loss": loss, "logits": logits}
 
 
-def run_trainer(ds, y, epochs: int, sampling: str) -> float:
+def run_trainer(ds, y, epochs: int, sampling: str, bf16: bool = False) -> dict:
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     b = load_backbone(MODEL, max_length=MAX_LEN)
@@ -78,52 +83,78 @@ def run_trainer(ds, y, epochs: int, sampling: str) -> float:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=BATCH, num_train_epochs=epochs, learning_rate=LR_BACKBONE,
                                  lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.01, max_grad_norm=1.0,
                                  save_strategy="no", eval_strategy="no", report_to=[], logging_strategy="no", seed=0,
-                                 dataloader_num_workers=0, use_cpu=True, train_sampling_strategy=sampling, disable_tqdm=True)
+                                 dataloader_num_workers=0, use_cpu=True, train_sampling_strategy=sampling, disable_tqdm=True,
+                                 bf16=bf16)
         trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=DataCollatorWithPadding(b.tokenizer))
         metrics = trainer.train().metrics
-    return len(rows) * epochs / metrics["train_runtime"]
+    return {"samples_per_s": len(rows) * epochs / metrics["train_runtime"]}
 
 
-def run_tlops(ds, y, epochs: int, bucket: bool, packing: bool | None = None) -> float:
+def run_tlops(ds, y, epochs: int, bucket: bool, packing: bool | None = None, precision: str = "fp32",
+              compile: bool = False) -> dict:
     b = load_backbone(MODEL, max_length=MAX_LEN)
     b.packing = packing  # None: packed rows where the model passes the check (the default); False: padded
     torch.manual_seed(0)
     head = ProbeHead(b.num_features, len(ds.labels))
     cfg = FinetuneConfig(epochs=epochs, batch_size=BATCH, head_lr=LR_HEAD, backbone_lr=LR_BACKBONE, schedule="linear",
                          warmup_ratio=0.0, weight_decay=0.01, max_grad_norm=1.0, bucket_by_length=bucket, augment=False,
-                         patience=epochs + 1)
-    # validate on a handful of rows: evaluation is outside the timed training loop anyway
-    r = finetune(b, ds.inputs("train"), y["train"], ds.inputs("val")[:8], y["val"][:8], head, cfg, seed=0)
-    return r.train_samples / r.train_seconds
+                         patience=epochs + 1, precision=precision, compile=compile)
+    t = time.perf_counter()  # validation runs after each epoch, outside `train_seconds`
+    r = finetune(b, ds.inputs("train"), y["train"], ds.inputs("val"), y["val"], head, cfg, seed=0)
+    row = r.state.history[r.state.best_epoch]
+    return {"samples_per_s": r.train_samples / r.train_seconds, "val_macro_f1": row.get("val_macro_f1"),
+            "precision": r.precision, "wall_seconds": time.perf_counter() - t}
 
 
-def main(epochs: int = 1, repeat: int = 2, rows: int | None = None) -> dict:
-    torch.set_num_threads(torch.get_num_threads())  # the same (default) thread count for every run
+def main(epochs: int = 1, repeat: int = 2, rows: int | None = None, more: bool = False, compile: bool = True) -> dict:
     ds, y = data(rows)
     load = [os.getloadavg()[0]]
-    runs = {"tlops_plain": lambda: run_tlops(ds, y, epochs, bucket=False),
+    runs = {"tlops_bucketed": lambda: run_tlops(ds, y, epochs, bucket=True),
             "trainer_random": lambda: run_trainer(ds, y, epochs, "random"),
-            "tlops_plain_padded": lambda: run_tlops(ds, y, epochs, bucket=False, packing=False),
-            "tlops_bucketed": lambda: run_tlops(ds, y, epochs, bucket=True),
-            "trainer_group_by_length": lambda: run_trainer(ds, y, epochs, "group_by_length")}
-    samples = {k: [] for k in runs}
-    for _ in range(repeat):  # interleaved, so drift in machine speed hits every variant alike
-        for k, fn in runs.items():
-            samples[k].append(fn())
+            "trainer_group_by_length": lambda: run_trainer(ds, y, epochs, "group_by_length"),
+            "tlops_bucketed_bf16": lambda: run_tlops(ds, y, epochs, bucket=True, precision="bf16"),
+            "trainer_random_bf16": lambda: run_trainer(ds, y, epochs, "random", bf16=True),
+            "trainer_group_by_length_bf16": lambda: run_trainer(ds, y, epochs, "group_by_length", bf16=True)}
+    if compile:
+        runs["tlops_bucketed_compile"] = lambda: run_tlops(ds, y, epochs, bucket=True, compile=True)
+    if more:
+        runs["tlops_plain"] = lambda: run_tlops(ds, y, epochs, bucket=False)
+        runs["tlops_plain_padded"] = lambda: run_tlops(ds, y, epochs, bucket=False, packing=False)
+    out = {k: [] for k in runs}
+    result = {"model": MODEL, "train_rows": len(y["train"]), "val_rows": len(y["val"]), "batch_size": BATCH,
+              "max_length": MAX_LEN, "epochs": epochs, "repeat": repeat, "threads": torch.get_num_threads(), "load_1min": load}
+    for i in range(repeat):  # interleaved, so drift in machine speed hits every variant alike; every other repeat in
+        for k, fn in (list(runs.items())[::-1] if i % 2 else runs.items()):  # reverse order, so a load that falls
+            out[k].append(fn())  # or rises through a repeat does not always favour the same variants
         load.append(os.getloadavg()[0])
+        result.update(summary(out))
+        save("finetune_throughput", result)  # after each repeat: a run stopped early still leaves the earlier ones
+    return result
+
+
+def summary(out: dict[str, list[dict]]) -> dict:
+    samples = {k: [r["samples_per_s"] for r in v] for k, v in out.items()}
     best = {k: max(v) for k, v in samples.items()}
     med = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
-    trainer_best = max(best["trainer_random"], best["trainer_group_by_length"])
-    return save("finetune_throughput", {
-        "model": MODEL, "train_rows": len(y["train"]), "batch_size": BATCH, "max_length": MAX_LEN, "epochs": epochs, "repeat": repeat,
-        "samples_per_s_all": samples, "samples_per_s_best": best, "samples_per_s_median": med, "load_1min": load,
-        "ratio_default_vs_trainer_best_sampler": best["tlops_bucketed"] / trainer_best,
-        "ratio_packed_vs_padded_random_order": best["tlops_plain"] / best["tlops_plain_padded"],
-        "ratio_like_for_like": best["tlops_plain"] / best["trainer_random"],
-        "ratio_like_for_like_padded": best["tlops_plain_padded"] / best["trainer_random"],
-        "ratio_bucketed_vs_trainer_group_by_length": best["tlops_bucketed"] / best["trainer_group_by_length"],
-        "ratio_default_vs_trainer_default": best["tlops_bucketed"] / best["trainer_random"],
-        "target": ">= 1.5x Trainer's best sampler"})
+
+    def ratio(ours: str, theirs: list[str]) -> dict:
+        b = max(best[t] for t in theirs)
+        m = max(med[t] for t in theirs)
+        return {"best": best[ours] / b, "median": med[ours] / m, "vs": max(theirs, key=lambda t: best[t])}
+
+    res = {"runs": out, "samples_per_s_best": best, "samples_per_s_median": med,
+           "val_macro_f1": {k: [r["val_macro_f1"] for r in v] for k, v in out.items() if "val_macro_f1" in v[0]},
+           "ratio_fp32_vs_trainer_best_sampler_fp32": ratio("tlops_bucketed", ["trainer_random", "trainer_group_by_length"]),
+           "ratio_bf16_vs_trainer_best_sampler_bf16": ratio("tlops_bucketed_bf16", ["trainer_random_bf16", "trainer_group_by_length_bf16"]),
+           "ratio_bf16_vs_trainer_best_sampler_fp32": ratio("tlops_bucketed_bf16", ["trainer_random", "trainer_group_by_length"]),
+           "ratio_tlops_bf16_vs_fp32": ratio("tlops_bucketed_bf16", ["tlops_bucketed"]),
+           "target": ">= 1.5x Trainer's best sampler"}
+    if "tlops_bucketed_compile" in best:
+        res["ratio_compile_vs_eager"] = ratio("tlops_bucketed_compile", ["tlops_bucketed"])
+    if "tlops_plain" in best:
+        res["ratio_packed_vs_padded_random_order"] = ratio("tlops_plain", ["tlops_plain_padded"])
+        res["ratio_like_for_like"] = ratio("tlops_plain", ["trainer_random"])
+    return res
 
 
 if __name__ == "__main__":
@@ -131,5 +162,10 @@ if __name__ == "__main__":
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--rows", type=int, default=None, help="the first N train rows (default: all)")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--more", action="store_true", help="also tlops in random order, packed and padded")
+    p.add_argument("--no-compile", action="store_true", help="leave out the torch.compile variant")
     a = p.parse_args()
-    main(a.epochs, a.repeat, a.rows)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    main(a.epochs, a.repeat, a.rows, more=a.more, compile=not a.no_compile)
