@@ -4,8 +4,8 @@ Same model folder (MiniLM), same texts (the demo set), same thread count, same b
 tlops runs its batches as packed rows where the model allows (issue 33); `tlops_padded` is the same call with
 packing off. `tlops_bf16` is tlops with `backbone.precision: bf16` (CPU bf16 autocast); `sentence_transformers_bf16`
 is `encode` under the same `torch.autocast("cpu", dtype=torch.bfloat16)` (like for like). The variants run
-interleaved (one pass of each per repeat, so drift in machine speed hits all alike); best and median per variant,
-the 1-minute load average before and after each repeat. Target: >= 2x sentence-transformers (issue 33).
+interleaved (one pass of each per repeat, every other repeat in reverse order, so drift in machine speed hits all
+alike); best and median per variant, the 1-minute load average before and after each repeat. Target: >= 2x sentence-transformers (issue 33).
 Accuracy of bf16: cosine to the fp32 features on every text; `--probe`: the text demo's linear probe
 (configs/text_linear_probe.yaml through `run_core`) with backbone.precision fp32 and bf16, val and test macro-F1.
 Run: `python -m bench.feature_throughput [--repeat 3] [--batch-size 64] [--texts N] [--probe] [--threads N]`.
@@ -102,8 +102,8 @@ def main() -> dict:
         st.encode(texts[:64])
     seconds = {k: [] for k in runs}
     outs, load = {}, [os.getloadavg()[0]]
-    for _ in range(args.repeat):
-        for k, fn in runs.items():
+    for i in range(args.repeat):  # every other repeat in reverse order: a load that falls or rises through a repeat
+        for k, fn in (list(runs.items())[::-1] if i % 2 else runs.items()):  # does not always favour the same variants
             t = time.perf_counter()
             outs[k] = fn()
             seconds[k].append(time.perf_counter() - t)
