@@ -52,7 +52,7 @@ class BackboneConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     precision: Literal["fp32", "bf16"] = Field("fp32", description="feature extraction's math: bf16 autocasts the backbone "
                                                "on CPUs with native bf16 (AVX-512 BF16 or AMX; others warn and use fp32), "
-                                               "recorded in the package; text ~1.9x faster, images lose ~1e-2 cosine "
+                                               "recorded in the package; text 1.6-2.2x faster, images lose ~1e-2 cosine "
                                                "(bench/RESULTS.md)")
 
     @field_validator("layers")
