@@ -151,8 +151,9 @@ def test_zoo_channels_last_folded_features_equal_nchw(zoo_specs, name):
     assert folded is not fast.model and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()), "a BatchNorm was not folded"
     assert a.shape == ref.shape == (3, fast.num_features)
     assert _max_rel_diff(a, ref) < 1e-5, f"channels-last folded features differ from NCHW by {_max_rel_diff(a, ref):.2e} (relative)"
-    for ma, mb in zip(maps_a, maps_b, strict=True):
-        assert ma.is_contiguous(memory_format=torch.channels_last) and _max_rel_diff(ma, mb) < 1e-5
+    assert len(maps_a) == len(maps_b) > 0
+    worst = max(_max_rel_diff(ma, mb) for ma, mb in zip(maps_a, maps_b, strict=True))
+    assert all(ma.is_contiguous(memory_format=torch.channels_last) for ma in maps_a) and worst < 1e-5, f"maps differ by {worst:.2e}"
 
 
 def test_zoo_folded_copy_follows_training_and_a_transformer_stays_nchw(zoo_specs, tmp_path):
@@ -203,13 +204,12 @@ def test_folded_copy_refuses_a_convolution_whose_output_feeds_more_than_its_batc
 
     torch.manual_seed(0)
     probe = torch.randn(2, 3, 8, 8)
+    nets, copies = {}, {}
     for mode in ("alone", "read twice", "changed in place"):
-        m = Branchy(mode).eval()
+        nets[mode] = m = Branchy(mode).eval()
         m.bn.running_mean.uniform_(-1, 1)
         m.bn.running_var.uniform_(0.2, 2.0)
-        folded = folded_copy(m, probe)
-        if mode != "alone":
-            assert folded is None, f"a convolution whose output was {mode} was folded"
-        else:
-            with torch.no_grad():
-                assert isinstance(folded.bn, torch.nn.Identity) and _max_rel_diff(folded(probe), m(probe)) < 1e-5
+        copies[mode] = folded_copy(m, probe)
+    assert copies["read twice"] is None and copies["changed in place"] is None, f"a convolution read twice or changed in place was folded: {copies}"
+    with torch.no_grad():
+        assert isinstance(copies["alone"].bn, torch.nn.Identity) and _max_rel_diff(copies["alone"](probe), nets["alone"](probe)) < 1e-5

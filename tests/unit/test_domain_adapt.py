@@ -213,10 +213,11 @@ def test_target_batches_go_through_the_backbones_augmentation_with_a_generator_o
     data = type("Rows", (), {"backbone": _Shifts(), "__len__": lambda self: 10,
                              "inputs": lambda self, idx: torch.tensor(idx, dtype=torch.float32)})()
     plain, augmented = da.TargetBatches(data, 4, seed=0), da.TargetBatches(data, 4, seed=0, augment=True, flip=False)
-    for step in range(5):  # 3 batches a pass: the second pass is reshuffled, and each step's draw is its own
-        delta = augmented(step) - plain(step)
-        assert torch.allclose(delta, delta[0].expand_as(delta)) and 0 < float(delta[0]) < 1, (step, delta)  # flip=False reached it
-        assert torch.equal(augmented(step), da.TargetBatches(data, 4, seed=0, augment=True, flip=False)(step))  # a pure function of the step
+    steps = range(5)  # 3 batches a pass: the second pass is reshuffled, and each step's draw is its own
+    deltas = [augmented(step) - plain(step) for step in steps]
+    one_draw = [bool(torch.allclose(d, d[0].expand_as(d))) and 0 < float(d[0]) < 1 for d in deltas]  # flip=False reached it
+    again = [bool(torch.equal(augmented(step), da.TargetBatches(data, 4, seed=0, augment=True, flip=False)(step))) for step in steps]
+    assert all(one_draw) and all(again), (one_draw, again, deltas)  # one draw per batch, and a pure function of the step
     assert not torch.equal(augmented(0) - plain(0), augmented(1) - plain(1))
 
 
