@@ -129,7 +129,7 @@ def embedding(spec: str, paths: list[str], size: int, repeat: int) -> dict:
                       "ratio_vs_bare_median": round(statistics.median(ratios), 3),
                       "max_abs_diff_vs_bare": float(np.abs(outs[name] - outs["bare_loop"]).max()),
                       "gflops_best": fwd_flops * n / min(ts) / 1e9}
-    folded = default._fast[1] if default._fast else None
+    folded = default._derived[1] if default._derived else None
     return {"memory_format": str(default.memory_format), "compute_version": default.compute_version,
             "batchnorms": sum(isinstance(m, torch.nn.BatchNorm2d) for m in default.model.modules()),
             "batchnorms_left_in_folded_copy": None if folded is None else sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()),

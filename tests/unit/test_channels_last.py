@@ -147,7 +147,7 @@ def test_zoo_channels_last_folded_features_equal_nchw(zoo_specs, name):
     with torch.inference_mode():
         a, ref = fast.embed(x), plain.embed(x)
         maps_a, maps_b = fast.feature_maps(x.sigmoid()), plain.feature_maps(x.sigmoid())
-    folded = fast._fast[1]
+    folded = fast._derived[1]
     assert folded is not fast.model and not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()), "a BatchNorm was not folded"
     assert a.shape == ref.shape == (3, fast.num_features)
     assert _max_rel_diff(a, ref) < 1e-5, f"channels-last folded features differ from NCHW by {_max_rel_diff(a, ref):.2e} (relative)"

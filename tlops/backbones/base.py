@@ -115,6 +115,20 @@ class BaseBackbone:
             out["precision"] = self.precision
         return out
 
+    _derived: tuple[tuple, torch.nn.Module] | None = None
+
+    def derived_model(self, build) -> torch.nn.Module:
+        """`build(model)` (e.g. a copy with BatchNorm folded into the convolutions), kept and rebuilt whenever a weight or
+        statistic of the model changed since (an optimizer step or load_state_dict bumps the tensor's version counter;
+        a swapped tensor or model has another id): fine-tuning's per-epoch validation sees the current weights. Built
+        outside inference_mode, without autograd."""
+        m = self.model
+        key = (id(m), *((id(t), -1 if t.is_inference() else t._version) for t in (*m.parameters(), *m.buffers())))
+        if self._derived is None or self._derived[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._derived = (key, build(m))
+        return self._derived[1]
+
     @property
     def model(self) -> torch.nn.Module:
         if self._model is None:

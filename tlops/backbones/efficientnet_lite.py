@@ -133,17 +133,10 @@ class EfficientNetLiteBackbone(ImageFiles, BaseBackbone):
         model = self._inference_model() if fast else self.model
         return model.extract_features(batch.contiguous(memory_format=self.memory_format)).mean(dim=(2, 3)).float()
 
-    _fast: tuple[tuple, torch.nn.Module] | None = None
-
     def _inference_model(self) -> torch.nn.Module:
-        """`inference_copy(model)`, rebuilt whenever a weight or statistic changed since (an optimizer step or
-        load_state_dict bumps the tensor's version counter; a swapped tensor has another id): fine-tuning's per-epoch
-        validation sees the current weights. Only under inference_mode, so training and torch.func never use it."""
-        key = (id(self.model), *((id(t), -1 if t.is_inference() else t._version) for t in (*self.model.parameters(), *self.model.buffers())))
-        if self._fast is None or self._fast[0] != key:
-            with torch.inference_mode(False), torch.no_grad():
-                self._fast = (key, inference_copy(self.model).to(memory_format=self.memory_format))
-        return self._fast[1]
+        """`inference_copy(model)`, rebuilt whenever a weight changed (`derived_model`). Only under inference_mode, so
+        training and torch.func never use it."""
+        return self.derived_model(lambda m: inference_copy(m).to(memory_format=self.memory_format))
 
     # ---- multi-scale feature maps for dense heads (detection, segmentation); embed() does not use them ----
     feature_strides = (8, 16, 32)  # of the maps `feature_maps` returns, relative to the input

@@ -259,22 +259,16 @@ class ZooImageBackbone(ImageFiles, BaseBackbone):
         model = self._inference_model() if fast else self.model
         return model(batch.contiguous(memory_format=self.memory_format)).flatten(1).float()
 
-    _fast: tuple[tuple, nn.Module] | None = None
-
     def _inference_model(self) -> nn.Module:
-        """`folded_copy(model)` (or the model itself when nothing folds), rebuilt whenever a weight or statistic changed
-        since (an optimizer step or load_state_dict bumps the tensor's version counter; a swapped tensor has another
-        id): fine-tuning's per-epoch validation sees the current weights. Only under inference_mode."""
-        m = self.model
-        key = (id(m), *((id(t), -1 if t.is_inference() else t._version) for t in (*m.parameters(), *m.buffers())))
-        if self._fast is None or self._fast[0] != key:
-            with torch.inference_mode(False), torch.no_grad():
-                size = self.image_size or 64
-                probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-                probe = probe.to(next(m.parameters()).device).contiguous(memory_format=self.memory_format)
-                folded = folded_copy(m, probe)
-                self._fast = (key, m if folded is None else folded.to(memory_format=self.memory_format))
-        return self._fast[1]
+        """`folded_copy(model)` (or the model itself when nothing folds), rebuilt whenever a weight changed
+        (`derived_model`). Only under inference_mode."""
+        def build(m: nn.Module) -> nn.Module:
+            size = self.image_size or 64
+            probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+            folded = folded_copy(m, probe.to(next(m.parameters()).device).contiguous(memory_format=self.memory_format))
+            return m if folded is None else folded.to(memory_format=self.memory_format)
+
+        return self.derived_model(build)
 
     # ---- multi-scale feature maps for dense heads (detection, segmentation); embed() does not use them ----
     feature_strides = MAP_STRIDES  # of the maps `feature_maps` returns, relative to the input
