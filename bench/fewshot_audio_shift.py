@@ -11,8 +11,9 @@ few-shot demo never uses, built in a minute from the same engines and augmentati
   in `test` (5-way 5-shot episodes with 15 queries need 20), 5 per word in `train` and `val` (the dataset format wants
   every split; the bench only uses `test`). Deterministic: one seeded stream per word.
 
-Run: `python -m bench.fewshot_audio_shift [OUT_DIR]` (default data/audio_fewshot_shift), then
-`python -m bench.fewshot_selection --modalities audio --cross audio=data/audio_fewshot_shift:test`.
+Run: `python -m bench.fewshot_audio_shift [OUT_DIR]` (default bench/out/fewshot_audio_shift: bench data, not under
+data/, where `make data` refuses any folder no builder of data.dvc makes), then
+`python -m bench.fewshot_selection --modalities audio --cross audio=bench/out/fewshot_audio_shift:test`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import REPO
+from bench.common import OUT
 from tlops.data.build_fewshot_audio import RATE, WORDS, augment, synthesise_clip
 from tlops.data.build_keywords import require_engines
 from tlops.data.build_voice_shift import VARIANTS
@@ -79,7 +80,7 @@ def build(out_dir: Path) -> dict[str, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("out_dir", nargs="?", type=Path, default=REPO / "data" / "audio_fewshot_shift")
+    ap.add_argument("out_dir", nargs="?", type=Path, default=OUT / "fewshot_audio_shift")
     args = ap.parse_args()
     print(f"wrote {args.out_dir}: {build(args.out_dir)}")
 

@@ -12,7 +12,7 @@ Brier score) and on its query rows. Three episode sets per seed:
 - `test`: the novel test classes (the run's own test episodes), reported once per rule;
 - `cross` (with --cross MODALITY=DATA:SPLIT): episodes of another data set's classes embedded by the same backbone
   (data/text_wordnet_shift:test: example sentences of verb supersenses, where meta-training used noun hypernyms'
-  definitions; data/audio_fewshot_shift:test, built by bench/fewshot_audio_shift.py: novel words by foreign-accent
+  definitions; bench/out/fewshot_audio_shift:test, built by bench/fewshot_audio_shift.py: novel words by foreign-accent
   voices), reported once per rule.
 Every rule in `RULES` (the registered one is `meta_selection.RULE`) picks per episode; per seed: agreement with the
 per-task oracle (tie-aware: the choice's query accuracy equals the best candidate's; strict: the choice is the oracle's
