@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import OUT
-from tlops.data.build_fewshot_audio import RATE, WORDS, augment, synthesise_clip
+from tlops.data.build_fewshot_audio import WORDS, write_word_clips
 from tlops.data.build_keywords import require_engines
 from tlops.data.build_voice_shift import VARIANTS
 from tlops.data.dataset import write_split_csv
@@ -43,9 +43,13 @@ def _seed(key: str) -> int:
     return int(hashlib.sha256(f"tlops-fewshot-audio-shift-v1:{key}".encode()).hexdigest()[:8], 16)
 
 
-def build(out_dir: Path) -> dict[str, int]:
-    import soundfile as sf
+def _draw_voice(rng: np.random.Generator) -> tuple:
+    """synthesise_clip's leading arguments for one clip: a language voice + a new variant, espeak speed and pitch."""
+    voice = f"{LANGUAGES[int(rng.integers(len(LANGUAGES)))]}+{NEW_VARIANTS[int(rng.integers(len(NEW_VARIANTS)))]}"
+    return ("espeak", voice, int(rng.integers(130, 191)), int(rng.integers(25, 76)), None, 0)
 
+
+def build(out_dir: Path) -> dict[str, int]:
     assert not set(NOVEL) & set(WORDS), "the shift's words must be novel to the demo"
     assert not set(NEW_VARIANTS) & set(VARIANTS), "the shift's voice variants must be new to the demo"
     require_engines()
@@ -55,19 +59,7 @@ def build(out_dir: Path) -> dict[str, int]:
             rows = []
             for word in NOVEL:
                 rng = np.random.default_rng(_seed(f"{split}:{word}"))
-                (out_dir / "clips" / split / word).mkdir(parents=True, exist_ok=True)
-                seen: set[str] = set()
-                while len(seen) < n_clips:
-                    voice = f"{LANGUAGES[int(rng.integers(len(LANGUAGES)))]}+{NEW_VARIANTS[int(rng.integers(len(NEW_VARIANTS)))]}"
-                    raw, x = synthesise_clip("espeak", voice, int(rng.integers(130, 191)), int(rng.integers(25, 76)), None, 0,
-                                             word, Path(tmp))
-                    digest = hashlib.sha256(raw).hexdigest()
-                    if digest in seen:
-                        continue  # this voice renders the word like an earlier draw: draw another
-                    seen.add(digest)
-                    rel = f"clips/{split}/{word}/{len(seen) - 1:02d}.wav"
-                    sf.write(str(out_dir / rel), augment(x, rng), RATE, subtype="ULAW")
-                    rows.append((rel, word))
+                rows += write_word_clips(out_dir, f"clips/{split}/{word}", word, n_clips, rng, _draw_voice, Path(tmp))
             write_split_csv(out_dir / f"{split}.csv", ["path", "label"], rows)
             counts[split] = len(rows)
     (out_dir / "dataset.yaml").write_text(

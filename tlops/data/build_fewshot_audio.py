@@ -80,9 +80,28 @@ def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x + noise, -1, 1).astype(np.float32)
 
 
-def build(out_dir: Path) -> dict[str, int]:
+def write_word_clips(out_dir: Path, folder: str, word: str, n_clips: int, rng: np.random.Generator, draw, tmp: Path) -> list[tuple[str, str]]:
+    """`n_clips` clips of `word`, each voice from `draw(rng)` (synthesise_clip's leading arguments), augmented and
+    written as `folder`/NN.wav under `out_dir`; a voice that renders the word byte-identically to an earlier draw is
+    drawn again (some espeak-ng variants do). The (path, label) rows."""
     import soundfile as sf
 
+    (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    seen: set[str] = set()
+    rows = []
+    while len(seen) < n_clips:
+        raw, x = synthesise_clip(*draw(rng), word, tmp)
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest in seen:
+            continue  # this voice renders the word like an earlier draw: draw another
+        seen.add(digest)
+        rel = f"{folder}/{len(seen) - 1:02d}.wav"
+        sf.write(str(out_dir / rel), augment(x, rng), RATE, subtype="ULAW")
+        rows.append((rel, word))
+    return rows
+
+
+def build(out_dir: Path) -> dict[str, int]:
     require_engines()
     words = sorted(WORDS, key=_rank)
     counts, start = {}, 0
@@ -91,17 +110,7 @@ def build(out_dir: Path) -> dict[str, int]:
             rows = []
             for word in words[start : start + n_words]:
                 rng = np.random.default_rng(int(_rank(word)[:8], 16))  # one stream per word: rebuilds are identical
-                (out_dir / "clips" / word).mkdir(parents=True, exist_ok=True)
-                seen: set[str] = set()
-                while len(seen) < n_clips:
-                    raw, x = synthesise_clip(*draw_voice(rng), word, Path(tmp))
-                    digest = hashlib.sha256(raw).hexdigest()
-                    if digest in seen:
-                        continue  # this voice renders the word like an earlier draw: draw another
-                    seen.add(digest)
-                    rel = f"clips/{word}/{len(seen) - 1:02d}.wav"
-                    sf.write(str(out_dir / rel), augment(x, rng), RATE, subtype="ULAW")
-                    rows.append((rel, word))
+                rows += write_word_clips(out_dir, f"clips/{word}", word, n_clips, rng, draw_voice, Path(tmp))
             write_split_csv(out_dir / f"{split}.csv", ["path", "label"], rows)
             counts[split] = len(rows)
             start += n_words
