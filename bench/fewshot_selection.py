@@ -41,6 +41,7 @@ import torch
 from bench.common import OUT, REPO, save
 from tlops.config import load_config
 from tlops.pipeline import features_step, finish, train_step, validate_step
+from tlops.strategies._episodic import VAL_CANDIDATE_EPISODES
 from tlops.training import meta_selection as ms
 
 STUDY_VAL_STREAM = 2000  # validation episodes use seed + this + shots: not the run's own (seed + 1)
@@ -72,7 +73,17 @@ def episode_table(adapter, x: np.ndarray, y: np.ndarray, shots: int, queries: in
     table = {f"support_{m}": np.stack([per[n][m] for n in NAMES], 1) for m in METRICS}
     truth = torch.as_tensor(sy, dtype=torch.long)  # per support row, whether each candidate's held-out prediction is right
     table["support_rows"] = np.stack([(logits[n].argmax(-1) == truth).numpy() for n in NAMES], 1).astype(np.int8)  # (T, C, S)
-    table["query"] = np.stack([ms.episode_accuracies(n, adapter.encoder, adapter.learner, x, sampler, episodes) for n in NAMES], 1)
+    # held-out and query logits, so that candidates built from these (ensembles, `ensemble_columns`) are scored offline
+    table["support_logits"] = np.stack([logits[n].numpy() for n in NAMES], 1).astype(np.float32)  # (T, C, S, W)
+    qy = way_targets(5, queries)
+    qlog = []
+    for start in range(0, episodes, 100):
+        e = sampler.batch(start, min(100, episodes - start))
+        sy_t = torch.as_tensor(sy).expand(len(e.support), -1)
+        qlog.append(np.stack([ms.candidate_logits(n, adapter.encoder, adapter.learner, xt[e.support], sy_t, 5, xt[e.query]).numpy()
+                              for n in NAMES], 1))
+    table["query_logits"] = np.concatenate(qlog).astype(np.float32)  # (T, C, Q, W)
+    table["query"] = (table["query_logits"].argmax(-1) == qy.numpy()).mean(-1)  # = ms.episode_accuracies, per candidate
     return table
 
 
@@ -225,12 +236,14 @@ def run(modality: str, seeds: list[int], episodes: int, shots: int, overrides: l
                         for n in NAMES])
         adapter = adapter_of(result, work / f"seed{seed}" / "pkg")
         t = time.perf_counter()
-        sets = {"val": (*feats.arrays("val"), seed + STUDY_VAL_STREAM + shots),
+        sets = {"valrun": (*feats.arrays("val"), seed + 1),  # the run's own validation episodes: candidates' priors (first 50)
+                "val": (*feats.arrays("val"), seed + STUDY_VAL_STREAM + shots),
                 "test": (*feats.arrays("test"), seed + 1000 + shots)}  # 1000: episodic_eval.EVAL_STREAM
         if cross:
             sets["cross"] = (*cross_features(modality, cross, seed, work), seed + 1000 + shots)
         for name, (x, y, stream) in sets.items():
-            table = episode_table(adapter, x, y, shots, cfg.strategy.queries, episodes, stream)
+            n_ep = VAL_CANDIDATE_EPISODES if name == "valrun" else episodes
+            table = episode_table(adapter, x, y, shots, cfg.strategy.queries, n_ep, stream)
             for k, v in table.items():
                 tables[f"{modality}/{seed}/{name}/{k}"] = v
         tables[f"{modality}/{seed}/val_scores"] = val
