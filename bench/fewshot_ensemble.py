@@ -39,7 +39,7 @@ import numpy as np
 from scipy.special import log_softmax, logsumexp
 
 from bench.common import OUT
-from bench.fewshot_selection import NAMES, credible, _val
+from bench.fewshot_selection import NAMES, _lexi, _val, credible
 from tlops.training import meta_selection as ms
 
 TEMPS = ms.TEMPERATURES.numpy().astype(np.float64)
@@ -113,11 +113,27 @@ def extend(table: dict) -> dict:
 ALL = [*NAMES, *ENSEMBLES]
 
 
-def summarise(ext: dict, val: np.ndarray, cols: list[int], z: float) -> dict:
-    """The credibility rule (z; favourite = best `val` among `cols`) on one set's extended table, restricted to `cols`."""
+def shift_aware(z_shift: float, frozen: list[int]):
+    """Optional rule D: the validation favourite, unless its own support accuracy is below its validation-episode
+    accuracy by more than `z_shift` binomial standard errors of the support's n rows (the domain moved): then the frozen
+    candidate (`frozen`: column indices) best on the support rows (ties by validation accuracy, then the simpler)."""
+    def f(s, val):
+        fav = int(np.nanargmax(val))
+        acc, n = s["accuracy"], s["rows"]
+        p = (acc[:, fav] * n + 1) / (n + 2)
+        drop = (val[fav] - acc[:, fav]) / np.sqrt(p * (1 - p) / n)
+        keys = np.where(np.isin(np.arange(acc.shape[1]), frozen), np.round(acc, 9), -np.inf)
+        best = _lexi([keys, np.where(np.isfinite(keys), _val(val, len(acc)), -np.inf)])
+        return np.where(drop > z_shift + ms.TIE, best, fav)
+    return f
+
+
+def summarise(ext: dict, val: np.ndarray, cols: list[int], z: float, rule=None) -> dict:
+    """The credibility rule (z; favourite = best `val` among `cols`; or `rule`) on one set's extended table, restricted
+    to `cols`."""
     q = ext["query"][:, cols]
     s = {"accuracy": ext["accuracy"][:, cols], "rows": ext["rows"].shape[2]}
-    pick = credible(z)(s, val[cols])
+    pick = (rule or credible(z))(s, val[cols])
     chosen = q[np.arange(len(q)), pick]
     oracle_name = (q >= q.max(1, keepdims=True) - 1e-9).argmax(1)
     ceiling = int(np.argmax(np.round(q.mean(0), 9)))
@@ -221,6 +237,21 @@ def report(ext: dict, priors: dict) -> str:
                            f"{cell([r['ceiling_agreement'] for r in rs])} / {cell([r['ceiling_strict'] for r in rs])} "
                            f"({', '.join(sorted({r['ceiling_name'] for r in rs}))}) | {sum(r['overrides'] for r in rs)}/{sum(r['tasks'] for r in rs)} | "
                            + ", ".join(f"{n} {c}" for n, c in picked.items() if c) + " |")
+    out += ["", "**Optional D: a shift-aware prior** (`shift_aware`; z_shift chosen on val like the rest; chosen accuracy "
+            "mean over seeds, overrides of the favourite summed)", ""]
+    names = sorted(groups)
+    for sname in ("5 candidates (now)", chosen_set):
+        cols = list(range(len(NAMES))) + [ALL.index(e) for e in SETS[sname]]
+        frozen = [i for i, c in enumerate(cols) if ALL[c] in (*ms.FROZEN, *FROZEN_ENSEMBLES)]
+        out += [f"candidate set {sname}:", "", "| z_shift | " + " | ".join(f"{m} {n}" for m, n in names) + " | mean val accuracy |",
+                "|---:|" + "---|" * len(names) + "---:|"]
+        for zs in (1.0, 1.5, 2.0, 2.5, 3.0, 1e9):
+            rs = {k: [summarise(ext[(k[0], sd, k[1])], priors[(k[0], sd)], cols, 0, shift_aware(zs, frozen)) for sd in groups[k]]
+                  for k in names}
+            mval = np.mean([np.mean([r["chosen"] for r in rs[k]]) for k in names if k[1] == "val"])
+            out.append(f"| {zs:g} | " + " | ".join(f"{np.mean([r['chosen'] for r in rs[k]]):.3f} ({sum(r['overrides'] for r in rs[k])})"
+                                                   for k in names) + f" | {mval:.4f} |")
+        out.append("")
     return "\n".join(out)
 
 
