@@ -30,6 +30,7 @@ from tlops.pipeline import features_step, train_step
 from tlops.selection_record import SelectionRecord, selection_file
 
 METHODS = ("dann", "cdan", "mmd", "coral")
+FEATURES_COLUMNS = ("features:source_only", "features:adabn")  # a finetune run's default features-mode candidates
 
 
 def config(modality: str, method: str, seed: int, work: Path, overrides: list[str] = ()):
@@ -50,8 +51,10 @@ def run_one(cfg, feats, work: Path) -> dict:
     rec = train_step(cfg, feats, work / "train")
     seconds = time.perf_counter() - t0
     record = SelectionRecord.load(selection_file(rec))
-    adapted = next(c for c in record.candidates if c.name != "source_only")
-    return {"chosen": record.chosen, "why": record.why, "oracle_by_candidate": record.oracle,
+    # the method's own candidate (a finetune run also has features-mode ones, named features:<method>)
+    adapted = next(c for c in record.candidates if c.name != "source_only" and not c.name.startswith("features:"))
+    extra = {k: record.oracle[k] for k in FEATURES_COLUMNS if k in record.oracle}
+    return {**extra, "chosen": record.chosen, "why": record.why, "oracle_by_candidate": record.oracle,
             "source_only": record.oracle["source_only"], "adapted": record.oracle[adapted.name],
             "registered": record.oracle[record.chosen], "oracle": max(record.oracle.values()),
             "adapted_excluded": adapted.excluded, "adapted_votes": adapted.scores.get("votes"),
@@ -68,11 +71,16 @@ def summarise(runs: dict, seeds: list[int]) -> dict:
         rs = [by_seed[s] for s in seeds if s in by_seed]
         if not rs:
             continue
-        out[m] = {k: mean_std([r[k] for r in rs]) for k in ("source_only", "adapted", "registered", "oracle")}
-        out[m]["adapted_registered"] = sum(r["chosen"] != "source_only" for r in rs)
+        out[m] = {k: mean_std([r[k] for r in rs]) for k in ("source_only", "adapted", "registered", "oracle", *FEATURES_COLUMNS)
+                  if all(k in r for r in rs)}
+        out[m]["registered_by_mode"] = {mode: sum(r["chosen"].startswith("features:") == (mode == "features") for r in rs)
+                                        for mode in ("finetune", "features")}
+        out[m]["adapted_registered"] = sum(r["chosen"] not in ("source_only", "features:source_only") for r in rs)
         out[m]["adapted_excluded"] = sum(r["adapted_excluded"] is not None for r in rs)
         out[m]["registered_minus_source_only"] = statistics.mean(r["registered"] - r["source_only"] for r in rs)
         out[m]["runs"] = len(rs)
+        if all("features:source_only" in r for r in rs):  # a finetune run's other no-adaptation model
+            out[m]["registered_minus_features_source_only"] = statistics.mean(r["registered"] - r["features:source_only"] for r in rs)
     return out
 
 
@@ -108,14 +116,16 @@ def markdown(result: dict) -> str:
     """The summary as the RESULTS.md tables."""
     lines = []
     for modality, table in result["summary"].items():
-        header = ("| method | source_only | adapted (criterion only) | registered (guarded agreement) | oracle "
-                  "| adapted registered / excluded | registered - source_only |")
-        lines += [f"**{modality}**", "", header, "|---|---|---|---|---|---|---|"]
+        extra = [k for k in FEATURES_COLUMNS if all(k in t for t in table.values())]
+        header = ("| method | source_only | adapted (criterion only) | " + "".join(f"{k} | " for k in extra) +
+                  "registered (guarded agreement) | oracle | adapted registered / excluded | registered - source_only |")
+        lines += [f"**{modality}**", "", header, "|---|---|---|" + "---|" * len(extra) + "---|---|---|---|"]
         for m, t in table.items():
             def f(k: str, t: dict = t) -> str:
                 return f"{t[k]['mean']:.3f} ± {t[k]['std']:.3f}"
 
-            lines.append(f"| {m} | {f('source_only')} | {f('adapted')} | {f('registered')} | {f('oracle')} | "
+            lines.append(f"| {m} | {f('source_only')} | {f('adapted')} | " + "".join(f"{f(k)} | " for k in extra) +
+                         f"{f('registered')} | {f('oracle')} | "
                          f"{t['adapted_registered']}/{t['runs']} / {t['adapted_excluded']}/{t['runs']} | "
                          f"{100 * t['registered_minus_source_only']:+.1f} points |")
         lines.append("")

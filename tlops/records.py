@@ -107,6 +107,10 @@ class Execution(Record):
 class Candidate(Record):
     """One trained domain-adaptation run (one trade_off) at its epoch chosen by the unsupervised criterion."""
 
+    name: str | None = Field(None, description="the candidate's name in the run's selection record (e.g. source_only, dann@1, "
+                                               "features:adabn)")
+    mode: str | None = Field(None, description="features (adapter + head on the cached frozen features) or finetune (the "
+                                               "backbone trained)")
     trade_off: float
     best_epoch: int
     criterion: float = Field(description="the criterion's value at best_epoch (dev_risk: lower is better; snd, source val "
@@ -120,6 +124,7 @@ class Candidate(Record):
 class OracleChoice(Record):
     """What choosing with the target test labels would have picked (for judging the criterion only)."""
 
+    candidate: str | None = None  # its name in the selection record
     trade_off: float
     epoch: int
     test_macro_f1: float | None = None  # classification: the best target test macro-F1 of any epoch

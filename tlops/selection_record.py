@@ -10,7 +10,7 @@ markdown of bench reports all render it from here.
      "criterion": "agreement of dev, im, snd, source_val",
      "chosen": "source_only",
      "why": "one sentence",
-     "candidates": [{"name": "dann", "scores": {"dev_risk": 0.41, ...}, "excluded": "collapsed: ..." | null, "chosen": false}],
+     "candidates": [{"name": "dann", "mode": "finetune" | "features" | null, "scores": {"dev_risk": 0.41, ...}, "excluded": "collapsed: ..." | null, "chosen": false}],
      "oracle": {"dann": 0.39, "source_only": 0.40}}   # optional: labelled target metric, reported only, never used to choose
 """
 
@@ -40,6 +40,7 @@ class SelectionCandidate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
+    mode: str | None = Field(None, description="how it was trained, when a pool mixes them (domain adaptation: features or finetune)")
     scores: dict[str, float | None] = Field(default_factory=dict, description="criterion name -> value (None: not computed)")
     excluded: str | None = Field(None, description="why this candidate was dropped before the choice; None: it was eligible")
     chosen: bool = False
@@ -116,12 +117,13 @@ class SelectionRecord(BaseModel):
 
     def _rows(self) -> tuple[list[str], list[list[str]]]:
         scores = self.score_names()
-        header = ["candidate", *scores, *(["oracle (not used)"] if self.oracle else []), "status"]
+        modes = any(c.mode for c in self.candidates)
+        header = ["candidate", *(["mode"] if modes else []), *scores, *(["oracle (not used)"] if self.oracle else []), "status"]
         rows = []
         for c in self.candidates:
             status = "CHOSEN" if c.chosen else (f"excluded: {c.excluded}" if c.excluded else "eligible")
             oracle = [_fmt((self.oracle or {}).get(c.name))] if self.oracle else []
-            rows.append([c.name, *(_fmt(c.scores.get(k)) for k in scores), *oracle, status])
+            rows.append([c.name, *([_fmt(c.mode)] if modes else []), *(_fmt(c.scores.get(k)) for k in scores), *oracle, status])
         return header, rows
 
     def rich_table(self, title: str | None = None) -> Table:
@@ -133,7 +135,7 @@ class SelectionRecord(BaseModel):
         table = Table(title=escape(title or f"{_family_title(self.family)}: chose {self.chosen} ({self.criterion})"),
                       caption=escape(self.why), caption_justify="left")
         for i, h in enumerate(header):
-            table.add_column(escape(h), justify="left" if i == 0 or i == len(header) - 1 else "right")
+            table.add_column(escape(h), justify="left" if i == 0 or i == len(header) - 1 or h == "mode" else "right")
         for c, row in zip(self.candidates, rows):
             table.add_row(*(escape(v) for v in row), style="bold green" if c.chosen else ("dim" if c.excluded else None))
         return table

@@ -330,6 +330,16 @@ def test_config_errors_name_the_bad_value(tmp_path):
         config_from_dict({**base, "strategy": {"name": "domain_adapt", "lp_ft": True}})
     with pytest.raises(ConfigError, match="a non-empty list"):
         config_from_dict({**base, "strategy": {"name": "domain_adapt", "trade_off": []}})
+    with pytest.raises(ConfigError, match="features_candidates and features_epochs only apply to mode: finetune"):
+        config_from_dict({**base, "strategy": {"name": "domain_adapt", "features_candidates": ["adabn"]}})
+    with pytest.raises(ConfigError, match="strategy.features_candidates"):
+        config_from_dict({**base, "strategy": {"name": "domain_adapt", "mode": "finetune", "features_candidates": ["adabm"]}})
+    ft = {"name": "domain_adapt", "mode": "finetune", "method": "dann"}
+    assert config_from_dict({**base, "strategy": ft}).strategy.feature_methods() == ["source_only", "adabn"]  # the default
+    assert config_from_dict({**base, "strategy": {**ft, "features_candidates": False}}).strategy.feature_methods() == []
+    assert config_from_dict({**base, "strategy": {"name": "domain_adapt"}}).strategy.feature_methods() == []  # features mode
+    fs = config_from_dict({**base, "strategy": {**ft, "l2sp": 0.1, "epochs": 5, "features_epochs": 10}}).strategy.features_strategy()
+    assert (fs.mode, fs.l2sp, fs.epochs) == ("features", 0.0, 10)
 
 
 def _validate(cfg: dict):
@@ -378,17 +388,22 @@ def test_bad_target_splits_fail_validation_with_the_file_the_rows_and_the_fix(tm
         assert _validate(tiny_config(tmp_path, data, tiny_bert)).success
 
 
-def test_finetune_mode_adapts_the_backbone_and_packages_it(tmp_path, tiny_bert, monkeypatch):
-    from tlops.package import Predictor
+def _finetune_run(tmp_path, tiny_bert, **strategy):
     from tlops.pipeline import run_core
-    from tlops.selection_record import SELECTION_FILE, SelectionRecord
 
-    seen = _record_target_augmentation(monkeypatch)  # finetune mode augments the target batches as the loop does the source ones
     data = make_da_text_dataset(tmp_path / "data")
     cfg = RunConfig.model_validate(tiny_config(tmp_path, data, tiny_bert, strategy={
         "name": "domain_adapt", "mode": "finetune", "method": "cdan", "epochs": 1, "batch_size": 8, "head_lr": 1e-2,
-        "backbone_lr": 1e-3, "warmup_ratio": 0.0, "l2sp": 0.01}))
-    out = run_core(cfg, tmp_path / "work")
+        "backbone_lr": 1e-3, "warmup_ratio": 0.0, "l2sp": 0.01, **strategy}))
+    return run_core(cfg, tmp_path / "work")
+
+
+def test_finetune_mode_adapts_the_backbone_and_packages_it(tmp_path, tiny_bert, monkeypatch):
+    from tlops.package import Predictor
+    from tlops.selection_record import SELECTION_FILE, SelectionRecord
+
+    seen = _record_target_augmentation(monkeypatch)  # finetune mode augments the target batches as the loop does the source ones
+    out = _finetune_run(tmp_path, tiny_bert, features_candidates=False)  # the pool of finetune candidates only
     assert set(out.features.splits) == {"train", "val", "test", "unlabeled"}
     x, y = out.features.arrays("unlabeled")
     assert x.shape[0] == 72 and (y == -1).all()
@@ -400,6 +415,55 @@ def test_finetune_mode_adapts_the_backbone_and_packages_it(tmp_path, tiny_bert, 
     record = SelectionRecord.load(Path(out.package) / SELECTION_FILE)
     names = [c.name for c in record.candidates]
     assert names == ["source_only", "cdan@1"] and record.chosen in names, record
+    assert {c.mode for c in record.candidates} == {"finetune"}
     assert {"domain_acc", "votes"} <= set(record.candidates[1].scores) and record.candidates[1].excluded is None, record
     assert out.train.adaptation.chosen == out.train.adaptation.candidates[names.index(record.chosen)]
     assert len(Predictor(out.package).predict(["a small dog that barks at the moon"])) == 1
+
+
+def test_a_finetune_run_has_the_features_mode_candidates_in_its_pool(tmp_path, tiny_bert, monkeypatch):
+    """Issue 30: a finetune run also trains features-mode source_only and adabn on the cached features (the default),
+    every candidate scored by the same criteria on the same rows, each shown with its mode."""
+    from tlops.selection_record import SELECTION_FILE, SelectionRecord
+
+    seen = _record_target_augmentation(monkeypatch)
+    out = _finetune_run(tmp_path, tiny_bert)
+    record = SelectionRecord.load(Path(out.package if out.train.kind == "package" else Path(out.train.head_path).parent) / SELECTION_FILE)
+    names = [c.name for c in record.candidates]
+    assert names == ["source_only", "cdan@1", "features:source_only", "features:adabn"], names
+    assert [c.mode for c in record.candidates] == ["finetune", "finetune", "features", "features"]
+    assert seen == [True, True, False, False]  # cached features are never augmented
+    for c in record.candidates:  # every criterion of the agreement, per candidate: comparable across modes
+        assert {"dev_risk", "im", "snd", "val_macro_f1"} <= set(c.scores), c
+    # of the two no-adaptation models the agreement made one the baseline; the other is out of the choice, saying why
+    bases = [c for c in record.candidates if c.name in ("source_only", "features:source_only")]
+    assert sum(c.excluded is not None and c.excluded.startswith("no adaptation, not the baseline") for c in bases) == 1, bases
+    assert record.why.startswith("baseline ") and set(record.oracle) == set(names)
+    a = out.train.adaptation
+    assert [(c.name, c.mode) for c in a.candidates] == list(zip(names, ["finetune", "finetune", "features", "features"]))
+    assert a.chosen.name == record.chosen and out.train.kind == ("head" if record.chosen.startswith("features:") else "package")
+    assert "mode" in record.markdown().splitlines()[2] and "| features |" in record.markdown()
+
+
+def test_a_features_mode_candidate_chosen_in_a_finetune_run_packages_as_features_mode_does(tmp_path, tiny_bert):
+    """Source val with a 100% tolerance is the only criterion, so features:source_only becomes the baseline and nothing
+    beats it: the registered model is a head on the pretrained (not fine-tuned) backbone, and its package predicts the
+    target test split as the run scored it."""
+    from sklearn.metrics import f1_score
+
+    from tlops.package import Predictor
+    from tlops.selection_record import SELECTION_FILE, SelectionRecord
+
+    out = _finetune_run(tmp_path, tiny_bert, method="source_only", features_candidates=["source_only"], agreement=["source_val"],
+                        source_val_tolerance=1.0, l2sp=0.0)
+    assert out.train.kind == "head" and out.train.adaptation.chosen.mode == "features"
+    record = SelectionRecord.load(Path(out.package) / SELECTION_FILE)
+    assert [c.name for c in record.candidates] == ["source_only", "features:source_only"] and record.chosen == "features:source_only"
+    assert record.candidate("source_only").excluded.startswith("no adaptation, not the baseline: 1 of 1")
+    import csv
+
+    with open(tmp_path / "data" / "test.csv", newline="") as f:
+        test = list(csv.DictReader(f))
+    texts, labels = [r["text"] for r in test], [r["label"] for r in test]
+    predicted = Predictor(out.package).predict(texts)
+    assert f1_score(labels, predicted, average="macro") == pytest.approx(record.oracle["features:source_only"], abs=1e-6)

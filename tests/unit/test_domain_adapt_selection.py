@@ -117,3 +117,62 @@ def test_the_agreement_criteria_follow_the_task():
     assert labels("dann") == ["dev", "im", "snd", "source_val"]
     assert labels("mmd", "regression") == ["dev", "source_val", "iwv"]  # no class probabilities: IWV votes in their place
     assert [c[3] for c in _agreement_criteria(DomainAdaptConfig(method="dann"), "classification")] == [0.0, 0.0, 0.0, 0.05]
+
+
+def _fake_trained(features: bool, row: dict):
+    """A trained candidate as `_choose` reads it: its chosen epoch's row, and the mode that trained it."""
+    from types import SimpleNamespace
+
+    from tlops.strategies.domain_adapt import _FeaturesMode, _FinetuneMode, _Trained
+
+    loop = SimpleNamespace(state=SimpleNamespace(history=[row], best_epoch=0))
+    return _Trained(0.0, None, loop, None, None, None, object.__new__(_FeaturesMode if features else _FinetuneMode))
+
+
+def test_a_mixed_pool_picks_the_better_no_adaptation_model_as_the_baseline_by_the_same_agreement():
+    """A finetune run with features-mode candidates has two source_only models; the one the criteria prefer (2 of 4
+    for features:source_only makes it the baseline) is what every adapted candidate must beat, the other is out."""
+    from tlops.strategies.domain_adapt import DomainAdaptConfig, _choose
+
+    s = DomainAdaptConfig(mode="finetune", method="dann")
+    fine = HEALTHY | {"dev_risk": 0.5, "im": 1.0, "snd": 4.0, "val_macro_f1": 0.8}
+
+    def pool(frozen: dict, dann: dict, adabn: dict):
+        return [("source_only", _fake_trained(False, fine)), ("dann@1", _fake_trained(False, fine | dann)),
+                ("features:source_only", _fake_trained(True, fine | frozen)), ("features:adabn", _fake_trained(True, fine | adabn))]
+
+    # DEV and IM prefer the frozen backbone's source_only: it is the baseline; DANN beats the finetuned source_only on
+    # all 4 criteria but the baseline on 2 (SND, source val); adabn beats the baseline on all 4 (source val within 5%)
+    frozen = {"dev_risk": 0.4, "im": 1.2, "snd": 3.9, "val_macro_f1": 0.7}
+    _, record = _choose(s, "classification", pool(frozen, {"dev_risk": 0.45, "im": 1.1, "snd": 4.1}, {"dev_risk": 0.3, "im": 1.5,
+                                                                                                     "snd": 4.2, "val_macro_f1": 0.69}),
+                        "im", True)
+    by = {c.name: c for c in record.candidates}
+    assert record.chosen == "features:adabn" and record.why.startswith("baseline features:source_only: 2 of 4"), record.why
+    assert by["source_only"].excluded.startswith("no adaptation, not the baseline") and by["features:source_only"].excluded is None
+    assert (by["dann@1"].scores["votes"], by["features:adabn"].scores["votes"], by["features:source_only"].scores["votes"]) == (2, 4, 2)
+    assert [c.mode for c in record.candidates] == ["finetune", "finetune", "features", "features"]
+    assert "against source_only or features:source_only" in record.criterion
+    # only SND prefers the frozen one: the finetuned source_only stays the baseline, and with 4 votes over it DANN wins
+    _, record = _choose(s, "classification", pool({"dev_risk": 0.6, "im": 0.9, "snd": 4.1, "val_macro_f1": 0.7},
+                                                  {"dev_risk": 0.45, "im": 1.1, "snd": 4.1}, {"dev_risk": 0.55, "im": 0.8}), "im", True)
+    by = {c.name: c for c in record.candidates}
+    assert record.chosen == "dann@1" and record.why.startswith("baseline source_only: 1 of 4"), record.why
+    assert by["features:source_only"].excluded.startswith("no adaptation, not the baseline") and by["source_only"].excluded is None
+
+
+def test_a_tie_on_votes_and_mean_rank_goes_to_the_better_source_val():
+    """The digit shift's finetune run, seed 0 (bench/RESULTS.md, issue 30 session 14): DANN (finetuned) and adabn
+    (features) both had 3 votes and the same mean rank; the pool order picked DANN, 17.5 points below adabn on the
+    target. Source val, the one criterion measured with labels, breaks the tie."""
+    tolerant = [*CRITERIA[:3], ("source_val", "val_macro_f1", True, 0.05)]
+    scores = {"features:source_only": {"dev_risk": 0.558, "im": 1.3075, "snd": 3.786, "val_macro_f1": 0.869},
+              "dann@1": {"dev_risk": 0.089, "im": 1.317, "snd": 4.025, "val_macro_f1": 0.750},
+              "features:adabn": {"dev_risk": 0.296, "im": 1.506, "snd": 3.562, "val_macro_f1": 0.874}}
+    chosen, why, votes = agreement_choice(scores, dict.fromkeys(scores), tolerant, need=2, baseline="features:source_only")
+    assert votes["dann@1"] == votes["features:adabn"] == 3 and chosen == "features:adabn", why
+    assert why.endswith("tied on votes and mean rank with dann@1, it has the better source val")
+    swapped = {n: scores[n] for n in ("features:source_only", "features:adabn", "dann@1")}  # the pool's order no longer decides
+    assert agreement_choice(swapped, dict.fromkeys(swapped), tolerant, need=2, baseline="features:source_only")[0] == "features:adabn"
+    scores["dann@1"] |= {"dev_risk": 0.05, "im": 1.6}  # a tie on votes only (3 each; DANN ahead on 3 criteria): the mean rank decides
+    assert agreement_choice(scores, dict.fromkeys(scores), tolerant, need=2, baseline="features:source_only")[0] == "dann@1"

@@ -62,6 +62,10 @@ if TYPE_CHECKING:
     from tlops.training.objectives import ClassificationTask, RegressionTask
 
 METHODS = ("dann", "cdan", "mmd", "coral", "mcc", "adabn", "source_only")
+# a finetune run's default features-mode candidates: the no-adaptation baseline and the method that held on the demo
+# shifts, both seconds on the cached features (bench/RESULTS.md, "Domain adaptation in finetune mode, part 2")
+FEATURES_CANDIDATES = ("source_only", "adabn")
+FEATURES_PREFIX = "features:"
 NO_TRADE_OFF = ("adabn", "source_only")  # methods without an alignment loss: one model, whatever trade_off lists
 # criterion -> (the epoch row's key, higher is better); source_val: the task type's selection metric on source val
 CRITERIA = {"dev": ("dev_risk", False), "snd": ("snd", True), "iwv": ("iwv_risk", False), "im": ("im", True), "bnm": ("bnm", True)}
@@ -118,6 +122,14 @@ class DomainAdaptConfig(FinetuneConfig):
                                         "metric is no worse than source_only's by more than this fraction of it (0: only a better one)")
     collapse_max_tv: float = Field(0.5, gt=0, le=1, description="exclude an adapted candidate whose target predicted-class "
                                    "marginal is farther than this (total variation) from uniform and from the source's")
+    features_candidates: bool | list[Literal["dann", "cdan", "mmd", "coral", "mcc", "adabn", "source_only"]] | None = Field(
+        None, description="mode finetune: features-mode candidates trained in the same run on the cached frozen features "
+        "(seconds) and put in the same pool, named features:<method>, each packaged as features mode packages it (a head on "
+        "the pretrained backbone) when chosen; default (null or true): [source_only, adabn]; false or []: none (the pool "
+        "of finetune candidates only). With two source_only models the criteria's agreement picks the baseline the "
+        "others must beat. Mode features: must stay unset (its own candidates are the features-mode ones)")
+    features_epochs: int | None = Field(None, ge=1, description="mode finetune: epochs of the features-mode candidates "
+                                        "(default: epochs; they cost seconds, so they can afford the features-mode epochs)")
     epochs: int = Field(20, ge=1)
     patience: int = Field(20, ge=1)
 
@@ -140,7 +152,25 @@ class DomainAdaptConfig(FinetuneConfig):
             if bad:
                 raise ValueError(f"{bad} only apply to mode: finetune (features mode trains a bottleneck adapter + a linear "
                                  "classifier on the cached features); remove them or set mode: finetune")
+            if self.features_candidates not in (None, False, []) or self.features_epochs is not None:
+                raise ValueError("features_candidates and features_epochs only apply to mode: finetune (they add features-mode "
+                                 "candidates to a finetune run; a features-mode run's candidates are features-mode already: "
+                                 "use method, trade_off and baseline); remove them or set mode: finetune")
         return self
+
+    def feature_methods(self) -> list[str]:
+        """The methods trained as features-mode candidates beside the finetune ones (none in features mode)."""
+        if self.mode != "finetune" or self.features_candidates is False:
+            return []
+        if self.features_candidates is None or self.features_candidates is True:
+            return list(FEATURES_CANDIDATES)
+        return list(dict.fromkeys(self.features_candidates))
+
+    def features_strategy(self) -> DomainAdaptConfig:
+        """These options as a features-mode run takes them: the finetune-only ones at their defaults, `features_epochs`."""
+        return self.model_copy(update={"mode": "features", "head": "linear", "lp_ft": False, "trainable": "all", "unfreeze_every": 0,
+                                       "l2sp": 0.0, "features_candidates": None, "features_epochs": None,
+                                       "epochs": self.features_epochs or self.epochs})
 
     @classmethod
     def starter_changes(cls, strategy: dict, task: str, modality: str) -> tuple[dict, dict]:
@@ -155,6 +185,9 @@ class DomainAdaptConfig(FinetuneConfig):
         (a regression) has nothing for CDAN's conditioning and the SND / IM / BNM criteria to read."""
         if task_type(task).class_probabilities:
             return None
+        if bad := [m for m in self.feature_methods() if m in ("cdan", "mcc")]:
+            return (f"strategy.features_candidates: {', '.join(bad)} read(s) class probabilities, which a {task} has none of; "
+                    "use dann, mmd, coral, adabn or source_only")
         if self.method in ("cdan", "mcc"):
             what = "conditions the domain discriminator on" if self.method == "cdan" else "minimises the confusion between"
             return (f"strategy.method: {self.method} {what} class probabilities, which a {task} "
@@ -246,9 +279,9 @@ class _FeaturesMode:
 
     augment = False
 
-    def __init__(self, ctx: TrainContext):
-        f = ctx.features
-        self.ctx, self.s = ctx, ctx.cfg.strategy
+    def __init__(self, ctx: TrainContext, strategy: DomainAdaptConfig | None = None):
+        f = ctx.features  # `strategy`: a finetune run's options as features mode takes them (its features-mode candidates)
+        self.ctx, self.s = ctx, strategy or ctx.cfg.strategy
         self.rows = {split: f.arrays(split) for split in ("train", "val", "unlabeled", "test")}
         self.outputs = task_type(f.task).outputs(f.labels)  # classes, or 1 for a regression
         self.arrays = [a for split in ("train", "val") for a in self.rows[split]] + [self.rows["unlabeled"][0]]
@@ -400,7 +433,9 @@ class _Trained:
     mode: Any  # the _FeaturesMode / _FinetuneMode that packages it (adabn: its per-domain rows and scaler)
 
 
-SELECTION_ONLY = {"oracle", "baseline", "agreement", "agreement_votes", "collapse_max_tv", "source_val_tolerance"}  # options that do not change a trained model
+# options that do not change a trained model (features_epochs: a features-mode candidate's own options carry it as `epochs`)
+SELECTION_ONLY = {"oracle", "baseline", "agreement", "agreement_votes", "collapse_max_tv", "source_val_tolerance", "features_candidates",
+                  "features_epochs"}
 
 
 def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, s: DomainAdaptConfig, trade_off: float,
@@ -435,20 +470,24 @@ def _fit_one(ctx: TrainContext, mode: _FeaturesMode | _FinetuneMode, s: DomainAd
     return _Trained(trade_off, net, r, ckpt, task, task_type(ctx.features.task), mode)
 
 
-def _candidate(t: _Trained, key: str) -> Candidate:
+def _mode_name(t: _Trained) -> str:
+    return "features" if isinstance(t.mode, _FeaturesMode) else "finetune"
+
+
+def _candidate(t: _Trained, key: str, name: str) -> Candidate:
     row = t.loop.state.history[t.loop.state.best_epoch]
-    return Candidate(trade_off=t.trade_off, best_epoch=t.loop.state.best_epoch, criterion=row[key],
+    return Candidate(name=name, mode=_mode_name(t), trade_off=t.trade_off, best_epoch=t.loop.state.best_epoch, criterion=row[key],
                      val_metrics=t.kind.val_metrics(row), oracle_test_macro_f1=row.get("oracle_test_macro_f1"),
                      oracle_test_mae=row.get("oracle_test_mae"))
 
 
-def _oracle(runs: list[tuple[float, list[dict]]]) -> OracleChoice | None:
+def _oracle(runs: list[tuple[str, float, list[dict]]]) -> OracleChoice | None:
     """The epoch the target test labels would have picked: the highest macro-F1, or the lowest MAE of a regression."""
     for key, best in (("oracle_test_macro_f1", max), ("oracle_test_mae", min)):
-        rows = [(row[key], v, int(row["epoch"])) for v, history in runs for row in history if key in row]
+        rows = [(row[key], name, v, int(row["epoch"])) for name, v, history in runs for row in history if key in row]
         if rows:
-            value, v, epoch = best(rows, key=lambda r: r[0])
-            return OracleChoice(trade_off=v, epoch=epoch, **{key.removeprefix("oracle_"): value})
+            value, name, v, epoch = best(rows, key=lambda r: r[0])
+            return OracleChoice(candidate=name, trade_off=v, epoch=epoch, **{key.removeprefix("oracle_"): value})
     return None
 
 
@@ -475,9 +514,12 @@ def _choose(s: DomainAdaptConfig, task: str, trained: list[tuple[str, _Trained]]
 
     votes_by = _agreement_criteria(s, task)
     rows = {n: t.loop.state.history[t.loop.state.best_epoch] for n, t in trained}
+    names = [n for n, _ in trained]
+    # the no-adaptation candidates: source_only, and in a finetune run with features-mode candidates features:source_only
+    baselines = [n for n in (BASELINE, FEATURES_PREFIX + BASELINE) if n in names]
     excluded: dict[str, str | None] = {}
     for n, t in trained:
-        if n == BASELINE:
+        if n in baselines:
             excluded[n] = None  # the fallback is never excluded: its failure shows in the table
             continue
         history = t.loop.state.history[: t.loop.state.best_epoch + 1]
@@ -486,15 +528,30 @@ def _choose(s: DomainAdaptConfig, task: str, trained: list[tuple[str, _Trained]]
                                       max_tv=s.collapse_max_tv)
     shown = list(dict.fromkeys([*(k for _, k, *_ in votes_by), key, "target_top_class_share", "domain_acc"]))
     scores = {n: {k: float(rows[n][k]) for k in shown if k in rows[n]} for n, _ in trained}
-    names = [n for n, _ in trained]
-    if BASELINE in names and len(names) > 1:
+    if baselines and len(names) > 1:
         need = s.agreement_votes or _math.ceil(0.5 * len(votes_by))
         need = min(need, len(votes_by))
-        chosen, why, votes = agreement_choice(scores, excluded, votes_by, need)
+        baseline, base_why = baselines[0], ""
+        if len(baselines) == 2:
+            # two no-adaptation models (the finetuned backbone's and the frozen one's): which is better on the target is
+            # unknown without its labels, so the same agreement picks the baseline the adapted candidates must beat;
+            # features:source_only takes it when `need` criteria prefer it (with half of them, a tie goes to the frozen
+            # backbone: fine-tuning on a small source set can move the features away from the target, Kumar et al. 2022)
+            challenger = baselines[1]
+            _, _, pair = agreement_choice({n: scores[n] for n in baselines}, {}, votes_by, need)
+            v = pair[challenger]
+            baseline, other = (challenger, BASELINE) if v >= need else (BASELINE, challenger)
+            excluded[other] = (f"no adaptation, not the baseline: {v} of {len(votes_by)} criteria prefer {challenger} to "
+                               f"{BASELINE} ({need} make it the baseline), so {baseline} is")
+            base_why = f"baseline {baseline}: {v} of {len(votes_by)} criteria prefer {challenger} to {BASELINE} ({need} needed); "
+            scores[challenger]["votes"] = float(v)
+        chosen, why, votes = agreement_choice(scores, excluded, votes_by, need, baseline=baseline)
+        why = base_why + why
         rule = (f"agreement of {', '.join(label + (f' (within {tol:.0%})' if tol else '') for label, _, _, tol in votes_by)} "
-                f"against source_only ({need} of {len(votes_by)})")
+                f"against {' or '.join(baselines) + ' (the better by the same agreement)' if len(baselines) == 2 else baseline} "
+                f"({need} of {len(votes_by)})")
         for n in names:
-            if n != BASELINE:
+            if n not in baselines:
                 scores[n]["votes"] = float(votes[n])
     else:  # no baseline candidate: the epoch criterion decides among those not excluded (all, when every one is)
         pool = [n for n in names if excluded[n] is None] or names
@@ -508,8 +565,10 @@ def _choose(s: DomainAdaptConfig, task: str, trained: list[tuple[str, _Trained]]
             why += f" (flagged: {'; '.join(f'{n}: {r}' for n, r in excluded.items() if r)})"
     oracle_key = "oracle_test_macro_f1" if any("oracle_test_macro_f1" in r for r in rows.values()) else "oracle_test_mae"
     oracle = {n: float(rows[n][oracle_key]) for n in names if oracle_key in rows[n]} or None
+    modes = {n: _mode_name(t) for n, t in trained}
     record = SelectionRecord(family="domain_adaptation", criterion=rule, chosen=chosen, why=why, oracle=oracle,
-                             candidates=[SelectionCandidate(name=n, scores=scores[n], excluded=excluded[n], chosen=n == chosen) for n in names])
+                             candidates=[SelectionCandidate(name=n, mode=modes[n], scores=scores[n], excluded=excluded[n],
+                                                            chosen=n == chosen) for n in names])
     return dict(trained)[chosen], record
 
 
@@ -524,20 +583,25 @@ def train(ctx: TrainContext) -> HeadResult | PackageResult:
     mode = _FeaturesMode(ctx) if s.mode == "features" else _FinetuneMode(ctx)
     key, maximize = criterion(s.selection, ctx.features.task)
     # the candidates: source_only (the baseline, once), then the method at each trade_off value
-    runs_to_fit = ([("source_only", 0.0)] if s.baseline or s.method == "source_only" else []) + (
+    methods = ([("source_only", 0.0)] if s.baseline or s.method == "source_only" else []) + (
         [(s.method, v) for v in s.trade_offs()] if s.method not in NO_TRADE_OFF else [(s.method, 0.0)] if s.method != "source_only" else [])
+    runs_to_fit = [(mode, s, method, value, "") for method, value in methods]
+    if s.feature_methods():  # a finetune run: features-mode candidates on the cached frozen features, in the same pool
+        fs = s.features_strategy()
+        fmode = _FeaturesMode(ctx, fs)
+        runs_to_fit += [(fmode, fs, m, v, FEATURES_PREFIX) for m in s.feature_methods() for v in (fs.trade_offs() if m not in NO_TRADE_OFF else [0.0])]
     t0 = time.perf_counter()
     trained: list[tuple[str, _Trained]] = []
-    for method, value in runs_to_fit:
-        name = _name(method, value)
-        prefix = f"{method}/" if method in NO_TRADE_OFF else f"trade_off_{value:g}/"
+    for run_mode, opts, method, value, tag in runs_to_fit:
+        name = tag + _name(method, value)
+        prefix = ("features/" if tag else "") + (f"{method}/" if method in NO_TRADE_OFF else f"trade_off_{value:g}/")
         callbacks = list(ctx.callbacks) if len(runs_to_fit) == 1 else [_Prefixed(cb, prefix) for cb in ctx.callbacks]
-        trained.append((name, _fit_one(ctx, mode, s.model_copy(update={"method": method}), value, callbacks)))
+        trained.append((name, _fit_one(ctx, run_mode, opts.model_copy(update={"method": method}), value, callbacks)))
     best, record = _choose(s, ctx.features.task, trained, key, maximize)
-    candidates = [_candidate(t, key) for _, t in trained]
-    chosen = _candidate(best, key)
+    candidates = [_candidate(t, key, n) for n, t in trained]
+    chosen = _candidate(best, key, record.chosen)
     summary = AdaptationSummary(method=s.method, mode=s.mode, criterion=key, chosen=chosen, candidates=candidates,
-                                oracle=_oracle([(t.trade_off, t.loop.state.history) for _, t in trained]))
+                                oracle=_oracle([(n, t.trade_off, t.loop.state.history) for n, t in trained]))
     selection = record.save(ctx.out_dir / SELECTION_FILE)  # beside the head; copied into the package
     return best.mode.result(best.net, strategy=s.name, history=best.loop.state.history, val_metrics=chosen.val_metrics,
                        seconds=time.perf_counter() - t0, loop=loop_summary(best.loop, best.checkpoint_dir),

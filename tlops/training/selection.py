@@ -141,7 +141,7 @@ def agreement_choice(scores: dict[str, dict[str, float]], excluded: dict[str, st
     candidate that is no worse than the baseline by more than that fraction (source val: adapting may cost a little
     source accuracy, it must not cost much), the others for one that is better. An adapted candidate is credibly
     better when at least `need` criteria vote for it; among those, the most votes win, ties broken by the mean rank
-    over the criteria. Returns (chosen name, one sentence why, votes per candidate)."""
+    over the criteria, then by source val (the one criterion measured with labels, when it is one of them). Returns (chosen name, one sentence why, votes per candidate)."""
     criteria = [(c[0], c[1], c[2], c[3] if len(c) > 3 else 0.0) for c in criteria]
     base = scores[baseline]
     votes = {n: (sum(_better(s.get(k), base.get(k), hi, tol) for _, k, hi, tol in criteria) if n != baseline else 0)
@@ -166,6 +166,17 @@ def agreement_choice(scores: dict[str, dict[str, float]], excluded: dict[str, st
             ranks.append(vals.index(v) if v is not None and v in vals else len(credible))
         return float(np.mean(ranks))
 
-    chosen = min(credible, key=lambda n: (-votes[n], mean_rank(n)))
+    def source_val(n: str) -> float:  # the last tie-break: the one criterion measured with labels (source val), when it votes
+        for label, k, hi, _ in criteria:
+            v = scores[n].get(k)
+            if label == "source_val" and v is not None and np.isfinite(v):
+                return -v if hi else v
+        return 0.0
+
+    order = {n: (-votes[n], mean_rank(n), source_val(n)) for n in credible}
+    chosen = min(credible, key=lambda n: order[n])
+    tied = [n for n in credible if n != chosen and order[n][:2] == order[chosen][:2]]
+    tie = (f"; tied on votes and mean rank with {', '.join(tied)}, it has the better source val" if tied and
+           order[chosen][2] != min(order[n][2] for n in tied) else f"; tied on votes and mean rank with {', '.join(tied)}" if tied else "")
     return chosen, (f"{chosen}: {votes[chosen]} of {total} label-free criteria [{labels}] vote for it over {baseline} "
-                    f"(at least {need} needed), the most of the {len(credible)} credible candidate(s)"), votes
+                    f"(at least {need} needed), the most of the {len(credible)} credible candidate(s){tie}"), votes
