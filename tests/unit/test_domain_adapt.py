@@ -459,7 +459,7 @@ def test_a_features_mode_candidate_chosen_in_a_finetune_run_packages_as_features
     assert out.train.kind == "head" and out.train.adaptation.chosen.mode == "features"
     record = SelectionRecord.load(Path(out.package) / SELECTION_FILE)
     assert [c.name for c in record.candidates] == ["source_only", "features:source_only"] and record.chosen == "features:source_only"
-    assert record.candidate("source_only").excluded.startswith("no adaptation, not the baseline: 1 of 1")
+    assert record.candidate("source_only").excluded.startswith("no adaptation, not the baseline (features:source_only is): 1 of 1")
     import csv
 
     with open(tmp_path / "data" / "test.csv", newline="") as f:

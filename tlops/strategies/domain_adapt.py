@@ -541,8 +541,8 @@ def _choose(s: DomainAdaptConfig, task: str, trained: list[tuple[str, _Trained]]
             _, _, pair = agreement_choice({n: scores[n] for n in baselines}, {}, votes_by, need)
             v = pair[challenger]
             baseline, other = (challenger, BASELINE) if v >= need else (BASELINE, challenger)
-            excluded[other] = (f"no adaptation, not the baseline: {v} of {len(votes_by)} criteria prefer {challenger} to "
-                               f"{BASELINE} ({need} make it the baseline), so {baseline} is")
+            excluded[other] = (f"no adaptation, not the baseline ({baseline} is): {v} of {len(votes_by)} criteria prefer {challenger} "
+                               f"to {BASELINE}, {need} needed")
             base_why = f"baseline {baseline}: {v} of {len(votes_by)} criteria prefer {challenger} to {BASELINE} ({need} needed); "
             scores[challenger]["votes"] = float(v)
         chosen, why, votes = agreement_choice(scores, excluded, votes_by, need, baseline=baseline)
