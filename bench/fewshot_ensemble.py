@@ -39,10 +39,11 @@ import numpy as np
 from scipy.special import log_softmax, logsumexp
 
 from bench.common import OUT
-from bench.fewshot_selection import NAMES, _lexi, _val, credible
+from bench.fewshot_selection import _lexi, _val, credible
 from tlops.training import meta_selection as ms
 
 TEMPS = ms.TEMPERATURES.numpy().astype(np.float64)
+NAMES = list(ms.SINGLES)  # the tables' first columns (later ones: the product's own pools, `meta_selection.ENSEMBLES`)
 ENSEMBLES = {  # name -> members (all calibrated log-linear pools unless the name says otherwise)
     "ens_frozen2": ("linear_probe", "finetune_support"),
     "ens_frozen3": ("protonet0", "linear_probe", "finetune_support"),
@@ -92,6 +93,10 @@ def how_of(name: str) -> str:
 
 def extend(table: dict) -> dict:
     """A set's table with the ensembles' columns: support accuracy (T, C'), support rows (T, C', S), query (T, C')."""
+    c = len(NAMES)
+    product = {n: table["query"][:, c + i] for i, n in enumerate(ms.ENSEMBLES) if table["query"].shape[1] > c + i}
+    table = {k: (v[:, :c] if k in ("support_accuracy", "support_rows", "support_logits", "query_logits", "query") else v)
+             for k, v in table.items()}
     sl, ql = table["support_logits"], table["query_logits"]  # (T, C, S, W), (T, C, Q, W)
     t, _, s, w = sl.shape
     sy = np.repeat(np.arange(w), s // w)
@@ -107,7 +112,7 @@ def extend(table: dict) -> dict:
         acc.append(r.mean(-1, keepdims=True))
         query.append((hq.argmax(-1) == qy).mean(-1, keepdims=True))
     return {"accuracy": np.concatenate(acc, 1).astype(np.float64), "rows": np.concatenate(rows, 1), "query": np.concatenate(query, 1),
-            "temps": temps}
+            "temps": temps, "product": product}
 
 
 ALL = [*NAMES, *ENSEMBLES]
@@ -161,7 +166,7 @@ def load(path) -> tuple[dict, dict]:
         if name == "valrun":
             v = e["query"].mean(0)
             rec = tables[f"{modality}/{seed}/val_scores"]
-            assert np.allclose(v[:len(NAMES)], rec, atol=1e-6), (modality, seed, v[:len(NAMES)], rec)  # the record's priors, reproduced
+            assert np.allclose(v[:len(NAMES)], rec[:len(NAMES)], atol=1e-6), (modality, seed, v, rec)  # the record's priors, reproduced
             priors[(modality, seed)] = v
     return ext, priors
 
@@ -176,7 +181,10 @@ def report(ext: dict, priors: dict) -> str:
     for (modality, seed, name) in ext:
         if name != "valrun" and (modality, seed) in priors:
             groups.setdefault((modality, name), []).append(seed)
-    out = ["**Fixed candidates** (query accuracy, mean ± std over seeds; ensembles: calibrated log-linear pools unless named)", "",
+    same = {"ensemble": "ens3", "ensemble_all": "ens5"}  # the product's pools (`ms.ENSEMBLES`) and their offline twins
+    diffs = [float(np.abs(e["product"][n] - e["query"][:, ALL.index(same[n])]).max()) for e in ext.values() for n in e["product"]]
+    out = [f"Product pools vs their offline twins: {len(diffs)} (set, pool) pairs, largest per-episode query-accuracy difference "
+           f"{max(diffs) if diffs else float('nan'):.4f}", "", "**Fixed candidates** (query accuracy, mean ± std over seeds; ensembles: calibrated log-linear pools unless named)", "",
            "| set | " + " | ".join(ALL) + " | oracle (5) |", "|---|" + "---:|" * (len(ALL) + 1)]
     for (modality, name), seeds in sorted(groups.items()):
         per = [ext[(modality, s, name)]["query"] for s in seeds]

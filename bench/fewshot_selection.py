@@ -170,15 +170,17 @@ def shrink(metric: str, margin: float):
 def registered(s, val):
     """The product's rule, through its own function, per task."""
     out = []
+    names = NAMES[:s["accuracy"].shape[1]]  # tables written before the pooled candidates have the five singles only
     for i in range(len(s["accuracy"])):
-        scores = {n: {m: float(s[m][i, j]) for m in METRICS} for j, n in enumerate(NAMES)}
-        vals = {n: (None if np.isnan(val[j]) else float(val[j])) for j, n in enumerate(NAMES)}
-        out.append(NAMES.index(ms.choose_task(scores, vals, s["rows"])[0]))
+        scores = {n: {m: float(s[m][i, j]) for m in METRICS} for j, n in enumerate(names)}
+        vals = {n: (None if np.isnan(val[j]) else float(val[j])) for j, n in enumerate(names)}
+        out.append(names.index(ms.choose_task(scores, vals, s["rows"], order=names)[0]))
     return np.array(out)
 
 
 def summarise(table: dict, val: np.ndarray, rule) -> dict:
     q = table["query"]
+    names = NAMES[:q.shape[1]]  # tables written before the pooled candidates have the five singles only
     s = {m: table[f"support_{m}"] for m in METRICS}
     s["rows"] = table["support_rows"].shape[2] if "support_rows" in table else 25  # tables before it: 5-way 5-shot
     pick = rule(s, val)
@@ -188,11 +190,11 @@ def summarise(table: dict, val: np.ndarray, rule) -> dict:
     ceiling = int(np.argmax(np.round(q.mean(0), 9)))  # the set-level oracle: the best candidate on this set's queries
     return {"agreement": float((chosen >= q.max(1) - 1e-9).mean()), "agreement_strict": float((pick == oracle_name).mean()),
             "ceiling_agreement": float((q[:, ceiling] >= q.max(1) - 1e-9).mean()),
-            "ceiling_strict": float((oracle_name == ceiling).mean()), "ceiling_name": NAMES[ceiling],
+            "ceiling_strict": float((oracle_name == ceiling).mean()), "ceiling_name": names[ceiling],
             "overrides": int((pick != fav).sum()), "tasks": len(q),
             "chosen": float(chosen.mean()), "oracle": float(q.max(1).mean()),
-            **{n: float(q[:, i].mean()) for i, n in enumerate(NAMES)},
-            "picked": {n: int((pick == i).sum()) for i, n in enumerate(NAMES)}}
+            **{n: float(q[:, i].mean()) for i, n in enumerate(names)},
+            "picked": {n: int((pick == i).sum()) for i, n in enumerate(names)}}
 
 
 def cross_features(modality: str, spec: str, seed: int, work: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -280,7 +282,7 @@ def markdown(ev: dict, shots: int, episodes: int) -> str:
         for name, rules in sets.items():
             any_rule = next(iter(rules.values()))
             rows = list(any_rule.values())
-            fixed = " · ".join(f"{n} {cell(rows, n)}" for n in NAMES)
+            fixed = " · ".join(f"{n} {cell(rows, n)}" for n in NAMES if n in rows[0])
             head = (f"**{modality}, {name} episodes** (5-way {shots}-shot, {episodes} per seed, seeds {', '.join(map(str, any_rule))}): "
                     f"fixed candidates {fixed} · oracle per task {cell(rows, 'oracle')}")
             lines += ["", head, "",
@@ -288,7 +290,7 @@ def markdown(ev: dict, shots: int, episodes: int) -> str:
                       "|---|---:|---:|---:|---|"]
             for rule, per_seed in rules.items():
                 rs = list(per_seed.values())
-                picked = {n: sum(r["picked"][n] for r in rs) for n in NAMES}
+                picked = {n: sum(r["picked"][n] for r in rs) for n in rs[0]["picked"]}
                 lines.append(f"| {rule} | {cell(rs, 'agreement')} | {cell(rs, 'agreement_strict')} | {cell(rs, 'chosen')} | "
                              + ", ".join(f"{n} {c}" for n, c in picked.items() if c) + " |")
     return "\n".join(lines)
@@ -328,7 +330,7 @@ def verdicts(ev: dict, rule: str) -> str:
             chosen = np.array([r["chosen"] for r in rs])
             base = {n: np.array([r[n] for r in rs]) for n in ms.FROZEN}
             b = max(base, key=lambda n: base[n].mean())
-            allc = {n: np.mean([r[n] for r in rs]) for n in NAMES}
+            allc = {n: np.mean([r[n] for r in rs]) for n in NAMES if n in rs[0]}
             top = max(allc, key=allc.get)
             spread = base[b].std(ddof=1) if len(rs) > 1 else float("nan")
             diff = chosen.mean() - base[b].mean()

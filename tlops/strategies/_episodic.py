@@ -81,8 +81,9 @@ class EpisodicConfig(Strict):
                                                     "when the dataset has no support.csv")
     selection: Literal["support", "meta"] = Field("support", description="classes: which candidate is registered and served "
                                                   "(support: the validation-episode favourite among the meta-learned encoder, the "
-                                                  "frozen-feature baselines and a head fitted on the meta-learned embedding, unless "
-                                                  "another's held-out accuracy on the support set beats it by more than 2.5 "
+                                                  "frozen-feature baselines, a head fitted on the meta-learned embedding and a "
+                                                  "calibrated pools of these (meta_selection.ENSEMBLES), unless "
+                                                  "another's held-out accuracy on the support set beats it by more than 2 "
                                                   "standard errors (meta_selection.PRIOR_Z); chosen "
                                                   "again for a support set given at predict time; "
                                                   "meta: always the meta-learned encoder). selection.json records the scores either way")
@@ -348,6 +349,7 @@ def _choose_candidate(ctx: TrainContext, few, encoder: Encoder, learner, xs, sup
         excluded = {n: "the package holds the meta-trained backbone, not the frozen one this baseline uses" for n in ms.FROZEN}
     else:
         excluded = {}
+    excluded = ms.pool_exclusions(excluded)
     live = [n for n in ms.CANDIDATES if n not in excluded]
     if s.trainable:  # val rows would need the meta-trained backbone: the meta-learned encoder's validation from the loop only
         val_scores = {"meta_learned": float(val["val_episode_accuracy"])} if "val_episode_accuracy" in val else {}
@@ -355,7 +357,8 @@ def _choose_candidate(ctx: TrainContext, few, encoder: Encoder, learner, xs, sup
         xv, _ = ctx.features.arrays("val")
         sampler = few.sampler("val", seed + 1)  # the loop's validation episodes
         n_val = min(s.val_episodes, VAL_CANDIDATE_EPISODES)
-        val_scores = {n: float(ms.episode_accuracies(n, encoder, learner, xv, sampler, n_val).mean()) for n in live}
+        val_scores = {n: float(ms.episode_accuracies(n, encoder, learner, xv, sampler, n_val).mean()) for n in live
+                      if n not in ms.ENSEMBLES or s.shots >= 2}  # a pool calibrates on held-out support rows: 2 shots or more
     if inner:
         record = {"family": "meta_transfer", "criterion": "only candidate", "chosen": "meta_learned",
                   "why": "the inner loop adapts backbone groups, which only the meta-learned rule can do, so it is the one candidate.",

@@ -14,7 +14,8 @@ validation favourite is chosen unless another candidate's support accuracy beats
 lead or a large support set does), then the best on the support set is (`choose_task`; ties by validation accuracy,
 then the simpler candidate, the order of `CANDIDATES`). Accuracy with a prior was chosen among log-loss, Brier and
 accuracy rules with several tie-breaks and fixed margins, and z among a grid, on validation episodes of the text,
-image and audio demos together (bench/fewshot_selection.py; bench/RESULTS.md, "Few-shot selection", parts 2-3). A support set with one
+image and audio demos together (bench/fewshot_selection.py; bench/RESULTS.md, "Few-shot selection", parts 2-3); the
+pooled candidates and z = 2 the same way (bench/fewshot_ensemble.py; part 4). A support set with one
 row of some class cannot hold a row out: the choice then falls back to the validation-episode accuracy, and the record
 says so.
 
@@ -24,7 +25,17 @@ Candidates (each a head on the backbone features, so the registered model packag
 - `finetune_support`: a new linear head, 100 AdamW steps on the support cross-entropy (Chen et al. 2019's Baseline);
 - `meta_learned`: the meta-learned encoder adapted by its own rule (ProtoNet's prototypes, MAML's inner loop);
 - `meta_probe`: a new linear head fine-tuned on the support set on top of the meta-learned embedding (the
-  "Baseline++"/RFS family: meta-learned representation, support-fitted classifier; Tian et al. 2020).
+  "Baseline++"/RFS family: meta-learned representation, support-fitted classifier; Tian et al. 2020);
+- `ensemble` (`ENSEMBLES`): linear_probe, finetune_support and meta_probe pooled; `ensemble_all`: all five of the
+  above pooled. Each member's logits are divided by
+  its own temperature, the one of `TEMPERATURES` that minimises the log-loss of its held-out support logits (the folds
+  above: a head's logits on its own fitting rows are over-confident), and averaged: a log-linear opinion pool, the
+  normalised geometric mean of the calibrated probabilities. Calibrating first puts a fitted head's logits and another
+  head's on one scale (uncalibrated, the largest-scale member would decide); averaging logits keeps the pool linear in
+  each member's logits, so the pooled heads fold into one `ProbeHead` (`combine_heads`). Its held-out support logits
+  pool the members' held-out logits at the same temperatures (fitted on those rows: a small optimism). Added because
+  25 support rows cannot tell candidates 1 point apart, so the choice is mostly its prior, and no single candidate is
+  the best one on every demo and shift: the pool needs no such choice (bench/RESULTS.md, "Few-shot selection, part 4").
 
 One batched routine (`candidate_logits`: T support sets at once) serves the run's validation and test episodes, the
 support folds and the bench; `candidate_head` folds the same fit into a `ProbeHead` for one support set.
@@ -48,7 +59,9 @@ from tlops.training.meta import (
     prototypes,
 )
 
-CANDIDATES = ("protonet0", "linear_probe", "finetune_support", "meta_learned", "meta_probe")  # simplest first: ties go earlier
+SINGLES = ("protonet0", "linear_probe", "finetune_support", "meta_learned", "meta_probe")
+ENSEMBLES = {"ensemble": ("linear_probe", "finetune_support", "meta_probe"), "ensemble_all": SINGLES}  # pooled candidates: members
+CANDIDATES = (*SINGLES, *ENSEMBLES)  # simplest first: ties go earlier
 FROZEN = ("protonet0", "linear_probe", "finetune_support")  # on the pretrained backbone's standardised features
 DESCRIPTIONS = {
     "protonet0": "nearest prototype of the frozen features (no meta-training)",
@@ -56,10 +69,14 @@ DESCRIPTIONS = {
     "finetune_support": "new linear head fine-tuned on the support set (frozen features)",
     "meta_learned": "the meta-learned encoder adapted by its own rule",
     "meta_probe": "new linear head fine-tuned on the support set on the meta-learned embedding (Baseline++/RFS)",
+    "ensemble": "linear_probe, finetune_support and meta_probe, each calibrated on held-out support rows, logits averaged",
+    "ensemble_all": "all five single candidates, each calibrated on held-out support rows, logits averaged",
 }
 CRITERION = "support_loo_accuracy"  # a score in the record (and the criterion of records written before the log-loss rule)
 FALLBACK = "val_episode_accuracy"
-PRIOR_Z = 2.5  # how many standard errors higher another candidate's support accuracy must be to override the favourite
+PRIOR_Z = 2.0  # how many standard errors higher another candidate's support accuracy must be to override the favourite
+# (chosen on val episodes with the pooled candidates, bench/fewshot_ensemble.py: z 2 and 2.5 make the same val choices,
+# the tie goes to the smaller z, as in part 3; RESULTS "Few-shot selection, part 4")
 RULE = "support_loo_accuracy, credibility-scaled, with the validation favourite as prior"  # chosen on validation episodes
 RULES_BEFORE = ("support_loo_accuracy with the validation favourite as prior",)  # earlier records' criteria (still reselect)
 MAX_FOLDS = 5
@@ -139,6 +156,13 @@ def candidate_logits(name: str, encoder: Encoder, learner: MetaLearner, sx: torc
                      qx: torch.Tensor) -> torch.Tensor:
     """Query logits (T, Q, C) of candidate `name` fitted on T support sets (features sx (T, S, D), class indices sy (T, S))."""
     sx, qx = sx.float(), qx.float()
+    if name in ENSEMBLES:
+        if not bool((sy == sy[:1]).all()):  # support sets of different layouts: calibrated one by one
+            return torch.cat([candidate_logits(name, encoder, learner, sx[i:i + 1], sy[i:i + 1], n_classes, qx[i:i + 1])
+                              for i in range(len(sx))])
+        temps = member_temperatures(name, encoder, learner, sx, sy[0].numpy(), n_classes)
+        return pool_logits([candidate_logits(m, encoder, learner, sx, sy, n_classes, qx) for m in ENSEMBLES[name]],
+                           [temps[m] for m in ENSEMBLES[name]])
     if name == "meta_learned":
         params = encoder.params()
         onehot = F.one_hot(sy, n_classes).float()
@@ -158,6 +182,11 @@ def candidate_head(name: str, encoder: Encoder, learner: MetaLearner, x: np.ndar
     """Candidate `name` fitted on one support set (features x (S, D), class indices y), as a `ProbeHead` on the features:
     the same fit as `candidate_logits`, folded (the registered head and a support set given at predict time)."""
     xt, yt = torch.from_numpy(np.asarray(x, dtype=np.float32)), torch.as_tensor(np.asarray(y), dtype=torch.long)
+    if name in ENSEMBLES:
+        temps = member_temperatures(name, encoder, learner, xt[None], np.asarray(y), n_classes)
+        members = ENSEMBLES[name]
+        return combine_heads([candidate_head(m, encoder, learner, x, y, n_classes) for m in members],
+                             [1.0 / (len(members) * float(temps[m][0])) for m in members])
     if name == "meta_learned":
         return adapted_head(learner, encoder, xt, yt, n_classes)[0]
     w, b, space = _linear_fit(name, encoder, xt[None], yt[None], n_classes)
@@ -195,6 +224,7 @@ def heldout_logits(names: Sequence[str], encoder: Encoder, learner: MetaLearner,
     folds = support_folds(sy)
     if folds is None:
         return None
+    requested, names = list(names), list(dict.fromkeys(m for n in names for m in ENSEMBLES.get(n, (n,))))  # pools: their members
     sy_t = torch.as_tensor(sy, dtype=torch.long)
     t, s = sx.shape[0], sx.shape[1]
     out_logits = {n: torch.zeros(t, s, n_classes) for n in names}
@@ -210,7 +240,69 @@ def heldout_logits(names: Sequence[str], encoder: Encoder, learner: MetaLearner,
             logits = candidate_logits(n, encoder, learner, fit_x, fit_y, n_classes, query)
             for g, o in enumerate(out):
                 out_logits[n][:, o] = logits[g * t:(g + 1) * t]
-    return out_logits
+    for n in requested:
+        if n in ENSEMBLES:
+            temps = [fit_temperature(out_logits[m], sy) for m in ENSEMBLES[n]]
+            out_logits[n] = pool_logits([out_logits[m] for m in ENSEMBLES[n]], temps)
+    return {n: out_logits[n] for n in requested}
+
+
+def fit_temperature(logits: torch.Tensor, sy: np.ndarray) -> torch.Tensor:
+    """(T,): per support set, the temperature of `TEMPERATURES` minimising the log-loss of its held-out logits (T, S, C)."""
+    y = torch.as_tensor(sy, dtype=torch.long)
+    logits = torch.nan_to_num(logits.float(), nan=0.0, posinf=1e6, neginf=-1e6)
+    logp = (logits[None] / TEMPERATURES[:, None, None, None]).log_softmax(-1)  # (G, T, S, C)
+    nll = -logp.gather(-1, y.expand(*logp.shape[:2], -1)[..., None])[..., 0].mean(-1)
+    return TEMPERATURES[nll.argmin(0)]
+
+
+def pool_logits(logits: Sequence[torch.Tensor], temps: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The log-linear pool of members' logits (T, R, C), each divided by its per-set temperature (T,): their mean."""
+    return torch.stack([torch.nan_to_num(lg.float(), nan=0.0, posinf=1e6, neginf=-1e6) / t.reshape(-1, 1, 1)
+                        for lg, t in zip(logits, temps)]).mean(0)
+
+
+def member_temperatures(name: str, encoder: Encoder, learner: MetaLearner, sx: torch.Tensor, sy: np.ndarray,
+                        n_classes: int) -> dict[str, torch.Tensor]:
+    """{member: (T,) temperature} of pooled candidate `name` on T support sets of one layout (sy (S,)), from the members'
+    held-out support logits; a support set with a one-row class has none to calibrate on (ValueError)."""
+    logits = heldout_logits(ENSEMBLES[name], encoder, learner, sx, sy, n_classes)
+    if logits is None:
+        raise ValueError(f"{name}: a support class has a single row, so no row can be held out to calibrate the members on")
+    return {m: fit_temperature(v, sy) for m, v in logits.items()}
+
+
+def combine_heads(heads: Sequence[ProbeHead], weights: Sequence[float]) -> ProbeHead:
+    """One `ProbeHead` whose logits are sum_i weights[i] * heads[i](x), exactly: the heads (linear or MLP, one
+    standardisation) side by side. Linear heads sum into one map; beside MLP heads that map goes through 2C more hidden
+    units, since GELU(u) - GELU(-u) = u (the package format is unchanged: a linear or an MLP head)."""
+    mean, std = heads[0].mean, heads[0].std
+    if any(not (torch.equal(h.mean, mean) and torch.equal(h.std, std)) for h in heads):
+        raise ValueError("heads to combine must share one standardisation")
+    lin = [(h, a) for h, a in zip(heads, weights) if h.spec["kind"] == "linear"]
+    mlp = [(h, a) for h, a in zip(heads, weights) if h.spec["kind"] == "mlp"]
+    c, d = heads[0].spec["n_classes"], heads[0].spec["in_dim"]
+    with torch.no_grad():
+        w = sum((a * h.net[0].weight for h, a in lin), torch.zeros(c, d))
+        b = sum((a * h.net[0].bias for h, a in lin), torch.zeros(c))
+        if not mlp:
+            head = ProbeHead(d, c, kind="linear")
+            head.net[0].weight.copy_(w)
+            head.net[0].bias.copy_(b)
+        else:
+            extra = 2 * c if lin else 0
+            hidden = sum(h.spec["hidden"] for h, _ in mlp) + extra
+            head = ProbeHead(d, c, kind="mlp", hidden=hidden, dropout=0.0)
+            w1 = torch.cat([h.net[0].weight for h, _ in mlp] + ([w, -w] if lin else []))
+            b1 = torch.cat([h.net[0].bias for h, _ in mlp] + ([torch.zeros(2 * c)] if lin else []))
+            w2 = torch.cat([a * h.net[3].weight for h, a in mlp] + ([torch.eye(c), -torch.eye(c)] if lin else []), 1)
+            b2 = sum((a * h.net[3].bias for h, a in mlp), b)
+            head.net[0].weight.copy_(w1)
+            head.net[0].bias.copy_(b1)
+            head.net[3].weight.copy_(w2)
+            head.net[3].bias.copy_(b2)
+    head.set_scaler(mean, std)
+    return head.eval()
 
 
 def support_scores(names: Sequence[str], encoder: Encoder, learner: MetaLearner, sx: torch.Tensor, sy: np.ndarray,
@@ -310,10 +402,13 @@ def select(encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray,
     """The selection record (`selection.json`'s schema, shared with domain adaptation) of one support set (features x,
     class indices y): every candidate's held-out support accuracy, its validation-episode accuracy when known, the
     chosen one (`choose_task`) and why. `excluded`: candidates left out, with the reason."""
-    val_scores, excluded = dict(val_scores or {}), dict(excluded or {})
+    val_scores, excluded = dict(val_scores or {}), pool_exclusions(excluded or {})
+    y = np.asarray(y)
+    if support_folds(y) is None:  # nothing held out: nothing to calibrate a pool's members on
+        excluded |= {n: "a support class has a single row: no held-out rows to calibrate the members on"
+                     for n in ENSEMBLES if n in candidates and n not in excluded}
     live = [n for n in CANDIDATES if n in candidates and n not in excluded]
     sx = torch.from_numpy(np.asarray(x, dtype=np.float32))[None]
-    y = np.asarray(y)
     logits = heldout_logits(live, encoder, learner, sx, y, n_classes)
     per = {n: {m: float(v[0]) for m, v in heldout_metrics(lg, y).items()} for n, lg in logits.items()} if logits is not None else None
     if per is not None:
@@ -338,6 +433,16 @@ def select(encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray,
     return {"family": "meta_transfer", "criterion": criterion, "chosen": chosen, "why": why,
             "candidates": [{"name": n, "scores": scores(n), "excluded": excluded.get(n), "chosen": n == chosen}
                            for n in CANDIDATES if n in candidates]}
+
+
+def pool_exclusions(excluded: dict[str, str]) -> dict[str, str]:
+    """`excluded` (candidate -> why) and every pooled candidate with an excluded member."""
+    out = dict(excluded)
+    for n, members in ENSEMBLES.items():
+        gone = [m for m in members if m in out]
+        if gone and n not in out:
+            out[n] = f"pools {', '.join(gone)}, which {'is' if len(gone) == 1 else 'are'} excluded"
+    return out
 
 
 def reselects(record: dict[str, Any]) -> bool:
