@@ -340,6 +340,7 @@ def test_config_errors_name_the_bad_value(tmp_path):
     assert config_from_dict({**base, "strategy": {"name": "domain_adapt"}}).strategy.feature_methods() == []  # features mode
     fs = config_from_dict({**base, "strategy": {**ft, "l2sp": 0.1, "epochs": 5, "features_epochs": 10}}).strategy.features_strategy()
     assert (fs.mode, fs.l2sp, fs.epochs) == ("features", 0.0, 10)
+    assert config_from_dict({**base, "strategy": {**ft, "epochs": 5}}).strategy.features_strategy().epochs == 20  # features mode's default
 
 
 def _validate(cfg: dict):
@@ -394,7 +395,7 @@ def _finetune_run(tmp_path, tiny_bert, **strategy):
     data = make_da_text_dataset(tmp_path / "data")
     cfg = RunConfig.model_validate(tiny_config(tmp_path, data, tiny_bert, strategy={
         "name": "domain_adapt", "mode": "finetune", "method": "cdan", "epochs": 1, "batch_size": 8, "head_lr": 1e-2,
-        "backbone_lr": 1e-3, "warmup_ratio": 0.0, "l2sp": 0.01, **strategy}))
+        "backbone_lr": 1e-3, "warmup_ratio": 0.0, "l2sp": 0.01, "features_epochs": 1, **strategy}))
     return run_core(cfg, tmp_path / "work")
 
 
