@@ -134,11 +134,12 @@ class FewShotAdapter:
         names = [c["name"] for c in sel["candidates"]]
         excluded = {c["name"]: c["excluded"] for c in sel["candidates"] if c.get("excluded")}
         val = {c["name"]: c["scores"].get(ms.FALLBACK) for c in sel["candidates"]}
-        record = ms.select(self.encoder, self.learner, features, targets, n_classes, names, val, excluded)
+        temperatures: dict[str, float] = {}  # a chosen pool's members' calibration, fitted once by the choice
+        record = ms.select(self.encoder, self.learner, features, targets, n_classes, names, val, excluded, temperatures)
         self.last_selection = record
         if record["chosen"] == "meta_learned":
             return self.adapt(features, targets, n_classes)
-        return ms.candidate_head(record["chosen"], self.encoder, self.learner, features, targets, n_classes)
+        return ms.candidate_head(record["chosen"], self.encoder, self.learner, features, targets, n_classes, temperatures)
 
     def regression_head(self, features: np.ndarray, values: np.ndarray) -> ProbeHead:
         return self.adapt(features, values)

@@ -187,6 +187,12 @@ def test_the_ensemble_is_its_members_calibrated_logits_averaged_and_its_head_pac
     loaded = ProbeHead.load(head.spec, head.save(tmp_path / "head.safetensors"))
     with torch.no_grad():
         assert torch.allclose(loaded(torch.from_numpy(xq)), want, atol=1e-4)
+    fitted: dict[str, float] = {}  # what `select` hands a chosen pool's head: the same temperatures, not fitted again
+    ms.select(enc, learner, xs, ys, WAYS, ms.CANDIDATES, {}, temperatures=fitted)
+    assert all(fitted[m] == pytest.approx(temps[m]) for m in members), (fitted, temps)
+    with torch.no_grad():
+        reused = ms.candidate_head("ensemble", enc, learner, xs, ys, WAYS, fitted)(torch.from_numpy(xq))
+    assert torch.allclose(reused, want, atol=1e-4)
     pooled = ms.heldout_logits(["ensemble"], enc, learner, sx, ys, WAYS)["ensemble"]  # held-out: the same pool of held-out logits
     assert torch.allclose(pooled, torch.stack([held[m] / temps[m] for m in members]).mean(0), atol=1e-5)
 

@@ -359,13 +359,14 @@ def _choose_candidate(ctx: TrainContext, few, encoder: Encoder, learner, xs, sup
         n_val = min(s.val_episodes, VAL_CANDIDATE_EPISODES)
         val_scores = {n: float(ms.episode_accuracies(n, encoder, learner, xv, sampler, n_val).mean()) for n in live
                       if n not in ms.ENSEMBLES or s.shots >= 2}  # a pool calibrates on held-out support rows: 2 shots or more
+    temperatures: dict[str, float] = {}  # a chosen pool's members' calibration, fitted once by the choice
     if inner:
         record = {"family": "meta_transfer", "criterion": "only candidate", "chosen": "meta_learned",
                   "why": "the inner loop adapts backbone groups, which only the meta-learned rule can do, so it is the one candidate.",
                   "candidates": [{"name": n, "scores": {ms.FALLBACK: val_scores.get(n)}, "excluded": excluded.get(n),
                                   "chosen": n == "meta_learned"} for n in ms.CANDIDATES]}
     else:
-        record = ms.select(encoder, learner, xs, support_y, n_classes, ms.CANDIDATES, val_scores, excluded)
+        record = ms.select(encoder, learner, xs, support_y, n_classes, ms.CANDIDATES, val_scores, excluded, temperatures)
     if s.selection == "meta" and record["criterion"] != "only candidate":
         record = {**record, "criterion": "strategy.selection: meta", "chosen": "meta_learned",
                   "why": f"strategy.selection: meta registers the meta-learned encoder whatever the support set says (by "
@@ -389,5 +390,5 @@ def _choose_candidate(ctx: TrainContext, few, encoder: Encoder, learner, xs, sup
         record["oracle"] = oracle
     SelectionRecord.model_validate(record).save(out_dir / SELECTION_FILE)
     chosen = record["chosen"]
-    head = meta_head if chosen == "meta_learned" else ms.candidate_head(chosen, encoder, learner, xs, support_y, n_classes)
+    head = meta_head if chosen == "meta_learned" else ms.candidate_head(chosen, encoder, learner, xs, support_y, n_classes, temperatures)
     return head, report

@@ -178,15 +178,19 @@ def candidate_logits(name: str, encoder: Encoder, learner: MetaLearner, sx: torc
         return torch.bmm(q, w.transpose(1, 2)) + b[:, None, :]
 
 
-def candidate_head(name: str, encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray, n_classes: int) -> ProbeHead:
+def candidate_head(name: str, encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray, n_classes: int,
+                   temperatures: dict[str, float] | None = None) -> ProbeHead:
     """Candidate `name` fitted on one support set (features x (S, D), class indices y), as a `ProbeHead` on the features:
-    the same fit as `candidate_logits`, folded (the registered head and a support set given at predict time)."""
+    the same fit as `candidate_logits`, folded (the registered head and a support set given at predict time). A pool's
+    members' `temperatures` when `select` already fitted them on this support set (else fitted here: the same values)."""
     xt, yt = torch.from_numpy(np.asarray(x, dtype=np.float32)), torch.as_tensor(np.asarray(y), dtype=torch.long)
     if name in ENSEMBLES:
-        temps = member_temperatures(name, encoder, learner, xt[None], np.asarray(y), n_classes)
         members = ENSEMBLES[name]
+        temps = dict(temperatures or {})
+        if not all(m in temps for m in members):
+            temps = {m: float(t[0]) for m, t in member_temperatures(name, encoder, learner, xt[None], np.asarray(y), n_classes).items()}
         return combine_heads([candidate_head(m, encoder, learner, x, y, n_classes) for m in members],
-                             [1.0 / (len(members) * float(temps[m][0])) for m in members])
+                             [1.0 / (len(members) * float(temps[m])) for m in members])
     if name == "meta_learned":
         return adapted_head(learner, encoder, xt, yt, n_classes)[0]
     w, b, space = _linear_fit(name, encoder, xt[None], yt[None], n_classes)
@@ -398,10 +402,11 @@ def choose_task(scores: dict[str, dict[str, float]], val: dict[str, float | None
 
 def select(encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray, n_classes: int,
            candidates: Sequence[str], val_scores: dict[str, float | None] | None = None,
-           excluded: dict[str, str] | None = None) -> dict[str, Any]:
+           excluded: dict[str, str] | None = None, temperatures: dict[str, float] | None = None) -> dict[str, Any]:
     """The selection record (`selection.json`'s schema, shared with domain adaptation) of one support set (features x,
     class indices y): every candidate's held-out support accuracy, its validation-episode accuracy when known, the
-    chosen one (`choose_task`) and why. `excluded`: candidates left out, with the reason."""
+    chosen one (`choose_task`) and why. `excluded`: candidates left out, with the reason. `temperatures`: a dict this
+    fills with each scored single candidate's held-out temperature, for `candidate_head` of a chosen pool."""
     val_scores, excluded = dict(val_scores or {}), pool_exclusions(excluded or {})
     y = np.asarray(y)
     if support_folds(y) is None:  # nothing held out: nothing to calibrate a pool's members on
@@ -411,6 +416,8 @@ def select(encoder: Encoder, learner: MetaLearner, x: np.ndarray, y: np.ndarray,
     sx = torch.from_numpy(np.asarray(x, dtype=np.float32))[None]
     logits = heldout_logits(live, encoder, learner, sx, y, n_classes)
     per = {n: {m: float(v[0]) for m, v in heldout_metrics(lg, y).items()} for n, lg in logits.items()} if logits is not None else None
+    if temperatures is not None and logits is not None:
+        temperatures.update({n: float(fit_temperature(lg, y)[0]) for n, lg in logits.items() if n not in ENSEMBLES})
     if per is not None:
         chosen, how = choose_task(per, {n: val_scores.get(n) for n in live}, len(y))
         criterion, k = RULE, len(support_folds(y))
