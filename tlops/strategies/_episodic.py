@@ -82,7 +82,7 @@ class EpisodicConfig(Strict):
     selection: Literal["support", "meta"] = Field("support", description="classes: which candidate is registered and served "
                                                   "(support: the validation-episode favourite among the meta-learned encoder, the "
                                                   "frozen-feature baselines, a head fitted on the meta-learned embedding and a "
-                                                  "calibrated pools of these (meta_selection.ENSEMBLES), unless "
+                                                  "calibrated pool of these (meta_selection.ENSEMBLES), unless "
                                                   "another's held-out accuracy on the support set beats it by more than 2 "
                                                   "standard errors (meta_selection.PRIOR_Z); chosen "
                                                   "again for a support set given at predict time; "
