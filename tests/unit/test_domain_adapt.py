@@ -337,6 +337,7 @@ def test_config_errors_name_the_bad_value(tmp_path):
     ft = {"name": "domain_adapt", "mode": "finetune", "method": "dann"}
     assert config_from_dict({**base, "strategy": ft}).strategy.feature_methods() == ["source_only", "adabn"]  # the default
     assert config_from_dict({**base, "strategy": {**ft, "features_candidates": False}}).strategy.feature_methods() == []
+    assert config_from_dict({**base, "strategy": {**ft, "baseline": False}}).strategy.feature_methods() == ["adabn"]
     assert config_from_dict({**base, "strategy": {"name": "domain_adapt"}}).strategy.feature_methods() == []  # features mode
     fs = config_from_dict({**base, "strategy": {**ft, "l2sp": 0.1, "epochs": 5, "features_epochs": 10}}).strategy.features_strategy()
     assert (fs.mode, fs.l2sp, fs.epochs) == ("features", 0.0, 10)

@@ -126,7 +126,8 @@ class DomainAdaptConfig(FinetuneConfig):
     features_candidates: bool | list[Literal["dann", "cdan", "mmd", "coral", "mcc", "adabn", "source_only"]] | None = Field(
         None, description="mode finetune: features-mode candidates trained in the same run on the cached frozen features "
         "(seconds) and put in the same pool, named features:<method>, each packaged as features mode packages it (a head on "
-        "the pretrained backbone) when chosen; default (null or true): [source_only, adabn]; false or []: none (the pool "
+        "the pretrained backbone) when chosen; default (null or true): [source_only, adabn] ([adabn] with baseline: false); "
+        "false or []: none (the pool "
         "of finetune candidates only). With two source_only models the criteria's agreement picks the baseline the "
         "others must beat. Mode features: must stay unset (its own candidates are the features-mode ones)")
     features_epochs: int | None = Field(None, ge=1, description="mode finetune: epochs of the features-mode candidates (default: "
@@ -164,8 +165,8 @@ class DomainAdaptConfig(FinetuneConfig):
         """The methods trained as features-mode candidates beside the finetune ones (none in features mode)."""
         if self.mode != "finetune" or self.features_candidates is False:
             return []
-        if self.features_candidates is None or self.features_candidates is True:
-            return list(FEATURES_CANDIDATES)
+        if self.features_candidates is None or self.features_candidates is True:  # baseline: false drops the no-adaptation one
+            return [m for m in FEATURES_CANDIDATES if self.baseline or m != "source_only"]
         return list(dict.fromkeys(self.features_candidates))
 
     def features_strategy(self) -> DomainAdaptConfig:
