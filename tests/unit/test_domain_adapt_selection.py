@@ -159,6 +159,12 @@ def test_a_mixed_pool_picks_the_better_no_adaptation_model_as_the_baseline_by_th
     by = {c.name: c for c in record.candidates}
     assert record.chosen == "dann@1" and record.why.startswith("baseline source_only: 1 of 4"), record.why
     assert by["features:source_only"].excluded.startswith("no adaptation, not the baseline") and by["source_only"].excluded is None
+    # the votes prefer the frozen one, but the collapse guard flags it (its target predictions piled into one class)
+    # and not the finetuned one: the finetuned source_only is the baseline
+    piled = frozen | {"target_tv_uniform": 0.8, "target_tv_source": 0.8, "target_top_class_share": 0.85}
+    _, record = _choose(s, "classification", pool(piled, {"dev_risk": 0.6, "im": 0.9}, {"dev_risk": 0.55, "im": 0.8}), "im", True)
+    assert record.chosen == "source_only" and record.why.startswith("baseline source_only: features:source_only is flagged (collapsed:")
+    assert record.candidate("features:source_only").excluded.startswith("no adaptation, not the baseline (source_only is): collapsed:")
 
 
 def test_a_tie_on_votes_and_mean_rank_goes_to_the_better_source_val():

@@ -540,13 +540,21 @@ def _choose(s: DomainAdaptConfig, task: str, trained: list[tuple[str, _Trained]]
             # unknown without its labels, so the same agreement picks the baseline the adapted candidates must beat;
             # features:source_only takes it when `need` criteria prefer it (with half of them, a tie goes to the frozen
             # backbone: fine-tuning on a small source set can move the features away from the target, Kumar et al. 2022)
+            # unless the collapse guard flags exactly one of them: then the other is the baseline, whatever the votes
+            # (SND rewards target predictions piled into one class, and source val cannot see them)
             challenger = baselines[1]
             _, _, pair = agreement_choice({n: scores[n] for n in baselines}, {}, votes_by, need)
             v = pair[challenger]
             baseline, other = (challenger, BASELINE) if v >= need else (BASELINE, challenger)
-            excluded[other] = (f"no adaptation, not the baseline ({baseline} is): {v} of {len(votes_by)} criteria prefer {challenger} "
-                               f"to {BASELINE}, {need} needed")
-            base_why = f"baseline {baseline}: {v} of {len(votes_by)} criteria prefer {challenger} to {BASELINE} ({need} needed); "
+            flags = {n: collapse_reason(rows[n], [], [k for _, k, *_ in votes_by] + [key], max_tv=s.collapse_max_tv) for n in baselines}
+            if bool(flags[baseline]) and not flags[other]:
+                baseline, other = other, baseline
+                base_why = f"baseline {baseline}: {other} is flagged ({flags[other]}); "
+                excluded[other] = f"no adaptation, not the baseline ({baseline} is): {flags[other]}"
+            else:
+                base_why = f"baseline {baseline}: {v} of {len(votes_by)} criteria prefer {challenger} to {BASELINE} ({need} needed); "
+                excluded[other] = (f"no adaptation, not the baseline ({baseline} is): {v} of {len(votes_by)} criteria prefer "
+                                   f"{challenger} to {BASELINE}, {need} needed")
             scores[challenger]["votes"] = float(v)
         chosen, why, votes = agreement_choice(scores, excluded, votes_by, need, baseline=baseline)
         why = base_why + why
