@@ -187,6 +187,10 @@ def pytest_sessionstart(session):
     # (measured on the meta-learning tests); processes the tests start keep torch's default
     torch.set_num_threads(1)
     platform.processor()  # runs `uname -p` once and caches it (MLflow asks on import): not a process a unit test started
+    import matplotlib
+
+    if not any(Path(matplotlib.get_cachedir()).glob("fontlist-*.json")):  # a fresh machine (`make setup; make test-fast`)
+        import matplotlib.font_manager  # noqa: F401  builds the font cache once, running `fc-list`: not a unit test's process
 
 
 @pytest.fixture(autouse=True)
