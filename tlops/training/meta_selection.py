@@ -251,19 +251,27 @@ def heldout_logits(names: Sequence[str], encoder: Encoder, learner: MetaLearner,
     return {n: out_logits[n] for n in requested}
 
 
+def _finite(logits: torch.Tensor) -> torch.Tensor:
+    """Logits as float32 with NaN and infinities replaced by finite stand-ins (0, +-1e6)."""
+    return torch.nan_to_num(logits.float(), nan=0.0, posinf=1e6, neginf=-1e6)
+
+
+def _grid_log_probs(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log-probabilities (G, T, S, C), mean log-loss (G, T)) of finite logits (T, S, C) divided by each temperature of
+    `TEMPERATURES` (G of them), against class indices y (S,)."""
+    logp = (logits[None] / TEMPERATURES[:, None, None, None]).log_softmax(-1)
+    nll = -logp.gather(-1, y.expand(*logp.shape[:2], -1)[..., None])[..., 0].mean(-1)
+    return logp, nll
+
+
 def fit_temperature(logits: torch.Tensor, sy: np.ndarray) -> torch.Tensor:
     """(T,): per support set, the temperature of `TEMPERATURES` minimising the log-loss of its held-out logits (T, S, C)."""
-    y = torch.as_tensor(sy, dtype=torch.long)
-    logits = torch.nan_to_num(logits.float(), nan=0.0, posinf=1e6, neginf=-1e6)
-    logp = (logits[None] / TEMPERATURES[:, None, None, None]).log_softmax(-1)  # (G, T, S, C)
-    nll = -logp.gather(-1, y.expand(*logp.shape[:2], -1)[..., None])[..., 0].mean(-1)
-    return TEMPERATURES[nll.argmin(0)]
+    return TEMPERATURES[_grid_log_probs(_finite(logits), torch.as_tensor(sy, dtype=torch.long))[1].argmin(0)]
 
 
 def pool_logits(logits: Sequence[torch.Tensor], temps: Sequence[torch.Tensor]) -> torch.Tensor:
     """The log-linear pool of members' logits (T, R, C), each divided by its per-set temperature (T,): their mean."""
-    return torch.stack([torch.nan_to_num(lg.float(), nan=0.0, posinf=1e6, neginf=-1e6) / t.reshape(-1, 1, 1)
-                        for lg, t in zip(logits, temps)]).mean(0)
+    return torch.stack([_finite(lg) / t.reshape(-1, 1, 1) for lg, t in zip(logits, temps)]).mean(0)
 
 
 def member_temperatures(name: str, encoder: Encoder, learner: MetaLearner, sx: torch.Tensor, sy: np.ndarray,
@@ -328,10 +336,8 @@ def heldout_metrics(logits: torch.Tensor, sy: np.ndarray) -> dict[str, np.ndarra
     per set, from `TEMPERATURES`) that minimises it, so a nearest-prototype's squared distances and a fitted head's logits
     are compared by how well they rank the true class, not by their scale (at most log C: a flat prediction)."""
     y = torch.as_tensor(sy, dtype=torch.long)
-    logits = torch.nan_to_num(logits.float(), nan=0.0, posinf=1e6, neginf=-1e6)
-    scaled = logits[None] / TEMPERATURES[:, None, None, None]  # (G, T, S, C)
-    logp = scaled.log_softmax(-1)
-    nll = -logp.gather(-1, y.expand(*logp.shape[:2], -1)[..., None])[..., 0].mean(-1)  # (G, T)
+    logits = _finite(logits)
+    logp, nll = _grid_log_probs(logits, y)  # (G, T, S, C), (G, T)
     onehot = F.one_hot(y, logits.shape[-1]).float()
     brier = ((logp.exp() - onehot) ** 2).sum(-1).mean(-1)
     raw = -logits.log_softmax(-1).gather(-1, y.expand(logits.shape[0], -1)[..., None])[..., 0].mean(-1)
