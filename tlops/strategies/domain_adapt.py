@@ -520,13 +520,13 @@ def _choose(s: DomainAdaptConfig, task: str, trained: list[tuple[str, _Trained]]
     names = [n for n, _ in trained]
     # the no-adaptation candidates: source_only, and in a finetune run with features-mode candidates features:source_only
     baselines = [n for n in (BASELINE, FEATURES_PREFIX + BASELINE) if n in names]
+    keys = [k for _, k, *_ in votes_by] + [key]  # the criteria a candidate's row must have as finite numbers
     excluded: dict[str, str | None] = {}
     for n, t in trained:
         if n in baselines:
             excluded[n] = None  # the fallback is never excluded: its failure shows in the table
             continue
         history = t.loop.state.history[: t.loop.state.best_epoch + 1]
-        keys = [k for _, k, *_ in votes_by] + [key]
         excluded[n] = collapse_reason(rows[n], [r["train_loss_transfer"] for r in history if "train_loss_transfer" in r], keys,
                                       max_tv=s.collapse_max_tv)
     shown = list(dict.fromkeys([*(k for _, k, *_ in votes_by), key, "target_top_class_share", "domain_acc"]))
@@ -546,7 +546,7 @@ def _choose(s: DomainAdaptConfig, task: str, trained: list[tuple[str, _Trained]]
             _, _, pair = agreement_choice({n: scores[n] for n in baselines}, {}, votes_by, need)
             v = pair[challenger]
             baseline, other = (challenger, BASELINE) if v >= need else (BASELINE, challenger)
-            flags = {n: collapse_reason(rows[n], [], [k for _, k, *_ in votes_by] + [key], max_tv=s.collapse_max_tv) for n in baselines}
+            flags = {n: collapse_reason(rows[n], [], keys, max_tv=s.collapse_max_tv) for n in baselines}
             if bool(flags[baseline]) and not flags[other]:
                 baseline, other = other, baseline
                 base_why = f"baseline {baseline}: {other} is flagged ({flags[other]}); "
